@@ -1,0 +1,3 @@
+//! Analysis: ONNX models run on dedicated threads over decoded frames.
+
+pub mod runtime;

@@ -1,0 +1,183 @@
+//! Configuration: a TOML file parsed into [`Config`], checked by [`validate`], then made concrete
+//! (relative paths resolved against the file's directory) by [`load`].
+
+mod raw;
+mod size;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+pub use raw::{Camera, Config, Http, Models, Mqtt, MqttTls, Retention, Role, Site, Storage};
+pub use size::ByteSize;
+pub use validate::{FieldError, TEST_PATTERNS, redact_url, validate};
+
+/// Why a configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Syntax, unknown fields and wrong types: the TOML parser stops at the first one.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// Values of the right type that are wrong: all of them.
+    #[error("{path}: {} error{}:\n{}", errors.len(), if errors.len() == 1 { "" } else { "s" },
+        errors.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        path: PathBuf,
+        errors: Vec<FieldError>,
+    },
+}
+
+impl ConfigError {
+    /// Number of distinct problems reported.
+    pub fn count(&self) -> usize {
+        match self {
+            ConfigError::Invalid { errors, .. } => errors.len(),
+            _ => 1,
+        }
+    }
+}
+
+/// Reads, parses and validates a configuration file, then resolves relative paths against the file's
+/// directory so the agent behaves the same whatever its working directory.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut config = parse(path, &text)?;
+    let errors = validate(&config);
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            errors,
+        });
+    }
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base = std::path::absolute(base).unwrap_or_else(|_| base.to_owned());
+    config.resolve_paths(&base);
+    Ok(config)
+}
+
+/// Parses TOML text into the raw configuration, without validating values.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })
+}
+
+impl Config {
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.storage.data_dir);
+        self.storage.recordings_dir.as_mut().map(fix);
+        self.storage.evidence_dir.as_mut().map(fix);
+        self.models.dir.as_mut().map(fix);
+        self.models.ort_library.as_mut().map(fix);
+        if let Some(mqtt) = &mut self.mqtt {
+            mqtt.password_file.as_mut().map(fix);
+            if let Some(tls) = &mut mqtt.tls {
+                fix(&mut tls.ca_file);
+                tls.client_cert.as_mut().map(fix);
+                tls.client_key.as_mut().map(fix);
+            }
+        }
+        self.http.tls_cert.as_mut().map(fix);
+        self.http.tls_key.as_mut().map(fix);
+    }
+}
+
+impl Storage {
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.recordings_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("recordings"))
+    }
+
+    pub fn evidence_dir(&self) -> PathBuf {
+        self.evidence_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("evidence"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_file(rel: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+    }
+
+    /// The example documents every option; if it stops parsing, the documentation is wrong.
+    #[test]
+    fn example_config_parses_and_validates() {
+        let config =
+            load(&repo_file("config/vigil.example.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            config.mqtt.as_ref().is_some_and(|m| m.tls.is_some()),
+            "the example should show [mqtt.tls]"
+        );
+        assert!(
+            config.cameras.len() >= 3,
+            "the example should show one camera of each role"
+        );
+        for role in [Role::SettlementWindow, Role::DialysisRoom, Role::Ward] {
+            assert!(
+                config.cameras.iter().any(|c| c.role == role),
+                "no {} camera in the example",
+                role.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn demo_config_validates() {
+        load(&repo_file("config/demo.toml")).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let err = parse(
+            Path::new("x.toml"),
+            "[site]\nid = \"a\"\ndevice_id = \"b\"\ndevcie = 1\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("devcie") && text.contains("line 4"), "{text}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vigil.toml");
+        std::fs::write(
+            &file,
+            "[site]\nid = \"a\"\ndevice_id = \"b\"\n[storage]\ndata_dir = \"state\"\n",
+        )
+        .unwrap();
+        let config = load(&file).unwrap();
+        assert_eq!(config.storage.data_dir, dir.path().join("state"));
+        assert_eq!(
+            config.storage.evidence_dir(),
+            dir.path().join("state/evidence")
+        );
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let err = load(Path::new("/nonexistent/vigil.toml")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/vigil.toml"), "{err}");
+    }
+}

@@ -1,0 +1,254 @@
+//! The configuration file as written by the operator: serde structs, one per TOML table.
+//!
+//! These structs only describe shape and defaults. Everything that can be wrong with a value that has
+//! the right type (ids with slashes, polygons with two points, ports out of range…) is checked by
+//! [`super::validate`], which reports every problem at once.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::size::ByteSize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Who this box is: the ids appear in every MQTT topic and every evidence manifest.
+    pub site: Site,
+    /// Where recordings, evidence bundles and the outbox live.
+    #[serde(default)]
+    pub storage: Storage,
+    /// The cameras this box watches.
+    #[serde(default)]
+    pub cameras: Vec<Camera>,
+    /// Connection to the central platform's MQTT broker. Absent: the box runs stand-alone and keeps
+    /// every event in its outbox until a broker is configured.
+    pub mqtt: Option<Mqtt>,
+    /// The local HTTP API (ward-assistant photo uploads, roster and settlement requests).
+    #[serde(default)]
+    pub http: Http,
+    /// ONNX Runtime and the model bundle.
+    #[serde(default)]
+    pub models: Models,
+    /// How long data is kept.
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    /// Site (hospital) id, as the platform knows it. Letters, digits, `-` and `_`.
+    pub id: String,
+    /// This box's id, unique within the site. Letters, digits, `-` and `_`.
+    pub device_id: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// Root of Vigil's state. Relative paths are taken from the directory of the config file.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Recorded video segments (a size-capped ring per camera). Default: `<data_dir>/recordings`.
+    pub recordings_dir: Option<PathBuf>,
+    /// Signed evidence bundles. Default: `<data_dir>/evidence`.
+    pub evidence_dir: Option<PathBuf>,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            data_dir: default_data_dir(),
+            recordings_dir: None,
+            evidence_dir: None,
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/vigil")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Camera {
+    /// Camera id, unique on this box. Letters, digits, `-` and `_`.
+    pub id: String,
+    /// What the camera watches; decides which checks run on it.
+    pub role: Role,
+    /// Human-readable place, e.g. "Ward 3, room 12". Shown in events.
+    pub name: Option<String>,
+    /// Video source: `rtsp://[user:pass@]host[:port]/path`, `rtsps://…`, `file:///abs/path.mp4|.mkv`, or
+    /// `test://PATTERN` (a generated test pattern: smpte, ball, snow, black, white, gradient).
+    pub url: String,
+    /// Named polygons in normalised image coordinates (0..1, origin top left): beds on a ward camera,
+    /// chairs in a dialysis room. Each is a list of at least three `[x, y]` points.
+    #[serde(default)]
+    pub regions: BTreeMap<String, Vec<Vec<f64>>>,
+}
+
+/// A camera's role. Spelled in snake case in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Billing / insurance settlement counter: face at the window vs the claimed insured id.
+    SettlementWindow,
+    /// Haemodialysis room: chairs as regions, patient matched at session start, physicians seen.
+    DialysisRoom,
+    /// Inpatient room: beds as regions, roll-calls.
+    Ward,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::SettlementWindow => "settlement_window",
+            Role::DialysisRoom => "dialysis_room",
+            Role::Ward => "ward",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mqtt {
+    /// Broker host name or address.
+    pub host: String,
+    /// Broker port. Default 1883, or 8883 with `[mqtt.tls]`.
+    pub port: Option<u16>,
+    /// MQTT client id. Default: `vigil-<site>-<device>`.
+    pub client_id: Option<String>,
+    /// User name, if the broker wants one.
+    pub username: Option<String>,
+    /// File holding the password (first line). Kept out of this file so the config can be shared.
+    pub password_file: Option<PathBuf>,
+    /// Seconds between keep-alive pings.
+    #[serde(default = "default_keepalive_secs")]
+    pub keepalive_secs: u64,
+    /// Topic prefix. Topics are `<prefix>/<site>/<device>/…`.
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    /// TLS to the broker; absent means plain TCP.
+    pub tls: Option<MqttTls>,
+}
+
+fn default_keepalive_secs() -> u64 {
+    30
+}
+
+fn default_topic_prefix() -> String {
+    "vigil/v1".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttTls {
+    /// PEM file with the CA certificate(s) that sign the broker's certificate.
+    pub ca_file: PathBuf,
+    /// PEM client certificate, for brokers that authenticate clients by certificate.
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// Serve the local HTTP API.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Address and port to listen on.
+    #[serde(default = "default_http_listen")]
+    pub listen: String,
+    /// PEM certificate for HTTPS; with `tls_key`. Absent: plain HTTP (keep it on a trusted network).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            enabled: true,
+            listen: default_http_listen(),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_http_listen() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Models {
+    /// Directory of the model bundle. Default: `$VIGIL_CACHE/models`, where scripts/setup puts it.
+    pub dir: Option<PathBuf>,
+    /// The ONNX Runtime shared library. Default: `$ORT_DYLIB_PATH`, else
+    /// `$VIGIL_CACHE/onnxruntime/1.32.0/libonnxruntime.so.1.32.0`.
+    pub ort_library: Option<PathBuf>,
+    /// Threads each model may use for one inference (ONNX Runtime intra-op threads). Default 1: on a
+    /// small box, cameras are the parallelism.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+}
+
+impl Default for Models {
+    fn default() -> Self {
+        Models {
+            dir: None,
+            ort_library: None,
+            threads: default_threads(),
+        }
+    }
+}
+
+fn default_threads() -> usize {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Disk budget for each camera's recording ring; oldest segments go first. E.g. "20 GiB".
+    #[serde(default = "default_recordings_max")]
+    pub recordings_max_bytes_per_camera: ByteSize,
+    /// Days an acknowledged evidence bundle is kept. Bundles not yet delivered, or under legal hold,
+    /// are never deleted.
+    #[serde(default = "default_evidence_days")]
+    pub evidence_days: u32,
+    /// When free disk space falls below this, recordings are evicted first and the agent says so.
+    #[serde(default = "default_min_free")]
+    pub min_free_bytes: ByteSize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            recordings_max_bytes_per_camera: default_recordings_max(),
+            evidence_days: default_evidence_days(),
+            min_free_bytes: default_min_free(),
+        }
+    }
+}
+
+fn default_recordings_max() -> ByteSize {
+    ByteSize(20 << 30)
+}
+
+fn default_evidence_days() -> u32 {
+    90
+}
+
+fn default_min_free() -> ByteSize {
+    ByteSize(2 << 30)
+}

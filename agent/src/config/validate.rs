@@ -1,0 +1,514 @@
+//! Checks a parsed configuration and reports **every** problem, each naming the field path and the bad
+//! value, so an operator fixes a file in one pass. Pure: no file system, no network.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::raw::{Camera, Config, Role};
+
+/// One problem in the configuration, e.g. `cameras[2].regions.bed-7: polygon needs ≥3 points, got 2`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path of the field in the file: `site.id`, `cameras[2].url`, `cameras[0].regions.bed-7[1]`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Collects errors as validation walks the tree.
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Returns all problems found in `config`; empty when it is valid.
+pub fn validate(config: &Config) -> Vec<FieldError> {
+    let mut errors = Errors::default();
+    check_id(&mut errors, "site.id", &config.site.id);
+    check_id(&mut errors, "site.device_id", &config.site.device_id);
+    check_storage(&mut errors, config);
+
+    let mut first_use: HashMap<&str, usize> = HashMap::new();
+    for (index, camera) in config.cameras.iter().enumerate() {
+        let path = format!("cameras[{index}]");
+        check_camera(&mut errors, &path, camera);
+        if let Some(previous) = first_use.insert(&camera.id, index) {
+            // Keep pointing at the first use so a third duplicate names the same original.
+            first_use.insert(&camera.id, previous);
+            errors.add(
+                format!("{path}.id"),
+                format!(
+                    "duplicate camera id {:?}, already used by cameras[{previous}]",
+                    camera.id
+                ),
+            );
+        }
+    }
+
+    if let Some(mqtt) = &config.mqtt {
+        if mqtt.host.trim().is_empty() {
+            errors.add("mqtt.host", "must not be empty");
+        }
+        if mqtt.port == Some(0) {
+            errors.add("mqtt.port", "must be 1..65535, got 0");
+        }
+        if let Some(client_id) = &mqtt.client_id {
+            if client_id.is_empty() || client_id.len() > 128 {
+                errors.add(
+                    "mqtt.client_id",
+                    format!("must be 1..128 characters, got {}", client_id.len()),
+                );
+            }
+        }
+        if !(5..=3600).contains(&mqtt.keepalive_secs) {
+            errors.add(
+                "mqtt.keepalive_secs",
+                format!("must be 5..3600 seconds, got {}", mqtt.keepalive_secs),
+            );
+        }
+        let prefix = &mqtt.topic_prefix;
+        if prefix.is_empty()
+            || prefix.starts_with('/')
+            || prefix.ends_with('/')
+            || prefix.contains(['+', '#', '\0'])
+        {
+            errors.add(
+                "mqtt.topic_prefix",
+                format!("{prefix:?} is not a usable topic prefix (non-empty, no leading or trailing '/', no '+' or '#')"),
+            );
+        }
+        check_optional_path(
+            &mut errors,
+            "mqtt.password_file",
+            mqtt.password_file.as_deref(),
+        );
+        if let Some(tls) = &mqtt.tls {
+            check_path(&mut errors, "mqtt.tls.ca_file", &tls.ca_file);
+            check_optional_path(
+                &mut errors,
+                "mqtt.tls.client_cert",
+                tls.client_cert.as_deref(),
+            );
+            check_optional_path(
+                &mut errors,
+                "mqtt.tls.client_key",
+                tls.client_key.as_deref(),
+            );
+            match (&tls.client_cert, &tls.client_key) {
+                (Some(_), None) => errors.add(
+                    "mqtt.tls.client_key",
+                    "missing: client_cert is set, so its key is needed",
+                ),
+                (None, Some(_)) => errors.add(
+                    "mqtt.tls.client_cert",
+                    "missing: client_key is set, so its certificate is needed",
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    let http = &config.http;
+    if let Err(e) = http.listen.parse::<SocketAddr>() {
+        errors.add(
+            "http.listen",
+            format!("{:?} is not an address:port ({e})", http.listen),
+        );
+    }
+    check_optional_path(&mut errors, "http.tls_cert", http.tls_cert.as_deref());
+    check_optional_path(&mut errors, "http.tls_key", http.tls_key.as_deref());
+    match (&http.tls_cert, &http.tls_key) {
+        (Some(_), None) => errors.add(
+            "http.tls_key",
+            "missing: tls_cert is set, so its key is needed",
+        ),
+        (None, Some(_)) => errors.add(
+            "http.tls_cert",
+            "missing: tls_key is set, so its certificate is needed",
+        ),
+        _ => {}
+    }
+
+    let models = &config.models;
+    check_optional_path(&mut errors, "models.dir", models.dir.as_deref());
+    check_optional_path(
+        &mut errors,
+        "models.ort_library",
+        models.ort_library.as_deref(),
+    );
+    if !(1..=64).contains(&models.threads) {
+        errors.add(
+            "models.threads",
+            format!("must be 1..64, got {}", models.threads),
+        );
+    }
+
+    let retention = &config.retention;
+    if retention.recordings_max_bytes_per_camera.0 < 100 << 20 {
+        errors.add(
+            "retention.recordings_max_bytes_per_camera",
+            format!(
+                "must be at least 100 MiB (a few minutes of HD video), got {}",
+                retention.recordings_max_bytes_per_camera
+            ),
+        );
+    }
+    if retention.evidence_days == 0 {
+        errors.add("retention.evidence_days", "must be at least 1 day, got 0");
+    }
+
+    errors.0
+}
+
+/// Ids appear in MQTT topics and file names: keep them to a safe alphabet.
+fn check_id(errors: &mut Errors, path: &str, id: &str) {
+    if id.is_empty() {
+        errors.add(path, "must not be empty");
+    } else if id.len() > 64 {
+        errors.add(path, format!("{id:?} is longer than 64 characters"));
+    } else if let Some(bad) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        errors.add(
+            path,
+            format!("{id:?} contains {bad:?}; use letters, digits, '-' and '_' only"),
+        );
+    }
+}
+
+fn check_path(errors: &mut Errors, path: &str, value: &Path) {
+    if value.as_os_str().is_empty() {
+        errors.add(path, "must not be empty");
+    }
+}
+
+fn check_optional_path(errors: &mut Errors, path: &str, value: Option<&Path>) {
+    if let Some(value) = value {
+        check_path(errors, path, value);
+    }
+}
+
+fn check_storage(errors: &mut Errors, config: &Config) {
+    let storage = &config.storage;
+    check_path(errors, "storage.data_dir", &storage.data_dir);
+    check_optional_path(
+        errors,
+        "storage.recordings_dir",
+        storage.recordings_dir.as_deref(),
+    );
+    check_optional_path(
+        errors,
+        "storage.evidence_dir",
+        storage.evidence_dir.as_deref(),
+    );
+}
+
+/// Patterns of GStreamer's `videotestsrc` offered as `test://PATTERN`.
+pub const TEST_PATTERNS: &[&str] = &["smpte", "ball", "snow", "black", "white", "gradient"];
+
+fn check_camera(errors: &mut Errors, path: &str, camera: &Camera) {
+    check_id(errors, &format!("{path}.id"), &camera.id);
+    check_source_url(errors, &format!("{path}.url"), &camera.url);
+
+    if camera.role == Role::Ward && camera.regions.is_empty() {
+        errors.add(
+            format!("{path}.regions"),
+            "a ward camera needs at least one bed region; none given",
+        );
+    }
+    for (name, points) in &camera.regions {
+        let region_path = format!("{path}.regions.{name}");
+        check_id(errors, &region_path, name);
+        check_polygon(errors, &region_path, points);
+    }
+}
+
+fn check_source_url(errors: &mut Errors, path: &str, url: &str) {
+    let shown = redact_url(url);
+    let Some((scheme, rest)) = url.split_once("://") else {
+        errors.add(
+            path,
+            format!("{shown:?} is not a URL; expected rtsp://, rtsps://, file:// or test://"),
+        );
+        return;
+    };
+    match scheme {
+        "rtsp" | "rtsps" => {
+            let authority = rest.split('/').next().unwrap_or("");
+            let host = authority.rsplit('@').next().unwrap_or("");
+            let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+            if host.is_empty() {
+                errors.add(path, format!("{shown:?} has no host"));
+            }
+        }
+        "file" => {
+            if !rest.starts_with('/') {
+                errors.add(
+                    path,
+                    format!("{shown:?} must name an absolute path (file:///path/to/clip.mp4)"),
+                );
+            } else {
+                let lower = rest.to_ascii_lowercase();
+                if ![".mp4", ".m4v", ".mov", ".mkv"]
+                    .iter()
+                    .any(|ext| lower.ends_with(ext))
+                {
+                    errors.add(path, format!("{shown:?}: file sources must be MP4 or Matroska (.mp4, .m4v, .mov, .mkv)"));
+                }
+            }
+        }
+        "test" => {
+            if !TEST_PATTERNS.contains(&rest) {
+                errors.add(
+                    path,
+                    format!(
+                        "{shown:?}: unknown test pattern {rest:?}; one of {}",
+                        TEST_PATTERNS.join(", ")
+                    ),
+                );
+            }
+        }
+        other => errors.add(
+            path,
+            format!("{shown:?}: unsupported scheme {other:?}; use rtsp, rtsps, file or test"),
+        ),
+    }
+}
+
+/// The URL with any password replaced, for errors and logs: camera credentials never reach a log.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+fn check_polygon(errors: &mut Errors, path: &str, points: &[Vec<f64>]) {
+    if points.len() < 3 {
+        errors.add(
+            path,
+            format!("polygon needs ≥3 points, got {}", points.len()),
+        );
+        return;
+    }
+    let mut usable = true;
+    for (i, point) in points.iter().enumerate() {
+        if point.len() != 2 {
+            errors.add(
+                format!("{path}[{i}]"),
+                format!("a point is [x, y], got {} numbers", point.len()),
+            );
+            usable = false;
+        } else if let Some(v) = point.iter().find(|v| !(0.0..=1.0).contains(*v)) {
+            errors.add(
+                format!("{path}[{i}]"),
+                format!("coordinates are normalised to 0..1, got {v} in {point:?}"),
+            );
+            usable = false;
+        }
+    }
+    if !usable {
+        return;
+    }
+    let pts: Vec<(f64, f64)> = points.iter().map(|p| (p[0], p[1])).collect();
+    let area = shoelace_area(&pts);
+    if area < 1e-4 {
+        errors.add(path, format!("polygon has no area ({area:.6} of the image); are the points in a line or repeated?"));
+    } else if let Some((a, b)) = first_self_intersection(&pts) {
+        errors.add(path, format!("polygon crosses itself (edge {a} crosses edge {b}); list the points in order around the region"));
+    }
+}
+
+fn shoelace_area(pts: &[(f64, f64)]) -> f64 {
+    let n = pts.len();
+    let twice: f64 = (0..n)
+        .map(|i| {
+            let (x1, y1) = pts[i];
+            let (x2, y2) = pts[(i + 1) % n];
+            x1 * y2 - x2 * y1
+        })
+        .sum();
+    twice.abs() / 2.0
+}
+
+/// Edges i and j (edge k joins point k to point k+1) that properly cross, if any.
+fn first_self_intersection(pts: &[(f64, f64)]) -> Option<(usize, usize)> {
+    let n = pts.len();
+    let edge = |k: usize| (pts[k], pts[(k + 1) % n]);
+    for i in 0..n {
+        for j in i + 1..n {
+            // Adjacent edges share a point; that is not a crossing.
+            if j == i + 1 || (i == 0 && j == n - 1) {
+                continue;
+            }
+            let (a, b) = edge(i);
+            let (c, d) = edge(j);
+            if segments_cross(a, b, c, d) {
+                return Some((i, j));
+            }
+        }
+    }
+    None
+}
+
+fn segments_cross(a: (f64, f64), b: (f64, f64), c: (f64, f64), d: (f64, f64)) -> bool {
+    let orient = |p: (f64, f64), q: (f64, f64), r: (f64, f64)| {
+        (q.0 - p.0) * (r.1 - p.1) - (q.1 - p.1) * (r.0 - p.0)
+    };
+    let (o1, o2) = (orient(a, b, c), orient(a, b, d));
+    let (o3, o4) = (orient(c, d, a), orient(c, d, b));
+    o1 * o2 < 0.0 && o3 * o4 < 0.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Config {
+        toml::from_str(text).expect("test config parses")
+    }
+
+    const MINIMAL: &str = r#"
+        [site]
+        id = "hosp-01"
+        device_id = "edge-01"
+    "#;
+
+    #[test]
+    fn minimal_config_is_valid() {
+        assert_eq!(validate(&parse(MINIMAL)), vec![]);
+    }
+
+    #[test]
+    fn reports_every_error_with_its_path() {
+        let config = parse(
+            r#"
+            [site]
+            id = "hosp/01"
+            device_id = ""
+
+            [[cameras]]
+            id = "w1"
+            role = "ward"
+            url = "rtsp://admin:hunter2@/stream"
+
+            [[cameras]]
+            id = "w1"
+            role = "dialysis_room"
+            url = "file://relative.mp4"
+            [cameras.regions]
+            chair-1 = [[0.1, 0.1], [0.2, 0.1]]
+            chair-2 = [[0.1, 0.1], [1.5, 0.1], [0.2, 0.3]]
+
+            [mqtt]
+            host = ""
+            keepalive_secs = 1
+
+            [http]
+            listen = "localhost"
+
+            [models]
+            threads = 0
+            "#,
+        );
+        let errors: Vec<String> = validate(&config).iter().map(ToString::to_string).collect();
+        let expected = [
+            "site.id: \"hosp/01\" contains '/'",
+            "site.device_id: must not be empty",
+            "cameras[0].url: \"rtsp://admin:***@/stream\" has no host",
+            "cameras[0].regions: a ward camera needs at least one bed region",
+            "cameras[1].url: \"file://relative.mp4\" must name an absolute path",
+            "cameras[1].regions.chair-1: polygon needs ≥3 points, got 2",
+            "cameras[1].regions.chair-2[1]: coordinates are normalised to 0..1, got 1.5",
+            "cameras[1].id: duplicate camera id \"w1\", already used by cameras[0]",
+            "mqtt.host: must not be empty",
+            "mqtt.keepalive_secs: must be 5..3600 seconds, got 1",
+            "http.listen: \"localhost\" is not an address:port",
+            "models.threads: must be 1..64, got 0",
+        ];
+        for want in expected {
+            assert!(
+                errors.iter().any(|e| e.starts_with(want)),
+                "missing {want:?} in {errors:#?}"
+            );
+        }
+        assert_eq!(
+            errors.len(),
+            expected.len(),
+            "unexpected extra errors: {errors:#?}"
+        );
+        assert!(
+            !errors.iter().any(|e| e.contains("hunter2")),
+            "a password leaked into an error: {errors:#?}"
+        );
+    }
+
+    #[test]
+    fn rejects_degenerate_and_crossing_polygons() {
+        let mut errors = Errors::default();
+        check_polygon(
+            &mut errors,
+            "r",
+            &[vec![0.1, 0.1], vec![0.2, 0.2], vec![0.3, 0.3]],
+        );
+        // A lopsided bow tie (a symmetric one has zero area): edges 1 and 3 cross.
+        check_polygon(
+            &mut errors,
+            "r",
+            &[
+                vec![0.1, 0.1],
+                vec![0.9, 0.1],
+                vec![0.2, 0.9],
+                vec![0.9, 0.6],
+            ],
+        );
+        // A proper rectangle, points in order.
+        check_polygon(
+            &mut errors,
+            "r",
+            &[
+                vec![0.1, 0.1],
+                vec![0.9, 0.1],
+                vec![0.9, 0.9],
+                vec![0.1, 0.9],
+            ],
+        );
+        let messages: Vec<_> = errors.0.iter().map(|e| e.message.clone()).collect();
+        assert_eq!(messages.len(), 2, "{messages:#?}");
+        assert!(messages[0].contains("no area"));
+        assert!(
+            messages[1].contains("edge 1 crosses edge 3"),
+            "{messages:#?}"
+        );
+    }
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(redact_url("rtsp://u:p@cam:554/s"), "rtsp://u:***@cam:554/s");
+        assert_eq!(redact_url("rtsp://cam/s"), "rtsp://cam/s");
+        assert_eq!(redact_url("rtsp://u:p@ss@cam/s"), "rtsp://u:***@cam/s");
+    }
+}

@@ -1,0 +1,8 @@
+//! Vigil: an edge agent that watches hospital cameras for insurance fraud and delivers signed evidence.
+//!
+//! The pipeline (DESIGN.md section 3) is one module per stage; `app` wires them together.
+
+pub mod analyze;
+pub mod app;
+pub mod cache;
+pub mod config;
