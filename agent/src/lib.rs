@@ -5,4 +5,5 @@
 pub mod analyze;
 pub mod app;
 pub mod cache;
+pub mod commands;
 pub mod config;

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use vigil::{analyze::runtime, app, config};
+use vigil::analyze::{Models, bundle, runtime};
+use vigil::{app, commands, config};
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +47,52 @@ enum Command {
         /// Configuration file.
         file: PathBuf,
     },
+    /// Detect faces and persons in images; print one JSON object per image.
+    Detect {
+        /// Configuration file (model settings); default settings without it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Also write each image with boxes drawn (faces green with landmarks red, persons blue) here.
+        #[arg(long, value_name = "DIR")]
+        annotate: Option<PathBuf>,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Compare the largest faces of two images: embedding distance and same / different person.
+    Compare {
+        /// Configuration file (model settings, faces.match_distance); default settings without it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        a: PathBuf,
+        b: PathBuf,
+    },
+    /// Measurements (not tests): face-matching accuracy, model speed.
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Accuracy on a labelled pair list (`a,b,same|different` per line; paths relative to the list).
+    Faces {
+        #[arg(long)]
+        pairs: PathBuf,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Median time per model call and per detect+align+embed on one image.
+    Models {
+        /// An image with a face in it.
+        #[arg(long)]
+        image: PathBuf,
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
+        /// ONNX Runtime intra-op threads per model (overrides the config).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,6 +109,99 @@ fn main() -> ExitCode {
     match command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Run { config } => run(&config),
+        Command::Detect {
+            config,
+            annotate,
+            images,
+        } => with_models(config.as_deref(), None, |models, _| {
+            let failed = commands::detect::detect(models, &images, annotate.as_deref())?;
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }),
+        Command::Compare { config, a, b } => {
+            with_models(config.as_deref(), None, |models, settings| {
+                let c = commands::detect::compare(models, &a, &b, settings.faces.match_distance)?;
+                let verdict = if c.same_person {
+                    "same person"
+                } else {
+                    "different people"
+                };
+                println!(
+                    "distance {:.4}: {verdict} (threshold {})",
+                    c.distance, c.threshold
+                );
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Bench(Bench::Faces { pairs, config }) => {
+            with_models(config.as_deref(), None, |models, settings| {
+                let pairs = commands::bench::read_pairs(&pairs)?;
+                let report = commands::bench::faces(models, &pairs, settings.faces.match_distance);
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Bench(Bench::Models {
+            image,
+            runs,
+            threads,
+            config,
+        }) => with_models(config.as_deref(), threads, |models, settings| {
+            let report =
+                commands::bench::models(models, &image, runs.max(1), settings.models.threads)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }),
+    }
+}
+
+/// Settings the model commands use: from a config file when given, else the defaults.
+struct ModelSettings {
+    models: config::Models,
+    faces: config::Faces,
+    persons: config::Persons,
+}
+
+fn with_models(
+    file: Option<&std::path::Path>,
+    threads: Option<usize>,
+    body: impl FnOnce(&mut Models, &ModelSettings) -> anyhow::Result<ExitCode>,
+) -> ExitCode {
+    let mut settings = match file.map(config::load).transpose() {
+        Ok(Some(c)) => ModelSettings {
+            models: c.models,
+            faces: c.faces,
+            persons: c.persons,
+        },
+        Ok(None) => ModelSettings {
+            models: Default::default(),
+            faces: Default::default(),
+            persons: Default::default(),
+        },
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(threads) = threads {
+        settings.models.threads = threads;
+    }
+    let mut models = match Models::load(&settings.models, &settings.faces, &settings.persons) {
+        Ok(models) => models,
+        Err(e) => {
+            eprintln!("vigil: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match body(&mut models, &settings) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vigil: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -114,6 +254,17 @@ fn print_version() {
         ),
         Err(e) => println!("onnxruntime unusable: {e}"),
     }
+    let manifest = bundle::manifest();
+    let names: Vec<&str> = manifest.models.iter().map(|m| m.name.as_str()).collect();
+    let status = match bundle::Bundle::open(&bundle::Bundle::default_dir()) {
+        Ok(b) => format!("verified in {}", b.dir.display()),
+        Err(e) => format!("not usable: {e}"),
+    };
+    println!(
+        "models {} ({}): {status}",
+        manifest.bundle,
+        names.join(", ")
+    );
 }
 
 fn init_logging(format: LogFormat, level: Option<&str>) {

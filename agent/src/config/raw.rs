@@ -32,6 +32,12 @@ pub struct Config {
     /// ONNX Runtime and the model bundle.
     #[serde(default)]
     pub models: Models,
+    /// Face detection and matching.
+    #[serde(default)]
+    pub faces: Faces,
+    /// Person detection (bed and chair occupancy).
+    #[serde(default)]
+    pub persons: Persons,
     /// How long data is kept.
     #[serde(default)]
     pub retention: Retention,
@@ -214,6 +220,64 @@ impl Default for Models {
 
 fn default_threads() -> usize {
     1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faces {
+    /// Two faces are the same person when the Euclidean distance of their embeddings is below this.
+    /// dlib's model separates people at 0.6; see docs/benchmarks.md for the distributions measured.
+    #[serde(default = "default_match_distance")]
+    pub match_distance: f32,
+    /// CenterFace heatmap score (0..1) above which a face is reported.
+    #[serde(default = "default_face_threshold")]
+    pub detector_threshold: f32,
+    /// Frames are scaled so their longest side is at most this many pixels before face detection
+    /// (smaller is faster; faces under ~10 px at that scale are missed).
+    #[serde(default = "default_face_max_side")]
+    pub detector_max_side: u32,
+}
+
+impl Default for Faces {
+    fn default() -> Self {
+        Faces {
+            match_distance: default_match_distance(),
+            detector_threshold: default_face_threshold(),
+            detector_max_side: default_face_max_side(),
+        }
+    }
+}
+
+fn default_match_distance() -> f32 {
+    0.6
+}
+
+fn default_face_threshold() -> f32 {
+    0.5
+}
+
+fn default_face_max_side() -> u32 {
+    640
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Persons {
+    /// NanoDet person score (0..1) above which a person is reported.
+    #[serde(default = "default_person_threshold")]
+    pub detector_threshold: f32,
+}
+
+impl Default for Persons {
+    fn default() -> Self {
+        Persons {
+            detector_threshold: default_person_threshold(),
+        }
+    }
+}
+
+fn default_person_threshold() -> f32 {
+    0.35
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -157,6 +157,33 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
         );
     }
 
+    let faces = &config.faces;
+    if !(faces.match_distance > 0.0 && faces.match_distance < 2.0) {
+        errors.add(
+            "faces.match_distance",
+            format!(
+                "must be between 0 and 2 (dlib's model uses 0.6), got {}",
+                faces.match_distance
+            ),
+        );
+    }
+    check_score(
+        &mut errors,
+        "faces.detector_threshold",
+        faces.detector_threshold,
+    );
+    if !(64..=4096).contains(&faces.detector_max_side) {
+        errors.add(
+            "faces.detector_max_side",
+            format!("must be 64..4096 pixels, got {}", faces.detector_max_side),
+        );
+    }
+    check_score(
+        &mut errors,
+        "persons.detector_threshold",
+        config.persons.detector_threshold,
+    );
+
     let retention = &config.retention;
     if retention.recordings_max_bytes_per_camera.0 < 100 << 20 {
         errors.add(
@@ -187,6 +214,15 @@ fn check_id(errors: &mut Errors, path: &str, id: &str) {
         errors.add(
             path,
             format!("{id:?} contains {bad:?}; use letters, digits, '-' and '_' only"),
+        );
+    }
+}
+
+fn check_score(errors: &mut Errors, path: &str, value: f32) {
+    if !(value > 0.0 && value < 1.0) {
+        errors.add(
+            path,
+            format!("must be a score strictly between 0 and 1, got {value}"),
         );
     }
 }

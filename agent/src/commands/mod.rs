@@ -1,0 +1,4 @@
+//! Operator commands beyond `run`: models on still images and benchmarks.
+
+pub mod bench;
+pub mod detect;
