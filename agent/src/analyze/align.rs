@@ -170,11 +170,14 @@ pub fn extract_chip(img: &RgbImage, landmarks: &[[f32; 2]; 5]) -> RgbImage {
     let (w, h) = (img.width() as i64, img.height() as i64);
     let src = img.as_raw();
     let sample = |x: f64, y: f64, out: &mut [f64; 3]| {
-        // Bilinear with edge clamping; pixel centres at integer coordinates.
+        // Bilinear, pixel centres at integer coordinates; outside the image is black, as in dlib's
+        // chips (a face cut by the frame edge must not be completed with smeared edge pixels).
         let (x0, y0) = (x.floor(), y.floor());
         let (fx, fy) = (x - x0, y - y0);
         let at = |xi: i64, yi: i64| {
-            let (xi, yi) = (xi.clamp(0, w - 1), yi.clamp(0, h - 1));
+            if xi < 0 || yi < 0 || xi >= w || yi >= h {
+                return [0u8; 3];
+            }
             let i = ((yi * w + xi) * 3) as usize;
             [src[i], src[i + 1], src[i + 2]]
         };

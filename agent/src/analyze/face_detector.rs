@@ -124,17 +124,20 @@ impl FaceDetector {
             let box_h = scales[cell].exp() * STRIDE as f32;
             let box_w = scales[plane + cell].exp() * STRIDE as f32;
             let (off_y, off_x) = (offsets[cell], offsets[plane + cell]);
-            let x1 = ((gx + off_x + 0.5) * STRIDE as f32 - box_w / 2.0).clamp(0.0, iw as f32);
-            let y1 = ((gy + off_y + 0.5) * STRIDE as f32 - box_h / 2.0).clamp(0.0, ih as f32);
-            let x2 = (x1 + box_w).min(iw as f32);
-            let y2 = (y1 + box_h).min(ih as f32);
+            // Landmarks are relative to the unclipped box. deface clips the corner first and so shifts
+            // the landmarks of faces cut by the left or top edge; we clip only the reported box.
+            let x0 = (gx + off_x + 0.5) * STRIDE as f32 - box_w / 2.0;
+            let y0 = (gy + off_y + 0.5) * STRIDE as f32 - box_h / 2.0;
+            let (x1, y1) = (x0.clamp(0.0, iw as f32), y0.clamp(0.0, ih as f32));
+            let x2 = (x0 + box_w).clamp(0.0, iw as f32);
+            let y2 = (y0 + box_h).clamp(0.0, ih as f32);
             boxes.push([x1, y1, x2, y2]);
             scores.push(score);
             let mut points = [[0f32; 2]; 5];
             for (j, p) in points.iter_mut().enumerate() {
                 // Channel 2j is y, 2j+1 is x, in box units from the box's top left.
-                let ly = marks[2 * j * plane + cell] * box_h + y1;
-                let lx = marks[(2 * j + 1) * plane + cell] * box_w + x1;
+                let ly = marks[2 * j * plane + cell] * box_h + y0;
+                let lx = marks[(2 * j + 1) * plane + cell] * box_w + x0;
                 *p = [lx / sx, ly / sy];
             }
             landmarks.push(points);

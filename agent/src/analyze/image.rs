@@ -57,10 +57,21 @@ pub fn decode_rgb(name: &str, bytes: &[u8]) -> Result<RgbImage, ImageError> {
             path: name.to_owned(),
             source,
         })?;
-    if reader.format().is_none() {
-        return Err(ImageError::UnknownFormat {
-            path: name.to_owned(),
-        });
+    match reader.format() {
+        None => {
+            return Err(ImageError::UnknownFormat {
+                path: name.to_owned(),
+            });
+        }
+        // The JPEG decoder fills a cut-off scan with grey and reports success; a photo offered as
+        // evidence must be whole, so check the end of the scan ourselves.
+        Some(image::ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
+            return Err(ImageError::Corrupt {
+                path: name.to_owned(),
+                message: "JPEG ends before its end-of-image marker".into(),
+            });
+        }
+        Some(_) => {}
     }
     let corrupt = |e: image::ImageError| ImageError::Corrupt {
         path: name.to_owned(),
@@ -87,6 +98,15 @@ pub fn decode_rgb(name: &str, bytes: &[u8]) -> Result<RgbImage, ImageError> {
     reader.limits(limits);
     let decoded = reader.decode().map_err(corrupt)?;
     Ok(decoded.into_rgb8())
+}
+
+/// True when an end-of-image marker (FF D9) follows the last start-of-scan marker (FF DA). Inside
+/// entropy-coded data a literal FF is always followed by 00, so neither marker can appear by chance
+/// there; an EXIF thumbnail's own markers come before the main image's last scan.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    let last_eoi = bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]);
+    matches!((last_sos, last_eoi), (Some(sos), Some(eoi)) if eoi > sos)
 }
 
 /// Precomputed taps of a 1-D bilinear resampling with half-pixel centres (OpenCV INTER_LINEAR, TF
@@ -149,7 +169,9 @@ pub fn resize_into_planar(
         for x in 0..out_w {
             let (a, b, f) = (xs.lo[x] * 3, xs.hi[x] * 3, xs.frac[x]);
             for c in 0..3 {
-                out[x * 3 + c] = f32::from(row[a + c]) * (1.0 - f) + f32::from(row[b + c]) * f;
+                // a + (b − a)·f is exact on flat areas, unlike a·(1 − f) + b·f.
+                let (pa, pb) = (f32::from(row[a + c]), f32::from(row[b + c]));
+                out[x * 3 + c] = pa + (pb - pa) * f;
             }
         }
     };
@@ -171,7 +193,8 @@ pub fn resize_into_planar(
         let base = (top + y) * dst_w + left;
         for x in 0..out_w {
             for (c, &from) in order.iter().enumerate() {
-                let v = r0[x * 3 + from] * (1.0 - fy) + r1[x * 3 + from] * fy;
+                let (va, vb) = (r0[x * 3 + from], r1[x * 3 + from]);
+                let v = va + (vb - va) * fy;
                 dst[c * plane + base + x] = v;
             }
         }

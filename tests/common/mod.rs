@@ -1,0 +1,52 @@
+//! Helpers shared by the end-to-end tests: where setup put the models and sample images, the Python
+//! tooling environment, and the agent binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `$VIGIL_CACHE/samples/<set>`, installed by scripts/setup (models/fetch).
+pub fn samples(set: &str) -> PathBuf {
+    let dir = vigil::cache::dir().join("samples").join(set);
+    assert!(
+        dir.is_dir(),
+        "{} is missing: run scripts/setup first (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn face_images() -> PathBuf {
+    samples("face_recognition-test-images")
+}
+
+/// The models with default settings, verified against the manifest.
+pub fn models() -> vigil::analyze::Models {
+    vigil::analyze::Models::load(
+        &Default::default(),
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap_or_else(|e| panic!("models not loadable (scripts/setup installs them): {e}"))
+}
+
+/// Python of the tooling venv scripts/setup creates.
+pub fn python() -> PathBuf {
+    let python = vigil::cache::dir().join("venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup first",
+        python.display()
+    );
+    python
+}
+
+pub fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+pub fn vigil() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    cmd.env_remove("VIGIL_LOG").env_remove("RUST_BACKTRACE");
+    cmd
+}
