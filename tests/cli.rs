@@ -63,27 +63,15 @@ fn check_config_prints_every_error_and_exits_2() {
         assert!(stderr.contains(field), "missing {field:?} in:\n{stderr}");
     }
     assert!(stderr.contains("5 errors"), "{stderr}");
-    assert_eq!(
-        stderr.lines().filter(|l| l.starts_with("  ")).count(),
-        5,
-        "{stderr}"
-    );
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("  ")).count(), 5, "{stderr}");
 }
 
 #[test]
 fn check_config_accepts_the_shipped_configs() {
     for file in ["config/vigil.example.toml", "config/demo.toml"] {
-        let out = vigil()
-            .arg("check-config")
-            .arg(repo(file))
-            .output()
-            .unwrap();
+        let out = vigil().arg("check-config").arg(repo(file)).output().unwrap();
         assert!(out.status.success(), "{file}: {}", text(&out.stderr));
-        assert!(
-            text(&out.stdout).contains("OK"),
-            "{file}: {}",
-            text(&out.stdout)
-        );
+        assert!(text(&out.stdout).contains("OK"), "{file}: {}", text(&out.stdout));
     }
 }
 
@@ -91,22 +79,13 @@ fn check_config_accepts_the_shipped_configs() {
 fn syntax_errors_and_missing_files_are_reported_not_panicked() {
     let dir = tempfile::tempdir().unwrap();
     let broken = write_config(dir.path(), "[site\nid = 1\n");
-    for (file, expect) in [
-        (broken, "vigil.toml"),
-        (dir.path().join("absent.toml"), "cannot read config file"),
-    ] {
-        for args in [
-            vec!["check-config".into(), file.clone()],
-            vec!["run".into(), "--config".into(), file.clone()],
-        ] {
+    for (file, expect) in [(broken, "vigil.toml"), (dir.path().join("absent.toml"), "cannot read config file")] {
+        for args in [vec!["check-config".into(), file.clone()], vec!["run".into(), "--config".into(), file.clone()]] {
             let out = vigil().args(&args).output().unwrap();
             let stderr = text(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
             assert!(stderr.contains(expect), "{args:?}: {stderr}");
-            assert!(
-                !stderr.contains("panicked") && !stderr.contains("backtrace"),
-                "{stderr}"
-            );
+            assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
         }
     }
 }
@@ -115,18 +94,9 @@ fn syntax_errors_and_missing_files_are_reported_not_panicked() {
 fn run_with_invalid_config_exits_2_with_the_full_list() {
     let dir = tempfile::tempdir().unwrap();
     let file = write_config(dir.path(), FIVE_MISTAKES);
-    let out = vigil()
-        .arg("run")
-        .arg("--config")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = vigil().arg("run").arg("--config").arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("5 errors"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("5 errors"), "{}", text(&out.stderr));
 }
 
 fn valid_config(dir: &Path, extra: &str) -> PathBuf {
@@ -164,11 +134,7 @@ fn wait_for_log(child: &mut Child, needle: &str, limit: Duration) -> String {
 }
 
 fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
+    let status = Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status().unwrap();
     assert!(status.success());
 }
 
@@ -191,13 +157,7 @@ fn run_starts_and_stops_cleanly_on_sigterm_and_sigint() {
     for sig in ["TERM", "INT"] {
         let dir = tempfile::tempdir().unwrap();
         let file = valid_config(dir.path(), "");
-        let mut child = vigil()
-            .arg("run")
-            .arg("--config")
-            .arg(&file)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = vigil().arg("run").arg("--config").arg(&file).stderr(Stdio::piped()).spawn().unwrap();
         let log = wait_for_log(&mut child, "vigil started", Duration::from_secs(20));
         assert!(log.contains("vigil started"), "no start message:\n{log}");
         signal(&child, sig);
@@ -210,12 +170,8 @@ fn run_starts_and_stops_cleanly_on_sigterm_and_sigint() {
 fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let file = valid_config(dir.path(), "");
-    let mut child = vigil()
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&file)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        vigil().args(["--log-format", "json", "run", "--config"]).arg(&file).stderr(Stdio::piped()).spawn().unwrap();
     let log = wait_for_log(&mut child, "vigil started", Duration::from_secs(20));
     signal(&child, "TERM");
     wait_exit(child, Duration::from_secs(20));
@@ -232,22 +188,11 @@ fn json_logs_are_one_object_per_line() {
 #[test]
 fn missing_onnx_runtime_is_a_clear_failure() {
     let dir = tempfile::tempdir().unwrap();
-    let file = valid_config(
-        dir.path(),
-        "[models]\nort_library = \"no-such-libonnxruntime.so\"\n",
-    );
-    let out: Output = vigil()
-        .arg("run")
-        .arg("--config")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let file = valid_config(dir.path(), "[models]\nort_library = \"no-such-libonnxruntime.so\"\n");
+    let out: Output = vigil().arg("run").arg("--config").arg(&file).output().unwrap();
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("no-such-libonnxruntime.so") && stderr.contains("scripts/setup"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("no-such-libonnxruntime.so") && stderr.contains("scripts/setup"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -256,10 +201,38 @@ fn version_names_the_onnx_runtime() {
     let out = vigil().arg("--version").output().unwrap();
     assert!(out.status.success());
     let stdout = text(&out.stdout);
-    assert!(
-        stdout.starts_with(&format!("vigil {}", env!("CARGO_PKG_VERSION"))),
-        "{stdout}"
-    );
+    assert!(stdout.starts_with(&format!("vigil {}", env!("CARGO_PKG_VERSION"))), "{stdout}");
     // scripts/test runs scripts/setup first, so the library is installed.
     assert!(stdout.contains("onnxruntime 1.32.0"), "{stdout}");
+}
+
+#[test]
+fn run_refuses_a_missing_or_tampered_model_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).unwrap();
+    let file = valid_config(dir.path(), "[models]\ndir = \"models\"\n");
+    let out = vigil().arg("run").arg("--config").arg(&file).output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("centerface.onnx") && stderr.contains("does not exist") && stderr.contains("scripts/setup"),
+        "{stderr}"
+    );
+
+    // A real model file with one byte changed.
+    let installed = vigil::cache::dir().join("models");
+    for name in ["centerface.onnx", "dlib_face_recognition_resnet_v1.onnx", "nanodet.onnx"] {
+        std::fs::copy(installed.join(name), models.join(name)).unwrap();
+    }
+    let victim = models.join("dlib_face_recognition_resnet_v1.onnx");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&victim, bytes).unwrap();
+    let out = vigil().arg("run").arg("--config").arg(&file).output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("dlib_face_recognition_resnet_v1.onnx") && stderr.contains("modified"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

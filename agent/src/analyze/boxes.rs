@@ -51,11 +51,7 @@ mod tests {
 
     #[test]
     fn nms_keeps_the_best_of_overlapping_boxes() {
-        let boxes = [
-            [0.0, 0.0, 10.0, 10.0],
-            [1.0, 1.0, 11.0, 11.0],
-            [20.0, 20.0, 30.0, 30.0],
-        ];
+        let boxes = [[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0], [20.0, 20.0, 30.0, 30.0]];
         assert_eq!(nms(&boxes, &[0.5, 0.9, 0.7], 0.3, false), vec![1, 2]);
         assert_eq!(nms(&boxes, &[0.5, 0.9, 0.7], 0.9, false), vec![1, 2, 0]);
         assert!((iou(&boxes[0], &boxes[1]) - 81.0 / 119.0).abs() < 1e-6);

@@ -39,17 +39,9 @@ pub enum BundleError {
     #[error(
         "model {name} refused: {path} has SHA-256 {actual}, expected {expected}; the file was modified or is from another version. Reinstall it with scripts/setup (models/fetch)"
     )]
-    Modified {
-        name: String,
-        path: PathBuf,
-        actual: String,
-        expected: String,
-    },
+    Modified { name: String, path: PathBuf, actual: String, expected: String },
     #[error("cannot read model file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("no model named {0:?} in the bundle")]
     Unknown(String),
 }
@@ -88,10 +80,7 @@ impl Bundle {
         for entry in &manifest.models {
             let path = dir.join(&entry.output);
             if !path.exists() {
-                return Err(BundleError::Missing {
-                    name: entry.name.clone(),
-                    path,
-                });
+                return Err(BundleError::Missing { name: entry.name.clone(), path });
             }
             let actual = sha256_file(&path)?;
             if actual != entry.output_sha256 {
@@ -102,32 +91,18 @@ impl Bundle {
                     expected: entry.output_sha256.clone(),
                 });
             }
-            models.push(VerifiedModel {
-                name: entry.name.clone(),
-                path,
-                sha256: actual,
-            });
+            models.push(VerifiedModel { name: entry.name.clone(), path, sha256: actual });
         }
-        Ok(Bundle {
-            name: manifest.bundle,
-            dir: dir.to_owned(),
-            models,
-        })
+        Ok(Bundle { name: manifest.bundle, dir: dir.to_owned(), models })
     }
 
     pub fn model(&self, name: &str) -> Result<&VerifiedModel, BundleError> {
-        self.models
-            .iter()
-            .find(|m| m.name == name)
-            .ok_or_else(|| BundleError::Unknown(name.to_owned()))
+        self.models.iter().find(|m| m.name == name).ok_or_else(|| BundleError::Unknown(name.to_owned()))
     }
 }
 
 pub fn sha256_file(path: &Path) -> Result<String, BundleError> {
-    let read_err = |source| BundleError::Read {
-        path: path.to_owned(),
-        source,
-    };
+    let read_err = |source| BundleError::Read { path: path.to_owned(), source };
     let mut file = std::fs::File::open(path).map_err(read_err)?;
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buf = vec![0u8; 1 << 20];
@@ -155,17 +130,8 @@ mod tests {
         let names: Vec<_> = m.models.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["centerface", "dlib-resnet-v1", "nanodet"]);
         for e in &m.models {
-            assert_eq!(
-                e.output_sha256.len(),
-                64,
-                "{}: output_sha256 is not a SHA-256",
-                e.name
-            );
-            assert!(
-                e.output_sha256.chars().all(|c| c.is_ascii_hexdigit()),
-                "{}",
-                e.name
-            );
+            assert_eq!(e.output_sha256.len(), 64, "{}: output_sha256 is not a SHA-256", e.name);
+            assert!(e.output_sha256.chars().all(|c| c.is_ascii_hexdigit()), "{}", e.name);
         }
     }
 
@@ -173,15 +139,9 @@ mod tests {
     fn missing_and_modified_models_are_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let err = Bundle::open(dir.path()).unwrap_err().to_string();
-        assert!(
-            err.contains("centerface.onnx") && err.contains("scripts/setup"),
-            "{err}"
-        );
+        assert!(err.contains("centerface.onnx") && err.contains("scripts/setup"), "{err}");
         std::fs::write(dir.path().join("centerface.onnx"), b"not the model").unwrap();
         let err = Bundle::open(dir.path()).unwrap_err().to_string();
-        assert!(
-            err.contains("centerface.onnx") && err.contains("modified"),
-            "{err}"
-        );
+        assert!(err.contains("centerface.onnx") && err.contains("modified"), "{err}");
     }
 }

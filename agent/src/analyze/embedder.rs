@@ -21,11 +21,7 @@ pub struct Embedder {
 
 impl Embedder {
     pub fn new(session: Session) -> Embedder {
-        Embedder {
-            session,
-            input: Vec::new(),
-            last: CallTiming::default(),
-        }
+        Embedder { session, input: Vec::new(), last: CallTiming::default() }
     }
 
     /// Embeds aligned chips (from [`super::align::extract_chip`]), one batch per call.
@@ -38,11 +34,7 @@ impl Embedder {
         let plane = side * side;
         self.input.resize(chips.len() * 3 * plane, 0.0);
         for (n, chip) in chips.iter().enumerate() {
-            assert_eq!(
-                chip.dimensions(),
-                (CHIP_SIZE, CHIP_SIZE),
-                "chips come from align::extract_chip"
-            );
+            assert_eq!(chip.dimensions(), (CHIP_SIZE, CHIP_SIZE), "chips come from align::extract_chip");
             let base = n * 3 * plane;
             // Raw 0..255 RGB, planar; the graph subtracts dlib's channel means and divides by 256.
             for (i, px) in chip.pixels().enumerate() {
@@ -52,28 +44,15 @@ impl Embedder {
             }
         }
         self.last.pre = watch.lap();
-        let run_err = |e: ort::Error| ModelError::Run {
-            model: "dlib-resnet-v1",
-            message: e.to_string(),
-        };
+        let run_err = |e: ort::Error| ModelError::Run { model: "dlib-resnet-v1", message: e.to_string() };
         let tensor =
-            TensorRef::from_array_view(([chips.len(), 3, side, side], self.input.as_slice()))
-                .map_err(run_err)?;
-        let outputs = self
-            .session
-            .run(ort::inputs!["input" => tensor])
-            .map_err(run_err)?;
+            TensorRef::from_array_view(([chips.len(), 3, side, side], self.input.as_slice())).map_err(run_err)?;
+        let outputs = self.session.run(ort::inputs!["input" => tensor]).map_err(run_err)?;
         self.last.run = watch.lap();
         let (shape, data) = outputs["embedding"]
             .try_extract_tensor::<f32>()
-            .map_err(|e| ModelError::Output {
-                model: "dlib-resnet-v1",
-                message: e.to_string(),
-            })?;
-        if shape.len() != 2
-            || shape[0] as usize != chips.len()
-            || shape[1] as usize != EMBEDDING_DIM
-        {
+            .map_err(|e| ModelError::Output { model: "dlib-resnet-v1", message: e.to_string() })?;
+        if shape.len() != 2 || shape[0] as usize != chips.len() || shape[1] as usize != EMBEDDING_DIM {
             return Err(ModelError::Output {
                 model: "dlib-resnet-v1",
                 message: format!("embedding has shape {shape:?}"),
@@ -94,20 +73,12 @@ impl Embedder {
 
 /// Euclidean distance between two embeddings.
 pub fn distance(a: &Embedding, b: &Embedding) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f32>()
-        .sqrt()
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
 }
 
 /// Cosine similarity between two embeddings.
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
     let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (norm(a) * norm(b))
 }

@@ -37,11 +37,7 @@ pub struct FaceDetectorOptions {
 
 impl Default for FaceDetectorOptions {
     fn default() -> Self {
-        FaceDetectorOptions {
-            max_side: 640,
-            threshold: 0.5,
-            nms_iou: 0.3,
-        }
+        FaceDetectorOptions { max_side: 640, threshold: 0.5, nms_iou: 0.3 }
     }
 }
 
@@ -55,12 +51,7 @@ pub struct FaceDetector {
 
 impl FaceDetector {
     pub fn new(session: Session, options: FaceDetectorOptions) -> FaceDetector {
-        FaceDetector {
-            session,
-            options,
-            input: Vec::new(),
-            last: CallTiming::default(),
-        }
+        FaceDetector { session, options, input: Vec::new(), last: CallTiming::default() }
     }
 
     pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<Face>, ModelError> {
@@ -76,26 +67,15 @@ impl FaceDetector {
         let (sx, sy) = (iw as f32 / w as f32, ih as f32 / h as f32);
         self.last.pre = watch.lap();
 
-        let run_err = |e: ort::Error| ModelError::Run {
-            model: "centerface",
-            message: e.to_string(),
-        };
-        let tensor = TensorRef::from_array_view(([1usize, 3, ih, iw], self.input.as_slice()))
-            .map_err(run_err)?;
-        let outputs = self
-            .session
-            .run(ort::inputs![INPUT => tensor])
-            .map_err(run_err)?;
+        let run_err = |e: ort::Error| ModelError::Run { model: "centerface", message: e.to_string() };
+        let tensor = TensorRef::from_array_view(([1usize, 3, ih, iw], self.input.as_slice())).map_err(run_err)?;
+        let outputs = self.session.run(ort::inputs![INPUT => tensor]).map_err(run_err)?;
         self.last.run = watch.lap();
 
         let out = |name: &str| -> Result<&[f32], ModelError> {
-            let (shape, data) =
-                outputs[name]
-                    .try_extract_tensor::<f32>()
-                    .map_err(|e| ModelError::Output {
-                        model: "centerface",
-                        message: format!("output {name}: {e}"),
-                    })?;
+            let (shape, data) = outputs[name]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| ModelError::Output { model: "centerface", message: format!("output {name}: {e}") })?;
             let (gh, gw) = (ih / STRIDE, iw / STRIDE);
             if shape.len() != 4 || shape[2] as usize != gh || shape[3] as usize != gw {
                 return Err(ModelError::Output {
@@ -105,12 +85,7 @@ impl FaceDetector {
             }
             Ok(data)
         };
-        let (heat, scales, offsets, marks) = (
-            out(OUTPUTS[0])?,
-            out(OUTPUTS[1])?,
-            out(OUTPUTS[2])?,
-            out(OUTPUTS[3])?,
-        );
+        let (heat, scales, offsets, marks) = (out(OUTPUTS[0])?, out(OUTPUTS[1])?, out(OUTPUTS[2])?, out(OUTPUTS[3])?);
         let (gw, plane) = (iw / STRIDE, (iw / STRIDE) * (ih / STRIDE));
 
         let mut boxes = Vec::new();
@@ -146,11 +121,7 @@ impl FaceDetector {
             .into_iter()
             .map(|k| {
                 let b = boxes[k];
-                Face {
-                    bbox: [b[0] / sx, b[1] / sy, b[2] / sx, b[3] / sy],
-                    score: scores[k],
-                    landmarks: landmarks[k],
-                }
+                Face { bbox: [b[0] / sx, b[1] / sy, b[2] / sx, b[3] / sy], score: scores[k], landmarks: landmarks[k] }
             })
             .collect();
         self.last.post = watch.lap();

@@ -13,10 +13,7 @@ pub const MAX_SIDE: u32 = 16_384;
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error("{path}: cannot read: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("{path}: empty file (0 bytes)")]
     Empty { path: String },
     #[error("{path}: not an image Vigil can read (JPEG or PNG expected)")]
@@ -24,11 +21,7 @@ pub enum ImageError {
     #[error(
         "{path}: {width}×{height} pixels is over the limit ({MAX_SIDE} px a side, {MAX_PIXELS} px in all); refusing to decode it"
     )]
-    TooLarge {
-        path: String,
-        width: u32,
-        height: u32,
-    },
+    TooLarge { path: String, width: u32, height: u32 },
     #[error("{path}: corrupt or truncated image: {message}")]
     Corrupt { path: String, message: String },
 }
@@ -37,31 +30,21 @@ pub enum ImageError {
 /// from the header, before any pixel is allocated) and corrupt files with a message naming the file.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| ImageError::Read {
-        path: name.clone(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| ImageError::Read { path: name.clone(), source })?;
     decode_rgb(&name, &bytes)
 }
 
 /// As [`load_rgb`], for bytes already in memory; `name` is used in errors.
 pub fn decode_rgb(name: &str, bytes: &[u8]) -> Result<RgbImage, ImageError> {
     if bytes.is_empty() {
-        return Err(ImageError::Empty {
-            path: name.to_owned(),
-        });
+        return Err(ImageError::Empty { path: name.to_owned() });
     }
     let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|source| ImageError::Read {
-            path: name.to_owned(),
-            source,
-        })?;
+        .map_err(|source| ImageError::Read { path: name.to_owned(), source })?;
     match reader.format() {
         None => {
-            return Err(ImageError::UnknownFormat {
-                path: name.to_owned(),
-            });
+            return Err(ImageError::UnknownFormat { path: name.to_owned() });
         }
         // The JPEG decoder fills a cut-off scan with grey and reports success; a photo offered as
         // evidence must be whole, so check the end of the scan ourselves.
@@ -73,24 +56,14 @@ pub fn decode_rgb(name: &str, bytes: &[u8]) -> Result<RgbImage, ImageError> {
         }
         Some(_) => {}
     }
-    let corrupt = |e: image::ImageError| ImageError::Corrupt {
-        path: name.to_owned(),
-        message: e.to_string(),
-    };
+    let corrupt = |e: image::ImageError| ImageError::Corrupt { path: name.to_owned(), message: e.to_string() };
     let (width, height) = reader.into_dimensions().map_err(corrupt)?;
     if width > MAX_SIDE || height > MAX_SIDE || u64::from(width) * u64::from(height) > MAX_PIXELS {
-        return Err(ImageError::TooLarge {
-            path: name.to_owned(),
-            width,
-            height,
-        });
+        return Err(ImageError::TooLarge { path: name.to_owned(), width, height });
     }
     let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|source| ImageError::Read {
-            path: name.to_owned(),
-            source,
-        })?;
+        .map_err(|source| ImageError::Read { path: name.to_owned(), source })?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
@@ -120,11 +93,7 @@ struct Taps {
 impl Taps {
     fn new(out: usize, input: usize) -> Taps {
         let scale = input as f64 / out as f64;
-        let mut taps = Taps {
-            lo: Vec::with_capacity(out),
-            hi: Vec::with_capacity(out),
-            frac: Vec::with_capacity(out),
-        };
+        let mut taps = Taps { lo: Vec::with_capacity(out), hi: Vec::with_capacity(out), frac: Vec::with_capacity(out) };
         let last = input as f64 - 1.0;
         for i in 0..out {
             let src = (i as f64 + 0.5) * scale - 0.5;
@@ -160,10 +129,7 @@ pub fn resize_into_planar(
     let plane = dst_w * dst_h;
     // The horizontally resampled input rows y0 and y1 of the current output row. Output rows walk down
     // the input, so the next y0 is often this y1: swap instead of recomputing.
-    let (mut row0, mut row1) = (
-        (usize::MAX, vec![0.0f32; out_w * 3]),
-        (usize::MAX, vec![0.0f32; out_w * 3]),
-    );
+    let (mut row0, mut row1) = ((usize::MAX, vec![0.0f32; out_w * 3]), (usize::MAX, vec![0.0f32; out_w * 3]));
     let horizontal = |y: usize, out: &mut [f32]| {
         let row = &src[y * in_w * 3..(y + 1) * in_w * 3];
         for x in 0..out_w {
@@ -205,12 +171,7 @@ pub fn resize_into_planar(
 pub fn draw_box(img: &mut RgbImage, bbox: [f32; 4], color: [u8; 3], thickness: u32) {
     let (w, h) = (img.width() as i64, img.height() as i64);
     let clamp = |v: f32, max: i64| (v.round() as i64).clamp(0, max - 1);
-    let (x1, y1, x2, y2) = (
-        clamp(bbox[0], w),
-        clamp(bbox[1], h),
-        clamp(bbox[2], w),
-        clamp(bbox[3], h),
-    );
+    let (x1, y1, x2, y2) = (clamp(bbox[0], w), clamp(bbox[1], h), clamp(bbox[2], w), clamp(bbox[3], h));
     let t = i64::from(thickness.max(1));
     let mut fill = |xa: i64, ya: i64, xb: i64, yb: i64| {
         for y in ya.max(0)..=yb.min(h - 1) {
@@ -228,12 +189,7 @@ pub fn draw_box(img: &mut RgbImage, bbox: [f32; 4], color: [u8; 3], thickness: u
 /// Draws a filled square dot centred on `p`.
 pub fn draw_dot(img: &mut RgbImage, p: [f32; 2], color: [u8; 3], radius: u32) {
     let r = radius as f32;
-    draw_box(
-        img,
-        [p[0] - r, p[1] - r, p[0] + r, p[1] + r],
-        color,
-        radius * 2 + 1,
-    );
+    draw_box(img, [p[0] - r, p[1] - r, p[0] + r, p[1] + r], color, radius * 2 + 1);
 }
 
 #[cfg(test)]
@@ -264,22 +220,11 @@ mod tests {
 
     #[test]
     fn bad_files_are_named_errors() {
-        assert!(matches!(
-            decode_rgb("a", b""),
-            Err(ImageError::Empty { .. })
-        ));
-        assert!(matches!(
-            decode_rgb("a", b"hello, not an image"),
-            Err(ImageError::UnknownFormat { .. })
-        ));
+        assert!(matches!(decode_rgb("a", b""), Err(ImageError::Empty { .. })));
+        assert!(matches!(decode_rgb("a", b"hello, not an image"), Err(ImageError::UnknownFormat { .. })));
         let mut png = Vec::new();
-        RgbImage::new(4, 4)
-            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-            .unwrap();
+        RgbImage::new(4, 4).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
         assert!(decode_rgb("a", &png).is_ok());
-        assert!(matches!(
-            decode_rgb("a", &png[..png.len() / 2]),
-            Err(ImageError::Corrupt { .. })
-        ));
+        assert!(matches!(decode_rgb("a", &png[..png.len() / 2]), Err(ImageError::Corrupt { .. })));
     }
 }

@@ -61,39 +61,20 @@ impl Models {
                 ..FaceDetectorOptions::default()
             },
         );
-        let embedder = Embedder::new(session::open(
-            runtime,
-            &bundle.model("dlib-resnet-v1")?.path,
-            threads,
-        )?);
+        let embedder = Embedder::new(session::open(runtime, &bundle.model("dlib-resnet-v1")?.path, threads)?);
         let persons = PersonDetector::new(
             session::open(runtime, &bundle.model("nanodet")?.path, threads)?,
-            PersonDetectorOptions {
-                threshold: person_options.detector_threshold,
-                ..PersonDetectorOptions::default()
-            },
+            PersonDetectorOptions { threshold: person_options.detector_threshold, ..PersonDetectorOptions::default() },
         );
-        Ok(Models {
-            bundle,
-            faces,
-            embedder,
-            persons,
-        })
+        Ok(Models { bundle, faces, embedder, persons })
     }
 
     /// Detects faces, aligns each and embeds them in one batch.
     pub fn embed_faces(&mut self, img: &RgbImage) -> Result<Vec<EmbeddedFace>, ModelError> {
         let faces = self.faces.detect(img)?;
-        let chips: Vec<RgbImage> = faces
-            .iter()
-            .map(|f| align::extract_chip(img, &f.landmarks))
-            .collect();
+        let chips: Vec<RgbImage> = faces.iter().map(|f| align::extract_chip(img, &f.landmarks)).collect();
         let embeddings = self.embedder.embed(&chips)?;
-        Ok(faces
-            .into_iter()
-            .zip(embeddings)
-            .map(|(face, embedding)| EmbeddedFace { face, embedding })
-            .collect())
+        Ok(faces.into_iter().zip(embeddings).map(|(face, embedding)| EmbeddedFace { face, embedding }).collect())
     }
 }
 

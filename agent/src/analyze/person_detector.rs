@@ -35,10 +35,7 @@ pub struct PersonDetectorOptions {
 
 impl Default for PersonDetectorOptions {
     fn default() -> Self {
-        PersonDetectorOptions {
-            threshold: 0.35,
-            nms_iou: 0.6,
-        }
+        PersonDetectorOptions { threshold: 0.35, nms_iou: 0.6 }
     }
 }
 
@@ -53,18 +50,9 @@ pub struct PersonDetector {
 
 impl PersonDetector {
     pub fn new(session: Session, options: PersonDetectorOptions) -> PersonDetector {
-        let output_names = STRIDES
-            .iter()
-            .map(|s| format!("cls_s{s}"))
-            .chain(STRIDES.iter().map(|s| format!("reg_s{s}")))
-            .collect();
-        PersonDetector {
-            session,
-            options,
-            input: Vec::new(),
-            output_names,
-            last: CallTiming::default(),
-        }
+        let output_names =
+            STRIDES.iter().map(|s| format!("cls_s{s}")).chain(STRIDES.iter().map(|s| format!("reg_s{s}"))).collect();
+        PersonDetector { session, options, input: Vec::new(), output_names, last: CallTiming::default() }
     }
 
     pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<Person>, ModelError> {
@@ -79,50 +67,24 @@ impl PersonDetector {
         self.input.clear();
         self.input.resize(3 * plane, 0.0);
         // RGB 0..255: the converted graph swaps to BGR and normalises as NanoDet was trained.
-        resize_into_planar(
-            img,
-            nw,
-            nh,
-            &mut self.input,
-            SIZE,
-            SIZE,
-            left,
-            top,
-            [0, 1, 2],
-        );
+        resize_into_planar(img, nw, nh, &mut self.input, SIZE, SIZE, left, top, [0, 1, 2]);
         self.last.pre = watch.lap();
 
-        let run_err = |e: ort::Error| ModelError::Run {
-            model: "nanodet",
-            message: e.to_string(),
-        };
-        let tensor = TensorRef::from_array_view(([1usize, 3, SIZE, SIZE], self.input.as_slice()))
-            .map_err(run_err)?;
-        let outputs = self
-            .session
-            .run(ort::inputs![INPUT => tensor])
-            .map_err(run_err)?;
+        let run_err = |e: ort::Error| ModelError::Run { model: "nanodet", message: e.to_string() };
+        let tensor = TensorRef::from_array_view(([1usize, 3, SIZE, SIZE], self.input.as_slice())).map_err(run_err)?;
+        let outputs = self.session.run(ort::inputs![INPUT => tensor]).map_err(run_err)?;
         self.last.run = watch.lap();
 
         let (sx, sy) = (nw as f32 / w as f32, nh as f32 / h as f32);
-        let (lo_x, hi_x, lo_y, hi_y) = (
-            left as f32,
-            (left + nw) as f32,
-            top as f32,
-            (top + nh) as f32,
-        );
+        let (lo_x, hi_x, lo_y, hi_y) = (left as f32, (left + nw) as f32, top as f32, (top + nh) as f32);
         let mut boxes = Vec::new();
         let mut scores = Vec::new();
         for (level, &stride) in STRIDES.iter().enumerate() {
             let grid = SIZE / stride;
             let tensor = |name: &str, width: usize| -> Result<&[f32], ModelError> {
-                let (shape, data) =
-                    outputs[name]
-                        .try_extract_tensor::<f32>()
-                        .map_err(|e| ModelError::Output {
-                            model: "nanodet",
-                            message: format!("{name}: {e}"),
-                        })?;
+                let (shape, data) = outputs[name]
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| ModelError::Output { model: "nanodet", message: format!("{name}: {e}") })?;
                 if data.len() != grid * grid * width {
                     return Err(ModelError::Output {
                         model: "nanodet",
@@ -141,8 +103,7 @@ impl PersonDetector {
                 // Each side's distance is the expectation of a softmax over REG_MAX+1 bins.
                 let mut dist = [0f32; 4];
                 for (side, d) in dist.iter_mut().enumerate() {
-                    let logits =
-                        &reg[cell * 4 * (REG_MAX + 1) + side * (REG_MAX + 1)..][..REG_MAX + 1];
+                    let logits = &reg[cell * 4 * (REG_MAX + 1) + side * (REG_MAX + 1)..][..REG_MAX + 1];
                     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                     let (mut sum, mut weighted) = (0f32, 0f32);
                     for (bin, &l) in logits.iter().enumerate() {
@@ -175,10 +136,7 @@ impl PersonDetector {
                     ((b[2] - lo_x) / sx).clamp(0.0, w as f32),
                     ((b[3] - lo_y) / sy).clamp(0.0, h as f32),
                 ];
-                Person {
-                    bbox,
-                    score: scores[k],
-                }
+                Person { bbox, score: scores[k] }
             })
             .collect();
         self.last.post = watch.lap();

@@ -27,10 +27,8 @@ pub fn library_path(configured: Option<&Path>) -> (PathBuf, &'static str) {
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()) {
         return (PathBuf::from(path), "from ORT_DYLIB_PATH");
     }
-    let default = crate::cache::dir()
-        .join("onnxruntime")
-        .join(ORT_VERSION)
-        .join(format!("libonnxruntime.so.{ORT_VERSION}"));
+    let default =
+        crate::cache::dir().join("onnxruntime").join(ORT_VERSION).join(format!("libonnxruntime.so.{ORT_VERSION}"));
     (default, "the default installed by scripts/setup")
 }
 
@@ -54,45 +52,31 @@ pub fn init(configured: Option<&Path>) -> Result<&'static Runtime, RuntimeError>
         return Err(RuntimeError::Missing { path, origin });
     }
     let version = read_version(&path)?;
-    let load_err = |message: String| RuntimeError::Load {
-        path: path.clone(),
-        message,
-    };
+    let load_err = |message: String| RuntimeError::Load { path: path.clone(), message };
     let environment = ort::init_from(&path)
         .map_err(|e| load_err(e.to_string()))?
         .with_name("vigil")
         .build()
         .map_err(|e| load_err(e.to_string()))?;
-    Ok(LOADED.get_or_init(|| Runtime {
-        path,
-        version,
-        environment,
-    }))
+    Ok(LOADED.get_or_init(|| Runtime { path, version, environment }))
 }
 
 /// Asks the library for its version without committing ort to it (`vigil --version` uses this too).
 pub fn read_version(path: &Path) -> Result<String, RuntimeError> {
-    let load_err = |message: String| RuntimeError::Load {
-        path: path.to_owned(),
-        message,
-    };
+    let load_err = |message: String| RuntimeError::Load { path: path.to_owned(), message };
     // SAFETY: loading ONNX Runtime runs its initialisers, which have no preconditions; OrtGetApiBase is
     // the library's documented C entry point, returning a pointer valid for the library's lifetime,
     // and GetVersionString returns a static NUL-terminated string.
     unsafe {
         let library = libloading::Library::new(path).map_err(|e| load_err(e.to_string()))?;
-        let get_api_base: libloading::Symbol<
-            unsafe extern "C" fn() -> *const ort::sys::OrtApiBase,
-        > = library
+        let get_api_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> = library
             .get(b"OrtGetApiBase")
             .map_err(|_| load_err("not an ONNX Runtime library (no OrtGetApiBase)".into()))?;
         let base = get_api_base();
         if base.is_null() {
             return Err(load_err("OrtGetApiBase returned null".into()));
         }
-        let version = CStr::from_ptr(((*base).GetVersionString)())
-            .to_string_lossy()
-            .into_owned();
+        let version = CStr::from_ptr(((*base).GetVersionString)()).to_string_lossy().into_owned();
         // ort keeps its own handle; dropping ours only lowers the reference count.
         drop(library);
         Ok(version)

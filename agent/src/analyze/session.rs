@@ -13,24 +13,15 @@ pub enum ModelError {
     #[error("cannot load model {path}: {message}")]
     Load { path: String, message: String },
     #[error("{model}: inference failed: {message}")]
-    Run {
-        model: &'static str,
-        message: String,
-    },
+    Run { model: &'static str, message: String },
     #[error("{model}: unexpected output: {message}")]
-    Output {
-        model: &'static str,
-        message: String,
-    },
+    Output { model: &'static str, message: String },
 }
 
 /// One session per model, created once and reused for every call. `threads` is ONNX Runtime's
 /// intra-op thread count for this session.
 pub fn open(runtime: &Runtime, path: &Path, threads: usize) -> Result<Session, ModelError> {
-    let load = |e: ort::Error| ModelError::Load {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    };
+    let load = |e: ort::Error| ModelError::Load { path: path.display().to_string(), message: e.to_string() };
     let builder = Session::builder(&runtime.environment).map_err(load)?;
     let mut builder = builder
         .with_optimization_level(GraphOptimizationLevel::Level3)
@@ -63,9 +54,7 @@ pub(crate) struct Stopwatch {
 
 impl Stopwatch {
     pub(crate) fn start() -> Stopwatch {
-        Stopwatch {
-            last: Instant::now(),
-        }
+        Stopwatch { last: Instant::now() }
     }
 
     /// Time since the previous lap (or the start).

@@ -10,7 +10,6 @@ use anyhow::{Context, bail};
 use image::RgbImage;
 use serde::Serialize;
 
-use crate::analyze::image::load_rgb;
 use crate::analyze::session::CallTiming;
 use crate::analyze::{Models, align, embedder};
 
@@ -23,8 +22,7 @@ pub struct Pair {
 }
 
 pub fn read_pairs(file: &Path) -> anyhow::Result<Vec<Pair>> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read pair list {}", file.display()))?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read pair list {}", file.display()))?;
     let base = file.parent().unwrap_or(Path::new("."));
     let mut pairs = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -36,17 +34,9 @@ pub fn read_pairs(file: &Path) -> anyhow::Result<Vec<Pair>> {
         let same = match fields.as_slice() {
             [_, _, "same"] => true,
             [_, _, "different"] => false,
-            _ => bail!(
-                "{}:{}: expected `a,b,same|different`, got {line:?}",
-                file.display(),
-                n + 1
-            ),
+            _ => bail!("{}:{}: expected `a,b,same|different`, got {line:?}", file.display(), n + 1),
         };
-        pairs.push(Pair {
-            a: base.join(fields[0]),
-            b: base.join(fields[1]),
-            same,
-        });
+        pairs.push(Pair { a: base.join(fields[0]), b: base.join(fields[1]), same });
     }
     Ok(pairs)
 }
@@ -76,11 +66,7 @@ impl Distribution {
 
 fn median_sorted(v: &[f32]) -> f32 {
     let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
 #[derive(Debug, Serialize)]
@@ -108,9 +94,7 @@ pub fn faces(models: &mut Models, pairs: &[Pair], threshold: f32) -> PairReport 
         cache
             .entry(path.clone())
             .or_insert_with(|| {
-                super::detect::main_face(models, path)
-                    .map(|f| f.embedding)
-                    .map_err(|e| format!("{e:#}"))
+                super::detect::main_face(models, path).map(|f| f.embedding).map_err(|e| format!("{e:#}"))
             })
             .clone()
     };
@@ -119,29 +103,18 @@ pub fn faces(models: &mut Models, pairs: &[Pair], threshold: f32) -> PairReport 
         match (embed(&pair.a), embed(&pair.b)) {
             (Ok(a), Ok(b)) => {
                 let d = embedder::distance(&a, &b);
-                if pair.same {
-                    genuine.push(d)
-                } else {
-                    impostor.push(d)
-                }
+                if pair.same { genuine.push(d) } else { impostor.push(d) }
             }
             (Err(e), _) | (_, Err(e)) => skipped.push(e),
         }
     }
     let accepted = |v: &[f32]| v.iter().filter(|d| **d < threshold).count();
     let rate = |n: usize, of: usize| {
-        if of == 0 {
-            f64::NAN
-        } else {
-            n as f64 / of as f64
-        }
+        if of == 0 { f64::NAN } else { n as f64 / of as f64 }
     };
     let evaluated = genuine.len() + impostor.len();
     let correct = accepted(&genuine) + (impostor.len() - accepted(&impostor));
-    let separated = match (
-        genuine.iter().copied().reduce(f32::max),
-        impostor.iter().copied().reduce(f32::min),
-    ) {
+    let separated = match (genuine.iter().copied().reduce(f32::max), impostor.iter().copied().reduce(f32::min)) {
         (Some(g), Some(i)) => g < i,
         _ => false,
     };
@@ -188,11 +161,7 @@ pub struct SpeedReport {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -204,23 +173,29 @@ fn phase(timings: &[CallTiming]) -> Phase {
     let run = median(timings.iter().map(|t| ms(t.run)).collect());
     let post = median(timings.iter().map(|t| ms(t.post)).collect());
     let total = median(timings.iter().map(|t| ms(t.total())).collect());
-    Phase {
-        pre_ms: pre,
-        run_ms: run,
-        post_ms: post,
-        total_ms: total,
-        outside_run: (pre + post) / (pre + run + post),
-    }
+    Phase { pre_ms: pre, run_ms: run, post_ms: post, total_ms: total, outside_run: (pre + post) / (pre + run + post) }
 }
 
-/// Times each model `runs` times on `image` (after two warm-up calls) and reports medians.
+/// Fits the whole of `img` into a `width`×`height` frame (centred, grey around it): a camera-like frame
+/// from a portrait photo, face included.
+pub fn frame_from(img: &RgbImage, width: u32, height: u32) -> RgbImage {
+    let scale = (f64::from(width) / f64::from(img.width())).min(f64::from(height) / f64::from(img.height()));
+    let (w, h) = ((f64::from(img.width()) * scale).round() as u32, (f64::from(img.height()) * scale).round() as u32);
+    let resized = image::imageops::resize(img, w.max(1), h.max(1), image::imageops::FilterType::Triangle);
+    let mut frame = RgbImage::from_pixel(width, height, image::Rgb([128, 128, 128]));
+    image::imageops::overlay(&mut frame, &resized, i64::from((width - w) / 2), i64::from((height - h) / 2));
+    frame
+}
+
+/// Times each model `runs` times on `img` (after two warm-up calls) and reports medians; `image` names
+/// where it came from.
 pub fn models(
     models: &mut Models,
     image: &Path,
+    img: &RgbImage,
     runs: usize,
     threads: usize,
 ) -> anyhow::Result<SpeedReport> {
-    let img: RgbImage = load_rgb(image)?;
     let (mut cf, mut emb, mut nd) = (Vec::new(), Vec::new(), Vec::new());
     let (mut align_ms, mut pipeline_ms, mut outside) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..runs + 2 {
@@ -228,16 +203,8 @@ pub fn models(
         let faces = models.faces.detect(&img)?;
         let face = faces
             .iter()
-            .max_by(|a, b| {
-                crate::analyze::boxes::area(&a.bbox)
-                    .total_cmp(&crate::analyze::boxes::area(&b.bbox))
-            })
-            .with_context(|| {
-                format!(
-                    "{}: no face found; the benchmark needs one",
-                    image.display()
-                )
-            })?;
+            .max_by(|a, b| crate::analyze::boxes::area(&a.bbox).total_cmp(&crate::analyze::boxes::area(&b.bbox)))
+            .with_context(|| format!("{}: no face found; the benchmark needs one", image.display()))?;
         let t_align = Instant::now();
         let chip = align::extract_chip(&img, &face.landmarks);
         let align_time = t_align.elapsed();

@@ -31,11 +31,7 @@ struct Failure<'a> {
 /// Runs both detectors on each image and prints one JSON object per image and line. A file that
 /// cannot be read is reported (JSON `error` and stderr) and the others still run. Returns the number
 /// of files that failed.
-pub fn detect(
-    models: &mut Models,
-    images: &[PathBuf],
-    annotate: Option<&Path>,
-) -> anyhow::Result<usize> {
+pub fn detect(models: &mut Models, images: &[PathBuf], annotate: Option<&Path>) -> anyhow::Result<usize> {
     if let Some(dir) = annotate {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -54,10 +50,7 @@ pub fn detect(
             Err(e) => {
                 failures += 1;
                 eprintln!("vigil detect: {e:#}");
-                serde_json::to_string(&Failure {
-                    image: &name,
-                    error: format!("{e:#}"),
-                })?
+                serde_json::to_string(&Failure { image: &name, error: format!("{e:#}") })?
             }
         };
         writeln!(stdout.lock(), "{line}")?;
@@ -86,19 +79,14 @@ fn detect_one(
                 draw_dot(&mut canvas, point, [255, 40, 40], thickness);
             }
         }
-        canvas
-            .save(&out)
-            .with_context(|| format!("cannot write {}", out.display()))?;
+        canvas.save(&out).with_context(|| format!("cannot write {}", out.display()))?;
     }
     Ok((img, faces, persons))
 }
 
 /// `photo.jpg` → `photo.annotated.png` (lossless, so thin boxes stay crisp).
 fn annotated_name(path: &Path) -> String {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into());
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
     format!("{stem}.annotated.png")
 }
 
@@ -120,18 +108,9 @@ pub struct Comparison {
 }
 
 /// Distance between the largest faces of two images, and the verdict at `threshold`.
-pub fn compare(
-    models: &mut Models,
-    a: &Path,
-    b: &Path,
-    threshold: f32,
-) -> anyhow::Result<Comparison> {
+pub fn compare(models: &mut Models, a: &Path, b: &Path, threshold: f32) -> anyhow::Result<Comparison> {
     let fa = main_face(models, a)?;
     let fb = main_face(models, b)?;
     let distance = embedder::distance(&fa.embedding, &fb.embedding);
-    Ok(Comparison {
-        distance,
-        threshold,
-        same_person: distance < threshold,
-    })
+    Ok(Comparison { distance, threshold, same_person: distance < threshold })
 }

@@ -7,9 +7,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use raw::{
-    Camera, Config, Faces, Http, Models, Mqtt, MqttTls, Persons, Retention, Role, Site, Storage,
-};
+pub use raw::{Camera, Config, Faces, Http, Models, Mqtt, MqttTls, Persons, Retention, Role, Site, Storage};
 pub use size::ByteSize;
 pub use validate::{FieldError, TEST_PATTERNS, redact_url, validate};
 
@@ -17,20 +15,14 @@ pub use validate::{FieldError, TEST_PATTERNS, redact_url, validate};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     /// Syntax, unknown fields and wrong types: the TOML parser stops at the first one.
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     /// Values of the right type that are wrong: all of them.
     #[error("{path}: {} error{}:\n{}", errors.len(), if errors.len() == 1 { "" } else { "s" },
         errors.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
-    Invalid {
-        path: PathBuf,
-        errors: Vec<FieldError>,
-    },
+    Invalid { path: PathBuf, errors: Vec<FieldError> },
 }
 
 impl ConfigError {
@@ -46,22 +38,13 @@ impl ConfigError {
 /// Reads, parses and validates a configuration file, then resolves relative paths against the file's
 /// directory so the agent behaves the same whatever its working directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     let mut config = parse(path, &text)?;
     let errors = validate(&config);
     if !errors.is_empty() {
-        return Err(ConfigError::Invalid {
-            path: path.to_owned(),
-            errors,
-        });
+        return Err(ConfigError::Invalid { path: path.to_owned(), errors });
     }
-    let base = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let base = std::path::absolute(base).unwrap_or_else(|_| base.to_owned());
     config.resolve_paths(&base);
     Ok(config)
@@ -69,10 +52,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses TOML text into the raw configuration, without validating values.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError::Parse {
-        path: path.to_owned(),
-        message: e.to_string().trim_end().to_owned(),
-    })
+    toml::from_str(text)
+        .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string().trim_end().to_owned() })
 }
 
 impl Config {
@@ -102,15 +83,11 @@ impl Config {
 
 impl Storage {
     pub fn recordings_dir(&self) -> PathBuf {
-        self.recordings_dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("recordings"))
+        self.recordings_dir.clone().unwrap_or_else(|| self.data_dir.join("recordings"))
     }
 
     pub fn evidence_dir(&self) -> PathBuf {
-        self.evidence_dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("evidence"))
+        self.evidence_dir.clone().unwrap_or_else(|| self.data_dir.join("evidence"))
     }
 }
 
@@ -125,22 +102,11 @@ mod tests {
     /// The example documents every option; if it stops parsing, the documentation is wrong.
     #[test]
     fn example_config_parses_and_validates() {
-        let config =
-            load(&repo_file("config/vigil.example.toml")).unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            config.mqtt.as_ref().is_some_and(|m| m.tls.is_some()),
-            "the example should show [mqtt.tls]"
-        );
-        assert!(
-            config.cameras.len() >= 3,
-            "the example should show one camera of each role"
-        );
+        let config = load(&repo_file("config/vigil.example.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(config.mqtt.as_ref().is_some_and(|m| m.tls.is_some()), "the example should show [mqtt.tls]");
+        assert!(config.cameras.len() >= 3, "the example should show one camera of each role");
         for role in [Role::SettlementWindow, Role::DialysisRoom, Role::Ward] {
-            assert!(
-                config.cameras.iter().any(|c| c.role == role),
-                "no {} camera in the example",
-                role.as_str()
-            );
+            assert!(config.cameras.iter().any(|c| c.role == role), "no {} camera in the example", role.as_str());
         }
     }
 
@@ -151,11 +117,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_named() {
-        let err = parse(
-            Path::new("x.toml"),
-            "[site]\nid = \"a\"\ndevice_id = \"b\"\ndevcie = 1\n",
-        )
-        .unwrap_err();
+        let err = parse(Path::new("x.toml"), "[site]\nid = \"a\"\ndevice_id = \"b\"\ndevcie = 1\n").unwrap_err();
         let text = err.to_string();
         assert!(text.contains("devcie") && text.contains("line 4"), "{text}");
     }
@@ -164,17 +126,10 @@ mod tests {
     fn relative_paths_follow_the_config_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("vigil.toml");
-        std::fs::write(
-            &file,
-            "[site]\nid = \"a\"\ndevice_id = \"b\"\n[storage]\ndata_dir = \"state\"\n",
-        )
-        .unwrap();
+        std::fs::write(&file, "[site]\nid = \"a\"\ndevice_id = \"b\"\n[storage]\ndata_dir = \"state\"\n").unwrap();
         let config = load(&file).unwrap();
         assert_eq!(config.storage.data_dir, dir.path().join("state"));
-        assert_eq!(
-            config.storage.evidence_dir(),
-            dir.path().join("state/evidence")
-        );
+        assert_eq!(config.storage.evidence_dir(), dir.path().join("state/evidence"));
     }
 
     #[test]

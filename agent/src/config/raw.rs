@@ -66,11 +66,7 @@ pub struct Storage {
 
 impl Default for Storage {
     fn default() -> Self {
-        Storage {
-            data_dir: default_data_dir(),
-            recordings_dir: None,
-            evidence_dir: None,
-        }
+        Storage { data_dir: default_data_dir(), recordings_dir: None, evidence_dir: None }
     }
 }
 
@@ -177,12 +173,7 @@ pub struct Http {
 
 impl Default for Http {
     fn default() -> Self {
-        Http {
-            enabled: true,
-            listen: default_http_listen(),
-            tls_cert: None,
-            tls_key: None,
-        }
+        Http { enabled: true, listen: default_http_listen(), tls_cert: None, tls_key: None }
     }
 }
 
@@ -210,11 +201,7 @@ pub struct Models {
 
 impl Default for Models {
     fn default() -> Self {
-        Models {
-            dir: None,
-            ort_library: None,
-            threads: default_threads(),
-        }
+        Models { dir: None, ort_library: None, threads: default_threads() }
     }
 }
 
@@ -270,9 +257,7 @@ pub struct Persons {
 
 impl Default for Persons {
     fn default() -> Self {
-        Persons {
-            detector_threshold: default_person_threshold(),
-        }
+        Persons { detector_threshold: default_person_threshold() }
     }
 }
 

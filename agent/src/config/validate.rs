@@ -28,10 +28,7 @@ struct Errors(Vec<FieldError>);
 
 impl Errors {
     fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.0.push(FieldError { path: path.into(), message: message.into() });
     }
 }
 
@@ -51,10 +48,7 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
             first_use.insert(&camera.id, previous);
             errors.add(
                 format!("{path}.id"),
-                format!(
-                    "duplicate camera id {:?}, already used by cameras[{previous}]",
-                    camera.id
-                ),
+                format!("duplicate camera id {:?}, already used by cameras[{previous}]", camera.id),
             );
         }
     }
@@ -68,55 +62,33 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
         }
         if let Some(client_id) = &mqtt.client_id {
             if client_id.is_empty() || client_id.len() > 128 {
-                errors.add(
-                    "mqtt.client_id",
-                    format!("must be 1..128 characters, got {}", client_id.len()),
-                );
+                errors.add("mqtt.client_id", format!("must be 1..128 characters, got {}", client_id.len()));
             }
         }
         if !(5..=3600).contains(&mqtt.keepalive_secs) {
-            errors.add(
-                "mqtt.keepalive_secs",
-                format!("must be 5..3600 seconds, got {}", mqtt.keepalive_secs),
-            );
+            errors.add("mqtt.keepalive_secs", format!("must be 5..3600 seconds, got {}", mqtt.keepalive_secs));
         }
         let prefix = &mqtt.topic_prefix;
-        if prefix.is_empty()
-            || prefix.starts_with('/')
-            || prefix.ends_with('/')
-            || prefix.contains(['+', '#', '\0'])
-        {
+        if prefix.is_empty() || prefix.starts_with('/') || prefix.ends_with('/') || prefix.contains(['+', '#', '\0']) {
             errors.add(
                 "mqtt.topic_prefix",
-                format!("{prefix:?} is not a usable topic prefix (non-empty, no leading or trailing '/', no '+' or '#')"),
+                format!(
+                    "{prefix:?} is not a usable topic prefix (non-empty, no leading or trailing '/', no '+' or '#')"
+                ),
             );
         }
-        check_optional_path(
-            &mut errors,
-            "mqtt.password_file",
-            mqtt.password_file.as_deref(),
-        );
+        check_optional_path(&mut errors, "mqtt.password_file", mqtt.password_file.as_deref());
         if let Some(tls) = &mqtt.tls {
             check_path(&mut errors, "mqtt.tls.ca_file", &tls.ca_file);
-            check_optional_path(
-                &mut errors,
-                "mqtt.tls.client_cert",
-                tls.client_cert.as_deref(),
-            );
-            check_optional_path(
-                &mut errors,
-                "mqtt.tls.client_key",
-                tls.client_key.as_deref(),
-            );
+            check_optional_path(&mut errors, "mqtt.tls.client_cert", tls.client_cert.as_deref());
+            check_optional_path(&mut errors, "mqtt.tls.client_key", tls.client_key.as_deref());
             match (&tls.client_cert, &tls.client_key) {
-                (Some(_), None) => errors.add(
-                    "mqtt.tls.client_key",
-                    "missing: client_cert is set, so its key is needed",
-                ),
-                (None, Some(_)) => errors.add(
-                    "mqtt.tls.client_cert",
-                    "missing: client_key is set, so its certificate is needed",
-                ),
+                (Some(_), None) => {
+                    errors.add("mqtt.tls.client_key", "missing: client_cert is set, so its key is needed")
+                }
+                (None, Some(_)) => {
+                    errors.add("mqtt.tls.client_cert", "missing: client_key is set, so its certificate is needed")
+                }
                 _ => {}
             }
         }
@@ -124,65 +96,35 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
 
     let http = &config.http;
     if let Err(e) = http.listen.parse::<SocketAddr>() {
-        errors.add(
-            "http.listen",
-            format!("{:?} is not an address:port ({e})", http.listen),
-        );
+        errors.add("http.listen", format!("{:?} is not an address:port ({e})", http.listen));
     }
     check_optional_path(&mut errors, "http.tls_cert", http.tls_cert.as_deref());
     check_optional_path(&mut errors, "http.tls_key", http.tls_key.as_deref());
     match (&http.tls_cert, &http.tls_key) {
-        (Some(_), None) => errors.add(
-            "http.tls_key",
-            "missing: tls_cert is set, so its key is needed",
-        ),
-        (None, Some(_)) => errors.add(
-            "http.tls_cert",
-            "missing: tls_key is set, so its certificate is needed",
-        ),
+        (Some(_), None) => errors.add("http.tls_key", "missing: tls_cert is set, so its key is needed"),
+        (None, Some(_)) => errors.add("http.tls_cert", "missing: tls_key is set, so its certificate is needed"),
         _ => {}
     }
 
     let models = &config.models;
     check_optional_path(&mut errors, "models.dir", models.dir.as_deref());
-    check_optional_path(
-        &mut errors,
-        "models.ort_library",
-        models.ort_library.as_deref(),
-    );
+    check_optional_path(&mut errors, "models.ort_library", models.ort_library.as_deref());
     if !(1..=64).contains(&models.threads) {
-        errors.add(
-            "models.threads",
-            format!("must be 1..64, got {}", models.threads),
-        );
+        errors.add("models.threads", format!("must be 1..64, got {}", models.threads));
     }
 
     let faces = &config.faces;
     if !(faces.match_distance > 0.0 && faces.match_distance < 2.0) {
         errors.add(
             "faces.match_distance",
-            format!(
-                "must be between 0 and 2 (dlib's model uses 0.6), got {}",
-                faces.match_distance
-            ),
+            format!("must be between 0 and 2 (dlib's model uses 0.6), got {}", faces.match_distance),
         );
     }
-    check_score(
-        &mut errors,
-        "faces.detector_threshold",
-        faces.detector_threshold,
-    );
+    check_score(&mut errors, "faces.detector_threshold", faces.detector_threshold);
     if !(64..=4096).contains(&faces.detector_max_side) {
-        errors.add(
-            "faces.detector_max_side",
-            format!("must be 64..4096 pixels, got {}", faces.detector_max_side),
-        );
+        errors.add("faces.detector_max_side", format!("must be 64..4096 pixels, got {}", faces.detector_max_side));
     }
-    check_score(
-        &mut errors,
-        "persons.detector_threshold",
-        config.persons.detector_threshold,
-    );
+    check_score(&mut errors, "persons.detector_threshold", config.persons.detector_threshold);
 
     let retention = &config.retention;
     if retention.recordings_max_bytes_per_camera.0 < 100 << 20 {
@@ -207,23 +149,14 @@ fn check_id(errors: &mut Errors, path: &str, id: &str) {
         errors.add(path, "must not be empty");
     } else if id.len() > 64 {
         errors.add(path, format!("{id:?} is longer than 64 characters"));
-    } else if let Some(bad) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-    {
-        errors.add(
-            path,
-            format!("{id:?} contains {bad:?}; use letters, digits, '-' and '_' only"),
-        );
+    } else if let Some(bad) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
+        errors.add(path, format!("{id:?} contains {bad:?}; use letters, digits, '-' and '_' only"));
     }
 }
 
 fn check_score(errors: &mut Errors, path: &str, value: f32) {
     if !(value > 0.0 && value < 1.0) {
-        errors.add(
-            path,
-            format!("must be a score strictly between 0 and 1, got {value}"),
-        );
+        errors.add(path, format!("must be a score strictly between 0 and 1, got {value}"));
     }
 }
 
@@ -242,16 +175,8 @@ fn check_optional_path(errors: &mut Errors, path: &str, value: Option<&Path>) {
 fn check_storage(errors: &mut Errors, config: &Config) {
     let storage = &config.storage;
     check_path(errors, "storage.data_dir", &storage.data_dir);
-    check_optional_path(
-        errors,
-        "storage.recordings_dir",
-        storage.recordings_dir.as_deref(),
-    );
-    check_optional_path(
-        errors,
-        "storage.evidence_dir",
-        storage.evidence_dir.as_deref(),
-    );
+    check_optional_path(errors, "storage.recordings_dir", storage.recordings_dir.as_deref());
+    check_optional_path(errors, "storage.evidence_dir", storage.evidence_dir.as_deref());
 }
 
 /// Patterns of GStreamer's `videotestsrc` offered as `test://PATTERN`.
@@ -262,10 +187,7 @@ fn check_camera(errors: &mut Errors, path: &str, camera: &Camera) {
     check_source_url(errors, &format!("{path}.url"), &camera.url);
 
     if camera.role == Role::Ward && camera.regions.is_empty() {
-        errors.add(
-            format!("{path}.regions"),
-            "a ward camera needs at least one bed region; none given",
-        );
+        errors.add(format!("{path}.regions"), "a ward camera needs at least one bed region; none given");
     }
     for (name, points) in &camera.regions {
         let region_path = format!("{path}.regions.{name}");
@@ -277,10 +199,7 @@ fn check_camera(errors: &mut Errors, path: &str, camera: &Camera) {
 fn check_source_url(errors: &mut Errors, path: &str, url: &str) {
     let shown = redact_url(url);
     let Some((scheme, rest)) = url.split_once("://") else {
-        errors.add(
-            path,
-            format!("{shown:?} is not a URL; expected rtsp://, rtsps://, file:// or test://"),
-        );
+        errors.add(path, format!("{shown:?} is not a URL; expected rtsp://, rtsps://, file:// or test://"));
         return;
     };
     match scheme {
@@ -294,17 +213,12 @@ fn check_source_url(errors: &mut Errors, path: &str, url: &str) {
         }
         "file" => {
             if !rest.starts_with('/') {
-                errors.add(
-                    path,
-                    format!("{shown:?} must name an absolute path (file:///path/to/clip.mp4)"),
-                );
+                errors.add(path, format!("{shown:?} must name an absolute path (file:///path/to/clip.mp4)"));
             } else {
                 let lower = rest.to_ascii_lowercase();
-                if ![".mp4", ".m4v", ".mov", ".mkv"]
-                    .iter()
-                    .any(|ext| lower.ends_with(ext))
-                {
-                    errors.add(path, format!("{shown:?}: file sources must be MP4 or Matroska (.mp4, .m4v, .mov, .mkv)"));
+                if ![".mp4", ".m4v", ".mov", ".mkv"].iter().any(|ext| lower.ends_with(ext)) {
+                    errors
+                        .add(path, format!("{shown:?}: file sources must be MP4 or Matroska (.mp4, .m4v, .mov, .mkv)"));
                 }
             }
         }
@@ -312,17 +226,11 @@ fn check_source_url(errors: &mut Errors, path: &str, url: &str) {
             if !TEST_PATTERNS.contains(&rest) {
                 errors.add(
                     path,
-                    format!(
-                        "{shown:?}: unknown test pattern {rest:?}; one of {}",
-                        TEST_PATTERNS.join(", ")
-                    ),
+                    format!("{shown:?}: unknown test pattern {rest:?}; one of {}", TEST_PATTERNS.join(", ")),
                 );
             }
         }
-        other => errors.add(
-            path,
-            format!("{shown:?}: unsupported scheme {other:?}; use rtsp, rtsps, file or test"),
-        ),
+        other => errors.add(path, format!("{shown:?}: unsupported scheme {other:?}; use rtsp, rtsps, file or test")),
     }
 }
 
@@ -344,25 +252,16 @@ pub fn redact_url(url: &str) -> String {
 
 fn check_polygon(errors: &mut Errors, path: &str, points: &[Vec<f64>]) {
     if points.len() < 3 {
-        errors.add(
-            path,
-            format!("polygon needs ≥3 points, got {}", points.len()),
-        );
+        errors.add(path, format!("polygon needs ≥3 points, got {}", points.len()));
         return;
     }
     let mut usable = true;
     for (i, point) in points.iter().enumerate() {
         if point.len() != 2 {
-            errors.add(
-                format!("{path}[{i}]"),
-                format!("a point is [x, y], got {} numbers", point.len()),
-            );
+            errors.add(format!("{path}[{i}]"), format!("a point is [x, y], got {} numbers", point.len()));
             usable = false;
         } else if let Some(v) = point.iter().find(|v| !(0.0..=1.0).contains(*v)) {
-            errors.add(
-                format!("{path}[{i}]"),
-                format!("coordinates are normalised to 0..1, got {v} in {point:?}"),
-            );
+            errors.add(format!("{path}[{i}]"), format!("coordinates are normalised to 0..1, got {v} in {point:?}"));
             usable = false;
         }
     }
@@ -372,9 +271,13 @@ fn check_polygon(errors: &mut Errors, path: &str, points: &[Vec<f64>]) {
     let pts: Vec<(f64, f64)> = points.iter().map(|p| (p[0], p[1])).collect();
     let area = shoelace_area(&pts);
     if area < 1e-4 {
-        errors.add(path, format!("polygon has no area ({area:.6} of the image); are the points in a line or repeated?"));
+        errors
+            .add(path, format!("polygon has no area ({area:.6} of the image); are the points in a line or repeated?"));
     } else if let Some((a, b)) = first_self_intersection(&pts) {
-        errors.add(path, format!("polygon crosses itself (edge {a} crosses edge {b}); list the points in order around the region"));
+        errors.add(
+            path,
+            format!("polygon crosses itself (edge {a} crosses edge {b}); list the points in order around the region"),
+        );
     }
 }
 
@@ -411,9 +314,7 @@ fn first_self_intersection(pts: &[(f64, f64)]) -> Option<(usize, usize)> {
 }
 
 fn segments_cross(a: (f64, f64), b: (f64, f64), c: (f64, f64), d: (f64, f64)) -> bool {
-    let orient = |p: (f64, f64), q: (f64, f64), r: (f64, f64)| {
-        (q.0 - p.0) * (r.1 - p.1) - (q.1 - p.1) * (r.0 - p.0)
-    };
+    let orient = |p: (f64, f64), q: (f64, f64), r: (f64, f64)| (q.0 - p.0) * (r.1 - p.1) - (q.1 - p.1) * (r.0 - p.0);
     let (o1, o2) = (orient(a, b, c), orient(a, b, d));
     let (o3, o4) = (orient(c, d, a), orient(c, d, b));
     o1 * o2 < 0.0 && o3 * o4 < 0.0
@@ -486,59 +387,24 @@ mod tests {
             "models.threads: must be 1..64, got 0",
         ];
         for want in expected {
-            assert!(
-                errors.iter().any(|e| e.starts_with(want)),
-                "missing {want:?} in {errors:#?}"
-            );
+            assert!(errors.iter().any(|e| e.starts_with(want)), "missing {want:?} in {errors:#?}");
         }
-        assert_eq!(
-            errors.len(),
-            expected.len(),
-            "unexpected extra errors: {errors:#?}"
-        );
-        assert!(
-            !errors.iter().any(|e| e.contains("hunter2")),
-            "a password leaked into an error: {errors:#?}"
-        );
+        assert_eq!(errors.len(), expected.len(), "unexpected extra errors: {errors:#?}");
+        assert!(!errors.iter().any(|e| e.contains("hunter2")), "a password leaked into an error: {errors:#?}");
     }
 
     #[test]
     fn rejects_degenerate_and_crossing_polygons() {
         let mut errors = Errors::default();
-        check_polygon(
-            &mut errors,
-            "r",
-            &[vec![0.1, 0.1], vec![0.2, 0.2], vec![0.3, 0.3]],
-        );
+        check_polygon(&mut errors, "r", &[vec![0.1, 0.1], vec![0.2, 0.2], vec![0.3, 0.3]]);
         // A lopsided bow tie (a symmetric one has zero area): edges 1 and 3 cross.
-        check_polygon(
-            &mut errors,
-            "r",
-            &[
-                vec![0.1, 0.1],
-                vec![0.9, 0.1],
-                vec![0.2, 0.9],
-                vec![0.9, 0.6],
-            ],
-        );
+        check_polygon(&mut errors, "r", &[vec![0.1, 0.1], vec![0.9, 0.1], vec![0.2, 0.9], vec![0.9, 0.6]]);
         // A proper rectangle, points in order.
-        check_polygon(
-            &mut errors,
-            "r",
-            &[
-                vec![0.1, 0.1],
-                vec![0.9, 0.1],
-                vec![0.9, 0.9],
-                vec![0.1, 0.9],
-            ],
-        );
+        check_polygon(&mut errors, "r", &[vec![0.1, 0.1], vec![0.9, 0.1], vec![0.9, 0.9], vec![0.1, 0.9]]);
         let messages: Vec<_> = errors.0.iter().map(|e| e.message.clone()).collect();
         assert_eq!(messages.len(), 2, "{messages:#?}");
         assert!(messages[0].contains("no area"));
-        assert!(
-            messages[1].contains("edge 1 crosses edge 3"),
-            "{messages:#?}"
-        );
+        assert!(messages[1].contains("edge 1 crosses edge 3"), "{messages:#?}");
     }
 
     #[test]
