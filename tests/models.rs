@@ -214,3 +214,29 @@ fn compare_says_same_or_different() {
     assert!(run("obama.jpg", "obama3.jpg").contains("same person"));
     assert!(run("obama.jpg", "biden.jpg").contains("different people"));
 }
+
+/// The project's pair list (models/face-pairs.csv, 16 people from three registry packages): every
+/// genuine pair must be closer than every impostor pair, and the default threshold must sit between.
+#[test]
+fn pair_list_separates_same_from_different_people() {
+    let pairs = vigil::cache::dir().join("samples/face-pairs.csv");
+    let out = common::vigil().args(["bench", "faces", "--pairs"]).arg(&pairs).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["skipped"].as_array().unwrap().len(), 0, "{report}");
+    assert!(report["pairs"].as_u64().unwrap() > 2000, "{report}");
+    assert_eq!(report["separated"], true, "genuine and impostor distances overlap: {report}");
+    assert_eq!(report["tar"], 1.0, "{report}");
+    assert!(report["far"].as_f64().unwrap() < 0.005, "{report}");
+}
+
+#[test]
+fn malformed_pair_lists_are_refused_with_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("pairs.csv");
+    std::fs::write(&list, "a.jpg,b.jpg,same\na.jpg,b.jpg,maybe\n").unwrap();
+    let out = common::vigil().args(["bench", "faces", "--pairs"]).arg(&list).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("pairs.csv:2") && stderr.contains("maybe"), "{stderr}");
+}

@@ -136,7 +136,8 @@ fn main() -> ExitCode {
                 if let Some(path) = &save_frame {
                     img.save(path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
                 }
-                let report = commands::bench::models(models, &image, &img, runs.max(1), settings.models.threads.max(1))?;
+                let report =
+                    commands::bench::models(models, &image, &img, runs.max(1), settings.models.threads.max(1))?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 Ok(ExitCode::SUCCESS)
             })
