@@ -7,3 +7,5 @@ pub mod app;
 pub mod cache;
 pub mod commands;
 pub mod config;
+pub mod decide;
+pub mod source;

@@ -7,7 +7,9 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use raw::{Camera, Config, Faces, Http, Models, Mqtt, MqttTls, Persons, Retention, Role, Site, Storage};
+pub use raw::{
+    Camera, Config, Faces, Http, Models, Mqtt, MqttTls, Persons, Retention, Role, Site, Storage, Tamper, Transport,
+};
 pub use size::ByteSize;
 pub use validate::{FieldError, TEST_PATTERNS, redact_url, validate};
 

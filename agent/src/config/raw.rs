@@ -41,6 +41,58 @@ pub struct Config {
     /// How long data is kept.
     #[serde(default)]
     pub retention: Retention,
+    /// Camera tamper detection.
+    #[serde(default)]
+    pub tamper: Tamper,
+}
+
+/// When a camera counts as tampered with. Each condition must hold this long before `camera_tamper`
+/// is raised, and be gone as long before it is cleared (hysteresis).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tamper {
+    /// Seconds of a uniform picture (lens covered, blacked out) before raising `covered` (default 5).
+    #[serde(default = "default_covered_secs")]
+    pub covered_secs: f64,
+    /// Seconds of an unchanging picture before raising `frozen` (default 20). Real scenes always carry
+    /// sensor noise; only a stuck encoder or a replayed still gives identical frames.
+    #[serde(default = "default_frozen_secs")]
+    pub frozen_secs: f64,
+    /// Seconds of a view unlike the camera's reference frame before raising `moved` (default 15).
+    #[serde(default = "default_moved_secs")]
+    pub moved_secs: f64,
+    /// Similarity to the reference (zero-mean normalised correlation of edge maps, -1..1) below which the
+    /// view counts as moved (default 0.35). Insensitive to lighting changes; people passing lower it a
+    /// little, for a short time.
+    #[serde(default = "default_moved_similarity")]
+    pub moved_similarity: f64,
+}
+
+impl Default for Tamper {
+    fn default() -> Self {
+        Tamper {
+            covered_secs: default_covered_secs(),
+            frozen_secs: default_frozen_secs(),
+            moved_secs: default_moved_secs(),
+            moved_similarity: default_moved_similarity(),
+        }
+    }
+}
+
+fn default_covered_secs() -> f64 {
+    5.0
+}
+
+fn default_frozen_secs() -> f64 {
+    20.0
+}
+
+fn default_moved_secs() -> f64 {
+    15.0
+}
+
+fn default_moved_similarity() -> f64 {
+    0.35
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +142,56 @@ pub struct Camera {
     /// chairs in a dialysis room. Each is a list of at least three `[x, y]` points.
     #[serde(default)]
     pub regions: BTreeMap<String, Vec<Vec<f64>>>,
+    /// RTSP transport: "tcp" (default; survives NAT and lossy links) or "udp".
+    #[serde(default)]
+    pub transport: Transport,
+    /// Play a `file://` source again from the start when it ends (demos).
+    #[serde(default, rename = "loop")]
+    pub loop_file: bool,
+    /// Decode keyframes only (one frame per GOP, ~7x less CPU). Default: true for ward cameras, whose
+    /// presence checks need a frame every few seconds; false for the others, which match faces.
+    pub keyframes_only: Option<bool>,
+    /// Frames per second handed to analysis when all frames are decoded. Default by role:
+    /// settlement_window 5, dialysis_room 2, ward 1.
+    pub analysis_fps: Option<f64>,
+    /// Frames wider than this are scaled down before analysis (default 1280).
+    #[serde(default = "default_analysis_width")]
+    pub analysis_max_width: u32,
+    /// No frame for this many seconds counts as a stalled stream: the pipeline is restarted (default 10;
+    /// keep it above the GOP length for keyframes-only cameras).
+    #[serde(default = "default_stall_secs")]
+    pub stall_secs: u64,
+}
+
+/// RTSP transport protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+fn default_analysis_width() -> u32 {
+    1280
+}
+
+fn default_stall_secs() -> u64 {
+    10
+}
+
+impl Camera {
+    pub fn keyframes_only(&self) -> bool {
+        self.keyframes_only.unwrap_or(self.role == Role::Ward)
+    }
+
+    pub fn analysis_fps(&self) -> f64 {
+        self.analysis_fps.unwrap_or(match self.role {
+            Role::SettlementWindow => 5.0,
+            Role::DialysisRoom => 2.0,
+            Role::Ward => 1.0,
+        })
+    }
 }
 
 /// A camera's role. Spelled in snake case in the file.

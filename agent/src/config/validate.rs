@@ -126,6 +126,20 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
     }
     check_score(&mut errors, "persons.detector_threshold", config.persons.detector_threshold);
 
+    let tamper = &config.tamper;
+    for (field, value) in [
+        ("tamper.covered_secs", tamper.covered_secs),
+        ("tamper.frozen_secs", tamper.frozen_secs),
+        ("tamper.moved_secs", tamper.moved_secs),
+    ] {
+        if !(1.0..=3600.0).contains(&value) {
+            errors.add(field, format!("must be 1..3600 seconds, got {value}"));
+        }
+    }
+    if !(-1.0..1.0).contains(&tamper.moved_similarity) {
+        errors.add("tamper.moved_similarity", format!("must be in -1..1, got {}", tamper.moved_similarity));
+    }
+
     let retention = &config.retention;
     if retention.recordings_max_bytes_per_camera.0 < 100 << 20 {
         errors.add(
@@ -186,6 +200,23 @@ fn check_camera(errors: &mut Errors, path: &str, camera: &Camera) {
     check_id(errors, &format!("{path}.id"), &camera.id);
     check_source_url(errors, &format!("{path}.url"), &camera.url);
 
+    if let Some(fps) = camera.analysis_fps {
+        if !(fps > 0.0 && fps <= 30.0) {
+            errors.add(format!("{path}.analysis_fps"), format!("must be above 0 and at most 30, got {fps}"));
+        }
+    }
+    if !(160..=3840).contains(&camera.analysis_max_width) {
+        errors.add(
+            format!("{path}.analysis_max_width"),
+            format!("must be 160..3840 pixels, got {}", camera.analysis_max_width),
+        );
+    }
+    if !(2..=600).contains(&camera.stall_secs) {
+        errors.add(format!("{path}.stall_secs"), format!("must be 2..600 seconds, got {}", camera.stall_secs));
+    }
+    if camera.loop_file && !camera.url.starts_with("file://") {
+        errors.add(format!("{path}.loop"), "only file:// sources can loop");
+    }
     if camera.role == Role::Ward && camera.regions.is_empty() {
         errors.add(format!("{path}.regions"), "a ward camera needs at least one bed region; none given");
     }

@@ -1,0 +1,72 @@
+//! Decisions: what Vigil concludes about the world, to be turned into evidence and events.
+//!
+//! This first part covers camera health; face and presence rules join it in later stages.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+/// How a camera was tampered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TamperKind {
+    /// The picture is uniform: lens covered, sprayed, or the stream blacked out.
+    Covered,
+    /// The picture does not change at all: a stuck encoder or a replayed still.
+    Frozen,
+    /// The view no longer looks like the camera's reference frame: turned or moved away.
+    Moved,
+}
+
+impl TamperKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TamperKind::Covered => "covered",
+            TamperKind::Frozen => "frozen",
+            TamperKind::Moved => "moved",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DecisionKind {
+    /// The camera stopped delivering frames (stream error, end, stall); `reason` says which.
+    CameraOffline { reason: String },
+    /// Frames flow again after `camera_offline`.
+    CameraOnline,
+    /// A tamper condition held long enough to be raised.
+    CameraTamper { tamper: TamperKind },
+    /// A raised tamper condition is gone.
+    CameraTamperCleared { tamper: TamperKind },
+}
+
+/// A decision about one camera at one time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub camera: String,
+    #[serde(with = "humantime_serde_compat")]
+    pub at: SystemTime,
+    #[serde(flatten)]
+    pub kind: DecisionKind,
+}
+
+impl Decision {
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            DecisionKind::CameraOffline { .. } => "camera_offline",
+            DecisionKind::CameraOnline => "camera_online",
+            DecisionKind::CameraTamper { .. } => "camera_tamper",
+            DecisionKind::CameraTamperCleared { .. } => "camera_tamper_cleared",
+        }
+    }
+}
+
+/// Times as RFC 3339 UTC with milliseconds.
+mod humantime_serde_compat {
+    use std::time::SystemTime;
+
+    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_millis(*t))
+    }
+}

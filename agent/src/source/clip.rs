@@ -1,0 +1,161 @@
+//! Cutting a clip [from, to] out of a camera's recorded segments, without re-encoding.
+//!
+//! 1. Pick the segments that overlap the interval (each file is named by its first frame's wall time).
+//! 2. Read their H.264 access units (demux + parse to byte-stream with SPS/PPS in every keyframe, so
+//!    segments from different pipeline runs join cleanly) and give each a wall time: segment start +
+//!    (PTS − the segment's first PTS).
+//! 3. Keep from the last keyframe at or before `from` to the last frame at or before `to`, re-stamp the
+//!    timestamps to start at zero, and mux them into one ordinary (non-fragmented, faststart) MP4.
+//!
+//! The clip therefore starts on a keyframe, contains the whole interval that was recorded, and plays
+//! anywhere. Time in the clip maps back to wall time by `ClipInfo::start`.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use super::SourceError;
+use super::recorder::{self, Segment};
+
+/// What was cut.
+#[derive(Debug, Clone)]
+pub struct ClipInfo {
+    /// Wall time of the clip's first frame (a keyframe at or before the requested start).
+    pub start: SystemTime,
+    /// Wall time of its last frame.
+    pub end: SystemTime,
+    pub frames: usize,
+    pub segments: usize,
+}
+
+struct Unit {
+    buffer: gst::Buffer,
+    wall: SystemTime,
+    keyframe: bool,
+    /// PTS − DTS: how far decode order runs ahead (B-frames).
+    reorder: Duration,
+}
+
+fn clip_err(msg: impl Into<String>) -> SourceError {
+    SourceError::Clip(msg.into())
+}
+
+/// Cuts `[from, to]` from the segments in `dir` into `out`.
+pub fn cut(dir: &Path, from: SystemTime, to: SystemTime, out: &Path) -> Result<ClipInfo, SourceError> {
+    if to <= from {
+        return Err(clip_err("the end of the clip must be after its start"));
+    }
+    let all = recorder::segments(dir).map_err(|e| clip_err(format!("cannot list {}: {e}", dir.display())))?;
+    // A segment covers [its start, the next one's start); the last one is open-ended.
+    let mut chosen: Vec<&Segment> = Vec::new();
+    for (i, segment) in all.iter().enumerate() {
+        let next_start = all.get(i + 1).map(|s| s.start);
+        if segment.start <= to && next_start.is_none_or(|n| n > from) {
+            chosen.push(segment);
+        }
+    }
+    if chosen.is_empty() {
+        return Err(clip_err(format!("no recording in {} covers the requested interval", dir.display())));
+    }
+    let mut units = Vec::new();
+    let mut caps = None;
+    for segment in &chosen {
+        read_segment(segment, &mut units, &mut caps)?;
+    }
+    let start_index = units
+        .iter()
+        .rposition(|u| u.keyframe && u.wall <= from)
+        .or_else(|| units.iter().position(|u| u.keyframe))
+        .ok_or_else(|| clip_err("the recording has no keyframe"))?;
+    let kept: Vec<&Unit> = units[start_index..].iter().take_while(|u| u.wall <= to).collect();
+    if kept.is_empty() {
+        return Err(clip_err("no frame in the requested interval"));
+    }
+    let caps = caps.ok_or_else(|| clip_err("no caps"))?;
+    mux(&kept, &caps, out)?;
+    Ok(ClipInfo { start: kept[0].wall, end: kept[kept.len() - 1].wall, frames: kept.len(), segments: chosen.len() })
+}
+
+fn read_segment(segment: &Segment, units: &mut Vec<Unit>, caps: &mut Option<gst::Caps>) -> Result<(), SourceError> {
+    let pipeline = gst::parse::launch(
+        "filesrc name=src ! qtdemux ! h264parse config-interval=-1 \
+         ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=sink sync=false",
+    )
+    .map_err(|e| clip_err(e.to_string()))?
+    .downcast::<gst::Pipeline>()
+    .map_err(|_| clip_err("not a pipeline"))?;
+    pipeline.by_name("src").unwrap().set_property("location", segment.path.to_string_lossy().as_ref());
+    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    pipeline.set_state(gst::State::Playing).map_err(|e| clip_err(format!("{}: {e}", segment.path.display())))?;
+    let mut first_pts = None;
+    let result = loop {
+        match sink.pull_sample() {
+            Ok(sample) => {
+                let Some(buffer) = sample.buffer_owned() else { continue };
+                let Some(pts) = buffer.pts() else { continue };
+                if caps.is_none() {
+                    *caps = sample.caps().map(|c| c.to_owned());
+                }
+                let first = *first_pts.get_or_insert(pts);
+                let offset = Duration::from_nanos(pts.saturating_sub(first).nseconds());
+                let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                let reorder =
+                    buffer.dts().map_or(Duration::ZERO, |dts| Duration::from_nanos(pts.saturating_sub(dts).nseconds()));
+                units.push(Unit { buffer, wall: segment.start + offset, keyframe, reorder });
+            }
+            Err(_) => break check_bus(&pipeline, segment),
+        }
+    };
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
+/// After the appsink ran dry: fine at end of stream, else the error. A segment cut short by a crash
+/// ends early but its complete fragments are still used.
+fn check_bus(pipeline: &gst::Pipeline, segment: &Segment) -> Result<(), SourceError> {
+    let bus = pipeline.bus().unwrap();
+    while let Some(msg) = bus.pop() {
+        if let gst::MessageView::Error(err) = msg.view() {
+            tracing::warn!(segment = %segment.path.display(), error = %err.error(), "segment read incompletely");
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn mux(units: &[&Unit], caps: &gst::Caps, out: &Path) -> Result<(), SourceError> {
+    let pipeline =
+        gst::parse::launch("appsrc name=src format=time ! h264parse ! mp4mux faststart=true ! filesink name=out")
+            .map_err(|e| clip_err(e.to_string()))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| clip_err("not a pipeline"))?;
+    let partial = out.with_extension("mp4.partial");
+    pipeline.by_name("out").unwrap().set_property("location", partial.to_string_lossy().as_ref());
+    let src = pipeline.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    src.set_caps(Some(caps));
+    pipeline.set_state(gst::State::Playing).map_err(|e| clip_err(format!("cannot start the muxer: {e}")))?;
+    let t0 = units[0].wall;
+    for unit in units {
+        let mut buffer = unit.buffer.copy();
+        let pts = gst::ClockTime::from_nseconds(unit.wall.duration_since(t0).unwrap_or_default().as_nanos() as u64);
+        let b = buffer.make_mut();
+        b.set_pts(pts);
+        b.set_dts(pts.saturating_sub(gst::ClockTime::from_nseconds(unit.reorder.as_nanos() as u64)));
+        src.push_buffer(buffer).map_err(|e| clip_err(format!("muxer refused a frame: {e:?}")))?;
+    }
+    let _ = src.end_of_stream();
+    let bus = pipeline.bus().unwrap();
+    let done =
+        bus.timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Eos, gst::MessageType::Error]);
+    let _ = pipeline.set_state(gst::State::Null);
+    match done.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Eos(_)) => {}
+        Some(gst::MessageView::Error(err)) => return Err(clip_err(format!("muxing failed: {}", err.error()))),
+        _ => return Err(clip_err("muxing did not finish within 60 s")),
+    }
+    std::fs::rename(&partial, out).map_err(|e| clip_err(format!("cannot write {}: {e}", out.display())))?;
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! The GStreamer pipeline of one camera:
+//!
+//! ```text
+//! source (rtspsrc | filesrc+demux | videotestsrc+x264enc) ! h264parse ! h264timestamper ! tee
+//!   tee ! queue ! splitmuxsink (≈10 s fragmented MP4 segments, H.264 as received: no re-encode)
+//!   tee ! queue (leaky) ! [drop delta units] ! avdec_h264 ! [videorate] ! videoconvert ! videoscale
+//!       ! RGB ! appsink → FrameSlot (latest frame wins)
+//! ```
+//! Segments are fragmented MP4 (a fragment per second), so a segment open when the process is killed
+//! still plays up to its last complete fragment. Each segment file is named by the wall-clock time of
+//! its first frame (Unix milliseconds), which is how clips are found later.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
+use image::RgbImage;
+
+use super::slot::FrameSlot;
+use super::{Frame, SourceError};
+use crate::config::{Camera, Transport, redact_url};
+
+/// What a pipeline reports to its supervisor, shared with the streaming threads.
+#[derive(Default)]
+pub struct PipelineStats {
+    /// Frames decoded and handed to the slot.
+    pub frames: AtomicU64,
+    /// Milliseconds since the Unix epoch of the last frame (0: none yet).
+    pub last_frame_ms: AtomicU64,
+}
+
+/// Options of a camera pipeline that do not come from the camera's own config.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// Where this camera's segments go: `<recordings_dir>/<camera id>/`. None: no recording.
+    pub recordings: Option<PathBuf>,
+    /// Target segment length.
+    pub segment: Duration,
+}
+
+pub fn init() -> Result<(), SourceError> {
+    gst::init().map_err(|e| SourceError::Init(e.to_string()))
+}
+
+fn element_exists(name: &str) -> bool {
+    gst::ElementFactory::find(name).is_some()
+}
+
+/// The launch description up to the encoded H.264 elementary stream.
+fn source_description(camera: &Camera) -> Result<String, SourceError> {
+    let url = camera.url.as_str();
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    Ok(match scheme {
+        "rtsp" | "rtsps" => {
+            let protocols = match camera.transport {
+                Transport::Tcp => "tcp",
+                Transport::Udp => "udp",
+            };
+            // The location is set as a property afterwards, so credentials never pass through a string
+            // GStreamer could echo in an error.
+            format!("rtspsrc name=src protocols={protocols} latency=200 tcp-timeout=5000000 ! rtph264depay")
+        }
+        "file" => {
+            let demux = if rest.to_ascii_lowercase().ends_with(".mkv") { "matroskademux" } else { "qtdemux" };
+            format!("filesrc name=src ! {demux}")
+        }
+        "test" => format!(
+            "videotestsrc is-live=true pattern={rest} ! video/x-raw,format=I420,width=1280,height=720,framerate=25/1 \
+             ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=50 bitrate=2000 \
+             ! video/x-h264,profile=main"
+        ),
+        other => return Err(SourceError::Unsupported(other.to_owned())),
+    })
+}
+
+/// Builds (but does not start) the pipeline of `camera`.
+pub fn build(
+    camera: &Camera,
+    options: &PipelineOptions,
+    slot: Arc<FrameSlot>,
+    stats: Arc<PipelineStats>,
+) -> Result<gst::Pipeline, SourceError> {
+    let keyframes_only = camera.keyframes_only();
+    let is_file = camera.url.starts_with("file://");
+    let timestamper = if element_exists("h264timestamper") { "! h264timestamper " } else { "" };
+    let drop_deltas = if keyframes_only { "! identity drop-buffer-flags=delta-unit " } else { "" };
+    let rate = if keyframes_only {
+        String::new()
+    } else {
+        format!("! videorate drop-only=true max-rate={} ", camera.analysis_fps().ceil().max(1.0) as i32)
+    };
+    let record = if options.recordings.is_some() {
+        "t. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=5000000000 ! splitmuxsink name=rec "
+    } else {
+        ""
+    };
+    let description = format!(
+        "{source} ! h264parse config-interval=-1 {timestamper}! tee name=t \
+         {record}\
+         t. ! queue leaky=downstream max-size-buffers=8 max-size-bytes=0 max-size-time=0 {drop_deltas}\
+         ! avdec_h264 {rate}! videoconvert ! videoscale \
+         ! video/x-raw,format=RGB,width=[16,{width}],pixel-aspect-ratio=1/1 ! appsink name=frames",
+        source = source_description(camera)?,
+        width = camera.analysis_max_width,
+    );
+    let pipeline = gst::parse::launch(&description)
+        .map_err(|e| SourceError::Build(format!("{e} (pipeline: {description})")))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| SourceError::Build("not a pipeline".into()))?;
+
+    let by_name = |name: &str| pipeline.by_name(name).ok_or_else(|| SourceError::Build(format!("no element {name}")));
+    let url = camera.url.as_str();
+    if let Some(rest) = url.strip_prefix("file://") {
+        by_name("src")?.set_property("location", rest);
+    } else if url.starts_with("rtsp") {
+        by_name("src")?.set_property("location", url);
+    }
+
+    if let Some(dir) = &options.recordings {
+        std::fs::create_dir_all(dir).map_err(|e| SourceError::Recording(format!("{}: {e}", dir.display())))?;
+        let rec = by_name("rec")?;
+        rec.set_property("muxer-factory", "mp4mux");
+        rec.set_property(
+            "muxer-properties",
+            gst::Structure::builder("properties").field("fragment-duration", 1000u32).build(),
+        );
+        // splitmuxsink cuts before the GOP that would cross the limit: a little over the target keeps
+        // segments at the target length.
+        rec.set_property("max-size-time", (options.segment + Duration::from_millis(100)).as_nanos() as u64);
+        let dir = dir.clone();
+        rec.connect("format-location-full", false, move |args| {
+            let element = args[0].get::<gst::Element>().ok()?;
+            let sample = args[2].get::<gst::Sample>().ok();
+            let wall = sample.as_ref().and_then(|s| wall_time_of(&element, s)).unwrap_or_else(SystemTime::now);
+            Some(segment_path(&dir, wall).to_string_lossy().into_owned().to_value())
+        });
+    }
+
+    let sink = by_name("frames")?
+        .downcast::<gst_app::AppSink>()
+        .map_err(|_| SourceError::Build("frames is not an appsink".into()))?;
+    sink.set_max_buffers(1);
+    sink.set_drop(true);
+    // Files play at their own pace (as a camera would); live sources deliver as fast as they arrive.
+    sink.set_sync(is_file);
+    let camera_id: Arc<str> = Arc::from(camera.id.as_str());
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let frame =
+                    to_frame(sink.upcast_ref(), &sample, stats.frames.load(Ordering::Relaxed)).map_err(|e| {
+                        gst::element_error!(sink, gst::StreamError::Decode, ("camera {camera_id}: {e}"));
+                        gst::FlowError::Error
+                    })?;
+                let ms = frame.captured.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+                slot.put(frame);
+                stats.frames.fetch_add(1, Ordering::Relaxed);
+                stats.last_frame_ms.store(ms, Ordering::Relaxed);
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    Ok(pipeline)
+}
+
+/// `<dir>/<unix ms, 13 digits>.mp4`: names sort by time.
+pub fn segment_path(dir: &Path, start: SystemTime) -> PathBuf {
+    let ms = start.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    dir.join(format!("{ms:013}.mp4"))
+}
+
+/// Wall-clock time at which the sample's buffer was (or will be) rendered: now, minus how far the
+/// element's running time is past the buffer's.
+fn wall_time_of(element: &gst::Element, sample: &gst::Sample) -> Option<SystemTime> {
+    let buffer = sample.buffer()?;
+    let pts = buffer.pts()?;
+    let segment = sample.segment()?.downcast_ref::<gst::ClockTime>()?;
+    let buffer_rt = segment.to_running_time(pts)?;
+    let now_rt = element.current_running_time()?;
+    let now = SystemTime::now();
+    Some(if now_rt >= buffer_rt {
+        now - Duration::from_nanos((now_rt - buffer_rt).nseconds())
+    } else {
+        now + Duration::from_nanos((buffer_rt - now_rt).nseconds())
+    })
+}
+
+/// Copies a decoded RGB sample into an image, respecting the row stride.
+fn to_frame(element: &gst::Element, sample: &gst::Sample, seq: u64) -> Result<Frame, String> {
+    let caps = sample.caps().ok_or("sample without caps")?;
+    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| format!("bad caps {caps}: {e}"))?;
+    let buffer = sample.buffer().ok_or("sample without buffer")?;
+    let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+        .map_err(|e| format!("cannot map frame: {e}"))?;
+    let (w, h) = (info.width() as usize, info.height() as usize);
+    let stride = frame.plane_stride()[0] as usize;
+    let data = frame.plane_data(0).map_err(|e| format!("no plane 0: {e}"))?;
+    let mut pixels = Vec::with_capacity(w * h * 3);
+    for row in 0..h {
+        pixels.extend_from_slice(&data[row * stride..row * stride + w * 3]);
+    }
+    let image = RgbImage::from_raw(w as u32, h as u32, pixels).ok_or("frame size mismatch")?;
+    let captured = wall_time_of(element, sample).unwrap_or_else(SystemTime::now);
+    Ok(Frame { image, captured, seq, keyframe })
+}
+
+/// The URL as it may appear in logs.
+pub fn display_url(camera: &Camera) -> String {
+    redact_url(&camera.url)
+}
+
+/// Removes `secret` (a camera password) from text GStreamer produced, in case it echoed a URL.
+pub fn scrub(text: &str, camera: &Camera) -> String {
+    match camera.url.split_once("://").and_then(|(_, rest)| rest.split('/').next()).and_then(|a| a.rsplit_once('@')) {
+        Some((userinfo, _)) => match userinfo.split_once(':') {
+            Some((_, password)) if !password.is_empty() => text.replace(password, "***"),
+            _ => text.to_owned(),
+        },
+        None => text.to_owned(),
+    }
+}

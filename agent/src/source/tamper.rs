@@ -1,0 +1,278 @@
+//! Tamper detection over a camera's frames, with hysteresis: a condition must hold for its configured
+//! time before it is raised, and be gone as long before it is cleared.
+//!
+//! - covered: the picture is uniform (spatial spread of a 64×36 luma thumbnail below a few grey
+//!   levels): a hand or cloth over the lens, spray, a blacked-out stream.
+//! - frozen: consecutive frames are identical at 160×90 sampled points (no averaging, so a real scene's
+//!   sensor noise always differs): a stuck encoder or a replayed still.
+//! - moved: the edge structure of the view no longer correlates with the reference frame's (zero-mean
+//!   normalised cross-correlation of gradient magnitudes, which ignores brightness and contrast, so
+//!   lights going on or off do not count).
+//!
+//! Pure: frames and their times in, decisions out; tests drive it with generated clips.
+
+use std::time::{Duration, SystemTime};
+
+use image::RgbImage;
+
+use crate::config::Tamper;
+use crate::decide::TamperKind;
+
+const THUMB_W: usize = 64;
+const THUMB_H: usize = 36;
+const EDGE_W: usize = 128;
+const EDGE_H: usize = 72;
+const SAMPLE_W: usize = 160;
+const SAMPLE_H: usize = 90;
+/// Standard deviation of the luma thumbnail, in grey levels, below which the picture is uniform.
+const UNIFORM_STD: f64 = 6.0;
+/// A gap between frames longer than this (restart, outage) resets the timers.
+const MAX_GAP: Duration = Duration::from_secs(60);
+
+/// Luma (BT.601) box-averaged down to `w`×`h`.
+fn luma_thumbnail(img: &RgbImage, w: usize, h: usize) -> Vec<f64> {
+    let (iw, ih) = (img.width() as usize, img.height() as usize);
+    let raw = img.as_raw();
+    let mut out = vec![0.0; w * h];
+    for ty in 0..h {
+        let (y0, y1) = (ty * ih / h, ((ty + 1) * ih / h).max(ty * ih / h + 1));
+        for tx in 0..w {
+            let (x0, x1) = (tx * iw / w, ((tx + 1) * iw / w).max(tx * iw / w + 1));
+            let mut sum = 0.0;
+            for y in y0..y1.min(ih) {
+                for x in x0..x1.min(iw) {
+                    let i = (y * iw + x) * 3;
+                    sum += 0.299 * f64::from(raw[i]) + 0.587 * f64::from(raw[i + 1]) + 0.114 * f64::from(raw[i + 2]);
+                }
+            }
+            out[ty * w + tx] = sum / ((y1.min(ih) - y0) * (x1.min(iw) - x0)).max(1) as f64;
+        }
+    }
+    out
+}
+
+fn std_dev(v: &[f64]) -> f64 {
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
+}
+
+/// Gradient magnitude of a thumbnail (central differences), the signature compared for `moved`.
+fn edges(img: &RgbImage) -> Vec<f64> {
+    let t = luma_thumbnail(img, EDGE_W, EDGE_H);
+    let mut out = vec![0.0; EDGE_W * EDGE_H];
+    for y in 1..EDGE_H - 1 {
+        for x in 1..EDGE_W - 1 {
+            let gx = t[y * EDGE_W + x + 1] - t[y * EDGE_W + x - 1];
+            let gy = t[(y + 1) * EDGE_W + x] - t[(y - 1) * EDGE_W + x];
+            out[y * EDGE_W + x] = gx.hypot(gy);
+        }
+    }
+    out
+}
+
+/// Zero-mean normalised cross-correlation, -1..1 (0 when either side is flat).
+fn zncc(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut num, mut da, mut db) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        num += (x - ma) * (y - mb);
+        da += (x - ma).powi(2);
+        db += (y - mb).powi(2);
+    }
+    if da == 0.0 || db == 0.0 { 0.0 } else { num / (da * db).sqrt() }
+}
+
+/// Pixels at a fixed grid, unaveraged.
+fn samples(img: &RgbImage) -> Vec<[u8; 3]> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut out = Vec::with_capacity(SAMPLE_W * SAMPLE_H);
+    for sy in 0..SAMPLE_H {
+        for sx in 0..SAMPLE_W {
+            let (x, y) = ((sx * w / SAMPLE_W) as u32, (sy * h / SAMPLE_H) as u32);
+            out.push(img.get_pixel(x, y).0);
+        }
+    }
+    out
+}
+
+/// The measurements of one frame, exposed for tests and diagnostics.
+#[derive(Debug, Clone, Copy)]
+pub struct Measures {
+    pub uniform: bool,
+    pub identical_to_previous: bool,
+    /// Similarity to the reference frame, when there is one.
+    pub similarity: Option<f64>,
+}
+
+/// Hysteresis state of one condition.
+#[derive(Debug, Default)]
+struct Condition {
+    since: Option<SystemTime>,
+    cleared_since: Option<SystemTime>,
+    raised: bool,
+}
+
+impl Condition {
+    /// Feeds whether the condition holds at `t`; returns Some(true) when it becomes raised and
+    /// Some(false) when it becomes cleared.
+    fn update(&mut self, holds: bool, t: SystemTime, hold: Duration) -> Option<bool> {
+        let elapsed = |since: SystemTime| t.duration_since(since).unwrap_or(Duration::ZERO);
+        if holds {
+            self.cleared_since = None;
+            let since = *self.since.get_or_insert(t);
+            if !self.raised && elapsed(since) >= hold {
+                self.raised = true;
+                return Some(true);
+            }
+        } else {
+            self.since = None;
+            if self.raised {
+                let since = *self.cleared_since.get_or_insert(t);
+                if elapsed(since) >= hold {
+                    self.raised = false;
+                    self.cleared_since = None;
+                    return Some(false);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Tamper detector of one camera.
+pub struct TamperDetector {
+    settings: Tamper,
+    reference: Option<Vec<f64>>,
+    previous: Option<Vec<[u8; 3]>>,
+    last_time: Option<SystemTime>,
+    covered: Condition,
+    frozen: Condition,
+    moved: Condition,
+}
+
+/// A change of tamper state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TamperChange {
+    Raised(TamperKind),
+    Cleared(TamperKind),
+}
+
+impl TamperDetector {
+    pub fn new(settings: Tamper, reference: Option<&RgbImage>) -> TamperDetector {
+        TamperDetector {
+            settings,
+            reference: reference.map(edges),
+            previous: None,
+            last_time: None,
+            covered: Condition::default(),
+            frozen: Condition::default(),
+            moved: Condition::default(),
+        }
+    }
+
+    pub fn has_reference(&self) -> bool {
+        self.reference.is_some()
+    }
+
+    pub fn set_reference(&mut self, reference: &RgbImage) {
+        self.reference = Some(edges(reference));
+    }
+
+    /// Whether `img` is usable as a reference frame (not uniform: something to compare against).
+    pub fn usable_as_reference(img: &RgbImage) -> bool {
+        std_dev(&luma_thumbnail(img, THUMB_W, THUMB_H)) >= UNIFORM_STD
+    }
+
+    pub fn measure(&mut self, img: &RgbImage) -> Measures {
+        let uniform = std_dev(&luma_thumbnail(img, THUMB_W, THUMB_H)) < UNIFORM_STD;
+        let current = samples(img);
+        let identical_to_previous = self.previous.as_ref().is_some_and(|p| *p == current);
+        self.previous = Some(current);
+        let similarity = self.reference.as_ref().map(|r| zncc(r, &edges(img)));
+        Measures { uniform, identical_to_previous, similarity }
+    }
+
+    /// Feeds one frame taken at `t`; returns the state changes it causes.
+    pub fn observe(&mut self, img: &RgbImage, t: SystemTime) -> Vec<TamperChange> {
+        if let Some(last) = self.last_time {
+            let gap = t.duration_since(last);
+            if gap.is_err() || gap.is_ok_and(|g| g > MAX_GAP) {
+                // Time went backwards or the stream was away: judge the new stretch on its own.
+                self.previous = None;
+                self.covered.since = None;
+                self.frozen.since = None;
+                self.moved.since = None;
+            }
+        }
+        self.last_time = Some(t);
+        let m = self.measure(img);
+        let secs = Duration::from_secs_f64;
+        let mut changes = Vec::new();
+        let mut record = |change: Option<bool>, kind| match change {
+            Some(true) => changes.push(TamperChange::Raised(kind)),
+            Some(false) => changes.push(TamperChange::Cleared(kind)),
+            None => {}
+        };
+        record(self.covered.update(m.uniform, t, secs(self.settings.covered_secs)), TamperKind::Covered);
+        // A covered lens is also unchanging and unlike the reference: report the cause, not the symptoms.
+        let frozen = m.identical_to_previous && !m.uniform;
+        record(self.frozen.update(frozen, t, secs(self.settings.frozen_secs)), TamperKind::Frozen);
+        let moved = !m.uniform && m.similarity.is_some_and(|s| s < self.settings.moved_similarity);
+        record(self.moved.update(moved, t, secs(self.settings.moved_secs)), TamperKind::Moved);
+        changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn scene(shift: u32, brightness: f32, noise_seed: u32) -> RgbImage {
+        RgbImage::from_fn(320, 180, |x, y| {
+            let (xs, ys) = (x + shift, y + shift);
+            let base = if (xs / 40 + ys / 30) % 2 == 0 { 60.0 } else { 180.0 };
+            let noise = ((x.wrapping_mul(73) ^ y.wrapping_mul(151) ^ noise_seed.wrapping_mul(2654435761)) % 7) as f32;
+            let v = ((base + noise) * brightness).clamp(0.0, 255.0) as u8;
+            image::Rgb([v, v, v])
+        })
+    }
+
+    fn run(frames: impl Iterator<Item = (f64, RgbImage)>, reference: &RgbImage) -> Vec<(f64, TamperChange)> {
+        let mut d = TamperDetector::new(Tamper::default(), Some(reference));
+        frames
+            .flat_map(|(t, img)| {
+                d.observe(&img, UNIX_EPOCH + Duration::from_secs_f64(t)).into_iter().map(move |c| (t, c))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn normal_scene_with_lighting_changes_raises_nothing() {
+        let reference = scene(0, 1.0, 0);
+        let frames = (0..120).map(|i| (i as f64, scene(0, if i < 60 { 1.0 } else { 0.6 }, i)));
+        assert_eq!(run(frames, &reference), vec![]);
+    }
+
+    #[test]
+    fn covering_the_lens_raises_then_clears_covered_only() {
+        let reference = scene(0, 1.0, 0);
+        let black = RgbImage::from_pixel(320, 180, image::Rgb([3, 3, 3]));
+        let frames = (0..60).map(|i| (i as f64, if (10..30).contains(&i) { black.clone() } else { scene(0, 1.0, i) }));
+        let changes = run(frames, &reference);
+        assert_eq!(
+            changes,
+            vec![(15.0, TamperChange::Raised(TamperKind::Covered)), (35.0, TamperChange::Cleared(TamperKind::Covered))]
+        );
+    }
+
+    #[test]
+    fn frozen_and_moved_need_their_hold_time() {
+        let reference = scene(0, 1.0, 0);
+        let frozen = (0..40).map(|i| (i as f64, scene(0, 1.0, if i >= 10 { 999 } else { i })));
+        assert_eq!(run(frozen, &reference), vec![(31.0, TamperChange::Raised(TamperKind::Frozen))]);
+        let moved = (0..40).map(|i| (i as f64, if i >= 10 { scene(20, 1.0, i) } else { scene(0, 1.0, i) }));
+        assert_eq!(run(moved, &reference), vec![(25.0, TamperChange::Raised(TamperKind::Moved))]);
+    }
+}
