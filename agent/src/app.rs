@@ -1,10 +1,26 @@
 //! Wires the stages together and runs them until a shutdown signal.
+//!
+//! Per camera: a supervisor thread running its GStreamer pipeline ([`CameraWorker`]) and an analysis
+//! thread taking the latest frame from the camera's [`FrameSlot`]. Decisions from all cameras go through
+//! one channel to the decision sink (for now: the log).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anyhow::Context;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::analyze::{Models, runtime};
-use crate::config::{Config, redact_url};
+use crate::config::{Camera, Config, redact_url};
+use crate::decide::{Decision, DecisionKind};
+use crate::source::camera::{CameraCounters, CameraWorker};
+use crate::source::pipeline;
+use crate::source::slot::FrameSlot;
+use crate::source::tamper::{TamperChange, TamperDetector};
 
 /// Runs the agent with a validated configuration until SIGINT or SIGTERM.
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -26,15 +42,128 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     for model in &models.bundle.models {
         info!(model = %model.name, sha256 = %model.sha256, path = %model.path.display(), "model verified");
     }
+    pipeline::init()?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (decisions_tx, decisions_rx) = mpsc::channel::<Decision>();
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
     for camera in &config.cameras {
-        info!(camera = %camera.id, role = camera.role.as_str(), url = %redact_url(&camera.url), regions = camera.regions.len(), "camera configured");
+        info!(camera = %camera.id, role = camera.role.as_str(), url = %redact_url(&camera.url),
+            keyframes_only = camera.keyframes_only(), regions = camera.regions.len(), "camera configured");
+        threads.extend(start_camera(&config, camera, decisions_tx.clone(), stop.clone())?);
     }
+    drop(decisions_tx);
+    let sink = std::thread::Builder::new().name("vigil-decisions".into()).spawn(move || {
+        for decision in decisions_rx {
+            log_decision(&decision);
+        }
+    })?;
     info!(site = %config.site.id, device = %config.site.device_id, cameras = config.cameras.len(), "vigil started");
 
     let signal = shutdown.await;
     info!(signal, "shutting down");
+    stop.store(true, Ordering::Relaxed);
+    tokio::task::spawn_blocking(move || {
+        for thread in threads {
+            let _ = thread.join();
+        }
+        let _ = sink.join();
+    })
+    .await?;
     info!("stopped cleanly");
     Ok(())
+}
+
+/// Starts the supervisor and analysis threads of one camera.
+fn start_camera(
+    config: &Config,
+    camera: &Camera,
+    decisions: mpsc::Sender<Decision>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let slot = Arc::new(FrameSlot::default());
+    let worker = CameraWorker {
+        camera: camera.clone(),
+        recordings: Some(config.storage.recordings_dir().join(&camera.id)),
+        segment: Duration::from_secs(10),
+        max_recording_bytes: config.retention.recordings_max_bytes_per_camera.0,
+        slot: slot.clone(),
+        decisions: decisions.clone(),
+        shutdown: stop.clone(),
+        counters: Arc::new(CameraCounters::default()),
+    };
+    let supervisor = std::thread::Builder::new().name(format!("cam-{}", camera.id)).spawn(move || worker.run())?;
+
+    let reference_path = reference_path(&config.storage.data_dir, &camera.id);
+    let reference = load_reference(&reference_path);
+    let mut tamper = TamperDetector::new(config.tamper.clone(), reference.as_ref());
+    let camera_id = camera.id.clone();
+    let analysis = std::thread::Builder::new().name(format!("ana-{}", camera.id)).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let Some(frame) = slot.take(Duration::from_millis(250)) else { continue };
+            if !tamper.has_reference() && TamperDetector::usable_as_reference(&frame.image) {
+                save_reference(&reference_path, &frame.image, &camera_id);
+                tamper.set_reference(&frame.image);
+            }
+            for change in tamper.observe(&frame.image, frame.captured) {
+                let kind = match change {
+                    TamperChange::Raised(tamper) => DecisionKind::CameraTamper { tamper },
+                    TamperChange::Cleared(tamper) => DecisionKind::CameraTamperCleared { tamper },
+                };
+                let _ = decisions.send(Decision { camera: camera_id.clone(), at: frame.captured, kind });
+            }
+        }
+    })?;
+    Ok(vec![supervisor, analysis])
+}
+
+/// `<data_dir>/references/<camera>.png`: what the camera's view should look like (for `moved`).
+pub fn reference_path(data_dir: &Path, camera: &str) -> PathBuf {
+    data_dir.join("references").join(format!("{camera}.png"))
+}
+
+fn load_reference(path: &Path) -> Option<image::RgbImage> {
+    if !path.exists() {
+        return None;
+    }
+    match crate::analyze::image::load_rgb(path) {
+        Ok(img) => Some(img),
+        Err(e) => {
+            warn!(error = %e, "reference frame unreadable; a new one will be captured");
+            None
+        }
+    }
+}
+
+fn save_reference(path: &Path, img: &image::RgbImage, camera: &str) {
+    let result = path.parent().map_or(Ok(()), std::fs::create_dir_all).map_err(|e| e.to_string()).and_then(|()| {
+        let tmp = path.with_extension("png.tmp");
+        img.save_with_format(&tmp, image::ImageFormat::Png).map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => {
+            info!(camera, path = %path.display(), "reference frame captured (view-moved detection compares with it; \
+            replace it with `vigil reference` after re-aiming the camera)")
+        }
+        Err(e) => warn!(camera, error = %e, "cannot save the reference frame"),
+    }
+}
+
+fn log_decision(decision: &Decision) {
+    let at = humantime::format_rfc3339_millis(decision.at);
+    match &decision.kind {
+        DecisionKind::CameraOffline { reason } => {
+            warn!(decision = decision.name(), camera = %decision.camera, %at, reason, "decision")
+        }
+        DecisionKind::CameraTamper { tamper } => {
+            warn!(decision = decision.name(), camera = %decision.camera, %at, tamper = tamper.as_str(), "decision")
+        }
+        DecisionKind::CameraTamperCleared { tamper } => {
+            info!(decision = decision.name(), camera = %decision.camera, %at, tamper = tamper.as_str(), "decision")
+        }
+        DecisionKind::CameraOnline => info!(decision = decision.name(), camera = %decision.camera, %at, "decision"),
+    }
 }
 
 /// Starts listening for SIGINT and SIGTERM now; the future resolves with the first one's name.

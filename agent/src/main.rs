@@ -62,6 +62,23 @@ enum Command {
         a: PathBuf,
         b: PathBuf,
     },
+    /// Cut an evidence clip from a camera's recording (no re-encoding; starts on the keyframe at or
+    /// before --from).
+    Clip {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        camera: String,
+        /// Start: RFC 3339 (2026-11-24T10:15:00Z, or with a space and no zone for UTC) or Unix seconds.
+        #[arg(long, value_parser = parse_time)]
+        from: std::time::SystemTime,
+        /// End, same forms as --from.
+        #[arg(long, value_parser = parse_time)]
+        to: std::time::SystemTime,
+        /// Output MP4 file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Measurements (not tests): face-matching accuracy, model speed.
     #[command(subcommand)]
     Bench(Bench),
@@ -115,6 +132,7 @@ fn main() -> ExitCode {
             let failed = commands::detect::detect(models, &images, annotate.as_deref())?;
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }),
+        Command::Clip { config, camera, from, to, output } => clip(&config, &camera, from, to, &output),
         Command::Compare { config, a, b } => with_models(config.as_deref(), None, |models, settings| {
             let c = commands::detect::compare(models, &a, &b, settings.faces.match_distance)?;
             let verdict = if c.same_person { "same person" } else { "different people" };
@@ -219,6 +237,59 @@ fn run(file: &std::path::Path) -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("vigil: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_time(text: &str) -> Result<std::time::SystemTime, String> {
+    if let Ok(secs) = text.parse::<f64>() {
+        if secs >= 0.0 {
+            return Ok(std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(secs));
+        }
+    }
+    humantime::parse_rfc3339_weak(text)
+        .map_err(|e| format!("{text:?}: {e}; use RFC 3339 (2026-11-24T10:15:00Z) or Unix seconds"))
+}
+
+fn clip(
+    file: &std::path::Path,
+    camera: &str,
+    from: std::time::SystemTime,
+    to: std::time::SystemTime,
+    output: &std::path::Path,
+) -> ExitCode {
+    let config = match config::load(file) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !config.cameras.iter().any(|c| c.id == camera) {
+        let known: Vec<&str> = config.cameras.iter().map(|c| c.id.as_str()).collect();
+        eprintln!("vigil clip: no camera {camera:?} in {}; cameras: {}", file.display(), known.join(", "));
+        return ExitCode::from(2);
+    }
+    if let Err(e) = vigil::source::pipeline::init() {
+        eprintln!("vigil clip: {e}");
+        return ExitCode::FAILURE;
+    }
+    let dir = config.storage.recordings_dir().join(camera);
+    match vigil::source::clip::cut(&dir, from, to, output) {
+        Ok(info) => {
+            println!(
+                "{}: {} frames from {} segment(s), {} to {}",
+                output.display(),
+                info.frames,
+                info.segments,
+                humantime::format_rfc3339_millis(info.start),
+                humantime::format_rfc3339_millis(info.end)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vigil clip: {e}");
             ExitCode::FAILURE
         }
     }

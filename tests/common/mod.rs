@@ -29,6 +29,8 @@ pub fn python() -> PathBuf {
     python
 }
 
+pub mod media;
+
 pub fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
 }
