@@ -122,3 +122,31 @@ fn vigil_clip_cuts_from_the_configured_recordings() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no camera \"nope\""));
 }
+
+/// The agent killed with SIGKILL mid-segment: the open segment was never finalised, yet its complete
+/// fragments (one per second; what the file sink had not flushed, at most 64 KiB, is lost) still give a
+/// playable clip.
+#[test]
+fn segment_open_at_sigkill_still_gives_a_clip() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vigil.toml");
+    std::fs::write(
+        &config,
+        "[site]\nid = \"s\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n\
+         [[cameras]]\nid = \"w\"\nrole = \"settlement_window\"\nurl = \"test://ball\"\n",
+    )
+    .unwrap();
+    let mut agent =
+        common::vigil().arg("run").arg("--config").arg(&config).stderr(std::process::Stdio::null()).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let dir_w = dir.path().join("state/recordings/w");
+    let segments = recorder::segments(&dir_w).unwrap();
+    assert_eq!(segments.len(), 1, "one (unfinished) segment after 8 s: {segments:?}");
+    let start = segments[0].start;
+    let out = dir.path().join("after-kill.mp4");
+    let info = clip::cut(&dir_w, start, start + Duration::from_secs(4), &out).unwrap();
+    assert!(info.frames >= 25, "less than a second survived: {info:?}");
+    assert!(discoverer_duration(&out) >= Duration::from_secs(1));
+}

@@ -86,6 +86,26 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// CPU share of one core per camera and memory, for N cameras playing an H.264 MP4 in a loop.
+    Cameras {
+        /// An H.264 MP4 (e.g. 1080p25 with a 2 s GOP).
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        cameras: usize,
+        /// Decode keyframes only.
+        #[arg(long)]
+        keyframes_only: bool,
+        /// Frames per second to analysis when decoding all frames.
+        #[arg(long, default_value_t = 5.0)]
+        analysis_fps: f64,
+        /// Also record each camera into a ring of segments (in a scratch folder, removed afterwards).
+        #[arg(long)]
+        record: bool,
+        /// Seconds measured, after 5 s of warm-up.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
     /// Accuracy on a labelled pair list (`a,b,same|different` per line; paths relative to the list).
     Faces {
         #[arg(long)]
@@ -145,6 +165,29 @@ fn main() -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }),
+        Command::Bench(Bench::Cameras { file, cameras, keyframes_only, analysis_fps, record, seconds }) => {
+            let scratch = commands::bench_cameras::scratch_dir();
+            let result = commands::bench_cameras::cameras(
+                &file,
+                cameras.max(1),
+                keyframes_only,
+                analysis_fps,
+                record.then_some(scratch.as_path()),
+                std::time::Duration::from_secs(5),
+                std::time::Duration::from_secs(seconds.max(1)),
+            );
+            let _ = std::fs::remove_dir_all(&scratch);
+            match result.and_then(|r| Ok(serde_json::to_string_pretty(&r)?)) {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("vigil bench cameras: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Bench(Bench::Models { image, frame, save_frame, runs, threads, config }) => {
             with_models(config.as_deref(), threads, |models, settings| {
                 let mut img = vigil::analyze::image::load_rgb(&image)?;

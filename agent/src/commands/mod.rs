@@ -1,4 +1,5 @@
 //! Operator commands beyond `run`: models on still images and benchmarks.
 
 pub mod bench;
+pub mod bench_cameras;
 pub mod detect;

@@ -48,6 +48,7 @@ pub fn cut(dir: &Path, from: SystemTime, to: SystemTime, out: &Path) -> Result<C
     if to <= from {
         return Err(clip_err("the end of the clip must be after its start"));
     }
+    super::pipeline::init()?;
     let all = recorder::segments(dir).map_err(|e| clip_err(format!("cannot list {}: {e}", dir.display())))?;
     // A segment covers [its start, the next one's start); the last one is open-ended.
     let mut chosen: Vec<&Segment> = Vec::new();
@@ -91,39 +92,36 @@ fn read_segment(segment: &Segment, units: &mut Vec<Unit>, caps: &mut Option<gst:
     let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
     pipeline.set_state(gst::State::Playing).map_err(|e| clip_err(format!("{}: {e}", segment.path.display())))?;
     let mut first_pts = None;
+    let bus = pipeline.bus().unwrap();
     let result = loop {
-        match sink.pull_sample() {
-            Ok(sample) => {
-                let Some(buffer) = sample.buffer_owned() else { continue };
-                let Some(pts) = buffer.pts() else { continue };
-                if caps.is_none() {
-                    *caps = sample.caps().map(|c| c.to_owned());
-                }
-                let first = *first_pts.get_or_insert(pts);
-                let offset = Duration::from_nanos(pts.saturating_sub(first).nseconds());
-                let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-                let reorder =
-                    buffer.dts().map_or(Duration::ZERO, |dts| Duration::from_nanos(pts.saturating_sub(dts).nseconds()));
-                units.push(Unit { buffer, wall: segment.start + offset, keyframe, reorder });
+        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(200)) else {
+            if sink.is_eos() {
+                break Ok(());
             }
-            Err(_) => break check_bus(&pipeline, segment),
+            // A segment cut short by a crash makes the demuxer fail at its end instead of finishing;
+            // its complete fragments, already read, are still good.
+            if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+                if let gst::MessageView::Error(err) = msg.view() {
+                    tracing::warn!(segment = %segment.path.display(), error = %err.error(), frames = units.len(), "segment ends early (unfinished?)");
+                }
+                break Ok(());
+            }
+            continue;
+        };
+        let Some(buffer) = sample.buffer_owned() else { continue };
+        let Some(pts) = buffer.pts() else { continue };
+        if caps.is_none() {
+            *caps = sample.caps().map(|c| c.to_owned());
         }
+        let first = *first_pts.get_or_insert(pts);
+        let offset = Duration::from_nanos(pts.saturating_sub(first).nseconds());
+        let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        let reorder =
+            buffer.dts().map_or(Duration::ZERO, |dts| Duration::from_nanos(pts.saturating_sub(dts).nseconds()));
+        units.push(Unit { buffer, wall: segment.start + offset, keyframe, reorder });
     };
     let _ = pipeline.set_state(gst::State::Null);
     result
-}
-
-/// After the appsink ran dry: fine at end of stream, else the error. A segment cut short by a crash
-/// ends early but its complete fragments are still used.
-fn check_bus(pipeline: &gst::Pipeline, segment: &Segment) -> Result<(), SourceError> {
-    let bus = pipeline.bus().unwrap();
-    while let Some(msg) = bus.pop() {
-        if let gst::MessageView::Error(err) = msg.view() {
-            tracing::warn!(segment = %segment.path.display(), error = %err.error(), "segment read incompletely");
-            return Ok(());
-        }
-    }
-    Ok(())
 }
 
 fn mux(units: &[&Unit], caps: &gst::Caps, out: &Path) -> Result<(), SourceError> {

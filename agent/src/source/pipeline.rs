@@ -7,7 +7,8 @@
 //!       ! RGB ! appsink → FrameSlot (latest frame wins)
 //! ```
 //! Segments are fragmented MP4 (a fragment per second), so a segment open when the process is killed
-//! still plays up to its last complete fragment. Each segment file is named by the wall-clock time of
+//! still plays up to its last complete fragment that reached the disk (the file sink buffers up to
+//! 64 KiB: a fraction of a second of HD video). Each segment file is named by the wall-clock time of
 //! its first frame (Unix milliseconds), which is how clips are found later.
 
 use std::path::{Path, PathBuf};
@@ -68,7 +69,9 @@ fn source_description(camera: &Camera) -> Result<String, SourceError> {
         }
         "file" => {
             let demux = if rest.to_ascii_lowercase().ends_with(".mkv") { "matroskademux" } else { "qtdemux" };
-            format!("filesrc name=src ! {demux}")
+            // Paced to the clock, so a file behaves like a live camera: recording, analysis and the
+            // latest-frame hand-over see frames at the rate they were shot.
+            format!("filesrc name=src ! {demux} ! identity sync=true")
         }
         "test" => format!(
             "videotestsrc is-live=true pattern={rest} ! video/x-raw,format=I420,width=1280,height=720,framerate=25/1 \
@@ -87,7 +90,6 @@ pub fn build(
     stats: Arc<PipelineStats>,
 ) -> Result<gst::Pipeline, SourceError> {
     let keyframes_only = camera.keyframes_only();
-    let is_file = camera.url.starts_with("file://");
     let timestamper = if element_exists("h264timestamper") { "! h264timestamper " } else { "" };
     let drop_deltas = if keyframes_only { "! identity drop-buffer-flags=delta-unit " } else { "" };
     let rate = if keyframes_only {
@@ -95,10 +97,19 @@ pub fn build(
     } else {
         format!("! videorate drop-only=true max-rate={} ", camera.analysis_fps().ceil().max(1.0) as i32)
     };
+    // Set in the description, not afterwards: linking requests splitmuxsink's pad, which creates the
+    // first muxer with whatever properties are set at that moment. muxer-properties take effect only
+    // with async-finalize. splitmuxsink cuts before the GOP that would cross max-size-time, so a little
+    // over the target keeps segments at the target length.
     let record = if options.recordings.is_some() {
-        "t. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=5000000000 ! splitmuxsink name=rec "
+        format!(
+            "t. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=5000000000 \
+             ! splitmuxsink name=rec async-finalize=true muxer-factory=mp4mux \
+             muxer-properties=\"properties,fragment-duration=(uint)1000\" max-size-time={} ",
+            (options.segment + Duration::from_millis(100)).as_nanos()
+        )
     } else {
-        ""
+        String::new()
     };
     let description = format!(
         "{source} ! h264parse config-interval=-1 {timestamper}! tee name=t \
@@ -125,14 +136,6 @@ pub fn build(
     if let Some(dir) = &options.recordings {
         std::fs::create_dir_all(dir).map_err(|e| SourceError::Recording(format!("{}: {e}", dir.display())))?;
         let rec = by_name("rec")?;
-        rec.set_property("muxer-factory", "mp4mux");
-        rec.set_property(
-            "muxer-properties",
-            gst::Structure::builder("properties").field("fragment-duration", 1000u32).build(),
-        );
-        // splitmuxsink cuts before the GOP that would cross the limit: a little over the target keeps
-        // segments at the target length.
-        rec.set_property("max-size-time", (options.segment + Duration::from_millis(100)).as_nanos() as u64);
         let dir = dir.clone();
         rec.connect("format-location-full", false, move |args| {
             let element = args[0].get::<gst::Element>().ok()?;
@@ -147,8 +150,8 @@ pub fn build(
         .map_err(|_| SourceError::Build("frames is not an appsink".into()))?;
     sink.set_max_buffers(1);
     sink.set_drop(true);
-    // Files play at their own pace (as a camera would); live sources deliver as fast as they arrive.
-    sink.set_sync(is_file);
+    // Sources are live or paced already; rendering on time would only add latency.
+    sink.set_sync(false);
     let camera_id: Arc<str> = Arc::from(camera.id.as_str());
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
