@@ -236,3 +236,17 @@ fn run_refuses_a_missing_or_tampered_model_by_name() {
     assert!(stderr.contains("dlib_face_recognition_resnet_v1.onnx") && stderr.contains("modified"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn reference_captures_a_frame_from_the_camera() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = valid_config(dir.path(), "");
+    let out = vigil().args(["reference", "--camera", "w", "--config"]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let saved = dir.path().join("state/references/w.png");
+    assert!(text(&out.stdout).contains("w.png"), "{}", text(&out.stdout));
+    let img = image::open(&saved).unwrap();
+    assert_eq!((img.width(), img.height()), (1280, 720));
+    let unknown = vigil().args(["reference", "--camera", "nope", "--config"]).arg(&file).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+}

@@ -74,6 +74,9 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How often each camera's counters are logged.
+const STATS_EVERY: Duration = Duration::from_secs(300);
+
 /// Starts the supervisor and analysis threads of one camera.
 fn start_camera(
     config: &Config,
@@ -82,6 +85,7 @@ fn start_camera(
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let slot = Arc::new(FrameSlot::default());
+    let counters = Arc::new(CameraCounters::default());
     let worker = CameraWorker {
         camera: camera.clone(),
         recordings: Some(config.storage.recordings_dir().join(&camera.id)),
@@ -90,7 +94,7 @@ fn start_camera(
         slot: slot.clone(),
         decisions: decisions.clone(),
         shutdown: stop.clone(),
-        counters: Arc::new(CameraCounters::default()),
+        counters: counters.clone(),
     };
     let supervisor = std::thread::Builder::new().name(format!("cam-{}", camera.id)).spawn(move || worker.run())?;
 
@@ -99,7 +103,14 @@ fn start_camera(
     let mut tamper = TamperDetector::new(config.tamper.clone(), reference.as_ref());
     let camera_id = camera.id.clone();
     let analysis = std::thread::Builder::new().name(format!("ana-{}", camera.id)).spawn(move || {
+        let mut last_report = std::time::Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            if last_report.elapsed() >= STATS_EVERY {
+                last_report = std::time::Instant::now();
+                info!(camera = %camera_id, frames = slot.delivered(), dropped = slot.dropped(),
+                    restarts = counters.restarts.load(Ordering::Relaxed),
+                    segments_evicted = counters.segments_evicted.load(Ordering::Relaxed), "camera counters");
+            }
             let Some(frame) = slot.take(Duration::from_millis(250)) else { continue };
             if !tamper.has_reference() && TamperDetector::usable_as_reference(&frame.image) {
                 save_reference(&reference_path, &frame.image, &camera_id);
@@ -135,6 +146,49 @@ fn load_reference(path: &Path) -> Option<image::RgbImage> {
     }
 }
 
+/// `vigil reference`: takes a fresh frame from the camera (not recorded) and makes it the reference of
+/// view-moved detection. For operators, after installing or re-aiming a camera.
+pub fn capture_reference(config: &Config, camera: &Camera, timeout: Duration) -> anyhow::Result<PathBuf> {
+    pipeline::init()?;
+    let slot = Arc::new(FrameSlot::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    let worker = CameraWorker {
+        camera: camera.clone(),
+        recordings: None,
+        segment: Duration::from_secs(10),
+        max_recording_bytes: 0,
+        slot: slot.clone(),
+        decisions: tx,
+        shutdown: stop.clone(),
+        counters: Arc::new(CameraCounters::default()),
+    };
+    let thread = std::thread::spawn(move || worker.run());
+    let started = std::time::Instant::now();
+    let mut result = Err(anyhow::anyhow!("no usable frame from camera {} within {} s", camera.id, timeout.as_secs()));
+    while started.elapsed() < timeout {
+        if let Ok(Decision { kind: DecisionKind::CameraOffline { reason }, .. }) = rx.try_recv() {
+            result = Err(anyhow::anyhow!("camera {} is offline: {reason}", camera.id));
+        }
+        // Skip the first frames: cameras often need a moment to settle exposure.
+        if let Some(frame) = slot.take(Duration::from_millis(200)).filter(|f| f.seq >= 5) {
+            if TamperDetector::usable_as_reference(&frame.image) {
+                let path = reference_path(&config.storage.data_dir, &camera.id);
+                save_reference(&path, &frame.image, &camera.id);
+                result = Ok(path);
+                break;
+            }
+            result = Err(anyhow::anyhow!(
+                "camera {} shows a uniform picture (covered?); not usable as a reference",
+                camera.id
+            ));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = thread.join();
+    result
+}
+
 fn save_reference(path: &Path, img: &image::RgbImage, camera: &str) {
     let result = path.parent().map_or(Ok(()), std::fs::create_dir_all).map_err(|e| e.to_string()).and_then(|()| {
         let tmp = path.with_extension("png.tmp");
@@ -144,7 +198,7 @@ fn save_reference(path: &Path, img: &image::RgbImage, camera: &str) {
     match result {
         Ok(()) => {
             info!(camera, path = %path.display(), "reference frame captured (view-moved detection compares with it; \
-            replace it with `vigil reference` after re-aiming the camera)")
+            after re-aiming the camera, replace it with `vigil reference` and restart)")
         }
         Err(e) => warn!(camera, error = %e, "cannot save the reference frame"),
     }

@@ -79,6 +79,14 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Capture a camera's reference frame now (view-moved detection compares with it): after installing
+    /// or re-aiming a camera.
+    Reference {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        camera: String,
+    },
     /// Measurements (not tests): face-matching accuracy, model speed.
     #[command(subcommand)]
     Bench(Bench),
@@ -152,6 +160,7 @@ fn main() -> ExitCode {
             let failed = commands::detect::detect(models, &images, annotate.as_deref())?;
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }),
+        Command::Reference { config, camera } => reference(&config, &camera),
         Command::Clip { config, camera, from, to, output } => clip(&config, &camera, from, to, &output),
         Command::Compare { config, a, b } => with_models(config.as_deref(), None, |models, settings| {
             let c = commands::detect::compare(models, &a, &b, settings.faces.match_distance)?;
@@ -280,6 +289,30 @@ fn run(file: &std::path::Path) -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("vigil: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn reference(file: &std::path::Path, camera: &str) -> ExitCode {
+    let config = match config::load(file) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(cam) = config.cameras.iter().find(|c| c.id == camera) else {
+        eprintln!("vigil reference: no camera {camera:?} in {}", file.display());
+        return ExitCode::from(2);
+    };
+    match app::capture_reference(&config, cam, std::time::Duration::from_secs(60)) {
+        Ok(path) => {
+            println!("reference frame of {camera} saved to {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vigil reference: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -92,6 +92,8 @@ pub fn build(
     let keyframes_only = camera.keyframes_only();
     let timestamper = if element_exists("h264timestamper") { "! h264timestamper " } else { "" };
     let drop_deltas = if keyframes_only { "! identity drop-buffer-flags=delta-unit " } else { "" };
+    // A keyframe every second or two needs no frame-threaded decoder (each thread holds frames).
+    let decoder_threads = if keyframes_only { "max-threads=1 " } else { "" };
     let rate = if keyframes_only {
         String::new()
     } else {
@@ -115,7 +117,7 @@ pub fn build(
         "{source} ! h264parse config-interval=-1 {timestamper}! tee name=t \
          {record}\
          t. ! queue leaky=downstream max-size-buffers=8 max-size-bytes=0 max-size-time=0 {drop_deltas}\
-         ! avdec_h264 {rate}! videoconvert ! videoscale \
+         ! avdec_h264 {decoder_threads}{rate}! videoconvert ! videoscale \
          ! video/x-raw,format=RGB,width=[16,{width}],pixel-aspect-ratio=1/1 ! appsink name=frames",
         source = source_description(camera)?,
         width = camera.analysis_max_width,
