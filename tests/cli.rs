@@ -99,14 +99,18 @@ fn run_with_invalid_config_exits_2_with_the_full_list() {
     assert!(text(&out.stderr).contains("5 errors"), "{}", text(&out.stderr));
 }
 
+/// A valid config in `dir` (state under `dir/state`), with its device key created.
 fn valid_config(dir: &Path, extra: &str) -> PathBuf {
-    write_config(
+    let file = write_config(
         dir,
         &format!(
             "[site]\nid = \"t\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n{extra}\n\
              [[cameras]]\nid = \"w\"\nrole = \"settlement_window\"\nurl = \"test://smpte\"\n"
         ),
-    )
+    );
+    let out = vigil().args(["keys", "init", "--config"]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "keys init: {}", text(&out.stderr));
+    file
 }
 
 /// Waits (bounded) for `needle` on the child's stderr and returns what was read. The reader thread
@@ -249,4 +253,29 @@ fn reference_captures_a_frame_from_the_camera() {
     assert_eq!((img.width(), img.height()), (1280, 720));
     let unknown = vigil().args(["reference", "--camera", "nope", "--config"]).arg(&file).output().unwrap();
     assert_eq!(unknown.status.code(), Some(2));
+}
+
+#[test]
+fn run_refuses_a_missing_or_open_device_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = valid_config(dir.path(), "");
+    let key = dir.path().join("state/keys/device-ed25519.pem");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = vigil().arg("run").arg("--config").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("readable by others"), "{}", text(&out.stderr));
+    std::fs::remove_file(&key).unwrap();
+    let out = vigil().arg("run").arg("--config").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("vigil keys init"), "{}", text(&out.stderr));
+    // keys public prints PEM and base64; init refuses to replace an identity.
+    let out = vigil().args(["keys", "init", "--config"]).arg(&file).output().unwrap();
+    assert!(out.status.success());
+    let again = vigil().args(["keys", "init", "--config"]).arg(&file).output().unwrap();
+    assert!(!again.status.success() && text(&again.stderr).contains("already exists"));
+    let public = vigil().args(["keys", "public", "--config"]).arg(&file).output().unwrap();
+    let stdout = text(&public.stdout);
+    assert!(stdout.contains("-----BEGIN PUBLIC KEY-----") && stdout.contains("base64: "), "{stdout}");
 }

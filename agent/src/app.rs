@@ -9,16 +9,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::analyze::{Models, runtime};
 use crate::config::{Camera, Config, redact_url};
 use crate::decide::{Decision, DecisionKind};
+use crate::evidence::keys::DeviceKey;
+use crate::evidence::store::{self, EvidenceRequest, Store};
 use crate::source::camera::{CameraCounters, CameraWorker};
 use crate::source::pipeline;
+use crate::source::recorder;
 use crate::source::slot::FrameSlot;
 use crate::source::tamper::{TamperChange, TamperDetector};
 
@@ -43,16 +46,33 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         info!(model = %model.name, sha256 = %model.sha256, path = %model.path.display(), "model verified");
     }
     pipeline::init()?;
+    // The device's identity signs every bundle: refuse to run without it, or with a key others can read.
+    let key_file = config.storage.key_file(&config.evidence);
+    let key = DeviceKey::load(&key_file)?;
+    info!(public_key = %key.public().to_base64(), path = %key_file.display(), "device key loaded");
+    let model_hashes = models.bundle.models.iter().map(|m| (m.name.clone(), m.sha256.clone())).collect();
+    let store =
+        Store::open(&config.storage.evidence_dir(), key, &config.site.id, &config.site.device_id, model_hashes)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let (decisions_tx, decisions_rx) = mpsc::channel::<Decision>();
+    let (evidence_tx, evidence_rx) = mpsc::channel::<EvidenceRequest>();
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     for camera in &config.cameras {
         info!(camera = %camera.id, role = camera.role.as_str(), url = %redact_url(&camera.url),
             keyframes_only = camera.keyframes_only(), regions = camera.regions.len(), "camera configured");
-        threads.extend(start_camera(&config, camera, decisions_tx.clone(), stop.clone())?);
+        threads.extend(start_camera(&config, camera, decisions_tx.clone(), evidence_tx.clone(), stop.clone())?);
     }
     drop(decisions_tx);
+    drop(evidence_tx);
+    let evidence_stop = stop.clone();
+    let evidence = std::thread::Builder::new()
+        .name("vigil-evidence".into())
+        .spawn(move || evidence_worker(store, evidence_rx, evidence_stop))?;
+    let (retention_config, retention_stop) = (config.clone(), stop.clone());
+    let retention = std::thread::Builder::new()
+        .name("vigil-retention".into())
+        .spawn(move || retention_worker(&retention_config, &retention_stop))?;
     let sink = std::thread::Builder::new().name("vigil-decisions".into()).spawn(move || {
         for decision in decisions_rx {
             log_decision(&decision);
@@ -68,6 +88,8 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             let _ = thread.join();
         }
         let _ = sink.join();
+        let _ = evidence.join();
+        let _ = retention.join();
     })
     .await?;
     info!("stopped cleanly");
@@ -82,6 +104,7 @@ fn start_camera(
     config: &Config,
     camera: &Camera,
     decisions: mpsc::Sender<Decision>,
+    evidence: mpsc::Sender<EvidenceRequest>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let slot = Arc::new(FrameSlot::default());
@@ -102,6 +125,9 @@ fn start_camera(
     let reference = load_reference(&reference_path);
     let mut tamper = TamperDetector::new(config.tamper.clone(), reference.as_ref());
     let camera_id = camera.id.clone();
+    let recordings = config.storage.recordings_dir().join(&camera.id);
+    let (pre_roll, post_roll) =
+        (Duration::from_secs(config.evidence.pre_roll_secs), Duration::from_secs(config.evidence.post_roll_secs));
     let analysis = std::thread::Builder::new().name(format!("ana-{}", camera.id)).spawn(move || {
         let mut last_report = std::time::Instant::now();
         while !stop.load(Ordering::Relaxed) {
@@ -121,11 +147,97 @@ fn start_camera(
                     TamperChange::Raised(tamper) => DecisionKind::CameraTamper { tamper },
                     TamperChange::Cleared(tamper) => DecisionKind::CameraTamperCleared { tamper },
                 };
-                let _ = decisions.send(Decision { camera: camera_id.clone(), at: frame.captured, kind });
+                let decision = Decision::new(&camera_id, frame.captured, kind);
+                if decision.needs_evidence() {
+                    let mut details = std::collections::BTreeMap::new();
+                    if let DecisionKind::CameraTamper { tamper } = &decision.kind {
+                        details.insert("tamper".to_owned(), tamper.as_str().to_owned());
+                    }
+                    let _ = evidence.send(EvidenceRequest {
+                        event_id: decision.id,
+                        kind: decision.name().to_owned(),
+                        camera: camera_id.clone(),
+                        at: decision.at,
+                        details,
+                        snapshot: frame.image.clone(),
+                        snapshot_at: frame.captured,
+                        detections: Vec::new(),
+                        recordings: recordings.clone(),
+                        clip_from: decision.at - pre_roll,
+                        clip_to: decision.at + post_roll,
+                    });
+                }
+                let _ = decisions.send(decision);
             }
         }
     })?;
     Ok(vec![supervisor, analysis])
+}
+
+/// Writes each bundle once its post-roll has been recorded (plus a margin for the last fragment to reach
+/// the disk). On shutdown, pending bundles are written with what was recorded so far.
+fn evidence_worker(mut store: Store, requests: mpsc::Receiver<EvidenceRequest>, stop: Arc<AtomicBool>) {
+    const MARGIN: Duration = Duration::from_secs(3);
+    let mut pending: Vec<EvidenceRequest> = Vec::new();
+    let mut open = true;
+    while open || !pending.is_empty() {
+        match requests.recv_timeout(Duration::from_millis(500)) {
+            Ok(request) => pending.push(request),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
+        }
+        let stopping = stop.load(Ordering::Relaxed) || !open;
+        let now = SystemTime::now();
+        let (due, later): (Vec<_>, Vec<_>) = pending.drain(..).partition(|r| stopping || r.clip_to + MARGIN <= now);
+        pending = later;
+        for request in due {
+            match store.write(&request) {
+                Ok(bundle) => info!(event = %request.event_id, kind = %request.kind, camera = %request.camera,
+                    sequence = bundle.sequence, dir = %bundle.dir.display(), "evidence bundle written"),
+                Err(e) => error!(event = %request.event_id, kind = %request.kind, camera = %request.camera, error = %e,
+                    "evidence bundle NOT written"),
+            }
+        }
+    }
+}
+
+/// Every minute: keep free disk space above `retention.min_free_bytes` by deleting the oldest recording
+/// segments (never evidence), and prune acknowledged, expired, unheld bundles.
+fn retention_worker(config: &Config, stop: &AtomicBool) {
+    let recordings = config.storage.recordings_dir();
+    let evidence_dir = config.storage.evidence_dir();
+    let min_free = config.retention.min_free_bytes.0;
+    let keep = Duration::from_secs(u64::from(config.retention.evidence_days) * 86_400);
+    let mut next = std::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if std::time::Instant::now() < next {
+            std::thread::sleep(Duration::from_millis(250));
+            continue;
+        }
+        next = std::time::Instant::now() + Duration::from_secs(60);
+        let free = || recorder::free_bytes(&recordings);
+        match recorder::make_room(&recordings, min_free, free) {
+            Ok((0, _)) => {}
+            Ok((deleted, available)) if available >= min_free => error!(
+                deleted,
+                free_bytes = available,
+                min_free_bytes = min_free,
+                "DISK NEARLY FULL: deleted the oldest recording segments to keep running; evidence is kept"
+            ),
+            Ok((deleted, available)) => error!(
+                deleted,
+                free_bytes = available,
+                min_free_bytes = min_free,
+                "DISK NEARLY FULL and no recording left to delete: evidence is kept, new recordings may fail; free space now"
+            ),
+            Err(e) => warn!(error = %e, "cannot check free disk space"),
+        }
+        match store::prune(&evidence_dir, keep, SystemTime::now()) {
+            Ok(0) => {}
+            Ok(n) => info!(pruned = n, "media of acknowledged, expired evidence bundles removed (manifests kept)"),
+            Err(e) => warn!(error = %e, "evidence retention failed"),
+        }
+    }
 }
 
 /// `<data_dir>/references/<camera>.png`: what the camera's view should look like (for `moved`).

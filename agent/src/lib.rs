@@ -8,4 +8,5 @@ pub mod cache;
 pub mod commands;
 pub mod config;
 pub mod decide;
+pub mod evidence;
 pub mod source;

@@ -87,9 +87,46 @@ enum Command {
         #[arg(long)]
         camera: String,
     },
+    /// The device's Ed25519 signing key.
+    #[command(subcommand)]
+    Keys(Keys),
+    /// Verify evidence bundles (a bundle, or a directory of bundles as a hash chain) against a public key.
+    Verify {
+        /// Public key: a PEM file from `vigil keys public`, or the base64 of its 32 bytes.
+        #[arg(long)]
+        key: String,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Place (or release) a legal hold on an event's evidence bundle: it is never pruned while held.
+    Hold {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Why (recorded in the bundle's HOLD marker).
+        #[arg(long, default_value = "legal hold")]
+        reason: String,
+        /// Lift the hold instead.
+        #[arg(long)]
+        release: bool,
+        event_id: String,
+    },
     /// Measurements (not tests): face-matching accuracy, model speed.
     #[command(subcommand)]
     Bench(Bench),
+}
+
+#[derive(Subcommand)]
+enum Keys {
+    /// Create the device key (mode 0600); refuses to replace an existing one.
+    Init {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print the public key as PEM and as base64, for the platform.
+    Public {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -161,6 +198,10 @@ fn main() -> ExitCode {
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }),
         Command::Reference { config, camera } => reference(&config, &camera),
+        Command::Keys(Keys::Init { config }) => keys(&config, true),
+        Command::Keys(Keys::Public { config }) => keys(&config, false),
+        Command::Verify { key, paths } => verify(&key, &paths),
+        Command::Hold { config, reason, release, event_id } => hold(&config, &event_id, &reason, release),
         Command::Clip { config, camera, from, to, output } => clip(&config, &camera, from, to, &output),
         Command::Compare { config, a, b } => with_models(config.as_deref(), None, |models, settings| {
             let c = commands::detect::compare(models, &a, &b, settings.faces.match_distance)?;
@@ -313,6 +354,81 @@ fn reference(file: &std::path::Path, camera: &str) -> ExitCode {
         }
         Err(e) => {
             eprintln!("vigil reference: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_or_exit(file: &std::path::Path) -> Result<config::Config, ExitCode> {
+    config::load(file).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+fn keys(file: &std::path::Path, init: bool) -> ExitCode {
+    use vigil::evidence::keys::DeviceKey;
+    let config = match load_or_exit(file) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let path = config.storage.key_file(&config.evidence);
+    let key = if init { DeviceKey::init(&path) } else { DeviceKey::load(&path) };
+    match key {
+        Ok(key) => {
+            if init {
+                eprintln!("device key created: {} (mode 0600)", path.display());
+            }
+            print!("{}", key.public().to_pem());
+            println!("base64: {}", key.public().to_base64());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vigil keys: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn verify(key: &str, paths: &[PathBuf]) -> ExitCode {
+    let text = std::fs::read_to_string(key).unwrap_or_else(|_| key.to_owned());
+    let Some(public) = vigil::evidence::keys::PublicKey::parse(&text) else {
+        eprintln!("vigil verify: {key:?} is neither a PEM public key file nor base64 of 32 bytes");
+        return ExitCode::from(2);
+    };
+    let report = vigil::evidence::verify::verify(paths, &public);
+    for problem in &report.problems {
+        println!("FAIL {problem}");
+    }
+    if report.problems.is_empty() {
+        println!("OK: {} bundle(s) verified: files, signatures and chain", report.bundles);
+        ExitCode::SUCCESS
+    } else {
+        println!("{} problem(s) in {} bundle(s)", report.problems.len(), report.bundles);
+        ExitCode::FAILURE
+    }
+}
+
+fn hold(file: &std::path::Path, event_id: &str, reason: &str, release: bool) -> ExitCode {
+    use vigil::evidence::store;
+    let config = match load_or_exit(file) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let dir = config.storage.evidence_dir();
+    let result = if release {
+        store::release(&dir, event_id).map(|b| format!("hold released on {}", b.display()))
+    } else {
+        store::hold(&dir, event_id, reason, std::time::SystemTime::now())
+            .map(|b| format!("legal hold placed on {}", b.display()))
+    };
+    match result {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vigil hold: {e}");
             ExitCode::FAILURE
         }
     }

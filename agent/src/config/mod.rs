@@ -8,7 +8,8 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use raw::{
-    Camera, Config, Faces, Http, Models, Mqtt, MqttTls, Persons, Retention, Role, Site, Storage, Tamper, Transport,
+    Camera, Config, Evidence, Faces, Http, Models, Mqtt, MqttTls, Persons, Retention, Role, Site, Storage, Tamper,
+    Transport,
 };
 pub use size::ByteSize;
 pub use validate::{FieldError, TEST_PATTERNS, redact_url, validate};
@@ -69,6 +70,7 @@ impl Config {
         self.storage.recordings_dir.as_mut().map(fix);
         self.storage.evidence_dir.as_mut().map(fix);
         self.models.dir.as_mut().map(fix);
+        self.evidence.key_file.as_mut().map(fix);
         self.models.ort_library.as_mut().map(fix);
         if let Some(mqtt) = &mut self.mqtt {
             mqtt.password_file.as_mut().map(fix);
@@ -86,6 +88,10 @@ impl Config {
 impl Storage {
     pub fn recordings_dir(&self) -> PathBuf {
         self.recordings_dir.clone().unwrap_or_else(|| self.data_dir.join("recordings"))
+    }
+
+    pub fn key_file(&self, evidence: &Evidence) -> PathBuf {
+        evidence.key_file.clone().unwrap_or_else(|| self.data_dir.join("keys/device-ed25519.pem"))
     }
 
     pub fn evidence_dir(&self) -> PathBuf {

@@ -44,6 +44,37 @@ pub struct Config {
     /// Camera tamper detection.
     #[serde(default)]
     pub tamper: Tamper,
+    /// Evidence bundles.
+    #[serde(default)]
+    pub evidence: Evidence,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    /// The device's Ed25519 signing key (PKCS#8 PEM, mode 0600), made by `vigil keys init`.
+    /// Default: `<data_dir>/keys/device-ed25519.pem`.
+    pub key_file: Option<PathBuf>,
+    /// Seconds of video before the event in its clip (default 10).
+    #[serde(default = "default_pre_roll")]
+    pub pre_roll_secs: u64,
+    /// Seconds of video after the event in its clip (default 10).
+    #[serde(default = "default_post_roll")]
+    pub post_roll_secs: u64,
+}
+
+impl Default for Evidence {
+    fn default() -> Self {
+        Evidence { key_file: None, pre_roll_secs: default_pre_roll(), post_roll_secs: default_post_roll() }
+    }
+}
+
+fn default_pre_roll() -> u64 {
+    10
+}
+
+fn default_post_roll() -> u64 {
+    10
 }
 
 /// When a camera counts as tampered with. Each condition must hold this long before `camera_tamper`

@@ -140,6 +140,16 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
         errors.add("tamper.moved_similarity", format!("must be in -1..1, got {}", tamper.moved_similarity));
     }
 
+    check_optional_path(&mut errors, "evidence.key_file", config.evidence.key_file.as_deref());
+    for (field, value) in [
+        ("evidence.pre_roll_secs", config.evidence.pre_roll_secs),
+        ("evidence.post_roll_secs", config.evidence.post_roll_secs),
+    ] {
+        if value > 300 {
+            errors.add(field, format!("must be at most 300 seconds, got {value}"));
+        }
+    }
+
     let retention = &config.retention;
     if retention.recordings_max_bytes_per_camera.0 < 100 << 20 {
         errors.add(

@@ -44,6 +44,8 @@ pub enum DecisionKind {
 /// A decision about one camera at one time.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
+    /// UUIDv7: time-ordered, unique; the event's id everywhere (evidence bundle, MQTT `event_id`).
+    pub id: uuid::Uuid,
     pub camera: String,
     #[serde(with = "humantime_serde_compat")]
     pub at: SystemTime,
@@ -52,6 +54,15 @@ pub struct Decision {
 }
 
 impl Decision {
+    pub fn new(camera: &str, at: SystemTime, kind: DecisionKind) -> Decision {
+        Decision { id: uuid::Uuid::now_v7(), camera: camera.to_owned(), at, kind }
+    }
+
+    /// Whether the decision is backed by an evidence bundle.
+    pub fn needs_evidence(&self) -> bool {
+        matches!(self.kind, DecisionKind::CameraTamper { .. })
+    }
+
     pub fn name(&self) -> &'static str {
         match self.kind {
             DecisionKind::CameraOffline { .. } => "camera_offline",

@@ -112,7 +112,7 @@ impl CameraWorker {
     }
 
     fn emit(&self, kind: DecisionKind) {
-        let _ = self.decisions.send(Decision { camera: self.camera.id.clone(), at: SystemTime::now(), kind });
+        let _ = self.decisions.send(Decision::new(&self.camera.id, SystemTime::now(), kind));
     }
 
     /// Sleeps, waking early on shutdown; false if shutting down.

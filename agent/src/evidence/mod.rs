@@ -1,0 +1,6 @@
+//! Evidence: signed, hash-chained bundles (clip, snapshot, manifest) — docs/evidence.md.
+
+pub mod canonical;
+pub mod keys;
+pub mod store;
+pub mod verify;
