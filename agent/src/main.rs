@@ -131,6 +131,16 @@ enum Keys {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// Evidence bundles written per second (clip remuxed from a recording, signed, fsync'd).
+    Evidence {
+        /// An H.264 MP4 used as the camera's recording (longer than the clip).
+        #[arg(long)]
+        recording: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        count: usize,
+        #[arg(long, default_value_t = 10)]
+        clip_seconds: u64,
+    },
     /// CPU share of one core per camera and memory, for N cameras playing an H.264 MP4 in a loop.
     Cameras {
         /// An H.264 MP4 (e.g. 1080p25 with a 2 s GOP).
@@ -234,6 +244,23 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("vigil bench cameras: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench(Bench::Evidence { recording, count, clip_seconds }) => {
+            let scratch = commands::bench_cameras::scratch_dir();
+            let result = vigil::source::pipeline::init().map_err(anyhow::Error::from).and_then(|()| {
+                commands::bench_evidence::evidence(&recording, count.max(1), clip_seconds.max(1), &scratch)
+            });
+            let _ = std::fs::remove_dir_all(&scratch);
+            match result.and_then(|r| Ok(serde_json::to_string_pretty(&r)?)) {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("vigil bench evidence: {e:#}");
                     ExitCode::FAILURE
                 }
             }

@@ -2,4 +2,5 @@
 
 pub mod bench;
 pub mod bench_cameras;
+pub mod bench_evidence;
 pub mod detect;

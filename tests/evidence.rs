@@ -1,0 +1,331 @@
+//! Evidence bundles: written from a real recording, verified by Vigil and by a third party (Python
+//! `cryptography`, following docs/evidence.md only); every kind of tampering named; a writer killed at
+//! each step of the protocol leaves a whole bundle or none.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use image::RgbImage;
+use vigil::evidence::keys::{DeviceKey, PublicKey};
+use vigil::evidence::store::{self, Detection, EvidenceRequest, Step, Store};
+use vigil::evidence::verify;
+
+/// 2026-11-24T10:00:00Z: the recording's first frame.
+fn t0() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_795_514_400)
+}
+
+/// A 20 s recording (640×360, 10 fps, keyframe every 2 s) as one segment of camera `ward-1`.
+fn recording(root: &Path) -> PathBuf {
+    let dir = root.join("recordings/ward-1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let segment = vigil::source::pipeline::segment_path(&dir, t0());
+    common::media::encode_clip(&segment, 640, 360, 10, 200, 20, |i| {
+        let mut img = RgbImage::from_pixel(640, 360, image::Rgb([90, 110, 130]));
+        common::media::add_noise(&mut img, 8, i as u64);
+        img
+    });
+    dir
+}
+
+fn request(recordings: &Path, second: u64) -> EvidenceRequest {
+    let at = t0() + Duration::from_secs(second);
+    EvidenceRequest {
+        event_id: uuid::Uuid::now_v7(),
+        kind: "camera_tamper".into(),
+        camera: "ward-1".into(),
+        at,
+        details: BTreeMap::from([("tamper".to_owned(), "covered".to_owned())]),
+        snapshot: RgbImage::from_pixel(640, 360, image::Rgb([20, 20, 20])),
+        snapshot_at: at,
+        detections: vec![Detection { label: "person".into(), bbox: [100.0, 50.0, 300.0, 340.0], score: 0.87 }],
+        recordings: recordings.to_owned(),
+        clip_from: at - Duration::from_secs(3),
+        clip_to: at + Duration::from_secs(3),
+    }
+}
+
+fn open_store(root: &Path) -> Store {
+    let key_path = root.join("keys/device.pem");
+    let key = if key_path.exists() { DeviceKey::load(&key_path).unwrap() } else { DeviceKey::init(&key_path).unwrap() };
+    let models = vec![("centerface".to_owned(), "ab".repeat(32))];
+    Store::open(&root.join("evidence"), key, "hosp-1", "edge-1", models).unwrap()
+}
+
+fn public(root: &Path) -> PublicKey {
+    DeviceKey::load(&root.join("keys/device.pem")).unwrap().public()
+}
+
+/// A store with four bundles at seconds 4, 8, 12, 16.
+fn four_bundles(root: &Path) -> Vec<PathBuf> {
+    let recordings = recording(root);
+    let mut store = open_store(root);
+    [4, 8, 12, 16].iter().map(|s| store.write(&request(&recordings, *s)).unwrap().dir).collect()
+}
+
+fn problems(root: &Path) -> Vec<String> {
+    verify::verify(&[root.join("evidence")], &public(root)).problems
+}
+
+#[test]
+fn bundles_verify_with_vigil_and_with_python_cryptography_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let bundles = four_bundles(root.path());
+    assert_eq!(problems(root.path()), Vec::<String>::new());
+
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundles[1].join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["sequence"], 2);
+    assert_eq!(manifest["event"]["kind"], "camera_tamper");
+    assert_eq!(manifest["detections"][0]["score"], "0.870");
+    // The clip starts on the keyframe at or before 8 − 3 = 5 s (keyframes every 2 s: 4 s).
+    assert_eq!(manifest["clip"]["start"], "2026-11-24T10:00:04.000Z");
+    assert!(common::media::keyframes(&bundles[1].join("clip.mp4"))[0]);
+
+    let pem = root.path().join("pub.pem");
+    std::fs::write(&pem, public(root.path()).to_pem()).unwrap();
+    let out = Command::new(common::python())
+        .arg(common::repo("tests/third_party_verify.py"))
+        .arg(&pem)
+        .arg(root.path().join("evidence"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "third-party verification failed:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("4 bundles, 0 problems"), "{stdout}");
+
+    // And with `vigil verify`, on the directory and on one bundle.
+    for target in [root.path().join("evidence"), bundles[2].clone()] {
+        let out = common::vigil().args(["verify", "--key"]).arg(&pem).arg(&target).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+}
+
+#[test]
+fn one_changed_byte_of_a_clip_is_named() {
+    let root = tempfile::tempdir().unwrap();
+    let bundles = four_bundles(root.path());
+    let clip = bundles[1].join("clip.mp4");
+    let mut bytes = std::fs::read(&clip).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&clip, bytes).unwrap();
+    let found = problems(root.path());
+    let name = bundles[1].file_name().unwrap().to_str().unwrap();
+    assert_eq!(found, vec![format!("{name}: clip.mp4 was modified (SHA-256 or size differs from the manifest)")]);
+}
+
+#[test]
+fn a_bundle_deleted_from_the_middle_is_named() {
+    let root = tempfile::tempdir().unwrap();
+    let bundles = four_bundles(root.path());
+    std::fs::remove_dir_all(&bundles[1]).unwrap();
+    let found = problems(root.path());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("bundle 2 is missing"), "{found:?}");
+}
+
+#[test]
+fn two_swapped_bundles_are_named() {
+    let root = tempfile::tempdir().unwrap();
+    let bundles = four_bundles(root.path());
+    let (b, c) = (&bundles[1], &bundles[2]);
+    let parent = b.parent().unwrap();
+    let (nb, nc) = (b.file_name().unwrap(), c.file_name().unwrap());
+    std::fs::rename(b, parent.join("swap")).unwrap();
+    std::fs::rename(c, parent.join(nb)).unwrap();
+    std::fs::rename(parent.join("swap"), parent.join(nc)).unwrap();
+    let found = problems(root.path());
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found.iter().all(|p| p.contains("directory name does not match its manifest")), "{found:?}");
+}
+
+#[test]
+fn a_signature_by_another_key_is_named() {
+    let root = tempfile::tempdir().unwrap();
+    let bundles = four_bundles(root.path());
+    let intruder = DeviceKey::init(&root.path().join("other.pem")).unwrap();
+    let manifest = std::fs::read(bundles[3].join("manifest.json")).unwrap();
+    std::fs::write(bundles[3].join("manifest.sig"), intruder.sign(&manifest)).unwrap();
+    let found = problems(root.path());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("bad signature"), "{found:?}");
+    // `vigil verify` names it and fails.
+    let out = common::vigil()
+        .args(["verify", "--key", &public(root.path()).to_base64()])
+        .arg(root.path().join("evidence"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bad signature"));
+}
+
+#[test]
+fn retention_prunes_only_acknowledged_expired_unheld_bundles_and_keeps_the_chain() {
+    let root = tempfile::tempdir().unwrap();
+    let bundles = four_bundles(root.path());
+    let dir = root.path().join("evidence");
+    let id = |b: &Path| b.file_name().unwrap().to_str().unwrap()[11..].to_owned();
+    let now = SystemTime::now();
+    store::acknowledge(&dir, &id(&bundles[0]), now).unwrap();
+    store::acknowledge(&dir, &id(&bundles[1]), now).unwrap();
+    store::hold(&dir, &id(&bundles[1]), "court case 42", now).unwrap();
+    // Not yet expired: nothing pruned.
+    assert_eq!(store::prune(&dir, Duration::from_secs(3600), now).unwrap(), 0);
+    // Expired: only the acknowledged, unheld one.
+    assert_eq!(store::prune(&dir, Duration::ZERO, now + Duration::from_secs(1)).unwrap(), 1);
+    assert!(!bundles[0].join("clip.mp4").exists() && bundles[0].join("PRUNED").exists());
+    assert!(bundles[1].join("clip.mp4").exists() && bundles[2].join("clip.mp4").exists());
+    assert_eq!(problems(root.path()), Vec::<String>::new(), "chain still verifies after pruning");
+    store::release(&dir, &id(&bundles[1])).unwrap();
+    assert_eq!(store::prune(&dir, Duration::ZERO, now + Duration::from_secs(2)).unwrap(), 1);
+}
+
+const CRASH_ENV: &str = "VIGIL_TEST_CRASH_AT";
+
+/// Not a test: the body of a writer process killed at a given step (see `crash_after`).
+#[test]
+fn crash_writer_child() {
+    let Ok(spec) = std::env::var(CRASH_ENV) else { return };
+    let (step, root) = spec.split_once(':').unwrap();
+    let root = Path::new(root);
+    let mut store = open_store(root);
+    store.crash_after = Some(Step::ALL[step.parse::<usize>().unwrap()]);
+    store.write(&request(&root.join("recordings/ward-1"), 12)).unwrap();
+    unreachable!("the writer should have died");
+}
+
+/// Kills a writer right after `step`, then checks the store holds the two earlier bundles and either
+/// the whole third one or none, recovers, and continues the chain.
+fn crash_after(step: Step) {
+    let root = tempfile::tempdir().unwrap();
+    let recordings = recording(root.path());
+    {
+        let mut store = open_store(root.path());
+        store.write(&request(&recordings, 4)).unwrap();
+        store.write(&request(&recordings, 8)).unwrap();
+    }
+    let index = Step::ALL.iter().position(|s| *s == step).unwrap();
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_writer_child", "--nocapture", "--test-threads=1"])
+        .env(CRASH_ENV, format!("{index}:{}", root.path().display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the writer was supposed to die after {step:?}");
+
+    let complete = store::bundles(&root.path().join("evidence")).unwrap().len();
+    let expect_third = step >= Step::Renamed;
+    assert_eq!(complete, if expect_third { 3 } else { 2 }, "after a crash at {step:?}");
+    // Recovery removes what was half-written; the chain verifies and continues.
+    let mut store = open_store(root.path());
+    let next = store.write(&request(&recordings, 16)).unwrap();
+    assert_eq!(next.sequence, complete as u64 + 1);
+    let leftovers: Vec<_> = std::fs::read_dir(root.path().join("evidence"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "incomplete bundle left behind after a crash at {step:?}");
+    assert_eq!(problems(root.path()), Vec::<String>::new(), "after a crash at {step:?}");
+}
+
+#[test]
+fn crash_after_temp_dir_created_leaves_no_bundle() {
+    crash_after(Step::TempDirCreated);
+}
+
+#[test]
+fn crash_after_clip_written_leaves_no_bundle() {
+    crash_after(Step::ClipWritten);
+}
+
+#[test]
+fn crash_after_snapshot_written_leaves_no_bundle() {
+    crash_after(Step::SnapshotWritten);
+}
+
+#[test]
+fn crash_after_manifest_written_leaves_no_bundle() {
+    crash_after(Step::ManifestWritten);
+}
+
+#[test]
+fn crash_after_signature_written_leaves_no_bundle() {
+    crash_after(Step::SignatureWritten);
+}
+
+#[test]
+fn crash_after_files_synced_leaves_no_bundle() {
+    crash_after(Step::FilesSynced);
+}
+
+#[test]
+fn crash_after_rename_leaves_the_whole_bundle() {
+    crash_after(Step::Renamed);
+}
+
+#[test]
+fn crash_after_parent_synced_leaves_the_whole_bundle() {
+    crash_after(Step::ParentSynced);
+}
+
+/// The whole path in a running agent: a camera (a file played like a live stream) goes dark, tamper
+/// detection raises `covered`, and a signed bundle with the clip around it verifies.
+#[test]
+fn tamper_in_a_running_agent_yields_a_verifiable_bundle() {
+    let root = tempfile::tempdir().unwrap();
+    let clip = root.path().join("window.mp4");
+    let room = vigil::commands::bench::frame_from(
+        &vigil::analyze::image::load_rgb(&common::face_images().join("obama.jpg")).unwrap(),
+        640,
+        360,
+    );
+    common::media::encode_clip(&clip, 640, 360, 10, 200, 20, |i| {
+        let mut img = if i < 50 { room.clone() } else { RgbImage::from_pixel(640, 360, image::Rgb([8, 8, 8])) };
+        common::media::add_noise(&mut img, 6, i as u64);
+        img
+    });
+    let config = root.path().join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[site]\nid = \"hosp-1\"\ndevice_id = \"edge-1\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n\
+             [tamper]\ncovered_secs = 2\n[evidence]\npre_roll_secs = 3\npost_roll_secs = 2\n\
+             [[cameras]]\nid = \"window\"\nrole = \"settlement_window\"\nurl = \"file://{}\"\n",
+            clip.display()
+        ),
+    )
+    .unwrap();
+    let keys = common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap();
+    assert!(keys.status.success(), "{}", String::from_utf8_lossy(&keys.stderr));
+    let pem = root.path().join("pub.pem");
+    std::fs::write(&pem, &keys.stdout).unwrap();
+
+    let agent =
+        common::vigil().arg("run").arg("--config").arg(&config).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let evidence = root.path().join("state/evidence");
+    let started = std::time::Instant::now();
+    while store::bundles(&evidence).map_or(true, |b| b.is_empty()) && started.elapsed() < Duration::from_secs(40) {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Command::new("kill").arg("-INT").arg(agent.id().to_string()).status().unwrap();
+    let output = agent.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    let bundles = store::bundles(&evidence).unwrap();
+    assert_eq!(bundles.len(), 1, "one tamper, one bundle:\n{log}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundles[0].1.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["event"]["kind"], "camera_tamper");
+    assert_eq!(manifest["event"]["details"]["tamper"], "covered");
+    assert_eq!(manifest["models"].as_array().unwrap().len(), 3);
+    let out = common::vigil().args(["verify", "--key"]).arg(&pem).arg(&evidence).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(log.contains("evidence bundle written"), "{log}");
+}
