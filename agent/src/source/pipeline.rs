@@ -7,8 +7,7 @@
 //!       ! RGB ! appsink → FrameSlot (latest frame wins)
 //! ```
 //! Segments are fragmented MP4 (a fragment per second), so a segment open when the process is killed
-//! still plays up to its last complete fragment that reached the disk (the file sink buffers up to
-//! 64 KiB: a fraction of a second of HD video). Each segment file is named by the wall-clock time of
+//! still plays up to its last complete fragment (the file sink is unbuffered). Each segment file is named by the wall-clock time of
 //! its first frame (Unix milliseconds), which is how clips are found later.
 
 use std::path::{Path, PathBuf};
@@ -101,13 +100,16 @@ pub fn build(
     };
     // Set in the description, not afterwards: linking requests splitmuxsink's pad, which creates the
     // first muxer with whatever properties are set at that moment. muxer-properties take effect only
-    // with async-finalize. splitmuxsink cuts before the GOP that would cross max-size-time, so a little
+    // with async-finalize. The file sink is unbuffered (buffer-mode 2): each 1 s fragment reaches the
+    // disk at once, so a clip can be cut from the open segment even of a camera that sends a few kB/s
+    // (a covered lens). splitmuxsink cuts before the GOP that would cross max-size-time, so a little
     // over the target keeps segments at the target length.
     let record = if options.recordings.is_some() {
         format!(
             "t. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=5000000000 \
              ! splitmuxsink name=rec async-finalize=true muxer-factory=mp4mux \
-             muxer-properties=\"properties,fragment-duration=(uint)1000\" max-size-time={} ",
+             muxer-properties=\"properties,fragment-duration=(uint)1000\" \
+             sink-properties=\"properties,buffer-mode=(int)2\" max-size-time={} ",
             (options.segment + Duration::from_millis(100)).as_nanos()
         )
     } else {
