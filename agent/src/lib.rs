@@ -9,4 +9,6 @@ pub mod commands;
 pub mod config;
 pub mod decide;
 pub mod evidence;
+pub mod outbox;
+pub mod publish;
 pub mod source;

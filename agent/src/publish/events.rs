@@ -1,0 +1,74 @@
+//! Event payloads (`vigil.event.v1`, docs/mqtt-api.md) and their outbox records.
+
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+
+use crate::decide::{Decision, DecisionKind};
+use crate::outbox::NewRecord;
+
+pub const SCHEMA: &str = "vigil.event.v1";
+
+fn time(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// `<prefix>/<site>/<device>`.
+pub fn base_topic(prefix: &str, site: &str, device: &str) -> String {
+    format!("{prefix}/{site}/{device}")
+}
+
+/// The outbox record of a decision.
+pub fn decision_record(base: &str, site: &str, device: &str, decision: &Decision) -> NewRecord {
+    let mut details = serde_json::Map::new();
+    match &decision.kind {
+        DecisionKind::CameraOffline { reason } => {
+            details.insert("reason".into(), Value::from(reason.clone()));
+        }
+        DecisionKind::CameraTamper { tamper } | DecisionKind::CameraTamperCleared { tamper } => {
+            details.insert("tamper".into(), Value::from(tamper.as_str()));
+        }
+        DecisionKind::CameraOnline => {}
+    }
+    let payload = json!({
+        "schema": SCHEMA,
+        "event_id": decision.id.to_string(),
+        "kind": decision.name(),
+        "site": site,
+        "device": device,
+        "camera": decision.camera,
+        "at": time(decision.at),
+        "details": details,
+        "evidence": if decision.needs_evidence() { json!({"status": "pending"}) } else { Value::Null },
+    });
+    NewRecord {
+        event_id: decision.id.to_string(),
+        topic: format!("{base}/events/{}", decision.name()),
+        payload: serde_json::to_vec(&payload).unwrap_or_default(),
+        camera: Some(decision.camera.clone()),
+        evidence: None,
+    }
+}
+
+/// The `evidence_ready` record announcing a written bundle; its delivery acknowledges the bundle.
+pub fn evidence_record(base: &str, site: &str, device: &str, camera: &str, event_id: &str, bundle: &str, sequence: u64, manifest_sha256: &str) -> NewRecord {
+    let id = uuid::Uuid::now_v7().to_string();
+    let payload = json!({
+        "schema": SCHEMA,
+        "event_id": id,
+        "kind": "evidence_ready",
+        "site": site,
+        "device": device,
+        "camera": camera,
+        "at": time(SystemTime::now()),
+        "details": {"for_event_id": event_id, "bundle": bundle, "sequence": sequence, "manifest_sha256": manifest_sha256},
+        "evidence": null,
+    });
+    NewRecord {
+        event_id: id,
+        topic: format!("{base}/events/evidence_ready"),
+        payload: serde_json::to_vec(&payload).unwrap_or_default(),
+        camera: Some(camera.to_owned()),
+        evidence: Some(event_id.to_owned()),
+    }
+}

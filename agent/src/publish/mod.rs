@@ -1,0 +1,5 @@
+//! Delivery to the central platform over MQTT (docs/outbox.md, docs/mqtt-api.md).
+
+pub mod commands;
+pub mod events;
+pub mod publisher;
