@@ -5,7 +5,7 @@
 //! one channel to the decision sink (for now: the log).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -19,6 +19,11 @@ use crate::config::{Camera, Config, redact_url};
 use crate::decide::{Decision, DecisionKind};
 use crate::evidence::keys::DeviceKey;
 use crate::evidence::store::{self, EvidenceRequest, Store};
+use crate::evidence::keys::PublicKey;
+use crate::outbox::{NewRecord, Outbox};
+use crate::publish::commands::Registry;
+use crate::publish::events;
+use crate::publish::publisher::{Publisher, PublisherCounters, PublisherSettings, TlsFiles};
 use crate::source::camera::{CameraCounters, CameraWorker};
 use crate::source::pipeline;
 use crate::source::recorder;
@@ -54,6 +59,36 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let store =
         Store::open(&config.storage.evidence_dir(), key, &config.site.id, &config.site.device_id, model_hashes)?;
 
+    let outbox_path = config.storage.data_dir.join("outbox.sqlite");
+    let outbox = Arc::new(Mutex::new(Outbox::open(&outbox_path, config.outbox.max_records)?));
+    info!(path = %outbox_path.display(), undelivered = outbox.lock().unwrap().len()?, "outbox open");
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let base = events::base_topic(
+        config.mqtt.as_ref().map_or("vigil/v1", |m| m.topic_prefix.as_str()),
+        &config.site.id,
+        &config.site.device_id,
+    );
+    let publisher = match &config.mqtt {
+        Some(mqtt) => {
+            let settings = publisher_settings(&config, mqtt, &base)?;
+            let publisher = Publisher {
+                settings,
+                outbox: outbox.clone(),
+                wake: wake.clone(),
+                shutdown: shutdown_rx,
+                counters: Arc::new(PublisherCounters::default()),
+                registry: Arc::new(Registry::default()),
+            };
+            info!(host = %mqtt.host, topics = %base, "MQTT delivery configured");
+            Some(tokio::spawn(publisher.run()))
+        }
+        None => {
+            warn!("no [mqtt] in the config: events are kept in the outbox until a broker is configured");
+            None
+        }
+    };
+
     let stop = Arc::new(AtomicBool::new(false));
     let (decisions_tx, decisions_rx) = mpsc::channel::<Decision>();
     let (evidence_tx, evidence_rx) = mpsc::channel::<EvidenceRequest>();
@@ -65,10 +100,17 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     }
     drop(decisions_tx);
     drop(evidence_tx);
-    let evidence_stop = stop.clone();
+    let emitter = Emitter {
+        outbox: outbox.clone(),
+        wake: wake.clone(),
+        base: base.clone(),
+        site: config.site.id.clone(),
+        device: config.site.device_id.clone(),
+    };
+    let (evidence_stop, evidence_emitter) = (stop.clone(), emitter.clone());
     let evidence = std::thread::Builder::new()
         .name("vigil-evidence".into())
-        .spawn(move || evidence_worker(store, evidence_rx, evidence_stop))?;
+        .spawn(move || evidence_worker(store, evidence_rx, evidence_stop, evidence_emitter))?;
     let (retention_config, retention_stop) = (config.clone(), stop.clone());
     let retention = std::thread::Builder::new()
         .name("vigil-retention".into())
@@ -76,6 +118,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let sink = std::thread::Builder::new().name("vigil-decisions".into()).spawn(move || {
         for decision in decisions_rx {
             log_decision(&decision);
+            emitter.emit(events::decision_record(&emitter.base, &emitter.site, &emitter.device, &decision));
         }
     })?;
     info!(site = %config.site.id, device = %config.site.device_id, cameras = config.cameras.len(), "vigil started");
@@ -92,6 +135,11 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         let _ = retention.join();
     })
     .await?;
+    // Cameras and evidence are stopped and every event is in the outbox: now let the publisher go.
+    let _ = shutdown_tx.send(true);
+    if let Some(task) = publisher {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     info!("stopped cleanly");
     Ok(())
 }
@@ -176,7 +224,69 @@ fn start_camera(
 
 /// Writes each bundle once its post-roll has been recorded (plus a margin for the last fragment to reach
 /// the disk). On shutdown, pending bundles are written with what was recorded so far.
-fn evidence_worker(mut store: Store, requests: mpsc::Receiver<EvidenceRequest>, stop: Arc<AtomicBool>) {
+/// Appends events to the outbox (durably) and wakes the publisher.
+#[derive(Clone)]
+struct Emitter {
+    outbox: Arc<Mutex<Outbox>>,
+    wake: Arc<tokio::sync::Notify>,
+    base: String,
+    site: String,
+    device: String,
+}
+
+impl Emitter {
+    fn emit(&self, record: NewRecord) {
+        let result = self.outbox.lock().unwrap_or_else(|e| e.into_inner()).append(&record);
+        match result {
+            Ok(_) => self.wake.notify_one(),
+            Err(e) => error!(event_id = %record.event_id, topic = %record.topic, error = %e, "EVENT NOT RECORDED in the outbox"),
+        }
+    }
+}
+
+fn publisher_settings(config: &Config, mqtt: &crate::config::Mqtt, base: &str) -> anyhow::Result<PublisherSettings> {
+    let read = |path: &Path, what: &str| std::fs::read(path).with_context(|| format!("mqtt: cannot read the {what} {}", path.display()));
+    let credentials = match (&mqtt.username, &mqtt.password_file) {
+        (Some(user), Some(file)) => {
+            let text = String::from_utf8(read(file, "password file")?).context("mqtt.password_file is not UTF-8")?;
+            Some((user.clone(), text.lines().next().unwrap_or("").to_owned()))
+        }
+        (Some(user), None) => Some((user.clone(), String::new())),
+        _ => None,
+    };
+    let tls = match &mqtt.tls {
+        Some(tls) => Some(TlsFiles {
+            ca: read(&tls.ca_file, "CA file")?,
+            client: match (&tls.client_cert, &tls.client_key) {
+                (Some(cert), Some(key)) => Some((read(cert, "client certificate")?, read(key, "client key")?)),
+                _ => None,
+            },
+        }),
+        None => None,
+    };
+    let platform_key = match &mqtt.platform_public_key {
+        Some(text) => {
+            let pem = std::fs::read_to_string(text).unwrap_or_else(|_| text.clone());
+            Some(PublicKey::parse(&pem).with_context(|| format!("mqtt.platform_public_key: {text:?} is neither a PEM public key file nor base64 of 32 bytes"))?)
+        }
+        None => None,
+    };
+    Ok(PublisherSettings {
+        host: mqtt.host.clone(),
+        port: mqtt.port.unwrap_or(if mqtt.tls.is_some() { 8883 } else { 1883 }),
+        client_id: mqtt.client_id.clone().unwrap_or_else(|| format!("vigil-{}-{}", config.site.id, config.site.device_id)),
+        credentials,
+        keepalive: Duration::from_secs(mqtt.keepalive_secs),
+        tls,
+        base_topic: base.to_owned(),
+        inflight: mqtt.inflight,
+        platform_key,
+        command_window: Duration::from_secs(mqtt.command_window_secs),
+        evidence_dir: Some(config.storage.evidence_dir()),
+    })
+}
+
+fn evidence_worker(mut store: Store, requests: mpsc::Receiver<EvidenceRequest>, stop: Arc<AtomicBool>, emitter: Emitter) {
     const MARGIN: Duration = Duration::from_secs(3);
     let mut pending: Vec<EvidenceRequest> = Vec::new();
     let mut open = true;
@@ -192,8 +302,13 @@ fn evidence_worker(mut store: Store, requests: mpsc::Receiver<EvidenceRequest>, 
         pending = later;
         for request in due {
             match store.write(&request) {
-                Ok(bundle) => info!(event = %request.event_id, kind = %request.kind, camera = %request.camera,
-                    sequence = bundle.sequence, dir = %bundle.dir.display(), "evidence bundle written"),
+                Ok(bundle) => {
+                    info!(event = %request.event_id, kind = %request.kind, camera = %request.camera,
+                        sequence = bundle.sequence, dir = %bundle.dir.display(), "evidence bundle written");
+                    let name = bundle.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    emitter.emit(events::evidence_record(&emitter.base, &emitter.site, &emitter.device, &request.camera,
+                        &request.event_id.to_string(), &name, bundle.sequence, &bundle.manifest_sha256));
+                }
                 Err(e) => error!(event = %request.event_id, kind = %request.kind, camera = %request.camera, error = %e,
                     "evidence bundle NOT written"),
             }

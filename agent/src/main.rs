@@ -98,6 +98,24 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Sign a command as the platform does (for integrators and tests); prints the JSON to publish on
+    /// `vigil/v1/<site>/<device>/cmd/<name>`.
+    SignCommand {
+        /// The platform's Ed25519 private key (PKCS#8 PEM, e.g. from `vigil keys init --file`).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// Arguments, a JSON object.
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// Default: random.
+        #[arg(long)]
+        nonce: Option<String>,
+        /// Default: now. RFC 3339 or Unix seconds.
+        #[arg(long, value_parser = parse_time)]
+        issued_at: Option<std::time::SystemTime>,
+    },
     /// Place (or release) a legal hold on an event's evidence bundle: it is never pruned while held.
     Hold {
         #[arg(long, short)]
@@ -119,13 +137,19 @@ enum Command {
 enum Keys {
     /// Create the device key (mode 0600); refuses to replace an existing one.
     Init {
-        #[arg(long, short)]
-        config: PathBuf,
+        /// The key of this config's device (`evidence.key_file`).
+        #[arg(long, short, required_unless_present = "file", conflicts_with = "file")]
+        config: Option<PathBuf>,
+        /// Or a key at this path (e.g. a platform key for `vigil sign-command`).
+        #[arg(long)]
+        file: Option<PathBuf>,
     },
     /// Print the public key as PEM and as base64, for the platform.
     Public {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[arg(long, short, required_unless_present = "file", conflicts_with = "file")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        file: Option<PathBuf>,
     },
 }
 
@@ -208,8 +232,9 @@ fn main() -> ExitCode {
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }),
         Command::Reference { config, camera } => reference(&config, &camera),
-        Command::Keys(Keys::Init { config }) => keys(&config, true),
-        Command::Keys(Keys::Public { config }) => keys(&config, false),
+        Command::Keys(Keys::Init { config, file }) => keys(config.as_deref(), file.as_deref(), true),
+        Command::Keys(Keys::Public { config, file }) => keys(config.as_deref(), file.as_deref(), false),
+        Command::SignCommand { key, name, args, nonce, issued_at } => sign_command(&key, &name, &args, nonce, issued_at),
         Command::Verify { key, paths } => verify(&key, &paths),
         Command::Hold { config, reason, release, event_id } => hold(&config, &event_id, &reason, release),
         Command::Clip { config, camera, from, to, output } => clip(&config, &camera, from, to, &output),
@@ -393,13 +418,16 @@ fn load_or_exit(file: &std::path::Path) -> Result<config::Config, ExitCode> {
     })
 }
 
-fn keys(file: &std::path::Path, init: bool) -> ExitCode {
+fn keys(config_file: Option<&std::path::Path>, key_file: Option<&std::path::Path>, init: bool) -> ExitCode {
     use vigil::evidence::keys::DeviceKey;
-    let config = match load_or_exit(file) {
-        Ok(c) => c,
-        Err(code) => return code,
+    let path = match (config_file, key_file) {
+        (_, Some(path)) => path.to_owned(),
+        (Some(file), None) => match load_or_exit(file) {
+            Ok(config) => config.storage.key_file(&config.evidence),
+            Err(code) => return code,
+        },
+        (None, None) => unreachable!("clap requires one"),
     };
-    let path = config.storage.key_file(&config.evidence);
     let key = if init { DeviceKey::init(&path) } else { DeviceKey::load(&path) };
     match key {
         Ok(key) => {
@@ -415,6 +443,29 @@ fn keys(file: &std::path::Path, init: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn sign_command(key: &std::path::Path, name: &str, args: &str, nonce: Option<String>, issued_at: Option<std::time::SystemTime>) -> ExitCode {
+    let fail = |message: String| {
+        eprintln!("vigil sign-command: {message}");
+        ExitCode::FAILURE
+    };
+    let Ok(pem) = std::fs::read_to_string(key) else { return fail(format!("cannot read {}", key.display())) };
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    use base64::Engine;
+    let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body.trim()) else {
+        return fail(format!("{} is not a PEM private key", key.display()));
+    };
+    let pair = ring::signature::Ed25519KeyPair::from_pkcs8(&der).or_else(|_| ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der));
+    let Ok(pair) = pair else { return fail(format!("{} is not an Ed25519 PKCS#8 key", key.display())) };
+    let args: serde_json::Value = match serde_json::from_str(args) {
+        Ok(v @ serde_json::Value::Object(_)) => v,
+        _ => return fail("--args must be a JSON object".into()),
+    };
+    let nonce = nonce.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let command = vigil::publish::commands::sign(&pair, name, args, issued_at.unwrap_or_else(std::time::SystemTime::now), &nonce);
+    println!("{command}");
+    ExitCode::SUCCESS
 }
 
 fn verify(key: &str, paths: &[PathBuf]) -> ExitCode {

@@ -30,6 +30,7 @@ pub fn python() -> PathBuf {
 }
 
 pub mod media;
+pub mod mqtt;
 
 pub fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)

@@ -8,7 +8,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use raw::{
-    Camera, Config, Evidence, Faces, Http, Models, Mqtt, MqttTls, Persons, Retention, Role, Site, Storage, Tamper,
+    Camera, Config, Evidence, Faces, Http, Models, Mqtt, MqttTls, OutboxSettings, Persons, Retention, Role, Site, Storage, Tamper,
     Transport,
 };
 pub use size::ByteSize;

@@ -47,6 +47,9 @@ pub struct Config {
     /// Evidence bundles.
     #[serde(default)]
     pub evidence: Evidence,
+    /// The outbox of events waiting for delivery.
+    #[serde(default)]
+    pub outbox: OutboxSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -268,6 +271,43 @@ pub struct Mqtt {
     pub topic_prefix: String,
     /// TLS to the broker; absent means plain TCP.
     pub tls: Option<MqttTls>,
+    /// Records sent and not yet acknowledged by the broker, at most (default 32).
+    #[serde(default = "default_inflight")]
+    pub inflight: usize,
+    /// The platform's Ed25519 public key that signs commands: a PEM file path, or the base64 of the
+    /// 32 key bytes. Without it every command is refused.
+    pub platform_public_key: Option<String>,
+    /// Commands issued further than this from the box's clock are refused as expired; their nonces are
+    /// remembered this long (default 300).
+    #[serde(default = "default_command_window")]
+    pub command_window_secs: u64,
+}
+
+fn default_inflight() -> usize {
+    32
+}
+
+fn default_command_window() -> u64 {
+    300
+}
+
+/// The durable queue of events to deliver.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSettings {
+    /// Undelivered events kept at most; beyond it the oldest is dropped, loudly (default 100000).
+    #[serde(default = "default_outbox_max")]
+    pub max_records: u64,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        OutboxSettings { max_records: default_outbox_max() }
+    }
+}
+
+fn default_outbox_max() -> u64 {
+    100_000
 }
 
 fn default_keepalive_secs() -> u64 {

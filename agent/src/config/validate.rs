@@ -78,6 +78,15 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
             );
         }
         check_optional_path(&mut errors, "mqtt.password_file", mqtt.password_file.as_deref());
+        if !(1..=1000).contains(&mqtt.inflight) {
+            errors.add("mqtt.inflight", format!("must be 1..1000, got {}", mqtt.inflight));
+        }
+        if !(10..=86_400).contains(&mqtt.command_window_secs) {
+            errors.add("mqtt.command_window_secs", format!("must be 10..86400 seconds, got {}", mqtt.command_window_secs));
+        }
+        if mqtt.platform_public_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+            errors.add("mqtt.platform_public_key", "must not be empty (a PEM file path or base64 of 32 bytes)");
+        }
         if let Some(tls) = &mqtt.tls {
             check_path(&mut errors, "mqtt.tls.ca_file", &tls.ca_file);
             check_optional_path(&mut errors, "mqtt.tls.client_cert", tls.client_cert.as_deref());
@@ -148,6 +157,10 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
         if value > 300 {
             errors.add(field, format!("must be at most 300 seconds, got {value}"));
         }
+    }
+
+    if config.outbox.max_records < 100 {
+        errors.add("outbox.max_records", format!("must be at least 100, got {}", config.outbox.max_records));
     }
 
     let retention = &config.retention;

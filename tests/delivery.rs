@@ -1,0 +1,258 @@
+//! Delivery through a real mosquitto on 127.0.0.1: nothing emitted is lost across a broker outage or an
+//! agent killed with SIGKILL; per-camera order holds; duplicates only within the in-flight window;
+//! retained status with LWT; signed commands and every kind of rejection.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::mqtt::{Mosquitto, Subscriber, settings};
+use vigil::outbox::{NewRecord, Outbox};
+use vigil::publish::commands::Registry;
+use vigil::publish::publisher::{Publisher, PublisherCounters};
+
+fn event(camera: usize, seq: usize) -> NewRecord {
+    let id = uuid::Uuid::now_v7().to_string();
+    let payload = serde_json::json!({"schema": "vigil.event.v1", "event_id": id, "kind": "test", "camera": format!("c{camera}"), "seq": seq});
+    NewRecord {
+        event_id: id,
+        topic: "vigil/v1/hosp/edge/events/test".into(),
+        payload: serde_json::to_vec(&payload).unwrap(),
+        camera: Some(format!("c{camera}")),
+        evidence: None,
+    }
+}
+
+/// Runs a publisher on its own runtime until the returned guard is dropped.
+struct Running {
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    wake: Arc<tokio::sync::Notify>,
+    counters: Arc<PublisherCounters>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn start_publisher(outbox: Arc<Mutex<Outbox>>, port: u16, key: Option<vigil::evidence::keys::PublicKey>) -> Running {
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let counters = Arc::new(PublisherCounters::default());
+    let publisher = Publisher {
+        settings: settings(port, key),
+        outbox,
+        wake: wake.clone(),
+        shutdown,
+        counters: counters.clone(),
+        registry: Arc::new(Registry::default()),
+    };
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        rt.block_on(publisher.run());
+    });
+    Running { stop, thread: Some(thread), wake, counters }
+}
+
+/// Checks what the subscriber got against the emitted event ids: all there, per-camera order.
+fn check_delivery(sub: &Subscriber, emitted: &[String]) -> usize {
+    let got = sub.payloads("/events/test");
+    let ids: Vec<String> = got.iter().map(|p| p["event_id"].as_str().unwrap().to_owned()).collect();
+    let distinct: HashSet<&String> = ids.iter().collect();
+    let missing: Vec<&String> = emitted.iter().filter(|id| !distinct.contains(id)).collect();
+    assert!(missing.is_empty(), "{} of {} events lost, e.g. {:?}", missing.len(), emitted.len(), &missing[..missing.len().min(3)]);
+    // Per camera, first arrivals come in emission order.
+    let mut seen = HashSet::new();
+    let mut last: HashMap<String, i64> = HashMap::new();
+    for p in &got {
+        if !seen.insert(p["event_id"].as_str().unwrap().to_owned()) {
+            continue;
+        }
+        let (camera, seq) = (p["camera"].as_str().unwrap().to_owned(), p["seq"].as_i64().unwrap());
+        let previous = last.insert(camera.clone(), seq).unwrap_or(-1);
+        assert!(seq > previous, "camera {camera}: event {seq} arrived after {previous}");
+    }
+    ids.len() - distinct.len()
+}
+
+#[test]
+fn thousand_events_survive_a_broker_outage_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(dir.path());
+    let sub = Subscriber::start(broker.port, "vigil/v1/hosp/edge/events/#");
+    let outbox = Arc::new(Mutex::new(Outbox::open(&dir.path().join("outbox.sqlite"), 100_000).unwrap()));
+    let running = start_publisher(outbox.clone(), broker.port, None);
+
+    let mut emitted = Vec::new();
+    let started = Instant::now();
+    for i in 0..1000 {
+        let record = event(i % 3, i / 3);
+        outbox.lock().unwrap().append(&record).unwrap();
+        running.wake.notify_one();
+        emitted.push(record.event_id);
+        if i == 300 {
+            broker.stop();
+        }
+        if i == 700 {
+            broker.restart();
+        }
+        std::thread::sleep(Duration::from_millis(4));
+    }
+    let delivered = sub.wait_for(Duration::from_secs(60), |m| m.iter().filter(|(t, _, _)| t.contains("/events/test")).count() >= 1000);
+    assert!(delivered, "not all events arrived within 60 s of the last one");
+    assert!(common::mqtt::wait(Duration::from_secs(10), || outbox.lock().unwrap().is_empty().unwrap()), "outbox not drained");
+    let duplicates = check_delivery(&sub, &emitted);
+    let connections = running.counters.connections.load(Ordering::Relaxed) as usize;
+    assert!(connections >= 2, "the publisher should have reconnected");
+    assert!(duplicates <= 32 * (connections - 1), "{duplicates} duplicates for {connections} connections");
+    eprintln!("1000 events in {:?}, {connections} connections, {duplicates} duplicates", started.elapsed());
+}
+
+const CHILD_ENV: &str = "VIGIL_TEST_PUBLISHER";
+
+/// Not a test: a publishing agent process (re-executed test binary). With `emit`, appends events and
+/// prints each event id once `append` returned (= emitted); then keeps delivering until killed.
+#[test]
+fn publisher_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+    let mut parts = spec.splitn(3, ':');
+    let (port, mode, db) = (parts.next().unwrap().parse::<u16>().unwrap(), parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned());
+    let outbox = Arc::new(Mutex::new(Outbox::open(Path::new(&db), 100_000).unwrap()));
+    let running = start_publisher(outbox.clone(), port, None);
+    if mode == "emit" {
+        for i in 0..100_000 {
+            let record = event(i % 3, i / 3);
+            outbox.lock().unwrap().append(&record).unwrap();
+            running.wake.notify_one();
+            println!("emitted {}", record.event_id);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(3600));
+}
+
+fn spawn_child(port: u16, mode: &str, db: &Path) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "publisher_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, format!("{port}:{mode}:{}", db.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn agent_killed_mid_stream_loses_nothing_it_emitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path());
+    let sub = Subscriber::start(broker.port, "vigil/v1/hosp/edge/events/#");
+    let db = dir.path().join("outbox.sqlite");
+    let mut child = spawn_child(broker.port, "emit", &db);
+    let mut emitted = Vec::new();
+    let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines {
+        let line = line.unwrap();
+        if let Some(id) = line.strip_prefix("emitted ") {
+            emitted.push(id.to_owned());
+            if emitted.len() == 400 {
+                child.kill().unwrap();
+                break;
+            }
+        }
+    }
+    child.wait().unwrap();
+    // Restart the agent: it only delivers what is in its outbox.
+    let mut again = spawn_child(broker.port, "deliver", &db);
+    let all = sub.wait_for(Duration::from_secs(30), |m| {
+        let got: HashSet<String> = m
+            .iter()
+            .filter_map(|(_, p, _)| serde_json::from_slice::<serde_json::Value>(p).ok())
+            .filter_map(|v| v["event_id"].as_str().map(str::to_owned))
+            .collect();
+        emitted.iter().all(|id| got.contains(id))
+    });
+    again.kill().unwrap();
+    again.wait().unwrap();
+    assert!(all, "events lost");
+    check_delivery(&sub, &emitted);
+}
+
+#[test]
+fn status_is_online_while_alive_and_offline_when_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path());
+    let sub = Subscriber::start(broker.port, "vigil/v1/hosp/edge/status");
+    let status = |sub: &Subscriber| sub.messages.lock().unwrap().iter().map(|(_, p, _)| String::from_utf8_lossy(p).into_owned()).collect::<Vec<_>>();
+    let db = dir.path().join("outbox.sqlite");
+    let mut child = spawn_child(broker.port, "deliver", &db);
+    assert!(sub.wait_for(Duration::from_secs(15), |m| m.last().is_some_and(|(_, p, _)| p == b"online")), "no birth: {:?}", status(&sub));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // keepalive 5 s: the broker declares the client gone after 1.5 × 5 s.
+    assert!(sub.wait_for(Duration::from_secs(20), |m| m.last().is_some_and(|(_, p, _)| p == b"offline")), "no LWT: {:?}", status(&sub));
+    let mut back = spawn_child(broker.port, "deliver", &db);
+    assert!(sub.wait_for(Duration::from_secs(15), |m| m.last().is_some_and(|(_, p, _)| p == b"online")), "no rebirth: {:?}", status(&sub));
+    back.kill().unwrap();
+    back.wait().unwrap();
+    // A late subscriber sees the retained state.
+    let late = Subscriber::start(broker.port, "vigil/v1/hosp/edge/status");
+    assert!(late.wait_for(Duration::from_secs(20), |m| m.iter().any(|(_, _, retained)| *retained)));
+}
+
+#[test]
+fn commands_are_verified_and_every_rejection_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path());
+    let sub = Subscriber::start(broker.port, "vigil/v1/hosp/edge/cmd-result/#");
+    let platform = ring::signature::Ed25519KeyPair::from_pkcs8(
+        ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap().as_ref(),
+    )
+    .unwrap();
+    let intruder = ring::signature::Ed25519KeyPair::from_pkcs8(
+        ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap().as_ref(),
+    )
+    .unwrap();
+    use ring::signature::KeyPair;
+    let key = vigil::evidence::keys::PublicKey(platform.public_key().as_ref().try_into().unwrap());
+    let outbox = Arc::new(Mutex::new(Outbox::open(&dir.path().join("outbox.sqlite"), 1000).unwrap()));
+    let running = start_publisher(outbox, broker.port, Some(key));
+    assert!(common::mqtt::wait(Duration::from_secs(15), || running.counters.connected.load(Ordering::Relaxed)));
+    std::thread::sleep(Duration::from_millis(500));
+
+    let sign = vigil::publish::commands::sign;
+    let now = SystemTime::now();
+    let good = sign(&platform, "ping", serde_json::json!({}), now, "nonce-good-0001");
+    let mut unsigned = sign(&platform, "ping", serde_json::json!({}), now, "nonce-unsigned-1");
+    unsigned.as_object_mut().unwrap().remove("signature");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("ping", serde_json::to_vec(&good).unwrap(), "ok"),
+        ("ping", serde_json::to_vec(&good).unwrap(), "replayed"),
+        ("ping", serde_json::to_vec(&sign(&platform, "ping", serde_json::json!({}), now - Duration::from_secs(3600), "nonce-old-00001")).unwrap(), "expired"),
+        ("ping", serde_json::to_vec(&sign(&intruder, "ping", serde_json::json!({}), now, "nonce-intruder1")).unwrap(), "bad_signature"),
+        ("ping", serde_json::to_vec(&unsigned).unwrap(), "unsigned"),
+        ("ping", b"{not json".to_vec(), "malformed"),
+        ("reboot", serde_json::to_vec(&sign(&platform, "ping", serde_json::json!({}), now, "nonce-wrongtopic")).unwrap(), "malformed"),
+        ("selfdestruct", serde_json::to_vec(&sign(&platform, "selfdestruct", serde_json::json!({}), now, "nonce-unknown01")).unwrap(), "unknown_command"),
+    ];
+    for (i, (name, payload, _)) in cases.iter().enumerate() {
+        sub.publish(&format!("vigil/v1/hosp/edge/cmd/{name}"), payload.clone());
+        assert!(sub.wait_for(Duration::from_secs(10), |m| m.len() > i), "no cmd-result for case {i}");
+    }
+    let results = sub.payloads("/cmd-result/");
+    for (i, ((_, _, expected), result)) in cases.iter().zip(&results).enumerate() {
+        let got = if result["ok"] == true { "ok" } else { result["reason"].as_str().unwrap() };
+        assert_eq!(got, *expected, "case {i}: {result}");
+    }
+    assert_eq!(results[0]["result"]["pong"].as_str().map(|s| s.len() > 10), Some(true));
+}
