@@ -71,7 +71,13 @@ fn check_delivery(sub: &Subscriber, emitted: &[String]) -> usize {
     let ids: Vec<String> = got.iter().map(|p| p["event_id"].as_str().unwrap().to_owned()).collect();
     let distinct: HashSet<&String> = ids.iter().collect();
     let missing: Vec<&String> = emitted.iter().filter(|id| !distinct.contains(id)).collect();
-    assert!(missing.is_empty(), "{} of {} events lost, e.g. {:?}", missing.len(), emitted.len(), &missing[..missing.len().min(3)]);
+    assert!(
+        missing.is_empty(),
+        "{} of {} events lost, e.g. {:?}",
+        missing.len(),
+        emitted.len(),
+        &missing[..missing.len().min(3)]
+    );
     // Per camera, first arrivals come in emission order.
     let mut seen = HashSet::new();
     let mut last: HashMap<String, i64> = HashMap::new();
@@ -109,9 +115,13 @@ fn thousand_events_survive_a_broker_outage_in_order() {
         }
         std::thread::sleep(Duration::from_millis(4));
     }
-    let delivered = sub.wait_for(Duration::from_secs(60), |m| m.iter().filter(|(t, _, _)| t.contains("/events/test")).count() >= 1000);
+    let delivered = sub
+        .wait_for(Duration::from_secs(60), |m| m.iter().filter(|(t, _, _)| t.contains("/events/test")).count() >= 1000);
     assert!(delivered, "not all events arrived within 60 s of the last one");
-    assert!(common::mqtt::wait(Duration::from_secs(10), || outbox.lock().unwrap().is_empty().unwrap()), "outbox not drained");
+    assert!(
+        common::mqtt::wait(Duration::from_secs(10), || outbox.lock().unwrap().is_empty().unwrap()),
+        "outbox not drained"
+    );
     let duplicates = check_delivery(&sub, &emitted);
     let connections = running.counters.connections.load(Ordering::Relaxed) as usize;
     assert!(connections >= 2, "the publisher should have reconnected");
@@ -127,7 +137,11 @@ const CHILD_ENV: &str = "VIGIL_TEST_PUBLISHER";
 fn publisher_child() {
     let Ok(spec) = std::env::var(CHILD_ENV) else { return };
     let mut parts = spec.splitn(3, ':');
-    let (port, mode, db) = (parts.next().unwrap().parse::<u16>().unwrap(), parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned());
+    let (port, mode, db) = (
+        parts.next().unwrap().parse::<u16>().unwrap(),
+        parts.next().unwrap().to_owned(),
+        parts.next().unwrap().to_owned(),
+    );
     let outbox = Arc::new(Mutex::new(Outbox::open(Path::new(&db), 100_000).unwrap()));
     let running = start_publisher(outbox.clone(), port, None);
     if mode == "emit" {
@@ -193,16 +207,30 @@ fn status_is_online_while_alive_and_offline_when_killed() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(dir.path());
     let sub = Subscriber::start(broker.port, "vigil/v1/hosp/edge/status");
-    let status = |sub: &Subscriber| sub.messages.lock().unwrap().iter().map(|(_, p, _)| String::from_utf8_lossy(p).into_owned()).collect::<Vec<_>>();
+    let status = |sub: &Subscriber| {
+        sub.messages.lock().unwrap().iter().map(|(_, p, _)| String::from_utf8_lossy(p).into_owned()).collect::<Vec<_>>()
+    };
     let db = dir.path().join("outbox.sqlite");
     let mut child = spawn_child(broker.port, "deliver", &db);
-    assert!(sub.wait_for(Duration::from_secs(15), |m| m.last().is_some_and(|(_, p, _)| p == b"online")), "no birth: {:?}", status(&sub));
+    assert!(
+        sub.wait_for(Duration::from_secs(15), |m| m.last().is_some_and(|(_, p, _)| p == b"online")),
+        "no birth: {:?}",
+        status(&sub)
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     // keepalive 5 s: the broker declares the client gone after 1.5 × 5 s.
-    assert!(sub.wait_for(Duration::from_secs(20), |m| m.last().is_some_and(|(_, p, _)| p == b"offline")), "no LWT: {:?}", status(&sub));
+    assert!(
+        sub.wait_for(Duration::from_secs(20), |m| m.last().is_some_and(|(_, p, _)| p == b"offline")),
+        "no LWT: {:?}",
+        status(&sub)
+    );
     let mut back = spawn_child(broker.port, "deliver", &db);
-    assert!(sub.wait_for(Duration::from_secs(15), |m| m.last().is_some_and(|(_, p, _)| p == b"online")), "no rebirth: {:?}", status(&sub));
+    assert!(
+        sub.wait_for(Duration::from_secs(15), |m| m.last().is_some_and(|(_, p, _)| p == b"online")),
+        "no rebirth: {:?}",
+        status(&sub)
+    );
     back.kill().unwrap();
     back.wait().unwrap();
     // A late subscriber sees the retained state.
@@ -238,12 +266,36 @@ fn commands_are_verified_and_every_rejection_is_named() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("ping", serde_json::to_vec(&good).unwrap(), "ok"),
         ("ping", serde_json::to_vec(&good).unwrap(), "replayed"),
-        ("ping", serde_json::to_vec(&sign(&platform, "ping", serde_json::json!({}), now - Duration::from_secs(3600), "nonce-old-00001")).unwrap(), "expired"),
-        ("ping", serde_json::to_vec(&sign(&intruder, "ping", serde_json::json!({}), now, "nonce-intruder1")).unwrap(), "bad_signature"),
+        (
+            "ping",
+            serde_json::to_vec(&sign(
+                &platform,
+                "ping",
+                serde_json::json!({}),
+                now - Duration::from_secs(3600),
+                "nonce-old-00001",
+            ))
+            .unwrap(),
+            "expired",
+        ),
+        (
+            "ping",
+            serde_json::to_vec(&sign(&intruder, "ping", serde_json::json!({}), now, "nonce-intruder1")).unwrap(),
+            "bad_signature",
+        ),
         ("ping", serde_json::to_vec(&unsigned).unwrap(), "unsigned"),
         ("ping", b"{not json".to_vec(), "malformed"),
-        ("reboot", serde_json::to_vec(&sign(&platform, "ping", serde_json::json!({}), now, "nonce-wrongtopic")).unwrap(), "malformed"),
-        ("selfdestruct", serde_json::to_vec(&sign(&platform, "selfdestruct", serde_json::json!({}), now, "nonce-unknown01")).unwrap(), "unknown_command"),
+        (
+            "reboot",
+            serde_json::to_vec(&sign(&platform, "ping", serde_json::json!({}), now, "nonce-wrongtopic")).unwrap(),
+            "malformed",
+        ),
+        (
+            "selfdestruct",
+            serde_json::to_vec(&sign(&platform, "selfdestruct", serde_json::json!({}), now, "nonce-unknown01"))
+                .unwrap(),
+            "unknown_command",
+        ),
     ];
     for (i, (name, payload, _)) in cases.iter().enumerate() {
         sub.publish(&format!("vigil/v1/hosp/edge/cmd/{name}"), payload.clone());

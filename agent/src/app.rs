@@ -5,9 +5,9 @@
 //! one channel to the decision sink (for now: the log).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
@@ -18,8 +18,8 @@ use crate::analyze::{Models, runtime};
 use crate::config::{Camera, Config, redact_url};
 use crate::decide::{Decision, DecisionKind};
 use crate::evidence::keys::DeviceKey;
-use crate::evidence::store::{self, EvidenceRequest, Store};
 use crate::evidence::keys::PublicKey;
+use crate::evidence::store::{self, EvidenceRequest, Store};
 use crate::outbox::{NewRecord, Outbox};
 use crate::publish::commands::Registry;
 use crate::publish::events;
@@ -239,13 +239,17 @@ impl Emitter {
         let result = self.outbox.lock().unwrap_or_else(|e| e.into_inner()).append(&record);
         match result {
             Ok(_) => self.wake.notify_one(),
-            Err(e) => error!(event_id = %record.event_id, topic = %record.topic, error = %e, "EVENT NOT RECORDED in the outbox"),
+            Err(e) => {
+                error!(event_id = %record.event_id, topic = %record.topic, error = %e, "EVENT NOT RECORDED in the outbox")
+            }
         }
     }
 }
 
 fn publisher_settings(config: &Config, mqtt: &crate::config::Mqtt, base: &str) -> anyhow::Result<PublisherSettings> {
-    let read = |path: &Path, what: &str| std::fs::read(path).with_context(|| format!("mqtt: cannot read the {what} {}", path.display()));
+    let read = |path: &Path, what: &str| {
+        std::fs::read(path).with_context(|| format!("mqtt: cannot read the {what} {}", path.display()))
+    };
     let credentials = match (&mqtt.username, &mqtt.password_file) {
         (Some(user), Some(file)) => {
             let text = String::from_utf8(read(file, "password file")?).context("mqtt.password_file is not UTF-8")?;
@@ -267,14 +271,19 @@ fn publisher_settings(config: &Config, mqtt: &crate::config::Mqtt, base: &str) -
     let platform_key = match &mqtt.platform_public_key {
         Some(text) => {
             let pem = std::fs::read_to_string(text).unwrap_or_else(|_| text.clone());
-            Some(PublicKey::parse(&pem).with_context(|| format!("mqtt.platform_public_key: {text:?} is neither a PEM public key file nor base64 of 32 bytes"))?)
+            Some(PublicKey::parse(&pem).with_context(|| {
+                format!("mqtt.platform_public_key: {text:?} is neither a PEM public key file nor base64 of 32 bytes")
+            })?)
         }
         None => None,
     };
     Ok(PublisherSettings {
         host: mqtt.host.clone(),
         port: mqtt.port.unwrap_or(if mqtt.tls.is_some() { 8883 } else { 1883 }),
-        client_id: mqtt.client_id.clone().unwrap_or_else(|| format!("vigil-{}-{}", config.site.id, config.site.device_id)),
+        client_id: mqtt
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("vigil-{}-{}", config.site.id, config.site.device_id)),
         credentials,
         keepalive: Duration::from_secs(mqtt.keepalive_secs),
         tls,
@@ -286,7 +295,12 @@ fn publisher_settings(config: &Config, mqtt: &crate::config::Mqtt, base: &str) -
     })
 }
 
-fn evidence_worker(mut store: Store, requests: mpsc::Receiver<EvidenceRequest>, stop: Arc<AtomicBool>, emitter: Emitter) {
+fn evidence_worker(
+    mut store: Store,
+    requests: mpsc::Receiver<EvidenceRequest>,
+    stop: Arc<AtomicBool>,
+    emitter: Emitter,
+) {
     const MARGIN: Duration = Duration::from_secs(3);
     let mut pending: Vec<EvidenceRequest> = Vec::new();
     let mut open = true;
@@ -306,8 +320,16 @@ fn evidence_worker(mut store: Store, requests: mpsc::Receiver<EvidenceRequest>, 
                     info!(event = %request.event_id, kind = %request.kind, camera = %request.camera,
                         sequence = bundle.sequence, dir = %bundle.dir.display(), "evidence bundle written");
                     let name = bundle.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                    emitter.emit(events::evidence_record(&emitter.base, &emitter.site, &emitter.device, &request.camera,
-                        &request.event_id.to_string(), &name, bundle.sequence, &bundle.manifest_sha256));
+                    emitter.emit(events::evidence_record(
+                        &emitter.base,
+                        &emitter.site,
+                        &emitter.device,
+                        &request.camera,
+                        &request.event_id.to_string(),
+                        &name,
+                        bundle.sequence,
+                        &bundle.manifest_sha256,
+                    ));
                 }
                 Err(e) => error!(event = %request.event_id, kind = %request.kind, camera = %request.camera, error = %e,
                     "evidence bundle NOT written"),
@@ -320,6 +342,7 @@ fn evidence_worker(mut store: Store, requests: mpsc::Receiver<EvidenceRequest>, 
 /// segments (never evidence), and prune acknowledged, expired, unheld bundles.
 fn retention_worker(config: &Config, stop: &AtomicBool) {
     let recordings = config.storage.recordings_dir();
+    let _ = std::fs::create_dir_all(&recordings);
     let evidence_dir = config.storage.evidence_dir();
     let min_free = config.retention.min_free_bytes.0;
     let keep = Duration::from_secs(u64::from(config.retention.evidence_days) * 86_400);

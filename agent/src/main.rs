@@ -234,7 +234,9 @@ fn main() -> ExitCode {
         Command::Reference { config, camera } => reference(&config, &camera),
         Command::Keys(Keys::Init { config, file }) => keys(config.as_deref(), file.as_deref(), true),
         Command::Keys(Keys::Public { config, file }) => keys(config.as_deref(), file.as_deref(), false),
-        Command::SignCommand { key, name, args, nonce, issued_at } => sign_command(&key, &name, &args, nonce, issued_at),
+        Command::SignCommand { key, name, args, nonce, issued_at } => {
+            sign_command(&key, &name, &args, nonce, issued_at)
+        }
         Command::Verify { key, paths } => verify(&key, &paths),
         Command::Hold { config, reason, release, event_id } => hold(&config, &event_id, &reason, release),
         Command::Clip { config, camera, from, to, output } => clip(&config, &camera, from, to, &output),
@@ -445,7 +447,13 @@ fn keys(config_file: Option<&std::path::Path>, key_file: Option<&std::path::Path
     }
 }
 
-fn sign_command(key: &std::path::Path, name: &str, args: &str, nonce: Option<String>, issued_at: Option<std::time::SystemTime>) -> ExitCode {
+fn sign_command(
+    key: &std::path::Path,
+    name: &str,
+    args: &str,
+    nonce: Option<String>,
+    issued_at: Option<std::time::SystemTime>,
+) -> ExitCode {
     let fail = |message: String| {
         eprintln!("vigil sign-command: {message}");
         ExitCode::FAILURE
@@ -456,14 +464,16 @@ fn sign_command(key: &std::path::Path, name: &str, args: &str, nonce: Option<Str
     let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body.trim()) else {
         return fail(format!("{} is not a PEM private key", key.display()));
     };
-    let pair = ring::signature::Ed25519KeyPair::from_pkcs8(&der).or_else(|_| ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der));
+    let pair = ring::signature::Ed25519KeyPair::from_pkcs8(&der)
+        .or_else(|_| ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der));
     let Ok(pair) = pair else { return fail(format!("{} is not an Ed25519 PKCS#8 key", key.display())) };
     let args: serde_json::Value = match serde_json::from_str(args) {
         Ok(v @ serde_json::Value::Object(_)) => v,
         _ => return fail("--args must be a JSON object".into()),
     };
     let nonce = nonce.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let command = vigil::publish::commands::sign(&pair, name, args, issued_at.unwrap_or_else(std::time::SystemTime::now), &nonce);
+    let command =
+        vigil::publish::commands::sign(&pair, name, args, issued_at.unwrap_or_else(std::time::SystemTime::now), &nonce);
     println!("{command}");
     ExitCode::SUCCESS
 }

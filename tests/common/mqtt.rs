@@ -42,7 +42,13 @@ impl Mosquitto {
             ),
         )
         .unwrap();
-        let child = Command::new("mosquitto").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("mosquitto (scripts/setup installs it)");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto (scripts/setup installs it)");
         self.child = Some(child);
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -97,7 +103,9 @@ impl Subscriber {
                         let _ = sub.subscribe(&filter, QoS::AtLeastOnce).await;
                     }
                     Ok(Event::Incoming(Packet::SubAck(_))) => flag.store(true, std::sync::atomic::Ordering::Relaxed),
-                    Ok(Event::Incoming(Packet::Publish(p))) => sink.lock().unwrap().push((p.topic.clone(), p.payload.to_vec(), p.retain)),
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        sink.lock().unwrap().push((p.topic.clone(), p.payload.to_vec(), p.retain))
+                    }
                     Ok(_) => {}
                     Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
                 }
@@ -140,7 +148,10 @@ impl Subscriber {
 }
 
 /// Settings of an in-process publisher talking to 127.0.0.1:`port` as site `hosp`, device `edge`.
-pub fn settings(port: u16, platform_key: Option<vigil::evidence::keys::PublicKey>) -> vigil::publish::publisher::PublisherSettings {
+pub fn settings(
+    port: u16,
+    platform_key: Option<vigil::evidence::keys::PublicKey>,
+) -> vigil::publish::publisher::PublisherSettings {
     vigil::publish::publisher::PublisherSettings {
         host: "127.0.0.1".into(),
         port,

@@ -8,8 +8,8 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use raw::{
-    Camera, Config, Evidence, Faces, Http, Models, Mqtt, MqttTls, OutboxSettings, Persons, Retention, Role, Site, Storage, Tamper,
-    Transport,
+    Camera, Config, Evidence, Faces, Http, Models, Mqtt, MqttTls, OutboxSettings, Persons, Retention, Role, Site,
+    Storage, Tamper, Transport,
 };
 pub use size::ByteSize;
 pub use validate::{FieldError, TEST_PATTERNS, redact_url, validate};
@@ -74,6 +74,13 @@ impl Config {
         self.models.ort_library.as_mut().map(fix);
         if let Some(mqtt) = &mut self.mqtt {
             mqtt.password_file.as_mut().map(fix);
+            // A key given inline is the 44-character base64 of 32 bytes; anything else is a file.
+            if let Some(key) = &mut mqtt.platform_public_key {
+                let inline = key.len() == 44 && key.ends_with('=');
+                if !inline && Path::new(key.as_str()).is_relative() {
+                    *key = base.join(key.as_str()).to_string_lossy().into_owned();
+                }
+            }
             if let Some(tls) = &mut mqtt.tls {
                 fix(&mut tls.ca_file);
                 tls.client_cert.as_mut().map(fix);

@@ -82,7 +82,10 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
             errors.add("mqtt.inflight", format!("must be 1..1000, got {}", mqtt.inflight));
         }
         if !(10..=86_400).contains(&mqtt.command_window_secs) {
-            errors.add("mqtt.command_window_secs", format!("must be 10..86400 seconds, got {}", mqtt.command_window_secs));
+            errors.add(
+                "mqtt.command_window_secs",
+                format!("must be 10..86400 seconds, got {}", mqtt.command_window_secs),
+            );
         }
         if mqtt.platform_public_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
             errors.add("mqtt.platform_public_key", "must not be empty (a PEM file path or base64 of 32 bytes)");

@@ -95,12 +95,18 @@ impl Outbox {
             let overflow = (count as u64 + records.len() as u64).saturating_sub(self.max_records);
             if overflow > 0 {
                 let mut stmt = tx.prepare("SELECT id, event_id FROM records ORDER BY id LIMIT ?1").map_err(db)?;
-                let victims: Vec<(i64, String)> =
-                    stmt.query_map([overflow as i64], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?.collect::<Result<_, _>>().map_err(db)?;
+                let victims: Vec<(i64, String)> = stmt
+                    .query_map([overflow as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(db)?
+                    .collect::<Result<_, _>>()
+                    .map_err(db)?;
                 for (id, event_id) in victims {
                     tx.execute("DELETE FROM records WHERE id = ?1", [id]).map_err(db)?;
-                    tracing::error!(event_id, max_records = self.max_records,
-                        "OUTBOX FULL: oldest undelivered event dropped to make room (its evidence bundle is kept)");
+                    tracing::error!(
+                        event_id,
+                        max_records = self.max_records,
+                        "OUTBOX FULL: oldest undelivered event dropped to make room (its evidence bundle is kept)"
+                    );
                     dropped += 1;
                 }
             }
@@ -121,11 +127,20 @@ impl Outbox {
     pub fn pending_after(&self, after: i64, limit: usize) -> Result<Vec<Record>, OutboxError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT id, event_id, topic, payload, camera, evidence FROM records WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .prepare_cached(
+                "SELECT id, event_id, topic, payload, camera, evidence FROM records WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )
             .map_err(self.db())?;
         let rows = stmt
             .query_map(params![after, limit as i64], |r| {
-                Ok(Record { id: r.get(0)?, event_id: r.get(1)?, topic: r.get(2)?, payload: r.get(3)?, camera: r.get(4)?, evidence: r.get(5)? })
+                Ok(Record {
+                    id: r.get(0)?,
+                    event_id: r.get(1)?,
+                    topic: r.get(2)?,
+                    payload: r.get(3)?,
+                    camera: r.get(4)?,
+                    evidence: r.get(5)?,
+                })
             })
             .map_err(self.db())?;
         rows.collect::<Result<_, _>>().map_err(self.db())
@@ -133,8 +148,11 @@ impl Outbox {
 
     /// Marks a record delivered (its PUBACK was matched): deletes it. Returns its evidence event, if any.
     pub fn delivered(&mut self, id: i64) -> Result<Option<String>, OutboxError> {
-        let evidence: Option<Option<String>> =
-            self.conn.query_row("SELECT evidence FROM records WHERE id = ?1", [id], |r| r.get(0)).optional().map_err(self.db())?;
+        let evidence: Option<Option<String>> = self
+            .conn
+            .query_row("SELECT evidence FROM records WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(self.db())?;
         self.conn.execute("DELETE FROM records WHERE id = ?1", [id]).map_err(self.db())?;
         Ok(evidence.flatten())
     }
@@ -151,7 +169,10 @@ impl Outbox {
     /// Records a command nonce until `expires_ms`; false if it was already seen (a replay).
     pub fn remember_nonce(&mut self, nonce: &str, expires_ms: i64) -> Result<bool, OutboxError> {
         self.conn.execute("DELETE FROM nonces WHERE expires_ms < ?1", [now_ms()]).map_err(self.db())?;
-        let inserted = self.conn.execute("INSERT OR IGNORE INTO nonces (nonce, expires_ms) VALUES (?1, ?2)", params![nonce, expires_ms]).map_err(self.db())?;
+        let inserted = self
+            .conn
+            .execute("INSERT OR IGNORE INTO nonces (nonce, expires_ms) VALUES (?1, ?2)", params![nonce, expires_ms])
+            .map_err(self.db())?;
         Ok(inserted == 1)
     }
 }
@@ -161,7 +182,13 @@ mod tests {
     use super::*;
 
     fn rec(n: usize) -> NewRecord {
-        NewRecord { event_id: format!("e{n}"), topic: "t".into(), payload: vec![n as u8], camera: Some("c".into()), evidence: None }
+        NewRecord {
+            event_id: format!("e{n}"),
+            topic: "t".into(),
+            payload: vec![n as u8],
+            camera: Some("c".into()),
+            evidence: None,
+        }
     }
 
     #[test]
@@ -174,7 +201,10 @@ mod tests {
         o.delivered(ids[0]).unwrap();
         drop(o);
         let o = Outbox::open(&path, 100).unwrap();
-        assert_eq!(o.pending_after(0, 10).unwrap().iter().map(|r| r.event_id.clone()).collect::<Vec<_>>(), ["e2", "e3"]);
+        assert_eq!(
+            o.pending_after(0, 10).unwrap().iter().map(|r| r.event_id.clone()).collect::<Vec<_>>(),
+            ["e2", "e3"]
+        );
     }
 
     #[test]

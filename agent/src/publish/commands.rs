@@ -74,7 +74,8 @@ pub fn verify(
     let obj = value.as_object_mut().ok_or_else(|| malformed(None, "not a JSON object"))?;
     let nonce = obj.get("nonce").and_then(Value::as_str).map(str::to_owned);
     let signature = obj.remove("signature");
-    let name = obj.get("name").and_then(Value::as_str).ok_or_else(|| malformed(nonce.clone(), "missing name"))?.to_owned();
+    let name =
+        obj.get("name").and_then(Value::as_str).ok_or_else(|| malformed(nonce.clone(), "missing name"))?.to_owned();
     if name != topic_name {
         return Err(malformed(nonce, &format!("name {name:?} does not match the topic's {topic_name:?}")));
     }
@@ -88,15 +89,20 @@ pub fn verify(
         .ok_or_else(|| malformed(Some(nonce.clone()), "missing or bad issued_at (RFC 3339 UTC)"))?;
     let signature = match signature {
         None | Some(Value::Null) => return Err((Some(nonce), Reject::Unsigned)),
-        Some(Value::String(s)) => B64.decode(s).map_err(|_| malformed(Some(nonce.clone()), "signature is not base64"))?,
+        Some(Value::String(s)) => {
+            B64.decode(s).map_err(|_| malformed(Some(nonce.clone()), "signature is not base64"))?
+        }
         Some(_) => return Err(malformed(Some(nonce), "signature is not a string")),
     };
     let bytes = canonical::to_bytes(&value).map_err(|e| malformed(Some(nonce.clone()), &e.to_string()))?;
-    let key = key.ok_or_else(|| (Some(nonce.clone()), Reject::Failed("no platform key configured (mqtt.platform_public_key)".into())))?;
+    let key = key.ok_or_else(|| {
+        (Some(nonce.clone()), Reject::Failed("no platform key configured (mqtt.platform_public_key)".into()))
+    })?;
     if !key.verify(&bytes, &signature) {
         return Err((Some(nonce), Reject::BadSignature));
     }
-    let skew = if issued_at > now { issued_at.duration_since(now) } else { now.duration_since(issued_at) }.unwrap_or_default();
+    let skew =
+        if issued_at > now { issued_at.duration_since(now) } else { now.duration_since(issued_at) }.unwrap_or_default();
     if skew > window {
         return Err((Some(nonce), Reject::Expired));
     }
@@ -108,7 +114,13 @@ pub fn verify(
 }
 
 /// Signs a command for the platform side (and tests): returns the JSON to publish.
-pub fn sign(key: &ring::signature::Ed25519KeyPair, name: &str, args: Value, issued_at: SystemTime, nonce: &str) -> Value {
+pub fn sign(
+    key: &ring::signature::Ed25519KeyPair,
+    name: &str,
+    args: Value,
+    issued_at: SystemTime,
+    nonce: &str,
+) -> Value {
     let mut value = json!({
         "name": name,
         "issued_at": humantime::format_rfc3339_millis(issued_at).to_string(),
@@ -130,7 +142,10 @@ pub struct Registry {
 impl Default for Registry {
     fn default() -> Self {
         let mut registry = Registry { handlers: HashMap::new() };
-        registry.register("ping", Box::new(|_| Ok(json!({"pong": humantime::format_rfc3339_millis(SystemTime::now()).to_string()}))));
+        registry.register(
+            "ping",
+            Box::new(|_| Ok(json!({"pong": humantime::format_rfc3339_millis(SystemTime::now()).to_string()}))),
+        );
         registry
     }
 }
@@ -154,7 +169,11 @@ impl Registry {
 pub fn result(name: &str, nonce: Option<&str>, outcome: Result<Value, Reject>) -> Value {
     let at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
     match outcome {
-        Ok(value) => json!({"schema": "vigil.cmd-result.v1", "name": name, "nonce": nonce, "ok": true, "result": value, "at": at}),
-        Err(r) => json!({"schema": "vigil.cmd-result.v1", "name": name, "nonce": nonce, "ok": false, "reason": r.code(), "detail": r.detail(), "at": at}),
+        Ok(value) => {
+            json!({"schema": "vigil.cmd-result.v1", "name": name, "nonce": nonce, "ok": true, "result": value, "at": at})
+        }
+        Err(r) => {
+            json!({"schema": "vigil.cmd-result.v1", "name": name, "nonce": nonce, "ok": false, "reason": r.code(), "detail": r.detail(), "at": at})
+        }
     }
 }

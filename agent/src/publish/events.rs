@@ -51,7 +51,16 @@ pub fn decision_record(base: &str, site: &str, device: &str, decision: &Decision
 }
 
 /// The `evidence_ready` record announcing a written bundle; its delivery acknowledges the bundle.
-pub fn evidence_record(base: &str, site: &str, device: &str, camera: &str, event_id: &str, bundle: &str, sequence: u64, manifest_sha256: &str) -> NewRecord {
+pub fn evidence_record(
+    base: &str,
+    site: &str,
+    device: &str,
+    camera: &str,
+    event_id: &str,
+    bundle: &str,
+    sequence: u64,
+    manifest_sha256: &str,
+) -> NewRecord {
     let id = uuid::Uuid::now_v7().to_string();
     let payload = json!({
         "schema": SCHEMA,

@@ -1,0 +1,91 @@
+//! `vigil-demo-platform`: what the demo uses as the central platform. It embeds an MQTT broker
+//! (rumqttd) on 127.0.0.1 and subscribes to everything Vigil publishes, printing each message as an
+//! integrator would receive it. Ends after `--seconds` (default 60) or on SIGINT.
+//!
+//!     vigil-demo-platform [--port 18830] [--seconds 60]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    let port = arg("--port", 18830) as u16;
+    let seconds = arg("--seconds", 60);
+    let server = ServerSettings {
+        name: "v4".into(),
+        listen: ([127, 0, 0, 1], port).into(),
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections: ConnectionSettings {
+            connection_timeout_ms: 60_000,
+            max_payload_size: 1 << 20,
+            max_inflight_count: 200,
+            auth: None,
+            external_auth: None,
+            dynamic_filters: true,
+        },
+    };
+    let config = Config {
+        id: 0,
+        router: RouterConfig {
+            max_connections: 16,
+            max_outgoing_packet_count: 200,
+            max_segment_size: 16 << 20,
+            max_segment_count: 10,
+            ..Default::default()
+        },
+        v4: Some(HashMap::from([("demo".to_owned(), server)])),
+        ..Default::default()
+    };
+    let mut broker = Broker::new(config);
+    std::thread::spawn(move || {
+        if let Err(e) = broker.start() {
+            eprintln!("demo platform: broker failed: {e}");
+            std::process::exit(1);
+        }
+    });
+    println!("[platform] MQTT broker (rumqttd) listening on 127.0.0.1:{port}");
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    rt.block_on(async move {
+        let mut options = MqttOptions::new("demo-platform", "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(10));
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut eventloop) = AsyncClient::new(options, 100);
+        let deadline = tokio::time::sleep(Duration::from_secs(seconds));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                _ = tokio::signal::ctrl_c() => break,
+                event = eventloop.poll() => match event {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = client.subscribe("vigil/#", QoS::AtLeastOnce).await;
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let body = match serde_json::from_slice::<serde_json::Value>(&p.payload) {
+                            Ok(json) => serde_json::to_string_pretty(&json).unwrap_or_default(),
+                            Err(_) => String::from_utf8_lossy(&p.payload).into_owned(),
+                        };
+                        let retained = if p.retain { " (retained)" } else { "" };
+                        println!("[platform] {}{retained}\n{}", p.topic, indent(&body));
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                },
+            }
+        }
+    });
+    println!("[platform] done");
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+}
