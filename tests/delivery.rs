@@ -57,6 +57,7 @@ fn start_publisher(outbox: Arc<Mutex<Outbox>>, port: u16, key: Option<vigil::evi
         shutdown,
         counters: counters.clone(),
         registry: Arc::new(Registry::default()),
+        on_delivered: None,
     };
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();

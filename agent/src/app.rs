@@ -79,6 +79,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                 shutdown: shutdown_rx,
                 counters: Arc::new(PublisherCounters::default()),
                 registry: Arc::new(Registry::default()),
+                on_delivered: None,
             };
             info!(host = %mqtt.host, topics = %base, "MQTT delivery configured");
             Some(tokio::spawn(publisher.run()))

@@ -155,6 +155,19 @@ enum Keys {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// Durable outbox appends per second, and emit → PUBACK latency through an MQTT broker.
+    Delivery {
+        /// Port of a broker on 127.0.0.1.
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value_t = 500)]
+        appends: usize,
+        #[arg(long, default_value_t = 1000)]
+        events: usize,
+        /// Events per second for the latency run.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+    },
     /// Evidence bundles written per second (clip remuxed from a recording, signed, fsync'd).
     Evidence {
         /// An H.264 MP4 used as the camera's recording (longer than the clip).
@@ -271,6 +284,22 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("vigil bench cameras: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench(Bench::Delivery { port, appends, events, rate }) => {
+            let scratch = commands::bench_cameras::scratch_dir();
+            let result =
+                commands::bench_delivery::delivery(&scratch, port, appends.max(1), events.max(1), rate.max(1.0));
+            let _ = std::fs::remove_dir_all(&scratch);
+            match result.and_then(|r| Ok(serde_json::to_string_pretty(&r)?)) {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("vigil bench delivery: {e:#}");
                     ExitCode::FAILURE
                 }
             }

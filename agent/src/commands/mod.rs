@@ -2,5 +2,6 @@
 
 pub mod bench;
 pub mod bench_cameras;
+pub mod bench_delivery;
 pub mod bench_evidence;
 pub mod detect;

@@ -62,6 +62,8 @@ pub struct Publisher {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     pub counters: Arc<PublisherCounters>,
     pub registry: Arc<Registry>,
+    /// Called with each record id as its PUBACK is matched (benchmarks measure latency with it).
+    pub on_delivered: Option<Arc<dyn Fn(i64) + Send + Sync>>,
 }
 
 enum Extra {
@@ -210,6 +212,9 @@ impl Publisher {
         match result {
             Ok(evidence) => {
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                if let Some(hook) = &self.on_delivered {
+                    hook(id);
+                }
                 if let (Some(event), Some(dir)) = (evidence, &self.settings.evidence_dir) {
                     if let Err(e) = crate::evidence::store::acknowledge(dir, &event, SystemTime::now()) {
                         warn!(event, error = %e, "cannot mark the evidence bundle acknowledged");
