@@ -76,7 +76,10 @@ impl DeviceKey {
         let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
         let invalid = |message: &str| KeyError::Invalid { path: path.to_owned(), message: message.to_owned() };
         let der = unpem(&text, "PRIVATE KEY").ok_or_else(|| invalid("not a PEM PRIVATE KEY"))?;
-        let pair = Ed25519KeyPair::from_pkcs8(&der).map_err(|_| invalid("not an Ed25519 PKCS#8 key"))?;
+        // OpenSSL and Python write PKCS#8 v1 (no public key inside); ring writes v2. Accept both.
+        let pair = Ed25519KeyPair::from_pkcs8(&der)
+            .or_else(|_| Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der))
+            .map_err(|_| invalid("not an Ed25519 PKCS#8 key"))?;
         Ok(DeviceKey { pair })
     }
 

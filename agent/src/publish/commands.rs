@@ -67,7 +67,7 @@ pub fn verify(
     key: Option<&PublicKey>,
     window: Duration,
     now: SystemTime,
-    seen: &mut dyn FnMut(&str, SystemTime) -> bool,
+    seen: &mut dyn FnMut(&str, SystemTime) -> Result<bool, String>,
 ) -> Result<Command, (Option<String>, Reject)> {
     let malformed = |nonce: Option<String>, what: &str| (nonce, Reject::Malformed(what.to_owned()));
     let mut value: Value = serde_json::from_slice(payload).map_err(|e| malformed(None, &format!("not JSON: {e}")))?;
@@ -106,8 +106,10 @@ pub fn verify(
     if skew > window {
         return Err((Some(nonce), Reject::Expired));
     }
-    if !seen(&nonce, issued_at + window) {
-        return Err((Some(nonce), Reject::Replayed));
+    match seen(&nonce, issued_at + window) {
+        Ok(true) => {}
+        Ok(false) => return Err((Some(nonce), Reject::Replayed)),
+        Err(e) => return Err((Some(nonce), Reject::Failed(format!("cannot record the nonce: {e}")))),
     }
     let args = value.get("args").cloned().unwrap_or(Value::Object(Default::default()));
     Ok(Command { name, nonce, args })

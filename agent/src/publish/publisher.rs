@@ -232,7 +232,7 @@ impl Publisher {
         let outbox = self.outbox.clone();
         let mut seen = |nonce: &str, expires: SystemTime| {
             let ms = expires.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(i64::MAX);
-            outbox.lock().unwrap().remember_nonce(nonce, ms).unwrap_or(false)
+            outbox.lock().unwrap().remember_nonce(nonce, ms).map_err(|e| e.to_string())
         };
         let verified = commands::verify(
             name,
