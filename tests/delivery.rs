@@ -47,11 +47,15 @@ impl Drop for Running {
 }
 
 fn start_publisher(outbox: Arc<Mutex<Outbox>>, port: u16, key: Option<vigil::evidence::keys::PublicKey>) -> Running {
+    start_publisher_with(outbox, settings(port, key))
+}
+
+fn start_publisher_with(outbox: Arc<Mutex<Outbox>>, settings: vigil::publish::publisher::PublisherSettings) -> Running {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let wake = Arc::new(tokio::sync::Notify::new());
     let counters = Arc::new(PublisherCounters::default());
     let publisher = Publisher {
-        settings: settings(port, key),
+        settings,
         outbox,
         wake: wake.clone(),
         shutdown,
@@ -308,4 +312,69 @@ fn commands_are_verified_and_every_rejection_is_named() {
         assert_eq!(got, *expected, "case {i}: {result}");
     }
     assert_eq!(results[0]["result"]["pong"].as_str().map(|s| s.len() > 10), Some(true));
+}
+
+/// Makes a CA, a server certificate for 127.0.0.1 and a client certificate with openssl.
+fn certificates(dir: &Path) {
+    let sh = |script: &str| {
+        let out = Command::new("bash").arg("-ec").arg(script).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=vigil-test-ca 2>/dev/null
+        for who in server client; do
+          openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout $who.key -out $who.csr -subj /CN=$who 2>/dev/null
+          printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > $who.ext
+          openssl x509 -req -in $who.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $who.crt -days 2 -extfile $who.ext 2>/dev/null
+        done");
+}
+
+#[test]
+fn tls_with_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let (plain, tls) = (common::mqtt::free_port(), common::mqtt::free_port());
+    let d = dir.path().display();
+    let conf = dir.path().join("tls.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "per_listener_settings false\nallow_anonymous true\npersistence false\nuser root\n\
+             listener {plain} 127.0.0.1\n\
+             listener {tls} 127.0.0.1\ncafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\nrequire_certificate true\n"
+        ),
+    )
+    .unwrap();
+    let mut broker =
+        Command::new("mosquitto").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    assert!(common::mqtt::wait(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", tls)).is_ok()));
+    let sub = Subscriber::start(plain, "vigil/v1/hosp/edge/events/#");
+    let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+
+    // Without a client certificate the broker refuses the connection.
+    let outbox = Arc::new(Mutex::new(Outbox::open(&dir.path().join("o1.sqlite"), 1000).unwrap()));
+    let mut refused = settings(tls, None);
+    refused.tls = Some(vigil::publish::publisher::TlsFiles { ca: read("ca.crt"), client: None });
+    let running = start_publisher_with(outbox, refused);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!running.counters.connected.load(Ordering::Relaxed), "connected without a client certificate");
+    drop(running);
+
+    // With it, events flow.
+    let outbox = Arc::new(Mutex::new(Outbox::open(&dir.path().join("o2.sqlite"), 1000).unwrap()));
+    let mut ok = settings(tls, None);
+    ok.tls = Some(vigil::publish::publisher::TlsFiles {
+        ca: read("ca.crt"),
+        client: Some((read("client.crt"), read("client.key"))),
+    });
+    let running = start_publisher_with(outbox.clone(), ok);
+    let record = event(0, 0);
+    outbox.lock().unwrap().append(&record).unwrap();
+    running.wake.notify_one();
+    assert!(sub.wait_for(Duration::from_secs(15), |m| {
+        m.iter().any(|(_, p, _)| String::from_utf8_lossy(p).contains(&record.event_id))
+    }));
+    assert!(common::mqtt::wait(Duration::from_secs(5), || outbox.lock().unwrap().is_empty().unwrap()));
+    drop(running);
+    let _ = broker.kill();
+    let _ = broker.wait();
 }
