@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod decide;
 pub mod evidence;
+pub mod gallery;
 pub mod outbox;
 pub mod publish;
 pub mod source;

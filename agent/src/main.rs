@@ -98,6 +98,21 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Enrol a patient or physician from photos (each must show one sharp, frontal, large enough face;
+    /// rejected photos are named with the reason). Stores embeddings only, encrypted.
+    Enroll {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        id: String,
+        #[arg(long, value_enum)]
+        role: vigil::gallery::Role,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// The enrolled gallery.
+    #[command(subcommand)]
+    Gallery(GalleryCmd),
     /// Sign a command as the platform does (for integrators and tests); prints the JSON to publish on
     /// `vigil/v1/<site>/<device>/cmd/<name>`.
     SignCommand {
@@ -134,6 +149,21 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum GalleryCmd {
+    /// List enrolled people (id, role, embeddings, quality; never the embeddings themselves).
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Remove a person.
+    Remove {
+        #[arg(long, short)]
+        config: PathBuf,
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum Keys {
     /// Create the device key (mode 0600); refuses to replace an existing one.
     Init {
@@ -155,6 +185,13 @@ enum Keys {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// 1:N face search over synthetic 128-d embeddings: latency per query.
+    Search {
+        #[arg(long, default_value_t = 100_000)]
+        entries: usize,
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+    },
     /// Durable outbox appends per second, and emit → PUBACK latency through an MQTT broker.
     Delivery {
         /// Port of a broker on 127.0.0.1.
@@ -245,6 +282,9 @@ fn main() -> ExitCode {
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }),
         Command::Reference { config, camera } => reference(&config, &camera),
+        Command::Enroll { config, id, role, images } => enroll(&config, &id, role, &images),
+        Command::Gallery(GalleryCmd::List { config }) => gallery(&config, None),
+        Command::Gallery(GalleryCmd::Remove { config, id }) => gallery(&config, Some(&id)),
         Command::Keys(Keys::Init { config, file }) => keys(config.as_deref(), file.as_deref(), true),
         Command::Keys(Keys::Public { config, file }) => keys(config.as_deref(), file.as_deref(), false),
         Command::SignCommand { key, name, args, nonce, issued_at } => {
@@ -287,6 +327,11 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Bench(Bench::Search { entries, queries }) => {
+            let report = commands::bench_search::search(entries.max(1), queries.max(1));
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            ExitCode::SUCCESS
         }
         Command::Bench(Bench::Delivery { port, appends, events, rate }) => {
             let scratch = commands::bench_cameras::scratch_dir();
@@ -416,6 +461,72 @@ fn run(file: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn open_gallery(config: &config::Config) -> Result<vigil::gallery::Gallery, ExitCode> {
+    vigil::gallery::Gallery::open(&config.storage.gallery_file(), &config.storage.gallery_key_file()).map_err(|e| {
+        eprintln!("vigil: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn enroll(file: &std::path::Path, id: &str, role: vigil::gallery::Role, images: &[PathBuf]) -> ExitCode {
+    let config = match load_or_exit(file) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        eprintln!("vigil enroll: --id {id:?}: use 1..64 letters, digits, '-' and '_'");
+        return ExitCode::from(2);
+    }
+    let mut gallery = match open_gallery(&config) {
+        Ok(g) => g,
+        Err(code) => return code,
+    };
+    let thresholds = config.faces.quality();
+    with_models(Some(file), None, |models, _| {
+        let report = commands::enroll::enroll(models, &mut gallery, id, role, images, &thresholds)?;
+        for v in report.images.iter().filter(|v| !v.accepted) {
+            eprintln!("rejected {}: {}", v.image, v.reason.as_deref().unwrap_or(""));
+        }
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        Ok(if report.enrolled { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    })
+}
+
+fn gallery(file: &std::path::Path, remove: Option<&str>) -> ExitCode {
+    let config = match load_or_exit(file) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut gallery = match open_gallery(&config) {
+        Ok(g) => g,
+        Err(code) => return code,
+    };
+    if let Some(id) = remove {
+        if !gallery.remove(id) {
+            eprintln!("vigil gallery: no {id:?} in the gallery");
+            return ExitCode::FAILURE;
+        }
+        if let Err(e) = gallery.save() {
+            eprintln!("vigil gallery: {e}");
+            return ExitCode::FAILURE;
+        }
+        println!("removed {id}");
+        return ExitCode::SUCCESS;
+    }
+    for e in gallery.entries() {
+        println!(
+            "{}	{:?}	{} embedding(s)	quality {:.2}	enrolled {}",
+            e.id,
+            e.role,
+            e.embeddings.len(),
+            e.quality,
+            e.enrolled_at
+        );
+    }
+    println!("{} enrolled", gallery.entries().len());
+    ExitCode::SUCCESS
 }
 
 fn reference(file: &std::path::Path, camera: &str) -> ExitCode {

@@ -97,6 +97,14 @@ impl Storage {
         self.recordings_dir.clone().unwrap_or_else(|| self.data_dir.join("recordings"))
     }
 
+    pub fn gallery_file(&self) -> PathBuf {
+        self.data_dir.join("gallery.bin")
+    }
+
+    pub fn gallery_key_file(&self) -> PathBuf {
+        self.data_dir.join("keys/gallery.key")
+    }
+
     pub fn key_file(&self, evidence: &Evidence) -> PathBuf {
         evidence.key_file.clone().unwrap_or_else(|| self.data_dir.join("keys/device-ed25519.pem"))
     }

@@ -396,6 +396,30 @@ pub struct Faces {
     /// (smaller is faster; faces under ~10 px at that scale are missed).
     #[serde(default = "default_face_max_side")]
     pub detector_max_side: u32,
+    /// Faces smaller than this (pixels, shorter side of the box) are not enrolled or decided on.
+    #[serde(default = "default_min_face_px")]
+    pub min_face_px: f32,
+    /// Faces whose aligned chip is less sharp than this (variance of the Laplacian) are refused.
+    #[serde(default = "default_min_sharpness")]
+    pub min_sharpness: f64,
+}
+
+fn default_min_face_px() -> f32 {
+    80.0
+}
+
+fn default_min_sharpness() -> f64 {
+    60.0
+}
+
+impl Faces {
+    pub fn quality(&self) -> crate::gallery::quality::QualityThresholds {
+        crate::gallery::quality::QualityThresholds {
+            min_face_px: self.min_face_px,
+            min_sharpness: self.min_sharpness,
+            ..Default::default()
+        }
+    }
 }
 
 impl Default for Faces {
@@ -404,6 +428,8 @@ impl Default for Faces {
             match_distance: default_match_distance(),
             detector_threshold: default_face_threshold(),
             detector_max_side: default_face_max_side(),
+            min_face_px: default_min_face_px(),
+            min_sharpness: default_min_sharpness(),
         }
     }
 }
