@@ -2,6 +2,8 @@
 //!
 //! This first part covers camera health; face and presence rules join it in later stages.
 
+pub mod settlement;
+
 use std::time::SystemTime;
 
 use serde::Serialize;
