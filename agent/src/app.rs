@@ -15,7 +15,12 @@ use anyhow::Context;
 use tracing::{error, info, warn};
 
 use crate::analyze::{Models, runtime};
-use crate::config::{Camera, Config, redact_url};
+use crate::config::{Camera, Config, Role, redact_url};
+use crate::decide::settlement::{FaceObservation, SettledFace, SettlementRules, Verdict, Watch, shared_identity};
+use crate::evidence::store::Detection;
+use crate::gallery::Gallery;
+use crate::gallery::quality::QualityThresholds;
+use crate::gallery::search::SearchIndex;
 use crate::decide::{Decision, DecisionKind};
 use crate::evidence::keys::DeviceKey;
 use crate::evidence::keys::PublicKey;
@@ -50,12 +55,27 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     for model in &models.bundle.models {
         info!(model = %model.name, sha256 = %model.sha256, path = %model.path.display(), "model verified");
     }
+    let gallery = Gallery::open(&config.storage.gallery_file(), &config.storage.gallery_key_file())?;
+    info!(enrolled = gallery.entries().len(), "gallery loaded (encrypted)");
+    let gallery = Arc::new(std::sync::RwLock::new(SearchIndex::build(gallery.entries())));
     pipeline::init()?;
     // The device's identity signs every bundle: refuse to run without it, or with a key others can read.
     let key_file = config.storage.key_file(&config.evidence);
     let key = DeviceKey::load(&key_file)?;
     info!(public_key = %key.public().to_base64(), path = %key_file.display(), "device key loaded");
     let model_hashes = models.bundle.models.iter().map(|m| (m.name.clone(), m.sha256.clone())).collect();
+    let models = Arc::new(Mutex::new(models));
+    // One command channel per window camera: `settlement` opens a watch there.
+    let mut watches: std::collections::HashMap<String, mpsc::Sender<Watch>> = std::collections::HashMap::new();
+    let mut watch_receivers: std::collections::HashMap<String, mpsc::Receiver<Watch>> = std::collections::HashMap::new();
+    for camera in config.cameras.iter().filter(|c| c.role == Role::SettlementWindow) {
+        let (tx, rx) = mpsc::channel();
+        watches.insert(camera.id.clone(), tx);
+        watch_receivers.insert(camera.id.clone(), rx);
+    }
+    let mut registry = Registry::default();
+    registry.register("settlement", settlement_handler(watches, Duration::from_secs(config.faces.settlement_watch_secs)));
+    let registry = Arc::new(registry);
     let store =
         Store::open(&config.storage.evidence_dir(), key, &config.site.id, &config.site.device_id, model_hashes)?;
 
@@ -78,7 +98,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                 wake: wake.clone(),
                 shutdown: shutdown_rx,
                 counters: Arc::new(PublisherCounters::default()),
-                registry: Arc::new(Registry::default()),
+                registry: registry.clone(),
                 on_delivered: None,
             };
             info!(host = %mqtt.host, topics = %base, "MQTT delivery configured");
@@ -97,7 +117,8 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     for camera in &config.cameras {
         info!(camera = %camera.id, role = camera.role.as_str(), url = %redact_url(&camera.url),
             keyframes_only = camera.keyframes_only(), regions = camera.regions.len(), "camera configured");
-        threads.extend(start_camera(&config, camera, decisions_tx.clone(), evidence_tx.clone(), stop.clone())?);
+        let faces = FaceWork { models: models.clone(), gallery: gallery.clone(), watches: watch_receivers.remove(&camera.id) };
+        threads.extend(start_camera(&config, camera, decisions_tx.clone(), evidence_tx.clone(), stop.clone(), faces)?);
     }
     drop(decisions_tx);
     drop(evidence_tx);
@@ -145,6 +166,51 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a camera's analysis needs for faces: the shared models, the gallery index, and (window cameras)
+/// the settlement watches opened by commands.
+struct FaceWork {
+    models: Arc<Mutex<Models>>,
+    gallery: Arc<std::sync::RwLock<SearchIndex>>,
+    watches: Option<mpsc::Receiver<Watch>>,
+}
+
+/// Faces in a frame: every detected face's box, with its embedding when it passes the quality gate.
+fn observe_faces(models: &Mutex<Models>, img: &image::RgbImage, thresholds: &QualityThresholds) -> Vec<FaceObservation> {
+    let mut models = models.lock().unwrap_or_else(|e| e.into_inner());
+    let faces = match models.faces.detect(img) {
+        Ok(f) => f,
+        Err(e) => {
+            warn!(error = %e, "face detection failed on a frame");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for face in faces {
+        let chip = crate::analyze::align::extract_chip(img, &face.landmarks);
+        let good = crate::gallery::quality::assess(&face, &chip, thresholds).ok();
+        let embedding = if good { models.embedder.embed(std::slice::from_ref(&chip)).ok().map(|e| e[0]) } else { None };
+        out.push(FaceObservation { bbox: face.bbox, embedding });
+    }
+    out
+}
+
+/// The `settlement` command: `{camera, claimed_id, transaction_id, watch_secs?}` opens a watch on a
+/// window camera.
+fn settlement_handler(watches: std::collections::HashMap<String, mpsc::Sender<Watch>>, default_watch: Duration) -> crate::publish::commands::Handler {
+    let watches = Mutex::new(watches);
+    Box::new(move |command| {
+        let args = &command.args;
+        let text = |name: &str| args[name].as_str().filter(|s| !s.is_empty() && s.len() <= 128).map(str::to_owned).ok_or_else(|| format!("args.{name} is missing"));
+        let (camera, claimed, tx) = (text("camera")?, text("claimed_id")?, text("transaction_id")?);
+        let watch_for = args["watch_secs"].as_u64().map_or(default_watch, |s| Duration::from_secs(s.clamp(5, 600)));
+        let watches = watches.lock().unwrap_or_else(|e| e.into_inner());
+        let sender = watches.get(&camera).ok_or_else(|| format!("no settlement_window camera {camera:?}"))?;
+        let now = SystemTime::now();
+        sender.send(Watch::open(&tx, &claimed, &camera, now, watch_for)).map_err(|_| "camera stopped".to_owned())?;
+        Ok(serde_json::json!({"watching": camera, "transaction_id": tx, "until": humantime::format_rfc3339_millis(now + watch_for).to_string()}))
+    })
+}
+
 /// How often each camera's counters are logged.
 const STATS_EVERY: Duration = Duration::from_secs(300);
 
@@ -155,6 +221,7 @@ fn start_camera(
     decisions: mpsc::Sender<Decision>,
     evidence: mpsc::Sender<EvidenceRequest>,
     stop: Arc<AtomicBool>,
+    faces: FaceWork,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let slot = Arc::new(FrameSlot::default());
     let counters = Arc::new(CameraCounters::default());
@@ -177,9 +244,16 @@ fn start_camera(
     let recordings = config.storage.recordings_dir().join(&camera.id);
     let (pre_roll, post_roll) =
         (Duration::from_secs(config.evidence.pre_roll_secs), Duration::from_secs(config.evidence.post_roll_secs));
+    let rules = SettlementRules { match_distance: config.faces.match_distance, ..SettlementRules::default() };
+    let thresholds = config.faces.quality();
     let analysis = std::thread::Builder::new().name(format!("ana-{}", camera.id)).spawn(move || {
         let mut last_report = std::time::Instant::now();
+        let mut open: Vec<Watch> = Vec::new();
+        let mut settled: Vec<SettledFace> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
+            if let Some(rx) = &faces.watches {
+                open.extend(rx.try_iter());
+            }
             if last_report.elapsed() >= STATS_EVERY {
                 last_report = std::time::Instant::now();
                 info!(camera = %camera_id, frames = slot.delivered(), dropped = slot.dropped(),
@@ -187,6 +261,70 @@ fn start_camera(
                     segments_evicted = counters.segments_evicted.load(Ordering::Relaxed), "camera counters");
             }
             let Some(frame) = slot.take(Duration::from_millis(250)) else { continue };
+            if !open.is_empty() {
+                let observed = observe_faces(&faces.models, &frame.image, &thresholds);
+                let index = faces.gallery.read().unwrap_or_else(|e| e.into_inner());
+                let mut finished = Vec::new();
+                for (i, watch) in open.iter_mut().enumerate() {
+                    if let Some(outcome) = watch.observe(&observed, frame.captured, &index, &rules) {
+                        finished.push(i);
+                        let send = |kind: DecisionKind, bbox: Option<crate::analyze::boxes::BBox>| {
+                            let decision = Decision::new(&camera_id, outcome.at, kind);
+                            if decision.needs_evidence() {
+                                let details = std::collections::BTreeMap::from([
+                                    ("transaction_id".to_owned(), outcome.transaction_id.clone()),
+                                    ("claimed_id".to_owned(), outcome.claimed_id.clone()),
+                                ]);
+                                let detections = bbox.map(|b| vec![Detection { label: "face".into(), bbox: b, score: 1.0 }]).unwrap_or_default();
+                                let _ = evidence.send(EvidenceRequest {
+                                    event_id: decision.id,
+                                    kind: decision.name().to_owned(),
+                                    camera: camera_id.clone(),
+                                    at: decision.at,
+                                    details,
+                                    snapshot: frame.image.clone(),
+                                    snapshot_at: frame.captured,
+                                    detections,
+                                    recordings: recordings.clone(),
+                                    clip_from: decision.at - pre_roll,
+                                    clip_to: decision.at + post_roll,
+                                });
+                            }
+                            let _ = decisions.send(decision);
+                        };
+                        let (tx, claimed) = (outcome.transaction_id.clone(), outcome.claimed_id.clone());
+                        match &outcome.verdict {
+                            Verdict::Verified { distance, .. } => {
+                                send(DecisionKind::SettlementVerified { transaction_id: tx.clone(), claimed_id: claimed.clone(), distance: *distance }, outcome.bbox)
+                            }
+                            Verdict::IdentityMismatch { distance, best_match, .. } => send(
+                                DecisionKind::SettlementIdentityMismatch { transaction_id: tx.clone(), claimed_id: claimed.clone(), distance: *distance, best_match: best_match.clone() },
+                                outcome.bbox,
+                            ),
+                            Verdict::NoFace { .. } => send(DecisionKind::SettlementNoFace { transaction_id: tx.clone(), claimed_id: claimed.clone() }, None),
+                        }
+                        for other in shared_identity(&settled, &outcome, &rules) {
+                            send(
+                                DecisionKind::IdentitySharedAcrossIds {
+                                    transaction_id: tx.clone(),
+                                    claimed_id: claimed.clone(),
+                                    other_transaction_id: other.transaction_id.clone(),
+                                    other_claimed_id: other.claimed_id.clone(),
+                                },
+                                outcome.bbox,
+                            );
+                        }
+                        if let Some(embedding) = outcome.embedding {
+                            settled.push(SettledFace { transaction_id: tx, claimed_id: claimed, at: outcome.at, embedding });
+                        }
+                    }
+                }
+                drop(index);
+                for i in finished.into_iter().rev() {
+                    open.remove(i);
+                }
+                settled.retain(|s| frame.captured.duration_since(s.at).unwrap_or_default() <= rules.sharing_window);
+            }
             if !tamper.has_reference() && TamperDetector::usable_as_reference(&frame.image) {
                 save_reference(&reference_path, &frame.image, &camera_id);
                 tamper.set_reference(&frame.image);
@@ -467,7 +605,10 @@ fn log_decision(decision: &Decision) {
         DecisionKind::CameraTamperCleared { tamper } => {
             info!(decision = decision.name(), camera = %decision.camera, %at, tamper = tamper.as_str(), "decision")
         }
-        DecisionKind::CameraOnline => info!(decision = decision.name(), camera = %decision.camera, %at, "decision"),
+        DecisionKind::CameraOnline | DecisionKind::SettlementVerified { .. } => {
+            info!(decision = decision.name(), camera = %decision.camera, %at, kind = ?decision.kind, "decision")
+        }
+        _ => warn!(decision = decision.name(), camera = %decision.camera, %at, kind = ?decision.kind, "decision"),
     }
 }
 

@@ -402,6 +402,13 @@ pub struct Faces {
     /// Faces whose aligned chip is less sharp than this (variance of the Laplacian) are refused.
     #[serde(default = "default_min_sharpness")]
     pub min_sharpness: f64,
+    /// Seconds a `settlement` command watches the window for the claimed person (default 30).
+    #[serde(default = "default_settlement_watch")]
+    pub settlement_watch_secs: u64,
+}
+
+fn default_settlement_watch() -> u64 {
+    30
 }
 
 fn default_min_face_px() -> f32 {
@@ -430,6 +437,7 @@ impl Default for Faces {
             detector_max_side: default_face_max_side(),
             min_face_px: default_min_face_px(),
             min_sharpness: default_min_sharpness(),
+            settlement_watch_secs: default_settlement_watch(),
         }
     }
 }

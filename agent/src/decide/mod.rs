@@ -41,6 +41,14 @@ pub enum DecisionKind {
     CameraTamper { tamper: TamperKind },
     /// A raised tamper condition is gone.
     CameraTamperCleared { tamper: TamperKind },
+    /// The face at the window during a settlement is the claimed insured person.
+    SettlementVerified { transaction_id: String, claimed_id: String, distance: f32 },
+    /// The face at the window is not the claimed person; `best_match` names an enrolled person it is.
+    SettlementIdentityMismatch { transaction_id: String, claimed_id: String, distance: Option<f32>, best_match: Option<String> },
+    /// No usable face at the window during the settlement watch.
+    SettlementNoFace { transaction_id: String, claimed_id: String },
+    /// The same face settled under another claimed id within the sharing window (card lending).
+    IdentitySharedAcrossIds { transaction_id: String, claimed_id: String, other_transaction_id: String, other_claimed_id: String },
 }
 
 /// A decision about one camera at one time.
@@ -62,7 +70,10 @@ impl Decision {
 
     /// Whether the decision is backed by an evidence bundle.
     pub fn needs_evidence(&self) -> bool {
-        matches!(self.kind, DecisionKind::CameraTamper { .. })
+        matches!(
+            self.kind,
+            DecisionKind::CameraTamper { .. } | DecisionKind::SettlementIdentityMismatch { .. } | DecisionKind::SettlementNoFace { .. }
+        )
     }
 
     pub fn name(&self) -> &'static str {
@@ -71,6 +82,10 @@ impl Decision {
             DecisionKind::CameraOnline => "camera_online",
             DecisionKind::CameraTamper { .. } => "camera_tamper",
             DecisionKind::CameraTamperCleared { .. } => "camera_tamper_cleared",
+            DecisionKind::SettlementVerified { .. } => "settlement_verified",
+            DecisionKind::SettlementIdentityMismatch { .. } => "settlement_identity_mismatch",
+            DecisionKind::SettlementNoFace { .. } => "settlement_no_face",
+            DecisionKind::IdentitySharedAcrossIds { .. } => "identity_shared_across_ids",
         }
     }
 }

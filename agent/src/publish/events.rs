@@ -29,6 +29,27 @@ pub fn decision_record(base: &str, site: &str, device: &str, decision: &Decision
             details.insert("tamper".into(), Value::from(tamper.as_str()));
         }
         DecisionKind::CameraOnline => {}
+        DecisionKind::SettlementVerified { transaction_id, claimed_id, distance } => {
+            details.insert("transaction_id".into(), Value::from(transaction_id.clone()));
+            details.insert("claimed_id".into(), Value::from(claimed_id.clone()));
+            details.insert("distance".into(), Value::from(format!("{distance:.3}")));
+        }
+        DecisionKind::SettlementIdentityMismatch { transaction_id, claimed_id, distance, best_match } => {
+            details.insert("transaction_id".into(), Value::from(transaction_id.clone()));
+            details.insert("claimed_id".into(), Value::from(claimed_id.clone()));
+            details.insert("distance".into(), distance.map_or(Value::Null, |d| Value::from(format!("{d:.3}"))));
+            details.insert("best_match".into(), best_match.clone().map_or(Value::Null, Value::from));
+        }
+        DecisionKind::SettlementNoFace { transaction_id, claimed_id } => {
+            details.insert("transaction_id".into(), Value::from(transaction_id.clone()));
+            details.insert("claimed_id".into(), Value::from(claimed_id.clone()));
+        }
+        DecisionKind::IdentitySharedAcrossIds { transaction_id, claimed_id, other_transaction_id, other_claimed_id } => {
+            details.insert("transaction_id".into(), Value::from(transaction_id.clone()));
+            details.insert("claimed_id".into(), Value::from(claimed_id.clone()));
+            details.insert("other_transaction_id".into(), Value::from(other_transaction_id.clone()));
+            details.insert("other_claimed_id".into(), Value::from(other_claimed_id.clone()));
+        }
     }
     let payload = json!({
         "schema": SCHEMA,
