@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use vigil::analyze::embedder::Embedding;
@@ -138,4 +139,133 @@ fn one_face_under_two_claimed_ids_is_card_lending() {
     assert!(shared_identity(&history, &third, &rules).is_empty());
     let late = judge("tx-13", "p-biden", 40 * 86_400);
     assert!(shared_identity(&history, &late, &rules).is_empty());
+}
+
+/// The whole path: generated video of a face at a window (file camera played like a live one), people
+/// enrolled with `vigil enroll`, signed `settlement` commands over a real mosquitto, decisions as MQTT
+/// events, evidence for the mismatch.
+#[test]
+fn settlements_end_to_end_through_video_and_mqtt() {
+    use common::mqtt::{Mosquitto, Subscriber};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let photo = |name: &str| vigil::analyze::image::load_rgb(&common::face_images().join(name)).unwrap();
+    // Window 1: Obama standing at the counter (with sensor noise); window 2: nobody.
+    let person = vigil::commands::bench::frame_from(&photo("obama3.jpg"), 1280, 720);
+    let window1 = root.join("window1.mp4");
+    common::media::encode_clip(&window1, 1280, 720, 10, 400, 20, |i| {
+        let mut img = person.clone();
+        common::media::add_noise(&mut img, 4, i as u64);
+        img
+    });
+    let window2 = root.join("window2.mp4");
+    common::media::encode_clip(&window2, 640, 360, 10, 400, 20, |i| {
+        let mut img = image::RgbImage::from_pixel(640, 360, image::Rgb([150, 140, 120]));
+        common::media::add_noise(&mut img, 6, i as u64);
+        img
+    });
+    let broker = Mosquitto::start(root);
+    let sub = Subscriber::start(broker.port, "vigil/v1/hosp/edge/#");
+    let platform_pem = root.join("platform.pem");
+    let public = common::vigil().args(["keys", "init", "--file"]).arg(&platform_pem).output().unwrap();
+    assert!(public.status.success());
+    let public_pem = root.join("platform-public.pem");
+    let text = String::from_utf8_lossy(&public.stdout);
+    std::fs::write(&public_pem, text.split("base64:").next().unwrap()).unwrap();
+    let config = root.join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[site]\nid = \"hosp\"\ndevice_id = \"edge\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n\
+             [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nkeepalive_secs = 5\nplatform_public_key = \"{}\"\n\
+             [evidence]\npre_roll_secs = 2\npost_roll_secs = 2\n\
+             [[cameras]]\nid = \"window-1\"\nrole = \"settlement_window\"\nurl = \"file://{}\"\nloop = true\n\
+             [[cameras]]\nid = \"window-2\"\nrole = \"settlement_window\"\nurl = \"file://{}\"\nloop = true\n",
+            broker.port,
+            public_pem.display(),
+            window1.display(),
+            window2.display()
+        ),
+    )
+    .unwrap();
+    assert!(common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap().status.success());
+    for (id, photo) in [("p-obama", "obama.jpg"), ("p-biden", "biden.jpg")] {
+        let out = common::vigil()
+            .args(["enroll", "--role", "patient", "--id", id, "--config"])
+            .arg(&config)
+            .arg(common::face_images().join(photo))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let log = std::fs::File::create(root.join("agent.log")).unwrap();
+    /// Kills the agent even when an assertion fails first.
+    struct Agent(std::process::Child);
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut agent = Agent(common::vigil().arg("run").arg("--config").arg(&config).stderr(log).spawn().unwrap());
+    let kinds_in = |m: &[(String, Vec<u8>, bool)]| {
+        m.iter()
+            .filter(|(t, _, _)| t.contains("/events/"))
+            .filter_map(|(_, p, _)| serde_json::from_slice::<serde_json::Value>(p).ok())
+            .map(|p| p["kind"].as_str().unwrap_or("").to_owned())
+            .collect::<Vec<_>>()
+    };
+    let kinds = |sub: &Subscriber| kinds_in(&sub.messages.lock().unwrap());
+    assert!(
+        sub.wait_for(Duration::from_secs(20), |m| m.iter().any(|(t, p, _)| t.ends_with("/status") && p == b"online")),
+        "agent not online"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let send = |tx: &str, camera: &str, claimed: &str| {
+        let args = format!(
+            "{{\"camera\":\"{camera}\",\"claimed_id\":\"{claimed}\",\"transaction_id\":\"{tx}\",\"watch_secs\":8}}"
+        );
+        let out = common::vigil()
+            .args(["sign-command", "--name", "settlement", "--args", &args, "--key"])
+            .arg(&platform_pem)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        sub.publish("vigil/v1/hosp/edge/cmd/settlement", out.stdout);
+    };
+    send("tx-1", "window-1", "p-obama");
+    assert!(
+        sub.wait_for(Duration::from_secs(30), |m| kinds_in(m).contains(&"settlement_verified".to_owned())),
+        "no verified: {:?}",
+        kinds(&sub)
+    );
+    send("tx-2", "window-1", "p-biden");
+    send("tx-3", "window-2", "p-obama");
+    let want = ["settlement_identity_mismatch", "identity_shared_across_ids", "settlement_no_face"];
+    let ok = sub.wait_for(Duration::from_secs(40), |m| {
+        let k = kinds_in(m);
+        want.iter().all(|w| k.contains(&w.to_string())) && k.iter().filter(|x| *x == "evidence_ready").count() >= 2
+    });
+    Command::new("kill").arg("-INT").arg(agent.0.id().to_string()).status().unwrap();
+    agent.0.wait().unwrap();
+    let log = std::fs::read_to_string(root.join("agent.log")).unwrap();
+    assert!(ok, "events: {:?}\nagent log:\n{log}", kinds(&sub));
+    let events = sub.payloads("/events/");
+    let by_kind = |k: &str| events.iter().find(|e| e["kind"] == k).unwrap().clone();
+    assert_eq!(by_kind("settlement_verified")["details"]["transaction_id"], "tx-1");
+    let mismatch = by_kind("settlement_identity_mismatch");
+    assert_eq!(mismatch["details"]["claimed_id"], "p-biden");
+    assert_eq!(mismatch["details"]["best_match"], "p-obama");
+    assert_eq!(mismatch["camera"], "window-1");
+    assert_eq!(by_kind("identity_shared_across_ids")["details"]["other_transaction_id"], "tx-1");
+    assert_eq!(by_kind("settlement_no_face")["camera"], "window-2");
+    let results = sub.payloads("/cmd-result/settlement");
+    assert_eq!(results.len(), 3);
+    assert!(results.iter().all(|r| r["ok"] == true), "{results:?}");
+    // The mismatch's evidence verifies.
+    let pem = root.join("device.pem");
+    let public = common::vigil().args(["keys", "public", "--config"]).arg(&config).output().unwrap();
+    std::fs::write(&pem, String::from_utf8_lossy(&public.stdout).split("base64:").next().unwrap()).unwrap();
+    let verify = common::vigil().args(["verify", "--key"]).arg(&pem).arg(root.join("state/evidence")).output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
 }

@@ -17,14 +17,14 @@ use tracing::{error, info, warn};
 use crate::analyze::{Models, runtime};
 use crate::config::{Camera, Config, Role, redact_url};
 use crate::decide::settlement::{FaceObservation, SettledFace, SettlementRules, Verdict, Watch, shared_identity};
-use crate::evidence::store::Detection;
-use crate::gallery::Gallery;
-use crate::gallery::quality::QualityThresholds;
-use crate::gallery::search::SearchIndex;
 use crate::decide::{Decision, DecisionKind};
 use crate::evidence::keys::DeviceKey;
 use crate::evidence::keys::PublicKey;
+use crate::evidence::store::Detection;
 use crate::evidence::store::{self, EvidenceRequest, Store};
+use crate::gallery::Gallery;
+use crate::gallery::quality::QualityThresholds;
+use crate::gallery::search::SearchIndex;
 use crate::outbox::{NewRecord, Outbox};
 use crate::publish::commands::Registry;
 use crate::publish::events;
@@ -67,14 +67,16 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let models = Arc::new(Mutex::new(models));
     // One command channel per window camera: `settlement` opens a watch there.
     let mut watches: std::collections::HashMap<String, mpsc::Sender<Watch>> = std::collections::HashMap::new();
-    let mut watch_receivers: std::collections::HashMap<String, mpsc::Receiver<Watch>> = std::collections::HashMap::new();
+    let mut watch_receivers: std::collections::HashMap<String, mpsc::Receiver<Watch>> =
+        std::collections::HashMap::new();
     for camera in config.cameras.iter().filter(|c| c.role == Role::SettlementWindow) {
         let (tx, rx) = mpsc::channel();
         watches.insert(camera.id.clone(), tx);
         watch_receivers.insert(camera.id.clone(), rx);
     }
     let mut registry = Registry::default();
-    registry.register("settlement", settlement_handler(watches, Duration::from_secs(config.faces.settlement_watch_secs)));
+    registry
+        .register("settlement", settlement_handler(watches, Duration::from_secs(config.faces.settlement_watch_secs)));
     let registry = Arc::new(registry);
     let store =
         Store::open(&config.storage.evidence_dir(), key, &config.site.id, &config.site.device_id, model_hashes)?;
@@ -117,7 +119,8 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     for camera in &config.cameras {
         info!(camera = %camera.id, role = camera.role.as_str(), url = %redact_url(&camera.url),
             keyframes_only = camera.keyframes_only(), regions = camera.regions.len(), "camera configured");
-        let faces = FaceWork { models: models.clone(), gallery: gallery.clone(), watches: watch_receivers.remove(&camera.id) };
+        let faces =
+            FaceWork { models: models.clone(), gallery: gallery.clone(), watches: watch_receivers.remove(&camera.id) };
         threads.extend(start_camera(&config, camera, decisions_tx.clone(), evidence_tx.clone(), stop.clone(), faces)?);
     }
     drop(decisions_tx);
@@ -175,7 +178,11 @@ struct FaceWork {
 }
 
 /// Faces in a frame: every detected face's box, with its embedding when it passes the quality gate.
-fn observe_faces(models: &Mutex<Models>, img: &image::RgbImage, thresholds: &QualityThresholds) -> Vec<FaceObservation> {
+fn observe_faces(
+    models: &Mutex<Models>,
+    img: &image::RgbImage,
+    thresholds: &QualityThresholds,
+) -> Vec<FaceObservation> {
     let mut models = models.lock().unwrap_or_else(|e| e.into_inner());
     let faces = match models.faces.detect(img) {
         Ok(f) => f,
@@ -196,18 +203,29 @@ fn observe_faces(models: &Mutex<Models>, img: &image::RgbImage, thresholds: &Qua
 
 /// The `settlement` command: `{camera, claimed_id, transaction_id, watch_secs?}` opens a watch on a
 /// window camera.
-fn settlement_handler(watches: std::collections::HashMap<String, mpsc::Sender<Watch>>, default_watch: Duration) -> crate::publish::commands::Handler {
+fn settlement_handler(
+    watches: std::collections::HashMap<String, mpsc::Sender<Watch>>,
+    default_watch: Duration,
+) -> crate::publish::commands::Handler {
     let watches = Mutex::new(watches);
     Box::new(move |command| {
         let args = &command.args;
-        let text = |name: &str| args[name].as_str().filter(|s| !s.is_empty() && s.len() <= 128).map(str::to_owned).ok_or_else(|| format!("args.{name} is missing"));
+        let text = |name: &str| {
+            args[name]
+                .as_str()
+                .filter(|s| !s.is_empty() && s.len() <= 128)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("args.{name} is missing"))
+        };
         let (camera, claimed, tx) = (text("camera")?, text("claimed_id")?, text("transaction_id")?);
         let watch_for = args["watch_secs"].as_u64().map_or(default_watch, |s| Duration::from_secs(s.clamp(5, 600)));
         let watches = watches.lock().unwrap_or_else(|e| e.into_inner());
         let sender = watches.get(&camera).ok_or_else(|| format!("no settlement_window camera {camera:?}"))?;
         let now = SystemTime::now();
         sender.send(Watch::open(&tx, &claimed, &camera, now, watch_for)).map_err(|_| "camera stopped".to_owned())?;
-        Ok(serde_json::json!({"watching": camera, "transaction_id": tx, "until": humantime::format_rfc3339_millis(now + watch_for).to_string()}))
+        Ok(
+            serde_json::json!({"watching": camera, "transaction_id": tx, "until": humantime::format_rfc3339_millis(now + watch_for).to_string()}),
+        )
     })
 }
 
@@ -275,7 +293,9 @@ fn start_camera(
                                     ("transaction_id".to_owned(), outcome.transaction_id.clone()),
                                     ("claimed_id".to_owned(), outcome.claimed_id.clone()),
                                 ]);
-                                let detections = bbox.map(|b| vec![Detection { label: "face".into(), bbox: b, score: 1.0 }]).unwrap_or_default();
+                                let detections = bbox
+                                    .map(|b| vec![Detection { label: "face".into(), bbox: b, score: 1.0 }])
+                                    .unwrap_or_default();
                                 let _ = evidence.send(EvidenceRequest {
                                     event_id: decision.id,
                                     kind: decision.name().to_owned(),
@@ -294,14 +314,30 @@ fn start_camera(
                         };
                         let (tx, claimed) = (outcome.transaction_id.clone(), outcome.claimed_id.clone());
                         match &outcome.verdict {
-                            Verdict::Verified { distance, .. } => {
-                                send(DecisionKind::SettlementVerified { transaction_id: tx.clone(), claimed_id: claimed.clone(), distance: *distance }, outcome.bbox)
-                            }
-                            Verdict::IdentityMismatch { distance, best_match, .. } => send(
-                                DecisionKind::SettlementIdentityMismatch { transaction_id: tx.clone(), claimed_id: claimed.clone(), distance: *distance, best_match: best_match.clone() },
+                            Verdict::Verified { distance, .. } => send(
+                                DecisionKind::SettlementVerified {
+                                    transaction_id: tx.clone(),
+                                    claimed_id: claimed.clone(),
+                                    distance: *distance,
+                                },
                                 outcome.bbox,
                             ),
-                            Verdict::NoFace { .. } => send(DecisionKind::SettlementNoFace { transaction_id: tx.clone(), claimed_id: claimed.clone() }, None),
+                            Verdict::IdentityMismatch { distance, best_match, .. } => send(
+                                DecisionKind::SettlementIdentityMismatch {
+                                    transaction_id: tx.clone(),
+                                    claimed_id: claimed.clone(),
+                                    distance: *distance,
+                                    best_match: best_match.clone(),
+                                },
+                                outcome.bbox,
+                            ),
+                            Verdict::NoFace { .. } => send(
+                                DecisionKind::SettlementNoFace {
+                                    transaction_id: tx.clone(),
+                                    claimed_id: claimed.clone(),
+                                },
+                                None,
+                            ),
                         }
                         for other in shared_identity(&settled, &outcome, &rules) {
                             send(
@@ -315,7 +351,12 @@ fn start_camera(
                             );
                         }
                         if let Some(embedding) = outcome.embedding {
-                            settled.push(SettledFace { transaction_id: tx, claimed_id: claimed, at: outcome.at, embedding });
+                            settled.push(SettledFace {
+                                transaction_id: tx,
+                                claimed_id: claimed,
+                                at: outcome.at,
+                                embedding,
+                            });
                         }
                     }
                 }

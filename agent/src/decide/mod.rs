@@ -44,11 +44,21 @@ pub enum DecisionKind {
     /// The face at the window during a settlement is the claimed insured person.
     SettlementVerified { transaction_id: String, claimed_id: String, distance: f32 },
     /// The face at the window is not the claimed person; `best_match` names an enrolled person it is.
-    SettlementIdentityMismatch { transaction_id: String, claimed_id: String, distance: Option<f32>, best_match: Option<String> },
+    SettlementIdentityMismatch {
+        transaction_id: String,
+        claimed_id: String,
+        distance: Option<f32>,
+        best_match: Option<String>,
+    },
     /// No usable face at the window during the settlement watch.
     SettlementNoFace { transaction_id: String, claimed_id: String },
     /// The same face settled under another claimed id within the sharing window (card lending).
-    IdentitySharedAcrossIds { transaction_id: String, claimed_id: String, other_transaction_id: String, other_claimed_id: String },
+    IdentitySharedAcrossIds {
+        transaction_id: String,
+        claimed_id: String,
+        other_transaction_id: String,
+        other_claimed_id: String,
+    },
 }
 
 /// A decision about one camera at one time.
@@ -72,7 +82,9 @@ impl Decision {
     pub fn needs_evidence(&self) -> bool {
         matches!(
             self.kind,
-            DecisionKind::CameraTamper { .. } | DecisionKind::SettlementIdentityMismatch { .. } | DecisionKind::SettlementNoFace { .. }
+            DecisionKind::CameraTamper { .. }
+                | DecisionKind::SettlementIdentityMismatch { .. }
+                | DecisionKind::SettlementNoFace { .. }
         )
     }
 

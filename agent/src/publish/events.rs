@@ -44,7 +44,12 @@ pub fn decision_record(base: &str, site: &str, device: &str, decision: &Decision
             details.insert("transaction_id".into(), Value::from(transaction_id.clone()));
             details.insert("claimed_id".into(), Value::from(claimed_id.clone()));
         }
-        DecisionKind::IdentitySharedAcrossIds { transaction_id, claimed_id, other_transaction_id, other_claimed_id } => {
+        DecisionKind::IdentitySharedAcrossIds {
+            transaction_id,
+            claimed_id,
+            other_transaction_id,
+            other_claimed_id,
+        } => {
             details.insert("transaction_id".into(), Value::from(transaction_id.clone()));
             details.insert("claimed_id".into(), Value::from(claimed_id.clone()));
             details.insert("other_transaction_id".into(), Value::from(other_transaction_id.clone()));
