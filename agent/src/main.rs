@@ -317,16 +317,7 @@ fn main() -> ExitCode {
                 std::time::Duration::from_secs(seconds.max(1)),
             );
             let _ = std::fs::remove_dir_all(&scratch);
-            match result.and_then(|r| Ok(serde_json::to_string_pretty(&r)?)) {
-                Ok(json) => {
-                    println!("{json}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("vigil bench cameras: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            print_report("cameras", result)
         }
         Command::Bench(Bench::Search { entries, queries }) => {
             let report = commands::bench_search::search(entries.max(1), queries.max(1));
@@ -338,16 +329,7 @@ fn main() -> ExitCode {
             let result =
                 commands::bench_delivery::delivery(&scratch, port, appends.max(1), events.max(1), rate.max(1.0));
             let _ = std::fs::remove_dir_all(&scratch);
-            match result.and_then(|r| Ok(serde_json::to_string_pretty(&r)?)) {
-                Ok(json) => {
-                    println!("{json}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("vigil bench delivery: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            print_report("delivery", result)
         }
         Command::Bench(Bench::Evidence { recording, count, clip_seconds }) => {
             let scratch = commands::bench_cameras::scratch_dir();
@@ -355,16 +337,7 @@ fn main() -> ExitCode {
                 commands::bench_evidence::evidence(&recording, count.max(1), clip_seconds.max(1), &scratch)
             });
             let _ = std::fs::remove_dir_all(&scratch);
-            match result.and_then(|r| Ok(serde_json::to_string_pretty(&r)?)) {
-                Ok(json) => {
-                    println!("{json}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("vigil bench evidence: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            print_report("evidence", result)
         }
         Command::Bench(Bench::Models { image, frame, save_frame, runs, threads, config }) => {
             with_models(config.as_deref(), threads, |models, settings| {
@@ -710,6 +683,20 @@ fn clip(
         }
         Err(e) => {
             eprintln!("vigil clip: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a benchmark report as JSON, or the error that stopped it.
+fn print_report<T: serde::Serialize>(bench: &str, result: anyhow::Result<T>) -> ExitCode {
+    match result.and_then(|r| Ok(serde_json::to_string_pretty(&r)?)) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vigil bench {bench}: {e:#}");
             ExitCode::FAILURE
         }
     }
