@@ -274,6 +274,15 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     init_logging(cli.log_format, cli.log_level.as_deref());
+    if !matches!(command, Command::Run { .. }) {
+        // One-shot commands behave like Unix tools when their output is closed (`vigil detect … | head`):
+        // end quietly instead of panicking on EPIPE. `run` keeps SIGPIPE ignored: a broken MQTT socket
+        // must be an error to handle, not a signal that kills the agent.
+        // SAFETY: setting a signal disposition to its default has no preconditions.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Run { config } => run(&config),
