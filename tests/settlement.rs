@@ -222,8 +222,10 @@ fn settlements_end_to_end_through_video_and_mqtt() {
     );
     std::thread::sleep(Duration::from_secs(2));
     let send = |tx: &str, camera: &str, claimed: &str| {
+        // Generous watches: face analysis in a debug build on a loaded 2-core machine manages a few frames a second.
+        let watch = if camera == "window-2" { 10 } else { 25 };
         let args = format!(
-            "{{\"camera\":\"{camera}\",\"claimed_id\":\"{claimed}\",\"transaction_id\":\"{tx}\",\"watch_secs\":8}}"
+            "{{\"camera\":\"{camera}\",\"claimed_id\":\"{claimed}\",\"transaction_id\":\"{tx}\",\"watch_secs\":{watch}}}"
         );
         let out = common::vigil()
             .args(["sign-command", "--name", "settlement", "--args", &args, "--key"])
@@ -242,7 +244,7 @@ fn settlements_end_to_end_through_video_and_mqtt() {
     send("tx-2", "window-1", "p-biden");
     send("tx-3", "window-2", "p-obama");
     let want = ["settlement_identity_mismatch", "identity_shared_across_ids", "settlement_no_face"];
-    let ok = sub.wait_for(Duration::from_secs(40), |m| {
+    let ok = sub.wait_for(Duration::from_secs(60), |m| {
         let k = kinds_in(m);
         want.iter().all(|w| k.contains(&w.to_string())) && k.iter().filter(|x| *x == "evidence_ready").count() >= 2
     });
