@@ -169,6 +169,31 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The evidence to gather for a decision taken on `frame`: the clip from pre-roll to post-roll, the frame.
+fn evidence_request(
+    decision: &Decision,
+    frame: &crate::source::Frame,
+    details: std::collections::BTreeMap<String, String>,
+    detections: Vec<Detection>,
+    recordings: &Path,
+    pre_roll: Duration,
+    post_roll: Duration,
+) -> EvidenceRequest {
+    EvidenceRequest {
+        event_id: decision.id,
+        kind: decision.name().to_owned(),
+        camera: decision.camera.clone(),
+        at: decision.at,
+        details,
+        snapshot: frame.image.clone(),
+        snapshot_at: frame.captured,
+        detections,
+        recordings: recordings.to_owned(),
+        clip_from: decision.at - pre_roll,
+        clip_to: decision.at + post_roll,
+    }
+}
+
 /// What a camera's analysis needs for faces: the shared models, the gallery index, and (window cameras)
 /// the settlement watches opened by commands.
 struct FaceWork {
@@ -296,19 +321,15 @@ fn start_camera(
                                 let detections = bbox
                                     .map(|b| vec![Detection { label: "face".into(), bbox: b, score: 1.0 }])
                                     .unwrap_or_default();
-                                let _ = evidence.send(EvidenceRequest {
-                                    event_id: decision.id,
-                                    kind: decision.name().to_owned(),
-                                    camera: camera_id.clone(),
-                                    at: decision.at,
+                                let _ = evidence.send(evidence_request(
+                                    &decision,
+                                    &frame,
                                     details,
-                                    snapshot: frame.image.clone(),
-                                    snapshot_at: frame.captured,
                                     detections,
-                                    recordings: recordings.clone(),
-                                    clip_from: decision.at - pre_roll,
-                                    clip_to: decision.at + post_roll,
-                                });
+                                    &recordings,
+                                    pre_roll,
+                                    post_roll,
+                                ));
                             }
                             let _ = decisions.send(decision);
                         };
@@ -381,19 +402,15 @@ fn start_camera(
                     if let DecisionKind::CameraTamper { tamper } = &decision.kind {
                         details.insert("tamper".to_owned(), tamper.as_str().to_owned());
                     }
-                    let _ = evidence.send(EvidenceRequest {
-                        event_id: decision.id,
-                        kind: decision.name().to_owned(),
-                        camera: camera_id.clone(),
-                        at: decision.at,
+                    let _ = evidence.send(evidence_request(
+                        &decision,
+                        &frame,
                         details,
-                        snapshot: frame.image.clone(),
-                        snapshot_at: frame.captured,
-                        detections: Vec::new(),
-                        recordings: recordings.clone(),
-                        clip_from: decision.at - pre_roll,
-                        clip_to: decision.at + post_roll,
-                    });
+                        Vec::new(),
+                        &recordings,
+                        pre_roll,
+                        post_roll,
+                    ));
                 }
                 let _ = decisions.send(decision);
             }
