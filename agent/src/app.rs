@@ -7,9 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
+
+mod handlers;
+mod people;
 
 use anyhow::Context;
 use tracing::{error, info, warn};
@@ -22,7 +26,11 @@ use crate::evidence::keys::DeviceKey;
 use crate::evidence::keys::PublicKey;
 use crate::evidence::store::Detection;
 use crate::evidence::store::{self, EvidenceRequest, Store};
-use crate::gallery::Gallery;
+use crate::decide::physicians::{PhysicianEvent, SightingFilter};
+use handlers::{Enrolment, roster_handler, settlement_handler};
+use people::People;
+use crate::gallery::settlements::SettlementLog;
+use crate::gallery::{Gallery, Role as GalleryRole};
 use crate::gallery::quality::QualityThresholds;
 use crate::gallery::search::SearchIndex;
 use crate::outbox::{NewRecord, Outbox};
@@ -57,7 +65,16 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     }
     let gallery = Gallery::open(&config.storage.gallery_file(), &config.storage.gallery_key_file())?;
     info!(enrolled = gallery.entries().len(), "gallery loaded (encrypted)");
-    let gallery = Arc::new(std::sync::RwLock::new(SearchIndex::build(gallery.entries())));
+    let index = Arc::new(RwLock::new(SearchIndex::build(gallery.entries())));
+    let gallery = Arc::new(Mutex::new(gallery));
+    let face_retention = Duration::from_secs(u64::from(config.settlement.face_retention_days) * 86_400);
+    let settled = Arc::new(Mutex::new(SettlementLog::open(
+        &config.storage.data_dir.join("settlement-faces.bin"),
+        &config.storage.gallery_key_file(),
+        face_retention,
+        SystemTime::now(),
+    )?));
+    let people = Arc::new(People::load(&config));
     pipeline::init()?;
     // The device's identity signs every bundle: refuse to run without it, or with a key others can read.
     let key_file = config.storage.key_file(&config.evidence);
@@ -66,17 +83,24 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let model_hashes = models.bundle.models.iter().map(|m| (m.name.clone(), m.sha256.clone())).collect();
     let models = Arc::new(Mutex::new(models));
     // One command channel per window camera: `settlement` opens a watch there.
-    let mut watches: std::collections::HashMap<String, mpsc::Sender<Watch>> = std::collections::HashMap::new();
-    let mut watch_receivers: std::collections::HashMap<String, mpsc::Receiver<Watch>> =
-        std::collections::HashMap::new();
+    let mut watches: HashMap<String, mpsc::Sender<Watch>> = HashMap::new();
+    let mut watch_receivers: HashMap<String, mpsc::Receiver<Watch>> = HashMap::new();
     for camera in config.cameras.iter().filter(|c| c.role == Role::SettlementWindow) {
         let (tx, rx) = mpsc::channel();
         watches.insert(camera.id.clone(), tx);
         watch_receivers.insert(camera.id.clone(), rx);
     }
     let mut registry = Registry::default();
-    registry
-        .register("settlement", settlement_handler(watches, Duration::from_secs(config.faces.settlement_watch_secs)));
+    registry.register("settlement", settlement_handler(watches, Duration::from_secs(config.settlement.watch_secs)));
+    let enrolment = Enrolment {
+        models: models.clone(),
+        gallery: gallery.clone(),
+        index: index.clone(),
+        thresholds: config.faces.quality(),
+    };
+    registry.register("enroll", enrolment.clone().enroll_handler());
+    registry.register("unenroll", enrolment.unenroll_handler());
+    registry.register("roster", roster_handler(config.clone(), people.clone()));
     let registry = Arc::new(registry);
     let store =
         Store::open(&config.storage.evidence_dir(), key, &config.site.id, &config.site.device_id, model_hashes)?;
@@ -114,15 +138,33 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let (decisions_tx, decisions_rx) = mpsc::channel::<Decision>();
+    let rules = SettlementRules {
+        match_distance: config.faces.match_distance,
+        min_good_frames: config.settlement.min_good_frames,
+        sharing_window: Duration::from_secs(u64::from(config.settlement.sharing_window_days) * 86_400),
+    };
     let (evidence_tx, evidence_rx) = mpsc::channel::<EvidenceRequest>();
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     for camera in &config.cameras {
         info!(camera = %camera.id, role = camera.role.as_str(), url = %redact_url(&camera.url),
             keyframes_only = camera.keyframes_only(), regions = camera.regions.len(), "camera configured");
-        let faces =
-            FaceWork { models: models.clone(), gallery: gallery.clone(), watches: watch_receivers.remove(&camera.id) };
+        let faces = FaceWork {
+            models: models.clone(),
+            gallery: index.clone(),
+            watches: watch_receivers.remove(&camera.id),
+            settled: settled.clone(),
+            rules,
+            people: people.clone(),
+        };
         threads.extend(start_camera(&config, camera, decisions_tx.clone(), evidence_tx.clone(), stop.clone(), faces)?);
     }
+    let scheduler = {
+        let (config, people, decisions, stop) = (config.clone(), people.clone(), decisions_tx.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("vigil-schedule".into())
+            .spawn(move || scheduler(&config, &people, &decisions, &stop))?
+    };
+    threads.push(scheduler);
     drop(decisions_tx);
     drop(evidence_tx);
     let emitter = Emitter {
@@ -139,7 +181,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let (retention_config, retention_stop) = (config.clone(), stop.clone());
     let retention = std::thread::Builder::new()
         .name("vigil-retention".into())
-        .spawn(move || retention_worker(&retention_config, &retention_stop))?;
+        .spawn(move || retention_worker(&retention_config, &retention_stop, &settled))?;
     let sink = std::thread::Builder::new().name("vigil-decisions".into()).spawn(move || {
         for decision in decisions_rx {
             log_decision(&decision);
@@ -194,12 +236,15 @@ fn evidence_request(
     }
 }
 
-/// What a camera's analysis needs for faces: the shared models, the gallery index, and (window cameras)
-/// the settlement watches opened by commands.
+/// What a camera's analysis needs for faces: the shared models, the gallery index, (window cameras) the
+/// settlement watches opened by commands and the log of settled faces, and the roster's people.
 struct FaceWork {
     models: Arc<Mutex<Models>>,
-    gallery: Arc<std::sync::RwLock<SearchIndex>>,
+    gallery: Arc<RwLock<SearchIndex>>,
     watches: Option<mpsc::Receiver<Watch>>,
+    settled: Arc<Mutex<SettlementLog>>,
+    rules: SettlementRules,
+    people: Arc<People>,
 }
 
 /// Faces in a frame: every detected face's box, with its embedding when it passes the quality gate.
@@ -224,34 +269,6 @@ fn observe_faces(
         out.push(FaceObservation { bbox: face.bbox, embedding });
     }
     out
-}
-
-/// The `settlement` command: `{camera, claimed_id, transaction_id, watch_secs?}` opens a watch on a
-/// window camera.
-fn settlement_handler(
-    watches: std::collections::HashMap<String, mpsc::Sender<Watch>>,
-    default_watch: Duration,
-) -> crate::publish::commands::Handler {
-    let watches = Mutex::new(watches);
-    Box::new(move |command| {
-        let args = &command.args;
-        let text = |name: &str| {
-            args[name]
-                .as_str()
-                .filter(|s| !s.is_empty() && s.len() <= 128)
-                .map(str::to_owned)
-                .ok_or_else(|| format!("args.{name} is missing"))
-        };
-        let (camera, claimed, tx) = (text("camera")?, text("claimed_id")?, text("transaction_id")?);
-        let watch_for = args["watch_secs"].as_u64().map_or(default_watch, |s| Duration::from_secs(s.clamp(5, 600)));
-        let watches = watches.lock().unwrap_or_else(|e| e.into_inner());
-        let sender = watches.get(&camera).ok_or_else(|| format!("no settlement_window camera {camera:?}"))?;
-        let now = SystemTime::now();
-        sender.send(Watch::open(&tx, &claimed, &camera, now, watch_for)).map_err(|_| "camera stopped".to_owned())?;
-        Ok(
-            serde_json::json!({"watching": camera, "transaction_id": tx, "until": humantime::format_rfc3339_millis(now + watch_for).to_string()}),
-        )
-    })
 }
 
 /// How often each camera's counters are logged.
@@ -284,15 +301,24 @@ fn start_camera(
     let reference = load_reference(&reference_path);
     let mut tamper = TamperDetector::new(config.tamper.clone(), reference.as_ref());
     let camera_id = camera.id.clone();
-    let recordings = config.storage.recordings_dir().join(&camera.id);
-    let (pre_roll, post_roll) =
-        (Duration::from_secs(config.evidence.pre_roll_secs), Duration::from_secs(config.evidence.post_roll_secs));
-    let rules = SettlementRules { match_distance: config.faces.match_distance, ..SettlementRules::default() };
     let thresholds = config.faces.quality();
+    let out = Outlet {
+        camera: camera_id.clone(),
+        decisions,
+        evidence,
+        recordings: config.storage.recordings_dir().join(&camera.id),
+        pre_roll: Duration::from_secs(config.evidence.pre_roll_secs),
+        post_roll: Duration::from_secs(config.evidence.post_roll_secs),
+    };
+    let physicians_every = camera
+        .watch_physicians()
+        .then(|| Duration::from_secs_f64(config.physicians.scan_every_secs));
+    let mut sightings = SightingFilter::new(config.physicians.sighting_matches, Duration::from_secs(60));
+    let match_distance = config.faces.match_distance;
     let analysis = std::thread::Builder::new().name(format!("ana-{}", camera.id)).spawn(move || {
         let mut last_report = std::time::Instant::now();
+        let mut last_scan: Option<std::time::Instant> = None;
         let mut open: Vec<Watch> = Vec::new();
-        let mut settled: Vec<SettledFace> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             if let Some(rx) = &faces.watches {
                 open.extend(rx.try_iter());
@@ -304,119 +330,146 @@ fn start_camera(
                     segments_evicted = counters.segments_evicted.load(Ordering::Relaxed), "camera counters");
             }
             let Some(frame) = slot.take(Duration::from_millis(250)) else { continue };
+            // Physicians are looked for every few seconds, and only while one is on shift.
+            let scan_physicians = physicians_every.is_some_and(|every| {
+                last_scan.is_none_or(|t| t.elapsed() >= every) && faces.people.any_shift_on(frame.captured)
+            });
+            let observed = if !open.is_empty() || scan_physicians {
+                observe_faces(&faces.models, &frame.image, &thresholds)
+            } else {
+                Vec::new()
+            };
+            if scan_physicians {
+                last_scan = Some(std::time::Instant::now());
+                let index = faces.gallery.read().unwrap_or_else(|e| e.into_inner());
+                for embedding in observed.iter().filter_map(|f| f.embedding.as_ref()) {
+                    let Some(m) = index.best(embedding, Some(GalleryRole::Physician)) else { continue };
+                    if m.distance < match_distance && sightings.matched(&m.id, frame.captured) {
+                        faces.people.sighting(&m.id, &camera_id, frame.captured);
+                    }
+                }
+            }
             if !open.is_empty() {
-                let observed = observe_faces(&faces.models, &frame.image, &thresholds);
                 let index = faces.gallery.read().unwrap_or_else(|e| e.into_inner());
                 let mut finished = Vec::new();
                 for (i, watch) in open.iter_mut().enumerate() {
-                    if let Some(outcome) = watch.observe(&observed, frame.captured, &index, &rules) {
+                    if let Some(outcome) = watch.observe(&observed, frame.captured, &index, &faces.rules) {
                         finished.push(i);
-                        let send = |kind: DecisionKind, bbox: Option<crate::analyze::boxes::BBox>| {
-                            let decision = Decision::new(&camera_id, outcome.at, kind);
-                            if decision.needs_evidence() {
-                                let details = std::collections::BTreeMap::from([
-                                    ("transaction_id".to_owned(), outcome.transaction_id.clone()),
-                                    ("claimed_id".to_owned(), outcome.claimed_id.clone()),
-                                ]);
-                                let detections = bbox
-                                    .map(|b| vec![Detection { label: "face".into(), bbox: b, score: 1.0 }])
-                                    .unwrap_or_default();
-                                let _ = evidence.send(evidence_request(
-                                    &decision,
-                                    &frame,
-                                    details,
-                                    detections,
-                                    &recordings,
-                                    pre_roll,
-                                    post_roll,
-                                ));
-                            }
-                            let _ = decisions.send(decision);
-                        };
-                        let (tx, claimed) = (outcome.transaction_id.clone(), outcome.claimed_id.clone());
-                        match &outcome.verdict {
-                            Verdict::Verified { distance, .. } => send(
-                                DecisionKind::SettlementVerified {
-                                    transaction_id: tx.clone(),
-                                    claimed_id: claimed.clone(),
-                                    distance: *distance,
-                                },
-                                outcome.bbox,
-                            ),
-                            Verdict::IdentityMismatch { distance, best_match, .. } => send(
-                                DecisionKind::SettlementIdentityMismatch {
-                                    transaction_id: tx.clone(),
-                                    claimed_id: claimed.clone(),
-                                    distance: *distance,
-                                    best_match: best_match.clone(),
-                                },
-                                outcome.bbox,
-                            ),
-                            Verdict::NoFace { .. } => send(
-                                DecisionKind::SettlementNoFace {
-                                    transaction_id: tx.clone(),
-                                    claimed_id: claimed.clone(),
-                                },
-                                None,
-                            ),
-                        }
-                        for other in shared_identity(&settled, &outcome, &rules) {
-                            send(
-                                DecisionKind::IdentitySharedAcrossIds {
-                                    transaction_id: tx.clone(),
-                                    claimed_id: claimed.clone(),
-                                    other_transaction_id: other.transaction_id.clone(),
-                                    other_claimed_id: other.claimed_id.clone(),
-                                },
-                                outcome.bbox,
-                            );
-                        }
-                        if let Some(embedding) = outcome.embedding {
-                            settled.push(SettledFace {
-                                transaction_id: tx,
-                                claimed_id: claimed,
-                                at: outcome.at,
-                                embedding,
-                            });
-                        }
+                        settle(&out, &frame, outcome, &faces.settled, &faces.rules);
                     }
                 }
                 drop(index);
                 for i in finished.into_iter().rev() {
                     open.remove(i);
                 }
-                settled.retain(|s| frame.captured.duration_since(s.at).unwrap_or_default() <= rules.sharing_window);
             }
             if !tamper.has_reference() && TamperDetector::usable_as_reference(&frame.image) {
                 save_reference(&reference_path, &frame.image, &camera_id);
                 tamper.set_reference(&frame.image);
             }
             for change in tamper.observe(&frame.image, frame.captured) {
-                let kind = match change {
-                    TamperChange::Raised(tamper) => DecisionKind::CameraTamper { tamper },
-                    TamperChange::Cleared(tamper) => DecisionKind::CameraTamperCleared { tamper },
+                let (kind, tamper) = match change {
+                    TamperChange::Raised(tamper) => (DecisionKind::CameraTamper { tamper }, tamper),
+                    TamperChange::Cleared(tamper) => (DecisionKind::CameraTamperCleared { tamper }, tamper),
                 };
-                let decision = Decision::new(&camera_id, frame.captured, kind);
-                if decision.needs_evidence() {
-                    let mut details = std::collections::BTreeMap::new();
-                    if let DecisionKind::CameraTamper { tamper } = &decision.kind {
-                        details.insert("tamper".to_owned(), tamper.as_str().to_owned());
-                    }
-                    let _ = evidence.send(evidence_request(
-                        &decision,
-                        &frame,
-                        details,
-                        Vec::new(),
-                        &recordings,
-                        pre_roll,
-                        post_roll,
-                    ));
-                }
-                let _ = decisions.send(decision);
+                let details = [("tamper".to_owned(), tamper.as_str().to_owned())].into();
+                out.decide(&frame, frame.captured, kind, details, Vec::new());
             }
         }
     })?;
     Ok(vec![supervisor, analysis])
+}
+
+/// Where one camera's decisions go: the decision channel, and (for those that need it) the evidence
+/// worker with what to cut.
+struct Outlet {
+    camera: String,
+    decisions: mpsc::Sender<Decision>,
+    evidence: mpsc::Sender<EvidenceRequest>,
+    recordings: PathBuf,
+    pre_roll: Duration,
+    post_roll: Duration,
+}
+
+impl Outlet {
+    /// Sends a decision taken at `at` on `frame`, with an evidence request when the kind needs one.
+    fn decide(
+        &self,
+        frame: &crate::source::Frame,
+        at: SystemTime,
+        kind: DecisionKind,
+        details: std::collections::BTreeMap<String, String>,
+        detections: Vec<Detection>,
+    ) -> uuid::Uuid {
+        let decision = Decision::new(&self.camera, at, kind);
+        if decision.needs_evidence() {
+            let _ = self.evidence.send(evidence_request(
+                &decision,
+                frame,
+                details,
+                detections,
+                &self.recordings,
+                self.pre_roll,
+                self.post_roll,
+            ));
+        }
+        let id = decision.id;
+        let _ = self.decisions.send(decision);
+        id
+    }
+}
+
+/// Turns a settlement watch's outcome into decisions (with evidence for mismatch and no face), checks
+/// the face against earlier settlements for card lending, and remembers it.
+fn settle(
+    out: &Outlet,
+    frame: &crate::source::Frame,
+    outcome: crate::decide::settlement::Outcome,
+    settled: &Mutex<SettlementLog>,
+    rules: &SettlementRules,
+) {
+    let (tx, claimed) = (outcome.transaction_id.clone(), outcome.claimed_id.clone());
+    let details = || {
+        std::collections::BTreeMap::from([
+            ("transaction_id".to_owned(), tx.clone()),
+            ("claimed_id".to_owned(), claimed.clone()),
+        ])
+    };
+    let face = || {
+        outcome.bbox.map(|b| vec![Detection { label: "face".into(), bbox: b, score: 1.0 }]).unwrap_or_default()
+    };
+    let kind = match &outcome.verdict {
+        Verdict::Verified { distance, .. } => DecisionKind::SettlementVerified {
+            transaction_id: tx.clone(),
+            claimed_id: claimed.clone(),
+            distance: *distance,
+        },
+        Verdict::IdentityMismatch { distance, best_match, .. } => DecisionKind::SettlementIdentityMismatch {
+            transaction_id: tx.clone(),
+            claimed_id: claimed.clone(),
+            distance: *distance,
+            best_match: best_match.clone(),
+        },
+        Verdict::NoFace { .. } => {
+            DecisionKind::SettlementNoFace { transaction_id: tx.clone(), claimed_id: claimed.clone() }
+        }
+    };
+    out.decide(frame, outcome.at, kind, details(), face());
+    let Some(embedding) = outcome.embedding else { return };
+    let mut log = settled.lock().unwrap_or_else(|e| e.into_inner());
+    for other in shared_identity(log.faces(), &outcome, rules) {
+        let kind = DecisionKind::IdentitySharedAcrossIds {
+            transaction_id: tx.clone(),
+            claimed_id: claimed.clone(),
+            other_transaction_id: other.transaction_id.clone(),
+            other_claimed_id: other.claimed_id.clone(),
+        };
+        out.decide(frame, outcome.at, kind, details(), face());
+    }
+    let face = SettledFace { transaction_id: tx, claimed_id: claimed, at: outcome.at, embedding };
+    if let Err(e) = log.add(face, SystemTime::now()) {
+        error!(error = %e, "cannot record the settlement face; card lending by this face may go unnoticed");
+    }
 }
 
 /// Writes each bundle once its post-roll has been recorded (plus a margin for the last fragment to reach
@@ -535,9 +588,35 @@ fn evidence_worker(
     }
 }
 
+/// Time-driven decisions: physicians' absences and shift summaries (every second), and the roster file.
+fn scheduler(config: &Config, people: &People, decisions: &mpsc::Sender<Decision>, stop: &AtomicBool) {
+    let mut next_file_poll = std::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if std::time::Instant::now() >= next_file_poll {
+            people.poll_file(config);
+            next_file_poll = std::time::Instant::now() + Duration::from_secs(5);
+        }
+        let now = SystemTime::now();
+        for event in people.tick(now) {
+            let decision = match event {
+                PhysicianEvent::Absent { physician, shift_start, shift_end, since, last_camera } => Decision::new(
+                    last_camera.as_deref().unwrap_or(""),
+                    now,
+                    DecisionKind::PhysicianAbsent { physician, shift_start, shift_end, since },
+                ),
+                PhysicianEvent::ShiftSummary(summary) => {
+                    Decision::new("", summary.shift_end, DecisionKind::PhysicianShiftSummary(summary))
+                }
+            };
+            let _ = decisions.send(decision);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Every minute: keep free disk space above `retention.min_free_bytes` by deleting the oldest recording
 /// segments (never evidence), and prune acknowledged, expired, unheld bundles.
-fn retention_worker(config: &Config, stop: &AtomicBool) {
+fn retention_worker(config: &Config, stop: &AtomicBool, settled: &Mutex<SettlementLog>) {
     let recordings = config.storage.recordings_dir();
     let _ = std::fs::create_dir_all(&recordings);
     let evidence_dir = config.storage.evidence_dir();
@@ -566,6 +645,11 @@ fn retention_worker(config: &Config, stop: &AtomicBool) {
                 "DISK NEARLY FULL and no recording left to delete: evidence is kept, new recordings may fail; free space now"
             ),
             Err(e) => warn!(error = %e, "cannot check free disk space"),
+        }
+        match settled.lock().unwrap_or_else(|e| e.into_inner()).expire(SystemTime::now()) {
+            Ok(0) => {}
+            Ok(n) => info!(forgotten = n, "settlement faces past settlement.face_retention_days deleted"),
+            Err(e) => error!(error = %e, "cannot delete expired settlement faces"),
         }
         match store::prune(&evidence_dir, keep, SystemTime::now()) {
             Ok(0) => {}

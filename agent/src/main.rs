@@ -457,7 +457,7 @@ fn enroll(file: &std::path::Path, id: &str, role: vigil::gallery::Role, images: 
         Ok(c) => c,
         Err(code) => return code,
     };
-    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if !commands::enroll::valid_id(id) {
         eprintln!("vigil enroll: --id {id:?}: use 1..64 letters, digits, '-' and '_'");
         return ExitCode::from(2);
     }
@@ -467,7 +467,8 @@ fn enroll(file: &std::path::Path, id: &str, role: vigil::gallery::Role, images: 
     };
     let thresholds = config.faces.quality();
     with_models(Some(file), None, |models, _| {
-        let report = commands::enroll::enroll(models, &mut gallery, id, role, images, &thresholds)?;
+        let photos: Vec<_> = images.iter().map(|p| commands::enroll::Photo::File(p)).collect();
+        let report = commands::enroll::enroll(models, &mut gallery, id, role, &photos, Vec::new(), &thresholds)?;
         for v in report.images.iter().filter(|v| !v.accepted) {
             eprintln!("rejected {}: {}", v.image, v.reason.as_deref().unwrap_or(""));
         }

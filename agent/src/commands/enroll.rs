@@ -1,11 +1,11 @@
 //! `vigil enroll` and `vigil gallery`: enrolling people from photos, with every rejected photo named
 //! and the reason given; listing and removing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
-use crate::analyze::image::load_rgb;
+use crate::analyze::image::{decode_rgb, load_rgb};
 use crate::analyze::{Models, align};
 use crate::gallery::quality::{self, Quality, QualityThresholds};
 use crate::gallery::{Entry, Gallery, Role};
@@ -18,13 +18,32 @@ pub struct ImageVerdict {
     pub quality: Option<Quality>,
 }
 
+/// An enrolment photo: a file (`vigil enroll`) or bytes (the `enroll` command), with its name for reports.
+pub enum Photo<'a> {
+    File(&'a Path),
+    Bytes { name: String, bytes: &'a [u8] },
+}
+
+impl Photo<'_> {
+    fn name(&self) -> String {
+        match self {
+            Photo::File(path) => path.display().to_string(),
+            Photo::Bytes { name, .. } => name.clone(),
+        }
+    }
+}
+
 /// Checks one enrolment photo: exactly one face, large, sharp, clear and frontal enough.
-pub fn check_image(models: &mut Models, path: &Path, t: &QualityThresholds) -> (ImageVerdict, Option<(Vec<f32>, f32)>) {
-    let name = path.display().to_string();
+pub fn check_image(models: &mut Models, photo: &Photo, t: &QualityThresholds) -> (ImageVerdict, Option<(Vec<f32>, f32)>) {
+    let name = photo.name();
     let reject = |reason: String, quality: Option<Quality>| {
         (ImageVerdict { image: name.clone(), accepted: false, reason: Some(reason), quality }, None)
     };
-    let img = match load_rgb(path) {
+    let loaded = match photo {
+        Photo::File(path) => load_rgb(path),
+        Photo::Bytes { name, bytes } => decode_rgb(name, bytes),
+    };
+    let img = match loaded {
         Ok(img) => img,
         Err(e) => return reject(e.to_string(), None),
     };
@@ -58,19 +77,22 @@ pub struct EnrollReport {
     pub images: Vec<ImageVerdict>,
 }
 
+/// Enrols a person from photos (each checked) and embeddings computed elsewhere (the platform's, from
+/// photos it checked; their quality is not known here and counts as 0). Replaces an earlier enrolment.
 pub fn enroll(
     models: &mut Models,
     gallery: &mut Gallery,
     id: &str,
     role: Role,
-    images: &[PathBuf],
+    photos: &[Photo],
+    given: Vec<Vec<f32>>,
     t: &QualityThresholds,
 ) -> anyhow::Result<EnrollReport> {
     let mut verdicts = Vec::new();
-    let mut embeddings = Vec::new();
-    let mut scores = Vec::new();
-    for path in images {
-        let (verdict, accepted) = check_image(models, path, t);
+    let mut scores = vec![0.0; given.len()];
+    let mut embeddings = given;
+    for photo in photos {
+        let (verdict, accepted) = check_image(models, photo, t);
         if let Some((embedding, score)) = accepted {
             embeddings.push(embedding);
             scores.push(score);
@@ -89,4 +111,10 @@ pub fn enroll(
         gallery.save()?;
     }
     Ok(EnrollReport { id: id.to_owned(), role, enrolled, images: verdicts })
+}
+
+/// Person ids as the gallery takes them: 1..64 letters, digits, `-` and `_` (they appear in events and
+/// file listings, never as paths, but keep them plain).
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }

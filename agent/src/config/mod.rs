@@ -8,8 +8,8 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use raw::{
-    Camera, Config, Evidence, Faces, Http, Models, Mqtt, MqttTls, OutboxSettings, Persons, Retention, Role, Site,
-    Storage, Tamper, Transport,
+    Camera, Config, Evidence, Faces, Http, Models, Mqtt, MqttTls, OutboxSettings, Persons, Physicians, Retention, Role,
+    RosterSettings, Settlement, Site, Storage, Tamper, Transport,
 };
 pub use size::ByteSize;
 pub use validate::{FieldError, TEST_PATTERNS, redact_url, validate};
@@ -72,6 +72,7 @@ impl Config {
         self.models.dir.as_mut().map(fix);
         self.evidence.key_file.as_mut().map(fix);
         self.models.ort_library.as_mut().map(fix);
+        self.roster.file.as_mut().map(fix);
         if let Some(mqtt) = &mut self.mqtt {
             mqtt.password_file.as_mut().map(fix);
             // A key given inline is the 44-character base64 of 32 bytes; anything else is a file.

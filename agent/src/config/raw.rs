@@ -38,6 +38,15 @@ pub struct Config {
     /// Person detection (bed and chair occupancy).
     #[serde(default)]
     pub persons: Persons,
+    /// Settlement verification at window cameras.
+    #[serde(default)]
+    pub settlement: Settlement,
+    /// Physician presence on the cameras that watch for physicians.
+    #[serde(default)]
+    pub physicians: Physicians,
+    /// Where the roster comes from when no platform sends it.
+    #[serde(default)]
+    pub roster: RosterSettings,
     /// How long data is kept.
     #[serde(default)]
     pub retention: Retention,
@@ -191,6 +200,9 @@ pub struct Camera {
     /// Frames wider than this are scaled down before analysis (default 1280).
     #[serde(default = "default_analysis_width")]
     pub analysis_max_width: u32,
+    /// Look for enrolled physicians on this camera (sightings for `physician_absent`). Default: true for
+    /// dialysis_room cameras, false for the others.
+    pub watch_physicians: Option<bool>,
     /// No frame for this many seconds counts as a stalled stream: the pipeline is restarted (default 10;
     /// keep it above the GOP length for keyframes-only cameras).
     #[serde(default = "default_stall_secs")]
@@ -217,6 +229,10 @@ fn default_stall_secs() -> u64 {
 impl Camera {
     pub fn keyframes_only(&self) -> bool {
         self.keyframes_only.unwrap_or(self.role == Role::Ward)
+    }
+
+    pub fn watch_physicians(&self) -> bool {
+        self.watch_physicians.unwrap_or(self.role == Role::DialysisRoom)
     }
 
     pub fn analysis_fps(&self) -> f64 {
@@ -402,13 +418,6 @@ pub struct Faces {
     /// Faces whose aligned chip is less sharp than this (variance of the Laplacian) are refused.
     #[serde(default = "default_min_sharpness")]
     pub min_sharpness: f64,
-    /// Seconds a `settlement` command watches the window for the claimed person (default 30).
-    #[serde(default = "default_settlement_watch")]
-    pub settlement_watch_secs: u64,
-}
-
-fn default_settlement_watch() -> u64 {
-    30
 }
 
 fn default_min_face_px() -> f32 {
@@ -437,7 +446,6 @@ impl Default for Faces {
             detector_max_side: default_face_max_side(),
             min_face_px: default_min_face_px(),
             min_sharpness: default_min_sharpness(),
-            settlement_watch_secs: default_settlement_watch(),
         }
     }
 }
@@ -507,4 +515,94 @@ fn default_evidence_days() -> u32 {
 
 fn default_min_free() -> ByteSize {
     ByteSize(2 << 30)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settlement {
+    /// Seconds a `settlement` command watches the window for the claimed person, unless the command
+    /// says otherwise (default 30).
+    #[serde(default = "default_settlement_watch")]
+    pub watch_secs: u64,
+    /// Good frames (quality-gated) of one face needed before it is judged; never one frame (default 3).
+    #[serde(default = "default_min_good_frames")]
+    pub min_good_frames: usize,
+    /// One face settling under two different claimed ids within this many days is card lending
+    /// (`identity_shared_across_ids`) (default 30).
+    #[serde(default = "default_sharing_window_days")]
+    pub sharing_window_days: u32,
+    /// Days the embeddings of settlement faces are kept (encrypted) for that check; then deleted. At
+    /// least `sharing_window_days` (default 30).
+    #[serde(default = "default_sharing_window_days")]
+    pub face_retention_days: u32,
+}
+
+impl Default for Settlement {
+    fn default() -> Self {
+        Settlement {
+            watch_secs: default_settlement_watch(),
+            min_good_frames: default_min_good_frames(),
+            sharing_window_days: default_sharing_window_days(),
+            face_retention_days: default_sharing_window_days(),
+        }
+    }
+}
+
+fn default_settlement_watch() -> u64 {
+    30
+}
+
+fn default_min_good_frames() -> usize {
+    3
+}
+
+fn default_sharing_window_days() -> u32 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Physicians {
+    /// A physician on shift and not seen on any watching camera for this many minutes is reported
+    /// `physician_absent` (default 30; fractions allowed).
+    #[serde(default = "default_absent_after_mins")]
+    pub absent_after_mins: f64,
+    /// Seconds between face scans on a watching camera (default 5): physicians stay for minutes, and each
+    /// scan costs a face detection on a full frame.
+    #[serde(default = "default_scan_every_secs")]
+    pub scan_every_secs: f64,
+    /// Scans that must match a physician within a minute before it counts as a sighting (default 2).
+    #[serde(default = "default_sighting_matches")]
+    pub sighting_matches: usize,
+}
+
+impl Default for Physicians {
+    fn default() -> Self {
+        Physicians {
+            absent_after_mins: default_absent_after_mins(),
+            scan_every_secs: default_scan_every_secs(),
+            sighting_matches: default_sighting_matches(),
+        }
+    }
+}
+
+fn default_absent_after_mins() -> f64 {
+    30.0
+}
+
+fn default_scan_every_secs() -> f64 {
+    5.0
+}
+
+fn default_sighting_matches() -> usize {
+    2
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RosterSettings {
+    /// A roster JSON file (same format as the `roster` command's args, docs/mqtt-api.md) read at start
+    /// and whenever it changes, for sites without a platform. A `roster` command replaces it until the
+    /// file changes again.
+    pub file: Option<PathBuf>,
 }

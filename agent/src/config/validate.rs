@@ -138,6 +138,46 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
     }
     check_score(&mut errors, "persons.detector_threshold", config.persons.detector_threshold);
 
+    let settlement = &config.settlement;
+    if !(5..=600).contains(&settlement.watch_secs) {
+        errors.add("settlement.watch_secs", format!("must be 5..600 seconds, got {}", settlement.watch_secs));
+    }
+    if !(1..=50).contains(&settlement.min_good_frames) {
+        errors.add("settlement.min_good_frames", format!("must be 1..50, got {}", settlement.min_good_frames));
+    }
+    if !(1..=3650).contains(&settlement.face_retention_days) {
+        errors.add(
+            "settlement.face_retention_days",
+            format!("must be 1..3650 days, got {}", settlement.face_retention_days),
+        );
+    }
+    if settlement.sharing_window_days > settlement.face_retention_days {
+        errors.add(
+            "settlement.sharing_window_days",
+            format!(
+                "{} days looks back further than faces are kept (face_retention_days = {})",
+                settlement.sharing_window_days, settlement.face_retention_days
+            ),
+        );
+    }
+    let physicians = &config.physicians;
+    if !(0.1..=1440.0).contains(&physicians.absent_after_mins) {
+        errors.add(
+            "physicians.absent_after_mins",
+            format!("must be 0.1..1440 minutes, got {}", physicians.absent_after_mins),
+        );
+    }
+    if !(0.2..=300.0).contains(&physicians.scan_every_secs) {
+        errors.add(
+            "physicians.scan_every_secs",
+            format!("must be 0.2..300 seconds, got {}", physicians.scan_every_secs),
+        );
+    }
+    if !(1..=20).contains(&physicians.sighting_matches) {
+        errors.add("physicians.sighting_matches", format!("must be 1..20, got {}", physicians.sighting_matches));
+    }
+    check_optional_path(&mut errors, "roster.file", config.roster.file.as_deref());
+
     let tamper = &config.tamper;
     for (field, value) in [
         ("tamper.covered_secs", tamper.covered_secs),

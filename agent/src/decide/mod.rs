@@ -1,7 +1,9 @@
 //! Decisions: what Vigil concludes about the world, to be turned into evidence and events.
 //!
-//! This first part covers camera health; face and presence rules join it in later stages.
+//! Camera health, settlement verification, physician presence; bed and chair presence.
 
+pub mod physicians;
+pub mod roster;
 pub mod settlement;
 
 use std::time::SystemTime;
@@ -59,6 +61,16 @@ pub enum DecisionKind {
         other_transaction_id: String,
         other_claimed_id: String,
     },
+    /// A physician on shift has not been seen for the configured time.
+    PhysicianAbsent {
+        physician: String,
+        shift_start: SystemTime,
+        shift_end: SystemTime,
+        /// Unseen since (last sighting, or when watching began).
+        since: SystemTime,
+    },
+    /// A physician's shift ended: what was seen of them.
+    PhysicianShiftSummary(physicians::ShiftSummary),
 }
 
 /// A decision about one camera at one time.
@@ -98,6 +110,8 @@ impl Decision {
             DecisionKind::SettlementIdentityMismatch { .. } => "settlement_identity_mismatch",
             DecisionKind::SettlementNoFace { .. } => "settlement_no_face",
             DecisionKind::IdentitySharedAcrossIds { .. } => "identity_shared_across_ids",
+            DecisionKind::PhysicianAbsent { .. } => "physician_absent",
+            DecisionKind::PhysicianShiftSummary(_) => "physician_shift_summary",
         }
     }
 }

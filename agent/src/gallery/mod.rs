@@ -1,19 +1,18 @@
 //! The gallery of enrolled patients and physicians: embeddings only (never images), encrypted at rest
 //! with AES-256-GCM under a key file readable by Vigil alone.
 //!
-//! File: `VIGILGAL1\n` ‖ 12-byte random nonce ‖ AES-256-GCM(JSON of the entries), the magic as associated
-//! data. Written atomically (temp file, fsync, rename, fsync the directory).
+//! File: `VIGILGAL1\n` ‖ nonce ‖ AES-256-GCM(JSON of the entries), see [`sealed`].
 
 pub mod quality;
+mod sealed;
 pub mod search;
+pub mod settlements;
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
+
+pub use sealed::{SealKey, SealedError};
 
 const MAGIC: &[u8] = b"VIGILGAL1\n";
 
@@ -36,71 +35,19 @@ pub struct Entry {
     pub enrolled_at: String,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum GalleryError {
-    #[error("gallery {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("gallery key {path} is readable by others (mode {mode:o}); run `chmod 600 {path}`")]
-    KeyTooOpen { path: PathBuf, mode: u32 },
-    #[error("gallery key {0} is not 32 bytes")]
-    BadKey(PathBuf),
-    #[error("gallery {0} cannot be decrypted: wrong key, or the file was altered")]
-    Decrypt(PathBuf),
-    #[error("gallery {0} is not a Vigil gallery file")]
-    Format(PathBuf),
-}
-
 pub struct Gallery {
     path: PathBuf,
-    key: LessSafeKey,
+    key: SealKey,
     entries: Vec<Entry>,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GalleryError + '_ {
-    move |source| GalleryError::Io { path: path.to_owned(), source }
-}
-
-/// Loads the 32-byte key, creating it (mode 0600) if it does not exist yet.
-fn load_or_create_key(path: &Path) -> Result<LessSafeKey, GalleryError> {
-    if !path.exists() {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-        }
-        let mut bytes = [0u8; 32];
-        SystemRandom::new().fill(&mut bytes).map_err(|_| GalleryError::BadKey(path.to_owned()))?;
-        let mut file =
-            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io(path))?;
-        file.write_all(&bytes).map_err(io(path))?;
-        file.sync_all().map_err(io(path))?;
-    }
-    let mode = std::fs::metadata(path).map_err(io(path))?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(GalleryError::KeyTooOpen { path: path.to_owned(), mode });
-    }
-    let bytes = std::fs::read(path).map_err(io(path))?;
-    let unbound = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| GalleryError::BadKey(path.to_owned()))?;
-    Ok(LessSafeKey::new(unbound))
 }
 
 impl Gallery {
     /// Opens (or starts) the gallery at `path` with the key at `key_path`.
-    pub fn open(path: &Path, key_path: &Path) -> Result<Gallery, GalleryError> {
-        let key = load_or_create_key(key_path)?;
-        let entries = if path.exists() {
-            let data = std::fs::read(path).map_err(io(path))?;
-            let rest = data.strip_prefix(MAGIC).ok_or_else(|| GalleryError::Format(path.to_owned()))?;
-            if rest.len() < NONCE_LEN + 16 {
-                return Err(GalleryError::Format(path.to_owned()));
-            }
-            let (nonce, sealed) = rest.split_at(NONCE_LEN);
-            let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| GalleryError::Format(path.to_owned()))?;
-            let mut sealed = sealed.to_vec();
-            let plain = key
-                .open_in_place(nonce, Aad::from(MAGIC), &mut sealed)
-                .map_err(|_| GalleryError::Decrypt(path.to_owned()))?;
-            serde_json::from_slice(plain).map_err(|_| GalleryError::Format(path.to_owned()))?
-        } else {
-            Vec::new()
+    pub fn open(path: &Path, key_path: &Path) -> Result<Gallery, SealedError> {
+        let key = SealKey::load_or_create(key_path)?;
+        let entries = match key.open(path, MAGIC)? {
+            Some(plain) => serde_json::from_slice(&plain).map_err(|_| SealedError::Format(path.to_owned()))?,
+            None => Vec::new(),
         };
         Ok(Gallery { path: path.to_owned(), key, entries })
     }
@@ -123,41 +70,15 @@ impl Gallery {
     }
 
     /// Encrypts and writes the gallery atomically.
-    pub fn save(&self) -> Result<(), GalleryError> {
-        let mut data = serde_json::to_vec(&self.entries).expect("entries serialise");
-        let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new().fill(&mut nonce).map_err(|_| GalleryError::BadKey(self.path.clone()))?;
-        self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(MAGIC), &mut data)
-            .map_err(|_| GalleryError::Decrypt(self.path.clone()))?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-        }
-        let tmp = self.path.with_extension("tmp");
-        {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io(&tmp))?;
-            file.write_all(MAGIC).map_err(io(&tmp))?;
-            file.write_all(&nonce).map_err(io(&tmp))?;
-            file.write_all(&data).map_err(io(&tmp))?;
-            file.sync_all().map_err(io(&tmp))?;
-        }
-        std::fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
-        }
-        Ok(())
+    pub fn save(&self) -> Result<(), SealedError> {
+        self.key.seal(&self.path, MAGIC, serde_json::to_vec(&self.entries).expect("entries serialise"))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn entry(id: &str, v: f32) -> Entry {
         Entry {
@@ -186,8 +107,8 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 1;
         std::fs::write(&path, bad).unwrap();
-        assert!(matches!(Gallery::open(&path, &key), Err(GalleryError::Decrypt(_))));
+        assert!(matches!(Gallery::open(&path, &key), Err(SealedError::Decrypt(_))));
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(Gallery::open(&path, &key), Err(GalleryError::KeyTooOpen { .. })));
+        assert!(matches!(Gallery::open(&path, &key), Err(SealedError::KeyTooOpen { .. })));
     }
 }

@@ -55,14 +55,35 @@ pub fn decision_record(base: &str, site: &str, device: &str, decision: &Decision
             details.insert("other_transaction_id".into(), Value::from(other_transaction_id.clone()));
             details.insert("other_claimed_id".into(), Value::from(other_claimed_id.clone()));
         }
+        DecisionKind::PhysicianAbsent { physician, shift_start, shift_end, since } => {
+            details.insert("physician".into(), Value::from(physician.clone()));
+            details.insert("shift_start".into(), Value::from(time(*shift_start)));
+            details.insert("shift_end".into(), Value::from(time(*shift_end)));
+            details.insert("unseen_since".into(), Value::from(time(*since)));
+        }
+        DecisionKind::PhysicianShiftSummary(s) => {
+            let opt = |t: Option<SystemTime>| t.map_or(Value::Null, |t| Value::from(time(t)));
+            details.insert("physician".into(), Value::from(s.physician.clone()));
+            details.insert("shift_start".into(), Value::from(time(s.shift_start)));
+            details.insert("shift_end".into(), Value::from(time(s.shift_end)));
+            details.insert("watched_from".into(), Value::from(time(s.watched_from)));
+            details.insert("first_seen".into(), opt(s.first_seen));
+            details.insert("last_seen".into(), opt(s.last_seen));
+            details.insert("sightings".into(), Value::from(s.sightings));
+            details.insert("seen_minutes".into(), Value::from(s.seen_minutes));
+            details.insert("absences".into(), Value::from(s.absences));
+            details.insert("cameras".into(), Value::from(s.cameras.clone()));
+        }
     }
+    // Events about a person rather than a camera (physicians) carry no camera.
+    let camera = (!decision.camera.is_empty()).then(|| decision.camera.clone());
     let payload = json!({
         "schema": SCHEMA,
         "event_id": decision.id.to_string(),
         "kind": decision.name(),
         "site": site,
         "device": device,
-        "camera": decision.camera,
+        "camera": camera,
         "at": time(decision.at),
         "details": details,
         "evidence": if decision.needs_evidence() { json!({"status": "pending"}) } else { Value::Null },
@@ -71,7 +92,7 @@ pub fn decision_record(base: &str, site: &str, device: &str, decision: &Decision
         event_id: decision.id.to_string(),
         topic: format!("{base}/events/{}", decision.name()),
         payload: serde_json::to_vec(&payload).unwrap_or_default(),
-        camera: Some(decision.camera.clone()),
+        camera,
         evidence: None,
     }
 }

@@ -104,7 +104,8 @@ impl Publisher {
         options.set_keep_alive(s.keepalive);
         options.set_clean_session(true);
         options.set_inflight((s.inflight as u16).saturating_add(16));
-        options.set_max_packet_size(1 << 20, 1 << 20);
+        // Incoming: enrolment commands carry photos (base64); outgoing: events are small.
+        options.set_max_packet_size(16 << 20, 1 << 20);
         options.set_last_will(LastWill::new(self.status_topic(), "offline", QoS::AtLeastOnce, true));
         if let Some((user, password)) = &s.credentials {
             options.set_credentials(user, password);
@@ -129,6 +130,32 @@ impl Publisher {
         let (extra_tx, extra_rx) = mpsc::unbounded_channel::<Extra>();
         let mut extra_rx = Some(extra_rx);
         let mut sender: Option<tokio::task::JoinHandle<()>> = None;
+        // Verified commands run one after another, in arrival order, off this task: an enrolment decodes
+        // photos and runs models, and the event loop must keep polling meanwhile.
+        let (run_tx, mut run_rx) = mpsc::unbounded_channel::<commands::Command>();
+        let (registry, results) = (self.registry.clone(), extra_tx.clone());
+        let base = self.settings.base_topic.clone();
+        let runner = tokio::spawn(async move {
+            while let Some(command) = run_rx.recv().await {
+                let registry = registry.clone();
+                let (name, nonce) = (command.name.clone(), command.nonce.clone());
+                let outcome = tokio::task::spawn_blocking(move || registry.run(&command))
+                    .await
+                    .unwrap_or_else(|e| Err(commands::Reject::Failed(format!("the command crashed: {e}"))));
+                match &outcome {
+                    Ok(_) => info!(command = %name, nonce = %nonce, "command done"),
+                    Err(reject) => {
+                        warn!(command = %name, reason = reject.code(), detail = %reject.detail(), "command failed")
+                    }
+                }
+                let body = commands::result(&name, Some(&nonce), outcome);
+                let _ = results.send(Extra::Publish {
+                    topic: format!("{base}/cmd-result/{name}"),
+                    payload: serde_json::to_vec(&body).unwrap_or_default(),
+                    retain: false,
+                });
+            }
+        });
         let mut connected = false;
         let mut shutdown = self.shutdown.clone();
         let end = loop {
@@ -168,7 +195,7 @@ impl Publisher {
                         window.add_permits(1);
                     }
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => self.command(&p.topic, &p.payload, &extra_tx),
+                Ok(Event::Incoming(Packet::Publish(p))) => self.command(&p.topic, &p.payload, &extra_tx, &run_tx),
                 Ok(_) => {}
                 Err(e) => {
                     if connected {
@@ -204,6 +231,7 @@ impl Publisher {
         if let Some(task) = sender {
             task.abort();
         }
+        runner.abort();
         connected
     }
 
@@ -225,7 +253,13 @@ impl Publisher {
         }
     }
 
-    fn command(&self, topic: &str, payload: &[u8], extra: &mpsc::UnboundedSender<Extra>) {
+    fn command(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        extra: &mpsc::UnboundedSender<Extra>,
+        run: &mpsc::UnboundedSender<commands::Command>,
+    ) {
         let prefix = format!("{}/cmd/", self.settings.base_topic);
         let Some(name) = topic.strip_prefix(&prefix) else { return };
         self.counters.commands.fetch_add(1, Ordering::Relaxed);
@@ -242,18 +276,18 @@ impl Publisher {
             SystemTime::now(),
             &mut seen,
         );
-        let (nonce, outcome) = match verified {
-            Ok(command) => {
+        let (nonce, reject) = match verified {
+            Ok(command) if self.registry.knows(&command.name) => {
                 info!(command = %command.name, nonce = %command.nonce, "command accepted");
-                (Some(command.nonce.clone()), self.registry.run(&command))
+                let _ = run.send(command);
+                return;
             }
-            Err((nonce, reject)) => (nonce, Err(reject)),
+            Ok(command) => (Some(command.nonce), commands::Reject::UnknownCommand(command.name)),
+            Err((nonce, reject)) => (nonce, reject),
         };
-        if let Err(reject) = &outcome {
-            self.counters.commands_rejected.fetch_add(1, Ordering::Relaxed);
-            warn!(command = name, reason = reject.code(), detail = %reject.detail(), "command rejected");
-        }
-        let body = commands::result(name, nonce.as_deref(), outcome);
+        self.counters.commands_rejected.fetch_add(1, Ordering::Relaxed);
+        warn!(command = name, reason = reject.code(), detail = %reject.detail(), "command rejected");
+        let body = commands::result(name, nonce.as_deref(), Err(reject));
         let _ = extra.send(Extra::Publish {
             topic: format!("{}/cmd-result/{name}", self.settings.base_topic),
             payload: serde_json::to_vec(&body).unwrap_or_default(),

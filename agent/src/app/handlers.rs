@@ -1,0 +1,166 @@
+//! Handlers of the signed commands that change state: `settlement`, `enroll`, `unenroll`, `roster`
+//! (docs/mqtt-api.md). Each checks its args and says precisely what is wrong; nothing is half-applied.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+
+use super::people::People;
+use crate::analyze::Models;
+use crate::commands::enroll::{self, Photo};
+use crate::config::Config;
+use crate::decide::roster::Roster;
+use crate::decide::settlement::Watch;
+use crate::gallery::quality::QualityThresholds;
+use crate::gallery::search::SearchIndex;
+use crate::gallery::{Gallery, Role};
+use crate::publish::commands::Handler;
+
+fn text(args: &Value, name: &str, max: usize) -> Result<String, String> {
+    args[name]
+        .as_str()
+        .filter(|s| !s.is_empty() && s.len() <= max)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("args.{name} is missing (a string of 1..{max} characters)"))
+}
+
+/// `settlement {camera, claimed_id, transaction_id, watch_secs?}` opens a watch on a window camera.
+pub fn settlement_handler(watches: HashMap<String, mpsc::Sender<Watch>>, default_watch: Duration) -> Handler {
+    let watches = Mutex::new(watches);
+    Box::new(move |command| {
+        let args = &command.args;
+        let (camera, claimed, tx) = (text(args, "camera", 128)?, text(args, "claimed_id", 128)?, text(args, "transaction_id", 128)?);
+        let watch_for = args["watch_secs"].as_u64().map_or(default_watch, |s| Duration::from_secs(s.clamp(5, 600)));
+        let watches = watches.lock().unwrap_or_else(|e| e.into_inner());
+        let sender = watches.get(&camera).ok_or_else(|| format!("no settlement_window camera {camera:?}"))?;
+        let now = SystemTime::now();
+        sender.send(Watch::open(&tx, &claimed, &camera, now, watch_for)).map_err(|_| "camera stopped".to_owned())?;
+        Ok(json!({"watching": camera, "transaction_id": tx,
+            "until": humantime::format_rfc3339_millis(now + watch_for).to_string()}))
+    })
+}
+
+/// What enrolment changes: the encrypted gallery and the search index the cameras read.
+#[derive(Clone)]
+pub struct Enrolment {
+    pub models: Arc<Mutex<Models>>,
+    pub gallery: Arc<Mutex<Gallery>>,
+    pub index: Arc<RwLock<SearchIndex>>,
+    pub thresholds: QualityThresholds,
+}
+
+/// At most this many photos or embeddings in one `enroll` command.
+const MAX_ENROLMENT_ITEMS: usize = 20;
+
+impl Enrolment {
+    /// `enroll {id, role, images?: [base64 JPEG/PNG], embeddings?: [base64 of 128 little-endian f32]}`:
+    /// the photos pass the same checks as `vigil enroll`; the result lists each photo's verdict. Fails
+    /// (and changes nothing) when no photo is accepted and no embedding is given.
+    pub fn enroll_handler(self) -> Handler {
+        Box::new(move |command| {
+            let args = &command.args;
+            let id = text(args, "id", 64)?;
+            if !enroll::valid_id(&id) {
+                return Err(format!("args.id {id:?}: use 1..64 letters, digits, '-' and '_'"));
+            }
+            let role = match args["role"].as_str() {
+                Some("patient") => Role::Patient,
+                Some("physician") => Role::Physician,
+                _ => return Err("args.role must be \"patient\" or \"physician\"".into()),
+            };
+            let list = |name: &str| -> Result<Vec<Vec<u8>>, String> {
+                let items = match &args[name] {
+                    Value::Null => return Ok(Vec::new()),
+                    Value::Array(items) if items.len() <= MAX_ENROLMENT_ITEMS => items,
+                    _ => return Err(format!("args.{name} must be a list of at most {MAX_ENROLMENT_ITEMS} base64 strings")),
+                };
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        v.as_str()
+                            .and_then(|s| B64.decode(s).ok())
+                            .ok_or_else(|| format!("args.{name}[{i}] is not a base64 string"))
+                    })
+                    .collect()
+            };
+            let images = list("images")?;
+            let embeddings = list("embeddings")?
+                .into_iter()
+                .enumerate()
+                .map(|(i, bytes)| parse_embedding(&bytes).map_err(|e| format!("args.embeddings[{i}]: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            if images.is_empty() && embeddings.is_empty() {
+                return Err("give args.images and/or args.embeddings".into());
+            }
+            let photos: Vec<Photo> = images
+                .iter()
+                .enumerate()
+                .map(|(i, bytes)| Photo::Bytes { name: format!("images[{i}]"), bytes })
+                .collect();
+            let mut gallery = self.gallery.lock().unwrap_or_else(|e| e.into_inner());
+            let report = {
+                let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
+                enroll::enroll(&mut models, &mut gallery, &id, role, &photos, embeddings, &self.thresholds)
+                    .map_err(|e| format!("{e:#}"))?
+            };
+            if !report.enrolled {
+                let why: Vec<String> = report
+                    .images
+                    .iter()
+                    .map(|v| format!("{}: {}", v.image, v.reason.as_deref().unwrap_or("rejected")))
+                    .collect();
+                return Err(format!("not enrolled, no photo accepted: {}", why.join("; ")));
+            }
+            *self.index.write().unwrap_or_else(|e| e.into_inner()) = SearchIndex::build(gallery.entries());
+            tracing::info!(id = %id, role = ?role, "enrolled by command");
+            serde_json::to_value(&report).map_err(|e| e.to_string())
+        })
+    }
+
+    /// `unenroll {id}`: removes a person (discharged patient, departed physician) from the gallery.
+    pub fn unenroll_handler(self) -> Handler {
+        Box::new(move |command| {
+            let id = text(&command.args, "id", 64)?;
+            let mut gallery = self.gallery.lock().unwrap_or_else(|e| e.into_inner());
+            if !gallery.remove(&id) {
+                return Err(format!("no {id:?} in the gallery"));
+            }
+            gallery.save().map_err(|e| e.to_string())?;
+            *self.index.write().unwrap_or_else(|e| e.into_inner()) = SearchIndex::build(gallery.entries());
+            tracing::info!(id = %id, "removed from the gallery by command");
+            Ok(json!({"removed": id}))
+        })
+    }
+}
+
+/// 512 bytes: 128 little-endian f32, finite and of a plausible size.
+fn parse_embedding(bytes: &[u8]) -> Result<Vec<f32>, String> {
+    if bytes.len() != 128 * 4 {
+        return Err(format!("{} bytes; an embedding is 128 little-endian float32 (512 bytes)", bytes.len()));
+    }
+    let values: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    if values.iter().any(|v| !v.is_finite() || v.abs() > 10.0) {
+        return Err("values must be finite and within ±10".into());
+    }
+    Ok(values)
+}
+
+/// `roster {inpatients, dialysis_sessions, shifts}` replaces the roster (docs/mqtt-api.md).
+pub fn roster_handler(config: Config, people: Arc<People>) -> Handler {
+    Box::new(move |command| {
+        let roster = Roster::parse(&command.args, &config).map_err(|errors| errors.join("; "))?;
+        let counts = json!({
+            "inpatients": roster.inpatients.len(),
+            "dialysis_sessions": roster.dialysis_sessions.len(),
+            "shifts": roster.shifts.len(),
+        });
+        people.apply(roster, SystemTime::now()).map_err(|e| format!("cannot store the roster: {e}"))?;
+        tracing::info!(%counts, "roster applied by command");
+        Ok(counts)
+    })
+}

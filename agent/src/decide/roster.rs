@@ -1,0 +1,224 @@
+//! The roster: who should be where. Inpatients and their beds, dialysis sessions (patient, chair,
+//! start, billed minutes) and physicians' shifts. It arrives as the args of a signed `roster` command,
+//! or from a local file on sites without a platform; both use this JSON shape (docs/mqtt-api.md).
+//!
+//! A roster replaces the previous one as a whole: the hospital system sends what is true now, so there
+//! is no partial state to reconcile. It is checked against the configured cameras and regions before it
+//! is accepted, and every problem is reported at once, each naming its JSON path.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Role};
+
+/// Time as RFC 3339 in JSON.
+mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::Deserialize;
+
+    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_seconds(*t))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_rfc3339_weak(&text)
+            .map_err(|e| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time: {e}")))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Roster {
+    /// Inpatients and the bed each is registered in.
+    #[serde(default)]
+    pub inpatients: Vec<Inpatient>,
+    /// Billed dialysis sessions.
+    #[serde(default)]
+    pub dialysis_sessions: Vec<DialysisSession>,
+    /// Physicians' shifts.
+    #[serde(default)]
+    pub shifts: Vec<Shift>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inpatient {
+    pub patient: String,
+    /// A ward camera's id.
+    pub camera: String,
+    /// A region of that camera.
+    pub bed: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DialysisSession {
+    /// The hospital's id of the billed session.
+    pub session: String,
+    pub patient: String,
+    /// A dialysis_room camera's id.
+    pub camera: String,
+    /// A region of that camera.
+    pub chair: String,
+    #[serde(with = "rfc3339")]
+    pub start: SystemTime,
+    pub billed_minutes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shift {
+    pub physician: String,
+    #[serde(with = "rfc3339")]
+    pub start: SystemTime,
+    #[serde(with = "rfc3339")]
+    pub end: SystemTime,
+}
+
+impl Shift {
+    pub fn on_at(&self, t: SystemTime) -> bool {
+        self.start <= t && t < self.end
+    }
+}
+
+fn check_id(errors: &mut Vec<String>, path: String, value: &str) {
+    if value.is_empty() || value.len() > 128 || value.chars().any(char::is_control) {
+        errors.push(format!("{path}: must be 1..128 printable characters, got {value:?}"));
+    }
+}
+
+impl Roster {
+    /// Parses and checks a roster; every problem is listed.
+    pub fn parse(json: &serde_json::Value, config: &Config) -> Result<Roster, Vec<String>> {
+        let roster: Roster = serde_json::from_value(json.clone()).map_err(|e| vec![e.to_string()])?;
+        let errors = roster.check(config);
+        if errors.is_empty() { Ok(roster) } else { Err(errors) }
+    }
+
+    /// Everything wrong with this roster for the configured cameras.
+    pub fn check(&self, config: &Config) -> Vec<String> {
+        let mut errors = Vec::new();
+        let region = |errors: &mut Vec<String>, path: &str, camera: &str, region: &str, role: Role, what: &str| {
+            match config.cameras.iter().find(|c| c.id == camera) {
+                None => errors.push(format!("{path}.camera: no camera {camera:?} on this box")),
+                Some(c) if c.role != role => {
+                    errors.push(format!("{path}.camera: {camera:?} is a {} camera, not {}", c.role.as_str(), role.as_str()))
+                }
+                Some(c) if !c.regions.contains_key(region) => errors.push(format!(
+                    "{path}.{what}: camera {camera:?} has no region {region:?} (it has: {})",
+                    c.regions.keys().cloned().collect::<Vec<_>>().join(", ")
+                )),
+                Some(_) => {}
+            }
+        };
+        let mut patients = HashSet::new();
+        let mut beds = HashSet::new();
+        for (i, p) in self.inpatients.iter().enumerate() {
+            let path = format!("inpatients[{i}]");
+            check_id(&mut errors, format!("{path}.patient"), &p.patient);
+            region(&mut errors, &path, &p.camera, &p.bed, Role::Ward, "bed");
+            if !patients.insert(&p.patient) {
+                errors.push(format!("{path}.patient: {:?} is registered in two beds", p.patient));
+            }
+            if !beds.insert((&p.camera, &p.bed)) {
+                errors.push(format!("{path}.bed: {}/{} has two patients", p.camera, p.bed));
+            }
+        }
+        let mut sessions = HashSet::new();
+        for (i, s) in self.dialysis_sessions.iter().enumerate() {
+            let path = format!("dialysis_sessions[{i}]");
+            check_id(&mut errors, format!("{path}.session"), &s.session);
+            check_id(&mut errors, format!("{path}.patient"), &s.patient);
+            region(&mut errors, &path, &s.camera, &s.chair, Role::DialysisRoom, "chair");
+            if !(1..=24 * 60).contains(&s.billed_minutes) {
+                errors.push(format!("{path}.billed_minutes: must be 1..1440, got {}", s.billed_minutes));
+            }
+            if !sessions.insert(&s.session) {
+                errors.push(format!("{path}.session: {:?} appears twice", s.session));
+            }
+        }
+        for (i, s) in self.shifts.iter().enumerate() {
+            let path = format!("shifts[{i}]");
+            check_id(&mut errors, format!("{path}.physician"), &s.physician);
+            match s.end.duration_since(s.start) {
+                Ok(d) if d > Duration::ZERO && d <= Duration::from_secs(48 * 3600) => {}
+                _ => errors.push(format!("{path}.end: must be after start, and a shift at most 48 h")),
+            }
+        }
+        errors
+    }
+
+    /// The patient registered in a bed.
+    pub fn patient_in(&self, camera: &str, bed: &str) -> Option<&str> {
+        self.inpatients.iter().find(|p| p.camera == camera && p.bed == bed).map(|p| p.patient.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        crate::config::parse(
+            std::path::Path::new("t.toml"),
+            r#"
+            [site]
+            id = "h"
+            device_id = "d"
+            [[cameras]]
+            id = "ward-3"
+            role = "ward"
+            url = "test://smpte"
+            regions = { bed-1 = [[0,0],[0.5,0],[0.5,1]], bed-2 = [[0.5,0],[1,0],[1,1]] }
+            [[cameras]]
+            id = "dialysis-a"
+            role = "dialysis_room"
+            url = "test://smpte"
+            regions = { chair-1 = [[0,0],[0.5,0],[0.5,1]] }
+            "#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn accepts_a_good_roster_and_lists_every_problem_of_a_bad_one() {
+        let good = serde_json::json!({
+            "inpatients": [{"patient": "p-1", "camera": "ward-3", "bed": "bed-1"}],
+            "dialysis_sessions": [{"session": "s-1", "patient": "p-2", "camera": "dialysis-a", "chair": "chair-1",
+                "start": "2026-11-24T08:00:00Z", "billed_minutes": 240}],
+            "shifts": [{"physician": "d-1", "start": "2026-11-24T08:00:00Z", "end": "2026-11-24T16:00:00Z"}],
+        });
+        let roster = Roster::parse(&good, &config()).unwrap();
+        assert_eq!(roster.patient_in("ward-3", "bed-1"), Some("p-1"));
+        assert!(roster.shifts[0].on_at(humantime::parse_rfc3339("2026-11-24T15:59:59Z").unwrap()));
+        assert!(!roster.shifts[0].on_at(humantime::parse_rfc3339("2026-11-24T16:00:00Z").unwrap()));
+
+        let bad = serde_json::json!({
+            "inpatients": [{"patient": "p-1", "camera": "ward-9", "bed": "bed-1"},
+                           {"patient": "p-1", "camera": "ward-3", "bed": "bed-7"}],
+            "dialysis_sessions": [{"session": "s-1", "patient": "p-2", "camera": "ward-3", "chair": "chair-1",
+                "start": "2026-11-24T08:00:00Z", "billed_minutes": 0}],
+            "shifts": [{"physician": "", "start": "2026-11-24T08:00:00Z", "end": "2026-11-24T07:00:00Z"}],
+        });
+        let errors = Roster::parse(&bad, &config()).unwrap_err();
+        let text = errors.join("\n");
+        for expected in [
+            "inpatients[0].camera: no camera \"ward-9\"",
+            "inpatients[1].bed: camera \"ward-3\" has no region \"bed-7\"",
+            "inpatients[1].patient: \"p-1\" is registered in two beds",
+            "dialysis_sessions[0].camera: \"ward-3\" is a ward camera, not dialysis_room",
+            "dialysis_sessions[0].billed_minutes",
+            "shifts[0].physician",
+            "shifts[0].end",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        assert_eq!(errors.len(), 7, "{text}");
+        let unknown = serde_json::json!({"inpatient": []});
+        assert!(Roster::parse(&unknown, &config()).unwrap_err()[0].contains("unknown field"));
+    }
+}

@@ -1,0 +1,109 @@
+//! Files sealed with AES-256-GCM under the box's data key: the gallery and the settlement faces.
+//!
+//! Layout: `magic` ‖ 12-byte random nonce ‖ AES-256-GCM(plaintext), the magic as associated data (a file
+//! of one kind cannot be passed off as the other). Written atomically: temp file (0600), fsync, rename,
+//! fsync the directory — a crash leaves the old file or the new one, never a mix.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SealedError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("key {path} is readable by others (mode {mode:o}); run `chmod 600 {path}`")]
+    KeyTooOpen { path: PathBuf, mode: u32 },
+    #[error("key {0} is not 32 bytes")]
+    BadKey(PathBuf),
+    #[error("{0} cannot be decrypted: wrong key, or the file was altered")]
+    Decrypt(PathBuf),
+    #[error("{0} is not a Vigil file of the expected kind")]
+    Format(PathBuf),
+}
+
+pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SealedError + '_ {
+    move |source| SealedError::Io { path: path.to_owned(), source }
+}
+
+/// The 32-byte data key.
+pub struct SealKey(LessSafeKey);
+
+impl SealKey {
+    /// Loads the key at `path`, creating it (mode 0600) if it does not exist yet; refuses a key others
+    /// can read.
+    pub fn load_or_create(path: &Path) -> Result<SealKey, SealedError> {
+        if !path.exists() {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(io(dir))?;
+            }
+            let mut bytes = [0u8; 32];
+            SystemRandom::new().fill(&mut bytes).map_err(|_| SealedError::BadKey(path.to_owned()))?;
+            let mut file =
+                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io(path))?;
+            file.write_all(&bytes).map_err(io(path))?;
+            file.sync_all().map_err(io(path))?;
+        }
+        let mode = std::fs::metadata(path).map_err(io(path))?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(SealedError::KeyTooOpen { path: path.to_owned(), mode });
+        }
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        let unbound = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| SealedError::BadKey(path.to_owned()))?;
+        Ok(SealKey(LessSafeKey::new(unbound)))
+    }
+
+    /// The plaintext of the sealed file at `path`, or None when there is no such file.
+    pub fn open(&self, path: &Path, magic: &'static [u8]) -> Result<Option<Vec<u8>>, SealedError> {
+        let data = match std::fs::read(path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(path)(e)),
+        };
+        let rest = data.strip_prefix(magic).ok_or_else(|| SealedError::Format(path.to_owned()))?;
+        if rest.len() < NONCE_LEN + 16 {
+            return Err(SealedError::Format(path.to_owned()));
+        }
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealedError::Format(path.to_owned()))?;
+        let mut sealed = sealed.to_vec();
+        let plain =
+            self.0.open_in_place(nonce, Aad::from(magic), &mut sealed).map_err(|_| SealedError::Decrypt(path.to_owned()))?;
+        Ok(Some(plain.to_vec()))
+    }
+
+    /// Encrypts `plain` and replaces the file at `path` atomically.
+    pub fn seal(&self, path: &Path, magic: &'static [u8], plain: Vec<u8>) -> Result<(), SealedError> {
+        let mut data = plain;
+        let mut nonce = [0u8; NONCE_LEN];
+        SystemRandom::new().fill(&mut nonce).map_err(|_| SealedError::Decrypt(path.to_owned()))?;
+        self.0
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(magic), &mut data)
+            .map_err(|_| SealedError::Decrypt(path.to_owned()))?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        let tmp = path.with_extension("tmp");
+        {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io(&tmp))?;
+            file.write_all(magic).map_err(io(&tmp))?;
+            file.write_all(&nonce).map_err(io(&tmp))?;
+            file.write_all(&data).map_err(io(&tmp))?;
+            file.sync_all().map_err(io(&tmp))?;
+        }
+        std::fs::rename(&tmp, path).map_err(io(path))?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+        }
+        Ok(())
+    }
+}
