@@ -4,7 +4,8 @@
 
 mod common;
 
-use std::process::Command;
+use common::agent::{Agent, Platform, kinds};
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use vigil::analyze::embedder::Embedding;
@@ -166,92 +167,78 @@ fn settlements_end_to_end_through_video_and_mqtt() {
     });
     let broker = Mosquitto::start(root);
     let sub = Subscriber::start(broker.port, "vigil/v1/hosp/edge/#");
-    let platform_pem = root.join("platform.pem");
-    let public = common::vigil().args(["keys", "init", "--file"]).arg(&platform_pem).output().unwrap();
-    assert!(public.status.success());
-    let public_pem = root.join("platform-public.pem");
-    let text = String::from_utf8_lossy(&public.stdout);
-    std::fs::write(&public_pem, text.split("base64:").next().unwrap()).unwrap();
+    let platform = Platform::new(root);
     let config = root.join("vigil.toml");
     std::fs::write(
         &config,
         format!(
-            "[site]\nid = \"hosp\"\ndevice_id = \"edge\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n\
-             [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nkeepalive_secs = 5\nplatform_public_key = \"{}\"\n\
+            "[site]\nid = \"hosp\"\ndevice_id = \"edge\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n{}\
              [evidence]\npre_roll_secs = 2\npost_roll_secs = 2\n\
              [[cameras]]\nid = \"window-1\"\nrole = \"settlement_window\"\nurl = \"file://{}\"\nloop = true\n\
              [[cameras]]\nid = \"window-2\"\nrole = \"settlement_window\"\nurl = \"file://{}\"\nloop = true\n",
-            broker.port,
-            public_pem.display(),
+            common::agent::mqtt_section(broker.port, &platform),
             window1.display(),
             window2.display()
         ),
     )
     .unwrap();
     assert!(common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap().status.success());
-    for (id, photo) in [("p-obama", "obama.jpg"), ("p-biden", "biden.jpg")] {
-        let out = common::vigil()
-            .args(["enroll", "--role", "patient", "--id", id, "--config"])
-            .arg(&config)
-            .arg(common::face_images().join(photo))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
-    let log = std::fs::File::create(root.join("agent.log")).unwrap();
-    /// Kills the agent even when an assertion fails first.
-    struct Agent(std::process::Child);
-    impl Drop for Agent {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut agent = Agent(common::vigil().arg("run").arg("--config").arg(&config).stderr(log).spawn().unwrap());
-    let kinds_in = |m: &[(String, Vec<u8>, bool)]| {
-        m.iter()
-            .filter(|(t, _, _)| t.contains("/events/"))
-            .filter_map(|(_, p, _)| serde_json::from_slice::<serde_json::Value>(p).ok())
-            .map(|p| p["kind"].as_str().unwrap_or("").to_owned())
-            .collect::<Vec<_>>()
-    };
-    let kinds = |sub: &Subscriber| kinds_in(&sub.messages.lock().unwrap());
+    // p-obama by `vigil enroll`; p-biden later, by the platform's `enroll` command.
+    let out = common::vigil()
+        .args(["enroll", "--role", "patient", "--id", "p-obama", "--config"])
+        .arg(&config)
+        .arg(common::face_images().join("obama.jpg"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let agent = Agent::start(&config, root.join("agent-1.log"));
     assert!(
         sub.wait_for(Duration::from_secs(20), |m| m.iter().any(|(t, p, _)| t.ends_with("/status") && p == b"online")),
         "agent not online"
     );
-    std::thread::sleep(Duration::from_secs(2));
+    let b64 = |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+    let photo_bytes = |name: &str| std::fs::read(common::face_images().join(name)).unwrap();
+    // An enrolment whose only photo is cut short is refused, naming the photo; a good one is enrolled.
+    let mut cut = photo_bytes("biden.jpg");
+    cut.truncate(cut.len() / 2);
+    let args = serde_json::json!({"id": "p-biden", "role": "patient", "images": [b64(&cut)]});
+    sub.publish("vigil/v1/hosp/edge/cmd/enroll", platform.sign("enroll", &args));
+    assert!(sub.wait_for(Duration::from_secs(20), |m| m.iter().any(|(t, _, _)| t.ends_with("/cmd-result/enroll"))));
+    let refused = sub.payloads("/cmd-result/enroll").remove(0);
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert!(refused["detail"].as_str().unwrap().contains("images[0]"), "{refused}");
+    let args = serde_json::json!({"id": "p-biden", "role": "patient", "images": [b64(&photo_bytes("biden.jpg"))]});
+    sub.publish("vigil/v1/hosp/edge/cmd/enroll", platform.sign("enroll", &args));
+    assert!(sub.wait_for(Duration::from_secs(20), |m| {
+        m.iter().filter(|(t, _, _)| t.ends_with("/cmd-result/enroll")).count() == 2
+    }));
+    let enrolled = sub.payloads("/cmd-result/enroll").remove(1);
+    assert_eq!(enrolled["ok"], true, "{enrolled}");
+    assert_eq!(enrolled["result"]["enrolled"], true, "{enrolled}");
+
     let send = |tx: &str, camera: &str, claimed: &str| {
         // Generous watches: face analysis in a debug build on a loaded 2-core machine manages a few frames a second.
         let watch = if camera == "window-2" { 10 } else { 25 };
-        let args = format!(
-            "{{\"camera\":\"{camera}\",\"claimed_id\":\"{claimed}\",\"transaction_id\":\"{tx}\",\"watch_secs\":{watch}}}"
-        );
-        let out = common::vigil()
-            .args(["sign-command", "--name", "settlement", "--args", &args, "--key"])
-            .arg(&platform_pem)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        sub.publish("vigil/v1/hosp/edge/cmd/settlement", out.stdout);
+        let args =
+            serde_json::json!({"camera": camera, "claimed_id": claimed, "transaction_id": tx, "watch_secs": watch});
+        sub.publish("vigil/v1/hosp/edge/cmd/settlement", platform.sign("settlement", &args));
     };
     send("tx-1", "window-1", "p-obama");
     assert!(
-        sub.wait_for(Duration::from_secs(30), |m| kinds_in(m).contains(&"settlement_verified".to_owned())),
-        "no verified: {:?}",
-        kinds(&sub)
+        sub.wait_for(Duration::from_secs(30), |m| kinds(m).contains(&"settlement_verified".to_owned())),
+        "no verified: {:?}\n{}",
+        kinds(&sub.messages.lock().unwrap()),
+        agent.log_text()
     );
     send("tx-2", "window-1", "p-biden");
     send("tx-3", "window-2", "p-obama");
     let want = ["settlement_identity_mismatch", "identity_shared_across_ids", "settlement_no_face"];
     let ok = sub.wait_for(Duration::from_secs(60), |m| {
-        let k = kinds_in(m);
-        want.iter().all(|w| k.contains(&w.to_string())) && k.iter().filter(|x| *x == "evidence_ready").count() >= 2
+        let k = kinds(m);
+        want.iter().all(|w| k.contains(&w.to_string())) && k.iter().filter(|x| *x == "evidence_ready").count() >= 3
     });
-    Command::new("kill").arg("-INT").arg(agent.0.id().to_string()).status().unwrap();
-    agent.0.wait().unwrap();
-    let log = std::fs::read_to_string(root.join("agent.log")).unwrap();
-    assert!(ok, "events: {:?}\nagent log:\n{log}", kinds(&sub));
+    let log = agent.stop();
+    assert!(ok, "events: {:?}\nagent log:\n{log}", kinds(&sub.messages.lock().unwrap()));
     let events = sub.payloads("/events/");
     let by_kind = |k: &str| events.iter().find(|e| e["kind"] == k).unwrap().clone();
     assert_eq!(by_kind("settlement_verified")["details"]["transaction_id"], "tx-1");
@@ -264,7 +251,30 @@ fn settlements_end_to_end_through_video_and_mqtt() {
     let results = sub.payloads("/cmd-result/settlement");
     assert_eq!(results.len(), 3);
     assert!(results.iter().all(|r| r["ok"] == true), "{results:?}");
-    // The mismatch's evidence verifies.
+
+    // The settlement faces outlive a restart (sealed on disk, not readable): the same face claiming a
+    // third id after the restart is caught against both earlier transactions.
+    let sealed = std::fs::read(root.join("state/settlement-faces.bin")).unwrap();
+    assert!(!String::from_utf8_lossy(&sealed).contains("tx-1"), "settlement faces must be encrypted");
+    let before = events.len();
+    let agent = Agent::start(&config, root.join("agent-2.log"));
+    std::thread::sleep(Duration::from_secs(3));
+    send("tx-4", "window-1", "p-carol");
+    let ok = sub.wait_for(Duration::from_secs(45), |m| {
+        kinds(m).iter().filter(|k| *k == "identity_shared_across_ids").count() >= 3
+    });
+    let log = agent.stop();
+    assert!(ok, "events: {:?}\nagent log:\n{log}", kinds(&sub.messages.lock().unwrap()));
+    let events = sub.payloads("/events/");
+    let mut others: Vec<_> = events[before..]
+        .iter()
+        .filter(|e| e["kind"] == "identity_shared_across_ids")
+        .map(|e| e["details"]["other_transaction_id"].as_str().unwrap().to_owned())
+        .collect();
+    others.sort();
+    assert_eq!(others, ["tx-1", "tx-2"]);
+
+    // The evidence verifies.
     let pem = root.join("device.pem");
     let public = common::vigil().args(["keys", "public", "--config"]).arg(&config).output().unwrap();
     std::fs::write(&pem, String::from_utf8_lossy(&public.stdout).split("base64:").next().unwrap()).unwrap();

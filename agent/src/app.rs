@@ -4,10 +4,10 @@
 //! thread taking the latest frame from the camera's [`FrameSlot`]. Decisions from all cameras go through
 //! one channel to the decision sink (for now: the log).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
@@ -20,19 +20,17 @@ use tracing::{error, info, warn};
 
 use crate::analyze::{Models, runtime};
 use crate::config::{Camera, Config, Role, redact_url};
+use crate::decide::physicians::{PhysicianEvent, SightingFilter};
 use crate::decide::settlement::{FaceObservation, SettledFace, SettlementRules, Verdict, Watch, shared_identity};
 use crate::decide::{Decision, DecisionKind};
 use crate::evidence::keys::DeviceKey;
 use crate::evidence::keys::PublicKey;
 use crate::evidence::store::Detection;
 use crate::evidence::store::{self, EvidenceRequest, Store};
-use crate::decide::physicians::{PhysicianEvent, SightingFilter};
-use handlers::{Enrolment, roster_handler, settlement_handler};
-use people::People;
-use crate::gallery::settlements::SettlementLog;
-use crate::gallery::{Gallery, Role as GalleryRole};
 use crate::gallery::quality::QualityThresholds;
 use crate::gallery::search::SearchIndex;
+use crate::gallery::settlements::SettlementLog;
+use crate::gallery::{Gallery, Role as GalleryRole};
 use crate::outbox::{NewRecord, Outbox};
 use crate::publish::commands::Registry;
 use crate::publish::events;
@@ -42,6 +40,8 @@ use crate::source::pipeline;
 use crate::source::recorder;
 use crate::source::slot::FrameSlot;
 use crate::source::tamper::{TamperChange, TamperDetector};
+use handlers::{Enrolment, roster_handler, settlement_handler};
+use people::People;
 
 /// Runs the agent with a validated configuration until SIGINT or SIGTERM.
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -264,7 +264,11 @@ fn observe_faces(
     let mut out = Vec::new();
     for face in faces {
         let chip = crate::analyze::align::extract_chip(img, &face.landmarks);
-        let good = crate::gallery::quality::assess(&face, &chip, thresholds).ok();
+        let quality = crate::gallery::quality::assess(&face, &chip, thresholds);
+        if !quality.ok() {
+            tracing::trace!(problems = %quality.problems.join("; "), "face below the quality gate");
+        }
+        let good = quality.ok();
         let embedding = if good { models.embedder.embed(std::slice::from_ref(&chip)).ok().map(|e| e[0]) } else { None };
         out.push(FaceObservation { bbox: face.bbox, embedding });
     }
@@ -301,7 +305,7 @@ fn start_camera(
     let reference = load_reference(&reference_path);
     let mut tamper = TamperDetector::new(config.tamper.clone(), reference.as_ref());
     let camera_id = camera.id.clone();
-    let thresholds = config.faces.quality();
+    let thresholds = config.faces.video_quality();
     let out = Outlet {
         camera: camera_id.clone(),
         decisions,
@@ -310,9 +314,8 @@ fn start_camera(
         pre_roll: Duration::from_secs(config.evidence.pre_roll_secs),
         post_roll: Duration::from_secs(config.evidence.post_roll_secs),
     };
-    let physicians_every = camera
-        .watch_physicians()
-        .then(|| Duration::from_secs_f64(config.physicians.scan_every_secs));
+    let physicians_every =
+        camera.watch_physicians().then(|| Duration::from_secs_f64(config.physicians.scan_every_secs));
     let mut sightings = SightingFilter::new(config.physicians.sighting_matches, Duration::from_secs(60));
     let match_distance = config.faces.match_distance;
     let analysis = std::thread::Builder::new().name(format!("ana-{}", camera.id)).spawn(move || {
@@ -342,8 +345,11 @@ fn start_camera(
             if scan_physicians {
                 last_scan = Some(std::time::Instant::now());
                 let index = faces.gallery.read().unwrap_or_else(|e| e.into_inner());
+                tracing::debug!(camera = %camera_id, faces = observed.len(),
+                    good = observed.iter().filter(|f| f.embedding.is_some()).count(), "physician scan");
                 for embedding in observed.iter().filter_map(|f| f.embedding.as_ref()) {
                     let Some(m) = index.best(embedding, Some(GalleryRole::Physician)) else { continue };
+                    tracing::debug!(camera = %camera_id, physician = %m.id, distance = m.distance, "physician match");
                     if m.distance < match_distance && sightings.matched(&m.id, frame.captured) {
                         faces.people.sighting(&m.id, &camera_id, frame.captured);
                     }
@@ -435,9 +441,8 @@ fn settle(
             ("claimed_id".to_owned(), claimed.clone()),
         ])
     };
-    let face = || {
-        outcome.bbox.map(|b| vec![Detection { label: "face".into(), bbox: b, score: 1.0 }]).unwrap_or_default()
-    };
+    let face =
+        || outcome.bbox.map(|b| vec![Detection { label: "face".into(), bbox: b, score: 1.0 }]).unwrap_or_default();
     let kind = match &outcome.verdict {
         Verdict::Verified { distance, .. } => DecisionKind::SettlementVerified {
             transaction_id: tx.clone(),

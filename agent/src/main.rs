@@ -121,7 +121,8 @@ enum Command {
         key: PathBuf,
         #[arg(long)]
         name: String,
-        /// Arguments, a JSON object.
+        /// Arguments, a JSON object; `@FILE` reads it from a file (enrolment photos are too large for a
+        /// command line).
         #[arg(long, default_value = "{}")]
         args: String,
         /// Default: random.
@@ -590,7 +591,14 @@ fn sign_command(
     let pair = ring::signature::Ed25519KeyPair::from_pkcs8(&der)
         .or_else(|_| ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der));
     let Ok(pair) = pair else { return fail(format!("{} is not an Ed25519 PKCS#8 key", key.display())) };
-    let args: serde_json::Value = match serde_json::from_str(args) {
+    let text = match args.strip_prefix('@') {
+        Some(file) => match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) => return fail(format!("--args @{file}: {e}")),
+        },
+        None => args.to_owned(),
+    };
+    let args: serde_json::Value = match serde_json::from_str(&text) {
         Ok(v @ serde_json::Value::Object(_)) => v,
         _ => return fail("--args must be a JSON object".into()),
     };

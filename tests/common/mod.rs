@@ -29,6 +29,7 @@ pub fn python() -> PathBuf {
     python
 }
 
+pub mod agent;
 pub mod media;
 pub mod mqtt;
 

@@ -33,7 +33,8 @@ pub fn settlement_handler(watches: HashMap<String, mpsc::Sender<Watch>>, default
     let watches = Mutex::new(watches);
     Box::new(move |command| {
         let args = &command.args;
-        let (camera, claimed, tx) = (text(args, "camera", 128)?, text(args, "claimed_id", 128)?, text(args, "transaction_id", 128)?);
+        let (camera, claimed, tx) =
+            (text(args, "camera", 128)?, text(args, "claimed_id", 128)?, text(args, "transaction_id", 128)?);
         let watch_for = args["watch_secs"].as_u64().map_or(default_watch, |s| Duration::from_secs(s.clamp(5, 600)));
         let watches = watches.lock().unwrap_or_else(|e| e.into_inner());
         let sender = watches.get(&camera).ok_or_else(|| format!("no settlement_window camera {camera:?}"))?;
@@ -76,7 +77,11 @@ impl Enrolment {
                 let items = match &args[name] {
                     Value::Null => return Ok(Vec::new()),
                     Value::Array(items) if items.len() <= MAX_ENROLMENT_ITEMS => items,
-                    _ => return Err(format!("args.{name} must be a list of at most {MAX_ENROLMENT_ITEMS} base64 strings")),
+                    _ => {
+                        return Err(format!(
+                            "args.{name} must be a list of at most {MAX_ENROLMENT_ITEMS} base64 strings"
+                        ));
+                    }
                 };
                 items
                     .iter()

@@ -48,12 +48,7 @@ impl People {
         };
         let mut physicians = Physicians::new(Duration::from_secs_f64(config.physicians.absent_after_mins * 60.0));
         physicians.set_shifts(&roster.shifts, SystemTime::now());
-        People {
-            roster: RwLock::new(roster),
-            physicians: Mutex::new(physicians),
-            stored,
-            file_seen: Mutex::new(None),
-        }
+        People { roster: RwLock::new(roster), physicians: Mutex::new(physicians), stored, file_seen: Mutex::new(None) }
     }
 
     pub fn roster(&self) -> std::sync::RwLockReadGuard<'_, Roster> {

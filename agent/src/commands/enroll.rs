@@ -34,7 +34,11 @@ impl Photo<'_> {
 }
 
 /// Checks one enrolment photo: exactly one face, large, sharp, clear and frontal enough.
-pub fn check_image(models: &mut Models, photo: &Photo, t: &QualityThresholds) -> (ImageVerdict, Option<(Vec<f32>, f32)>) {
+pub fn check_image(
+    models: &mut Models,
+    photo: &Photo,
+    t: &QualityThresholds,
+) -> (ImageVerdict, Option<(Vec<f32>, f32)>) {
     let name = photo.name();
     let reject = |reason: String, quality: Option<Quality>| {
         (ImageVerdict { image: name.clone(), accepted: false, reason: Some(reason), quality }, None)

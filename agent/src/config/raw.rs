@@ -415,9 +415,14 @@ pub struct Faces {
     /// Faces smaller than this (pixels, shorter side of the box) are not enrolled or decided on.
     #[serde(default = "default_min_face_px")]
     pub min_face_px: f32,
-    /// Faces whose aligned chip is less sharp than this (variance of the Laplacian) are refused.
+    /// Enrolment photos whose aligned face chip is less sharp than this (variance of the Laplacian) are
+    /// refused.
     #[serde(default = "default_min_sharpness")]
     pub min_sharpness: f64,
+    /// Video frames whose face chip is less sharp than this are not decided on (default 30: H.264 at
+    /// camera bitrates softens a face that measures 100+ as a photo to 50-60).
+    #[serde(default = "default_min_sharpness_video")]
+    pub min_sharpness_video: f64,
 }
 
 fn default_min_face_px() -> f32 {
@@ -428,13 +433,23 @@ fn default_min_sharpness() -> f64 {
     60.0
 }
 
+fn default_min_sharpness_video() -> f64 {
+    30.0
+}
+
 impl Faces {
+    /// The quality gate of enrolment photos.
     pub fn quality(&self) -> crate::gallery::quality::QualityThresholds {
         crate::gallery::quality::QualityThresholds {
             min_face_px: self.min_face_px,
             min_sharpness: self.min_sharpness,
             ..Default::default()
         }
+    }
+
+    /// The quality gate of faces in video frames.
+    pub fn video_quality(&self) -> crate::gallery::quality::QualityThresholds {
+        crate::gallery::quality::QualityThresholds { min_sharpness: self.min_sharpness_video, ..self.quality() }
     }
 }
 
@@ -446,6 +461,7 @@ impl Default for Faces {
             detector_max_side: default_face_max_side(),
             min_face_px: default_min_face_px(),
             min_sharpness: default_min_sharpness(),
+            min_sharpness_video: default_min_sharpness_video(),
         }
     }
 }

@@ -136,6 +136,13 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
     if !(64..=4096).contains(&faces.detector_max_side) {
         errors.add("faces.detector_max_side", format!("must be 64..4096 pixels, got {}", faces.detector_max_side));
     }
+    for (field, value) in
+        [("faces.min_sharpness", faces.min_sharpness), ("faces.min_sharpness_video", faces.min_sharpness_video)]
+    {
+        if !(0.0..=10_000.0).contains(&value) {
+            errors.add(field, format!("must be 0..10000, got {value}"));
+        }
+    }
     check_score(&mut errors, "persons.detector_threshold", config.persons.detector_threshold);
 
     let settlement = &config.settlement;
@@ -168,10 +175,8 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
         );
     }
     if !(0.2..=300.0).contains(&physicians.scan_every_secs) {
-        errors.add(
-            "physicians.scan_every_secs",
-            format!("must be 0.2..300 seconds, got {}", physicians.scan_every_secs),
-        );
+        errors
+            .add("physicians.scan_every_secs", format!("must be 0.2..300 seconds, got {}", physicians.scan_every_secs));
     }
     if !(1..=20).contains(&physicians.sighting_matches) {
         errors.add("physicians.sighting_matches", format!("must be 1..20, got {}", physicians.sighting_matches));

@@ -97,6 +97,7 @@ impl Decision {
             DecisionKind::CameraTamper { .. }
                 | DecisionKind::SettlementIdentityMismatch { .. }
                 | DecisionKind::SettlementNoFace { .. }
+                | DecisionKind::IdentitySharedAcrossIds { .. }
         )
     }
 

@@ -39,7 +39,13 @@ impl SightingFilter {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PhysicianEvent {
     /// On shift and not seen since `since` (the later of: shift start, watching start, last sighting).
-    Absent { physician: String, shift_start: SystemTime, shift_end: SystemTime, since: SystemTime, last_camera: Option<String> },
+    Absent {
+        physician: String,
+        shift_start: SystemTime,
+        shift_end: SystemTime,
+        since: SystemTime,
+        last_camera: Option<String>,
+    },
     /// The shift is over: what was seen of the physician during it.
     ShiftSummary(ShiftSummary),
 }
@@ -138,8 +144,7 @@ impl Physicians {
             let (physician, start, end) = key;
             let since = state.last_seen.unwrap_or(state.watched_from).max(state.watched_from);
             let horizon = now.min(*end);
-            if !state.absent && horizon.duration_since(since).unwrap_or_default() >= self.absent_after && now > since
-            {
+            if !state.absent && horizon.duration_since(since).unwrap_or_default() >= self.absent_after && now > since {
                 state.absent = true;
                 state.absences += 1;
                 events.push(PhysicianEvent::Absent {

@@ -70,8 +70,10 @@ impl SealKey {
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealedError::Format(path.to_owned()))?;
         let mut sealed = sealed.to_vec();
-        let plain =
-            self.0.open_in_place(nonce, Aad::from(magic), &mut sealed).map_err(|_| SealedError::Decrypt(path.to_owned()))?;
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from(magic), &mut sealed)
+            .map_err(|_| SealedError::Decrypt(path.to_owned()))?;
         Ok(Some(plain.to_vec()))
     }
 

@@ -1,0 +1,92 @@
+//! A running `vigil run` and the platform that talks to it: the platform's signing key, signed commands,
+//! and the agent process (killed on drop, so a failing assertion leaves nothing running).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+/// The platform's Ed25519 key pair, made with `vigil keys init --file`.
+pub struct Platform {
+    pub private_pem: PathBuf,
+    pub public_pem: PathBuf,
+}
+
+impl Platform {
+    pub fn new(dir: &Path) -> Platform {
+        let private_pem = dir.join("platform.pem");
+        let out = super::vigil().args(["keys", "init", "--file"]).arg(&private_pem).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let public_pem = dir.join("platform-public.pem");
+        let text = String::from_utf8_lossy(&out.stdout);
+        std::fs::write(&public_pem, text.split("base64:").next().unwrap()).unwrap();
+        Platform { private_pem, public_pem }
+    }
+
+    /// A signed command, as `vigil sign-command` makes it.
+    pub fn sign(&self, name: &str, args: &serde_json::Value) -> Vec<u8> {
+        let file = self.private_pem.with_file_name(format!("args-{}.json", uuid::Uuid::now_v7()));
+        std::fs::write(&file, args.to_string()).unwrap();
+        let out = super::vigil()
+            .args(["sign-command", "--name", name, "--args", &format!("@{}", file.display()), "--key"])
+            .arg(&self.private_pem)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+}
+
+/// `vigil run --config F` with its log in `<dir>/agent-N.log`.
+pub struct Agent {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Agent {
+    pub fn start(config: &Path, log: PathBuf) -> Agent {
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = super::vigil();
+        if let Ok(filter) = std::env::var("VIGIL_TEST_LOG") {
+            cmd.env("VIGIL_LOG", filter);
+        }
+        let child = cmd.arg("run").arg("--config").arg(config).stderr(file).spawn().unwrap();
+        Agent { child, log }
+    }
+
+    /// SIGINT, wait for the clean exit; returns the log.
+    pub fn stop(mut self) -> String {
+        Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status().unwrap();
+        let status = self.child.wait().unwrap();
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(status.success(), "agent exit {status}; log:\n{log}");
+        log
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `kind` of every event message received.
+pub fn kinds(messages: &[(String, Vec<u8>, bool)]) -> Vec<String> {
+    messages
+        .iter()
+        .filter(|(t, _, _)| t.contains("/events/"))
+        .filter_map(|(_, p, _)| serde_json::from_slice::<serde_json::Value>(p).ok())
+        .map(|p| p["kind"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// Writes the `[mqtt]` part of a test config for a broker on `port` and this platform's key.
+pub fn mqtt_section(port: u16, platform: &Platform) -> String {
+    format!(
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nkeepalive_secs = 5\nplatform_public_key = \"{}\"\n",
+        platform.public_pem.display()
+    )
+}
