@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod presence;
+pub mod rollcall;
 pub mod settlement;
 
 use std::time::SystemTime;
