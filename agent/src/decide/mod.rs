@@ -3,6 +3,7 @@
 //! This first part covers camera health; face and presence rules join it in later stages.
 
 pub mod clock;
+pub mod dialysis;
 pub mod presence;
 pub mod rollcall;
 pub mod settlement;
