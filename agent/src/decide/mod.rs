@@ -2,7 +2,11 @@
 //!
 //! Camera health, settlement verification, physician presence; bed and chair presence.
 
+pub mod clock;
+pub mod dialysis;
 pub mod physicians;
+pub mod presence;
+pub mod rollcall;
 pub mod roster;
 pub mod settlement;
 

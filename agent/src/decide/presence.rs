@@ -1,0 +1,897 @@
+//! Region occupancy: is someone in this bed / dialysis chair, and since when.
+//!
+//! Two per-frame signals, then time:
+//! 1. **Person boxes by area.** A point test (box centre, feet) fails for people lying down: a lying
+//!    person's box is wide and its centre may sit on the bed's edge. So a box is judged by how much of
+//!    it lies in the region (`inside`) and how much of the region it covers (`cover`), both computed
+//!    exactly (the polygon clipped by the box, Sutherland–Hodgman, shoelace area).
+//! 2. **Difference from the empty region.** The detector misses people under blankets. The region's
+//!    look is compared with a reference frame taken when it was known empty, after normalising both for
+//!    brightness, so lights going on or off do not count as a person.
+//!
+//! A frame's raw verdict then goes through `OccupancyTracker`: it must hold for a while before the
+//! state flips (a nurse walking past does not fill a bed; a patient fetching water does not empty it),
+//! and the flip is backdated to when the raw signal started, so the timeline says when the patient
+//! really left. Time counts, not frames: presence cameras decode keyframes only (one every 1–4 s).
+//!
+//! Mistakes are not symmetric here: "empty" may end up as an accusation (a hanging bed, a short
+//! dialysis), "occupied" only as a missed one. Where a rule must guess, it guesses occupied.
+
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime};
+
+use image::RgbImage;
+use serde::Serialize;
+
+use crate::analyze::boxes::{self, BBox};
+use crate::analyze::person_detector::Person;
+
+/// Thresholds of the occupancy rules (config `[presence]`); see each default for why.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PresenceSettings {
+    /// Person detections below this score are ignored for presence. Default 0.35, the detector's own
+    /// threshold; raise it to ask presence for surer detections than other uses.
+    pub min_score: f32,
+    /// Share of a person box that must lie in the region. Default 0.5: more of the person is on the
+    /// bed than off it. Lying in bed gives 0.8–1; sitting up in bed (head and shoulders above the bed
+    /// in the picture) about 0.6; a nurse standing beside the bed, whose box only clips the edge, 0.1–0.35.
+    pub min_inside: f64,
+    /// Share of the region the box must cover at the same time. Default 0.1: a person in a bed covers
+    /// 30–70 % of it; this rules out small boxes that fall inside a region only by perspective (someone
+    /// far behind the bed) and a hand or head reaching over the edge.
+    pub min_cover: f64,
+    /// A box covering this share of the region counts whatever `inside` says. Default 0.6: a region
+    /// drawn tight around a chair seat, with the seated patient's box overhanging it on every side.
+    pub full_cover: f64,
+    /// When the detector sees nobody, a region this different from its empty reference (0..1, see
+    /// `RegionSignature::changed`) still counts as occupied. Default 0.12, about a quarter of the region
+    /// changed by half its brightness. Measured on the tests' synthetic bed: sensor noise (±10 grey
+    /// levels) 0.003, the room 30 % darker 0.0002, 30 % brighter with the sheet clipping at white 0.04,
+    /// a body-sized striped blanket over 45 % of the bed 0.19. Set it from real empty/occupied frames.
+    pub changed_occupied: f64,
+    /// Raw-occupied must hold this long before the region becomes Occupied. Default 20 s: longer than
+    /// someone walking past or leaning over (a few seconds), short enough to catch a patient who
+    /// lies down only for a roll-call.
+    pub enter_secs: u64,
+    /// Raw-empty must hold this long before the region becomes Empty. Default 60 s: a patient getting
+    /// up for a minute is not absent, and a missed detection or two (blankets, occlusion by staff)
+    /// does not empty a bed.
+    pub leave_secs: u64,
+    /// Frames further apart than this mean the camera was not watching: the time between is Unknown.
+    /// Default 30 s: several missed keyframes (1–4 s apart) are tolerated, an outage is not counted
+    /// as presence or absence.
+    pub max_gap_secs: u64,
+    /// How much timeline is kept. Default 24 h: longer than any dialysis session and the span between
+    /// roll-calls; older intervals are dropped.
+    pub horizon_secs: u64,
+}
+
+impl Default for PresenceSettings {
+    fn default() -> Self {
+        PresenceSettings {
+            min_score: 0.35,
+            min_inside: 0.5,
+            min_cover: 0.1,
+            full_cover: 0.6,
+            changed_occupied: 0.12,
+            enter_secs: 20,
+            leave_secs: 60,
+            max_gap_secs: 30,
+            horizon_secs: 86_400,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Geometry
+
+/// A region of the picture in pixels (mapped from the config's normalised points), any simple polygon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Polygon {
+    points: Vec<[f64; 2]>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PolygonError {
+    #[error("polygon needs ≥3 points, got {0}")]
+    TooFewPoints(usize),
+    #[error("point {0} is not an [x, y] pair of finite numbers")]
+    NotAPoint(usize),
+    #[error("polygon has no area")]
+    NoArea,
+}
+
+impl Polygon {
+    /// Maps normalised points (0..1, origin top left) onto a `width`×`height` frame.
+    pub fn from_normalised(points: &[[f64; 2]], width: u32, height: u32) -> Result<Polygon, PolygonError> {
+        if points.len() < 3 {
+            return Err(PolygonError::TooFewPoints(points.len()));
+        }
+        if let Some(i) = points.iter().position(|p| !p[0].is_finite() || !p[1].is_finite()) {
+            return Err(PolygonError::NotAPoint(i));
+        }
+        let (w, h) = (f64::from(width), f64::from(height));
+        let polygon = Polygon { points: points.iter().map(|p| [p[0] * w, p[1] * h]).collect() };
+        if polygon.area() <= 0.0 {
+            return Err(PolygonError::NoArea);
+        }
+        Ok(polygon)
+    }
+
+    /// The same from the config's form, `[[x, y], …]` (`cameras.regions.<name>`).
+    pub fn from_config(points: &[Vec<f64>], width: u32, height: u32) -> Result<Polygon, PolygonError> {
+        let pairs: Vec<[f64; 2]> = points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match p.as_slice() {
+                [x, y] => Ok([*x, *y]),
+                _ => Err(PolygonError::NotAPoint(i)),
+            })
+            .collect::<Result<_, _>>()?;
+        Polygon::from_normalised(&pairs, width, height)
+    }
+
+    /// Corners in pixels, in the configured order.
+    pub fn points(&self) -> &[[f64; 2]] {
+        &self.points
+    }
+
+    /// Area in square pixels.
+    pub fn area(&self) -> f64 {
+        shoelace(&self.points)
+    }
+
+    /// Smallest axis-aligned box holding the polygon, in pixels.
+    pub fn bounds(&self) -> BBox {
+        let mut b = [f64::MAX, f64::MAX, f64::MIN, f64::MIN];
+        for p in &self.points {
+            b = [b[0].min(p[0]), b[1].min(p[1]), b[2].max(p[0]), b[3].max(p[1])];
+        }
+        b.map(|v| v as f32)
+    }
+
+    /// Whether a point lies inside (even-odd rule).
+    pub fn contains(&self, x: f64, y: f64) -> bool {
+        let n = self.points.len();
+        let mut inside = false;
+        for i in 0..n {
+            let (a, b) = (self.points[i], self.points[(i + n - 1) % n]);
+            if (a[1] > y) != (b[1] > y) && x < a[0] + (y - a[1]) * (b[0] - a[0]) / (b[1] - a[1]) {
+                inside = !inside;
+            }
+        }
+        inside
+    }
+
+    /// Exact area of the polygon inside an axis-aligned box: the polygon clipped by the box's four
+    /// half-planes (Sutherland–Hodgman; correct for concave polygons too, whose clipped outline may
+    /// run along the box edge twice, adding no area), then its shoelace area.
+    pub fn intersection_area(&self, b: &BBox) -> f64 {
+        let [x1, y1, x2, y2] = b.map(f64::from);
+        if x2 <= x1 || y2 <= y1 {
+            return 0.0;
+        }
+        let mut clipped = self.points.clone();
+        for (axis, bound, keep_above) in [(0, x1, true), (0, x2, false), (1, y1, true), (1, y2, false)] {
+            clipped = clip(&clipped, axis, bound, keep_above);
+            if clipped.len() < 3 {
+                return 0.0;
+            }
+        }
+        shoelace(&clipped)
+    }
+}
+
+fn shoelace(points: &[[f64; 2]]) -> f64 {
+    let n = points.len();
+    let twice: f64 = (0..n)
+        .map(|i| {
+            let (a, b) = (points[i], points[(i + 1) % n]);
+            a[0] * b[1] - b[0] * a[1]
+        })
+        .sum();
+    twice.abs() / 2.0
+}
+
+/// One Sutherland–Hodgman step: keeps the part of the polygon where `p[axis]` is ≥ `bound`
+/// (`keep_above`) or ≤ it.
+fn clip(points: &[[f64; 2]], axis: usize, bound: f64, keep_above: bool) -> Vec<[f64; 2]> {
+    let inside = |p: [f64; 2]| if keep_above { p[axis] >= bound } else { p[axis] <= bound };
+    let cross = |a: [f64; 2], b: [f64; 2]| {
+        let t = (bound - a[axis]) / (b[axis] - a[axis]);
+        let mut p = [a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])];
+        p[axis] = bound;
+        p
+    };
+    let mut out = Vec::with_capacity(points.len() + 2);
+    for (i, &cur) in points.iter().enumerate() {
+        let prev = points[(i + points.len() - 1) % points.len()];
+        match (inside(prev), inside(cur)) {
+            (true, true) => out.push(cur),
+            (true, false) => out.push(cross(prev, cur)),
+            (false, true) => {
+                out.push(cross(prev, cur));
+                out.push(cur);
+            }
+            (false, false) => {}
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Signal 1: person boxes
+
+/// How one person box sits on a region.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Overlap {
+    /// Share of the person box inside the region, 0..1.
+    pub inside: f64,
+    /// Share of the region covered by the person box, 0..1.
+    pub cover: f64,
+    pub score: f32,
+}
+
+impl Overlap {
+    pub fn of(region: &Polygon, person: &Person) -> Overlap {
+        let common = region.intersection_area(&person.bbox);
+        let ratio = |whole: f64| if whole > 0.0 { (common / whole).min(1.0) } else { 0.0 };
+        Overlap {
+            inside: ratio(f64::from(boxes::area(&person.bbox))),
+            cover: ratio(region.area()),
+            score: person.score,
+        }
+    }
+
+    /// Whether this box alone puts a person in the region (thresholds: `PresenceSettings`).
+    pub fn occupies(&self, settings: &PresenceSettings) -> bool {
+        self.score >= settings.min_score
+            && ((self.inside >= settings.min_inside && self.cover >= settings.min_cover)
+                || self.cover >= settings.full_cover)
+    }
+}
+
+/// The detector's verdict on a region, with the box that decided it (or, when none did, the one
+/// covering the region most, for diagnostics).
+pub fn detector_occupied(region: &Polygon, persons: &[Person], settings: &PresenceSettings) -> (bool, Option<Overlap>) {
+    let overlaps: Vec<Overlap> = persons
+        .iter()
+        .map(|p| Overlap::of(region, p))
+        .filter(|o| o.inside > 0.0 && o.score >= settings.min_score)
+        .collect();
+    if let Some(o) = overlaps.iter().filter(|o| o.occupies(settings)).max_by(|a, b| a.cover.total_cmp(&b.cover)) {
+        return (true, Some(*o));
+    }
+    (false, overlaps.into_iter().max_by(|a, b| a.cover.total_cmp(&b.cover)))
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Signal 2: difference from the empty reference
+
+/// Cells along the longer side of a region's bounding box: coarse enough to average away sensor noise
+/// and small misregistration, fine enough to see a body (a bed is ~6 cells wide across a lying person).
+const GRID_CELLS: usize = 24;
+/// A cell belongs to the region when at least this share of it is inside the polygon.
+const CELL_IN_REGION: f64 = 0.5;
+/// At most this many pixels are read along each side of a cell (a stride beyond that).
+const CELL_SAMPLES: usize = 8;
+/// Below this mean luma (grey levels) a region is too dark to compare (lights off, no IR).
+const TOO_DARK: f64 = 8.0;
+
+/// A region's look: the luma of a coarse grid over its bounding box, cells outside the polygon left
+/// out, each divided by the mean over the region (relative brightness, so a global change of light
+/// divides out). Store one of the empty region instead of a whole reference frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionSignature {
+    frame: (u32, u32),
+    /// Relative brightness per grid cell, None outside the polygon.
+    cells: Vec<Option<f64>>,
+}
+
+impl RegionSignature {
+    /// None when the region is outside the frame, smaller than a cell, or too dark to compare.
+    pub fn of(img: &RgbImage, region: &Polygon) -> Option<RegionSignature> {
+        let (w, h) = (f64::from(img.width()), f64::from(img.height()));
+        let b = region.bounds().map(f64::from);
+        let (x0, y0, x1, y1) = (b[0].clamp(0.0, w), b[1].clamp(0.0, h), b[2].clamp(0.0, w), b[3].clamp(0.0, h));
+        let (bw, bh) = (x1 - x0, y1 - y0);
+        if bw < 1.0 || bh < 1.0 {
+            return None;
+        }
+        let longer = bw.max(bh);
+        let gw = ((GRID_CELLS as f64 * bw / longer).round() as usize).max(1);
+        let gh = ((GRID_CELLS as f64 * bh / longer).round() as usize).max(1);
+        let (cw, ch) = (bw / gw as f64, bh / gh as f64);
+        let mut cells = Vec::with_capacity(gw * gh);
+        for gy in 0..gh {
+            for gx in 0..gw {
+                let cell =
+                    [x0 + gx as f64 * cw, y0 + gy as f64 * ch, x0 + (gx + 1) as f64 * cw, y0 + (gy + 1) as f64 * ch];
+                let in_region = region.intersection_area(&cell.map(|v| v as f32)) >= CELL_IN_REGION * cw * ch;
+                cells.push(in_region.then(|| mean_luma(img, cell)));
+            }
+        }
+        let values: Vec<f64> = cells.iter().flatten().copied().collect();
+        let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
+        if values.is_empty() || mean < TOO_DARK {
+            return None;
+        }
+        Some(RegionSignature {
+            frame: (img.width(), img.height()),
+            cells: cells.into_iter().map(|c| c.map(|v| v / mean)).collect(),
+        })
+    }
+
+    /// How different two looks of the same region are, 0..1: the mean absolute difference of relative
+    /// brightness per cell, each cell's capped at 1 (a cell that doubled or went dark counts fully).
+    /// None when they are of different frame sizes (a reference from another stream resolution).
+    pub fn changed(&self, other: &RegionSignature) -> Option<f64> {
+        if self.frame != other.frame || self.cells.len() != other.cells.len() {
+            return None;
+        }
+        let diffs: Vec<f64> = self
+            .cells
+            .iter()
+            .zip(&other.cells)
+            .filter_map(|(a, b)| Some((a.as_ref()? - b.as_ref()?).abs().min(1.0)))
+            .collect();
+        (!diffs.is_empty()).then(|| diffs.iter().sum::<f64>() / diffs.len() as f64)
+    }
+}
+
+/// BT.601 luma averaged over (a sample of) the pixels of a cell `[x1, y1, x2, y2]`.
+fn mean_luma(img: &RgbImage, cell: [f64; 4]) -> f64 {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let (x0, y0) = ((cell[0] as usize).min(w - 1), (cell[1] as usize).min(h - 1));
+    let (x1, y1) = ((cell[2].ceil() as usize).clamp(x0 + 1, w), (cell[3].ceil() as usize).clamp(y0 + 1, h));
+    let (sx, sy) = (((x1 - x0) / CELL_SAMPLES).max(1), ((y1 - y0) / CELL_SAMPLES).max(1));
+    let raw = img.as_raw();
+    let (mut sum, mut n) = (0.0, 0usize);
+    for y in (y0..y1).step_by(sy) {
+        for x in (x0..x1).step_by(sx) {
+            let i = (y * w + x) * 3;
+            sum += 0.299 * f64::from(raw[i]) + 0.587 * f64::from(raw[i + 1]) + 0.114 * f64::from(raw[i + 2]);
+            n += 1;
+        }
+    }
+    sum / n as f64
+}
+
+/// How different the region looks in `current` from `reference` (a frame taken when it was empty),
+/// 0..1; None when either cannot be compared (see `RegionSignature`).
+pub fn region_change(current: &RgbImage, reference: &RgbImage, region: &Polygon) -> Option<f64> {
+    RegionSignature::of(current, region)?.changed(&RegionSignature::of(reference, region)?)
+}
+
+/// A frame's raw verdict on one region and what it rested on.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FrameEvidence {
+    /// The person box that decided, or the one covering the region most.
+    pub best: Option<Overlap>,
+    pub detector: bool,
+    /// Difference from the empty reference, when there is one and it was needed.
+    pub changed: Option<f64>,
+    pub occupied: bool,
+}
+
+/// Combines the two signals. The detector decides when it sees someone. When it sees nobody, a
+/// region that differs strongly from its empty look still counts as occupied: a patient under a
+/// blanket is often missed by the detector but changes the bed's shading and outline. Without a
+/// reference the detector alone decides.
+pub fn frame_evidence(
+    region: &Polygon,
+    persons: &[Person],
+    changed: Option<f64>,
+    settings: &PresenceSettings,
+) -> FrameEvidence {
+    let (detector, best) = detector_occupied(region, persons, settings);
+    let occupied = detector || changed.is_some_and(|c| c >= settings.changed_occupied);
+    FrameEvidence { best, detector, changed, occupied }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Time: hysteresis and the timeline
+
+/// What is known about a region at one time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Occupancy {
+    Occupied,
+    Empty,
+    /// No decision: before the first one, or while the camera was not delivering frames.
+    Unknown,
+}
+
+/// A stretch of time `[from, to)` in one state.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Interval {
+    pub state: Occupancy,
+    #[serde(with = "super::humantime_serde_compat")]
+    pub from: SystemTime,
+    #[serde(with = "super::humantime_serde_compat")]
+    pub to: SystemTime,
+}
+
+/// The region's state changed to `to`, effective from `at` (backdated to when the signal started).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StateChange {
+    pub from: Occupancy,
+    pub to: Occupancy,
+    #[serde(with = "super::humantime_serde_compat")]
+    pub at: SystemTime,
+}
+
+/// The occupancy of one region over time, from raw per-frame verdicts.
+///
+/// A raw value must hold `enter_secs` (occupied) or `leave_secs` (empty) before the state follows it,
+/// and the new state then starts when the raw value started. The state is Unknown until the first
+/// decision and from a frame followed by a gap longer than `max_gap_secs` until the next decision.
+/// Known time ends at the last frame: queries treat later time as Unknown until frames arrive. The
+/// last `leave_secs` / `enter_secs` before the latest frame may still be revised by a backdated change.
+#[derive(Debug, Clone)]
+pub struct OccupancyTracker {
+    settings: PresenceSettings,
+    /// Finished intervals, oldest first, none older than the horizon.
+    closed: VecDeque<Interval>,
+    state: Occupancy,
+    /// Start of the current state; it lasts until `last_frame`.
+    since: SystemTime,
+    last_frame: Option<SystemTime>,
+    /// The current raw value and the time of the first frame that showed it.
+    run: Option<(bool, SystemTime)>,
+}
+
+impl OccupancyTracker {
+    pub fn new(settings: PresenceSettings) -> OccupancyTracker {
+        OccupancyTracker {
+            settings,
+            closed: VecDeque::new(),
+            state: Occupancy::Unknown,
+            since: SystemTime::UNIX_EPOCH,
+            last_frame: None,
+            run: None,
+        }
+    }
+
+    /// Feeds one frame's raw verdict. Returns the state change this frame caused, if any (after a
+    /// camera gap, the latest of them: the gap's Unknown is in the timeline). Frames older than the
+    /// latest one are ignored.
+    pub fn observe(&mut self, t: SystemTime, raw_occupied: bool) -> Option<StateChange> {
+        let mut change = None;
+        match self.last_frame {
+            None => self.since = t,
+            Some(last) if t < last => return None,
+            Some(last) if t.duration_since(last).unwrap_or_default() > secs(self.settings.max_gap_secs) => {
+                change = self.switch(Occupancy::Unknown, last);
+                self.run = None;
+            }
+            Some(_) => {}
+        }
+        self.last_frame = Some(t);
+        let (value, started) = match self.run {
+            Some((v, started)) if v == raw_occupied => (v, started),
+            _ => (raw_occupied, t),
+        };
+        self.run = Some((value, started));
+        let (target, hold) = if value {
+            (Occupancy::Occupied, self.settings.enter_secs)
+        } else {
+            (Occupancy::Empty, self.settings.leave_secs)
+        };
+        if self.state != target && t.duration_since(started).unwrap_or_default() >= secs(hold) {
+            change = self.switch(target, started.max(self.since));
+        }
+        self.prune(t);
+        change
+    }
+
+    /// The current state (as of the latest frame).
+    pub fn state(&self) -> Occupancy {
+        self.state
+    }
+
+    pub fn last_frame(&self) -> Option<SystemTime> {
+        self.last_frame
+    }
+
+    /// The state at `t`: Unknown outside the kept timeline.
+    pub fn state_at(&self, t: SystemTime) -> Occupancy {
+        if self.last_frame.is_some_and(|last| t >= self.since && t <= last) {
+            return self.state;
+        }
+        self.closed.iter().find(|i| i.from <= t && t < i.to).map_or(Occupancy::Unknown, |i| i.state)
+    }
+
+    /// Seconds of `[from, to)` the region was Occupied.
+    pub fn occupied_secs(&self, from: SystemTime, to: SystemTime) -> f64 {
+        self.secs_in(Occupancy::Occupied, from, to)
+    }
+
+    /// Seconds of `[from, to)` the region was Empty.
+    pub fn empty_secs(&self, from: SystemTime, to: SystemTime) -> f64 {
+        self.secs_in(Occupancy::Empty, from, to)
+    }
+
+    /// Seconds of `[from, to)` nothing was known (no decision yet, camera not delivering, after the
+    /// latest frame, or before the horizon).
+    pub fn unknown_secs(&self, from: SystemTime, to: SystemTime) -> f64 {
+        let total = to.duration_since(from).unwrap_or_default().as_secs_f64();
+        (total - self.occupied_secs(from, to) - self.empty_secs(from, to)).max(0.0)
+    }
+
+    /// The kept timeline, oldest first, the current state last (ending at the latest frame).
+    pub fn timeline(&self) -> impl Iterator<Item = Interval> + '_ {
+        let current = self
+            .last_frame
+            .map(|last| Interval { state: self.state, from: self.since, to: last })
+            .filter(|i| i.to > i.from);
+        self.closed.iter().copied().chain(current)
+    }
+
+    fn secs_in(&self, state: Occupancy, from: SystemTime, to: SystemTime) -> f64 {
+        self.timeline()
+            .filter(|i| i.state == state)
+            .map(|i| i.to.min(to).duration_since(i.from.max(from)).unwrap_or_default().as_secs_f64())
+            .sum()
+    }
+
+    /// Ends the current state at `at` and starts `state` there.
+    fn switch(&mut self, state: Occupancy, at: SystemTime) -> Option<StateChange> {
+        if state == self.state {
+            return None;
+        }
+        let change = StateChange { from: self.state, to: state, at };
+        if at > self.since {
+            self.closed.push_back(Interval { state: self.state, from: self.since, to: at });
+            self.since = at;
+        } else if let Some(prev) = self.closed.back().filter(|p| p.state == state && p.to == self.since) {
+            // The state being left lasted no time: continue the one before it.
+            self.since = prev.from;
+            self.closed.pop_back();
+        }
+        self.state = state;
+        Some(change)
+    }
+
+    fn prune(&mut self, now: SystemTime) {
+        let Some(horizon) = now.checked_sub(secs(self.settings.horizon_secs)) else { return };
+        while self.closed.front().is_some_and(|i| i.to <= horizon) {
+            self.closed.pop_front();
+        }
+    }
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// One region, both signals, over time
+
+/// What one frame did to a region.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RegionUpdate {
+    pub evidence: FrameEvidence,
+    pub change: Option<StateChange>,
+}
+
+/// A bed or chair on a camera: its polygon, its empty look (when known) and its occupancy timeline.
+#[derive(Debug, Clone)]
+pub struct RegionMonitor {
+    pub name: String,
+    pub polygon: Polygon,
+    pub tracker: OccupancyTracker,
+    settings: PresenceSettings,
+    reference: Option<RegionSignature>,
+}
+
+impl RegionMonitor {
+    pub fn new(name: &str, polygon: Polygon, settings: PresenceSettings) -> RegionMonitor {
+        RegionMonitor {
+            name: name.into(),
+            polygon,
+            tracker: OccupancyTracker::new(settings),
+            settings,
+            reference: None,
+        }
+    }
+
+    /// Takes the region's empty look from a frame in which it is known to be empty (staff confirmed,
+    /// or the detector saw nobody for long). Returns false when the region cannot be compared in this
+    /// frame (too dark, outside the frame). The reference must match the camera's mode: a day-colour
+    /// reference compared with a night infrared picture differs everywhere (and so counts occupied).
+    pub fn set_reference(&mut self, empty_frame: &RgbImage) -> bool {
+        self.reference = RegionSignature::of(empty_frame, &self.polygon);
+        self.reference.is_some()
+    }
+
+    pub fn has_reference(&self) -> bool {
+        self.reference.is_some()
+    }
+
+    /// Judges one analysed frame and feeds the verdict to the timeline. The reference comparison is
+    /// skipped when the detector already sees someone.
+    pub fn observe(&mut self, frame: &RgbImage, persons: &[Person], t: SystemTime) -> RegionUpdate {
+        let mut evidence = frame_evidence(&self.polygon, persons, None, &self.settings);
+        if let (false, Some(reference)) = (evidence.detector, &self.reference) {
+            let changed = RegionSignature::of(frame, &self.polygon).and_then(|s| s.changed(reference));
+            evidence = frame_evidence(&self.polygon, persons, changed, &self.settings);
+        }
+        let change = self.tracker.observe(t, evidence.occupied);
+        RegionUpdate { evidence, change }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: u32 = 320;
+    const H: u32 = 240;
+
+    fn t(s: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s)
+    }
+
+    fn person(bbox: BBox) -> Person {
+        Person { bbox, score: 0.8 }
+    }
+
+    /// A bed seen from the foot end, slightly in perspective: 0.3..0.7 wide at the top, 0.25..0.75 at
+    /// the bottom, 0.2..0.9 high → on 320×240 about 144 px wide and 168 px tall.
+    fn bed() -> Polygon {
+        Polygon::from_normalised(&[[0.3, 0.2], [0.7, 0.2], [0.75, 0.9], [0.25, 0.9]], W, H).unwrap()
+    }
+
+    #[test]
+    fn areas_and_intersections_are_exact() {
+        let square = Polygon::from_normalised(&[[0.0, 0.0], [0.5, 0.0], [0.5, 0.5], [0.0, 0.5]], 100, 100).unwrap();
+        assert_eq!(square.area(), 2500.0);
+        assert_eq!(square.intersection_area(&[25.0, 25.0, 75.0, 75.0]), 625.0);
+        assert_eq!(square.intersection_area(&[60.0, 60.0, 90.0, 90.0]), 0.0);
+        assert_eq!(square.intersection_area(&[-10.0, -10.0, 200.0, 200.0]), 2500.0);
+        // Right triangle (0,0) (100,0) (0,100): the box [0,0,50,50] lies wholly under the hypotenuse.
+        let tri = Polygon::from_normalised(&[[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], 100, 100).unwrap();
+        assert_eq!(tri.area(), 5000.0);
+        assert!((tri.intersection_area(&[0.0, 0.0, 50.0, 50.0]) - 2500.0).abs() < 1e-9);
+        // [50,0,100,100] holds the triangle's corner with legs 50: 1250.
+        assert!((tri.intersection_area(&[50.0, 0.0, 100.0, 100.0]) - 1250.0).abs() < 1e-9);
+        // A concave L: a 100×100 square minus its top-right 50×50 quarter, clipped by a box over the notch.
+        let l = Polygon::from_normalised(
+            &[[0.0, 0.0], [0.5, 0.0], [0.5, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]],
+            100,
+            100,
+        )
+        .unwrap();
+        assert_eq!(l.area(), 7500.0);
+        assert!((l.intersection_area(&[25.0, 25.0, 75.0, 75.0]) - 1875.0).abs() < 1e-9);
+        assert!(l.contains(25.0, 25.0) && !l.contains(75.0, 25.0) && l.contains(75.0, 75.0));
+        assert_eq!(l.bounds(), [0.0, 0.0, 100.0, 100.0]);
+    }
+
+    #[test]
+    fn polygons_from_config_are_checked() {
+        let ok = Polygon::from_config(&[vec![0.1, 0.1], vec![0.9, 0.1], vec![0.5, 0.9]], 200, 100).unwrap();
+        assert_eq!(ok.points()[1], [180.0, 10.0]);
+        assert_eq!(Polygon::from_config(&[vec![0.1, 0.1], vec![0.9, 0.1]], 10, 10), Err(PolygonError::TooFewPoints(2)));
+        assert_eq!(
+            Polygon::from_config(&[vec![0.1, 0.1], vec![0.9], vec![0.5, 0.9]], 10, 10),
+            Err(PolygonError::NotAPoint(1))
+        );
+        assert_eq!(
+            Polygon::from_config(&[vec![0.1, 0.1], vec![0.2, 0.2], vec![0.3, 0.3]], 10, 10),
+            Err(PolygonError::NoArea)
+        );
+    }
+
+    #[test]
+    fn a_person_lying_in_bed_occupies_it() {
+        let s = PresenceSettings::default();
+        // Lying along the bed: shoulders to feet, narrower than the bed.
+        let lying = person([110.0, 70.0, 205.0, 200.0]);
+        let o = Overlap::of(&bed(), &lying);
+        assert!(o.inside > 0.95 && o.cover > 0.4, "{o:?}");
+        assert!(detector_occupied(&bed(), &[lying], &s).0);
+        // Sitting up: head and shoulders above the bed's top edge in the picture.
+        let sitting = person([120.0, 20.0, 200.0, 110.0]);
+        let o = Overlap::of(&bed(), &sitting);
+        assert!(o.inside > 0.5 && o.inside < 0.75, "{o:?}");
+        assert!(detector_occupied(&bed(), &[sitting], &s).0);
+    }
+
+    #[test]
+    fn a_nurse_beside_the_bed_does_not_occupy_it() {
+        let s = PresenceSettings::default();
+        // Standing to the right of the bed, her box overlapping the bed's right edge.
+        let nurse = person([215.0, 60.0, 265.0, 220.0]);
+        let o = Overlap::of(&bed(), &nurse);
+        assert!(o.inside > 0.05 && o.inside < 0.4, "{o:?}");
+        let (occupied, best) = detector_occupied(&bed(), std::slice::from_ref(&nurse), &s);
+        assert!(!occupied);
+        assert_eq!(best, Some(o));
+        // A small box inside the bed only by perspective (someone far behind it).
+        let far = person([150.0, 50.0, 165.0, 80.0]);
+        assert!(!detector_occupied(&bed(), &[far], &s).0);
+        // Below the score threshold, a perfect box does not count.
+        assert!(!detector_occupied(&bed(), &[Person { bbox: [110.0, 70.0, 205.0, 200.0], score: 0.2 }], &s).0);
+        // With the nurse and the patient both there, the patient decides.
+        assert!(detector_occupied(&bed(), &[nurse, person([110.0, 70.0, 205.0, 200.0])], &s).0);
+    }
+
+    #[test]
+    fn a_seated_patient_overhanging_a_tight_chair_region_counts() {
+        let s = PresenceSettings::default();
+        let seat = Polygon::from_normalised(&[[0.4, 0.5], [0.6, 0.5], [0.6, 0.7], [0.4, 0.7]], W, H).unwrap();
+        let seated = person([115.0, 60.0, 205.0, 230.0]);
+        let o = Overlap::of(&seat, &seated);
+        assert!(o.inside < s.min_inside && o.cover >= s.full_cover, "{o:?}");
+        assert!(o.occupies(&s));
+    }
+
+    fn feed(tracker: &mut OccupancyTracker, from: u64, to: u64, step: u64, occupied: bool) -> Vec<StateChange> {
+        (from..to).step_by(step as usize).filter_map(|s| tracker.observe(t(s), occupied)).collect()
+    }
+
+    #[test]
+    fn a_walker_passing_for_8_seconds_never_occupies_the_bed() {
+        let mut tr = OccupancyTracker::new(PresenceSettings::default());
+        feed(&mut tr, 0, 120, 2, false);
+        assert_eq!(tr.state(), Occupancy::Empty);
+        assert!(feed(&mut tr, 120, 128, 2, true).is_empty());
+        assert!(feed(&mut tr, 128, 300, 3, false).is_empty());
+        assert_eq!(tr.occupied_secs(t(0), t(300)), 0.0);
+        assert_eq!(tr.state_at(t(124)), Occupancy::Empty);
+    }
+
+    #[test]
+    fn first_decision_is_backdated_and_before_it_nothing_is_known() {
+        let mut tr = OccupancyTracker::new(PresenceSettings::default());
+        assert_eq!(tr.state_at(t(0)), Occupancy::Unknown);
+        let changes = feed(&mut tr, 0, 40, 4, true);
+        assert_eq!(changes, vec![StateChange { from: Occupancy::Unknown, to: Occupancy::Occupied, at: t(0) }]);
+        assert_eq!(tr.state_at(t(0)), Occupancy::Occupied);
+        assert_eq!(tr.occupied_secs(t(0), t(36)), 36.0);
+        // After the latest frame nothing is known yet.
+        assert_eq!(tr.unknown_secs(t(30), t(100)), 64.0);
+        assert_eq!(tr.unknown_secs(t(0) - Duration::from_secs(10), t(0)), 10.0);
+    }
+
+    #[test]
+    fn a_patient_away_for_30_seconds_stays_in_bed() {
+        let mut tr = OccupancyTracker::new(PresenceSettings::default());
+        feed(&mut tr, 0, 600, 2, true);
+        assert!(feed(&mut tr, 600, 630, 2, false).is_empty());
+        assert!(feed(&mut tr, 630, 900, 2, true).is_empty());
+        assert_eq!(tr.state(), Occupancy::Occupied);
+        assert_eq!(tr.occupied_secs(t(0), t(898)), 898.0);
+    }
+
+    #[test]
+    fn a_patient_away_for_5_minutes_is_absent_from_when_they_left() {
+        let mut tr = OccupancyTracker::new(PresenceSettings::default());
+        feed(&mut tr, 0, 600, 2, true);
+        let changes = feed(&mut tr, 600, 900, 3, false);
+        assert_eq!(changes, vec![StateChange { from: Occupancy::Occupied, to: Occupancy::Empty, at: t(600) }]);
+        let back = feed(&mut tr, 900, 1000, 4, true);
+        assert_eq!(back, vec![StateChange { from: Occupancy::Empty, to: Occupancy::Occupied, at: t(900) }]);
+        assert_eq!(tr.state_at(t(599)), Occupancy::Occupied);
+        assert_eq!(tr.state_at(t(600)), Occupancy::Empty);
+        assert_eq!(tr.empty_secs(t(0), t(1000)), 300.0);
+        assert_eq!(tr.occupied_secs(t(0), t(996)), 696.0);
+        let states: Vec<Occupancy> = tr.timeline().map(|i| i.state).collect();
+        assert_eq!(states, [Occupancy::Occupied, Occupancy::Empty, Occupancy::Occupied]);
+    }
+
+    #[test]
+    fn a_camera_gap_is_unknown_and_the_state_must_be_decided_again() {
+        let mut tr = OccupancyTracker::new(PresenceSettings::default());
+        feed(&mut tr, 0, 100, 2, true);
+        // Last frame at 98; the camera comes back at 400.
+        let change = tr.observe(t(400), true);
+        assert_eq!(change, Some(StateChange { from: Occupancy::Occupied, to: Occupancy::Unknown, at: t(98) }));
+        let again = feed(&mut tr, 402, 440, 2, true);
+        assert_eq!(again, vec![StateChange { from: Occupancy::Unknown, to: Occupancy::Occupied, at: t(400) }]);
+        assert_eq!(tr.unknown_secs(t(0), t(438)), 302.0);
+        assert_eq!(tr.occupied_secs(t(0), t(438)), 98.0 + 38.0);
+        assert_eq!(tr.state_at(t(200)), Occupancy::Unknown);
+        // Frames a few seconds apart (missed keyframes) are not a gap.
+        feed(&mut tr, 440, 600, 20, true);
+        assert_eq!(tr.unknown_secs(t(400), t(580)), 0.0);
+        // Out-of-order frames are ignored.
+        assert_eq!(tr.observe(t(10), false), None);
+    }
+
+    #[test]
+    fn the_timeline_is_pruned_to_the_horizon() {
+        let settings = PresenceSettings { horizon_secs: 3600, ..PresenceSettings::default() };
+        let mut tr = OccupancyTracker::new(settings);
+        // Alternate every 10 minutes for 5 hours.
+        for block in 0..30 {
+            feed(&mut tr, block * 600, (block + 1) * 600, 4, block % 2 == 0);
+        }
+        let intervals: Vec<Interval> = tr.timeline().collect();
+        assert!(intervals.len() <= 8, "{}", intervals.len());
+        assert!(intervals[0].to > t(17_996 - 3600));
+        assert_eq!(tr.state_at(t(100)), Occupancy::Unknown);
+        assert_eq!(tr.occupied_secs(t(16_800), t(17_400)), 600.0);
+    }
+
+    /// An empty bed in a room: a grey floor with a fine pattern, a white sheet with a pillow.
+    fn room(brightness: f64) -> RgbImage {
+        let b = bed();
+        RgbImage::from_fn(W, H, |x, y| {
+            let (fx, fy) = (f64::from(x) + 0.5, f64::from(y) + 0.5);
+            let base = if b.contains(fx, fy) {
+                if fy < 80.0 { 235.0 } else { 205.0 }
+            } else {
+                110.0 + 20.0 * f64::from((x / 8 + y / 8) % 2)
+            };
+            let noise = f64::from((x * 7919 + y * 104_729) % 7) - 3.0;
+            let v = ((base + noise) * brightness).clamp(0.0, 255.0) as u8;
+            image::Rgb([v, v, v.saturating_sub(5)])
+        })
+    }
+
+    /// The same bed with a patient under a striped blanket: a body-shaped block down the middle.
+    fn room_with_covered_patient() -> RgbImage {
+        let mut img = room(1.0);
+        for y in 75..205u32 {
+            for x in 118..200u32 {
+                let v = if (y / 6) % 2 == 0 { 95 } else { 150 };
+                img.put_pixel(x, y, image::Rgb([v, v + 10, v + 30]));
+            }
+        }
+        img
+    }
+
+    #[test]
+    fn the_reference_difference_catches_a_covered_patient_not_a_lighting_change() {
+        let s = PresenceSettings::default();
+        let empty = room(1.0);
+        let same = region_change(&room(1.0), &empty, &bed()).unwrap();
+        let darker = region_change(&room(0.7), &empty, &bed()).unwrap();
+        let brighter = region_change(&room(1.3), &empty, &bed()).unwrap();
+        let covered = region_change(&room_with_covered_patient(), &empty, &bed()).unwrap();
+        assert!(same < 0.01, "{same}");
+        assert!(darker < s.changed_occupied / 4.0, "{darker}");
+        // Brighter, the sheet clips at white: the pattern changes a little, not enough.
+        assert!(brighter < s.changed_occupied / 2.0, "{brighter}");
+        assert!(covered > s.changed_occupied * 1.4, "{covered}");
+        // Combined: no person box, but the blanket counts; the darker empty bed does not.
+        assert!(frame_evidence(&bed(), &[], Some(covered), &s).occupied);
+        assert!(!frame_evidence(&bed(), &[], Some(darker), &s).occupied);
+        assert!(!frame_evidence(&bed(), &[], None, &s).occupied);
+        // A region outside the frame or a black frame cannot be compared.
+        let off = Polygon::from_normalised(&[[1.1, 0.0], [1.5, 0.0], [1.5, 0.5]], W, H).unwrap();
+        assert_eq!(region_change(&empty, &empty, &off), None);
+        assert_eq!(region_change(&RgbImage::new(W, H), &empty, &bed()), None);
+        assert_eq!(region_change(&RgbImage::new(W / 2, H / 2), &empty, &bed()), None);
+    }
+
+    #[test]
+    fn a_monitor_fills_a_bed_from_the_blanket_and_empties_it_when_the_sheet_is_back() {
+        let mut m = RegionMonitor::new("bed-1", bed(), PresenceSettings::default());
+        assert!(m.set_reference(&room(1.0)));
+        let covered = room_with_covered_patient();
+        let empty_dim = room(0.75);
+        let mut changes = Vec::new();
+        for s in (0..120).step_by(3) {
+            changes.extend(m.observe(&covered, &[], t(s)).change);
+        }
+        let update = m.observe(&empty_dim, &[person([215.0, 60.0, 265.0, 220.0])], t(120));
+        assert!(!update.evidence.occupied && !update.evidence.detector && update.evidence.changed.is_some());
+        for s in (123..300).step_by(3) {
+            changes.extend(m.observe(&empty_dim, &[], t(s)).change);
+        }
+        assert_eq!(
+            changes,
+            vec![
+                StateChange { from: Occupancy::Unknown, to: Occupancy::Occupied, at: t(0) },
+                StateChange { from: Occupancy::Occupied, to: Occupancy::Empty, at: t(120) },
+            ]
+        );
+        // With a person box in the bed the reference is not consulted.
+        let u = m.observe(&empty_dim, &[person([110.0, 70.0, 205.0, 200.0])], t(301));
+        assert!(u.evidence.detector && u.evidence.changed.is_none());
+    }
+}
