@@ -127,7 +127,7 @@ fn stream_survives_an_rtsp_server_restart() {
     let restarted = Instant::now();
     let _server = Server::start(port);
     let online = rx.recv_timeout(Duration::from_secs(30)).expect("camera_online within 30 s of the restart");
-    assert_eq!(online.kind, DecisionKind::CameraOnline, "{online:?}");
+    assert!(matches!(online.kind, DecisionKind::CameraOnline), "{online:?}");
     assert!(restarted.elapsed() < Duration::from_secs(30));
     assert!(
         wait_until(Duration::from_secs(10), || slot.delivered() > frames_while_down + 25),

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 
 mod handlers;
 mod people;
+mod presence;
 
 use anyhow::Context;
 use tracing::{error, info, warn};
@@ -42,6 +43,7 @@ use crate::source::slot::FrameSlot;
 use crate::source::tamper::{TamperChange, TamperDetector};
 use handlers::{Enrolment, roster_handler, settlement_handler};
 use people::People;
+use presence::{Presence, PresenceCamera};
 
 /// Runs the agent with a validated configuration until SIGINT or SIGTERM.
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -101,6 +103,29 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     registry.register("enroll", enrolment.clone().enroll_handler());
     registry.register("unenroll", enrolment.unenroll_handler());
     registry.register("roster", roster_handler(config.clone(), people.clone()));
+    let (decisions_tx, decisions_rx) = mpsc::channel::<Decision>();
+    let (evidence_tx, evidence_rx) = mpsc::channel::<EvidenceRequest>();
+    let outlets: Vec<Outlet> = config
+        .cameras
+        .iter()
+        .map(|camera| Outlet {
+            camera: camera.id.clone(),
+            decisions: decisions_tx.clone(),
+            evidence: evidence_tx.clone(),
+            recordings: config.storage.recordings_dir().join(&camera.id),
+            pre_roll: Duration::from_secs(config.evidence.pre_roll_secs),
+            post_roll: Duration::from_secs(config.evidence.post_roll_secs),
+        })
+        .collect();
+    let presence_cameras: Vec<Arc<PresenceCamera>> = config
+        .cameras
+        .iter()
+        .zip(&outlets)
+        .filter(|(c, _)| c.role != Role::SettlementWindow && !c.regions.is_empty())
+        .map(|(c, out)| Arc::new(PresenceCamera::new(&config, c, out.clone())))
+        .collect();
+    let presence = Arc::new(Presence::new(presence_cameras, &config, decisions_tx.clone()));
+    registry.register("rollcall", handlers::rollcall_handler(Arc::downgrade(&presence), people.clone()));
     let registry = Arc::new(registry);
     let store =
         Store::open(&config.storage.evidence_dir(), key, &config.site.id, &config.site.device_id, model_hashes)?;
@@ -137,15 +162,13 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     };
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (decisions_tx, decisions_rx) = mpsc::channel::<Decision>();
     let rules = SettlementRules {
         match_distance: config.faces.match_distance,
         min_good_frames: config.settlement.min_good_frames,
         sharing_window: Duration::from_secs(u64::from(config.settlement.sharing_window_days) * 86_400),
     };
-    let (evidence_tx, evidence_rx) = mpsc::channel::<EvidenceRequest>();
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
-    for camera in &config.cameras {
+    for (camera, out) in config.cameras.iter().zip(outlets) {
         info!(camera = %camera.id, role = camera.role.as_str(), url = %redact_url(&camera.url),
             keyframes_only = camera.keyframes_only(), regions = camera.regions.len(), "camera configured");
         let faces = FaceWork {
@@ -155,16 +178,27 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             settled: settled.clone(),
             rules,
             people: people.clone(),
+            presence: presence.camera(&camera.id).cloned(),
         };
-        threads.extend(start_camera(&config, camera, decisions_tx.clone(), evidence_tx.clone(), stop.clone(), faces)?);
+        threads.extend(start_camera(&config, camera, out, stop.clone(), faces)?);
     }
+    let schedule = config.rollcalls.schedule(rollcall_seed(&config)?).map_err(|problems| {
+        anyhow::anyhow!(
+            "roll-call schedule: {}",
+            problems.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; ")
+        )
+    })?;
     let scheduler = {
         let (config, people, decisions, stop) = (config.clone(), people.clone(), decisions_tx.clone(), stop.clone());
+        let presence = presence.clone();
         std::thread::Builder::new()
             .name("vigil-schedule".into())
-            .spawn(move || scheduler(&config, &people, &decisions, &stop))?
+            .spawn(move || scheduler(&config, &people, &presence, &schedule, &decisions, &stop))?
     };
     threads.push(scheduler);
+    // Only the camera and scheduler threads may hold decision senders from here on: when they are
+    // joined at shutdown, the channels close and the decision and evidence workers finish.
+    drop(presence);
     drop(decisions_tx);
     drop(evidence_tx);
     let emitter = Emitter {
@@ -245,6 +279,8 @@ struct FaceWork {
     settled: Arc<Mutex<SettlementLog>>,
     rules: SettlementRules,
     people: Arc<People>,
+    /// Ward and dialysis-room cameras with regions.
+    presence: Option<Arc<PresenceCamera>>,
 }
 
 /// Faces in a frame: every detected face's box, with its embedding when it passes the quality gate.
@@ -282,8 +318,7 @@ const STATS_EVERY: Duration = Duration::from_secs(300);
 fn start_camera(
     config: &Config,
     camera: &Camera,
-    decisions: mpsc::Sender<Decision>,
-    evidence: mpsc::Sender<EvidenceRequest>,
+    out: Outlet,
     stop: Arc<AtomicBool>,
     faces: FaceWork,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
@@ -295,7 +330,7 @@ fn start_camera(
         segment: Duration::from_secs(10),
         max_recording_bytes: config.retention.recordings_max_bytes_per_camera.0,
         slot: slot.clone(),
-        decisions: decisions.clone(),
+        decisions: out.decisions.clone(),
         shutdown: stop.clone(),
         counters: counters.clone(),
     };
@@ -306,14 +341,6 @@ fn start_camera(
     let mut tamper = TamperDetector::new(config.tamper.clone(), reference.as_ref());
     let camera_id = camera.id.clone();
     let thresholds = config.faces.video_quality();
-    let out = Outlet {
-        camera: camera_id.clone(),
-        decisions,
-        evidence,
-        recordings: config.storage.recordings_dir().join(&camera.id),
-        pre_roll: Duration::from_secs(config.evidence.pre_roll_secs),
-        post_roll: Duration::from_secs(config.evidence.post_roll_secs),
-    };
     let physicians_every =
         camera.watch_physicians().then(|| Duration::from_secs_f64(config.physicians.scan_every_secs));
     let mut sightings = SightingFilter::new(config.physicians.sighting_matches, Duration::from_secs(60));
@@ -337,7 +364,19 @@ fn start_camera(
             let scan_physicians = physicians_every.is_some_and(|every| {
                 last_scan.is_none_or(|t| t.elapsed() >= every) && faces.people.any_shift_on(frame.captured)
             });
-            let observed = if !open.is_empty() || scan_physicians {
+            // Beds and chairs: the person detector on every analysed frame.
+            let chair_faces = faces.presence.as_ref().is_some_and(|p| {
+                let persons = {
+                    let mut models = faces.models.lock().unwrap_or_else(|e| e.into_inner());
+                    models.persons.detect(&frame.image).unwrap_or_else(|e| {
+                        warn!(camera = %camera_id, error = %e, "person detection failed on a frame");
+                        Vec::new()
+                    })
+                };
+                p.observe(&frame, &persons);
+                p.wants_faces(frame.captured)
+            });
+            let observed = if !open.is_empty() || scan_physicians || chair_faces {
                 observe_faces(&faces.models, &frame.image, &thresholds)
             } else {
                 Vec::new()
@@ -354,6 +393,10 @@ fn start_camera(
                         faces.people.sighting(&m.id, &camera_id, frame.captured);
                     }
                 }
+            }
+            if let (true, Some(p)) = (chair_faces, &faces.presence) {
+                let index = faces.gallery.read().unwrap_or_else(|e| e.into_inner());
+                p.observe_faces(&frame, &observed, &index, &faces.rules);
             }
             if !open.is_empty() {
                 let index = faces.gallery.read().unwrap_or_else(|e| e.into_inner());
@@ -386,6 +429,7 @@ fn start_camera(
     Ok(vec![supervisor, analysis])
 }
 
+#[derive(Clone)]
 /// Where one camera's decisions go: the decision channel, and (for those that need it) the evidence
 /// worker with what to cut.
 struct Outlet {
@@ -593,15 +637,33 @@ fn evidence_worker(
     }
 }
 
-/// Time-driven decisions: physicians' absences and shift summaries (every second), and the roster file.
-fn scheduler(config: &Config, people: &People, decisions: &mpsc::Sender<Decision>, stop: &AtomicBool) {
+/// Time-driven decisions: roll-calls at their times, dialysis verdicts when due, physicians' absences
+/// and shift summaries; and the roster file. Runs every half second; roll-call times are taken over
+/// consecutive intervals, so none is missed or held twice (a roll-call due while the box was off is
+/// not held late).
+fn scheduler(
+    config: &Config,
+    people: &People,
+    presence: &Presence,
+    schedule: &crate::decide::rollcall::Schedule,
+    decisions: &mpsc::Sender<Decision>,
+    stop: &AtomicBool,
+) {
     let mut next_file_poll = std::time::Instant::now();
+    let mut checked_until = SystemTime::now();
     while !stop.load(Ordering::Relaxed) {
         if std::time::Instant::now() >= next_file_poll {
             people.poll_file(config);
             next_file_poll = std::time::Instant::now() + Duration::from_secs(5);
         }
         let now = SystemTime::now();
+        if now > checked_until {
+            for at in schedule.times_between(checked_until, now) {
+                presence.rollcall(people, at, "scheduled");
+            }
+            checked_until = now;
+        }
+        presence.tick(people, now);
         for event in people.tick(now) {
             let decision = match event {
                 PhysicianEvent::Absent { physician, shift_start, shift_end, since, last_camera } => Decision::new(
@@ -617,6 +679,34 @@ fn scheduler(config: &Config, people: &People, decisions: &mpsc::Sender<Decision
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// The roll-call seed: from the config (to reproduce a schedule), else a secret one made at first start
+/// in `<data_dir>/keys/rollcall.seed` (0600), so staff cannot predict the random roll-calls.
+fn rollcall_seed(config: &Config) -> anyhow::Result<u64> {
+    if let Some(seed) = config.rollcalls.seed {
+        return Ok(seed);
+    }
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = config.storage.data_dir.join("keys/rollcall.seed");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return text.trim().parse().with_context(|| format!("{} does not hold a number", path.display()));
+    }
+    let mut bytes = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| anyhow::anyhow!("no system randomness"))?;
+    let seed = u64::from_le_bytes(bytes).max(1);
+    std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(file, "{seed}")?;
+    file.sync_all()?;
+    Ok(seed)
 }
 
 /// Every minute: keep free disk space above `retention.min_free_bytes` by deleting the oldest recording
@@ -684,7 +774,7 @@ fn load_reference(path: &Path) -> Option<image::RgbImage> {
 
 /// `vigil reference`: takes a fresh frame from the camera (not recorded) and makes it the reference of
 /// view-moved detection. For operators, after installing or re-aiming a camera.
-pub fn capture_reference(config: &Config, camera: &Camera, timeout: Duration) -> anyhow::Result<PathBuf> {
+pub fn capture_reference(config: &Config, camera: &Camera, timeout: Duration, empty: bool) -> anyhow::Result<PathBuf> {
     pipeline::init()?;
     let slot = Arc::new(FrameSlot::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -711,6 +801,10 @@ pub fn capture_reference(config: &Config, camera: &Camera, timeout: Duration) ->
             if TamperDetector::usable_as_reference(&frame.image) {
                 let path = reference_path(&config.storage.data_dir, &camera.id);
                 save_reference(&path, &frame.image, &camera.id);
+                if empty {
+                    let path = presence::empty_reference_path(&config.storage.data_dir, &camera.id);
+                    save_reference(&path, &frame.image, &camera.id);
+                }
                 result = Ok(path);
                 break;
             }

@@ -80,12 +80,16 @@ enum Command {
         output: PathBuf,
     },
     /// Capture a camera's reference frame now (view-moved detection compares with it): after installing
-    /// or re-aiming a camera.
+    /// or re-aiming a camera. With --empty: the beds or chairs are empty now, and the frame is also
+    /// their empty reference (occupancy compares each region with it). Restart the agent afterwards.
     Reference {
         #[arg(long, short)]
         config: PathBuf,
         #[arg(long)]
         camera: String,
+        /// The camera's regions (beds, chairs) are empty in this frame.
+        #[arg(long)]
+        empty: bool,
     },
     /// The device's Ed25519 signing key.
     #[command(subcommand)]
@@ -291,7 +295,7 @@ fn main() -> ExitCode {
             let failed = commands::detect::detect(models, &images, annotate.as_deref())?;
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }),
-        Command::Reference { config, camera } => reference(&config, &camera),
+        Command::Reference { config, camera, empty } => reference(&config, &camera, empty),
         Command::Enroll { config, id, role, images } => enroll(&config, &id, role, &images),
         Command::Gallery(GalleryCmd::List { config }) => gallery(&config, None),
         Command::Gallery(GalleryCmd::Remove { config, id }) => gallery(&config, Some(&id)),
@@ -513,7 +517,7 @@ fn gallery(file: &std::path::Path, remove: Option<&str>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn reference(file: &std::path::Path, camera: &str) -> ExitCode {
+fn reference(file: &std::path::Path, camera: &str, empty: bool) -> ExitCode {
     let config = match config::load(file) {
         Ok(config) => config,
         Err(e) => {
@@ -525,9 +529,12 @@ fn reference(file: &std::path::Path, camera: &str) -> ExitCode {
         eprintln!("vigil reference: no camera {camera:?} in {}", file.display());
         return ExitCode::from(2);
     };
-    match app::capture_reference(&config, cam, std::time::Duration::from_secs(60)) {
+    match app::capture_reference(&config, cam, std::time::Duration::from_secs(60), empty) {
         Ok(path) => {
             println!("reference frame of {camera} saved to {}", path.display());
+            if empty {
+                println!("(also the empty reference of its regions)");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -169,3 +169,15 @@ pub fn roster_handler(config: Config, people: Arc<People>) -> Handler {
         Ok(counts)
     })
 }
+
+/// `rollcall {}`: a roll-call now (a supervisor's request), besides the scheduled ones; the result is
+/// the summary (the events follow as for a scheduled one).
+/// Holds the presence state weakly: its decision senders must go when the cameras stop, so the decision
+/// and evidence workers can finish.
+pub fn rollcall_handler(presence: std::sync::Weak<super::presence::Presence>, people: Arc<People>) -> Handler {
+    Box::new(move |_| {
+        let presence = presence.upgrade().ok_or("shutting down")?;
+        let report = presence.rollcall(&people, SystemTime::now(), "requested");
+        serde_json::to_value(&report).map_err(|e| e.to_string())
+    })
+}

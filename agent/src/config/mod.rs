@@ -8,8 +8,8 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use raw::{
-    Camera, Config, Evidence, Faces, Http, Models, Mqtt, MqttTls, OutboxSettings, Persons, Physicians, Retention, Role,
-    RosterSettings, Settlement, Site, Storage, Tamper, Transport,
+    Camera, Config, Dialysis, Evidence, Faces, Http, Models, Mqtt, MqttTls, OutboxSettings, Persons, Physicians,
+    Presence, Retention, Role, Rollcalls, RosterSettings, Settlement, Site, Storage, Tamper, Transport,
 };
 pub use size::ByteSize;
 pub use validate::{FieldError, TEST_PATTERNS, redact_url, validate};
@@ -160,5 +160,104 @@ mod tests {
     fn missing_file_names_the_path() {
         let err = load(Path::new("/nonexistent/vigil.toml")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/vigil.toml"), "{err}");
+    }
+}
+
+/// "HH:MM" → (h, m).
+fn parse_hhmm(text: &str) -> Option<(u8, u8)> {
+    let (h, m) = text.split_once(':')?;
+    let (h, m): (u8, u8) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60 && text.len() == 5).then_some((h, m))
+}
+
+/// "+08:00" / "-05:30" → seconds east of UTC.
+fn parse_offset(text: &str) -> Option<i32> {
+    let sign = match text.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (h, m) = parse_hhmm(&text[1..])?;
+    (h <= 18).then(|| sign * (i32::from(h) * 3600 + i32::from(m) * 60))
+}
+
+impl Rollcalls {
+    /// The roll-call schedule with `seed`; every problem with the settings listed (field, message).
+    pub fn schedule(&self, seed: u64) -> Result<crate::decide::rollcall::Schedule, Vec<(String, String)>> {
+        let mut errors = Vec::new();
+        let mut fixed = Vec::new();
+        for (i, t) in self.times.iter().enumerate() {
+            match parse_hhmm(t) {
+                Some(hm) => fixed.push(hm),
+                None => errors.push((format!("rollcalls.times[{i}]"), format!("{t:?} is not a local time \"HH:MM\""))),
+            }
+        }
+        if self.every_mins > 0 {
+            if self.every_mins > 24 * 60 {
+                errors.push(("rollcalls.every_mins".into(), format!("must be 0..1440, got {}", self.every_mins)));
+            } else {
+                let every = self.every_mins as usize;
+                fixed.extend((0..24 * 60).step_by(every).map(|m| ((m / 60) as u8, (m % 60) as u8)));
+            }
+        }
+        fixed.sort_unstable();
+        fixed.dedup();
+        let mut between = [(0, 0); 2];
+        for (i, t) in self.random_between.iter().enumerate() {
+            match parse_hhmm(t) {
+                Some(hm) => between[i] = hm,
+                None => errors
+                    .push((format!("rollcalls.random_between[{i}]"), format!("{t:?} is not a local time \"HH:MM\""))),
+            }
+        }
+        let utc_offset_secs = parse_offset(&self.utc_offset).unwrap_or_else(|| {
+            errors.push((
+                "rollcalls.utc_offset".into(),
+                format!("{:?} is not an offset like \"+08:00\"", self.utc_offset),
+            ));
+            0
+        });
+        if self.escalate_after == 0 {
+            errors.push(("rollcalls.escalate_after".into(), "must be at least 1".into()));
+        }
+        let schedule = crate::decide::rollcall::Schedule {
+            fixed,
+            random_per_day: self.random_per_day,
+            random_between: (between[0], between[1]),
+            min_spacing_secs: self.min_spacing_mins * 60,
+            seed,
+            utc_offset_secs,
+        };
+        if errors.is_empty() {
+            errors.extend(schedule.validate().into_iter().map(|(f, m)| (format!("rollcalls ({f})"), m)));
+        }
+        if errors.is_empty() { Ok(schedule) } else { Err(errors) }
+    }
+}
+
+impl Presence {
+    pub fn settings(&self, persons: &Persons) -> crate::decide::presence::PresenceSettings {
+        crate::decide::presence::PresenceSettings {
+            min_score: persons.detector_threshold,
+            min_inside: self.min_inside,
+            min_cover: self.min_cover,
+            full_cover: self.full_cover,
+            changed_occupied: self.changed_occupied,
+            enter_secs: self.enter_secs,
+            leave_secs: self.leave_secs,
+            max_gap_secs: self.max_gap_secs,
+            ..Default::default()
+        }
+    }
+}
+
+impl Dialysis {
+    pub fn rules(&self) -> crate::decide::dialysis::DialysisRules {
+        crate::decide::dialysis::DialysisRules {
+            identity_window: std::time::Duration::from_secs_f64(self.identity_window_mins * 60.0),
+            grace: std::time::Duration::from_secs_f64(self.grace_mins * 60.0),
+            chair_empty_share: self.chair_empty_share,
+            min_share: self.min_share,
+        }
     }
 }

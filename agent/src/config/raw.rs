@@ -44,6 +44,15 @@ pub struct Config {
     /// Physician presence on the cameras that watch for physicians.
     #[serde(default)]
     pub physicians: Physicians,
+    /// Bed and chair occupancy (ward and dialysis_room cameras with regions).
+    #[serde(default)]
+    pub presence: Presence,
+    /// Roll-calls on wards.
+    #[serde(default)]
+    pub rollcalls: Rollcalls,
+    /// Dialysis session verification.
+    #[serde(default)]
+    pub dialysis: Dialysis,
     /// Where the roster comes from when no platform sends it.
     #[serde(default)]
     pub roster: RosterSettings,
@@ -621,4 +630,172 @@ pub struct RosterSettings {
     /// and whenever it changes, for sites without a platform. A `roster` command replaces it until the
     /// file changes again.
     pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Presence {
+    /// Share of a person's box inside a region for the person to count as in it (default 0.5).
+    #[serde(default = "default_min_inside")]
+    pub min_inside: f64,
+    /// Share of the region a person's box must cover (default 0.1).
+    #[serde(default = "default_min_cover")]
+    pub min_cover: f64,
+    /// A box covering this much of the region counts whatever overhangs (default 0.6).
+    #[serde(default = "default_full_cover")]
+    pub full_cover: f64,
+    /// Difference from the region's empty reference above which it counts as occupied even when the
+    /// detector sees nobody (a person under blankets, lying) (default 0.12).
+    #[serde(default = "default_changed_occupied")]
+    pub changed_occupied: f64,
+    /// Seconds a region must look occupied before it is (default 20: a nurse walking past is not).
+    #[serde(default = "default_enter_secs")]
+    pub enter_secs: u64,
+    /// Seconds a region must look empty before it is (default 60).
+    #[serde(default = "default_leave_secs")]
+    pub leave_secs: u64,
+    /// A gap between frames longer than this is unknown time (default 30).
+    #[serde(default = "default_max_gap_secs")]
+    pub max_gap_secs: u64,
+}
+
+impl Default for Presence {
+    fn default() -> Self {
+        Presence {
+            min_inside: default_min_inside(),
+            min_cover: default_min_cover(),
+            full_cover: default_full_cover(),
+            changed_occupied: default_changed_occupied(),
+            enter_secs: default_enter_secs(),
+            leave_secs: default_leave_secs(),
+            max_gap_secs: default_max_gap_secs(),
+        }
+    }
+}
+
+fn default_min_inside() -> f64 {
+    0.5
+}
+fn default_min_cover() -> f64 {
+    0.1
+}
+fn default_full_cover() -> f64 {
+    0.6
+}
+fn default_changed_occupied() -> f64 {
+    0.12
+}
+fn default_enter_secs() -> u64 {
+    20
+}
+fn default_leave_secs() -> u64 {
+    60
+}
+fn default_max_gap_secs() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollcalls {
+    /// Local times ("HH:MM") of the scheduled roll-calls (default none).
+    #[serde(default)]
+    pub times: Vec<String>,
+    /// Also a roll-call every this many minutes from local midnight (default 0: none).
+    #[serde(default)]
+    pub every_mins: u32,
+    /// Roll-calls at random times each day, unpredictable to staff (default 2).
+    #[serde(default = "default_random_per_day")]
+    pub random_per_day: u32,
+    /// The local time window of the random roll-calls, ["HH:MM", "HH:MM"], may wrap midnight
+    /// (default the whole day).
+    #[serde(default = "default_random_between")]
+    pub random_between: [String; 2],
+    /// Random roll-calls are at least this many minutes apart, and from the scheduled ones (default 60).
+    #[serde(default = "default_min_spacing_mins")]
+    pub min_spacing_mins: u64,
+    /// The site's UTC offset, "+08:00" (default "+00:00"). Fixed: sites with daylight saving set it
+    /// for the season.
+    #[serde(default = "default_utc_offset")]
+    pub utc_offset: String,
+    /// Seed of the random times. Default: a secret random seed made at first start and kept in
+    /// `<data_dir>/keys/rollcall.seed` — set one only to reproduce a schedule.
+    pub seed: Option<u64>,
+    /// Consecutive absences of a patient at which `bed_absence_escalated` is raised (again at 2x, 3x…)
+    /// (default 3).
+    #[serde(default = "default_escalate_after")]
+    pub escalate_after: u32,
+}
+
+impl Default for Rollcalls {
+    fn default() -> Self {
+        Rollcalls {
+            times: Vec::new(),
+            every_mins: 0,
+            random_per_day: default_random_per_day(),
+            random_between: default_random_between(),
+            min_spacing_mins: default_min_spacing_mins(),
+            utc_offset: default_utc_offset(),
+            seed: None,
+            escalate_after: default_escalate_after(),
+        }
+    }
+}
+
+fn default_random_per_day() -> u32 {
+    2
+}
+fn default_random_between() -> [String; 2] {
+    ["00:00".to_owned(), "00:00".to_owned()]
+}
+fn default_min_spacing_mins() -> u64 {
+    60
+}
+fn default_utc_offset() -> String {
+    "+00:00".to_owned()
+}
+fn default_escalate_after() -> u32 {
+    3
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dialysis {
+    /// Minutes after a session's start during which the patient's face is looked for in the chair
+    /// (default 15; fractions allowed).
+    #[serde(default = "default_identity_window_mins")]
+    pub identity_window_mins: f64,
+    /// Minutes after the billed end before the session is judged, for late starts (default 10).
+    #[serde(default = "default_grace_mins")]
+    pub grace_mins: f64,
+    /// Occupied share of the billed time below which the chair counts as empty (default 0.05).
+    #[serde(default = "default_chair_empty_share")]
+    pub chair_empty_share: f64,
+    /// Occupied share of the billed time below which the session is short (default 0.9).
+    #[serde(default = "default_min_share")]
+    pub min_share: f64,
+}
+
+impl Default for Dialysis {
+    fn default() -> Self {
+        Dialysis {
+            identity_window_mins: default_identity_window_mins(),
+            grace_mins: default_grace_mins(),
+            chair_empty_share: default_chair_empty_share(),
+            min_share: default_min_share(),
+        }
+    }
+}
+
+fn default_identity_window_mins() -> f64 {
+    15.0
+}
+fn default_grace_mins() -> f64 {
+    10.0
+}
+fn default_chair_empty_share() -> f64 {
+    0.05
+}
+fn default_min_share() -> f64 {
+    0.9
 }

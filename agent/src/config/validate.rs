@@ -183,6 +183,51 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
     }
     check_optional_path(&mut errors, "roster.file", config.roster.file.as_deref());
 
+    let presence = &config.presence;
+    for (field, value) in [
+        ("presence.min_inside", presence.min_inside),
+        ("presence.min_cover", presence.min_cover),
+        ("presence.full_cover", presence.full_cover),
+        ("presence.changed_occupied", presence.changed_occupied),
+    ] {
+        if !(value > 0.0 && value <= 1.0) {
+            errors.add(field, format!("must be above 0 and at most 1, got {value}"));
+        }
+    }
+    for (field, value) in [
+        ("presence.enter_secs", presence.enter_secs),
+        ("presence.leave_secs", presence.leave_secs),
+        ("presence.max_gap_secs", presence.max_gap_secs),
+    ] {
+        if value > 3600 {
+            errors.add(field, format!("must be at most 3600 seconds, got {value}"));
+        }
+    }
+    // The seed is not known here (it may be made at first start): check with a stand-in.
+    if let Err(problems) = config.rollcalls.schedule(config.rollcalls.seed.unwrap_or(1)) {
+        for (field, message) in problems {
+            errors.add(&field, message);
+        }
+    }
+    let dialysis = &config.dialysis;
+    for (field, value) in
+        [("dialysis.identity_window_mins", dialysis.identity_window_mins), ("dialysis.grace_mins", dialysis.grace_mins)]
+    {
+        if !(0.0..=600.0).contains(&value) {
+            errors.add(field, format!("must be 0..600 minutes, got {value}"));
+        }
+    }
+    for (field, value) in
+        [("dialysis.chair_empty_share", dialysis.chair_empty_share), ("dialysis.min_share", dialysis.min_share)]
+    {
+        if !(0.0..=1.0).contains(&value) {
+            errors.add(field, format!("must be 0..1, got {value}"));
+        }
+    }
+    if dialysis.chair_empty_share >= dialysis.min_share {
+        errors.add("dialysis.chair_empty_share", "must be below dialysis.min_share".to_owned());
+    }
+
     let tamper = &config.tamper;
     for (field, value) in [
         ("tamper.covered_secs", tamper.covered_secs),

@@ -116,10 +116,10 @@ impl SessionVerdict {
     pub fn name(&self) -> &'static str {
         match self {
             SessionVerdict::PatientMismatch { .. } => "dialysis_patient_mismatch",
-            SessionVerdict::Verified => "dialysis_verified",
-            SessionVerdict::Short => "dialysis_short",
+            SessionVerdict::Verified => "dialysis_session_verified",
+            SessionVerdict::Short => "dialysis_session_short",
             SessionVerdict::ChairEmpty => "dialysis_chair_empty",
-            SessionVerdict::Unverifiable => "dialysis_unverifiable",
+            SessionVerdict::Unverifiable => "dialysis_session_unverifiable",
         }
     }
 }
@@ -430,7 +430,7 @@ mod tests {
         // The same substitute leaving after an hour: the mismatch, then short.
         let out = run(|m| Some(m < 60.0), |_| vec![face(0.5)]);
         let names: Vec<&str> = out.iter().map(|o| o.verdict.name()).collect();
-        assert_eq!(names, ["dialysis_patient_mismatch", "dialysis_short"]);
+        assert_eq!(names, ["dialysis_patient_mismatch", "dialysis_session_short"]);
         assert_eq!(out[1].patient_match, PatientMatch::Mismatch);
     }
 

@@ -36,7 +36,7 @@ impl TamperKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DecisionKind {
     /// The camera stopped delivering frames (stream error, end, stall); `reason` says which.
@@ -75,10 +75,30 @@ pub enum DecisionKind {
     },
     /// A physician's shift ended: what was seen of them.
     PhysicianShiftSummary(physicians::ShiftSummary),
+    /// At a roll-call, a registered inpatient's bed was empty.
+    BedAbsent(rollcall::Absence),
+    /// The K-th (2K-th, …) consecutive roll-call finding the bed empty.
+    BedAbsenceEscalated(rollcall::Absence),
+    /// One per roll-call: what it found.
+    RollcallSummary(RollcallReport),
+    /// A dialysis session's verdict: patient mismatch (early), or verified / short / chair empty /
+    /// unverifiable at its end.
+    Dialysis(dialysis::SessionOutcome),
+}
+
+/// The payload of `rollcall_summary`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollcallReport {
+    /// "scheduled" or "requested" (the `rollcall` command).
+    pub trigger: String,
+    pub summary: rollcall::RollcallSummary,
+    pub absent: Vec<rollcall::BedRef>,
+    pub unknown: Vec<rollcall::BedRef>,
+    pub unregistered_occupied: Vec<rollcall::BedRef>,
 }
 
 /// A decision about one camera at one time.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Decision {
     /// UUIDv7: time-ordered, unique; the event's id everywhere (evidence bundle, MQTT `event_id`).
     pub id: uuid::Uuid,
@@ -102,11 +122,12 @@ impl Decision {
                 | DecisionKind::SettlementIdentityMismatch { .. }
                 | DecisionKind::SettlementNoFace { .. }
                 | DecisionKind::IdentitySharedAcrossIds { .. }
-        )
+                | DecisionKind::BedAbsent(_)
+        ) || matches!(&self.kind, DecisionKind::Dialysis(o) if o.verdict != dialysis::SessionVerdict::Verified)
     }
 
     pub fn name(&self) -> &'static str {
-        match self.kind {
+        match &self.kind {
             DecisionKind::CameraOffline { .. } => "camera_offline",
             DecisionKind::CameraOnline => "camera_online",
             DecisionKind::CameraTamper { .. } => "camera_tamper",
@@ -117,6 +138,10 @@ impl Decision {
             DecisionKind::IdentitySharedAcrossIds { .. } => "identity_shared_across_ids",
             DecisionKind::PhysicianAbsent { .. } => "physician_absent",
             DecisionKind::PhysicianShiftSummary(_) => "physician_shift_summary",
+            DecisionKind::BedAbsent(_) => "bed_absent",
+            DecisionKind::BedAbsenceEscalated(_) => "bed_absence_escalated",
+            DecisionKind::RollcallSummary(_) => "rollcall_summary",
+            DecisionKind::Dialysis(o) => o.verdict.name(),
         }
     }
 }

@@ -18,6 +18,13 @@ pub fn base_topic(prefix: &str, site: &str, device: &str) -> String {
     format!("{prefix}/{site}/{device}")
 }
 
+fn object(value: &impl serde::Serialize) -> serde_json::Map<String, Value> {
+    match serde_json::to_value(value) {
+        Ok(Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
 /// The outbox record of a decision.
 pub fn decision_record(base: &str, site: &str, device: &str, decision: &Decision) -> NewRecord {
     let mut details = serde_json::Map::new();
@@ -74,6 +81,11 @@ pub fn decision_record(base: &str, site: &str, device: &str, decision: &Decision
             details.insert("absences".into(), Value::from(s.absences));
             details.insert("cameras".into(), Value::from(s.cameras.clone()));
         }
+        DecisionKind::BedAbsent(a) | DecisionKind::BedAbsenceEscalated(a) => {
+            details = object(a);
+        }
+        DecisionKind::RollcallSummary(report) => details = object(report),
+        DecisionKind::Dialysis(outcome) => details = object(outcome),
     }
     // Events about a person rather than a camera (physicians) carry no camera.
     let camera = (!decision.camera.is_empty()).then(|| decision.camera.clone());
