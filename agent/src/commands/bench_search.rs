@@ -2,7 +2,8 @@
 //!
 //! `--rounds N` repeats the measurement; `--compare` also times the previous implementation (bfloat16
 //! scan, threads spawned per query, kept below as [`Bf16Baseline`]) on the same gallery and queries,
-//! alternating which goes first each round, so both see the same machine noise.
+//! alternating which goes first each round, so both see the same machine noise. `--cold` reads 64 MB
+//! between queries (untimed), evicting the gallery from the caches as video decoding would.
 
 use std::time::Instant;
 
@@ -39,6 +40,8 @@ pub struct SearchBench {
     pub queries: usize,
     pub warmup: usize,
     pub rounds: usize,
+    /// Caches flushed (64 MB read) before each query.
+    pub cold: bool,
     /// The current search (`SearchIndex`).
     pub int8: Figures,
     /// The previous search, with `--compare`.
@@ -64,7 +67,7 @@ impl Rng {
 
 const WARMUP: usize = 20;
 
-pub fn search(entries: usize, queries: usize, rounds: usize, compare: bool) -> SearchBench {
+pub fn search(entries: usize, queries: usize, rounds: usize, compare: bool, cold: bool) -> SearchBench {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let gallery: Vec<Entry> = (0..entries)
         .map(|i| Entry {
@@ -80,6 +83,8 @@ pub fn search(entries: usize, queries: usize, rounds: usize, compare: bool) -> S
     let targets: Vec<usize> = (0..queries).map(|q| (q * 7919) % entries).collect();
     let query_set: Vec<Vec<f32>> =
         targets.iter().map(|t| gallery[*t].embeddings[0].iter().map(|v| v + rng.next() * 0.05).collect()).collect();
+    let flush = cold.then(|| vec![1u64; 8 << 20]);
+    let flush = flush.as_deref();
     let planted = |results: &[Option<Match>]| {
         results.iter().zip(&targets).filter(|(m, t)| m.as_ref().is_some_and(|m| m.id == gallery[**t].id)).count()
     };
@@ -87,7 +92,7 @@ pub fn search(entries: usize, queries: usize, rounds: usize, compare: bool) -> S
     let (mut new_rounds, mut old_rounds) = (Vec::new(), Vec::new());
     let (mut new_found, mut old_found, mut disagreements) = (0, 0, 0);
     for round in 0..rounds {
-        let run_new = || time(&query_set, |q| index.best(q, None));
+        let run_new = || time(&query_set, flush, |q| index.best(q, None));
         let mut new = None;
         let mut old = None;
         // Alternate which goes first: caches and the neighbour's compile jobs favour neither.
@@ -95,7 +100,7 @@ pub fn search(entries: usize, queries: usize, rounds: usize, compare: bool) -> S
             new = Some(run_new());
         }
         if let Some(b) = &baseline {
-            old = Some(time(&query_set, |q| b.best(q)));
+            old = Some(time(&query_set, flush, |q| b.best(q)));
         }
         if new.is_none() {
             new = Some(run_new());
@@ -115,6 +120,7 @@ pub fn search(entries: usize, queries: usize, rounds: usize, compare: bool) -> S
         queries,
         warmup: WARMUP,
         rounds,
+        cold,
         int8: figures(new_rounds, new_found as f64 / total),
         bf16_baseline: compare.then(|| figures(old_rounds, old_found as f64 / total)),
         disagreements: compare.then_some(disagreements),
@@ -122,13 +128,20 @@ pub fn search(entries: usize, queries: usize, rounds: usize, compare: bool) -> S
 }
 
 /// Times each query (after a few untimed ones: page faults, the helper threads' first start).
-fn time(queries: &[Vec<f32>], mut best: impl FnMut(&[f32]) -> Option<Match>) -> (Round, Vec<Option<Match>>) {
+fn time(
+    queries: &[Vec<f32>],
+    flush: Option<&[u64]>,
+    mut best: impl FnMut(&[f32]) -> Option<Match>,
+) -> (Round, Vec<Option<Match>>) {
     for q in queries.iter().cycle().take(WARMUP) {
         std::hint::black_box(best(q));
     }
     let mut times = Vec::with_capacity(queries.len());
     let mut results = Vec::with_capacity(queries.len());
     for q in queries {
+        if let Some(buffer) = flush {
+            std::hint::black_box(buffer.iter().fold(0u64, |a, b| a.wrapping_add(*b)));
+        }
         let t = Instant::now();
         let m = best(q);
         times.push(t.elapsed().as_secs_f64() * 1000.0);
