@@ -1,12 +1,13 @@
 //! 1:N search: the nearest enrolled embedding to a query, by brute force over a flat, contiguous matrix —
 //! no index to maintain, predictable.
 //!
-//! The scan is memory-bound (100,000 × 128 f32 = 51 MB), so it reads an **int8 copy** (12.8 MB, fits the
-//! last-level cache of the boxes we measured): one global symmetric scale `s = 127 / max |v|` over the
+//! The scan is memory-bound (100,000 × 128 f32 = 51 MB), so it reads an **int8 copy** (12.8 MB; it fits
+//! the 32 MB L3 of the VM we measured on): one global symmetric scale `s = 127 / max |v|` over the
 //! gallery, the query rounded with the same scale (kept in i16, so it is never clipped in practice).
 //! Squared distances in code units are exact integers (AVX2: sign-extend to i16, subtract,
 //! `_mm256_madd_epi16`, accumulate i32, selected at run time with `is_x86_feature_detected!`; elsewhere —
-//! ARM64 included — a plain-Rust loop the compiler vectorises; both give bit-identical results). Each
+//! ARM64 included — a plain-Rust loop written for auto-vectorisation, not timed on ARM64 yet; both give
+//! bit-identical results, tested). Each
 //! thread keeps its [`CANDIDATES`] best rows (role filter applied there), and those are re-ranked by the
 //! exact f32 distance: the reported match and distance are exactly the f32 nearest among the candidates.
 //!
@@ -15,14 +16,18 @@
 //! inequality). Hence if the true best row beats every other row by more than `2ε`
 //! ([`SearchIndex::winner_margin`]), it is strictly first in the quantised order and is returned — for
 //! any candidate count; the re-ranking of 16 candidates per thread only makes closer calls right too.
-//! For dlib-scale embeddings (max |v| ≈ 0.15–0.3) `2ε` ≈ 0.03–0.05, a tenth of the gap between people.
+//! For dlib-scale embeddings (max |v| ≈ 0.15–0.3) `2ε` ≈ 0.03–0.05, against dlib's 0.6 match threshold.
 //!
-//! Large galleries are split in chunks of [`CHUNK_ROWS`] rows that the calling thread and a persistent
+//! Large galleries are split in chunks of `CHUNK_ROWS` (4,096) rows that the calling thread and a persistent
 //! pool of helper threads (cores − 1, at most 3, idle threads sleep) claim one by one, so a late-waking
-//! helper does not hold the query up. Measured on the 2-core x86-64 VM (docs/benchmarks.md): the previous
-//! bfloat16 scan with threads spawned per query gave p99 ≈ 2.2–2.8 ms at 100,000 rows; this scan is
-//! several times faster. (An earlier note here said 8/16-bit integer copies were slower: that was a
-//! scalar widening loop; the `madd` kernel above is the fast path.)
+//! helper does not hold the query up (spawning threads per query, as before, cost more in the tail than it
+//! saved).
+//!
+//! Measured at 100,000 rows on the 2-core x86-64 VM, old and new in the same runs (docs/benchmarks.md,
+//! `vigil bench search --compare`, medians of 5 runs): the previous bfloat16 scan with threads spawned per
+//! query p50 1.17 / p99 2.17 ms, this one p50 0.20 / p99 0.28 ms (cold caches: 1.38 / 2.57 against
+//! 0.49 / 0.61 ms); int8 on one thread alone p99 ≈ 0.41 ms. An earlier note here said 8/16-bit integer
+//! copies were slower (3.7–4.3 ms, without a vector kernel); with the `madd` kernel int8 is the fastest.
 //!
 //! Queries with a non-finite component or one beyond ±[`QUERY_LIMIT`] code units (31× the gallery's
 //! largest value), and galleries with non-finite values, fall back to an exact f32 scan.
