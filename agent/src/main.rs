@@ -194,8 +194,18 @@ enum Bench {
     Search {
         #[arg(long, default_value_t = 100_000)]
         entries: usize,
+        /// Timed queries per round.
         #[arg(long, default_value_t = 1000)]
         queries: usize,
+        /// Rounds (figures per round, and medians over them).
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        /// Also time the previous bfloat16 search on the same gallery and queries, alternating each round.
+        #[arg(long)]
+        compare: bool,
+        /// Evict the gallery from the caches before each query (reads 64 MB, untimed).
+        #[arg(long)]
+        cold: bool,
     },
     /// Durable outbox appends per second, and emit → PUBACK latency through an MQTT broker.
     Delivery {
@@ -333,8 +343,8 @@ fn main() -> ExitCode {
             let _ = std::fs::remove_dir_all(&scratch);
             print_report("cameras", result)
         }
-        Command::Bench(Bench::Search { entries, queries }) => {
-            let report = commands::bench_search::search(entries.max(1), queries.max(1));
+        Command::Bench(Bench::Search { entries, queries, rounds, compare, cold }) => {
+            let report = commands::bench_search::search(entries.max(1), queries.max(1), rounds.max(1), compare, cold);
             println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
             ExitCode::SUCCESS
         }
