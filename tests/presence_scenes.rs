@@ -118,6 +118,13 @@ fn occupancy_follows_the_ward_timeline() {
     for (s, state) in during(|a| matches!(a, Action::Dim(_))) {
         assert_eq!(state, Occupancy::Empty, "bed at {s} s in dimmed light: {states:?}");
     }
+    // Nothing else ever fills the bed: Empty wherever nobody lies in it, but for one frame interval
+    // around the patient's arrival and departure.
+    for (s, state) in states.iter().enumerate() {
+        if !scene.occupied(BED, s as f64) && !scene.near_transition(BED, s as f64, 2.0) {
+            assert_eq!(*state, Occupancy::Empty, "bed at {s} s with nobody in it: {states:?}");
+        }
+    }
     // Lying: Occupied over the whole stay except one frame interval at either end.
     let stay = during(|a| *a == Action::LieInBed);
     let occupied = stay.iter().filter(|(_, state)| *state == Occupancy::Occupied).count();
@@ -125,7 +132,9 @@ fn occupancy_follows_the_ward_timeline() {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Measurement (not a check): `cargo test --release -p vigil --test presence_scenes -- --ignored --nocapture`
+// Measurement (not a check), about a minute in a debug build:
+// `cargo test -p vigil --test presence_scenes -- --ignored --nocapture` (VIGIL_SCENE_PREVIEW=DIR saves a
+// few frames as PNG).
 
 fn agreement(scene: &Scene, region: &str, states: &[Occupancy], margin: f64) -> (usize, usize) {
     let mut agree = 0;

@@ -267,7 +267,8 @@ impl Scene {
 }
 
 /// The person in `bbox`, with an elliptical soft-edged alpha so the street around them (the corners
-/// of the box) is left behind.
+/// of the box) is left behind. Bits of the bus between arms and legs come along: the lying patient
+/// therefore differs from the sheet a little more than a real one in a gown would.
 fn cutout(photo: &RgbImage, bbox: [u32; 4]) -> RgbaImage {
     let [x1, y1, x2, y2] = bbox;
     let crop = imageops::crop_imm(photo, x1, y1, x2 - x1, y2 - y1).to_image();
