@@ -32,6 +32,7 @@ pub fn python() -> PathBuf {
 pub mod agent;
 pub mod media;
 pub mod mqtt;
+pub mod scenes;
 
 pub fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)

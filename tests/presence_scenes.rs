@@ -1,0 +1,384 @@
+//! Bed and chair occupancy on a synthetic ward with a known timeline (tests/common/scenes.rs): the
+//! person detector and the difference from the empty bed, through the occupancy tracker, follow who
+//! is really where; a nurse walking past and the lights dimming do not fill the bed; a patient lying
+//! down (whom the detector mostly misses) does.
+//!
+//! Frames come straight from the generator at one every 2 s, like a camera decoded keyframes only.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use image::RgbImage;
+use vigil::analyze::person_detector::Person;
+use vigil::decide::presence::{
+    Occupancy, OccupancyTracker, Polygon, PresenceSettings, detector_occupied, frame_evidence, region_change,
+};
+
+use common::scenes::{Action, BED, Scene};
+
+const WIDTH: u32 = 1280;
+const HEIGHT: u32 = 720;
+
+fn at(s: f64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000) + Duration::from_secs_f64(s)
+}
+
+/// What one analysed frame said about one region.
+#[derive(Debug, Clone)]
+struct Observation {
+    t: f64,
+    persons: Vec<Person>,
+    /// Difference from the empty reference, per region (in `Scene::regions` order).
+    changed: Vec<Option<f64>>,
+}
+
+fn observe(
+    models: &mut vigil::analyze::Models,
+    scene: &Scene,
+    t: f64,
+    img: &RgbImage,
+    reference: &RgbImage,
+) -> Observation {
+    let persons = models.persons.detect(img).unwrap();
+    let changed = scene.regions.iter().map(|r| region_change(img, reference, &scene.polygon(r.name))).collect();
+    Observation { t, persons, changed }
+}
+
+/// The region's timeline after every observation, one state per whole second of the scene.
+fn timeline(
+    scene: &Scene,
+    region: usize,
+    observations: &[Observation],
+    settings: &PresenceSettings,
+    raw: impl Fn(&Polygon, &Observation) -> bool,
+) -> Vec<Occupancy> {
+    let polygon = scene.polygon(scene.regions[region].name);
+    let mut tracker = OccupancyTracker::new(*settings);
+    for o in observations {
+        tracker.observe(at(o.t), raw(&polygon, o));
+    }
+    // The last frame ends known time; the final second counts as the state it closed with.
+    (0..scene.duration as usize)
+        .map(|s| {
+            let t = at(s as f64).min(tracker.last_frame().unwrap());
+            tracker.state_at(t)
+        })
+        .collect()
+}
+
+fn combined(settings: &PresenceSettings, region: usize) -> impl Fn(&Polygon, &Observation) -> bool + '_ {
+    move |polygon, o| frame_evidence(polygon, &o.persons, o.changed[region], settings).occupied
+}
+
+#[test]
+fn occupancy_follows_the_ward_timeline() {
+    let mut models = common::models();
+    let scene = Scene::ward(WIDTH, HEIGHT);
+    let reference = scene.empty_reference();
+    let observations: Vec<Observation> = (0..scene.duration as usize)
+        .step_by(2)
+        .map(|s| observe(&mut models, &scene, s as f64, &scene.render(s as f64), &reference))
+        .collect();
+    let settings = PresenceSettings::default();
+
+    for (i, region) in scene.regions.iter().enumerate() {
+        let states = timeline(&scene, i, &observations, &settings, combined(&settings, i));
+        let agree = states
+            .iter()
+            .enumerate()
+            .filter(|&(s, state)| (*state == Occupancy::Occupied) == scene.occupied(region.name, s as f64))
+            .count();
+        let share = agree as f64 / states.len() as f64;
+        assert!(
+            share >= 0.9,
+            "{}: timeline agrees with the truth on {agree} of {} s: {states:?}",
+            region.name,
+            states.len()
+        );
+        assert!(
+            !states.contains(&Occupancy::Unknown),
+            "{}: unknown stretches on an unbroken feed: {states:?}",
+            region.name
+        );
+    }
+
+    let bed = scene.regions.iter().position(|r| r.name == BED).unwrap();
+    let states = timeline(&scene, bed, &observations, &settings, combined(&settings, bed));
+    let during = |action: fn(&Action) -> bool| {
+        let e = scene.events.iter().filter(|e| action(&e.action)).collect::<Vec<_>>();
+        assert!(!e.is_empty());
+        e.iter().flat_map(|e| (e.from as usize..e.to as usize).map(|s| (s, states[s]))).collect::<Vec<_>>()
+    };
+    // The nurse passing the empty bed (the first pass; the second passes an occupied bed).
+    let first_pass = scene.events.iter().find(|e| matches!(e.action, Action::WalkPastBed { .. })).unwrap();
+    for s in first_pass.from as usize..first_pass.to as usize + 2 {
+        assert_eq!(states[s], Occupancy::Empty, "bed at {s} s while the nurse walks past: {states:?}");
+    }
+    for (s, state) in during(|a| matches!(a, Action::Dim(_))) {
+        assert_eq!(state, Occupancy::Empty, "bed at {s} s in dimmed light: {states:?}");
+    }
+    // Nothing else ever fills the bed: Empty wherever nobody lies in it, but for one frame interval
+    // around the patient's arrival and departure.
+    for (s, state) in states.iter().enumerate() {
+        if !scene.occupied(BED, s as f64) && !scene.near_transition(BED, s as f64, 2.0) {
+            assert_eq!(*state, Occupancy::Empty, "bed at {s} s with nobody in it: {states:?}");
+        }
+    }
+    // Lying: Occupied over the whole stay except one frame interval at either end.
+    let stay = during(|a| *a == Action::LieInBed);
+    let occupied = stay.iter().filter(|(_, state)| *state == Occupancy::Occupied).count();
+    assert!(occupied + 4 >= stay.len(), "bed occupied {occupied} of {} s of the stay: {states:?}", stay.len());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Measurement (not a check), about a minute in a debug build:
+// `cargo test -p vigil --test presence_scenes -- --ignored --nocapture` (VIGIL_SCENE_PREVIEW=DIR saves a
+// few frames as PNG).
+
+fn agreement(scene: &Scene, region: &str, states: &[Occupancy], margin: f64) -> (usize, usize) {
+    let mut agree = 0;
+    let mut counted = 0;
+    for (s, state) in states.iter().enumerate() {
+        if margin > 0.0 && scene.near_transition(region, s as f64, margin) {
+            continue;
+        }
+        counted += 1;
+        agree += usize::from((*state == Occupancy::Occupied) == scene.occupied(region, s as f64));
+    }
+    (agree, counted)
+}
+
+fn report(scene: &Scene, label: &str, observations: &[Observation], settings: &PresenceSettings) {
+    println!("\n== {label}: {} frames, {settings:?}", observations.len());
+    for (i, region) in scene.regions.iter().enumerate() {
+        let polygon = scene.polygon(region.name);
+        let truth = |o: &Observation| scene.occupied(region.name, o.t);
+        let detector = |p: &Polygon, o: &Observation| detector_occupied(p, &o.persons, settings).0;
+        let diff = |_: &Polygon, o: &Observation| o.changed[i].is_some_and(|c| c >= settings.changed_occupied);
+        let both = combined(settings, i);
+        let raw_share = |f: &dyn Fn(&Polygon, &Observation) -> bool| {
+            let n = observations.iter().filter(|o| f(&polygon, o) == truth(o)).count();
+            format!("{n}/{} ({:.1} %)", observations.len(), 100.0 * n as f64 / observations.len() as f64)
+        };
+        println!(
+            "{:>6} raw per frame: detector {}  difference {}  combined {}",
+            region.name,
+            raw_share(&detector),
+            raw_share(&diff),
+            raw_share(&both)
+        );
+        for (name, f) in [
+            ("detector", &detector as &dyn Fn(&Polygon, &Observation) -> bool),
+            ("difference", &diff),
+            ("combined", &both),
+        ] {
+            let states = timeline(scene, i, observations, settings, f);
+            let (a, n) = agreement(scene, region.name, &states, 0.0);
+            let (a2, n2) = agreement(scene, region.name, &states, 2.0);
+            let unknown = states.iter().filter(|s| **s == Occupancy::Unknown).count();
+            println!(
+                "{:>6} tracker {name:>10}: all seconds {a}/{n} ({:.1} %), outside ±2 s of a transition {a2}/{n2} ({:.1} %), unknown {unknown} s",
+                region.name,
+                100.0 * a as f64 / n as f64,
+                100.0 * a2 as f64 / n2 as f64
+            );
+            if name == "combined" {
+                println!("{:>6} timeline: {}", region.name, runs(&states));
+                let live = live_states(scene, i, observations, settings, f);
+                let (a, n) = agreement(scene, region.name, &live, 0.0);
+                let lag = |s: usize| {
+                    let s = s as f64;
+                    scene.events.iter().filter(|e| e.occupies() == Some(region.name)).any(|e| {
+                        (e.from..e.from + settings.enter_secs as f64 + 2.0).contains(&s)
+                            || (e.to..e.to + settings.leave_secs as f64 + 2.0).contains(&s)
+                    })
+                };
+                let kept: Vec<usize> = (0..live.len()).filter(|s| !lag(*s)).collect();
+                let a2 = kept
+                    .iter()
+                    .filter(|&&s| (live[s] == Occupancy::Occupied) == scene.occupied(region.name, s as f64))
+                    .count();
+                println!(
+                    "{:>6} live state (as published, no backdating): all seconds {a}/{n} ({:.1} %), outside the enter/leave delays {a2}/{} ({:.1} %); {}",
+                    region.name,
+                    100.0 * a as f64 / n as f64,
+                    kept.len(),
+                    100.0 * a2 as f64 / kept.len() as f64,
+                    runs(&live)
+                );
+            }
+        }
+    }
+}
+
+/// The state the tracker reported right after each frame, held until the next: what the agent
+/// publishes live, before later frames backdate a change.
+fn live_states(
+    scene: &Scene,
+    region: usize,
+    observations: &[Observation],
+    settings: &PresenceSettings,
+    raw: impl Fn(&Polygon, &Observation) -> bool,
+) -> Vec<Occupancy> {
+    let polygon = scene.polygon(scene.regions[region].name);
+    let mut tracker = OccupancyTracker::new(*settings);
+    let mut after = Vec::new();
+    for o in observations {
+        tracker.observe(at(o.t), raw(&polygon, o));
+        after.push((o.t, tracker.state()));
+    }
+    (0..scene.duration as usize)
+        .map(|s| after.iter().rev().find(|(t, _)| *t <= s as f64).map_or(Occupancy::Unknown, |(_, st)| *st))
+        .collect()
+}
+
+/// "Empty 0-70, Occupied 70-80, …"
+fn runs(states: &[Occupancy]) -> String {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for s in 1..=states.len() {
+        if s == states.len() || states[s] != states[start] {
+            out.push(format!("{:?} {start}-{s}", states[start]));
+            start = s;
+        }
+    }
+    out.join(", ")
+}
+
+/// Per-frame signal values, to see where thresholds fall.
+fn dump(scene: &Scene, observations: &[Observation]) {
+    let settings = PresenceSettings::default();
+    for o in observations {
+        let mut line = format!("{:>5.0}", o.t);
+        for (i, region) in scene.regions.iter().enumerate() {
+            let (det, best) = detector_occupied(&scene.polygon(region.name), &o.persons, &settings);
+            let best =
+                best.map_or("-".to_string(), |b| format!("in {:.2} cov {:.2} s {:.2}", b.inside, b.cover, b.score));
+            line += &format!(
+                " | {} truth {} det {} [{best}] diff {:.3}",
+                region.name,
+                u8::from(scene.occupied(region.name, o.t)),
+                u8::from(det),
+                o.changed[i].unwrap_or(f64::NAN)
+            );
+        }
+        println!("{line}  persons {}", o.persons.len());
+    }
+}
+
+/// Ranges of the difference signal per kind of moment, and the agreement of a few thresholds.
+fn summary(scene: &Scene, observations: &[Observation]) {
+    for (i, region) in scene.regions.iter().enumerate() {
+        let kinds: [(&str, Box<dyn Fn(f64) -> bool>); 4] = [
+            ("occupied", Box::new(|t| scene.occupied(region.name, t))),
+            (
+                "empty, nurse passing",
+                Box::new(|t| {
+                    !scene.occupied(region.name, t)
+                        && scene
+                            .events
+                            .iter()
+                            .any(|e| matches!(e.action, Action::WalkPastBed { .. }) && e.from <= t && t < e.to)
+                }),
+            ),
+            (
+                "empty, lights changed",
+                Box::new(|t| {
+                    !scene.occupied(region.name, t)
+                        && scene.events.iter().any(|e| matches!(e.action, Action::Dim(_)) && e.from <= t && t < e.to)
+                }),
+            ),
+            (
+                "empty, quiet",
+                Box::new(|t| {
+                    !scene.occupied(region.name, t)
+                        && !scene.events.iter().any(|e| e.occupies().is_none() && e.from <= t && t < e.to)
+                }),
+            ),
+        ];
+        for (kind, f) in &kinds {
+            let v: Vec<f64> = observations.iter().filter(|o| f(o.t)).filter_map(|o| o.changed[i]).collect();
+            if !v.is_empty() {
+                let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+                println!("{:>6} difference {kind:>22}: {lo:.3}..{hi:.3} over {} frames", region.name, v.len());
+            }
+        }
+    }
+    for changed_occupied in [0.02, 0.05, 0.08, 0.12, 0.2, 0.3] {
+        for enter_secs in [10, 20] {
+            let settings = PresenceSettings { changed_occupied, enter_secs, ..Default::default() };
+            let mut line = format!("changed_occupied {changed_occupied:.2} enter_secs {enter_secs}:");
+            for (i, region) in scene.regions.iter().enumerate() {
+                let states = timeline(scene, i, observations, &settings, combined(&settings, i));
+                let (a, n) = agreement(scene, region.name, &states, 0.0);
+                line += &format!(" {} {a}/{n}", region.name);
+            }
+            println!("{line}");
+        }
+    }
+}
+
+fn every(models: &mut vigil::analyze::Models, scene: &Scene, step: usize) -> Vec<Observation> {
+    let reference = scene.empty_reference();
+    (0..scene.duration as usize)
+        .step_by(step)
+        .map(|s| observe(models, scene, s as f64, &scene.render(s as f64), &reference))
+        .collect()
+}
+
+#[test]
+#[ignore = "measurement: prints agreement figures, asserts nothing"]
+fn measure_agreement() {
+    let mut models = common::models();
+    let scene = Scene::ward(WIDTH, HEIGHT);
+    if let Ok(dir) = std::env::var("VIGIL_SCENE_PREVIEW") {
+        for t in [0.0, 74.0, 100.0, 130.0, 160.0, 184.0] {
+            scene.render(t).save(format!("{dir}/scene-{t:03}.png")).unwrap();
+        }
+    }
+    let every_second = every(&mut models, &scene, 1);
+    dump(&scene, &every_second);
+    report(&scene, "generator, 1 frame/s", &every_second, &PresenceSettings::default());
+    let keyframes: Vec<Observation> = every_second.iter().step_by(2).cloned().collect();
+    report(&scene, "generator, 1 frame/2 s", &keyframes, &PresenceSettings::default());
+    summary(&scene, &keyframes);
+
+    // Through H.264: 2 fps, a keyframe every 2 s, keyframes only.
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("ward.mp4");
+    scene.encode(&clip, 2);
+    let flags = common::media::keyframes(&clip);
+    let frames: Vec<_> =
+        common::media::decode_clip(&clip).into_iter().zip(flags).filter(|(_, key)| *key).map(|(f, _)| f).collect();
+    // The reference a box would take: a decoded keyframe of the empty room (the first).
+    let decoded_reference = frames[0].1.clone();
+    let decoded: Vec<Observation> = frames
+        .iter()
+        .map(|(pts, img)| observe(&mut models, &scene, pts.as_secs_f64(), img, &decoded_reference))
+        .collect();
+    report(&scene, "H.264 keyframes (2 fps, GOP 4)", &decoded, &PresenceSettings::default());
+    summary(&scene, &decoded);
+
+    // Harder beds: no blanket (the cream coat on the white sheet), a white blanket; brighter light.
+    for (label, blanket, light) in [
+        ("no blanket", None, 0.7),
+        ("white blanket", Some([234, 236, 240]), 0.7),
+        ("lights 30 % brighter", Some([100, 135, 180]), 1.3),
+        ("lights 50 % darker", Some([100, 135, 180]), 0.5),
+    ] {
+        let mut scene = Scene::ward(WIDTH, HEIGHT);
+        scene.blanket = blanket;
+        for e in &mut scene.events {
+            if let Action::Dim(_) = e.action {
+                e.action = Action::Dim(light);
+            }
+        }
+        let observations = every(&mut models, &scene, 2);
+        report(&scene, &format!("variant {label}, 1 frame/2 s"), &observations, &PresenceSettings::default());
+        summary(&scene, &observations);
+        if let Ok(dir) = std::env::var("VIGIL_SCENE_PREVIEW") {
+            scene.render(160.0).save(format!("{dir}/variant-{}.png", label.replace(' ', "_"))).unwrap();
+        }
+    }
+}
