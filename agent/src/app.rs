@@ -451,8 +451,9 @@ impl Outlet {
         details: std::collections::BTreeMap<String, String>,
         detections: Vec<Detection>,
     ) -> uuid::Uuid {
-        let decision = Decision::new(&self.camera, at, kind);
-        if decision.needs_evidence() {
+        let mut decision = Decision::new(&self.camera, at, kind);
+        decision.evidence = decision.needs_evidence();
+        if decision.evidence {
             let _ = self.evidence.send(evidence_request(
                 &decision,
                 frame,

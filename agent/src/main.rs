@@ -246,6 +246,10 @@ enum Bench {
         /// Also record each camera into a ring of segments (in a scratch folder, removed afterwards).
         #[arg(long)]
         record: bool,
+        /// Analysis of each frame besides tamper detection: faces (settlement window: detect, align,
+        /// gate, embed, search) or presence (ward: persons, two beds, a roll-call a minute).
+        #[arg(long, value_enum, default_value = "tamper")]
+        analysis: commands::bench_cameras::Analysis,
         /// Seconds measured, after 5 s of warm-up.
         #[arg(long, default_value_t = 30)]
         seconds: u64,
@@ -329,13 +333,14 @@ fn main() -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }),
-        Command::Bench(Bench::Cameras { file, cameras, keyframes_only, analysis_fps, record, seconds }) => {
+        Command::Bench(Bench::Cameras { file, cameras, keyframes_only, analysis_fps, record, analysis, seconds }) => {
             let scratch = commands::bench_cameras::scratch_dir();
             let result = commands::bench_cameras::cameras(
                 &file,
                 cameras.max(1),
                 keyframes_only,
                 analysis_fps,
+                analysis,
                 record.then_some(scratch.as_path()),
                 std::time::Duration::from_secs(5),
                 std::time::Duration::from_secs(seconds.max(1)),

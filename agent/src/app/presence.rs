@@ -183,6 +183,19 @@ impl PresenceCamera {
     /// The beds of this (ward) camera at `at`, with the registered patients.
     fn bed_checks(&self, roster: &Roster, at: SystemTime) -> Vec<BedCheck> {
         let state = self.state();
+        if state.monitors.is_empty() {
+            // No frame since start: every bed is unknown (never absent).
+            return self
+                .regions
+                .iter()
+                .map(|(bed, _)| BedCheck {
+                    camera: self.id.clone(),
+                    bed: bed.clone(),
+                    patient: roster.patient_in(&self.id, bed).map(str::to_owned),
+                    state: Occupancy::Unknown,
+                })
+                .collect();
+        }
         state
             .monitors
             .iter()
@@ -214,7 +227,7 @@ impl PresenceCamera {
         match &state.last_frame {
             Some(frame) => Some(self.outlet.decide(frame, at, kind, details, detections)),
             None => {
-                // No frame yet: the event still goes out, without a snapshot bundle.
+                // No frame yet: the event still goes out, without a bundle (and says so).
                 let decision = Decision::new(&self.id, at, kind);
                 let id = decision.id;
                 let _ = self.outlet.decisions.send(decision);
@@ -224,13 +237,20 @@ impl PresenceCamera {
     }
 
     /// Takes the roster's sessions on this camera: new ones start being followed; removed ones are
-    /// dropped.
-    fn sync_sessions(&self, roster: &Roster, rules: DialysisRules) {
+    /// dropped. A session already over when first seen (judged before a restart, or ended while the box
+    /// was off or before the roster arrived) is not judged: nothing of it was watched.
+    fn sync_sessions(&self, roster: &Roster, rules: DialysisRules, now: SystemTime) {
         let mut state = self.state();
         let wanted: Vec<_> = roster.dialysis_sessions.iter().filter(|s| s.camera == self.id).collect();
         state.sessions.retain(|c| wanted.iter().any(|w| w.session == c.session().id));
         for s in wanted {
             if state.finished.contains(&s.session) || state.sessions.iter().any(|c| c.session().id == s.session) {
+                continue;
+            }
+            let end = s.start + Duration::from_secs(u64::from(s.billed_minutes) * 60) + rules.grace;
+            if end <= now {
+                info!(camera = %self.id, session = %s.session, "dialysis session already over when first seen; not judged");
+                state.finished.insert(s.session.clone());
                 continue;
             }
             let session = Session {
@@ -368,7 +388,7 @@ impl Presence {
     pub fn tick(&self, people: &People, now: SystemTime) {
         let roster = people.roster().clone();
         for camera in self.cameras.iter().filter(|c| c.role == Role::DialysisRoom) {
-            camera.sync_sessions(&roster, self.rules);
+            camera.sync_sessions(&roster, self.rules, now);
             camera.tick_sessions(now);
         }
     }

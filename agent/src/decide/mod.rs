@@ -107,11 +107,13 @@ pub struct Decision {
     pub at: SystemTime,
     #[serde(flatten)]
     pub kind: DecisionKind,
+    /// An evidence bundle was requested for it (an `evidence_ready` will follow).
+    pub evidence: bool,
 }
 
 impl Decision {
     pub fn new(camera: &str, at: SystemTime, kind: DecisionKind) -> Decision {
-        Decision { id: uuid::Uuid::now_v7(), camera: camera.to_owned(), at, kind }
+        Decision { id: uuid::Uuid::now_v7(), camera: camera.to_owned(), at, kind, evidence: false }
     }
 
     /// Whether the decision is backed by an evidence bundle.

@@ -98,7 +98,7 @@ pub fn decision_record(base: &str, site: &str, device: &str, decision: &Decision
         "camera": camera,
         "at": time(decision.at),
         "details": details,
-        "evidence": if decision.needs_evidence() { json!({"status": "pending"}) } else { Value::Null },
+        "evidence": if decision.evidence { json!({"status": "pending"}) } else { Value::Null },
     });
     NewRecord {
         event_id: decision.id.to_string(),
