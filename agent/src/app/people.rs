@@ -133,3 +133,57 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path) -> Config {
+        let text = format!(
+            "[site]\nid = \"h\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"{}\"\n[roster]\nfile = \"{}\"\n\
+             [[cameras]]\nid = \"ward-3\"\nrole = \"ward\"\nurl = \"test://smpte\"\n\
+             regions = {{ bed-1 = [[0,0],[0.5,0],[0.5,1]], bed-2 = [[0.5,0],[1,0],[1,1]] }}\n",
+            dir.join("state").display(),
+            dir.join("roster.json").display()
+        );
+        crate::config::parse(Path::new("t.toml"), &text).unwrap()
+    }
+
+    fn set_mtime(path: &Path, secs_ago: u64) {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(SystemTime::now() - Duration::from_secs(secs_ago)).unwrap();
+    }
+
+    #[test]
+    fn the_roster_file_is_applied_when_it_changes_refused_when_wrong_and_kept_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let file = dir.path().join("roster.json");
+        std::fs::write(&file, r#"{"inpatients": [{"patient": "p-1", "camera": "ward-3", "bed": "bed-1"}]}"#).unwrap();
+        set_mtime(&file, 100);
+        let people = People::load(&config);
+        assert_eq!(people.roster().patient_in("ward-3", "bed-1"), None, "nothing before the first poll");
+        people.poll_file(&config);
+        assert_eq!(people.roster().patient_in("ward-3", "bed-1"), Some("p-1"));
+
+        // A wrong file is refused as a whole; the roster in force stays.
+        std::fs::write(&file, r#"{"inpatients": [{"patient": "p-2", "camera": "ward-3", "bed": "bed-9"}]}"#).unwrap();
+        set_mtime(&file, 50);
+        people.poll_file(&config);
+        assert_eq!(people.roster().patient_in("ward-3", "bed-1"), Some("p-1"));
+
+        // A corrected file is applied.
+        std::fs::write(&file, r#"{"inpatients": [{"patient": "p-2", "camera": "ward-3", "bed": "bed-2"}]}"#).unwrap();
+        set_mtime(&file, 10);
+        people.poll_file(&config);
+        assert_eq!(people.roster().patient_in("ward-3", "bed-2"), Some("p-2"));
+
+        // After a restart: the stored roster is in force, and the (older) file is not applied again.
+        let people = People::load(&config);
+        assert_eq!(people.roster().patient_in("ward-3", "bed-2"), Some("p-2"));
+        people.apply(Roster::default(), SystemTime::now()).unwrap(); // e.g. a `roster` command emptied it
+        let people = People::load(&config);
+        people.poll_file(&config);
+        assert!(people.roster().inpatients.is_empty(), "a command's roster newer than the file stays");
+    }
+}
