@@ -263,7 +263,22 @@ fn settlements_end_to_end_through_video_and_mqtt() {
     let ok = sub.wait_for(Duration::from_secs(45), |m| {
         kinds(m).iter().filter(|k| *k == "identity_shared_across_ids").count() >= 3
     });
+    // A discharged patient is removed by the platform; removing again says there is no such person.
+    for _ in 0..2 {
+        sub.publish(
+            "vigil/v1/hosp/edge/cmd/unenroll",
+            platform.sign("unenroll", &serde_json::json!({"id": "p-biden"})),
+        );
+    }
+    assert!(sub.wait_for(Duration::from_secs(20), |m| {
+        m.iter().filter(|(t, _, _)| t.ends_with("/cmd-result/unenroll")).count() == 2
+    }));
     let log = agent.stop();
+    let unenrolled = sub.payloads("/cmd-result/unenroll");
+    assert_eq!((unenrolled[0]["ok"].as_bool(), unenrolled[1]["ok"].as_bool()), (Some(true), Some(false)));
+    assert!(unenrolled[1]["detail"].as_str().unwrap().contains("no \"p-biden\""), "{unenrolled:?}");
+    let listed = common::vigil().args(["gallery", "list", "--config"]).arg(&config).output().unwrap();
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("p-biden"));
     assert!(ok, "events: {:?}\nagent log:\n{log}", kinds(&sub.messages.lock().unwrap()));
     let events = sub.payloads("/events/");
     let mut others: Vec<_> = events[before..]
