@@ -329,3 +329,64 @@ fn tamper_in_a_running_agent_yields_a_verifiable_bundle() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(log.contains("evidence bundle written"), "{log}");
 }
+
+/// `crash_during_post_roll_still_yields_the_bundle`: the agent is SIGKILLed after deciding a tamper but
+/// before its post-roll is recorded; the saved request survives, and the next start writes the bundle
+/// (with the video recorded up to the kill) and only then forgets the request.
+#[test]
+fn crash_during_post_roll_still_yields_the_bundle() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("vigil.toml");
+    std::fs::write(
+        &config,
+        "[site]\nid = \"hosp-1\"\ndevice_id = \"edge-1\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n\
+         [tamper]\ncovered_secs = 2\n[evidence]\npre_roll_secs = 3\npost_roll_secs = 12\n\
+         [[cameras]]\nid = \"ward\"\nrole = \"dialysis_room\"\nurl = \"test://black\"\n",
+    )
+    .unwrap();
+    let keys = common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap();
+    assert!(keys.status.success(), "{}", String::from_utf8_lossy(&keys.stderr));
+    let pem = root.path().join("pub.pem");
+    std::fs::write(&pem, &keys.stdout).unwrap();
+    let saved = root.path().join("state/evidence-pending");
+    let evidence = root.path().join("state/evidence");
+    let has_request = || {
+        std::fs::read_dir(&saved)
+            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".json")))
+            .unwrap_or(false)
+    };
+    let mut agent =
+        common::vigil().arg("run").arg("--config").arg(&config).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while !has_request() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    agent.kill().unwrap(); // SIGKILL: most of the 12 s post-roll still to come
+    agent.wait().unwrap();
+    assert!(has_request(), "the tamper's evidence request was not saved");
+    assert!(store::bundles(&evidence).unwrap().is_empty());
+
+    // Restart with the camera gone: the saved request waits for its post-roll time (a camera that is
+    // back would record it), then is written from what was recorded.
+    let text = std::fs::read_to_string(&config).unwrap().replace("test://black", "rtsp://127.0.0.1:9/none");
+    std::fs::write(&config, text).unwrap();
+    let agent =
+        common::vigil().arg("run").arg("--config").arg(&config).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while (has_request() || store::bundles(&evidence).unwrap().is_empty())
+        && started.elapsed() < Duration::from_secs(40)
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Command::new("kill").arg("-INT").arg(agent.id().to_string()).status().unwrap();
+    let output = agent.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    let bundles = store::bundles(&evidence).unwrap();
+    assert_eq!(bundles.len(), 1, "{log}");
+    assert!(!has_request(), "the request must be forgotten once its bundle is written:\n{log}");
+    assert!(log.contains("evidence requests saved before the last stop"), "{log}");
+    let out = common::vigil().args(["verify", "--key"]).arg(&pem).arg(&evidence).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}

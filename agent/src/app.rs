@@ -26,6 +26,7 @@ use crate::decide::settlement::{FaceObservation, SettledFace, SettlementRules, V
 use crate::decide::{Decision, DecisionKind};
 use crate::evidence::keys::DeviceKey;
 use crate::evidence::keys::PublicKey;
+use crate::evidence::pending::Pending;
 use crate::evidence::store::Detection;
 use crate::evidence::store::{self, EvidenceRequest, Store};
 use crate::gallery::quality::QualityThresholds;
@@ -105,11 +106,13 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     registry.register("roster", roster_handler(config.clone(), people.clone()));
     let (decisions_tx, decisions_rx) = mpsc::channel::<Decision>();
     let (evidence_tx, evidence_rx) = mpsc::channel::<EvidenceRequest>();
+    let pending = Arc::new(Pending::new(&config.storage.data_dir.join("evidence-pending")));
     let outlets: Vec<Outlet> = config
         .cameras
         .iter()
         .map(|camera| Outlet {
             camera: camera.id.clone(),
+            pending: pending.clone(),
             decisions: decisions_tx.clone(),
             evidence: evidence_tx.clone(),
             recordings: config.storage.recordings_dir().join(&camera.id),
@@ -211,7 +214,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let (evidence_stop, evidence_emitter) = (stop.clone(), emitter.clone());
     let evidence = std::thread::Builder::new()
         .name("vigil-evidence".into())
-        .spawn(move || evidence_worker(store, evidence_rx, evidence_stop, evidence_emitter))?;
+        .spawn(move || evidence_worker(store, &pending, evidence_rx, evidence_stop, evidence_emitter))?;
     let (retention_config, retention_stop) = (config.clone(), stop.clone());
     let retention = std::thread::Builder::new()
         .name("vigil-retention".into())
@@ -434,6 +437,8 @@ fn start_camera(
 /// worker with what to cut.
 struct Outlet {
     camera: String,
+    /// Requests are saved here before their decision goes out.
+    pending: Arc<Pending>,
     decisions: mpsc::Sender<Decision>,
     evidence: mpsc::Sender<EvidenceRequest>,
     recordings: PathBuf,
@@ -454,7 +459,7 @@ impl Outlet {
         let mut decision = Decision::new(&self.camera, at, kind);
         decision.evidence = decision.needs_evidence();
         if decision.evidence {
-            let _ = self.evidence.send(evidence_request(
+            let request = evidence_request(
                 &decision,
                 frame,
                 details,
@@ -462,7 +467,12 @@ impl Outlet {
                 &self.recordings,
                 self.pre_roll,
                 self.post_roll,
-            ));
+            );
+            if let Err(e) = self.pending.save(&request) {
+                error!(event = %decision.id, error = %e,
+                    "cannot save the evidence request; its bundle is lost if the agent stops before it is written");
+            }
+            let _ = self.evidence.send(request);
         }
         let id = decision.id;
         let _ = self.decisions.send(decision);
@@ -597,12 +607,41 @@ fn publisher_settings(config: &Config, mqtt: &crate::config::Mqtt, base: &str) -
 
 fn evidence_worker(
     mut store: Store,
+    saved: &Pending,
     requests: mpsc::Receiver<EvidenceRequest>,
     stop: Arc<AtomicBool>,
     emitter: Emitter,
 ) {
     const MARGIN: Duration = Duration::from_secs(3);
+    let announce = |request: &EvidenceRequest, bundle: &store::BundleInfo| {
+        let name = bundle.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        emitter.emit(events::evidence_record(
+            &emitter.base,
+            &emitter.site,
+            &emitter.device,
+            &request.camera,
+            &request.event_id.to_string(),
+            &name,
+            bundle.sequence,
+            &bundle.manifest_sha256,
+        ));
+        if let Err(e) = saved.remove(request.event_id) {
+            warn!(event = %request.event_id, error = %e, "cannot remove the saved evidence request");
+        }
+    };
+    // Requests saved before a crash or stop: written now (their post-roll is long recorded), or only
+    // announced when the bundle was written but the request not yet removed.
     let mut pending: Vec<EvidenceRequest> = Vec::new();
+    for request in saved.load_all() {
+        match store.existing(request.event_id) {
+            Ok(Some(bundle)) => announce(&request, &bundle),
+            Ok(None) => pending.push(request),
+            Err(e) => error!(event = %request.event_id, error = %e, "cannot check the evidence store"),
+        }
+    }
+    if !pending.is_empty() {
+        info!(requests = pending.len(), "evidence requests saved before the last stop: writing their bundles");
+    }
     let mut open = true;
     while open || !pending.is_empty() {
         match requests.recv_timeout(Duration::from_millis(500)) {
@@ -619,20 +658,10 @@ fn evidence_worker(
                 Ok(bundle) => {
                     info!(event = %request.event_id, kind = %request.kind, camera = %request.camera,
                         sequence = bundle.sequence, dir = %bundle.dir.display(), "evidence bundle written");
-                    let name = bundle.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                    emitter.emit(events::evidence_record(
-                        &emitter.base,
-                        &emitter.site,
-                        &emitter.device,
-                        &request.camera,
-                        &request.event_id.to_string(),
-                        &name,
-                        bundle.sequence,
-                        &bundle.manifest_sha256,
-                    ));
+                    announce(&request, &bundle);
                 }
                 Err(e) => error!(event = %request.event_id, kind = %request.kind, camera = %request.camera, error = %e,
-                    "evidence bundle NOT written"),
+                    "evidence bundle NOT written (its request is kept and retried at the next start)"),
             }
         }
     }

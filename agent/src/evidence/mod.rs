@@ -2,5 +2,6 @@
 
 pub mod canonical;
 pub mod keys;
+pub mod pending;
 pub mod store;
 pub mod verify;

@@ -145,6 +145,19 @@ pub fn bundles(dir: &Path) -> Result<Vec<(u64, PathBuf)>, EvidenceError> {
 }
 
 impl Store {
+    /// The bundle already written for an event, if any (recovery: a crash after the bundle's rename).
+    pub fn existing(&self, event_id: uuid::Uuid) -> Result<Option<BundleInfo>, EvidenceError> {
+        let id = event_id.to_string();
+        for (sequence, dir) in bundles(&self.dir)? {
+            if dir.file_name().and_then(|n| n.to_str()).and_then(parse_bundle_name).is_some_and(|(_, i)| i == id) {
+                let manifest = dir.join("manifest.json");
+                let bytes = std::fs::read(&manifest).map_err(io(&manifest))?;
+                return Ok(Some(BundleInfo { dir, sequence, manifest_sha256: sha256_hex(&bytes) }));
+            }
+        }
+        Ok(None)
+    }
+
     /// Opens the store: removes bundles left half-written by a crash (`.tmp-*`), then continues the
     /// chain from the bundle with the highest sequence.
     pub fn open(

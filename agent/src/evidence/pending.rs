@@ -1,0 +1,172 @@
+//! Evidence requests waiting for their post-roll, kept on disk so that a crash or power cut between a
+//! decision and its bundle still yields the bundle at the next start.
+//!
+//! Each request is two files in `<data_dir>/evidence-pending/`: `<event_id>.png` (the decisive frame,
+//! lossless) and `<event_id>.json` (everything else), each written to a temp file, fsync'd and renamed,
+//! the JSON last: a request is pending exactly when its JSON exists. It is saved before the decision's
+//! event is appended to the outbox, so an event announcing evidence always has its request on disk. The
+//! file pair is removed once the bundle is written; a bundle already present for the event (a crash
+//! between the bundle's rename and the removal) is not written twice.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::store::{Detection, EvidenceRequest};
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    event_id: uuid::Uuid,
+    kind: String,
+    camera: String,
+    at_ms: u64,
+    details: BTreeMap<String, String>,
+    snapshot_at_ms: u64,
+    detections: Vec<(String, [f32; 4], f32)>,
+    recordings: PathBuf,
+    clip_from_ms: u64,
+    clip_to_ms: u64,
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+fn time(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+pub struct Pending {
+    dir: PathBuf,
+}
+
+impl Pending {
+    pub fn new(dir: &Path) -> Pending {
+        Pending { dir: dir.to_owned() }
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let (tmp, path) = (self.dir.join(format!(".tmp-{name}")), self.dir.join(name));
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    }
+
+    /// Saves a request durably.
+    pub fn save(&self, request: &EvidenceRequest) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let mut png = Vec::new();
+        let encoder = image::codecs::png::PngEncoder::new_with_quality(
+            &mut png,
+            image::codecs::png::CompressionType::Fast,
+            image::codecs::png::FilterType::Sub,
+        );
+        request.snapshot.write_with_encoder(encoder).map_err(std::io::Error::other)?;
+        let id = request.event_id;
+        self.write(&format!("{id}.png"), &png)?;
+        let stored = Stored {
+            event_id: id,
+            kind: request.kind.clone(),
+            camera: request.camera.clone(),
+            at_ms: ms(request.at),
+            details: request.details.clone(),
+            snapshot_at_ms: ms(request.snapshot_at),
+            detections: request.detections.iter().map(|d| (d.label.clone(), d.bbox, d.score)).collect(),
+            recordings: request.recordings.clone(),
+            clip_from_ms: ms(request.clip_from),
+            clip_to_ms: ms(request.clip_to),
+        };
+        self.write(&format!("{id}.json"), &serde_json::to_vec(&stored).expect("serialises"))?;
+        std::fs::File::open(&self.dir)?.sync_all()
+    }
+
+    /// Forgets a request whose bundle is written.
+    pub fn remove(&self, event_id: uuid::Uuid) -> std::io::Result<()> {
+        std::fs::remove_file(self.dir.join(format!("{event_id}.json")))?;
+        let _ = std::fs::remove_file(self.dir.join(format!("{event_id}.png")));
+        Ok(())
+    }
+
+    /// Every saved request, oldest event first; leftovers of interrupted saves are removed, unreadable
+    /// requests are reported and skipped (kept on disk for an operator).
+    pub fn load_all(&self) -> Vec<EvidenceRequest> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        let mut requests = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".tmp-") {
+                let _ = std::fs::remove_file(entry.path());
+                continue;
+            }
+            let Some(id) = name.strip_suffix(".json") else { continue };
+            match self.load(id) {
+                Ok(r) => requests.push(r),
+                Err(e) => tracing::error!(request = %entry.path().display(), error = %e,
+                    "pending evidence request unreadable; its bundle cannot be written"),
+            }
+        }
+        requests.sort_by_key(|r| r.at);
+        requests
+    }
+
+    fn load(&self, id: &str) -> Result<EvidenceRequest, String> {
+        let json = std::fs::read(self.dir.join(format!("{id}.json"))).map_err(|e| e.to_string())?;
+        let s: Stored = serde_json::from_slice(&json).map_err(|e| e.to_string())?;
+        let snapshot =
+            crate::analyze::image::load_rgb(&self.dir.join(format!("{id}.png"))).map_err(|e| e.to_string())?;
+        Ok(EvidenceRequest {
+            event_id: s.event_id,
+            kind: s.kind,
+            camera: s.camera,
+            at: time(s.at_ms),
+            details: s.details,
+            snapshot,
+            snapshot_at: time(s.snapshot_at_ms),
+            detections: s.detections.into_iter().map(|(label, bbox, score)| Detection { label, bbox, score }).collect(),
+            recordings: s.recordings,
+            clip_from: time(s.clip_from_ms),
+            clip_to: time(s.clip_to_ms),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_survive_a_restart_until_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pending = Pending::new(&dir.path().join("evidence-pending"));
+        let t0 = UNIX_EPOCH + Duration::from_millis(1_800_000_000_123);
+        let request = |id: u128, at: SystemTime| EvidenceRequest {
+            event_id: uuid::Uuid::from_u128(id),
+            kind: "bed_absent".into(),
+            camera: "ward-3".into(),
+            at,
+            details: [("bed".to_owned(), "bed-2".to_owned())].into(),
+            snapshot: image::RgbImage::from_fn(64, 36, |x, y| image::Rgb([x as u8, y as u8, 7])),
+            snapshot_at: at,
+            detections: vec![Detection { label: "bed-2".into(), bbox: [1.0, 2.0, 30.5, 20.0], score: 0.0 }],
+            recordings: dir.path().join("recordings/ward-3"),
+            clip_from: at - Duration::from_secs(10),
+            clip_to: at + Duration::from_secs(10),
+        };
+        pending.save(&request(2, t0 + Duration::from_secs(5))).unwrap();
+        pending.save(&request(1, t0)).unwrap();
+        std::fs::write(dir.path().join("evidence-pending/.tmp-3.json"), b"{half").unwrap();
+        let loaded = Pending::new(&dir.path().join("evidence-pending")).load_all();
+        assert_eq!(loaded.iter().map(|r| r.event_id.as_u128()).collect::<Vec<_>>(), [1, 2], "oldest first");
+        let first = &loaded[0];
+        assert_eq!((first.at, first.clip_to), (t0, t0 + Duration::from_secs(10)));
+        assert_eq!(first.snapshot, request(1, t0).snapshot, "the frame is kept losslessly");
+        assert_eq!(first.detections[0].bbox, [1.0, 2.0, 30.5, 20.0]);
+        assert!(!dir.path().join("evidence-pending/.tmp-3.json").exists(), "leftovers removed");
+        pending.remove(uuid::Uuid::from_u128(1)).unwrap();
+        assert_eq!(pending.load_all().len(), 1);
+    }
+}
