@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::analyze::{Models, runtime};
 use crate::config::{Camera, Config, Role, redact_url};
+use crate::decide::clock::{Clock, SystemClock};
 use crate::decide::physicians::{PhysicianEvent, SightingFilter};
 use crate::decide::settlement::{FaceObservation, SettledFace, SettlementRules, Verdict, Watch, shared_identity};
 use crate::decide::{Decision, DecisionKind};
@@ -196,7 +197,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         let presence = presence.clone();
         std::thread::Builder::new()
             .name("vigil-schedule".into())
-            .spawn(move || scheduler(&config, &people, &presence, &schedule, &decisions, &stop))?
+            .spawn(move || scheduler(&config, &people, &presence, &schedule, &decisions, &SystemClock, &stop))?
     };
     threads.push(scheduler);
     // Only the camera and scheduler threads may hold decision senders from here on: when they are
@@ -677,24 +678,54 @@ fn scheduler(
     presence: &Presence,
     schedule: &crate::decide::rollcall::Schedule,
     decisions: &mpsc::Sender<Decision>,
+    clock: &dyn Clock,
     stop: &AtomicBool,
 ) {
-    let mut next_file_poll = std::time::Instant::now();
-    let mut checked_until = SystemTime::now();
+    let mut scheduler = Scheduler::new(config, people, presence, schedule, decisions, clock.now());
     while !stop.load(Ordering::Relaxed) {
-        if std::time::Instant::now() >= next_file_poll {
-            people.poll_file(config);
-            next_file_poll = std::time::Instant::now() + Duration::from_secs(5);
+        scheduler.step(clock.now());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The scheduler's state between steps; `step` is driven by the real clock in `vigil run` and by a
+/// simulated one in tests (days of roll-calls in milliseconds).
+struct Scheduler<'a> {
+    config: &'a Config,
+    people: &'a People,
+    presence: &'a Presence,
+    schedule: &'a crate::decide::rollcall::Schedule,
+    decisions: &'a mpsc::Sender<Decision>,
+    /// Roll-call times before this were handled.
+    checked_until: SystemTime,
+    next_file_poll: SystemTime,
+}
+
+impl<'a> Scheduler<'a> {
+    fn new(
+        config: &'a Config,
+        people: &'a People,
+        presence: &'a Presence,
+        schedule: &'a crate::decide::rollcall::Schedule,
+        decisions: &'a mpsc::Sender<Decision>,
+        now: SystemTime,
+    ) -> Self {
+        Scheduler { config, people, presence, schedule, decisions, checked_until: now, next_file_poll: now }
+    }
+
+    fn step(&mut self, now: SystemTime) {
+        if now >= self.next_file_poll {
+            self.people.poll_file(self.config);
+            self.next_file_poll = now + Duration::from_secs(5);
         }
-        let now = SystemTime::now();
-        if now > checked_until {
-            for at in schedule.times_between(checked_until, now) {
-                presence.rollcall(people, at, "scheduled");
+        if now > self.checked_until {
+            for at in self.schedule.times_between(self.checked_until, now) {
+                self.presence.rollcall(self.people, at, "scheduled");
             }
-            checked_until = now;
+            self.checked_until = now;
         }
-        presence.tick(people, now);
-        for event in people.tick(now) {
+        self.presence.tick(self.people, now);
+        for event in self.people.tick(now) {
             let decision = match event {
                 PhysicianEvent::Absent { physician, shift_start, shift_end, since, last_camera } => Decision::new(
                     last_camera.as_deref().unwrap_or(""),
@@ -705,9 +736,8 @@ fn scheduler(
                     Decision::new("", summary.shift_end, DecisionKind::PhysicianShiftSummary(summary))
                 }
             };
-            let _ = decisions.send(decision);
+            let _ = self.decisions.send(decision);
         }
-        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
@@ -894,4 +924,83 @@ pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = &'static str>> {
             _ = int.recv() => "SIGINT",
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::person_detector::Person;
+    use crate::decide::clock::ManualClock;
+
+    /// Three simulated days of a ward in milliseconds: the scheduler, driven by a manual clock, holds
+    /// every scheduled and random roll-call once; bed 1's patient is always in bed, bed 2's never.
+    #[test]
+    fn three_days_of_roll_calls_on_a_simulated_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[site]\nid = \"h\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"{}\"\n\
+             [rollcalls]\ntimes = [\"08:00\", \"20:00\"]\nrandom_per_day = 2\nrandom_between = [\"21:00\", \"06:00\"]\n\
+             seed = 7\nutc_offset = \"+08:00\"\nescalate_after = 3\n\
+             [[cameras]]\nid = \"ward-3\"\nrole = \"ward\"\nurl = \"test://black\"\n\
+             regions = {{ bed-1 = [[0,0.5],[0.5,0.5],[0.5,1],[0,1]], bed-2 = [[0.5,0.5],[1,0.5],[1,1],[0.5,1]] }}\n",
+            dir.path().display()
+        );
+        let config = crate::config::parse(Path::new("t.toml"), &text).unwrap();
+        assert!(crate::config::validate(&config).is_empty());
+        let start = humantime::parse_rfc3339("2026-11-24T00:00:00Z").unwrap();
+        let clock = ManualClock::new(start);
+        let people = People::load(&config);
+        let roster = serde_json::json!({"inpatients": [
+            {"patient": "p-1", "camera": "ward-3", "bed": "bed-1"},
+            {"patient": "p-2", "camera": "ward-3", "bed": "bed-2"}]});
+        people.apply(crate::decide::roster::Roster::parse(&roster, &config).unwrap(), start).unwrap();
+        let (decisions_tx, decisions) = mpsc::channel();
+        let (evidence_tx, evidence) = mpsc::channel();
+        let outlet = Outlet {
+            camera: "ward-3".into(),
+            pending: Arc::new(Pending::new(&dir.path().join("evidence-pending"))),
+            decisions: decisions_tx.clone(),
+            evidence: evidence_tx,
+            recordings: dir.path().join("recordings/ward-3"),
+            pre_roll: Duration::from_secs(10),
+            post_roll: Duration::from_secs(10),
+        };
+        let camera = Arc::new(PresenceCamera::new(&config, &config.cameras[0], outlet));
+        let presence = Presence::new(vec![camera.clone()], &config, decisions_tx.clone());
+        let schedule = config.rollcalls.schedule(7).unwrap();
+        let mut scheduler = Scheduler::new(&config, &people, &presence, &schedule, &decisions_tx, start);
+        // A keyframe every 2 s; the detector sees a person lying across bed 1 (160×90 frames).
+        let lying = [Person { bbox: [5.0, 50.0, 75.0, 88.0], score: 0.8 }];
+        let end = start + Duration::from_secs(3 * 86_400);
+        let mut seq = 0;
+        while clock.now() < end {
+            let now = clock.advance(Duration::from_secs(2));
+            seq += 1;
+            let frame =
+                crate::source::Frame { image: image::RgbImage::new(160, 90), captured: now, seq, keyframe: true };
+            camera.observe(&frame, &lying);
+            if seq % 15 == 0 {
+                scheduler.step(now);
+            }
+        }
+        let decisions: Vec<Decision> = decisions.try_iter().collect();
+        let names = |name: &str| decisions.iter().filter(|d| d.name() == name).collect::<Vec<_>>();
+        let expected = schedule.times_between(start, clock.now());
+        assert_eq!(expected.len(), 12, "2 scheduled + 2 random a day for 3 days: {expected:?}");
+        let summaries = names("rollcall_summary");
+        assert_eq!(summaries.iter().map(|d| d.at).collect::<Vec<_>>(), expected, "each once, at its time");
+        // The first roll-call (08:00 local = 00:00 UTC) falls before bed 2 had 60 s of empty frames.
+        let absent = names("bed_absent");
+        assert!(absent.iter().all(|d| matches!(&d.kind, DecisionKind::BedAbsent(a) if a.bed == "bed-2")));
+        assert!(absent.len() >= 11, "{} absences", absent.len());
+        let escalated: Vec<u32> = names("bed_absence_escalated")
+            .iter()
+            .map(|d| match &d.kind {
+                DecisionKind::BedAbsenceEscalated(a) => a.consecutive,
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(escalated, [3, 6, 9], "escalated at K, 2K, 3K consecutive absences");
+        assert_eq!(evidence.try_iter().count(), absent.len(), "a snapshot bundle per absence");
+    }
 }
