@@ -1002,5 +1002,12 @@ mod tests {
             .collect();
         assert_eq!(escalated, [3, 6, 9], "escalated at K, 2K, 3K consecutive absences");
         assert_eq!(evidence.try_iter().count(), absent.len(), "a snapshot bundle per absence");
+        // The streak outlives a restart: the next absence continues the count.
+        let (tx, _rx) = mpsc::channel();
+        let restarted = Presence::new(vec![camera.clone()], &config, tx);
+        let report = restarted.rollcall(&people, clock.now(), "requested");
+        assert_eq!(report.summary.absent, 1);
+        let streak = restarted.streak("ward-3", "bed-2");
+        assert_eq!(streak, absent.len() as u32 + 1);
     }
 }

@@ -118,7 +118,7 @@ fn read_roster(path: &Path, config: &Config) -> Result<Roster, Vec<String>> {
     Roster::parse(&value, config)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use tracing::{debug, info, warn};
 
 use super::Outlet;
-use super::people::People;
+use super::people::{People, write_atomically};
 use crate::analyze::person_detector::Person;
 use crate::config::{Camera, Config, Role};
 use crate::decide::dialysis::{DialysisRules, Session, SessionCheck};
@@ -313,6 +313,8 @@ fn session_details(s: &Session) -> Details {
 pub struct Presence {
     pub cameras: Vec<Arc<PresenceCamera>>,
     rollcalls: Mutex<RollcallTracker>,
+    /// `<data_dir>/rollcall-streaks.json`: absence streaks survive restarts.
+    streaks_file: PathBuf,
     rules: DialysisRules,
     decisions: mpsc::Sender<Decision>,
 }
@@ -320,12 +322,21 @@ pub struct Presence {
 impl Presence {
     pub fn new(cameras: Vec<Arc<PresenceCamera>>, config: &Config, decisions: mpsc::Sender<Decision>) -> Presence {
         let rules = crate::decide::rollcall::RollcallRules { escalate_after: config.rollcalls.escalate_after };
-        Presence {
-            cameras,
-            rollcalls: Mutex::new(RollcallTracker::new(rules)),
-            rules: config.dialysis.rules(),
-            decisions,
+        let mut tracker = RollcallTracker::new(rules);
+        let streaks_file = config.storage.data_dir.join("rollcall-streaks.json");
+        match std::fs::read(&streaks_file).map(|b| serde_json::from_slice(&b)) {
+            Ok(Ok(stored)) => tracker.import(stored),
+            Ok(Err(e)) => {
+                warn!(path = %streaks_file.display(), error = %e, "absence streaks unreadable; starting afresh")
+            }
+            Err(_) => {}
         }
+        Presence { cameras, rollcalls: Mutex::new(tracker), streaks_file, rules: config.dialysis.rules(), decisions }
+    }
+
+    /// A bed's current absence streak.
+    pub fn streak(&self, camera: &str, bed: &str) -> u32 {
+        self.rollcalls.lock().unwrap_or_else(|e| e.into_inner()).streak(camera, bed)
     }
 
     pub fn camera(&self, id: &str) -> Option<&Arc<PresenceCamera>> {
@@ -340,7 +351,15 @@ impl Presence {
             let roster = people.roster();
             self.cameras.iter().filter(|c| c.role == Role::Ward).flat_map(|c| c.bed_checks(&roster, at)).collect()
         };
-        let outcome = self.rollcalls.lock().unwrap_or_else(|e| e.into_inner()).evaluate(at, &checks);
+        let outcome = {
+            let mut tracker = self.rollcalls.lock().unwrap_or_else(|e| e.into_inner());
+            let outcome = tracker.evaluate(at, &checks);
+            let bytes = serde_json::to_vec(&tracker.export()).expect("streaks serialise");
+            if let Err(e) = write_atomically(&self.streaks_file, &bytes) {
+                warn!(path = %self.streaks_file.display(), error = %e, "cannot store the absence streaks");
+            }
+            outcome
+        };
         for absence in &outcome.absent {
             let Some(camera) = self.camera(&absence.camera) else { continue };
             let details = Details::from([

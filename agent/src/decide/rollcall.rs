@@ -310,9 +310,45 @@ pub struct RollcallTracker {
     streaks: HashMap<(String, String), Streak>,
 }
 
+/// A streak as stored between runs (so an agent restart does not reset escalation).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StoredStreak {
+    pub camera: String,
+    pub bed: String,
+    pub patient: String,
+    pub count: u32,
+    /// Unix seconds of the roll-call that began the streak.
+    pub since: u64,
+}
+
 impl RollcallTracker {
     pub fn new(rules: RollcallRules) -> RollcallTracker {
         RollcallTracker { rules, streaks: HashMap::new() }
+    }
+
+    /// The streaks, to store.
+    pub fn export(&self) -> Vec<StoredStreak> {
+        let mut out: Vec<StoredStreak> = self
+            .streaks
+            .iter()
+            .map(|((camera, bed), s)| StoredStreak {
+                camera: camera.clone(),
+                bed: bed.clone(),
+                patient: s.patient.clone(),
+                count: s.count,
+                since: s.since.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs(),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.camera, &a.bed).cmp(&(&b.camera, &b.bed)));
+        out
+    }
+
+    /// Takes stored streaks back (at start).
+    pub fn import(&mut self, stored: Vec<StoredStreak>) {
+        for s in stored {
+            let since = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s.since);
+            self.streaks.insert((s.camera, s.bed), Streak { patient: s.patient, count: s.count, since });
+        }
     }
 
     /// The current absence streak of a bed (0 when none).
