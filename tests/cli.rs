@@ -253,6 +253,14 @@ fn reference_captures_a_frame_from_the_camera() {
     assert_eq!((img.width(), img.height()), (1280, 720));
     let unknown = vigil().args(["reference", "--camera", "nope", "--config"]).arg(&file).output().unwrap();
     assert_eq!(unknown.status.code(), Some(2));
+    // A uniform view is refused (covered?) unless the operator confirms it is a bare wall.
+    let text_of = std::fs::read_to_string(&file).unwrap().replace("test://smpte", "test://white");
+    std::fs::write(&file, text_of).unwrap();
+    let refused = vigil().args(["reference", "--camera", "w", "--config"]).arg(&file).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused.stderr).contains("--uniform"), "{}", text(&refused.stderr));
+    let accepted = vigil().args(["reference", "--uniform", "--camera", "w", "--config"]).arg(&file).output().unwrap();
+    assert!(accepted.status.success(), "{}", text(&accepted.stderr));
 }
 
 #[test]

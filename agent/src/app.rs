@@ -834,7 +834,13 @@ fn load_reference(path: &Path) -> Option<image::RgbImage> {
 
 /// `vigil reference`: takes a fresh frame from the camera (not recorded) and makes it the reference of
 /// view-moved detection. For operators, after installing or re-aiming a camera.
-pub fn capture_reference(config: &Config, camera: &Camera, timeout: Duration, empty: bool) -> anyhow::Result<PathBuf> {
+pub fn capture_reference(
+    config: &Config,
+    camera: &Camera,
+    timeout: Duration,
+    empty: bool,
+    uniform_ok: bool,
+) -> anyhow::Result<PathBuf> {
     pipeline::init()?;
     let slot = Arc::new(FrameSlot::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -852,13 +858,15 @@ pub fn capture_reference(config: &Config, camera: &Camera, timeout: Duration, em
     let thread = std::thread::spawn(move || worker.run());
     let started = std::time::Instant::now();
     let mut result = Err(anyhow::anyhow!("no usable frame from camera {} within {} s", camera.id, timeout.as_secs()));
-    while started.elapsed() < timeout {
+    // Uniform frames in a row before giving up: a covered lens stays covered.
+    let mut uniform_frames = 0;
+    while started.elapsed() < timeout && uniform_frames < 10 {
         if let Ok(Decision { kind: DecisionKind::CameraOffline { reason }, .. }) = rx.try_recv() {
             result = Err(anyhow::anyhow!("camera {} is offline: {reason}", camera.id));
         }
         // Skip the first frames: cameras often need a moment to settle exposure.
         if let Some(frame) = slot.take(Duration::from_millis(200)).filter(|f| f.seq >= 5) {
-            if TamperDetector::usable_as_reference(&frame.image) {
+            if uniform_ok || TamperDetector::usable_as_reference(&frame.image) {
                 let path = reference_path(&config.storage.data_dir, &camera.id);
                 save_reference(&path, &frame.image, &camera.id);
                 if empty {
@@ -868,8 +876,10 @@ pub fn capture_reference(config: &Config, camera: &Camera, timeout: Duration, em
                 result = Ok(path);
                 break;
             }
+            uniform_frames += 1;
             result = Err(anyhow::anyhow!(
-                "camera {} shows a uniform picture (covered?); not usable as a reference",
+                "camera {} shows a uniform picture (covered?); not usable as a reference — if the view \
+                 really is a bare counter or wall, confirm with --uniform",
                 camera.id
             ));
         }
@@ -906,7 +916,13 @@ fn log_decision(decision: &Decision) {
         DecisionKind::CameraTamperCleared { tamper } => {
             info!(decision = decision.name(), camera = %decision.camera, %at, tamper = tamper.as_str(), "decision")
         }
-        DecisionKind::CameraOnline | DecisionKind::SettlementVerified { .. } => {
+        DecisionKind::CameraOnline
+        | DecisionKind::SettlementVerified { .. }
+        | DecisionKind::PhysicianShiftSummary(_)
+        | DecisionKind::RollcallSummary(_) => {
+            info!(decision = decision.name(), camera = %decision.camera, %at, kind = ?decision.kind, "decision")
+        }
+        DecisionKind::Dialysis(o) if o.verdict == crate::decide::dialysis::SessionVerdict::Verified => {
             info!(decision = decision.name(), camera = %decision.camera, %at, kind = ?decision.kind, "decision")
         }
         _ => warn!(decision = decision.name(), camera = %decision.camera, %at, kind = ?decision.kind, "decision"),

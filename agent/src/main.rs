@@ -90,6 +90,10 @@ enum Command {
         /// The camera's regions (beds, chairs) are empty in this frame.
         #[arg(long)]
         empty: bool,
+        /// The view is uniform by nature (a bare counter or wall), not covered: accept it, and count the
+        /// camera as covered only when its brightness changes.
+        #[arg(long)]
+        uniform: bool,
     },
     /// The device's Ed25519 signing key.
     #[command(subcommand)]
@@ -309,7 +313,7 @@ fn main() -> ExitCode {
             let failed = commands::detect::detect(models, &images, annotate.as_deref())?;
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }),
-        Command::Reference { config, camera, empty } => reference(&config, &camera, empty),
+        Command::Reference { config, camera, empty, uniform } => reference(&config, &camera, empty, uniform),
         Command::Enroll { config, id, role, images } => enroll(&config, &id, role, &images),
         Command::Gallery(GalleryCmd::List { config }) => gallery(&config, None),
         Command::Gallery(GalleryCmd::Remove { config, id }) => gallery(&config, Some(&id)),
@@ -532,7 +536,7 @@ fn gallery(file: &std::path::Path, remove: Option<&str>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn reference(file: &std::path::Path, camera: &str, empty: bool) -> ExitCode {
+fn reference(file: &std::path::Path, camera: &str, empty: bool, uniform: bool) -> ExitCode {
     let config = match config::load(file) {
         Ok(config) => config,
         Err(e) => {
@@ -544,7 +548,7 @@ fn reference(file: &std::path::Path, camera: &str, empty: bool) -> ExitCode {
         eprintln!("vigil reference: no camera {camera:?} in {}", file.display());
         return ExitCode::from(2);
     };
-    match app::capture_reference(&config, cam, std::time::Duration::from_secs(60), empty) {
+    match app::capture_reference(&config, cam, std::time::Duration::from_secs(60), empty, uniform) {
         Ok(path) => {
             println!("reference frame of {camera} saved to {}", path.display());
             if empty {

@@ -335,6 +335,7 @@ impl Presence {
     }
 
     /// A bed's current absence streak.
+    #[cfg(test)]
     pub fn streak(&self, camera: &str, bed: &str) -> u32 {
         self.rollcalls.lock().unwrap_or_else(|e| e.into_inner()).streak(camera, bed)
     }

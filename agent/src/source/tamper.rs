@@ -2,7 +2,11 @@
 //! time before it is raised, and be gone as long before it is cleared.
 //!
 //! - covered: the picture is uniform (spatial spread of a 64×36 luma thumbnail below a few grey
-//!   levels): a hand or cloth over the lens, spray, a blacked-out stream.
+//!   levels): a hand or cloth over the lens, spray, a blacked-out stream. A view that is uniform by
+//!   nature (a bare counter or wall, confirmed by an operator with `vigil reference --uniform`) counts as
+//!   covered only when its brightness moves away from the reference's by more than
+//!   `COVERED_BRIGHTNESS` grey levels; view-moved and frozen detection are off for it (no edges to
+//!   compare, and a bare wall may legitimately not change).
 //! - frozen: consecutive frames are the same at 160×90 sampled points (no averaging): fewer than 5 % of
 //!   them differ by 3 grey levels or more. A live scene's sensor noise changes about half of them from
 //!   frame to frame even when nothing moves; a stuck or replayed picture, re-encoded, changes almost
@@ -28,6 +32,8 @@ const SAMPLE_W: usize = 160;
 const SAMPLE_H: usize = 90;
 /// Standard deviation of the luma thumbnail, in grey levels, below which the picture is uniform.
 const UNIFORM_STD: f64 = 6.0;
+/// With a uniform reference view, a uniform picture this much darker or brighter is covered.
+const COVERED_BRIGHTNESS: f64 = 30.0;
 /// A sample point has changed when its luma moved by at least this many grey levels.
 const CHANGED_LEVELS: i16 = 3;
 /// Below this share of changed sample points, two frames are the same picture.
@@ -55,6 +61,16 @@ fn luma_thumbnail(img: &RgbImage, w: usize, h: usize) -> Vec<f64> {
         }
     }
     out
+}
+
+fn mean_of(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// The mean luma of a reference that is uniform, None for a textured one.
+fn uniform_mean(reference: &RgbImage) -> Option<f64> {
+    let t = luma_thumbnail(reference, THUMB_W, THUMB_H);
+    (std_dev(&t) < UNIFORM_STD).then(|| mean_of(&t))
 }
 
 fn std_dev(v: &[f64]) -> f64 {
@@ -157,6 +173,8 @@ impl Condition {
 pub struct TamperDetector {
     settings: Tamper,
     reference: Option<Vec<f64>>,
+    /// Mean luma of a reference view that is uniform by nature (None for a textured reference).
+    uniform_reference: Option<f64>,
     previous: Option<Vec<i16>>,
     last_time: Option<SystemTime>,
     covered: Condition,
@@ -176,6 +194,7 @@ impl TamperDetector {
         TamperDetector {
             settings,
             reference: reference.map(edges),
+            uniform_reference: reference.and_then(uniform_mean),
             previous: None,
             last_time: None,
             covered: Condition::default(),
@@ -190,6 +209,7 @@ impl TamperDetector {
 
     pub fn set_reference(&mut self, reference: &RgbImage) {
         self.reference = Some(edges(reference));
+        self.uniform_reference = uniform_mean(reference);
     }
 
     /// Whether `img` is usable as a reference frame (not uniform: something to compare against).
@@ -198,12 +218,17 @@ impl TamperDetector {
     }
 
     pub fn measure(&mut self, img: &RgbImage) -> Measures {
-        let uniform = std_dev(&luma_thumbnail(img, THUMB_W, THUMB_H)) < UNIFORM_STD;
+        let thumbnail = luma_thumbnail(img, THUMB_W, THUMB_H);
+        let uniform = std_dev(&thumbnail) < UNIFORM_STD
+            && self.uniform_reference.is_none_or(|mean| (mean_of(&thumbnail) - mean).abs() > COVERED_BRIGHTNESS);
         let current = samples(img);
         let identical_to_previous =
             self.previous.as_ref().is_some_and(|p| changed_share(p, &current) < FROZEN_CHANGED_SHARE);
         self.previous = Some(current);
-        let similarity = self.reference.as_ref().map(|r| zncc(r, &edges(img)));
+        let similarity = match self.uniform_reference {
+            Some(_) => None,
+            None => self.reference.as_ref().map(|r| zncc(r, &edges(img))),
+        };
         Measures { uniform, identical_to_previous, similarity }
     }
 
@@ -230,7 +255,8 @@ impl TamperDetector {
         };
         record(self.covered.update(m.uniform, t, secs(self.settings.covered_secs)), TamperKind::Covered);
         // A covered lens is also unchanging and unlike the reference: report the cause, not the symptoms.
-        let frozen = m.identical_to_previous && !m.uniform;
+        // A view uniform by nature may legitimately look unchanging: no frozen detection there.
+        let frozen = m.identical_to_previous && !m.uniform && self.uniform_reference.is_none();
         record(self.frozen.update(frozen, t, secs(self.settings.frozen_secs)), TamperKind::Frozen);
         let moved = !m.uniform && m.similarity.is_some_and(|s| s < self.settings.moved_similarity);
         record(self.moved.update(moved, t, secs(self.settings.moved_secs)), TamperKind::Moved);
@@ -288,5 +314,28 @@ mod tests {
         assert_eq!(run(frozen, &reference), vec![(31.0, TamperChange::Raised(TamperKind::Frozen))]);
         let moved = (0..40).map(|i| (i as f64, if i >= 10 { scene(20, 1.0, i) } else { scene(0, 1.0, i) }));
         assert_eq!(run(moved, &reference), vec![(25.0, TamperChange::Raised(TamperKind::Moved))]);
+    }
+
+    #[test]
+    fn a_view_uniform_by_nature_is_covered_only_when_its_brightness_changes() {
+        let wall = |seed: u32| {
+            RgbImage::from_fn(320, 180, |x, y| {
+                let n = ((x.wrapping_mul(73) ^ y.wrapping_mul(151) ^ seed.wrapping_mul(2654435761)) % 5) as u8;
+                image::Rgb([150 + n, 140 + n, 120 + n])
+            })
+        };
+        let reference = wall(0);
+        assert!(!TamperDetector::usable_as_reference(&reference), "auto-capture still refuses a uniform view");
+        let black = RgbImage::from_pixel(320, 180, image::Rgb([3, 3, 3]));
+        let frames = (0..60).map(|i| (i as f64, if (20..40).contains(&i) { black.clone() } else { wall(i) }));
+        assert_eq!(
+            run(frames, &reference),
+            vec![(25.0, TamperChange::Raised(TamperKind::Covered)), (45.0, TamperChange::Cleared(TamperKind::Covered))]
+        );
+        // Without that reference the same bare wall is (wrongly) covered: the operator's confirmation matters.
+        let mut d = TamperDetector::new(Tamper::default(), None);
+        let changes: Vec<_> =
+            (0..10).flat_map(|i| d.observe(&wall(i), UNIX_EPOCH + Duration::from_secs(i as u64))).collect();
+        assert_eq!(changes, vec![TamperChange::Raised(TamperKind::Covered)]);
     }
 }
