@@ -17,11 +17,7 @@ fn a_physician_on_shift_and_unseen_is_absent_and_every_shift_is_summarised() {
     let photo = |name: &str| vigil::analyze::image::load_rgb(&common::face_images().join(name)).unwrap();
     let person = vigil::commands::bench::frame_from(&photo("obama3.jpg"), 1280, 720);
     let room = root.join("room.mp4");
-    common::media::encode_clip(&room, 1280, 720, 10, 200, 20, |i| {
-        let mut img = person.clone();
-        common::media::add_noise(&mut img, 4, i as u64);
-        img
-    });
+    common::media::still_clip(&room, &person, 200, 4);
     let broker = Mosquitto::start(root);
     let sub = Subscriber::start(broker.port, "vigil/v1/hosp/edge/#");
     let platform = Platform::new(root);
@@ -39,15 +35,7 @@ fn a_physician_on_shift_and_unseen_is_absent_and_every_shift_is_summarised() {
     )
     .unwrap();
     assert!(common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap().status.success());
-    for (id, file) in [("d-obama", "obama.jpg"), ("d-biden", "biden.jpg")] {
-        let out = common::vigil()
-            .args(["enroll", "--role", "physician", "--id", id, "--config"])
-            .arg(&config)
-            .arg(common::face_images().join(file))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    common::agent::enroll(&config, "physician", &[("d-obama", "obama.jpg"), ("d-biden", "biden.jpg")]);
     let agent = Agent::start(&config, root.join("agent.log"));
     assert!(
         sub.wait_for(Duration::from_secs(20), |m| m.iter().any(|(t, p, _)| t.ends_with("/status") && p == b"online")),

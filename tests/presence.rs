@@ -81,26 +81,17 @@ fn dialysis(seated: bool) -> RgbImage {
     img
 }
 
-fn clip(path: &std::path::Path, gop: u32, draw: impl Fn() -> RgbImage) {
-    let base = draw();
-    common::media::encode_clip(path, W, H, 10, 200, gop, |i| {
-        let mut img = base.clone();
-        common::media::add_noise(&mut img, 3, i as u64);
-        img
-    });
-}
-
 #[test]
 fn roll_calls_and_dialysis_sessions_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    for (name, gop, draw) in [
-        ("ward-empty.mp4", 20, (|| ward(false)) as fn() -> RgbImage),
-        ("ward.mp4", 20, || ward(true)),
-        ("room-empty.mp4", 10, || dialysis(false)),
-        ("room.mp4", 10, || dialysis(true)),
+    for (name, scene) in [
+        ("ward-empty.mp4", ward(false)),
+        ("ward.mp4", ward(true)),
+        ("room-empty.mp4", dialysis(false)),
+        ("room.mp4", dialysis(true)),
     ] {
-        clip(&root.join(name), gop, draw);
+        common::media::still_clip(&root.join(name), &scene, 200, 3);
     }
     let broker = Mosquitto::start(root);
     let sub = Subscriber::start(broker.port, "vigil/v1/hosp/edge/#");
@@ -138,15 +129,7 @@ fn roll_calls_and_dialysis_sessions_end_to_end() {
     let config = root.join("vigil.toml");
     std::fs::write(&config, config_for("ward.mp4", "room.mp4")).unwrap();
     assert!(common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap().status.success());
-    for (id, file) in [("p-obama", "obama.jpg"), ("p-biden", "biden.jpg")] {
-        let out = common::vigil()
-            .args(["enroll", "--role", "patient", "--id", id, "--config"])
-            .arg(&config)
-            .arg(common::face_images().join(file))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    common::agent::enroll(&config, "patient", &[("p-obama", "obama.jpg"), ("p-biden", "biden.jpg")]);
     let agent = Agent::start(&config, root.join("agent.log"));
     assert!(
         sub.wait_for(Duration::from_secs(20), |m| m.iter().any(|(t, p, _)| t.ends_with("/status") && p == b"online")),
@@ -240,9 +223,5 @@ fn roll_calls_and_dialysis_sessions_end_to_end() {
     assert_eq!(empty["patient_match"], "not_seen", "{empty}");
     // Evidence: bed_absent ×2, mismatch, chair empty — all delivered and verifiable.
     assert!(all.iter().filter(|k| *k == "evidence_ready").count() >= 4, "{all:?}");
-    let pem = root.join("device.pem");
-    let public = common::vigil().args(["keys", "public", "--config"]).arg(&config).output().unwrap();
-    std::fs::write(&pem, String::from_utf8_lossy(&public.stdout).split("base64:").next().unwrap()).unwrap();
-    let verify = common::vigil().args(["verify", "--key"]).arg(&pem).arg(root.join("state/evidence")).output().unwrap();
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    common::agent::assert_evidence_verifies(&config, &root.join("state/evidence"));
 }

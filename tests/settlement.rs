@@ -154,17 +154,9 @@ fn settlements_end_to_end_through_video_and_mqtt() {
     // Window 1: Obama standing at the counter (with sensor noise); window 2: nobody.
     let person = vigil::commands::bench::frame_from(&photo("obama3.jpg"), 1280, 720);
     let window1 = root.join("window1.mp4");
-    common::media::encode_clip(&window1, 1280, 720, 10, 400, 20, |i| {
-        let mut img = person.clone();
-        common::media::add_noise(&mut img, 4, i as u64);
-        img
-    });
+    common::media::still_clip(&window1, &person, 400, 4);
     let window2 = root.join("window2.mp4");
-    common::media::encode_clip(&window2, 640, 360, 10, 400, 20, |i| {
-        let mut img = image::RgbImage::from_pixel(640, 360, image::Rgb([150, 140, 120]));
-        common::media::add_noise(&mut img, 6, i as u64);
-        img
-    });
+    common::media::still_clip(&window2, &image::RgbImage::from_pixel(640, 360, image::Rgb([150, 140, 120])), 400, 6);
     let broker = Mosquitto::start(root);
     let sub = Subscriber::start(broker.port, "vigil/v1/hosp/edge/#");
     let platform = Platform::new(root);
@@ -184,13 +176,7 @@ fn settlements_end_to_end_through_video_and_mqtt() {
     .unwrap();
     assert!(common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap().status.success());
     // p-obama by `vigil enroll`; p-biden later, by the platform's `enroll` command.
-    let out = common::vigil()
-        .args(["enroll", "--role", "patient", "--id", "p-obama", "--config"])
-        .arg(&config)
-        .arg(common::face_images().join("obama.jpg"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    common::agent::enroll(&config, "patient", &[("p-obama", "obama.jpg")]);
     let agent = Agent::start(&config, root.join("agent-1.log"));
     assert!(
         sub.wait_for(Duration::from_secs(20), |m| m.iter().any(|(t, p, _)| t.ends_with("/status") && p == b"online")),
@@ -290,9 +276,5 @@ fn settlements_end_to_end_through_video_and_mqtt() {
     assert_eq!(others, ["tx-1", "tx-2"]);
 
     // The evidence verifies.
-    let pem = root.join("device.pem");
-    let public = common::vigil().args(["keys", "public", "--config"]).arg(&config).output().unwrap();
-    std::fs::write(&pem, String::from_utf8_lossy(&public.stdout).split("base64:").next().unwrap()).unwrap();
-    let verify = common::vigil().args(["verify", "--key"]).arg(&pem).arg(root.join("state/evidence")).output().unwrap();
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    common::agent::assert_evidence_verifies(&config, &root.join("state/evidence"));
 }

@@ -90,3 +90,25 @@ pub fn mqtt_section(port: u16, platform: &Platform) -> String {
         platform.public_pem.display()
     )
 }
+
+/// `vigil enroll` of each (id, photo of face_recognition's test images) with `role`, before the agent runs.
+pub fn enroll(config: &Path, role: &str, people: &[(&str, &str)]) {
+    for (id, photo) in people {
+        let out = super::vigil()
+            .args(["enroll", "--role", role, "--id", id, "--config"])
+            .arg(config)
+            .arg(super::face_images().join(photo))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "enroll {id}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// `vigil verify` of the box's evidence directory with the device's public key: every bundle, the chain.
+pub fn assert_evidence_verifies(config: &Path, evidence: &Path) {
+    let public = super::vigil().args(["keys", "public", "--config"]).arg(config).output().unwrap();
+    let pem = config.with_file_name("device-public.pem");
+    std::fs::write(&pem, String::from_utf8_lossy(&public.stdout).split("base64:").next().unwrap()).unwrap();
+    let verify = super::vigil().args(["verify", "--key"]).arg(&pem).arg(evidence).output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+}

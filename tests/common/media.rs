@@ -124,3 +124,13 @@ pub fn scale_brightness(img: &mut RgbImage, factor: f32) {
         }
     }
 }
+
+/// A still scene as a camera sees it: `img` with fresh sensor noise (± `noise`) in each of `count`
+/// frames, 10 fps, a keyframe every 2 s.
+pub fn still_clip(path: &Path, img: &RgbImage, count: usize, noise: i32) {
+    encode_clip(path, img.width(), img.height(), 10, count, 20, |i| {
+        let mut frame = img.clone();
+        add_noise(&mut frame, noise, i as u64);
+        frame
+    });
+}
