@@ -14,8 +14,7 @@ use common::mqtt::{Mosquitto, Subscriber};
 fn a_physician_on_shift_and_unseen_is_absent_and_every_shift_is_summarised() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let photo = |name: &str| vigil::analyze::image::load_rgb(&common::face_images().join(name)).unwrap();
-    let person = vigil::commands::bench::frame_from(&photo("obama3.jpg"), 1280, 720);
+    let person = vigil::commands::bench::frame_from(&common::face_photo("obama3.jpg"), 1280, 720);
     let room = root.join("room.mp4");
     common::media::still_clip(&room, &person, 200, 4);
     let broker = Mosquitto::start(root);
@@ -25,11 +24,11 @@ fn a_physician_on_shift_and_unseen_is_absent_and_every_shift_is_summarised() {
     std::fs::write(
         &config,
         format!(
-            "[site]\nid = \"hosp\"\ndevice_id = \"edge\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n{}\
+            "{}\
              [physicians]\nabsent_after_mins = 0.2\nscan_every_secs = 1\n\
              [[cameras]]\nid = \"dialysis-a\"\nrole = \"dialysis_room\"\nurl = \"file://{}\"\nloop = true\n\
              [cameras.regions]\nchair-1 = [[0.1, 0.3], [0.5, 0.3], [0.5, 0.9], [0.1, 0.9]]\n",
-            common::agent::mqtt_section(broker.port, &platform),
+            common::agent::config_head(broker.port, &platform),
             room.display()
         ),
     )

@@ -44,13 +44,9 @@ fn paste(img: &mut RgbImage, photo: &RgbImage, x: u32, y: u32, height: u32) {
     image::imageops::overlay(img, &scaled, i64::from(x), i64::from(y));
 }
 
-fn photo(name: &str) -> RgbImage {
-    vigil::analyze::image::load_rgb(&common::face_images().join(name)).unwrap()
-}
-
 /// Head and shoulders of a registry portrait (the upper 55 %, the middle 60–80 %).
 fn portrait(name: &str) -> RgbImage {
-    let img = photo(name);
+    let img = common::face_photo(name);
     let (w, h) = img.dimensions();
     let margin = if w * 2 > h { w / 5 } else { w / 10 };
     image::imageops::crop_imm(&img, margin, 0, w - 2 * margin, h * 55 / 100).to_image()
@@ -62,7 +58,7 @@ fn ward(occupied: bool) -> RgbImage {
     fill(&mut img, 100, 380, 480, 220, [200, 215, 235]);
     fill(&mut img, 700, 380, 480, 220, [200, 215, 235]);
     if occupied {
-        let lying = image::imageops::rotate270(&photo("obama3.jpg"));
+        let lying = image::imageops::rotate270(&common::face_photo("obama3.jpg"));
         paste(&mut img, &lying, 120, 400, 180);
     }
     img
@@ -98,7 +94,7 @@ fn roll_calls_and_dialysis_sessions_end_to_end() {
     let platform = Platform::new(root);
     let config_for = |ward: &str, room: &str| {
         format!(
-            "[site]\nid = \"hosp\"\ndevice_id = \"edge\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n{}\
+            "{}\
              [evidence]\npre_roll_secs = 2\npost_roll_secs = 2\n\
              [presence]\nenter_secs = 2\nleave_secs = 10\n\
              [rollcalls]\nrandom_per_day = 0\nescalate_after = 2\n\
@@ -110,7 +106,7 @@ fn roll_calls_and_dialysis_sessions_end_to_end() {
              [cameras.regions]\nchair-1 = [[0.03, 0.15], [0.33, 0.15], [0.33, 0.98], [0.03, 0.98]]\n\
              chair-2 = [[0.36, 0.15], [0.66, 0.15], [0.66, 0.98], [0.36, 0.98]]\n\
              chair-3 = [[0.69, 0.15], [0.99, 0.15], [0.99, 0.98], [0.69, 0.98]]\n",
-            common::agent::mqtt_section(broker.port, &platform),
+            common::agent::config_head(broker.port, &platform),
             root.join(ward).display(),
             root.join(room).display()
         )

@@ -150,9 +150,8 @@ fn settlements_end_to_end_through_video_and_mqtt() {
     use common::mqtt::{Mosquitto, Subscriber};
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let photo = |name: &str| vigil::analyze::image::load_rgb(&common::face_images().join(name)).unwrap();
     // Window 1: Obama standing at the counter (with sensor noise); window 2: nobody.
-    let person = vigil::commands::bench::frame_from(&photo("obama3.jpg"), 1280, 720);
+    let person = vigil::commands::bench::frame_from(&common::face_photo("obama3.jpg"), 1280, 720);
     let window1 = root.join("window1.mp4");
     common::media::still_clip(&window1, &person, 400, 4);
     let window2 = root.join("window2.mp4");
@@ -164,11 +163,11 @@ fn settlements_end_to_end_through_video_and_mqtt() {
     std::fs::write(
         &config,
         format!(
-            "[site]\nid = \"hosp\"\ndevice_id = \"edge\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n{}\
+            "{}\
              [evidence]\npre_roll_secs = 2\npost_roll_secs = 2\n\
              [[cameras]]\nid = \"window-1\"\nrole = \"settlement_window\"\nurl = \"file://{}\"\nloop = true\n\
              [[cameras]]\nid = \"window-2\"\nrole = \"settlement_window\"\nurl = \"file://{}\"\nloop = true\n",
-            common::agent::mqtt_section(broker.port, &platform),
+            common::agent::config_head(broker.port, &platform),
             window1.display(),
             window2.display()
         ),

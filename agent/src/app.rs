@@ -426,7 +426,7 @@ fn start_camera(
                     TamperChange::Cleared(tamper) => (DecisionKind::CameraTamperCleared { tamper }, tamper),
                 };
                 let details = [("tamper".to_owned(), tamper.as_str().to_owned())].into();
-                out.decide(&frame, frame.captured, kind, details, Vec::new());
+                out.decide(Some(&frame), frame.captured, kind, details, Vec::new());
             }
         }
     })?;
@@ -448,18 +448,19 @@ struct Outlet {
 }
 
 impl Outlet {
-    /// Sends a decision taken at `at` on `frame`, with an evidence request when the kind needs one.
+    /// Sends a decision taken at `at` on `frame`, with an evidence request when the kind needs one and
+    /// there is a frame to show (without one, the event goes out saying it has no evidence).
     fn decide(
         &self,
-        frame: &crate::source::Frame,
+        frame: Option<&crate::source::Frame>,
         at: SystemTime,
         kind: DecisionKind,
         details: std::collections::BTreeMap<String, String>,
         detections: Vec<Detection>,
     ) -> uuid::Uuid {
         let mut decision = Decision::new(&self.camera, at, kind);
-        decision.evidence = decision.needs_evidence();
-        if decision.evidence {
+        decision.evidence = decision.needs_evidence() && frame.is_some();
+        if let (true, Some(frame)) = (decision.evidence, frame) {
             let request = evidence_request(
                 &decision,
                 frame,
@@ -515,7 +516,7 @@ fn settle(
             DecisionKind::SettlementNoFace { transaction_id: tx.clone(), claimed_id: claimed.clone() }
         }
     };
-    out.decide(frame, outcome.at, kind, details(), face());
+    out.decide(Some(frame), outcome.at, kind, details(), face());
     let Some(embedding) = outcome.embedding else { return };
     let mut log = settled.lock().unwrap_or_else(|e| e.into_inner());
     for other in shared_identity(log.faces(), &outcome, rules) {
@@ -525,7 +526,7 @@ fn settle(
             other_transaction_id: other.transaction_id.clone(),
             other_claimed_id: other.claimed_id.clone(),
         };
-        out.decide(frame, outcome.at, kind, details(), face());
+        out.decide(Some(frame), outcome.at, kind, details(), face());
     }
     let face = SettledFace { transaction_id: tx, claimed_id: claimed, at: outcome.at, embedding };
     if let Err(e) = log.add(face, SystemTime::now()) {

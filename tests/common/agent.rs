@@ -83,10 +83,12 @@ pub fn kinds(messages: &[(String, Vec<u8>, bool)]) -> Vec<String> {
         .collect()
 }
 
-/// Writes the `[mqtt]` part of a test config for a broker on `port` and this platform's key.
-pub fn mqtt_section(port: u16, platform: &Platform) -> String {
+/// The head of an end-to-end test config: site `hosp`, device `edge`, state in `./state`, no HTTP, and
+/// MQTT to the broker on `port` with this platform's command key. Tables and cameras follow.
+pub fn config_head(port: u16, platform: &Platform) -> String {
     format!(
-        "[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nkeepalive_secs = 5\nplatform_public_key = \"{}\"\n",
+        "[site]\nid = \"hosp\"\ndevice_id = \"edge\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n\
+         [mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nkeepalive_secs = 5\nplatform_public_key = \"{}\"\n",
         platform.public_pem.display()
     )
 }

@@ -49,18 +49,20 @@ pub fn encode_clip(
     assert!(matches!(msg.as_ref().map(|m| m.view()), Some(gst::MessageView::Eos(_))), "encoding failed: {msg:?}");
 }
 
-/// Decodes every frame of an MP4 (as fast as possible), with its presentation time from the start.
-pub fn decode_clip(path: &Path) -> Vec<(Duration, RgbImage)> {
+/// Plays an MP4's H.264 stream through `middle` into an appsink, as fast as possible.
+fn play_into_appsink(path: &Path, middle: &str) -> (gst::Pipeline, gst_app::AppSink) {
     gst::init().unwrap();
-    let pipeline = gst::parse::launch(
-        "filesrc name=src ! qtdemux ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    let description = format!("filesrc name=src ! qtdemux ! h264parse ! {middle} ! appsink name=sink sync=false");
+    let pipeline = gst::parse::launch(&description).unwrap().downcast::<gst::Pipeline>().unwrap();
     pipeline.by_name("src").unwrap().set_property("location", path.to_str().unwrap());
     let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
+    (pipeline, sink)
+}
+
+/// Decodes every frame of an MP4 (as fast as possible), with its presentation time from the start.
+pub fn decode_clip(path: &Path) -> Vec<(Duration, RgbImage)> {
+    let (pipeline, sink) = play_into_appsink(path, "avdec_h264 ! videoconvert ! video/x-raw,format=RGB");
     let mut frames = Vec::new();
     let mut first = None;
     while let Ok(sample) = sink.pull_sample() {
@@ -87,14 +89,7 @@ pub fn decode_clip(path: &Path) -> Vec<(Duration, RgbImage)> {
 
 /// Keyframe flags of an MP4's video stream, in order (demuxed, not decoded).
 pub fn keyframes(path: &Path) -> Vec<bool> {
-    gst::init().unwrap();
-    let pipeline = gst::parse::launch("filesrc name=src ! qtdemux ! h264parse ! appsink name=sink sync=false")
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    pipeline.by_name("src").unwrap().set_property("location", path.to_str().unwrap());
-    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    let (pipeline, sink) = play_into_appsink(path, "identity");
     let mut flags = Vec::new();
     while let Ok(sample) = sink.pull_sample() {
         flags.push(!sample.buffer().unwrap().flags().contains(gst::BufferFlags::DELTA_UNIT));

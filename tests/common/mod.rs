@@ -16,6 +16,11 @@ pub fn face_images() -> PathBuf {
     samples("face_recognition-test-images")
 }
 
+/// One of face_recognition's test photos, decoded.
+pub fn face_photo(name: &str) -> image::RgbImage {
+    vigil::analyze::image::load_rgb(&face_images().join(name)).unwrap()
+}
+
 /// The models with default settings, verified against the manifest.
 pub fn models() -> vigil::analyze::Models {
     vigil::analyze::Models::load(&Default::default(), &Default::default(), &Default::default())

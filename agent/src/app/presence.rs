@@ -175,7 +175,7 @@ impl PresenceCamera {
                     .map(|b| vec![Detection { label: "face".into(), bbox: b, score: 1.0 }])
                     .unwrap_or_default();
                 let details = session_details(check.session());
-                self.outlet.decide(frame, outcome.at, DecisionKind::Dialysis(outcome), details, detections);
+                self.outlet.decide(Some(frame), outcome.at, DecisionKind::Dialysis(outcome), details, detections);
             }
         }
     }
@@ -213,27 +213,13 @@ impl PresenceCamera {
     }
 
     /// Sends a decision with the latest frame as its snapshot and the region's outline as detection.
-    fn decide_on_region(
-        &self,
-        at: SystemTime,
-        region: &str,
-        kind: DecisionKind,
-        details: Details,
-    ) -> Option<uuid::Uuid> {
+    fn decide_on_region(&self, at: SystemTime, region: &str, kind: DecisionKind, details: Details) -> uuid::Uuid {
         let state = self.state();
         let bbox = state.monitors.iter().find(|m| m.name == region).map(|m| m.polygon.bounds());
         let detections =
             bbox.map(|b| vec![Detection { label: region.to_owned(), bbox: b, score: 0.0 }]).unwrap_or_default();
-        match &state.last_frame {
-            Some(frame) => Some(self.outlet.decide(frame, at, kind, details, detections)),
-            None => {
-                // No frame yet: the event still goes out, without a bundle (and says so).
-                let decision = Decision::new(&self.id, at, kind);
-                let id = decision.id;
-                let _ = self.outlet.decisions.send(decision);
-                Some(id)
-            }
-        }
+        // No frame yet: the event still goes out, without a bundle (and says so).
+        self.outlet.decide(state.last_frame.as_ref(), at, kind, details, detections)
     }
 
     /// Takes the roster's sessions on this camera: new ones start being followed; removed ones are
@@ -406,7 +392,7 @@ impl Presence {
 
     /// Follows the roster's dialysis sessions and gives the verdicts that are due.
     pub fn tick(&self, people: &People, now: SystemTime) {
-        let roster = people.roster().clone();
+        let roster = people.roster();
         for camera in self.cameras.iter().filter(|c| c.role == Role::DialysisRoom) {
             camera.sync_sessions(&roster, self.rules, now);
             camera.tick_sessions(now);

@@ -213,16 +213,7 @@ impl Bf16Baseline {
             }
             acc.iter().sum()
         }
-        fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
-            let mut acc = [0f32; 8];
-            for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-                for i in 0..8 {
-                    let d = ca[i] - cb[i];
-                    acc[i] += d * d;
-                }
-            }
-            acc.iter().sum()
-        }
+        use crate::gallery::search::squared_distance;
         let rows = self.ids.len();
         let scan = |from: usize, to: usize| {
             let mut best = (f32::INFINITY, usize::MAX);

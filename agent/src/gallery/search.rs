@@ -79,7 +79,7 @@ struct Quantised {
     scale: f32,
 }
 
-fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
     // Eight independent accumulators let the compiler use SIMD lanes without reassociation.
     let mut acc = [0f32; 8];
     for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
