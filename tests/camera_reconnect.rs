@@ -400,3 +400,61 @@ fn a_full_disk_stops_recording_not_the_camera() {
     assert!(rest.is_empty(), "no camera_offline for a recording failure: {rest:?}");
     drop(tmpfs);
 }
+
+/// SIGTERM reaches `vigil run` while its camera reconnects again and again (the short-clip RTSP
+/// server): the agent stops within its stated bound (10 s for the workers + 5 s for the publisher;
+/// 25 s allowed here for a loaded machine), exits 0 and says it stopped cleanly. (The shutdown with a
+/// camera stuck for good is `a_hung_teardown_is_abandoned_and_the_camera_comes_back`'s stop.)
+#[test]
+fn sigterm_stops_the_agent_in_bound_while_a_camera_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    small_clip(&clip, 3);
+    let port = free_port();
+    let _server = Server::start(port, &clip);
+    let config = dir.path().join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[site]\nid = \"s\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"{}\"\n[http]\nenabled = false\n\
+             [[cameras]]\nid = \"door\"\nrole = \"settlement_window\"\nurl = \"rtsp://127.0.0.1:{port}/clip\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let keys = common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap();
+    assert!(keys.status.success(), "{}", String::from_utf8_lossy(&keys.stderr));
+    let log_path = dir.path().join("agent.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let mut agent = common::vigil()
+        .env("VIGIL_LOG", "info")
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let started = Instant::now();
+    while log().matches("camera online").count() < 3 {
+        assert!(started.elapsed() < Duration::from_secs(120), "the camera never reconnected:\n{}", log());
+        assert!(agent.try_wait().unwrap().is_none(), "the agent exited:\n{}", log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let asked = Instant::now();
+    Command::new("kill").arg("-TERM").arg(agent.id().to_string()).status().unwrap();
+    let status = loop {
+        if let Some(status) = agent.try_wait().unwrap() {
+            break status;
+        }
+        if asked.elapsed() > Duration::from_secs(25) {
+            let _ = agent.kill();
+            panic!("the agent did not stop within 25 s of SIGTERM:\n{}", log());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = asked.elapsed();
+    eprintln!("agent stopped {:.2} s after SIGTERM", took.as_secs_f64());
+    assert!(status.success(), "exit {status}:\n{}", log());
+    assert!(log().contains("stopped cleanly"), "{}", log());
+}
