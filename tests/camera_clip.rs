@@ -29,6 +29,7 @@ fn record(dir: &std::path::Path) {
         decisions: tx,
         shutdown: stop.clone(),
         counters: Arc::new(CameraCounters::default()),
+        supervision: Default::default(),
     };
     let thread = std::thread::spawn(move || worker.run());
     std::thread::sleep(Duration::from_secs(14));

@@ -109,6 +109,7 @@ fn stream_survives_an_rtsp_server_restart() {
         decisions: tx,
         shutdown: stop.clone(),
         counters: counters.clone(),
+        supervision: Default::default(),
     };
     let thread = std::thread::spawn(move || worker.run());
 

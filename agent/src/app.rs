@@ -3,6 +3,14 @@
 //! Per camera: a supervisor thread running its GStreamer pipeline ([`CameraWorker`]) and an analysis
 //! thread taking the latest frame from the camera's [`FrameSlot`]. Decisions from all cameras go through
 //! one channel to the decision sink (for now: the log).
+//!
+//! Shutdown is bounded: after SIGINT or SIGTERM every worker thread gets [`SHUTDOWN_GRACE`] (10 s) in
+//! total — cameras stop in parallel, each within about 8.5 s even when its pipeline is stuck (see
+//! `source::camera`), then the decision sink drains and the evidence worker finishes — and the
+//! publisher up to 5 s more to deliver. Threads still busy at the deadline are named in a WARN and
+//! left behind; the process exits 0 all the same, about 15 s after the signal at worst (the unit's
+//! `TimeoutStopSec` is 30 s). Nothing accepted is lost by leaving them: every event is in the outbox
+//! before it counts, and unwritten evidence requests are saved and written at the next start.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -38,7 +46,8 @@ use crate::outbox::{NewRecord, Outbox};
 use crate::publish::commands::Registry;
 use crate::publish::events;
 use crate::publish::publisher::{Publisher, PublisherCounters, PublisherSettings, TlsFiles};
-use crate::source::camera::{CameraCounters, CameraWorker};
+use crate::source::bounded::join_within;
+use crate::source::camera::{CameraCounters, CameraWorker, Supervision};
 use crate::source::pipeline;
 use crate::source::recorder;
 use crate::source::slot::FrameSlot;
@@ -220,8 +229,18 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let retention = std::thread::Builder::new()
         .name("vigil-retention".into())
         .spawn(move || retention_worker(&retention_config, &retention_stop, &settled))?;
+    // Set at shutdown once the producers are joined or given up on: a producer left behind still holds
+    // a sender, so the channel alone would never say the stream of decisions has ended.
+    let producers_done = Arc::new(AtomicBool::new(false));
+    let sink_done = producers_done.clone();
     let sink = std::thread::Builder::new().name("vigil-decisions".into()).spawn(move || {
-        for decision in decisions_rx {
+        loop {
+            let decision = match decisions_rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(decision) => decision,
+                Err(mpsc::RecvTimeoutError::Timeout) if sink_done.load(Ordering::Relaxed) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             log_decision(&decision);
             emitter.emit(events::decision_record(&emitter.base, &emitter.site, &emitter.device, &decision));
         }
@@ -231,15 +250,20 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let signal = shutdown.await;
     info!(signal, "shutting down");
     stop.store(true, Ordering::Relaxed);
-    tokio::task::spawn_blocking(move || {
-        for thread in threads {
-            let _ = thread.join();
-        }
-        let _ = sink.join();
-        let _ = evidence.join();
-        let _ = retention.join();
+    let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
+    let left_behind = tokio::task::spawn_blocking(move || {
+        // Producers first; then the sink drains what they sent before it stops.
+        let mut left = join_within(threads, deadline);
+        producers_done.store(true, Ordering::Relaxed);
+        left.extend(join_within(vec![sink, evidence, retention], deadline));
+        left
     })
     .await?;
+    if !left_behind.is_empty() {
+        warn!(threads = %left_behind.join(", "), grace_secs = SHUTDOWN_GRACE.as_secs(),
+            "threads still busy at the shutdown deadline are left behind; exiting without them \
+             (events already in the outbox are kept; unwritten evidence is written at the next start)");
+    }
     // Cameras and evidence are stopped and every event is in the outbox: now let the publisher go.
     let _ = shutdown_tx.send(true);
     if let Some(task) = publisher {
@@ -315,6 +339,9 @@ fn observe_faces(
     out
 }
 
+/// How long worker threads get, in total, to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// How often each camera's counters are logged.
 const STATS_EVERY: Duration = Duration::from_secs(300);
 
@@ -337,6 +364,7 @@ fn start_camera(
         decisions: out.decisions.clone(),
         shutdown: stop.clone(),
         counters: counters.clone(),
+        supervision: Supervision::default(),
     };
     let supervisor = std::thread::Builder::new().name(format!("cam-{}", camera.id)).spawn(move || worker.run())?;
 
@@ -361,7 +389,12 @@ fn start_camera(
                 last_report = std::time::Instant::now();
                 info!(camera = %camera_id, frames = slot.delivered(), dropped = slot.dropped(),
                     restarts = counters.restarts.load(Ordering::Relaxed),
-                    segments_evicted = counters.segments_evicted.load(Ordering::Relaxed), "camera counters");
+                    segments_evicted = counters.segments_evicted.load(Ordering::Relaxed),
+                    abandoned_teardowns = counters.abandoned_teardowns.load(Ordering::Relaxed),
+                    abandoned_starts = counters.abandoned_starts.load(Ordering::Relaxed),
+                    stuck_pipelines = counters.stuck(),
+                    watchdog_offline = counters.watchdog_offline.load(Ordering::Relaxed),
+                    recording_failures = counters.recording_failures.load(Ordering::Relaxed), "camera counters");
             }
             let Some(frame) = slot.take(Duration::from_millis(250)) else { continue };
             // Physicians are looked for every few seconds, and only while one is on shift.
@@ -855,8 +888,9 @@ pub fn capture_reference(
         decisions: tx,
         shutdown: stop.clone(),
         counters: Arc::new(CameraCounters::default()),
+        supervision: Supervision::default(),
     };
-    let thread = std::thread::spawn(move || worker.run());
+    let thread = std::thread::Builder::new().name(format!("cam-{}", camera.id)).spawn(move || worker.run())?;
     let started = std::time::Instant::now();
     let mut result = Err(anyhow::anyhow!("no usable frame from camera {} within {} s", camera.id, timeout.as_secs()));
     // Uniform frames in a row before giving up: a covered lens stays covered.
@@ -886,7 +920,10 @@ pub fn capture_reference(
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let _ = thread.join();
+    let left = join_within(vec![thread], std::time::Instant::now() + SHUTDOWN_GRACE);
+    if !left.is_empty() {
+        warn!(camera = %camera.id, "the camera did not stop within {} s; exiting without it", SHUTDOWN_GRACE.as_secs());
+    }
     result
 }
 
@@ -918,6 +955,7 @@ fn log_decision(decision: &Decision) {
             info!(decision = decision.name(), camera = %decision.camera, %at, tamper = tamper.as_str(), "decision")
         }
         DecisionKind::CameraOnline
+        | DecisionKind::RecordingResumed { .. }
         | DecisionKind::SettlementVerified { .. }
         | DecisionKind::PhysicianShiftSummary(_)
         | DecisionKind::RollcallSummary(_) => {

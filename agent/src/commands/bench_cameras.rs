@@ -215,6 +215,7 @@ pub fn cameras(
             decisions: tx.clone(),
             shutdown: stop.clone(),
             counters: Arc::new(CameraCounters::default()),
+            supervision: Default::default(),
         };
         threads.push(std::thread::spawn(move || worker.run()));
         let (stop, analysed, work) = (stop.clone(), analysed.clone(), work.clone());

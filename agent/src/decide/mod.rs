@@ -84,6 +84,11 @@ pub enum DecisionKind {
     /// A dialysis session's verdict: patient mismatch (early), or verified / short / chair empty /
     /// unverifiable at its end.
     Dialysis(dialysis::SessionOutcome),
+    /// Writing the camera's recording failed (disk full, directory unwritable): the camera is analysed
+    /// but not recorded. Once per episode; recording is retried periodically.
+    RecordingStopped { reason: String },
+    /// Recording works again after `recording_stopped`.
+    RecordingResumed { stopped_secs: u64 },
 }
 
 /// The payload of `rollcall_summary`.
@@ -144,6 +149,8 @@ impl Decision {
             DecisionKind::BedAbsenceEscalated(_) => "bed_absence_escalated",
             DecisionKind::RollcallSummary(_) => "rollcall_summary",
             DecisionKind::Dialysis(o) => o.verdict.name(),
+            DecisionKind::RecordingStopped { .. } => "recording_stopped",
+            DecisionKind::RecordingResumed { .. } => "recording_resumed",
         }
     }
 }

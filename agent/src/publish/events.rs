@@ -86,6 +86,12 @@ pub fn decision_record(base: &str, site: &str, device: &str, decision: &Decision
         }
         DecisionKind::RollcallSummary(report) => details = object(report),
         DecisionKind::Dialysis(outcome) => details = object(outcome),
+        DecisionKind::RecordingStopped { reason } => {
+            details.insert("reason".into(), Value::from(reason.clone()));
+        }
+        DecisionKind::RecordingResumed { stopped_secs } => {
+            details.insert("stopped_secs".into(), Value::from(*stopped_secs));
+        }
     }
     // Events about a person rather than a camera (physicians) carry no camera.
     let camera = (!decision.camera.is_empty()).then(|| decision.camera.clone());

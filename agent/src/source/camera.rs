@@ -1,6 +1,27 @@
 //! Supervision of one camera: run its pipeline, restart it when it fails, ends or stalls, with
-//! exponential backoff (1 s doubling to 30 s), and turn the transitions into `camera_offline` /
-//! `camera_online` decisions — once per outage, however many retries it takes.
+//! exponential backoff (1 s doubling to 30 s, ±20 % jitter), and turn the transitions into
+//! `camera_offline` / `camera_online` decisions — once per outage, however many retries it takes.
+//!
+//! Nothing here waits without a deadline. GStreamer state changes can block for good against a
+//! streaming thread that does not let go (rtspsrc during a reconnect did, about once in 200–300
+//! reconnects), so starting and stopping a pipeline run on helper threads ([`bounded::within`]): a
+//! start that has not returned after `state_change_timeout`, or a stop (end-of-stream included) after
+//! `eos_timeout` + `teardown_timeout`, is abandoned — the old pipeline is left behind on purpose,
+//! counted in [`CameraCounters`] and logged with the camera id — and a fresh pipeline is started.
+//! A watchdog thread ([`liveness::Watchdog`]) raises `camera_offline` when no frame has come for
+//! `stall_secs` + `watchdog_margin`, whatever the supervisor is doing; the two share one announced
+//! state ([`Liveness`]), so an outage is reported once.
+//!
+//! Recording failures degrade instead of taking the camera down: an error from the recording branch
+//! (a full disk, an unwritable directory) sends one `recording_stopped`, restarts the pipeline without
+//! that branch (analysis continues after a pause of about a second), and tries recording again every
+//! `recording_retry`; `recording_resumed` follows once a segment has been written to for
+//! `RECORDING_PROBATION` without error. No `camera_offline` is sent for any of it.
+//!
+//! Bound on stopping: after `shutdown` is set, [`CameraWorker::run`] returns within about 8.5 s with
+//! the default deadlines, whatever the pipeline does: a 0.2 s bus poll (or a start in progress, at
+//! most `state_change_timeout`, 3 s), then `eos_timeout` + `teardown_timeout` (3 s + 5 s), then a
+//! quarter second for the watchdog. A stuck pipeline is left behind.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,15 +31,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
+use super::SourceError;
+use super::bounded;
+use super::liveness::{Liveness, Reporter, Watchdog};
 use super::pipeline::{self, PipelineOptions, PipelineStats};
 use super::recorder;
 use super::slot::FrameSlot;
 use crate::config::Camera;
 use crate::decide::{Decision, DecisionKind};
 
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A restarted recording counts as working once a segment has been open this long without error.
+pub const RECORDING_PROBATION: Duration = Duration::from_secs(3);
 
 /// Why a pipeline was restarted.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +80,91 @@ pub struct CameraCounters {
     pub frames: AtomicU64,
     /// Segments deleted to keep the recording ring within budget.
     pub segments_evicted: AtomicU64,
+    /// Pipelines that did not stop within the deadline and were left behind (leaked).
+    pub abandoned_teardowns: AtomicU64,
+    /// Pipelines that did not start within the deadline and were given up on.
+    pub abandoned_starts: AtomicU64,
+    /// Abandoned state changes that returned after all (their threads are gone).
+    pub abandoned_finished_late: AtomicU64,
+    /// Outages raised by the watchdog because the supervisor had not reported them.
+    pub watchdog_offline: AtomicU64,
+    /// Recording-branch failures (each restarts the pipeline without recording).
+    pub recording_failures: AtomicU64,
+}
+
+impl CameraCounters {
+    /// Helper threads still blocked in an abandoned state change (each holds a leaked pipeline).
+    pub fn stuck(&self) -> u64 {
+        let abandoned =
+            self.abandoned_teardowns.load(Ordering::Relaxed) + self.abandoned_starts.load(Ordering::Relaxed);
+        abandoned.saturating_sub(self.abandoned_finished_late.load(Ordering::Relaxed))
+    }
+}
+
+/// Retry delays: `initial`, doubling up to `max`, reset once frames flow; each delay ±20 %.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(30) }
+    }
+}
+
+impl Backoff {
+    fn next(&self, current: Duration) -> Duration {
+        (current * 2).min(self.max)
+    }
+
+    /// `delay` scaled by a factor in [0.8, 1.2), so cameras that failed together (a switch restarted)
+    /// do not all reconnect in the same instant.
+    fn jitter(delay: Duration, state: &mut u64) -> Duration {
+        // xorshift64: spreading retries needs no cryptographic randomness.
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        let unit = (*state >> 11) as f64 / (1u64 << 53) as f64;
+        delay.mul_f64(0.8 + 0.4 * unit)
+    }
+}
+
+/// Called with each new pipeline before it starts: a seam for tests (block a streaming thread to
+/// make a teardown hang) and diagnostics.
+pub type PipelineHook = Arc<dyn Fn(&gst::Pipeline) + Send + Sync>;
+
+/// How a camera is supervised: retry delays and the deadlines of every wait.
+#[derive(Clone)]
+pub struct Supervision {
+    pub backoff: Backoff,
+    /// Longest wait for `set_state(Playing)` to return.
+    pub state_change_timeout: Duration,
+    /// Longest wait, on shutdown, for the end-of-stream that finalises the open segment.
+    pub eos_timeout: Duration,
+    /// Longest wait for `set_state(Null)`; past it the pipeline is abandoned.
+    pub teardown_timeout: Duration,
+    /// How long after a recording failure recording is tried again.
+    pub recording_retry: Duration,
+    /// The watchdog raises an outage after `stall_secs` + this without a frame (the supervisor, when
+    /// it works, reports a stall at `stall_secs`).
+    pub watchdog_margin: Duration,
+    pub on_pipeline: Option<PipelineHook>,
+}
+
+impl Default for Supervision {
+    fn default() -> Self {
+        Supervision {
+            backoff: Backoff::default(),
+            state_change_timeout: Duration::from_secs(3),
+            eos_timeout: Duration::from_secs(3),
+            teardown_timeout: Duration::from_secs(5),
+            recording_retry: Duration::from_secs(60),
+            watchdog_margin: Duration::from_secs(5),
+            on_pipeline: None,
+        }
+    }
 }
 
 /// Everything a camera worker needs.
@@ -68,51 +178,90 @@ pub struct CameraWorker {
     pub decisions: Sender<Decision>,
     pub shutdown: Arc<AtomicBool>,
     pub counters: Arc<CameraCounters>,
+    pub supervision: Supervision,
 }
 
 enum Outcome {
     Shutdown,
-    Retry(RetryReason),
+    /// Restart at once, without an outage: a looping file ended, or recording stopped or is retried.
+    Restart,
+    /// Restart after the backoff; the outage has been announced.
+    Retry,
+}
+
+/// What a pipeline run ended with, before the supervisor acts on it.
+enum Ended {
+    Shutdown,
+    Failed(RetryReason),
+    RecordingFailed(String),
+    RetryRecording,
+}
+
+/// Recording's state when recording is configured.
+struct Recording {
+    configured: bool,
+    /// Set while recording is stopped by a failure: since when, why, when to try again.
+    stopped: Option<(Instant, String, Instant)>,
+}
+
+impl Recording {
+    /// Whether the next pipeline records.
+    fn wanted(&self) -> bool {
+        self.configured && self.stopped.as_ref().is_none_or(|(_, _, retry_at)| Instant::now() >= *retry_at)
+    }
+
+    fn retry_due(&self) -> bool {
+        self.stopped.as_ref().is_some_and(|(_, _, retry_at)| Instant::now() >= *retry_at)
+    }
 }
 
 impl CameraWorker {
     /// Runs until `shutdown` is set. Call on a dedicated thread.
     pub fn run(self) {
-        let mut backoff = Duration::from_secs(1);
-        let mut offline_announced = false;
-        let mut online = false;
+        let liveness = Arc::new(Liveness::new(&self.camera.id, self.decisions.clone()));
+        let done = Arc::new(AtomicBool::new(false));
+        let watchdog = Watchdog {
+            liveness: liveness.clone(),
+            slot: self.slot.clone(),
+            counters: self.counters.clone(),
+            silence: Duration::from_secs(self.camera.stall_secs) + self.supervision.watchdog_margin,
+            tick: Duration::from_millis(250),
+            stop: self.shutdown.clone(),
+            done: done.clone(),
+        };
+        let watchdog = std::thread::Builder::new().name(format!("wd-{}", self.camera.id)).spawn(move || watchdog.run());
+        if let Err(e) = &watchdog {
+            error!(camera = %self.camera.id, error = %e, "cannot start the camera watchdog; the supervisor alone reports outages");
+        }
+        self.supervise(&liveness);
+        done.store(true, Ordering::Relaxed);
+        if let Ok(watchdog) = watchdog {
+            bounded::join_within(vec![watchdog], Instant::now() + Duration::from_millis(500));
+        }
+    }
+
+    fn supervise(&self, liveness: &Liveness) {
+        let backoff_config = self.supervision.backoff;
+        let mut backoff = backoff_config.initial;
+        let mut recording = Recording { configured: self.recordings.is_some(), stopped: None };
+        let mut seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
         loop {
             if self.shutdown.load(Ordering::Relaxed) {
                 return;
             }
             self.counters.starts.fetch_add(1, Ordering::Relaxed);
-            match self.run_once(&mut online, &mut offline_announced, &mut backoff) {
+            match self.run_once(liveness, &mut recording, &mut backoff) {
                 Outcome::Shutdown => return,
-                Outcome::Retry(RetryReason::Eos) if self.camera.loop_file => {
-                    debug!(camera = %self.camera.id, "file ended; looping");
-                    continue;
-                }
-                Outcome::Retry(reason) => {
+                Outcome::Restart => continue,
+                Outcome::Retry => {
                     self.counters.restarts.fetch_add(1, Ordering::Relaxed);
-                    if online || !offline_announced {
-                        warn!(camera = %self.camera.id, %reason, "camera offline");
-                        self.emit(DecisionKind::CameraOffline { reason: reason.to_string() });
-                        offline_announced = true;
-                        online = false;
-                    } else {
-                        debug!(camera = %self.camera.id, %reason, retry_in = ?backoff, "camera still offline");
-                    }
-                    if !self.sleep(backoff) {
+                    if !self.sleep(Backoff::jitter(backoff, &mut seed)) {
                         return;
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff = backoff_config.next(backoff);
                 }
             }
         }
-    }
-
-    fn emit(&self, kind: DecisionKind) {
-        let _ = self.decisions.send(Decision::new(&self.camera.id, SystemTime::now(), kind));
     }
 
     /// Sleeps, waking early on shutdown; false if shutting down.
@@ -127,37 +276,126 @@ impl CameraWorker {
         !self.shutdown.load(Ordering::Relaxed)
     }
 
-    fn run_once(&self, online: &mut bool, offline_announced: &mut bool, backoff: &mut Duration) -> Outcome {
+    fn run_once(&self, liveness: &Liveness, recording: &mut Recording, backoff: &mut Duration) -> Outcome {
         let stats = Arc::new(PipelineStats::default());
-        let options = PipelineOptions { recordings: self.recordings.clone(), segment: self.segment };
+        let record = recording.wanted();
+        let options = PipelineOptions { recordings: self.recordings.clone().filter(|_| record), segment: self.segment };
         let pipeline = match pipeline::build(&self.camera, &options, self.slot.clone(), stats.clone()) {
             Ok(p) => p,
-            Err(e) => return Outcome::Retry(RetryReason::StateChange(e.to_string())),
+            Err(SourceError::Recording(e)) if record => {
+                self.recording_failed(liveness, recording, e);
+                return Outcome::Restart;
+            }
+            Err(e) => {
+                self.announce(liveness, &RetryReason::StateChange(e.to_string()));
+                return Outcome::Retry;
+            }
         };
-        let outcome = self.watch(&pipeline, &stats, online, offline_announced, backoff);
-        self.stop(&pipeline, matches!(outcome, Outcome::Shutdown));
+        if let Some(hook) = &self.supervision.on_pipeline {
+            hook(&pipeline);
+        }
+        let ended = match self.start(&pipeline) {
+            Ok(()) => self.watch(&pipeline, &stats, liveness, record, recording, backoff),
+            Err(reason) => Ended::Failed(reason),
+        };
+        // From here the old pipeline's frames are ignored: an announced outage ends only with new ones.
+        stats.retire();
+        let outcome = match ended {
+            Ended::Shutdown => Outcome::Shutdown,
+            Ended::Failed(RetryReason::Eos) if self.camera.loop_file => {
+                debug!(camera = %self.camera.id, "file ended; looping");
+                Outcome::Restart
+            }
+            Ended::Failed(reason) => {
+                // Announced before the teardown, which may take until its deadline.
+                self.announce(liveness, &reason);
+                Outcome::Retry
+            }
+            Ended::RecordingFailed(reason) => {
+                self.recording_failed(liveness, recording, reason);
+                Outcome::Restart
+            }
+            Ended::RetryRecording => {
+                info!(camera = %self.camera.id, "trying to record again");
+                Outcome::Restart
+            }
+        };
+        self.stop(pipeline, matches!(outcome, Outcome::Shutdown) && record);
         self.counters.frames.fetch_add(stats.frames.load(Ordering::Relaxed), Ordering::Relaxed);
         outcome
+    }
+
+    fn announce(&self, liveness: &Liveness, reason: &RetryReason) {
+        if !liveness.offline(&reason.to_string(), self.slot.delivered(), Reporter::Supervisor) {
+            debug!(camera = %self.camera.id, %reason, "camera still offline");
+        }
+    }
+
+    /// Recording stops (announced once per episode); the pipeline restarts without it.
+    fn recording_failed(&self, liveness: &Liveness, recording: &mut Recording, reason: String) {
+        self.counters.recording_failures.fetch_add(1, Ordering::Relaxed);
+        let retry_at = Instant::now() + self.supervision.recording_retry;
+        match &mut recording.stopped {
+            Some((_, _, next)) => {
+                *next = retry_at;
+                debug!(camera = %self.camera.id, %reason, "recording still failing");
+            }
+            None => {
+                error!(camera = %self.camera.id, %reason, retry_secs = self.supervision.recording_retry.as_secs(),
+                    "RECORDING STOPPED: the camera is analysed but not recorded (no clips for evidence) until \
+                     recording works again");
+                liveness.send(DecisionKind::RecordingStopped { reason: reason.clone() });
+                recording.stopped = Some((Instant::now(), reason, retry_at));
+            }
+        }
+    }
+
+    /// `set_state(Playing)` within `state_change_timeout`.
+    fn start(&self, pipeline: &gst::Pipeline) -> Result<(), RetryReason> {
+        let deadline = self.supervision.state_change_timeout;
+        let (p, counters, camera) = (pipeline.clone(), self.counters.clone(), self.camera.id.clone());
+        let started = bounded::within(
+            &format!("start-{}", self.camera.id),
+            deadline,
+            move || p.set_state(gst::State::Playing).map(|_| ()),
+            move |took| {
+                counters.abandoned_finished_late.fetch_add(1, Ordering::Relaxed);
+                warn!(camera, took_secs = took.as_secs_f64(), "an abandoned pipeline start returned after all");
+            },
+        );
+        match started {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => {
+                let detail = first_error(pipeline).unwrap_or_else(|| e.to_string());
+                Err(RetryReason::StateChange(pipeline::scrub(&detail, &self.camera)))
+            }
+            None => {
+                self.counters.abandoned_starts.fetch_add(1, Ordering::Relaxed);
+                warn!(camera = %self.camera.id, deadline_secs = deadline.as_secs_f64(),
+                    stuck = self.counters.stuck(), "pipeline did not start in time: given up on");
+                Err(RetryReason::StateChange(format!("no answer within {} s", deadline.as_secs_f64())))
+            }
+        }
     }
 
     fn watch(
         &self,
         pipeline: &gst::Pipeline,
         stats: &PipelineStats,
-        online: &mut bool,
-        offline_announced: &mut bool,
+        liveness: &Liveness,
+        record: bool,
+        recording: &mut Recording,
         backoff: &mut Duration,
-    ) -> Outcome {
-        if let Err(e) = pipeline.set_state(gst::State::Playing) {
-            let detail = first_error(pipeline).unwrap_or_else(|| e.to_string());
-            return Outcome::Retry(RetryReason::StateChange(pipeline::scrub(&detail, &self.camera)));
-        }
-        let Some(bus) = pipeline.bus() else { return Outcome::Retry(RetryReason::StateChange("no bus".into())) };
+    ) -> Ended {
+        let Some(bus) = pipeline.bus() else { return Ended::Failed(RetryReason::StateChange("no bus".into())) };
         let stall = Duration::from_secs(self.camera.stall_secs);
         let started = Instant::now();
+        let mut flowing = false;
+        // First segment opened in this run, while recording is being retried.
+        let mut probation: Option<Instant> = None;
         loop {
             if self.shutdown.load(Ordering::Relaxed) {
-                return Outcome::Shutdown;
+                return Ended::Shutdown;
             }
             if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) {
                 use gst::MessageView;
@@ -167,26 +405,39 @@ impl CameraWorker {
                             Some(debug) => format!("{} ({debug})", err.error()),
                             None => err.error().to_string(),
                         };
-                        return Outcome::Retry(RetryReason::Error(pipeline::scrub(&text, &self.camera)));
+                        let text = pipeline::scrub(&text, &self.camera);
+                        if record && pipeline::from_recording_branch(pipeline, &msg) {
+                            return Ended::RecordingFailed(text);
+                        }
+                        return Ended::Failed(RetryReason::Error(text));
                     }
-                    MessageView::Eos(_) => return Outcome::Retry(RetryReason::Eos),
-                    MessageView::Element(e)
-                        if e.structure().is_some_and(|s| s.name() == "splitmuxsink-fragment-closed") =>
-                    {
-                        self.prune();
-                    }
+                    MessageView::Eos(_) => return Ended::Failed(RetryReason::Eos),
+                    MessageView::Element(e) => match e.structure().map(|s| s.name()) {
+                        Some(name) if name == "splitmuxsink-fragment-closed" => self.prune(),
+                        Some(name) if name == "splitmuxsink-fragment-opened" && recording.stopped.is_some() => {
+                            probation.get_or_insert_with(Instant::now);
+                        }
+                        _ => {}
+                    },
                     _ => {}
                 }
             }
+            if !record && recording.retry_due() {
+                return Ended::RetryRecording;
+            }
+            if let Some(opened) = probation
+                && opened.elapsed() >= RECORDING_PROBATION
+                && let Some((since, _, _)) = recording.stopped.take()
+            {
+                probation = None;
+                info!(camera = %self.camera.id, stopped_secs = since.elapsed().as_secs(), "recording resumed");
+                liveness.send(DecisionKind::RecordingResumed { stopped_secs: since.elapsed().as_secs() });
+            }
             let frames = stats.frames.load(Ordering::Relaxed);
-            if frames > 0 && !*online {
-                *online = true;
-                *backoff = Duration::from_secs(1);
-                if *offline_announced {
-                    info!(camera = %self.camera.id, "camera online");
-                    self.emit(DecisionKind::CameraOnline);
-                    *offline_announced = false;
-                } else {
+            if frames > 0 && !flowing {
+                flowing = true;
+                *backoff = self.supervision.backoff.initial;
+                if !liveness.online(self.slot.delivered()) {
                     info!(camera = %self.camera.id, url = %pipeline::display_url(&self.camera), "camera streaming");
                 }
             }
@@ -199,23 +450,44 @@ impl CameraWorker {
                 Duration::from_millis(now_ms.saturating_sub(last_ms)).min(started.elapsed())
             };
             if silent_for > stall {
-                return Outcome::Retry(RetryReason::Timeout(stall));
+                return Ended::Failed(RetryReason::Timeout(stall));
             }
         }
     }
 
-    /// Stops the pipeline. On shutdown, an end-of-stream first lets the open segment be finalised.
-    fn stop(&self, pipeline: &gst::Pipeline, graceful: bool) {
-        if graceful && self.recordings.is_some() {
-            pipeline.send_event(gst::event::Eos::new());
-            if let Some(bus) = pipeline.bus() {
-                let _ = bus.timed_pop_filtered(
-                    gst::ClockTime::from_seconds(3),
-                    &[gst::MessageType::Eos, gst::MessageType::Error],
-                );
-            }
+    /// Stops the pipeline on a helper thread, within `teardown_timeout` (plus `eos_timeout` when
+    /// `graceful`: an end-of-stream first lets the open segment be finalised). A pipeline that does
+    /// not stop in time is left behind.
+    fn stop(&self, pipeline: gst::Pipeline, graceful: bool) {
+        let eos = graceful.then_some(self.supervision.eos_timeout);
+        let deadline = self.supervision.teardown_timeout + eos.unwrap_or_default();
+        let (counters, camera) = (self.counters.clone(), self.camera.id.clone());
+        let stopped = bounded::within(
+            &format!("stop-{}", self.camera.id),
+            deadline,
+            move || {
+                if let Some(wait) = eos {
+                    pipeline.send_event(gst::event::Eos::new());
+                    if let Some(bus) = pipeline.bus() {
+                        let _ = bus.timed_pop_filtered(
+                            gst::ClockTime::from_nseconds(wait.as_nanos() as u64),
+                            &[gst::MessageType::Eos, gst::MessageType::Error],
+                        );
+                    }
+                }
+                let _ = pipeline.set_state(gst::State::Null);
+            },
+            move |took| {
+                counters.abandoned_finished_late.fetch_add(1, Ordering::Relaxed);
+                warn!(camera, took_secs = took.as_secs_f64(), "an abandoned pipeline stopped after all");
+            },
+        );
+        if stopped.is_none() {
+            let total = self.counters.abandoned_teardowns.fetch_add(1, Ordering::Relaxed) + 1;
+            warn!(camera = %self.camera.id, deadline_secs = deadline.as_secs_f64(), abandoned = total,
+                stuck = self.counters.stuck(),
+                "pipeline did not stop in time: left behind (leaked) and replaced by a fresh one");
         }
-        let _ = pipeline.set_state(gst::State::Null);
         self.prune();
     }
 
@@ -241,5 +513,24 @@ fn first_error(pipeline: &gst::Pipeline) -> Option<String> {
     match msg.view() {
         gst::MessageView::Error(err) => Some(err.error().to_string()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_bounded_jitter() {
+        let b = Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(35) };
+        let steps: Vec<_> = std::iter::successors(Some(b.initial), |d| Some(b.next(*d))).take(4).collect();
+        assert_eq!(steps, [10, 20, 35, 35].map(Duration::from_millis));
+        let mut seed = 42;
+        let jittered: Vec<Duration> = (0..200).map(|_| Backoff::jitter(Duration::from_secs(1), &mut seed)).collect();
+        assert!(jittered.iter().all(|d| (Duration::from_millis(800)..Duration::from_millis(1200)).contains(d)));
+        assert!(
+            jittered.iter().any(|d| *d < Duration::from_millis(900))
+                && jittered.iter().any(|d| *d > Duration::from_millis(1100))
+        );
     }
 }

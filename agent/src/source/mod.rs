@@ -1,8 +1,10 @@
 //! Camera ingestion: a supervised GStreamer pipeline per camera that records the original H.264 into
 //! a ring of segments and hands decoded frames to analysis, latest frame first.
 
+pub mod bounded;
 pub mod camera;
 pub mod clip;
+pub mod liveness;
 pub mod pipeline;
 pub mod recorder;
 pub mod slot;

@@ -11,8 +11,8 @@
 //! its first frame (Unix milliseconds), which is how clips are found later.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gstreamer as gst;
@@ -33,6 +33,16 @@ pub struct PipelineStats {
     pub frames: AtomicU64,
     /// Milliseconds since the Unix epoch of the last frame (0: none yet).
     pub last_frame_ms: AtomicU64,
+    /// Set once the supervisor has given up on this pipeline: its frames are dropped from then on, so a
+    /// pipeline being torn down (or left behind, stuck) never ends an outage the supervisor announced.
+    retired: RwLock<bool>,
+}
+
+impl PipelineStats {
+    /// Stops this pipeline's frames reaching the slot; when it returns, none will.
+    pub fn retire(&self) {
+        *self.retired.write().unwrap_or_else(|e| e.into_inner()) = true;
+    }
 }
 
 /// Options of a camera pipeline that do not come from the camera's own config.
@@ -106,7 +116,7 @@ pub fn build(
     // over the target keeps segments at the target length.
     let record = if options.recordings.is_some() {
         format!(
-            "t. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=5000000000 \
+            "t. ! queue name=recq max-size-buffers=0 max-size-bytes=0 max-size-time=5000000000 \
              ! splitmuxsink name=rec async-finalize=true muxer-factory=mp4mux \
              muxer-properties=\"properties,fragment-duration=(uint)1000\" \
              sink-properties=\"properties,buffer-mode=(int)2\" max-size-time={} ",
@@ -161,6 +171,10 @@ pub fn build(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let retired = stats.retired.read().unwrap_or_else(|e| e.into_inner());
+                if *retired {
+                    return Ok(gst::FlowSuccess::Ok);
+                }
                 let frame =
                     to_frame(sink.upcast_ref(), &sample, stats.frames.load(Ordering::Relaxed)).map_err(|e| {
                         gst::element_error!(sink, gst::StreamError::Decode, ("camera {camera_id}: {e}"));
@@ -175,6 +189,16 @@ pub fn build(
             .build(),
     );
     Ok(pipeline)
+}
+
+/// Whether a bus message comes from the recording branch (its queue, splitmuxsink, or the muxer and
+/// file sink inside it): a failed write there is a recording failure, not a camera failure.
+pub fn from_recording_branch(pipeline: &gst::Pipeline, message: &gst::Message) -> bool {
+    let Some(src) = message.src() else { return false };
+    ["rec", "recq"].iter().filter_map(|name| pipeline.by_name(name)).any(|branch| {
+        let branch = branch.upcast_ref::<gst::Object>();
+        src == branch || src.has_as_ancestor(branch)
+    })
 }
 
 /// `<dir>/<unix ms, 13 digits>.mp4`: names sort by time.
