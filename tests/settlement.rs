@@ -1,6 +1,7 @@
-//! Settlement decisions on real embeddings of registry photos (the decision logic; the camera path joins
-//! it in the next step): verified, identity mismatch with the best enrolled match, no face, several good
-//! frames required, card lending.
+//! Settlement decisions on real embeddings of registry photos: verified, identity mismatch with the best
+//! enrolled match, no face, several good frames required, card lending; several faces at the window (a
+//! companion beside the patient); and the whole path through video, MQTT and evidence, with repeated
+//! transactions.
 
 mod common;
 
@@ -450,6 +451,7 @@ fn companion_and_repeated_settlements_end_to_end() {
     assert_eq!(details["claimed_id"], "p-biden");
     assert_eq!(details["faces_seen"], 2, "{mismatch}");
     let faces = details["faces"].as_array().unwrap();
+    eprintln!("mismatch details: {details}");
     assert!(!faces.is_empty() && faces.len() == details["faces_judged"].as_u64().unwrap() as usize, "{mismatch}");
     // Obama's face is named; the companion's (when well seen) has no enrolled match.
     let obama = faces.iter().position(|f| f["best_match"] == "p-obama").expect("Obama's face named");
