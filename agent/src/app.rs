@@ -31,7 +31,9 @@ use crate::analyze::{Models, runtime};
 use crate::config::{Camera, Config, Role, redact_url};
 use crate::decide::clock::{Clock, SystemClock};
 use crate::decide::physicians::{PhysicianEvent, SightingFilter};
-use crate::decide::settlement::{FaceObservation, SettledFace, SettlementRules, Verdict, Watch, shared_identity};
+use crate::decide::settlement::{
+    FaceJudgement, FaceObservation, SettledTransaction, SettlementRules, Transactions, Verdict, Watch, shared_identity,
+};
 use crate::decide::{Decision, DecisionKind};
 use crate::evidence::keys::DeviceKey;
 use crate::evidence::keys::PublicKey;
@@ -103,8 +105,13 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         watches.insert(camera.id.clone(), tx);
         watch_receivers.insert(camera.id.clone(), rx);
     }
+    // Transaction ids being watched or settled: a repeated `settlement` never opens a second watch.
+    let transactions = Arc::new(Mutex::new(Transactions::default()));
     let mut registry = Registry::default();
-    registry.register("settlement", settlement_handler(watches, Duration::from_secs(config.settlement.watch_secs)));
+    registry.register(
+        "settlement",
+        settlement_handler(watches, transactions.clone(), Duration::from_secs(config.settlement.watch_secs)),
+    );
     let enrolment = Enrolment {
         models: models.clone(),
         gallery: gallery.clone(),
@@ -189,6 +196,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             gallery: index.clone(),
             watches: watch_receivers.remove(&camera.id),
             settled: settled.clone(),
+            transactions: transactions.clone(),
             rules,
             people: people.clone(),
             presence: presence.camera(&camera.id).cloned(),
@@ -305,6 +313,7 @@ struct FaceWork {
     gallery: Arc<RwLock<SearchIndex>>,
     watches: Option<mpsc::Receiver<Watch>>,
     settled: Arc<Mutex<SettlementLog>>,
+    transactions: Arc<Mutex<Transactions>>,
     rules: SettlementRules,
     people: Arc<People>,
     /// Ward and dialysis-room cameras with regions.
@@ -334,7 +343,7 @@ fn observe_faces(
         }
         let good = quality.ok();
         let embedding = if good { models.embedder.embed(std::slice::from_ref(&chip)).ok().map(|e| e[0]) } else { None };
-        out.push(FaceObservation { bbox: face.bbox, embedding });
+        out.push(FaceObservation { bbox: face.bbox, score: face.score, embedding });
     }
     out
 }
@@ -441,7 +450,7 @@ fn start_camera(
                 for (i, watch) in open.iter_mut().enumerate() {
                     if let Some(outcome) = watch.observe(&observed, frame.captured, &index, &faces.rules) {
                         finished.push(i);
-                        settle(&out, &frame, outcome, &faces.settled, &faces.rules);
+                        settle(&out, &frame, outcome, &faces.settled, &faces.transactions, &faces.rules);
                     }
                 }
                 drop(index);
@@ -516,54 +525,87 @@ impl Outlet {
 }
 
 /// Turns a settlement watch's outcome into decisions (with evidence for mismatch and no face), checks
-/// the face against earlier settlements for card lending, and remembers it.
+/// the faces it records against earlier settlements for card lending, remembers them, and records the
+/// verdict so that a repeated `settlement` for the transaction is answered with it.
+///
+/// Each evidence manifest carries the event's details (distances, best matches, the other transaction)
+/// and the judged faces' boxes with the detector's scores.
 fn settle(
     out: &Outlet,
     frame: &crate::source::Frame,
     outcome: crate::decide::settlement::Outcome,
     settled: &Mutex<SettlementLog>,
+    transactions: &Mutex<Transactions>,
     rules: &SettlementRules,
 ) {
     let (tx, claimed) = (outcome.transaction_id.clone(), outcome.claimed_id.clone());
-    let details = || {
-        std::collections::BTreeMap::from([
-            ("transaction_id".to_owned(), tx.clone()),
-            ("claimed_id".to_owned(), claimed.clone()),
-        ])
+    let boxed = |faces: &[&FaceJudgement]| -> Vec<Detection> {
+        faces.iter().map(|f| Detection { label: "face".into(), bbox: f.bbox, score: f.score }).collect()
     };
-    let face =
-        || outcome.bbox.map(|b| vec![Detection { label: "face".into(), bbox: b, score: 1.0 }]).unwrap_or_default();
+    let judged: Vec<&FaceJudgement> = outcome.faces.iter().map(|f| &f.judgement).collect();
     let kind = match &outcome.verdict {
         Verdict::Verified { distance, .. } => DecisionKind::SettlementVerified {
             transaction_id: tx.clone(),
             claimed_id: claimed.clone(),
             distance: *distance,
+            face: judged[0].clone(),
+            faces_seen: outcome.faces_seen,
         },
-        Verdict::IdentityMismatch { distance, best_match, .. } => DecisionKind::SettlementIdentityMismatch {
+        Verdict::IdentityMismatch { distance, best_match, best_distance, .. } => {
+            DecisionKind::SettlementIdentityMismatch {
+                transaction_id: tx.clone(),
+                claimed_id: claimed.clone(),
+                distance: *distance,
+                best_match: best_match.clone(),
+                best_distance: *best_distance,
+                faces: judged.iter().map(|f| (*f).clone()).collect(),
+                faces_seen: outcome.faces_seen,
+            }
+        }
+        Verdict::NoFace { faces_seen } => DecisionKind::SettlementNoFace {
             transaction_id: tx.clone(),
             claimed_id: claimed.clone(),
-            distance: *distance,
-            best_match: best_match.clone(),
+            faces_seen: *faces_seen,
         },
-        Verdict::NoFace { .. } => {
-            DecisionKind::SettlementNoFace { transaction_id: tx.clone(), claimed_id: claimed.clone() }
-        }
     };
-    out.decide(Some(frame), outcome.at, kind, details(), face());
-    let Some(embedding) = outcome.embedding else { return };
+    let verdict_name = match outcome.verdict {
+        Verdict::Verified { .. } => "settlement_verified",
+        Verdict::IdentityMismatch { .. } => "settlement_identity_mismatch",
+        Verdict::NoFace { .. } => "settlement_no_face",
+    };
+    let details = events::flat_details(&events::details(&kind));
+    let event_id = out.decide(Some(frame), outcome.at, kind, details, boxed(&judged));
+    transactions.lock().unwrap_or_else(|e| e.into_inner()).settle(SettledTransaction {
+        transaction_id: tx.clone(),
+        camera: outcome.camera.clone(),
+        claimed_id: claimed.clone(),
+        verdict: verdict_name.to_owned(),
+        event_id: event_id.to_string(),
+        at: outcome.at,
+    });
+    let faces = outcome.settled_faces();
+    if faces.is_empty() {
+        return;
+    }
     let mut log = settled.lock().unwrap_or_else(|e| e.into_inner());
-    for other in shared_identity(log.faces(), &outcome, rules) {
+    for sharing in shared_identity(log.faces(), &outcome, rules) {
+        let face = &outcome.faces[sharing.face].judgement;
         let kind = DecisionKind::IdentitySharedAcrossIds {
             transaction_id: tx.clone(),
             claimed_id: claimed.clone(),
-            other_transaction_id: other.transaction_id.clone(),
-            other_claimed_id: other.claimed_id.clone(),
+            other_transaction_id: sharing.earlier.transaction_id.clone(),
+            other_claimed_id: sharing.earlier.claimed_id.clone(),
+            other_at: sharing.earlier.at,
+            distance: sharing.distance,
+            face: face.clone(),
         };
-        out.decide(Some(frame), outcome.at, kind, details(), face());
+        let details = events::flat_details(&events::details(&kind));
+        out.decide(Some(frame), outcome.at, kind, details, boxed(&[face]));
     }
-    let face = SettledFace { transaction_id: tx, claimed_id: claimed, at: outcome.at, embedding };
-    if let Err(e) = log.add(face, SystemTime::now()) {
-        error!(error = %e, "cannot record the settlement face; card lending by this face may go unnoticed");
+    for face in faces {
+        if let Err(e) = log.add(face, SystemTime::now()) {
+            error!(error = %e, "cannot record the settlement face; card lending by this face may go unnoticed");
+        }
     }
 }
 

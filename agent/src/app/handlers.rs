@@ -14,7 +14,7 @@ use crate::analyze::Models;
 use crate::commands::enroll::{self, Photo};
 use crate::config::Config;
 use crate::decide::roster::Roster;
-use crate::decide::settlement::Watch;
+use crate::decide::settlement::{Known, Transactions, Watch};
 use crate::gallery::quality::QualityThresholds;
 use crate::gallery::search::SearchIndex;
 use crate::gallery::{Gallery, Role};
@@ -29,7 +29,16 @@ fn text(args: &Value, name: &str, max: usize) -> Result<String, String> {
 }
 
 /// `settlement {camera, claimed_id, transaction_id, watch_secs?}` opens a watch on a window camera.
-pub fn settlement_handler(watches: HashMap<String, mpsc::Sender<Watch>>, default_watch: Duration) -> Handler {
+///
+/// A transaction id is watched once per box, whichever camera a repeat names: a repeat while its watch
+/// is open is refused (naming the transaction, camera and deadline); a repeat after its verdict is
+/// answered with that verdict (`already_settled`, the event id), opening nothing; a repeat under another
+/// `claimed_id` is refused, since one transaction settles one claim.
+pub fn settlement_handler(
+    watches: HashMap<String, mpsc::Sender<Watch>>,
+    transactions: Arc<Mutex<Transactions>>,
+    default_watch: Duration,
+) -> Handler {
     let watches = Mutex::new(watches);
     Box::new(move |command| {
         let args = &command.args;
@@ -39,7 +48,39 @@ pub fn settlement_handler(watches: HashMap<String, mpsc::Sender<Watch>>, default
         let watches = watches.lock().unwrap_or_else(|e| e.into_inner());
         let sender = watches.get(&camera).ok_or_else(|| format!("no settlement_window camera {camera:?}"))?;
         let now = SystemTime::now();
-        sender.send(Watch::open(&tx, &claimed, &camera, now, watch_for)).map_err(|_| "camera stopped".to_owned())?;
+        let mut transactions = transactions.lock().unwrap_or_else(|e| e.into_inner());
+        match transactions.admit(&tx, &camera, &claimed, now + watch_for) {
+            Ok(()) => {}
+            Err(Known::Watching { camera: on, claimed_id, until }) => {
+                tracing::warn!(transaction_id = %tx, camera = %on, "settlement refused: its transaction is already being watched");
+                let also =
+                    if claimed_id == claimed { String::new() } else { format!(" for claimed_id {claimed_id:?}") };
+                return Err(format!(
+                    "transaction {tx:?} is already being watched on camera {on:?}{also} until {}; its verdict will \
+                     follow as an event (a repeat opens no second watch)",
+                    humantime::format_rfc3339_millis(until)
+                ));
+            }
+            Err(Known::Settled(done)) if done.claimed_id != claimed => {
+                tracing::warn!(transaction_id = %tx, "settlement refused: its transaction was settled for another claimed id");
+                return Err(format!(
+                    "transaction {tx:?} was already settled for claimed_id {:?} ({}, event {}); a transaction id \
+                     cannot be reused for claimed_id {claimed:?}",
+                    done.claimed_id, done.verdict, done.event_id
+                ));
+            }
+            Err(Known::Settled(done)) => {
+                tracing::info!(transaction_id = %tx, verdict = %done.verdict, event_id = %done.event_id,
+                    "settlement repeated after its verdict: answered with it, no new watch");
+                return Ok(json!({"transaction_id": tx, "already_settled": done.verdict, "event_id": done.event_id,
+                    "camera": done.camera, "claimed_id": done.claimed_id,
+                    "at": humantime::format_rfc3339_millis(done.at).to_string()}));
+            }
+        }
+        if sender.send(Watch::open(&tx, &claimed, &camera, now, watch_for)).is_err() {
+            transactions.withdraw(&tx);
+            return Err("camera stopped".to_owned());
+        }
         Ok(json!({"watching": camera, "transaction_id": tx,
             "until": humantime::format_rfc3339_millis(now + watch_for).to_string()}))
     })

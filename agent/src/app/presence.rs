@@ -170,10 +170,10 @@ impl PresenceCamera {
             if let Some(outcome) = check.observe_faces(&inside, frame.captured, gallery, rules, &chair.tracker) {
                 let detections = outcome
                     .face
-                    .as_ref()
-                    .and_then(|f| f.bbox)
-                    .map(|b| vec![Detection { label: "face".into(), bbox: b, score: 1.0 }])
-                    .unwrap_or_default();
+                    .iter()
+                    .flat_map(|f| f.faces.first())
+                    .map(|f| Detection { label: "face".into(), bbox: f.judgement.bbox, score: f.judgement.score })
+                    .collect();
                 let details = session_details(check.session());
                 self.outlet.decide(Some(frame), outcome.at, DecisionKind::Dialysis(outcome), details, detections);
             }

@@ -47,23 +47,43 @@ pub enum DecisionKind {
     CameraTamper { tamper: TamperKind },
     /// A raised tamper condition is gone.
     CameraTamperCleared { tamper: TamperKind },
-    /// The face at the window during a settlement is the claimed insured person.
-    SettlementVerified { transaction_id: String, claimed_id: String, distance: f32 },
-    /// The face at the window is not the claimed person; `best_match` names an enrolled person it is.
+    /// The face at the window during a settlement is the claimed insured person (one of the faces seen
+    /// there: a companion beside them does not matter).
+    SettlementVerified {
+        transaction_id: String,
+        claimed_id: String,
+        distance: f32,
+        /// The verified face (box and detector score on the decisive frame, good frames).
+        face: settlement::FaceJudgement,
+        /// Distinct faces seen at the window during the watch.
+        faces_seen: usize,
+    },
+    /// Nobody at the window is the claimed person; `best_match` names an enrolled person the face
+    /// nearest to the claimed person is. `faces` holds every judged face, that one first.
     SettlementIdentityMismatch {
         transaction_id: String,
         claimed_id: String,
         distance: Option<f32>,
         best_match: Option<String>,
+        best_distance: Option<f32>,
+        faces: Vec<settlement::FaceJudgement>,
+        faces_seen: usize,
     },
     /// No usable face at the window during the settlement watch.
-    SettlementNoFace { transaction_id: String, claimed_id: String },
+    SettlementNoFace { transaction_id: String, claimed_id: String, faces_seen: usize },
     /// The same face settled under another claimed id within the sharing window (card lending).
     IdentitySharedAcrossIds {
         transaction_id: String,
         claimed_id: String,
         other_transaction_id: String,
         other_claimed_id: String,
+        /// When the earlier settlement was.
+        #[serde(with = "humantime_serde_compat")]
+        other_at: SystemTime,
+        /// Distance between this settlement's face and the earlier settlement's.
+        distance: f32,
+        /// This settlement's face that settled before.
+        face: settlement::FaceJudgement,
     },
     /// A physician on shift has not been seen for the configured time.
     PhysicianAbsent {

@@ -2,12 +2,23 @@
 //!
 //! A signed `settlement` command opens a watch: window camera, claimed insured id, transaction id, a
 //! deadline. Faces seen at the window are tracked across frames (box overlap); a track is judged only on
-//! several good frames (quality gate), never on one: its median distance to the claimed person's
-//! enrolled embeddings decides `settlement_verified` or `settlement_identity_mismatch` (with the best
-//! matching enrolled person, if any is close enough). No good face before the deadline →
-//! `settlement_no_face`. A face settling under two or more different claimed ids within a window →
-//! `identity_shared_across_ids`.
+//! several good frames (quality gate), never on one, by the median distance of those frames to the
+//! claimed person's enrolled embeddings.
+//!
+//! Several people often stand at a window (a patient with a companion, a parent with a child), so every
+//! well-seen face is judged, not only the most visible one:
+//! - `settlement_verified` as soon as one well-seen face is the claimed person (that face is the one
+//!   recorded and boxed);
+//! - `settlement_identity_mismatch` only when nobody at the window is: every well-seen face was judged,
+//!   and no face still at the window awaits its good frames (or the deadline came). It names each
+//!   judged face's best enrolled match and distances;
+//! - `settlement_no_face` when no face was well seen by the deadline.
+//!
+//! A face settling under two or more different claimed ids within a window → `identity_shared_across_ids`
+//! ([`shared_identity`]). Which faces count is [`Outcome::settled_faces`]. Transaction ids are admitted
+//! once ([`Transactions`]): a repeat while watched is refused, a repeat after the verdict answered with it.
 
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -33,14 +44,19 @@ impl Default for SettlementRules {
     }
 }
 
-/// A face in one analysed frame: where, and (when it passed the quality gate) its embedding.
+/// A face in one analysed frame: where, how sure the detector was, and (when it passed the quality
+/// gate) its embedding.
 #[derive(Debug, Clone)]
 pub struct FaceObservation {
     pub bbox: BBox,
+    /// The face detector's score (0..1), as it goes into evidence manifests.
+    pub score: f32,
     /// None when the face failed the quality gate in this frame.
     pub embedding: Option<Embedding>,
 }
 
+/// The verdict, with the facts of its decisive face: for a mismatch the judged face nearest to the
+/// claimed person (all judged faces are in [`Outcome::faces`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Verdict {
@@ -59,7 +75,30 @@ pub enum Verdict {
     },
 }
 
-/// What the watch concluded, with the embedding it judged (for card-lending checks and evidence).
+/// What was concluded about one well-seen face. Holds no embedding: it goes into events and logs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaceJudgement {
+    /// Box in the last frame the face was seen.
+    #[serde(rename = "box")]
+    pub bbox: BBox,
+    /// The detector's score on that frame.
+    pub score: f32,
+    pub good_frames: usize,
+    /// Median distance of its good frames to the claimed person; None when the claimed id is not enrolled.
+    pub distance: Option<f32>,
+    /// The enrolled person nearest to the face's mean embedding, if nearer than `match_distance`.
+    pub best_match: Option<String>,
+    pub best_distance: Option<f32>,
+}
+
+/// A judged face with the mean embedding of its good frames (for card-lending checks).
+#[derive(Debug, Clone)]
+pub struct JudgedFace {
+    pub judgement: FaceJudgement,
+    pub embedding: Embedding,
+}
+
+/// What the watch concluded.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub transaction_id: String,
@@ -67,17 +106,50 @@ pub struct Outcome {
     pub camera: String,
     pub at: SystemTime,
     pub verdict: Verdict,
-    /// Mean embedding of the judged track's good frames.
+    /// Verified: the claimed person's face only. Mismatch: every well-seen face, the one nearest to the
+    /// claimed person first. No face: empty.
+    pub faces: Vec<JudgedFace>,
+    /// Distinct faces (tracks) seen during the watch, well seen or not.
+    pub faces_seen: usize,
+    /// Mean embedding of the decisive face (`faces[0]`).
     pub embedding: Option<Embedding>,
-    /// Box of the judged face in the last frame it was seen.
+    /// Box of the decisive face in the last frame it was seen.
     pub bbox: Option<BBox>,
 }
 
+impl Outcome {
+    /// The faces this settlement records for card-lending checks. Verified: only the claimed person's —
+    /// a companion (a relative, a carer bringing several patients in turn) is not the one settling, and
+    /// recording them would later accuse them of lending cards. Mismatch: every judged face, since
+    /// nobody there is the card holder and any of them may be the one presenting it. No face: none.
+    pub fn settled_faces(&self) -> Vec<SettledFace> {
+        self.faces
+            .iter()
+            .map(|f| SettledFace {
+                transaction_id: self.transaction_id.clone(),
+                claimed_id: self.claimed_id.clone(),
+                at: self.at,
+                embedding: f.embedding,
+            })
+            .collect()
+    }
+}
+
+/// A face seen over several frames of one watch.
 #[derive(Debug, Clone)]
 struct Track {
     bbox: BBox,
+    score: f32,
     good: Vec<Embedding>,
+    /// The frame (count within the watch) and time it was last seen.
+    last_frame: u64,
+    last_seen: SystemTime,
 }
+
+/// A face seen this recently that has not yet had its good frames holds back a mismatch: it may be the
+/// claimed person, still turning towards the camera. (A detection missed in a frame or two does not
+/// make a person leave.)
+const STILL_AT_WINDOW: Duration = Duration::from_secs(2);
 
 /// One open settlement watch.
 #[derive(Debug, Clone)]
@@ -87,7 +159,7 @@ pub struct Watch {
     pub camera: String,
     pub deadline: SystemTime,
     tracks: Vec<Track>,
-    faces_seen: usize,
+    frames: u64,
 }
 
 impl Watch {
@@ -98,7 +170,7 @@ impl Watch {
             camera: camera.into(),
             deadline: now + watch_for,
             tracks: Vec::new(),
-            faces_seen: 0,
+            frames: 0,
         }
     }
 
@@ -110,70 +182,107 @@ impl Watch {
         gallery: &SearchIndex,
         rules: &SettlementRules,
     ) -> Option<Outcome> {
-        self.faces_seen += faces.len();
+        self.frames += 1;
+        let frame = self.frames;
         for face in faces {
-            // Associate with the track it overlaps most (a person moving a little between frames).
+            // Associate with the track it overlaps most (a person moving a little between frames), each
+            // track taking at most one face per frame (two people side by side stay two tracks).
             let best = self
                 .tracks
                 .iter_mut()
+                .filter(|t| t.last_frame != frame)
                 .map(|t| (iou(&t.bbox, &face.bbox), t))
                 .filter(|(o, _)| *o > 0.3)
                 .max_by(|a, b| a.0.total_cmp(&b.0));
             let track = match best {
                 Some((_, t)) => t,
                 None => {
-                    self.tracks.push(Track { bbox: face.bbox, good: Vec::new() });
-                    self.tracks.last_mut().unwrap()
+                    self.tracks.push(Track {
+                        bbox: face.bbox,
+                        score: face.score,
+                        good: Vec::new(),
+                        last_frame: frame,
+                        last_seen: now,
+                    });
+                    self.tracks.last_mut().expect("just pushed")
                 }
             };
             track.bbox = face.bbox;
+            track.score = face.score;
+            track.last_frame = frame;
+            track.last_seen = now;
             if let Some(e) = face.embedding {
                 track.good.push(e);
             }
         }
-        // Judge the track with the most good frames once it has enough: the person at the window.
-        if let Some(track) =
-            self.tracks.iter().filter(|t| t.good.len() >= rules.min_good_frames).max_by_key(|t| t.good.len())
-        {
-            return Some(self.judge(track, now, gallery, rules));
+        let mut judged: Vec<JudgedFace> = self
+            .tracks
+            .iter()
+            .filter(|t| t.good.len() >= rules.min_good_frames)
+            .map(|t| self.judge(t, gallery, rules))
+            .collect();
+        // Nearest to the claimed person first (unknown distances last, then the most good frames).
+        judged.sort_by(|a, b| {
+            let key = |f: &JudgedFace| f.judgement.distance.unwrap_or(f32::INFINITY);
+            key(a).total_cmp(&key(b)).then(b.judgement.good_frames.cmp(&a.judgement.good_frames))
+        });
+        let claimed = judged.iter().position(|f| f.judgement.distance.is_some_and(|d| d < rules.match_distance));
+        if let Some(i) = claimed {
+            let face = judged.swap_remove(i);
+            let verdict = Verdict::Verified {
+                distance: face.judgement.distance.expect("matched on it"),
+                good_frames: face.judgement.good_frames,
+            };
+            return Some(self.outcome(now, verdict, vec![face]));
         }
-        (now >= self.deadline).then(|| Outcome {
-            transaction_id: self.transaction_id.clone(),
-            claimed_id: self.claimed_id.clone(),
-            camera: self.camera.clone(),
-            at: now,
-            verdict: Verdict::NoFace { faces_seen: self.faces_seen },
-            embedding: None,
-            bbox: None,
-        })
+        let awaited = self.tracks.iter().any(|t| {
+            t.good.len() < rules.min_good_frames
+                && now.duration_since(t.last_seen).unwrap_or_default() <= STILL_AT_WINDOW
+        });
+        if !judged.is_empty() && (!awaited || now >= self.deadline) {
+            let first = &judged[0].judgement;
+            let verdict = Verdict::IdentityMismatch {
+                distance: first.distance,
+                best_match: first.best_match.clone(),
+                best_distance: first.best_distance,
+                good_frames: first.good_frames,
+            };
+            return Some(self.outcome(now, verdict, judged));
+        }
+        (now >= self.deadline).then(|| self.outcome(now, Verdict::NoFace { faces_seen: self.tracks.len() }, Vec::new()))
     }
 
-    fn judge(&self, track: &Track, now: SystemTime, gallery: &SearchIndex, rules: &SettlementRules) -> Outcome {
+    fn judge(&self, track: &Track, gallery: &SearchIndex, rules: &SettlementRules) -> JudgedFace {
         let mut distances: Vec<f32> =
             track.good.iter().filter_map(|e| gallery.distance_to(e, &self.claimed_id)).collect();
         distances.sort_by(f32::total_cmp);
         let median = (!distances.is_empty()).then(|| distances[distances.len() / 2]);
         let mean = mean_embedding(&track.good);
-        let verdict = match median {
-            Some(d) if d < rules.match_distance => Verdict::Verified { distance: d, good_frames: track.good.len() },
-            _ => {
-                let best = gallery.best(&mean, None).filter(|m| m.distance < rules.match_distance);
-                Verdict::IdentityMismatch {
-                    distance: median,
-                    best_distance: best.as_ref().map(|m| m.distance),
-                    best_match: best.map(|m| m.id),
-                    good_frames: track.good.len(),
-                }
-            }
-        };
+        let best = gallery.best(&mean, None).filter(|m| m.distance < rules.match_distance);
+        JudgedFace {
+            judgement: FaceJudgement {
+                bbox: track.bbox,
+                score: track.score,
+                good_frames: track.good.len(),
+                distance: median,
+                best_distance: best.as_ref().map(|m| m.distance),
+                best_match: best.map(|m| m.id),
+            },
+            embedding: mean,
+        }
+    }
+
+    fn outcome(&self, now: SystemTime, verdict: Verdict, faces: Vec<JudgedFace>) -> Outcome {
         Outcome {
             transaction_id: self.transaction_id.clone(),
             claimed_id: self.claimed_id.clone(),
             camera: self.camera.clone(),
             at: now,
             verdict,
-            embedding: Some(mean),
-            bbox: Some(track.bbox),
+            embedding: faces.first().map(|f| f.embedding),
+            bbox: faces.first().map(|f| f.judgement.bbox),
+            faces,
+            faces_seen: self.tracks.len(),
         }
     }
 }
@@ -197,17 +306,295 @@ pub struct SettledFace {
     pub embedding: Embedding,
 }
 
-/// Earlier settlements by the same face under a different claimed id, within the sharing window.
-pub fn shared_identity<'a>(
-    history: &'a [SettledFace],
-    outcome: &Outcome,
-    rules: &SettlementRules,
-) -> Vec<&'a SettledFace> {
-    let Some(embedding) = &outcome.embedding else { return Vec::new() };
-    history
-        .iter()
-        .filter(|h| h.claimed_id != outcome.claimed_id)
-        .filter(|h| outcome.at.duration_since(h.at).unwrap_or_default() <= rules.sharing_window)
-        .filter(|h| crate::analyze::embedder::distance(&h.embedding, embedding) < rules.match_distance)
-        .collect()
+/// One face of this settlement found in an earlier settlement under another claimed id.
+#[derive(Debug, Clone)]
+pub struct Sharing<'a> {
+    /// Index into [`Outcome::faces`].
+    pub face: usize,
+    pub earlier: &'a SettledFace,
+    /// Distance between this settlement's face and the earlier one.
+    pub distance: f32,
+}
+
+/// Earlier settlements under a different claimed id, within the sharing window, by a face this
+/// settlement records ([`Outcome::settled_faces`]): one per (face, earlier transaction), the nearest.
+pub fn shared_identity<'a>(history: &'a [SettledFace], outcome: &Outcome, rules: &SettlementRules) -> Vec<Sharing<'a>> {
+    let mut found: Vec<Sharing<'a>> = Vec::new();
+    for (i, face) in outcome.faces.iter().enumerate() {
+        for h in history
+            .iter()
+            .filter(|h| h.claimed_id != outcome.claimed_id && h.transaction_id != outcome.transaction_id)
+            .filter(|h| outcome.at.duration_since(h.at).unwrap_or_default() <= rules.sharing_window)
+        {
+            let distance = crate::analyze::embedder::distance(&h.embedding, &face.embedding);
+            if distance >= rules.match_distance {
+                continue;
+            }
+            match found.iter_mut().find(|s| s.face == i && s.earlier.transaction_id == h.transaction_id) {
+                Some(s) if s.distance > distance => *s = Sharing { face: i, earlier: h, distance },
+                Some(_) => {}
+                None => found.push(Sharing { face: i, earlier: h, distance }),
+            }
+        }
+    }
+    found
+}
+
+/// How many verdicts [`Transactions`] remembers (a window settles a few hundred a day: weeks of them).
+pub const REMEMBERED_VERDICTS: usize = 10_000;
+
+/// A transaction's verdict, as a repeated `settlement` command is answered.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SettledTransaction {
+    pub transaction_id: String,
+    pub camera: String,
+    pub claimed_id: String,
+    /// The verdict's event kind, e.g. `settlement_verified`.
+    pub verdict: String,
+    pub event_id: String,
+    pub at: SystemTime,
+}
+
+/// Why a `settlement` command's transaction id is not opened again.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Known {
+    /// A watch for it is open (on `camera`, until `until`).
+    Watching { camera: String, claimed_id: String, until: SystemTime },
+    /// Its verdict was given.
+    Settled(SettledTransaction),
+}
+
+#[derive(Debug, Clone)]
+struct OpenWatch {
+    camera: String,
+    claimed_id: String,
+    until: SystemTime,
+}
+
+/// The box's transaction ids: those being watched, and the last [`REMEMBERED_VERDICTS`] verdicts (in
+/// memory: an agent restart forgets them, as it drops open watches). One per box, whichever camera,
+/// so a retry sent to another window cannot open a second watch either.
+#[derive(Debug)]
+pub struct Transactions {
+    open: HashMap<String, OpenWatch>,
+    settled: HashMap<String, SettledTransaction>,
+    /// Settled ids, oldest first, to forget beyond the capacity.
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl Default for Transactions {
+    fn default() -> Self {
+        Transactions::with_capacity(REMEMBERED_VERDICTS)
+    }
+}
+
+impl Transactions {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Transactions { open: HashMap::new(), settled: HashMap::new(), order: VecDeque::new(), capacity }
+    }
+
+    /// Admits a new watch of `transaction_id`, or says why not.
+    pub fn admit(
+        &mut self,
+        transaction_id: &str,
+        camera: &str,
+        claimed_id: &str,
+        until: SystemTime,
+    ) -> Result<(), Known> {
+        if let Some(w) = self.open.get(transaction_id) {
+            return Err(Known::Watching { camera: w.camera.clone(), claimed_id: w.claimed_id.clone(), until: w.until });
+        }
+        if let Some(s) = self.settled.get(transaction_id) {
+            return Err(Known::Settled(s.clone()));
+        }
+        self.open.insert(
+            transaction_id.to_owned(),
+            OpenWatch { camera: camera.to_owned(), claimed_id: claimed_id.to_owned(), until },
+        );
+        Ok(())
+    }
+
+    /// Forgets an admitted watch that could not be opened (its camera stopped).
+    pub fn withdraw(&mut self, transaction_id: &str) {
+        self.open.remove(transaction_id);
+    }
+
+    /// Records the verdict of a watch: repeats of its transaction id are answered with it from now on.
+    pub fn settle(&mut self, verdict: SettledTransaction) {
+        self.open.remove(&verdict.transaction_id);
+        let id = verdict.transaction_id.clone();
+        if self.settled.insert(id.clone(), verdict).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.settled.remove(&old);
+            }
+        }
+    }
+
+    pub fn watching(&self) -> usize {
+        self.open.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gallery::{Entry, Role};
+
+    fn t(s: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
+    }
+
+    /// `[v; 128]`: two such faces are `|v - w| · √128 ≈ 11.3 |v - w|` apart.
+    fn gallery() -> SearchIndex {
+        let mk = |id: &str, v: f32| Entry {
+            id: id.into(),
+            role: Role::Patient,
+            embeddings: vec![vec![v; 128]],
+            quality: 1.0,
+            enrolled_at: String::new(),
+        };
+        SearchIndex::build(&[mk("p-patient", 0.0), mk("p-other", 0.5)])
+    }
+
+    const PATIENT: f32 = 0.02;
+    /// Not enrolled: nearer to nobody than 0.6.
+    const COMPANION: f32 = -0.3;
+    const PATIENT_BOX: BBox = [700.0, 200.0, 860.0, 400.0];
+    const COMPANION_BOX: BBox = [300.0, 180.0, 480.0, 400.0];
+
+    fn face(bbox: BBox, v: f32, good: bool) -> FaceObservation {
+        FaceObservation { bbox, score: 0.84, embedding: good.then_some([v; 128]) }
+    }
+
+    /// Feeds `frames` one a second from t(0) until an outcome.
+    fn run(watch: &mut Watch, frames: impl Fn(u64) -> Vec<FaceObservation>, until: u64) -> Option<(u64, Outcome)> {
+        let (g, rules) = (gallery(), SettlementRules::default());
+        (0..=until).find_map(|i| watch.observe(&frames(i), t(i), &g, &rules).map(|o| (i, o)))
+    }
+
+    /// The defect: the companion, seen well more often than the patient, was the judged face and the
+    /// patient was accused. Now the patient among the well-seen faces verifies, and only their face is
+    /// boxed and recorded.
+    #[test]
+    fn companion_at_the_window_does_not_accuse_the_patient() {
+        let mut watch = Watch::open("tx-1", "p-patient", "window-1", t(0), Duration::from_secs(30));
+        // The companion faces the camera; the patient passes the quality gate every other frame only.
+        let frames = |i: u64| vec![face(COMPANION_BOX, COMPANION, true), face(PATIENT_BOX, PATIENT, i % 2 == 1)];
+        let (at, outcome) = run(&mut watch, frames, 30).expect("a verdict");
+        assert_eq!(at, 5, "on the patient's third good frame; not a mismatch on the companion's third (frame 2)");
+        assert!(matches!(outcome.verdict, Verdict::Verified { good_frames: 3, .. }), "{:?}", outcome.verdict);
+        assert_eq!(outcome.bbox, Some(PATIENT_BOX), "evidence boxes the patient");
+        assert_eq!(outcome.faces.len(), 1);
+        assert_eq!(outcome.faces[0].judgement.score, 0.84, "the detector's score");
+        assert_eq!(outcome.faces_seen, 2);
+        let recorded = outcome.settled_faces();
+        assert_eq!(recorded.len(), 1, "only the verified face is recorded for card lending");
+        assert_eq!(recorded[0].embedding, [PATIENT; 128]);
+    }
+
+    #[test]
+    fn mismatch_only_when_nobody_at_the_window_is_the_claimed_person() {
+        let mut watch = Watch::open("tx-2", "p-other", "window-1", t(0), Duration::from_secs(30));
+        let frames = |_| vec![face(COMPANION_BOX, COMPANION, true), face(PATIENT_BOX, PATIENT, true)];
+        let (at, outcome) = run(&mut watch, frames, 30).expect("a verdict");
+        assert_eq!(at, 2, "both faces judged on their third good frame");
+        let Verdict::IdentityMismatch { distance, best_match, best_distance, good_frames } = &outcome.verdict else {
+            panic!("{:?}", outcome.verdict)
+        };
+        // The face nearest to the claimed person (0.5) decides the top-level facts: the patient at 0.48·√128.
+        assert!((distance.unwrap() - 0.48 * 128f32.sqrt()).abs() < 1e-3, "{distance:?}");
+        assert_eq!(best_match.as_deref(), Some("p-patient"));
+        assert!(best_distance.unwrap() < 0.6);
+        assert_eq!(*good_frames, 3);
+        // Every judged face is named, with its best match (none for the unenrolled companion).
+        let faces: Vec<_> = outcome.faces.iter().map(|f| (f.judgement.bbox, f.judgement.best_match.clone())).collect();
+        assert_eq!(faces, [(PATIENT_BOX, Some("p-patient".to_owned())), (COMPANION_BOX, None)]);
+        assert!(outcome.faces.iter().all(|f| f.judgement.distance.is_some_and(|d| d >= 0.6)));
+        assert_eq!((outcome.faces_seen, outcome.settled_faces().len()), (2, 2), "each judged face recorded");
+    }
+
+    /// A face at the window that has not yet passed the quality gate three times may be the claimed
+    /// person: no mismatch on the other face before the deadline; at the deadline, the event says two
+    /// faces were seen and one judged.
+    #[test]
+    fn a_face_not_yet_judged_holds_back_the_mismatch_until_the_deadline() {
+        let mut watch = Watch::open("tx-3", "p-patient", "window-1", t(0), Duration::from_secs(20));
+        let frames = |_| vec![face(COMPANION_BOX, COMPANION, true), face(PATIENT_BOX, PATIENT, false)];
+        let (at, outcome) = run(&mut watch, frames, 30).expect("a verdict");
+        assert_eq!(at, 20);
+        assert!(matches!(outcome.verdict, Verdict::IdentityMismatch { .. }));
+        assert_eq!((outcome.faces_seen, outcome.faces.len()), (2, 1));
+        // Once that face has left the window, the judged one is decided on at once.
+        let mut watch = Watch::open("tx-4", "p-patient", "window-1", t(0), Duration::from_secs(20));
+        let frames = |i| {
+            let mut faces = vec![face(COMPANION_BOX, COMPANION, true)];
+            if i == 0 {
+                faces.push(face(PATIENT_BOX, PATIENT, false));
+            }
+            faces
+        };
+        assert_eq!(run(&mut watch, frames, 30).unwrap().0, 3, "the unjudged face was last seen 3 s before");
+    }
+
+    #[test]
+    fn card_lending_is_checked_for_each_recorded_face() {
+        let (g, rules) = (gallery(), SettlementRules::default());
+        let judge = |tx: &str, claimed: &str, at: u64, faces: &[(BBox, f32)]| {
+            let mut watch = Watch::open(tx, claimed, "window-1", t(at), Duration::from_secs(30));
+            let frame: Vec<FaceObservation> = faces.iter().map(|(b, v)| face(*b, *v, true)).collect();
+            (0..10).find_map(|i| watch.observe(&frame, t(at + i), &g, &rules)).unwrap()
+        };
+        let both = [(COMPANION_BOX, COMPANION), (PATIENT_BOX, PATIENT)];
+        // The companion escorts the patient (verified: only the patient recorded), then claims p-other.
+        let mut history = judge("tx-10", "p-patient", 0, &both).settled_faces();
+        let alone = judge("tx-11", "p-other", 60, &[(COMPANION_BOX, COMPANION)]);
+        assert!(shared_identity(&history, &alone, &rules).is_empty(), "a companion is not a card lender");
+        history.extend(alone.settled_faces());
+        // Both come back under a third id (nobody matches it): each face is compared.
+        let third = judge("tx-12", "p-third", 120, &both);
+        let mut shared: Vec<(String, String)> = shared_identity(&history, &third, &rules)
+            .iter()
+            .map(|s| {
+                (third.faces[s.face].judgement.best_match.clone().unwrap_or_default(), s.earlier.transaction_id.clone())
+            })
+            .collect();
+        shared.sort();
+        assert_eq!(shared, [(String::new(), "tx-11".to_owned()), ("p-patient".to_owned(), "tx-10".to_owned())]);
+    }
+
+    /// The defect: a second `settlement` for a transaction being watched opened a second watch (two
+    /// verdicts, duplicate card-lending events and evidence).
+    #[test]
+    fn duplicate_settlement_refused_while_watched_then_answered_idempotently() {
+        let mut transactions = Transactions::with_capacity(2);
+        assert_eq!(transactions.admit("tx-1", "window-1", "p-1", t(30)), Ok(()));
+        let watching = Known::Watching { camera: "window-1".into(), claimed_id: "p-1".into(), until: t(30) };
+        assert_eq!(transactions.admit("tx-1", "window-1", "p-1", t(35)), Err(watching.clone()));
+        assert_eq!(transactions.admit("tx-1", "window-2", "p-1", t(35)), Err(watching), "whichever camera");
+        let verdict = SettledTransaction {
+            transaction_id: "tx-1".into(),
+            camera: "window-1".into(),
+            claimed_id: "p-1".into(),
+            verdict: "settlement_verified".into(),
+            event_id: "0195941a-fe26-76da-a967-043e66dee294".into(),
+            at: t(4),
+        };
+        transactions.settle(verdict.clone());
+        assert_eq!(transactions.watching(), 0);
+        assert_eq!(transactions.admit("tx-1", "window-2", "p-1", t(40)), Err(Known::Settled(verdict.clone())));
+        // A camera that stopped: the admitted id is withdrawn and may be sent again.
+        assert_eq!(transactions.admit("tx-2", "window-1", "p-2", t(40)), Ok(()));
+        transactions.withdraw("tx-2");
+        assert_eq!(transactions.admit("tx-2", "window-1", "p-2", t(40)), Ok(()));
+        // Memory is bounded: the oldest verdict is forgotten beyond the capacity.
+        for tx in ["tx-2", "tx-3"] {
+            transactions.settle(SettledTransaction { transaction_id: tx.into(), ..verdict.clone() });
+        }
+        assert_eq!(transactions.admit("tx-1", "window-1", "p-1", t(50)), Ok(()));
+        assert!(matches!(transactions.admit("tx-3", "window-1", "p-1", t(50)), Err(Known::Settled(_))));
+    }
 }
