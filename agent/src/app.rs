@@ -54,6 +54,7 @@ use crate::source::pipeline;
 use crate::source::recorder;
 use crate::source::slot::FrameSlot;
 use crate::source::tamper::{TamperChange, TamperDetector};
+use crate::storage_lock::DataDirLock;
 use handlers::{Enrolment, roster_handler, settlement_handler};
 use people::People;
 use presence::{Presence, PresenceCamera};
@@ -71,6 +72,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 async fn run_async(config: Config) -> anyhow::Result<()> {
     // Listen before anything else, so a signal during start-up is a clean shutdown, not a kill.
     let shutdown = shutdown_signal()?;
+    // One agent per data directory, before anything in it is opened; held until this function returns.
+    let lock = DataDirLock::acquire(&config.storage.data_dir)?;
+    info!(path = %lock.path().display(), pid = std::process::id(), "data directory locked");
     let ort = runtime::init(config.models.ort_library.as_deref())?;
     info!(version = %ort.version, path = %ort.path.display(), "ONNX Runtime loaded");
     // Refuse to start on a missing or modified model: every decision and evidence manifest names them.
@@ -278,6 +282,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     info!("stopped cleanly");
+    drop(lock);
     Ok(())
 }
 
@@ -609,8 +614,6 @@ fn settle(
     }
 }
 
-/// Writes each bundle once its post-roll has been recorded (plus a margin for the last fragment to reach
-/// the disk). On shutdown, pending bundles are written with what was recorded so far.
 /// Appends events to the outbox (durably) and wakes the publisher.
 #[derive(Clone)]
 struct Emitter {
@@ -682,6 +685,26 @@ fn publisher_settings(config: &Config, mqtt: &crate::config::Mqtt, base: &str) -
     })
 }
 
+/// A request waiting for its bundle.
+struct Waiting {
+    request: EvidenceRequest,
+    /// When to (re)try: after the post-roll, then with backoff while writing fails.
+    due: SystemTime,
+    failures: u32,
+    /// Tried once during shutdown (not retried then: what fails waits for the next start).
+    tried_at_stop: bool,
+}
+
+/// Retries of a bundle that could not be written: 2 s doubling to 30 s.
+fn evidence_retry_after(failures: u32) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(failures.min(5)).min(30))
+}
+
+/// Writes each bundle once its post-roll has been recorded (plus a margin for the last fragment to reach
+/// the disk). A bundle that cannot be written (a full disk, a failing clip) stays pending, on disk and in
+/// memory, its video pinned (`Pending`), and is retried with backoff during the run; the failure is
+/// logged at ERROR once per episode (until a bundle is written again). On shutdown, pending bundles are
+/// tried once with what was recorded so far; those failing are written at the next start.
 fn evidence_worker(
     mut store: Store,
     saved: &Pending,
@@ -706,41 +729,95 @@ fn evidence_worker(
             warn!(event = %request.event_id, error = %e, "cannot remove the saved evidence request");
         }
     };
+    let waiting_for = |request: EvidenceRequest| Waiting {
+        due: request.clip_to + MARGIN,
+        request,
+        failures: 0,
+        tried_at_stop: false,
+    };
     // Requests saved before a crash or stop: written now (their post-roll is long recorded), or only
     // announced when the bundle was written but the request not yet removed.
-    let mut pending: Vec<EvidenceRequest> = Vec::new();
+    let mut pending: Vec<Waiting> = Vec::new();
     for request in saved.load_all() {
         match store.existing(request.event_id) {
             Ok(Some(bundle)) => announce(&request, &bundle),
-            Ok(None) => pending.push(request),
+            Ok(None) => pending.push(waiting_for(request)),
             Err(e) => error!(event = %request.event_id, error = %e, "cannot check the evidence store"),
         }
     }
     if !pending.is_empty() {
         info!(requests = pending.len(), "evidence requests saved before the last stop: writing their bundles");
     }
+    // Since when writing fails, and how many bundles were written late once it works again.
+    let mut failing_since: Option<std::time::Instant> = None;
     let mut open = true;
-    while open || !pending.is_empty() {
+    while open || pending.iter().any(|w| !w.tried_at_stop) {
         match requests.recv_timeout(Duration::from_millis(500)) {
-            Ok(request) => pending.push(request),
+            Ok(request) => pending.push(waiting_for(request)),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
         }
         let stopping = stop.load(Ordering::Relaxed) || !open;
         let now = SystemTime::now();
-        let (due, later): (Vec<_>, Vec<_>) = pending.drain(..).partition(|r| stopping || r.clip_to + MARGIN <= now);
-        pending = later;
-        for request in due {
-            match store.write(&request) {
+        let mut i = 0;
+        while i < pending.len() {
+            let due = if stopping { !pending[i].tried_at_stop } else { pending[i].due <= now };
+            if !due {
+                i += 1;
+                continue;
+            }
+            pending[i].tried_at_stop = stopping;
+            let waiting = pending.len();
+            match store.write(&pending[i].request) {
                 Ok(bundle) => {
+                    let w = pending.remove(i);
+                    let request = &w.request;
                     info!(event = %request.event_id, kind = %request.kind, camera = %request.camera,
-                        sequence = bundle.sequence, dir = %bundle.dir.display(), "evidence bundle written");
-                    announce(&request, &bundle);
+                        sequence = bundle.sequence, dir = %bundle.dir.display(), attempts = w.failures + 1,
+                        "evidence bundle written");
+                    if let Some(since) = failing_since.take() {
+                        warn!(
+                            failing_secs = since.elapsed().as_secs(),
+                            waiting = waiting - 1,
+                            "evidence bundles are written again"
+                        );
+                    }
+                    announce(request, &bundle);
                 }
-                Err(e) => error!(event = %request.event_id, kind = %request.kind, camera = %request.camera, error = %e,
-                    "evidence bundle NOT written (its request is kept and retried at the next start)"),
+                Err(e) => {
+                    let w = &mut pending[i];
+                    let request = &w.request;
+                    w.failures += 1;
+                    let retry = evidence_retry_after(w.failures);
+                    w.due = SystemTime::now() + retry;
+                    // Kept on disk too, if saving failed when it was decided (the same full disk).
+                    let saved_now = saved.is_saved(request.event_id) || saved.save(request).is_ok();
+                    if failing_since.is_none() {
+                        failing_since = Some(std::time::Instant::now());
+                        error!(event = %request.event_id, kind = %request.kind, camera = %request.camera,
+                            error = %e, saved = saved_now, waiting,
+                            "EVIDENCE BUNDLE NOT WRITTEN: kept with its video pinned and retried every 2-30 s \
+                             (further failures logged at WARN once per bundle until one is written)");
+                    } else if w.failures == 1 {
+                        warn!(event = %request.event_id, kind = %request.kind, camera = %request.camera,
+                            error = %e, saved = saved_now, "evidence bundle not written yet; retried");
+                    } else {
+                        tracing::debug!(event = %request.event_id, error = %e, failures = w.failures,
+                            retry_in = ?retry, "evidence bundle still not written");
+                    }
+                    i += 1;
+                }
             }
         }
+    }
+    if !pending.is_empty() {
+        let unsaved = pending.iter().filter(|w| !saved.is_saved(w.request.event_id)).count();
+        error!(
+            bundles = pending.len(),
+            unsaved,
+            "evidence bundles not written at shutdown: saved requests are written at the next start \
+             (unsaved ones, if any, are lost)"
+        );
     }
 }
 
@@ -845,37 +922,86 @@ fn rollcall_seed(config: &Config) -> anyhow::Result<u64> {
     Ok(seed)
 }
 
-/// Every minute: keep free disk space above `retention.min_free_bytes` by deleting the oldest recording
-/// segments (never evidence), and prune acknowledged, expired, unheld bundles.
+/// How often free space is checked: statvfs is cheap, and a camera writing 1 MB/s gets through a
+/// floor's worth of disk in minutes, not hours.
+const FREE_SPACE_EVERY: Duration = Duration::from_secs(1);
+
+/// Every second: keep free disk space above `retention.min_free_bytes` by deleting as many of the oldest
+/// recording segments as it takes (never evidence, never video pinned by a bundle not yet written).
+/// Every minute: prune acknowledged, expired, unheld bundles and expired settlement faces.
 fn retention_worker(config: &Config, stop: &AtomicBool, settled: &Mutex<SettlementLog>) {
     let recordings = config.storage.recordings_dir();
     let _ = std::fs::create_dir_all(&recordings);
     let evidence_dir = config.storage.evidence_dir();
     let min_free = config.retention.min_free_bytes.0;
     let keep = Duration::from_secs(u64::from(config.retention.evidence_days) * 86_400);
-    let mut next = std::time::Instant::now();
+    let mut floor = recorder::FloorWatch::default();
+    let mut check_failing = false;
+    let (mut next_check, mut next_prune) = (std::time::Instant::now(), std::time::Instant::now());
+    let (mut evicted, mut evicted_bytes) = (0u64, 0u64);
     while !stop.load(Ordering::Relaxed) {
-        if std::time::Instant::now() < next {
-            std::thread::sleep(Duration::from_millis(250));
+        let now = std::time::Instant::now();
+        if now < next_check {
+            std::thread::sleep(Duration::from_millis(100).min(next_check - now));
             continue;
         }
-        next = std::time::Instant::now() + Duration::from_secs(60);
-        let free = || recorder::free_bytes(&recordings);
-        match recorder::make_room(&recordings, min_free, free) {
-            Ok((0, _)) => {}
-            Ok((deleted, available)) if available >= min_free => error!(
-                deleted,
-                free_bytes = available,
-                min_free_bytes = min_free,
-                "DISK NEARLY FULL: deleted the oldest recording segments to keep running; evidence is kept"
-            ),
-            Ok((deleted, available)) => error!(
-                deleted,
-                free_bytes = available,
-                min_free_bytes = min_free,
-                "DISK NEARLY FULL and no recording left to delete: evidence is kept, new recordings may fail; free space now"
-            ),
-            Err(e) => warn!(error = %e, "cannot check free disk space"),
+        next_check = now + FREE_SPACE_EVERY;
+        match recorder::make_room(&recordings, min_free, || recorder::free_bytes(&recordings)) {
+            Ok(room) => {
+                check_failing = false;
+                evicted += room.deleted as u64;
+                evicted_bytes += room.deleted_bytes;
+                if room.deleted > 0 {
+                    tracing::debug!(
+                        deleted = room.deleted,
+                        deleted_bytes = room.deleted_bytes,
+                        free_bytes = room.free_bytes,
+                        "oldest recordings deleted to keep the free-space floor"
+                    );
+                }
+                match floor.observe(&room, min_free, now) {
+                    Some(recorder::FloorNotice::Evicting) => warn!(
+                        deleted = room.deleted,
+                        free_bytes = room.free_bytes,
+                        min_free_bytes = min_free,
+                        "free disk space reached retention.min_free_bytes: the oldest recordings are deleted to \
+                         keep it (the cameras' recordings_max_bytes_per_camera add up to more than the disk)"
+                    ),
+                    Some(recorder::FloorNotice::CannotKeep) => error!(
+                        free_bytes = room.free_bytes,
+                        min_free_bytes = min_free,
+                        deleted = room.deleted,
+                        pinned_segments = room.pinned,
+                        pinned_bytes = room.pinned_bytes,
+                        open_segments_bytes = room.newest_bytes,
+                        evidence_bytes = recorder::dir_bytes(&evidence_dir),
+                        bundles_waiting = recorder::pins().len(),
+                        "DISK FULL: free space below retention.min_free_bytes and no recording left that may be \
+                         deleted (the rest is evidence, video pinned by bundles not yet written, and open \
+                         segments; evidence is never deleted): free disk space, new recordings and events may fail"
+                    ),
+                    Some(recorder::FloorNotice::Recovered { after }) => warn!(
+                        free_bytes = room.free_bytes,
+                        min_free_bytes = min_free,
+                        below_secs = after.as_secs(),
+                        "free disk space back above retention.min_free_bytes"
+                    ),
+                    None => {}
+                }
+            }
+            Err(e) if !check_failing => {
+                check_failing = true;
+                error!(error = %e, dir = %recordings.display(), "cannot check or make free disk space (retried every second)");
+            }
+            Err(_) => {}
+        }
+        if now < next_prune {
+            continue;
+        }
+        next_prune = now + Duration::from_secs(60);
+        if evicted > 0 {
+            info!(segments = evicted, bytes = evicted_bytes, "recordings deleted for free space in the last minute");
+            (evicted, evicted_bytes) = (0, 0);
         }
         match settled.lock().unwrap_or_else(|e| e.into_inner()).expire(SystemTime::now()) {
             Ok(0) => {}

@@ -13,3 +13,4 @@ pub mod gallery;
 pub mod outbox;
 pub mod publish;
 pub mod source;
+pub mod storage_lock;

@@ -7,6 +7,10 @@
 //! event is appended to the outbox, so an event announcing evidence always has its request on disk. The
 //! file pair is removed once the bundle is written; a bundle already present for the event (a crash
 //! between the bundle's rename and the removal) is not written twice.
+//!
+//! A pending request pins the recorded video its clip needs ([`recorder::pins`]) from the moment it is
+//! saved (even when saving fails: a full disk) or loaded at start, until it is removed: neither the
+//! camera's ring nor the free-space floor may delete the video of a bundle not yet written.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -16,6 +20,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::store::{Detection, EvidenceRequest};
+use crate::source::recorder::{self, Pin};
+
+fn pin(request: &EvidenceRequest) {
+    let pin = Pin { dir: request.recordings.clone(), from: request.clip_from, to: request.clip_to };
+    recorder::pins().pin(request.event_id, pin);
+}
 
 #[derive(Serialize, Deserialize)]
 struct Stored {
@@ -56,8 +66,10 @@ impl Pending {
         std::fs::rename(&tmp, &path)
     }
 
-    /// Saves a request durably.
+    /// Pins the request's video, then saves the request durably. On failure the pin stays: the
+    /// evidence worker still holds the request and retries both.
     pub fn save(&self, request: &EvidenceRequest) -> std::io::Result<()> {
+        pin(request);
         std::fs::create_dir_all(&self.dir)?;
         let mut png = Vec::new();
         let encoder = image::codecs::png::PngEncoder::new_with_quality(
@@ -84,15 +96,27 @@ impl Pending {
         std::fs::File::open(&self.dir)?.sync_all()
     }
 
-    /// Forgets a request whose bundle is written.
+    /// Whether the request is on disk (its save may have failed on a full disk).
+    pub fn is_saved(&self, event_id: uuid::Uuid) -> bool {
+        self.dir.join(format!("{event_id}.json")).exists()
+    }
+
+    /// Forgets a request whose bundle is written, and unpins its video. A request that was never
+    /// saved is not an error.
     pub fn remove(&self, event_id: uuid::Uuid) -> std::io::Result<()> {
-        std::fs::remove_file(self.dir.join(format!("{event_id}.json")))?;
+        recorder::pins().unpin(event_id);
+        match std::fs::remove_file(self.dir.join(format!("{event_id}.json"))) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         let _ = std::fs::remove_file(self.dir.join(format!("{event_id}.png")));
         Ok(())
     }
 
-    /// Every saved request, oldest event first; leftovers of interrupted saves are removed, unreadable
-    /// requests are reported and skipped (kept on disk for an operator).
+    /// Every saved request, oldest event first, each pinning its video again (pins outlive a restart);
+    /// leftovers of interrupted saves are removed, unreadable requests are reported and skipped (kept on
+    /// disk for an operator).
     pub fn load_all(&self) -> Vec<EvidenceRequest> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
         let mut requests = Vec::new();
@@ -104,7 +128,10 @@ impl Pending {
             }
             let Some(id) = name.strip_suffix(".json") else { continue };
             match self.load(id) {
-                Ok(r) => requests.push(r),
+                Ok(r) => {
+                    pin(&r);
+                    requests.push(r);
+                }
                 Err(e) => tracing::error!(request = %entry.path().display(), error = %e,
                     "pending evidence request unreadable; its bundle cannot be written"),
             }
@@ -168,5 +195,69 @@ mod tests {
         assert!(!dir.path().join("evidence-pending/.tmp-3.json").exists(), "leftovers removed");
         pending.remove(uuid::Uuid::from_u128(1)).unwrap();
         assert_eq!(pending.load_all().len(), 1);
+    }
+
+    /// Pins outlive a restart: a request saved before a stop pins its video again when loaded, until its
+    /// bundle is written (the request removed). Before, only the in-memory request protected nothing,
+    /// and eviction deleted the video of bundles waiting for a retry.
+    #[test]
+    fn saved_requests_pin_their_video_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let recordings = dir.path().join("recordings/ward-9");
+        let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let request = EvidenceRequest {
+            event_id: uuid::Uuid::now_v7(),
+            kind: "camera_tamper".into(),
+            camera: "ward-9".into(),
+            at,
+            details: BTreeMap::new(),
+            snapshot: image::RgbImage::new(8, 8),
+            snapshot_at: at,
+            detections: Vec::new(),
+            recordings: recordings.clone(),
+            clip_from: at - Duration::from_secs(3),
+            clip_to: at + Duration::from_secs(2),
+        };
+        let pending = Pending::new(&dir.path().join("evidence-pending"));
+        pending.save(&request).unwrap();
+        assert_eq!(recorder::pins().intervals(&recordings), [(request.clip_from, request.clip_to)]);
+        // A restart: the process's pins are gone, the saved request brings its pin back.
+        recorder::pins().unpin(request.event_id);
+        assert!(recorder::pins().intervals(&recordings).is_empty());
+        assert_eq!(Pending::new(&dir.path().join("evidence-pending")).load_all().len(), 1);
+        assert_eq!(recorder::pins().intervals(&recordings), [(request.clip_from, request.clip_to)]);
+        assert!(pending.is_saved(request.event_id));
+        pending.remove(request.event_id).unwrap();
+        assert!(recorder::pins().intervals(&recordings).is_empty());
+        assert!(!pending.is_saved(request.event_id));
+        pending.remove(request.event_id).unwrap();
+    }
+
+    /// A save that fails (the disk is full) still pins the video: the request lives on in memory.
+    #[test]
+    fn a_failed_save_still_pins_the_video() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        let recordings = dir.path().join("recordings/ward-8");
+        let at = UNIX_EPOCH + Duration::from_secs(1_800_000_100);
+        let request = EvidenceRequest {
+            event_id: uuid::Uuid::now_v7(),
+            kind: "camera_tamper".into(),
+            camera: "ward-8".into(),
+            at,
+            details: BTreeMap::new(),
+            snapshot: image::RgbImage::new(8, 8),
+            snapshot_at: at,
+            detections: Vec::new(),
+            recordings: recordings.clone(),
+            clip_from: at,
+            clip_to: at + Duration::from_secs(1),
+        };
+        let pending = Pending::new(&file.join("evidence-pending"));
+        assert!(pending.save(&request).is_err());
+        assert_eq!(recorder::pins().intervals(&recordings).len(), 1);
+        let _ = pending.remove(request.event_id);
+        assert!(recorder::pins().intervals(&recordings).is_empty());
     }
 }
