@@ -1,6 +1,7 @@
 //! Delivery through a real mosquitto on 127.0.0.1: nothing emitted is lost across a broker outage or an
 //! agent killed with SIGKILL; per-camera order holds; duplicates only within the in-flight window;
-//! retained status with LWT; signed commands and every kind of rejection.
+//! retained status with LWT; signed commands and every kind of rejection; connection failures told to
+//! the operator at WARN with their cause, and delivery resuming within seconds of the broker's return.
 
 mod common;
 
@@ -68,6 +69,65 @@ fn start_publisher_with(outbox: Arc<Mutex<Outbox>>, settings: vigil::publish::pu
         rt.block_on(publisher.run());
     });
     Running { stop, thread: Some(thread), wake, counters }
+}
+
+/// The publisher's log, as an operator would read it (level, message, fields).
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Log {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// The lines containing every one of `parts`.
+    fn lines(&self, parts: &[&str]) -> Vec<String> {
+        self.text().lines().filter(|l| parts.iter().all(|p| l.contains(p))).map(str::to_owned).collect()
+    }
+}
+
+/// A publisher whose log (vigil's lines, DEBUG and up) is captured: it runs on a current-thread runtime
+/// inside the capturing subscriber, so every task logs there.
+fn start_publisher_logged(
+    outbox: Arc<Mutex<Outbox>>,
+    settings: vigil::publish::publisher::PublisherSettings,
+) -> (Running, Log) {
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let counters = Arc::new(PublisherCounters::default());
+    let publisher = Publisher {
+        settings,
+        outbox,
+        wake: wake.clone(),
+        shutdown,
+        counters: counters.clone(),
+        registry: Arc::new(Registry::default()),
+        on_delivered: None,
+    };
+    let log = Log::default();
+    let writer = log.clone();
+    let thread = std::thread::spawn(move || {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_env_filter("warn,vigil=debug")
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(publisher.run());
+        });
+    });
+    (Running { stop, thread: Some(thread), wake, counters }, log)
 }
 
 /// Checks what the subscriber got against the emitted event ids: all there, per-camera order.
@@ -312,6 +372,163 @@ fn commands_are_verified_and_every_rejection_is_named() {
         assert_eq!(got, *expected, "case {i}: {result}");
     }
     assert_eq!(results[0]["result"]["pong"].as_str().map(|s| s.len() > 10), Some(true));
+}
+
+#[test]
+fn broker_unreachable_at_start_is_logged_at_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(dir.path());
+    broker.stop();
+    let outbox = Arc::new(Mutex::new(Outbox::open(&dir.path().join("outbox.sqlite"), 1000).unwrap()));
+    for i in 0..3 {
+        outbox.lock().unwrap().append(&event(0, i)).unwrap();
+    }
+    let (running, log) = start_publisher_logged(outbox.clone(), settings(broker.port, None));
+    let cannot = ["WARN", "MQTT cannot connect to the broker", "connection refused", "waiting=3"];
+    assert!(common::mqtt::wait(Duration::from_secs(15), || !log.lines(&cannot).is_empty()), "no WARN:\n{}", log.text());
+    // Attempts at about 0.5, 1, 2 and 4 s: the repeats are DEBUG, counted; the WARN stays alone.
+    assert!(
+        common::mqtt::wait(Duration::from_secs(20), || log.lines(&["DEBUG", "failed again", "failures=3"]).len() == 1),
+        "repeated failures not counted at DEBUG:\n{}",
+        log.text()
+    );
+    assert_eq!(log.lines(&["MQTT cannot connect"]).len(), 1, "told more than once:\n{}", log.text());
+
+    broker.restart();
+    let again = ["INFO", "MQTT connected again after an outage", "down_for=", "waiting=3"];
+    assert!(
+        common::mqtt::wait(Duration::from_secs(30), || !log.lines(&again).is_empty()),
+        "the end of the outage was not told:\n{}",
+        log.text()
+    );
+    assert!(common::mqtt::wait(Duration::from_secs(15), || outbox.lock().unwrap().is_empty().unwrap()));
+    drop(running);
+    eprintln!("{}", log.lines(&["MQTT"]).join("\n"));
+}
+
+/// mosquitto with a plain listener (for the platform's subscriber) and a TLS one using `dir`'s
+/// certificates; returns (broker, plain port, TLS port).
+fn tls_broker(dir: &Path, require_certificate: bool) -> (std::process::Child, u16, u16) {
+    let (plain, tls) = (common::mqtt::free_port(), common::mqtt::free_port());
+    let d = dir.display();
+    let conf = dir.join("tls.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "per_listener_settings false\nallow_anonymous true\npersistence false\nuser root\n\
+             listener {plain} 127.0.0.1\n\
+             listener {tls} 127.0.0.1\ncafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n\
+             require_certificate {require_certificate}\n"
+        ),
+    )
+    .unwrap();
+    let broker =
+        Command::new("mosquitto").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    assert!(common::mqtt::wait(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", tls)).is_ok()));
+    (broker, plain, tls)
+}
+
+/// Waits until the captured log has a line with every one of `parts`; the publisher must not connect.
+fn assert_told(log: &Log, running: &Running, parts: &[&str]) {
+    assert!(
+        common::mqtt::wait(Duration::from_secs(20), || !log.lines(parts).is_empty()),
+        "no line with {parts:?}:\n{}",
+        log.text()
+    );
+    assert!(!running.counters.connected.load(Ordering::Relaxed), "connected anyway");
+}
+
+#[test]
+fn wrong_ca_is_logged_at_warn_with_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+        .args(["-keyout", "other-ca.key", "-out", "other-ca.crt", "-days", "2", "-subj", "/CN=some-other-ca"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    let (mut broker, _, tls) = tls_broker(dir.path(), false);
+    let outbox = Arc::new(Mutex::new(Outbox::open(&dir.path().join("o.sqlite"), 1000).unwrap()));
+    outbox.lock().unwrap().append(&event(0, 0)).unwrap();
+    let mut wrong = settings(tls, None);
+    wrong.tls = Some(vigil::publish::publisher::TlsFiles {
+        ca: std::fs::read(dir.path().join("other-ca.crt")).unwrap(),
+        client: None,
+    });
+    let (running, log) = start_publisher_logged(outbox, wrong);
+    assert_told(&log, &running, &["WARN", "MQTT cannot connect", "UnknownIssuer", "mqtt.tls.ca_file", "waiting=1"]);
+    eprintln!("{}", log.lines(&["MQTT"]).join("\n"));
+    drop(running);
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
+
+#[test]
+fn client_certificate_refused_is_logged_at_warn_with_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let (mut broker, _, tls) = tls_broker(dir.path(), true);
+    let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+    // No client certificate where the broker requires one.
+    let outbox = Arc::new(Mutex::new(Outbox::open(&dir.path().join("o1.sqlite"), 1000).unwrap()));
+    let mut none = settings(tls, None);
+    none.tls = Some(vigil::publish::publisher::TlsFiles { ca: read("ca.crt"), client: None });
+    let (running, log) = start_publisher_logged(outbox, none);
+    assert_told(&log, &running, &["WARN", "MQTT cannot connect", "client certificate"]);
+    eprintln!("{}", log.lines(&["MQTT"]).join("\n"));
+    drop(running);
+    // A client certificate the broker's CA did not sign (self-signed).
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+        .args(["-keyout", "rogue.key", "-out", "rogue.crt", "-days", "2", "-subj", "/CN=rogue"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    let outbox = Arc::new(Mutex::new(Outbox::open(&dir.path().join("o2.sqlite"), 1000).unwrap()));
+    let mut rogue = settings(tls, None);
+    rogue.tls = Some(vigil::publish::publisher::TlsFiles {
+        ca: read("ca.crt"),
+        client: Some((read("rogue.crt"), read("rogue.key"))),
+    });
+    let (running, log) = start_publisher_logged(outbox, rogue);
+    assert_told(&log, &running, &["WARN", "MQTT cannot connect", "rejected the client certificate"]);
+    eprintln!("{}", log.lines(&["MQTT"]).join("\n"));
+    drop(running);
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
+
+#[test]
+fn delivery_resumes_within_seconds_of_broker_return() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(dir.path());
+    let sub = Subscriber::start(broker.port, "vigil/v1/hosp/edge/events/#");
+    let outbox = Arc::new(Mutex::new(Outbox::open(&dir.path().join("outbox.sqlite"), 1000).unwrap()));
+    let (running, log) = start_publisher_logged(outbox.clone(), settings(broker.port, None));
+    assert!(common::mqtt::wait(Duration::from_secs(15), || running.counters.connected.load(Ordering::Relaxed)));
+    broker.stop();
+    let record = event(0, 0);
+    outbox.lock().unwrap().append(&record).unwrap();
+    running.wake.notify_one();
+    // Long enough for any backoff to reach its ceiling (the old one, 1 s doubling to 30 s, retried 31 s
+    // after the loss, then 61 s: a broker back at 33 s waited 28 s).
+    std::thread::sleep(Duration::from_secs(33));
+    broker.restart();
+    let back = Instant::now();
+    let arrived = sub.wait_for(Duration::from_secs(60), |m| {
+        m.iter().any(|(_, p, _)| String::from_utf8_lossy(p).contains(&record.event_id))
+    });
+    let delay = back.elapsed();
+    assert!(arrived, "the event never arrived:\n{}", log.text());
+    eprintln!("delivery resumed {delay:?} after the broker accepted connections again");
+    // Reconnect attempts are at most 5 s apart; 20 s leaves room for a loaded machine.
+    assert!(delay < Duration::from_secs(20), "delivery resumed {delay:?} after the broker's return");
+    assert_eq!(log.lines(&["WARN", "MQTT connection lost"]).len(), 1, "{}", log.text());
+    assert_eq!(log.lines(&["MQTT connected again after an outage", "waiting=1"]).len(), 1, "{}", log.text());
+    drop(running);
 }
 
 /// Makes a CA, a server certificate for 127.0.0.1 and a client certificate with openssl.

@@ -253,8 +253,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
-            log_decision(&decision);
-            emitter.emit(events::decision_record(&emitter.base, &emitter.site, &emitter.device, &decision));
+            record_decision(&emitter, &decision);
         }
     })?;
     info!(site = %config.site.id, device = %config.site.device_id, cameras = config.cameras.len(), "vigil started");
@@ -625,14 +624,32 @@ struct Emitter {
 }
 
 impl Emitter {
-    fn emit(&self, record: NewRecord) {
+    /// Whether the record is committed. A failure is logged here at ERROR (the event is lost); the
+    /// caller must not act on the event, nor say it happened, unless this returned true.
+    fn emit(&self, record: NewRecord) -> bool {
         let result = self.outbox.lock().unwrap_or_else(|e| e.into_inner()).append(&record);
         match result {
-            Ok(_) => self.wake.notify_one(),
+            Ok(_) => {
+                self.wake.notify_one();
+                true
+            }
             Err(e) => {
-                error!(event_id = %record.event_id, topic = %record.topic, error = %e, "EVENT NOT RECORDED in the outbox")
+                error!(event_id = %record.event_id, topic = %record.topic, error = %e, "EVENT NOT RECORDED in the outbox");
+                false
             }
         }
+    }
+}
+
+/// Commits the decision's event to the outbox, then logs the decision: the log never claims a decision
+/// that a crash could lose (docs/outbox.md, invariant 1).
+fn record_decision(emitter: &Emitter, decision: &Decision) {
+    let record = events::decision_record(&emitter.base, &emitter.site, &emitter.device, decision);
+    if emitter.emit(record) {
+        log_decision(decision);
+    } else {
+        error!(decision = decision.name(), camera = %decision.camera, event_id = %decision.id,
+            "DECISION NOT RECORDED: the outbox refused its event, the platform will not receive it");
     }
 }
 
@@ -715,7 +732,8 @@ fn evidence_worker(
     const MARGIN: Duration = Duration::from_secs(3);
     let announce = |request: &EvidenceRequest, bundle: &store::BundleInfo| {
         let name = bundle.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        emitter.emit(events::evidence_record(
+        // The saved request is the only trace of the announcement until the outbox holds it.
+        let announced = emitter.emit(events::evidence_record(
             &emitter.base,
             &emitter.site,
             &emitter.device,
@@ -725,6 +743,9 @@ fn evidence_worker(
             bundle.sequence,
             &bundle.manifest_sha256,
         ));
+        if !announced {
+            return;
+        }
         if let Err(e) = saved.remove(request.event_id) {
             warn!(event = %request.event_id, error = %e, "cannot remove the saved evidence request");
         }
@@ -1154,6 +1175,71 @@ mod tests {
     use super::*;
     use crate::analyze::person_detector::Person;
     use crate::decide::clock::ManualClock;
+
+    /// The decision's log line is written only once its event is committed: when the line is written,
+    /// another connection to the outbox file already sees the record. When the outbox refuses the
+    /// event, no decision line is written but an ERROR saying so.
+    #[test]
+    fn decision_logged_only_after_outbox_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite");
+        let emitter = Emitter {
+            outbox: Arc::new(Mutex::new(Outbox::open(&path, 100).unwrap())),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            base: "vigil/v1/h/d".into(),
+            site: "h".into(),
+            device: "d".into(),
+        };
+        /// Each log line, with whether the outbox held the event when the line was written.
+        #[derive(Clone)]
+        struct Probe {
+            path: PathBuf,
+            event_id: String,
+            lines: Arc<Mutex<Vec<(String, bool)>>>,
+        }
+        impl std::io::Write for Probe {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                let conn = rusqlite::Connection::open(&self.path).unwrap();
+                let committed = conn
+                    .query_row("SELECT COUNT(*) FROM records WHERE event_id = ?1", [&self.event_id], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .unwrap_or(0)
+                    == 1;
+                self.lines.lock().unwrap().push((String::from_utf8_lossy(b).into_owned(), committed));
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let run = |decision: &Decision| {
+            let probe = Probe {
+                path: path.clone(),
+                event_id: decision.id.to_string(),
+                lines: Arc::new(Mutex::new(Vec::new())),
+            };
+            let writer = probe.clone();
+            let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+            tracing::subscriber::with_default(subscriber, || record_decision(&emitter, decision));
+            probe.lines.lock().unwrap().clone()
+        };
+
+        let offline = Decision::new("cam1", SystemTime::now(), DecisionKind::CameraOffline { reason: "gone".into() });
+        let lines = run(&offline);
+        let claims: Vec<&(String, bool)> =
+            lines.iter().filter(|(l, _)| l.contains(r#"decision="camera_offline""#)).collect();
+        assert_eq!(claims.len(), 1, "{lines:?}");
+        assert!(claims[0].1, "the decision was logged before its event was in the outbox: {}", claims[0].0);
+
+        rusqlite::Connection::open(&path).unwrap().execute_batch("DROP TABLE records").unwrap();
+        let lost = Decision::new("cam1", SystemTime::now(), DecisionKind::CameraOffline { reason: "again".into() });
+        let lines = run(&lost);
+        let claims: Vec<&String> =
+            lines.iter().map(|(l, _)| l).filter(|l| l.contains(r#"decision="camera_offline""#)).collect();
+        assert_eq!(claims.len(), 1, "{lines:?}");
+        assert!(claims[0].contains("ERROR") && claims[0].contains("DECISION NOT RECORDED"), "{}", claims[0]);
+    }
 
     /// Three simulated days of a ward in milliseconds: the scheduler, driven by a manual clock, holds
     /// every scheduled and random roll-call once; bed 1's patient is always in bed, bed 2's never.

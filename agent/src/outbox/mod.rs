@@ -1,5 +1,6 @@
 //! The durable outbox (docs/outbox.md): SQLite in WAL mode with full fsync; the only owner of
-//! "delivered".
+//! "delivered". The file carries its schema version (`PRAGMA user_version`); opening migrates an older
+//! file step by step and refuses a newer one rather than guess at its layout.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +12,62 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub enum OutboxError {
     #[error("outbox {path}: {source}")]
     Db { path: String, source: rusqlite::Error },
+    #[error(
+        "outbox {path}: schema version {found} is newer than this vigil knows ({known}); it was written by a \
+         newer vigil: run that version again (its undelivered events are in this file), or move the file aside"
+    )]
+    TooNew { path: String, found: i64, known: i64 },
+}
+
+/// The migrations, in order: `MIGRATIONS[n]` takes a file from schema version n to n + 1. Files made
+/// before versions existed read as version 0 and have exactly version 1's tables (hence `IF NOT EXISTS`),
+/// as does a brand-new, empty file. Append a step for every schema change; never edit a shipped one.
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1: the records and the command nonces.
+    "CREATE TABLE IF NOT EXISTS records (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE,
+        topic TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        camera TEXT,
+        evidence TEXT,
+        created_ms INTEGER NOT NULL);
+     CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL);",
+];
+
+/// The schema version this binary reads and writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the file at `path` from its version to [`SCHEMA_VERSION`], one transaction per step (the
+/// version is stored in the same transaction as the step, so a crash leaves a consistent version).
+fn migrate(conn: &mut Connection, path: &str) -> Result<(), OutboxError> {
+    let db = |source| OutboxError::Db { path: path.to_owned(), source };
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db)?;
+    if found > SCHEMA_VERSION {
+        return Err(OutboxError::TooNew { path: path.to_owned(), found, known: SCHEMA_VERSION });
+    }
+    let tables: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0)).map_err(db)?;
+    for (from, step) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        let tx = conn.transaction().map_err(db)?;
+        tx.execute_batch(step).map_err(db)?;
+        tx.pragma_update(None, "user_version", from as i64 + 1).map_err(db)?;
+        tx.commit().map_err(db)?;
+    }
+    if tables > 0 && found < SCHEMA_VERSION {
+        tracing::info!(path, from = found, to = SCHEMA_VERSION, "outbox schema migrated");
+    }
+    Ok(())
+}
+
+/// What the outbox did since it was opened (logged with the publisher's counters, docs/outbox.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// Records appended.
+    pub appended: u64,
+    /// Records acknowledged by the broker and deleted.
+    pub delivered: u64,
+    /// Undelivered records dropped because the outbox was full.
+    pub dropped: u64,
 }
 
 /// A record to deliver.
@@ -41,6 +98,8 @@ pub struct Outbox {
     max_records: u64,
     /// Records dropped because the outbox was full.
     pub dropped: AtomicU64,
+    appended: u64,
+    delivered: u64,
 }
 
 fn now_ms() -> i64 {
@@ -54,24 +113,30 @@ impl Outbox {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let conn = Connection::open(path).map_err(db)?;
+        let mut conn = Connection::open(path).map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
+        // The version is checked before anything is changed: a newer vigil's file is left as it was.
+        let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db)?;
+        if found > SCHEMA_VERSION {
+            return Err(OutboxError::TooNew { path: name, found, known: SCHEMA_VERSION });
+        }
         conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
         // FULL: every commit fsyncs the WAL, so an appended record survives power loss.
         conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS records (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
-                event_id TEXT NOT NULL UNIQUE,
-                topic TEXT NOT NULL,
-                payload BLOB NOT NULL,
-                camera TEXT,
-                evidence TEXT,
-                created_ms INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL);",
-        )
-        .map_err(db)?;
-        Ok(Outbox { conn, path: name, max_records: max_records.max(1), dropped: AtomicU64::new(0) })
+        migrate(&mut conn, &name)?;
+        Ok(Outbox {
+            conn,
+            path: name,
+            max_records: max_records.max(1),
+            dropped: AtomicU64::new(0),
+            appended: 0,
+            delivered: 0,
+        })
+    }
+
+    /// What the outbox did since it was opened.
+    pub fn counters(&self) -> Counters {
+        Counters { appended: self.appended, delivered: self.delivered, dropped: self.dropped.load(Ordering::Relaxed) }
     }
 
     fn db(&self) -> impl Fn(rusqlite::Error) -> OutboxError + '_ {
@@ -90,6 +155,7 @@ impl Outbox {
         let tx = self.conn.transaction().map_err(db)?;
         let mut ids = Vec::with_capacity(records.len());
         let mut dropped = 0;
+        let dropped_before = self.dropped.load(Ordering::Relaxed);
         {
             let count: i64 = tx.query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0)).map_err(db)?;
             let overflow = (count as u64 + records.len() as u64).saturating_sub(self.max_records);
@@ -102,12 +168,13 @@ impl Outbox {
                     .map_err(db)?;
                 for (id, event_id) in victims {
                     tx.execute("DELETE FROM records WHERE id = ?1", [id]).map_err(db)?;
+                    dropped += 1;
                     tracing::error!(
                         event_id,
                         max_records = self.max_records,
+                        dropped_total = dropped_before + dropped,
                         "OUTBOX FULL: oldest undelivered event dropped to make room (its evidence bundle is kept)"
                     );
-                    dropped += 1;
                 }
             }
             let mut insert = tx
@@ -120,6 +187,7 @@ impl Outbox {
         }
         tx.commit().map_err(db)?;
         self.dropped.fetch_add(dropped, Ordering::Relaxed);
+        self.appended += ids.len() as u64;
         Ok(ids)
     }
 
@@ -153,7 +221,8 @@ impl Outbox {
             .query_row("SELECT evidence FROM records WHERE id = ?1", [id], |r| r.get(0))
             .optional()
             .map_err(self.db())?;
-        self.conn.execute("DELETE FROM records WHERE id = ?1", [id]).map_err(self.db())?;
+        let deleted = self.conn.execute("DELETE FROM records WHERE id = ?1", [id]).map_err(self.db())?;
+        self.delivered += deleted as u64;
         Ok(evidence.flatten())
     }
 
@@ -180,6 +249,28 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// What `f` logs on this thread, as text.
+    fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+        #[derive(Clone)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink(Arc::new(Mutex::new(Vec::new())));
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned();
+        (out, text)
+    }
 
     fn rec(n: usize) -> NewRecord {
         NewRecord {
@@ -216,8 +307,102 @@ mod tests {
         }
         assert_eq!(o.len().unwrap(), 3);
         assert_eq!(o.dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(o.counters(), Counters { appended: 5, delivered: 0, dropped: 2 });
         assert_eq!(o.pending_after(0, 1).unwrap()[0].event_id, "e2");
         assert!(o.remember_nonce("n1", i64::MAX).unwrap());
         assert!(!o.remember_nonce("n1", i64::MAX).unwrap());
+    }
+
+    /// docs/outbox.md promises the `dropped` counter in the log: each drop says how many so far.
+    #[test]
+    fn dropped_counter_is_logged_with_each_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = Outbox::open(&dir.path().join("o.sqlite"), 2).unwrap();
+        let ((), log) = logged(|| {
+            for n in 0..4 {
+                o.append(&rec(n)).unwrap();
+            }
+        });
+        let drops: Vec<&str> = log.lines().filter(|l| l.contains("OUTBOX FULL")).collect();
+        assert_eq!(drops.len(), 2, "{log}");
+        assert!(
+            drops[0].contains("ERROR") && drops[0].contains("event_id=\"e0\"") && drops[0].contains("dropped_total=1")
+        );
+        assert!(drops[1].contains("event_id=\"e1\"") && drops[1].contains("dropped_total=2"), "{log}");
+        o.delivered(o.pending_after(0, 1).unwrap()[0].id).unwrap();
+        assert_eq!(o.counters(), Counters { appended: 4, delivered: 1, dropped: 2 });
+    }
+
+    fn user_version(path: &Path) -> i64 {
+        Connection::open(path).unwrap().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap()
+    }
+
+    /// A file written before the schema had a version (exactly the old DDL, with an undelivered record)
+    /// is migrated to the current version and keeps its records.
+    #[test]
+    fn unversioned_outbox_is_migrated_and_keeps_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.sqlite");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.pragma_update(None, "journal_mode", "WAL").unwrap();
+            old.execute_batch(
+                "CREATE TABLE IF NOT EXISTS records (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    event_id TEXT NOT NULL UNIQUE,
+                    topic TEXT NOT NULL,
+                    payload BLOB NOT NULL,
+                    camera TEXT,
+                    evidence TEXT,
+                    created_ms INTEGER NOT NULL);
+                 CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, expires_ms INTEGER NOT NULL);
+                 INSERT INTO records (event_id, topic, payload, camera, evidence, created_ms)
+                   VALUES ('old-1', 't', x'7b7d', 'c', 'ev-1', 1);",
+            )
+            .unwrap();
+        }
+        assert_eq!(user_version(&path), 0);
+        let (opened, log) = logged(|| Outbox::open(&path, 100));
+        let mut o = opened.unwrap();
+        assert!(log.contains("outbox schema migrated") && log.contains("from=0") && log.contains("to=1"), "{log}");
+        assert_eq!(user_version(&path), SCHEMA_VERSION);
+        let pending = o.pending_after(0, 10).unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!((pending[0].event_id.as_str(), pending[0].evidence.as_deref()), ("old-1", Some("ev-1")));
+        let id = o.append(&rec(7)).unwrap();
+        assert!(id > pending[0].id);
+        assert_eq!(o.delivered(pending[0].id).unwrap().as_deref(), Some("ev-1"));
+        drop(o);
+        // Opening a current file again changes nothing and says nothing.
+        let (again, log) = logged(|| Outbox::open(&path, 100));
+        assert_eq!(again.unwrap().len().unwrap(), 1);
+        assert!(!log.contains("migrated"), "{log}");
+    }
+
+    /// A file from a newer vigil is refused with an error naming both versions, and left untouched.
+    #[test]
+    fn outbox_from_a_newer_version_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.sqlite");
+        {
+            let newer = Connection::open(&path).unwrap();
+            newer.execute_batch("CREATE TABLE records2 (id INTEGER PRIMARY KEY, body BLOB);").unwrap();
+            newer.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        }
+        let err = Outbox::open(&path, 100).err().expect("a newer schema must be refused");
+        assert!(
+            matches!(err, OutboxError::TooNew { found, known, .. } if found == SCHEMA_VERSION + 1 && known == SCHEMA_VERSION)
+        );
+        let message = err.to_string();
+        let expected =
+            format!("schema version {} is newer than this vigil knows ({SCHEMA_VERSION})", SCHEMA_VERSION + 1);
+        assert!(message.contains(&expected), "{message}");
+        assert_eq!(user_version(&path), SCHEMA_VERSION + 1);
+        let conn = Connection::open(&path).unwrap();
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!(mode, "delete", "the journal mode of a refused file was changed");
+        let tables: i64 =
+            conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'records'", [], |r| r.get(0)).unwrap();
+        assert_eq!(tables, 0, "tables were created in a refused file");
     }
 }
