@@ -916,31 +916,35 @@ impl<'a> Scheduler<'a> {
 }
 
 /// The roll-call seed: from the config (to reproduce a schedule), else a secret one made at first start
-/// in `<data_dir>/keys/rollcall.seed` (0600), so staff cannot predict the random roll-calls.
+/// in `<data_dir>/keys/rollcall.seed` (0600, created durably), so staff cannot predict the random
+/// roll-calls.
 fn rollcall_seed(config: &Config) -> anyhow::Result<u64> {
     if let Some(seed) = config.rollcalls.seed {
         return Ok(seed);
     }
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = config.storage.data_dir.join("keys/rollcall.seed");
+    let read = |text: String| {
+        text.trim().parse::<u64>().with_context(|| {
+            format!(
+                "{} does not hold a number ({text:?}; cut short by a crash?): delete it, and a new secret seed is \
+                 made at the next start",
+                path.display()
+            )
+        })
+    };
     if let Ok(text) = std::fs::read_to_string(&path) {
-        return text.trim().parse().with_context(|| format!("{} does not hold a number", path.display()));
+        return read(text);
     }
     let mut bytes = [0u8; 8];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
         .map_err(|_| anyhow::anyhow!("no system randomness"))?;
     let seed = u64::from_le_bytes(bytes).max(1);
-    std::fs::create_dir_all(path.parent().expect("has a parent"))?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    writeln!(file, "{seed}")?;
-    file.sync_all()?;
-    Ok(seed)
+    match crate::fsio::create_new(&path, format!("{seed}\n").as_bytes(), crate::fsio::PRIVATE_FILE) {
+        Ok(()) => Ok(seed),
+        // Another start made one meanwhile: that one is the seed.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(std::fs::read_to_string(&path)?),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
 }
 
 /// How often free space is checked: statvfs is cheap, and a camera writing 1 MB/s gets through a
@@ -1117,17 +1121,17 @@ pub fn capture_reference(
 }
 
 fn save_reference(path: &Path, img: &image::RgbImage, camera: &str) {
-    let result = path.parent().map_or(Ok(()), std::fs::create_dir_all).map_err(|e| e.to_string()).and_then(|()| {
-        let tmp = path.with_extension("png.tmp");
-        img.save_with_format(&tmp, image::ImageFormat::Png).map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, path).map_err(|e| e.to_string())
-    });
+    let mut png = Vec::new();
+    let result = img
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| e.to_string())
+        .and_then(|()| crate::fsio::write(path, &png, crate::fsio::PRIVATE_FILE).map_err(|e| e.to_string()));
     match result {
         Ok(()) => {
             info!(camera, path = %path.display(), "reference frame captured (view-moved detection compares with it; \
             after re-aiming the camera, replace it with `vigil reference` and restart)")
         }
-        Err(e) => warn!(camera, error = %e, "cannot save the reference frame"),
+        Err(e) => warn!(camera, path = %path.display(), error = %e, "cannot save the reference frame"),
     }
 }
 

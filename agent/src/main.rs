@@ -287,6 +287,13 @@ enum Bench {
 }
 
 fn main() -> ExitCode {
+    // Before any file exists: everything Vigil writes (outbox, recordings, clips, evidence, state) holds
+    // patients' data and is for its own user only, whatever started it (a shell's 022 would make it
+    // world-readable). Same as the shipped unit's UMask=0077; group access is not needed by anything.
+    // SAFETY: umask has no preconditions; no other thread exists yet.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     if cli.version {
         print_version();

@@ -1,11 +1,14 @@
 //! The model bundle: which ONNX files the agent runs, and proof they are the ones we converted.
 //!
 //! `models/manifest.toml` is compiled into the binary, so the expected SHA-256 of every model travels
-//! with the agent rather than with the files it checks. At start-up each model file is hashed and
-//! compared; a missing or modified file is refused with a message naming it and the fix.
+//! with the agent rather than with the files it checks. At start-up each model file is read once into
+//! memory, those bytes are hashed and compared, and the sessions are built from the same bytes
+//! ([`VerifiedModel::bytes`]): a file swapped between the check and the load is never used. A missing or
+//! modified file is refused with a message naming it and the fix.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -42,6 +45,13 @@ pub enum BundleError {
     Modified { name: String, path: PathBuf, actual: String, expected: String },
     #[error("cannot read model file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
+    #[error(
+        "model {name} refused: {path} is larger than {} MiB, so it is not the model; reinstall it with scripts/setup (models/fetch)",
+        MAX_MODEL_BYTES >> 20
+    )]
+    TooLarge { name: String, path: PathBuf },
+    #[error("model {0}: its verified bytes were already released after the sessions were built")]
+    Released(String),
     #[error("no model named {0:?} in the bundle")]
     Unknown(String),
 }
@@ -51,12 +61,35 @@ pub fn manifest() -> Manifest {
     toml::from_str(MANIFEST).expect("models/manifest.toml is checked by a unit test")
 }
 
-/// A model file that passed its hash check.
-#[derive(Debug, Clone)]
+/// No model of the bundle comes near this; a larger file is refused before it is read whole.
+pub const MAX_MODEL_BYTES: u64 = 256 << 20;
+
+/// A model file that passed its hash check, with the bytes that were hashed.
+#[derive(Clone)]
 pub struct VerifiedModel {
     pub name: String,
     pub path: PathBuf,
+    /// SHA-256 of [`Self::bytes`].
     pub sha256: String,
+    bytes: Option<Arc<[u8]>>,
+}
+
+impl std::fmt::Debug for VerifiedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedModel")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("sha256", &self.sha256)
+            .field("bytes", &self.bytes.as_ref().map(|b| b.len()))
+            .finish()
+    }
+}
+
+impl VerifiedModel {
+    /// The model as read and hashed: what a session must be built from (never the path again).
+    pub fn bytes(&self) -> Result<&[u8], BundleError> {
+        self.bytes.as_deref().ok_or_else(|| BundleError::Released(self.name.clone()))
+    }
 }
 
 /// The verified bundle: every model present and unmodified.
@@ -79,10 +112,15 @@ impl Bundle {
         let mut models = Vec::new();
         for entry in &manifest.models {
             let path = dir.join(&entry.output);
-            if !path.exists() {
-                return Err(BundleError::Missing { name: entry.name.clone(), path });
-            }
-            let actual = sha256_file(&path)?;
+            let bytes = match read_bounded(&path) {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => return Err(BundleError::TooLarge { name: entry.name.clone(), path }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(BundleError::Missing { name: entry.name.clone(), path });
+                }
+                Err(source) => return Err(BundleError::Read { path, source }),
+            };
+            let actual = sha256(&bytes);
             if actual != entry.output_sha256 {
                 return Err(BundleError::Modified {
                     name: entry.name.clone(),
@@ -91,7 +129,7 @@ impl Bundle {
                     expected: entry.output_sha256.clone(),
                 });
             }
-            models.push(VerifiedModel { name: entry.name.clone(), path, sha256: actual });
+            models.push(VerifiedModel { name: entry.name.clone(), path, sha256: actual, bytes: Some(bytes.into()) });
         }
         Ok(Bundle { name: manifest.bundle, dir: dir.to_owned(), models })
     }
@@ -99,21 +137,24 @@ impl Bundle {
     pub fn model(&self, name: &str) -> Result<&VerifiedModel, BundleError> {
         self.models.iter().find(|m| m.name == name).ok_or_else(|| BundleError::Unknown(name.to_owned()))
     }
+
+    /// Drops the models' bytes once the sessions hold their own copies (tens of MB not kept twice).
+    pub fn release_bytes(&mut self) {
+        for model in &mut self.models {
+            model.bytes = None;
+        }
+    }
 }
 
-pub fn sha256_file(path: &Path) -> Result<String, BundleError> {
-    let read_err = |source| BundleError::Read { path: path.to_owned(), source };
-    let mut file = std::fs::File::open(path).map_err(read_err)?;
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(read_err)?;
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-    }
-    Ok(hex(ctx.finish().as_ref()))
+/// The whole file, or None when it is larger than [`MAX_MODEL_BYTES`].
+fn read_bounded(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(MAX_MODEL_BYTES + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= MAX_MODEL_BYTES).then_some(bytes))
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -143,5 +184,9 @@ mod tests {
         std::fs::write(dir.path().join("centerface.onnx"), b"not the model").unwrap();
         let err = Bundle::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("centerface.onnx") && err.contains("modified"), "{err}");
+        let big = std::fs::File::create(dir.path().join("centerface.onnx")).unwrap();
+        big.set_len(MAX_MODEL_BYTES + 1).unwrap();
+        let err = Bundle::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("centerface.onnx") && err.contains("larger than 256 MiB"), "{err}");
     }
 }

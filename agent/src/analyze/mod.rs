@@ -51,21 +51,22 @@ impl Models {
     ) -> Result<Models, AnalyzeError> {
         let runtime = runtime::init(models.ort_library.as_deref())?;
         let dir: PathBuf = models.dir.clone().unwrap_or_else(Bundle::default_dir);
-        let bundle = Bundle::open(&dir)?;
+        let mut bundle = Bundle::open(&dir)?;
         let threads = models.threads;
         let faces = FaceDetector::new(
-            session::open(runtime, &bundle.model("centerface")?.path, threads)?,
+            session::open(runtime, bundle.model("centerface")?, threads)?,
             FaceDetectorOptions {
                 max_side: face_options.detector_max_side,
                 threshold: face_options.detector_threshold,
                 ..FaceDetectorOptions::default()
             },
         );
-        let embedder = Embedder::new(session::open(runtime, &bundle.model("dlib-resnet-v1")?.path, threads)?);
+        let embedder = Embedder::new(session::open(runtime, bundle.model("dlib-resnet-v1")?, threads)?);
         let persons = PersonDetector::new(
-            session::open(runtime, &bundle.model("nanodet")?.path, threads)?,
+            session::open(runtime, bundle.model("nanodet")?, threads)?,
             PersonDetectorOptions { threshold: person_options.detector_threshold, ..PersonDetectorOptions::default() },
         );
+        bundle.release_bytes();
         Ok(Models { bundle, faces, embedder, persons })
     }
 

@@ -1,11 +1,11 @@
 //! Creating ONNX Runtime sessions the same way for every model, and timing what happens around them.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 
+use super::bundle::VerifiedModel;
 use super::runtime::Runtime;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,9 +19,13 @@ pub enum ModelError {
 }
 
 /// One session per model, created once and reused for every call. `threads` is ONNX Runtime's
-/// intra-op thread count for this session.
-pub fn open(runtime: &Runtime, path: &Path, threads: usize) -> Result<Session, ModelError> {
-    let load = |e: ort::Error| ModelError::Load { path: path.display().to_string(), message: e.to_string() };
+/// intra-op thread count for this session. Built from the bytes that were hashed, never by reopening the
+/// file: a model swapped on disk after the check cannot be loaded (ONNX Runtime copies the bytes).
+pub fn open(runtime: &Runtime, model: &VerifiedModel, threads: usize) -> Result<Session, ModelError> {
+    let load = |e: ort::Error| ModelError::Load { path: model.path.display().to_string(), message: e.to_string() };
+    let bytes = model
+        .bytes()
+        .map_err(|e| ModelError::Load { path: model.path.display().to_string(), message: e.to_string() })?;
     let builder = Session::builder(&runtime.environment).map_err(load)?;
     let mut builder = builder
         .with_optimization_level(GraphOptimizationLevel::Level3)
@@ -30,7 +34,7 @@ pub fn open(runtime: &Runtime, path: &Path, threads: usize) -> Result<Session, M
         .map_err(|e| load(e.into()))?
         .with_inter_threads(1)
         .map_err(|e| load(e.into()))?;
-    builder.commit_from_file(path).map_err(load)
+    builder.commit_from_memory(bytes).map_err(load)
 }
 
 /// Where the time of one model call went: preparing the input, `session.run`, decoding the output.

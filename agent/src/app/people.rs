@@ -1,7 +1,7 @@
 //! The roster and what is tracked against it (physicians' shifts now; beds and chairs later), shared by
 //! the `roster` command, the cameras and the scheduler thread.
 //!
-//! The roster in force is kept in `<data_dir>/roster.json` (written atomically), so a restart resumes
+//! The roster in force is kept in `<data_dir>/roster.json` (written durably, 0600), so a restart resumes
 //! with it. Sites without a platform keep it in `roster.file`, re-read when its modification time
 //! changes; a file with problems is refused as a whole (every problem logged) and the previous roster
 //! stays in force.
@@ -57,7 +57,8 @@ impl People {
 
     /// Puts a checked roster in force and stores it.
     pub fn apply(&self, roster: Roster, now: SystemTime) -> std::io::Result<()> {
-        write_atomically(&self.stored, &serde_json::to_vec_pretty(&roster).expect("roster serialises"))?;
+        let bytes = serde_json::to_vec_pretty(&roster).expect("roster serialises");
+        crate::fsio::write(&self.stored, &bytes, crate::fsio::PRIVATE_FILE)?;
         self.physicians.lock().unwrap_or_else(|e| e.into_inner()).set_shifts(&roster.shifts, now);
         *self.roster.write().unwrap_or_else(|e| e.into_inner()) = roster;
         Ok(())
@@ -116,22 +117,6 @@ fn read_roster(path: &Path, config: &Config) -> Result<Roster, Vec<String>> {
     let bytes = std::fs::read(path).map_err(|e| vec![e.to_string()])?;
     let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| vec![format!("not JSON: {e}")])?;
     Roster::parse(&value, config)
-}
-
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use tracing::{debug, info, warn};
 
 use super::Outlet;
-use super::people::{People, write_atomically};
+use super::people::People;
 use crate::analyze::person_detector::Person;
 use crate::config::{Camera, Config, Role};
 use crate::decide::dialysis::{DialysisRules, Session, SessionCheck};
@@ -342,7 +342,7 @@ impl Presence {
             let mut tracker = self.rollcalls.lock().unwrap_or_else(|e| e.into_inner());
             let outcome = tracker.evaluate(at, &checks);
             let bytes = serde_json::to_vec(&tracker.export()).expect("streaks serialise");
-            if let Err(e) = write_atomically(&self.streaks_file, &bytes) {
+            if let Err(e) = crate::fsio::write(&self.streaks_file, &bytes, crate::fsio::PRIVATE_FILE) {
                 warn!(path = %self.streaks_file.display(), error = %e, "cannot store the absence streaks");
             }
             outcome

@@ -7,12 +7,13 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use crate::redact::redact_url;
 pub use raw::{
     Camera, Config, Dialysis, Evidence, Faces, Http, Models, Mqtt, MqttTls, OutboxSettings, Persons, Physicians,
     Presence, Retention, Role, Rollcalls, RosterSettings, Settlement, Site, Storage, Tamper, Transport,
 };
 pub use size::ByteSize;
-pub use validate::{FieldError, TEST_PATTERNS, redact_url, validate};
+pub use validate::{FieldError, TEST_PATTERNS, validate};
 
 /// Why a configuration file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +183,11 @@ fn parse_offset(text: &str) -> Option<i32> {
 }
 
 impl Rollcalls {
+    /// The site's offset (seconds east of UTC): roll-call times, and platform times given without one.
+    pub fn utc_offset_secs(&self) -> Option<i32> {
+        parse_offset(&self.utc_offset)
+    }
+
     /// The roll-call schedule with `seed`; every problem with the settings listed (field, message).
     pub fn schedule(&self, seed: u64) -> Result<crate::decide::rollcall::Schedule, Vec<(String, String)>> {
         let mut errors = Vec::new();

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use super::raw::{Camera, Config, Role};
+use crate::redact::redact_url;
 
 /// One problem in the configuration, e.g. `cameras[2].regions.bed-7: polygon needs ≥3 points, got 2`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -381,22 +382,6 @@ fn check_source_url(errors: &mut Errors, path: &str, url: &str) {
     }
 }
 
-/// The URL with any password replaced, for errors and logs: camera credentials never reach a log.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{tail}")
-        }
-        None => url.to_owned(),
-    }
-}
-
 fn check_polygon(errors: &mut Errors, path: &str, points: &[Vec<f64>]) {
     if points.len() < 3 {
         errors.add(path, format!("polygon needs ≥3 points, got {}", points.len()));
@@ -552,12 +537,5 @@ mod tests {
         assert_eq!(messages.len(), 2, "{messages:#?}");
         assert!(messages[0].contains("no area"));
         assert!(messages[1].contains("edge 1 crosses edge 3"), "{messages:#?}");
-    }
-
-    #[test]
-    fn redacts_passwords_only() {
-        assert_eq!(redact_url("rtsp://u:p@cam:554/s"), "rtsp://u:***@cam:554/s");
-        assert_eq!(redact_url("rtsp://cam/s"), "rtsp://cam/s");
-        assert_eq!(redact_url("rtsp://u:p@ss@cam/s"), "rtsp://u:***@cam/s");
     }
 }

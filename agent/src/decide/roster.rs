@@ -5,6 +5,10 @@
 //! A roster replaces the previous one as a whole: the hospital system sends what is true now, so there
 //! is no partial state to reconcile. It is checked against the configured cameras and regions before it
 //! is accepted, and every problem is reported at once, each naming its JSON path.
+//!
+//! Times carry their offset (`…Z`, `…+08:00`, honoured), or none: then they are wall-clock times at the
+//! site, in its `rollcalls.utc_offset` ([`crate::times`]). A time that is neither is refused with its
+//! JSON path. Stored (`<data_dir>/roster.json`) they are in UTC, so a change of offset does not move them.
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
@@ -13,21 +17,50 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Role};
 
-/// Time as RFC 3339 in JSON.
+/// Time as RFC 3339 in JSON: written in UTC; read only with an explicit offset ([`Roster::parse`] first
+/// resolves times without one in the site's offset).
 mod rfc3339 {
     use std::time::SystemTime;
 
     use serde::Deserialize;
 
+    use crate::times::{self, Naive};
+
     pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_rfc3339_seconds(*t))
+        s.collect_str(&times::format(*t))
     }
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_rfc3339_weak(&text)
-            .map_err(|e| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time: {e}")))
+        times::parse(&text, Naive::Refuse).map_err(serde::de::Error::custom)
     }
+}
+
+/// Where the roster holds times, as (list, fields).
+const TIME_FIELDS: [(&str, &[&str]); 2] = [("dialysis_sessions", &["start"]), ("shifts", &["start", "end"])];
+
+/// `json` with every time resolved to UTC (times without an offset are site-local, `offset_secs` east of
+/// UTC); every time that cannot be read is listed with its JSON path and value.
+fn resolve_times(json: &serde_json::Value, offset_secs: i32) -> Result<serde_json::Value, Vec<String>> {
+    let mut json = json.clone();
+    let mut errors = Vec::new();
+    for (list, fields) in TIME_FIELDS {
+        let Some(items) = json.get_mut(list).and_then(serde_json::Value::as_array_mut) else { continue };
+        for (i, item) in items.iter_mut().enumerate() {
+            for field in fields {
+                let Some(value) = item.get_mut(*field) else { continue };
+                let Some(text) = value.as_str() else {
+                    errors.push(format!("{list}[{i}].{field}: must be a time string, got {value}"));
+                    continue;
+                };
+                match crate::times::parse(text, crate::times::Naive::SiteOffset(offset_secs)) {
+                    Ok(t) => *value = serde_json::Value::String(crate::times::format(t)),
+                    Err(e) => errors.push(format!("{list}[{i}].{field}: {e}")),
+                }
+            }
+        }
+    }
+    if errors.is_empty() { Ok(json) } else { Err(errors) }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -92,9 +125,14 @@ fn check_id(errors: &mut Vec<String>, path: String, value: &str) {
 }
 
 impl Roster {
-    /// Parses and checks a roster; every problem is listed.
+    /// Parses and checks a roster; every problem is listed. Times without an offset are read in the
+    /// site's `rollcalls.utc_offset`.
     pub fn parse(json: &serde_json::Value, config: &Config) -> Result<Roster, Vec<String>> {
-        let roster: Roster = serde_json::from_value(json.clone()).map_err(|e| vec![e.to_string()])?;
+        let offset = config.rollcalls.utc_offset_secs().ok_or_else(|| {
+            vec![format!("rollcalls.utc_offset: {:?} is not an offset like \"+08:00\"", config.rollcalls.utc_offset)]
+        })?;
+        let json = resolve_times(json, offset)?;
+        let roster: Roster = serde_json::from_value(json).map_err(|e| vec![e.to_string()])?;
         let errors = roster.check(config);
         if errors.is_empty() { Ok(roster) } else { Err(errors) }
     }
@@ -225,5 +263,73 @@ mod tests {
         assert_eq!(errors.len(), 7, "{text}");
         let unknown = serde_json::json!({"inpatient": []});
         assert!(Roster::parse(&unknown, &config()).unwrap_err()[0].contains("unknown field"));
+    }
+
+    fn utc8() -> Config {
+        let mut config = config();
+        config.rollcalls.utc_offset = "+08:00".into();
+        config
+    }
+
+    fn at(text: &str) -> SystemTime {
+        crate::times::parse(text, crate::times::Naive::Refuse).unwrap()
+    }
+
+    /// The issue: a naive `2026-11-24 08:00:00` in a UTC+8 hospital was read as UTC (8 hours off).
+    #[test]
+    fn naive_roster_time_is_site_local() {
+        let roster = serde_json::json!({
+            "dialysis_sessions": [{"session": "s-1", "patient": "p-2", "camera": "dialysis-a", "chair": "chair-1",
+                "start": "2026-11-24 08:00:00", "billed_minutes": 240}],
+            "shifts": [{"physician": "d-1", "start": "2026-11-24T08:00:00", "end": "2026-11-24 16:00:00"}],
+        });
+        let parsed = Roster::parse(&roster, &utc8()).unwrap();
+        assert_eq!(parsed.dialysis_sessions[0].start, at("2026-11-24T00:00:00Z"));
+        assert_eq!(
+            (parsed.shifts[0].start, parsed.shifts[0].end),
+            (at("2026-11-24T00:00:00Z"), at("2026-11-24T08:00:00Z"))
+        );
+        // Stored in UTC: read back the same whatever the offset is then.
+        let stored = serde_json::to_value(&parsed).unwrap();
+        assert_eq!(stored["shifts"][0]["start"], "2026-11-24T00:00:00Z");
+        assert_eq!(Roster::parse(&stored, &config()).unwrap(), parsed);
+        assert_eq!(serde_json::from_value::<Roster>(stored).unwrap(), parsed);
+    }
+
+    /// The issue: an explicit `+08:00` was rejected.
+    #[test]
+    fn explicit_offset_is_honoured() {
+        let roster = serde_json::json!({
+            "shifts": [{"physician": "d-1", "start": "2026-11-24T08:00:00+08:00", "end": "2026-11-24T12:00:00Z"}],
+        });
+        for config in [config(), utc8()] {
+            let parsed = Roster::parse(&roster, &config).unwrap();
+            assert_eq!(parsed.shifts[0].start, at("2026-11-24T00:00:00Z"));
+            assert_eq!(parsed.shifts[0].end, at("2026-11-24T12:00:00Z"));
+        }
+    }
+
+    #[test]
+    fn unreadable_times_are_refused_with_their_json_path_and_value() {
+        let roster = serde_json::json!({
+            "dialysis_sessions": [{"session": "s-1", "patient": "p-2", "camera": "dialysis-a", "chair": "chair-1",
+                "start": "2026-11-24", "billed_minutes": 240}],
+            "shifts": [{"physician": "d-1", "start": "2026-11-24T08:00:00Z", "end": "24/11/2026 16:00:00"},
+                       {"physician": "d-2", "start": 1764000000, "end": "2026-11-24 25:00:00"}],
+        });
+        let errors = Roster::parse(&roster, &utc8()).unwrap_err();
+        let text = errors.join("\n");
+        for expected in [
+            "dialysis_sessions[0].start: \"2026-11-24\"",
+            "shifts[0].end: \"24/11/2026 16:00:00\"",
+            "shifts[1].start: must be a time string, got 1764000000",
+            "shifts[1].end: \"2026-11-24 25:00:00\"",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        assert_eq!(errors.len(), 4, "{text}");
+        // Read without the site (serde alone), a time without an offset is refused, not guessed.
+        let naive = serde_json::json!({"shifts": [{"physician": "d", "start": "2026-11-24 08:00:00", "end": "2026-11-24T09:00:00Z"}]});
+        assert!(serde_json::from_value::<Roster>(naive).unwrap_err().to_string().contains("no UTC offset"));
     }
 }

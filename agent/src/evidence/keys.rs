@@ -1,8 +1,11 @@
 //! The device's Ed25519 identity: created once by `vigil keys init`, kept in a 0600 PKCS#8 PEM file,
 //! refused when others can read it.
+//!
+//! The key is written durably before its public half is printed (the platform registers that): the file
+//! and its directory are fsync'd, so a power cut after `keys init` cannot lose a registered identity, and
+//! the file appears complete or not at all ([`crate::fsio::create_new`]).
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -22,6 +25,12 @@ pub enum KeyError {
     Exists(PathBuf),
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// Left by a crash while an older Vigil created the key (it wrote the file in place).
+    #[error(
+        "device key {0} is empty or cut short (a crash while it was being created?). If its public key was never \
+         registered with the platform, delete the file and run `vigil keys init`; otherwise restore it from a backup"
+    )]
+    Truncated(PathBuf),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
@@ -50,15 +59,13 @@ impl DeviceKey {
         if path.exists() {
             return Err(KeyError::Exists(path.to_owned()));
         }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
             .map_err(|_| KeyError::Invalid { path: path.to_owned(), message: "key generation failed".into() })?;
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
-        file.write_all(pem("PRIVATE KEY", pkcs8.as_ref()).as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)?;
+        match crate::fsio::create_new(path, pem("PRIVATE KEY", pkcs8.as_ref()).as_bytes(), crate::fsio::PRIVATE_FILE) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(KeyError::Exists(path.to_owned())),
+            other => other.map_err(io)?,
+        }
         Self::load(path)
     }
 
@@ -75,6 +82,11 @@ impl DeviceKey {
         }
         let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
         let invalid = |message: &str| KeyError::Invalid { path: path.to_owned(), message: message.to_owned() };
+        // A file written in place and cut by a crash: empty, or the PEM's start without its end.
+        let (begin, end) = ("-----BEGIN PRIVATE KEY-----", "-----END PRIVATE KEY-----");
+        if begin.starts_with(text.trim()) || text.starts_with(begin) && !text.contains(end) {
+            return Err(KeyError::Truncated(path.to_owned()));
+        }
         let der = unpem(&text, "PRIVATE KEY").ok_or_else(|| invalid("not a PEM PRIVATE KEY"))?;
         // OpenSSL and Python write PKCS#8 v1 (no public key inside); ring writes v2. Accept both.
         let pair = Ed25519KeyPair::from_pkcs8(&der)
@@ -145,5 +157,26 @@ mod tests {
         let err = DeviceKey::load(&path).err().unwrap().to_string();
         assert!(err.contains("readable by others") && err.contains("chmod 600"), "{err}");
         assert!(matches!(DeviceKey::load(&dir.path().join("none")), Err(KeyError::Missing(_))));
+    }
+
+    /// An older Vigil wrote the key in place: a crash could leave it empty or cut short. That is named, with
+    /// the fix, instead of an opaque parse error; and `keys init` leaves no temp file behind.
+    #[test]
+    fn empty_or_partial_key_from_a_crash_is_named_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/device.pem");
+        DeviceKey::init(&path).unwrap();
+        let names: Vec<_> =
+            std::fs::read_dir(dir.path().join("keys")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, [std::ffi::OsString::from("device.pem")]);
+        let full = std::fs::read_to_string(&path).unwrap();
+        for cut in [0, 10, full.len() / 2, full.len() - 30] {
+            std::fs::write(&path, &full[..cut]).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let err = DeviceKey::load(&path).err().unwrap();
+            assert!(matches!(err, KeyError::Truncated(_)), "cut at {cut}: {err}");
+            let text = err.to_string();
+            assert!(text.contains(&path.display().to_string()) && text.contains("vigil keys init"), "{text}");
+        }
     }
 }

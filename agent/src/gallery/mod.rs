@@ -111,4 +111,22 @@ mod tests {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(Gallery::open(&path, &key), Err(SealedError::KeyTooOpen { .. })));
     }
+
+    /// An older Vigil wrote the data key in place; a crash could leave it empty. That is named with the
+    /// fix, and never replaced silently (whatever was sealed under the lost key would be unreadable).
+    #[test]
+    fn empty_gallery_key_from_a_crash_is_named_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, key) = (dir.path().join("gallery.bin"), dir.path().join("keys/gallery.key"));
+        std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+        for cut in [0, 7] {
+            std::fs::write(&key, &[1u8; 32][..cut]).unwrap();
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let err = Gallery::open(&path, &key).err().unwrap();
+            assert!(matches!(err, SealedError::TruncatedKey { len, .. } if len == cut), "{err}");
+            let text = err.to_string();
+            assert!(text.contains("keys/gallery.key") && text.contains("restore it from a backup"), "{text}");
+            assert_eq!(std::fs::read(&key).unwrap().len(), cut, "the key file is left for the operator");
+        }
+    }
 }

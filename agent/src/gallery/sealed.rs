@@ -1,11 +1,14 @@
 //! Files sealed with AES-256-GCM under the box's data key: the gallery and the settlement faces.
 //!
 //! Layout: `magic` ‖ 12-byte random nonce ‖ AES-256-GCM(plaintext), the magic as associated data (a file
-//! of one kind cannot be passed off as the other). Written atomically: temp file (0600), fsync, rename,
-//! fsync the directory — a crash leaves the old file or the new one, never a mix.
+//! of one kind cannot be passed off as the other). Written with [`crate::fsio::write`] (temp file 0600,
+//! fsync, rename, fsync the directory): a crash leaves the old file or the new one, never a mix.
+//!
+//! The data key is created with [`crate::fsio::create_new`] and is on disk (file and directory fsync'd)
+//! before any file is sealed under it: a power cut can never keep `gallery.bin` while losing the key
+//! that decrypts it.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -19,6 +22,13 @@ pub enum SealedError {
     KeyTooOpen { path: PathBuf, mode: u32 },
     #[error("key {0} is not 32 bytes")]
     BadKey(PathBuf),
+    /// Left by a crash while an older Vigil created the key (it wrote the file in place).
+    #[error(
+        "key {path} is {len} bytes, not 32: cut short by a crash while it was being created? Files sealed under \
+         it cannot be read without the original: restore it from a backup, or, if nothing was sealed yet (no \
+         gallery.bin, no settlement-faces.bin), delete it and a new key is made at the next start"
+    )]
+    TruncatedKey { path: PathBuf, len: usize },
     #[error("{0} cannot be decrypted: wrong key, or the file was altered")]
     Decrypt(PathBuf),
     #[error("{0} is not a Vigil file of the expected kind")]
@@ -37,21 +47,21 @@ impl SealKey {
     /// can read.
     pub fn load_or_create(path: &Path) -> Result<SealKey, SealedError> {
         if !path.exists() {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(io(dir))?;
-            }
             let mut bytes = [0u8; 32];
             SystemRandom::new().fill(&mut bytes).map_err(|_| SealedError::BadKey(path.to_owned()))?;
-            let mut file =
-                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io(path))?;
-            file.write_all(&bytes).map_err(io(path))?;
-            file.sync_all().map_err(io(path))?;
+            match crate::fsio::create_new(path, &bytes, crate::fsio::PRIVATE_FILE) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {} // made meanwhile: use that one
+                other => other.map_err(io(path))?,
+            }
         }
         let mode = std::fs::metadata(path).map_err(io(path))?.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(SealedError::KeyTooOpen { path: path.to_owned(), mode });
         }
         let bytes = std::fs::read(path).map_err(io(path))?;
+        if bytes.len() < 32 {
+            return Err(SealedError::TruncatedKey { path: path.to_owned(), len: bytes.len() });
+        }
         let unbound = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| SealedError::BadKey(path.to_owned()))?;
         Ok(SealKey(LessSafeKey::new(unbound)))
     }
@@ -85,27 +95,11 @@ impl SealKey {
         self.0
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(magic), &mut data)
             .map_err(|_| SealedError::Decrypt(path.to_owned()))?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-        }
-        let tmp = path.with_extension("tmp");
-        {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io(&tmp))?;
-            file.write_all(magic).map_err(io(&tmp))?;
-            file.write_all(&nonce).map_err(io(&tmp))?;
-            file.write_all(&data).map_err(io(&tmp))?;
-            file.sync_all().map_err(io(&tmp))?;
-        }
-        std::fs::rename(&tmp, path).map_err(io(path))?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
-        }
+        let mut file = Vec::with_capacity(magic.len() + NONCE_LEN + data.len());
+        file.extend_from_slice(magic);
+        file.extend_from_slice(&nonce);
+        file.extend_from_slice(&data);
+        crate::fsio::write(path, &file, crate::fsio::PRIVATE_FILE).map_err(io(path))?;
         Ok(())
     }
 }

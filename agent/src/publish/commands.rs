@@ -85,8 +85,8 @@ pub fn verify(
     let issued_at = obj
         .get("issued_at")
         .and_then(Value::as_str)
-        .and_then(|t| humantime::parse_rfc3339(t).ok())
-        .ok_or_else(|| malformed(Some(nonce.clone()), "missing or bad issued_at (RFC 3339 UTC)"))?;
+        .and_then(|t| crate::times::parse(t, crate::times::Naive::Refuse).ok())
+        .ok_or_else(|| malformed(Some(nonce.clone()), "missing or bad issued_at (RFC 3339 with an offset)"))?;
     let signature = match signature {
         None | Some(Value::Null) => return Err((Some(nonce), Reject::Unsigned)),
         Some(Value::String(s)) => {

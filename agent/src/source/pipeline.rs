@@ -243,18 +243,12 @@ fn to_frame(element: &gst::Element, sample: &gst::Sample, seq: u64) -> Result<Fr
     Ok(Frame { image, captured, seq, keyframe })
 }
 
-/// The URL as it may appear in logs.
+/// The URL as it may appear in logs (credentials replaced, see [`crate::redact`]).
 pub fn display_url(camera: &Camera) -> String {
     redact_url(&camera.url)
 }
 
-/// Removes `secret` (a camera password) from text GStreamer produced, in case it echoed a URL.
+/// Text GStreamer produced with the camera's credentials removed, in case it echoed the URL.
 pub fn scrub(text: &str, camera: &Camera) -> String {
-    match camera.url.split_once("://").and_then(|(_, rest)| rest.split('/').next()).and_then(|a| a.rsplit_once('@')) {
-        Some((userinfo, _)) => match userinfo.split_once(':') {
-            Some((_, password)) if !password.is_empty() => text.replace(password, "***"),
-            _ => text.to_owned(),
-        },
-        None => text.to_owned(),
-    }
+    crate::redact::scrub_text(text, &camera.url)
 }
