@@ -66,13 +66,240 @@ fn check_config_prints_every_error_and_exits_2() {
     assert_eq!(stderr.lines().filter(|l| l.starts_with("  ")).count(), 5, "{stderr}");
 }
 
+/// A platform key pair in `dir`: (private PEM, public PEM), as `vigil keys init --file` makes them.
+fn platform_key(dir: &Path) -> (PathBuf, PathBuf) {
+    let private = dir.join("platform.pem");
+    let out = vigil().args(["keys", "init", "--file"]).arg(&private).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let public = dir.join("platform-public.pem");
+    std::fs::write(&public, text(&out.stdout).split("base64:").next().unwrap()).unwrap();
+    (private, public)
+}
+
+/// The shipped configs name files of a real box (/etc/vigil/…) or made by scripts/demo: check-config
+/// accepts them once those files exist, and names exactly those files while they do not.
 #[test]
 fn check_config_accepts_the_shipped_configs() {
-    for file in ["config/vigil.example.toml", "config/demo.toml"] {
-        let out = vigil().arg("check-config").arg(repo(file)).output().unwrap();
-        assert!(out.status.success(), "{file}: {}", text(&out.stderr));
-        assert!(text(&out.stdout).contains("OK"), "{file}: {}", text(&out.stdout));
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(repo("config/vigil.example.toml")).unwrap();
+    let out = vigil().arg("check-config").arg(repo("config/vigil.example.toml")).output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let fields: Vec<&str> =
+        stderr.lines().filter(|l| l.starts_with("  ")).map(|l| l.trim().split(':').next().unwrap()).collect();
+    let files = [
+        "mqtt.platform_public_key",
+        "mqtt.password_file",
+        "mqtt.tls.ca_file",
+        "mqtt.tls.client_cert",
+        "mqtt.tls.client_key",
+        "http.tls_cert",
+        "http.tls_key",
+    ];
+    assert_eq!(fields, files, "{stderr}");
+
+    let etc = dir.path().join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    let (_, public) = platform_key(&etc);
+    for file in ["mqtt-password", "platform-ca.pem", "edge-ward3.crt", "edge-ward3.key", "http.crt", "http.key"] {
+        std::fs::write(etc.join(file), "stand-in: only readability is checked\n").unwrap();
     }
+    assert_eq!(public, etc.join("platform-public.pem"));
+    let local = example
+        .replace("/etc/vigil/", &format!("{}/", etc.display()))
+        .replace("/var/lib/vigil", &dir.path().join("state").display().to_string());
+    let file = write_config(dir.path(), &local);
+    let out = vigil().arg("check-config").arg(&file).output().unwrap();
+    assert!(out.status.success(), "example: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("OK"), "example: {}", text(&out.stdout));
+
+    // The demo's platform key is made by scripts/demo under target/demo/, relative to config/.
+    let demo_dir = dir.path().join("demo");
+    std::fs::create_dir_all(demo_dir.join("config")).unwrap();
+    std::fs::create_dir_all(demo_dir.join("target/demo")).unwrap();
+    std::fs::copy(repo("config/demo.toml"), demo_dir.join("config/demo.toml")).unwrap();
+    platform_key(&demo_dir.join("target/demo"));
+    let out = vigil().arg("check-config").arg(demo_dir.join("config/demo.toml")).output().unwrap();
+    assert!(out.status.success(), "demo: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("OK"), "demo: {}", text(&out.stdout));
+}
+
+/// check-config and run on `file`: both must exit 2 with `expect` in their messages.
+fn assert_both_refuse(file: &Path, expect: &[&str]) {
+    for args in [vec!["check-config".into(), file.to_owned()], vec!["run".into(), "--config".into(), file.to_owned()]] {
+        let out = vigil().args(&args).output().unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        for want in expect {
+            assert!(stderr.contains(want), "{args:?}: no {want:?} in:\n{stderr}");
+        }
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn check_config_refuses_invalid_platform_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mqtt = |key: &str| format!("[mqtt]\nhost = \"127.0.0.1\"\nplatform_public_key = \"{key}\"\n");
+    let file = valid_config(dir.path(), &mqtt("platform-public.pem"));
+    let missing = dir.path().join("platform-public.pem");
+    assert_both_refuse(
+        &file,
+        &["1 error", &format!("mqtt.platform_public_key: {}: cannot read: No such file", missing.display())],
+    );
+    // A file that is not a public key: the device's private key by mistake.
+    let file = write_config(dir.path(), &valid_config_text(&mqtt("state/keys/device-ed25519.pem")));
+    assert_both_refuse(&file, &["mqtt.platform_public_key: ", "not an Ed25519 public key"]);
+    // Base64 that is not 32 bytes.
+    let file = write_config(dir.path(), &valid_config_text(&mqtt(&format!("{}=", "!".repeat(43)))));
+    assert_both_refuse(&file, &["mqtt.platform_public_key: ", "is not the base64 of a 32-byte Ed25519 key"]);
+    // A real key passes.
+    let (_, public) = platform_key(dir.path());
+    let file = write_config(dir.path(), &valid_config_text(&mqtt(&public.display().to_string())));
+    let out = vigil().arg("check-config").arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn check_config_refuses_data_dir_that_is_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("state-file"), b"").unwrap();
+    let file = write_config(
+        dir.path(),
+        "[site]\nid = \"t\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"state-file\"\nevidence_dir = \"state-file/evidence\"\n",
+    );
+    let data_dir = dir.path().join("state-file");
+    assert_both_refuse(
+        &file,
+        &[
+            "2 errors",
+            &format!("storage.data_dir: {} exists and is not a directory", data_dir.display()),
+            &format!(
+                "storage.evidence_dir: {}/evidence cannot be created: {} is not a directory",
+                data_dir.display(),
+                data_dir.display()
+            ),
+        ],
+    );
+}
+
+#[test]
+fn check_config_refuses_negative_min_face_px() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_config(dir.path(), "[site]\nid = \"t\"\ndevice_id = \"d\"\n[faces]\nmin_face_px = -80\n");
+    assert_both_refuse(
+        &file,
+        &["1 error", "faces.min_face_px: must be 10..4096 pixels (the shorter side of a face's box), got -80"],
+    );
+}
+
+#[test]
+fn check_config_refuses_utc_offset_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let file =
+        write_config(dir.path(), "[site]\nid = \"t\"\ndevice_id = \"d\"\n[rollcalls]\nutc_offset = \"+15:00\"\n");
+    assert_both_refuse(
+        &file,
+        &["1 error", "rollcalls.utc_offset: \"+15:00\" is out of range: UTC offsets run from -12:00 to +14:00"],
+    );
+}
+
+/// A '/' in a camera password ends the URL's authority early: the camera would be dialled at the user
+/// name and the password logged as part of a path. Refused, without echoing the password.
+#[test]
+fn check_config_refuses_unencoded_slash_in_camera_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_config(
+        dir.path(),
+        "[site]\nid = \"t\"\ndevice_id = \"d\"\n[[cameras]]\nid = \"w\"\nrole = \"settlement_window\"\n\
+         url = \"rtsp://admin:hunter/2@192.0.2.7/live\"\n",
+    );
+    for args in [vec!["check-config".into(), file.clone()], vec!["run".into(), "--config".into(), file.clone()]] {
+        let out = vigil().args(&args).output().unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("cameras[0].url: the user name or password contains '/'") && stderr.contains("%2F"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("hunter"), "the password leaked: {stderr}");
+    }
+    let encoded = std::fs::read_to_string(&file).unwrap().replace("hunter/2", "hunter%2F2");
+    std::fs::write(&file, encoded).unwrap();
+    let out = vigil().arg("check-config").arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Peak resident memory of the largest child process waited for so far, in bytes.
+fn children_max_rss() -> u64 {
+    // SAFETY: getrusage writes into the struct it is given and has no other preconditions.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) }, 0);
+    usage.ru_maxrss as u64 * 1024
+}
+
+#[test]
+fn detect_refuses_huge_file_without_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.jpg");
+    // 3 GiB, sparse: reading it whole would need 3 GiB of memory, checking its size needs none.
+    let file = std::fs::File::create(&huge).unwrap();
+    file.set_len(3 << 30).unwrap();
+    drop(file);
+    let out = vigil().arg("detect").arg(&huge).output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let refusal = format!(
+        "{}: 3221225472 bytes is over the limit of 52428800 bytes; not read (a photo may have at most 50 MiB)",
+        huge.display()
+    );
+    assert!(stderr.contains(&refusal), "{stderr}");
+    // Enrolment reads photos the same way.
+    let config = valid_config(dir.path(), "");
+    let out = vigil()
+        .args(["enroll", "--role", "patient", "--id", "p-1", "--config"])
+        .arg(&config)
+        .arg(&huge)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("rejected {}: {refusal}", huge.display())), "{stderr}");
+    // No vigil run by this test binary came near 3 GiB (the models take a few hundred MiB).
+    assert!(children_max_rss() < 1 << 30, "a child process used {} bytes", children_max_rss());
+}
+
+/// Phones store a portrait photo as landscape pixels and an EXIF Orientation tag; read as stored, the
+/// face lies on its side and enrolment refused it ("head tilted -61°").
+#[test]
+fn exif_rotated_portrait_photo_is_enrolled() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = valid_config(dir.path(), "");
+    let upright = image::open(vigil::cache::dir().join("samples/face_recognition-test-images/obama.jpg")).unwrap();
+    // The pixels as the phone stores them: turned 90° anticlockwise; EXIF 6 says "turn 90° clockwise".
+    let stored = upright.rotate270();
+    let mut jpeg = Vec::new();
+    stored.write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
+    let untagged = dir.path().join("as-stored.jpg");
+    std::fs::write(&untagged, &jpeg).unwrap();
+    let tagged = dir.path().join("portrait.jpg");
+    std::fs::write(&tagged, vigil::fuzzing::with_exif_orientation(&jpeg, 6).unwrap()).unwrap();
+    let enroll = |photo: &Path| {
+        vigil()
+            .args(["enroll", "--role", "patient", "--id", "p-1", "--config"])
+            .arg(&config)
+            .arg(photo)
+            .output()
+            .unwrap()
+    };
+    // Without the tag, the same pixels are a face on its side: refused. This is what the tag must fix.
+    let out = enroll(&untagged);
+    assert_eq!(out.status.code(), Some(1), "a sideways face was enrolled: {}", text(&out.stdout));
+    let out = enroll(&tagged);
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), text(&out.stdout));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["enrolled"], true, "{report}");
+    assert_eq!(report["images"][0]["accepted"], true, "{report}");
 }
 
 #[test]
@@ -99,15 +326,17 @@ fn run_with_invalid_config_exits_2_with_the_full_list() {
     assert!(text(&out.stderr).contains("5 errors"), "{}", text(&out.stderr));
 }
 
+/// A valid config's text (state under `./state`) with `extra` tables.
+fn valid_config_text(extra: &str) -> String {
+    format!(
+        "[site]\nid = \"t\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n{extra}\n\
+         [[cameras]]\nid = \"w\"\nrole = \"settlement_window\"\nurl = \"test://smpte\"\n"
+    )
+}
+
 /// A valid config in `dir` (state under `dir/state`), with its device key created.
 fn valid_config(dir: &Path, extra: &str) -> PathBuf {
-    let file = write_config(
-        dir,
-        &format!(
-            "[site]\nid = \"t\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n{extra}\n\
-             [[cameras]]\nid = \"w\"\nrole = \"settlement_window\"\nurl = \"test://smpte\"\n"
-        ),
-    );
+    let file = write_config(dir, &valid_config_text(extra));
     let out = vigil().args(["keys", "init", "--config"]).arg(&file).output().unwrap();
     assert!(out.status.success(), "keys init: {}", text(&out.stderr));
     file

@@ -439,7 +439,7 @@ fn with_models(
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
-    match config::load(file) {
+    match config::load_for_run(file) {
         Ok(config) => {
             println!(
                 "{}: OK (site {}, device {}, {} camera{})",
@@ -459,7 +459,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 }
 
 fn run(file: &std::path::Path) -> ExitCode {
-    let config = match config::load(file) {
+    let config = match config::load_for_run(file) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("{e}");
@@ -625,7 +625,7 @@ fn sign_command(
         .or_else(|_| ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der));
     let Ok(pair) = pair else { return fail(format!("{} is not an Ed25519 PKCS#8 key", key.display())) };
     let text = match args.strip_prefix('@') {
-        Some(file) => match std::fs::read_to_string(file) {
+        Some(file) => match vigil::input::read_text_limited(std::path::Path::new(file), vigil::input::MAX_JSON_BYTES) {
             Ok(text) => text,
             Err(e) => return fail(format!("--args @{file}: {e}")),
         },
@@ -643,7 +643,8 @@ fn sign_command(
 }
 
 fn verify(key: &str, paths: &[PathBuf]) -> ExitCode {
-    let text = std::fs::read_to_string(key).unwrap_or_else(|_| key.to_owned());
+    let text = vigil::input::read_text_limited(std::path::Path::new(key), vigil::input::MAX_TEXT_BYTES)
+        .unwrap_or_else(|_| key.to_owned());
     let Some(public) = vigil::evidence::keys::PublicKey::parse(&text) else {
         eprintln!("vigil verify: {key:?} is neither a PEM public key file nor base64 of 32 bytes");
         return ExitCode::from(2);

@@ -1,9 +1,12 @@
-//! Images in and out of the models: safe decoding of untrusted files, bilinear resampling into planar
-//! float tensors, and drawing boxes for operators.
+//! Images in and out of the models: safe decoding of untrusted files (upright as their EXIF orientation
+//! says), bilinear resampling into planar float tensors, and drawing boxes for operators.
 
 use std::path::Path;
 
-use image::{ImageReader, Rgb, RgbImage};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageReader, Rgb, RgbImage};
+
+use crate::input::{self, InputError, MAX_IMAGE_BYTES};
 
 /// Largest image accepted, in pixels (a 50-megapixel phone photo fits; a 30000×30000 header does not).
 pub const MAX_PIXELS: u64 = 60_000_000;
@@ -14,6 +17,9 @@ pub const MAX_SIDE: u32 = 16_384;
 pub enum ImageError {
     #[error("{path}: cannot read: {source}")]
     Read { path: String, source: std::io::Error },
+    /// Over [`MAX_IMAGE_BYTES`]: refused before reading.
+    #[error("{0} (a photo may have at most 50 MiB)")]
+    FileTooLarge(InputError),
     #[error("{path}: empty file (0 bytes)")]
     Empty { path: String },
     #[error("{path}: not an image Vigil can read (JPEG or PNG expected)")]
@@ -26,15 +32,21 @@ pub enum ImageError {
     Corrupt { path: String, message: String },
 }
 
-/// Decodes a JPEG or PNG into RGB, refusing empty, unknown, oversized (decompression bombs: checked
-/// from the header, before any pixel is allocated) and corrupt files with a message naming the file.
+/// Decodes a JPEG or PNG into RGB, refusing files over [`MAX_IMAGE_BYTES`] (from their size, unread),
+/// empty, unknown, oversized (decompression bombs: checked from the header, before any pixel is
+/// allocated) and corrupt files with a message naming the file.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| ImageError::Read { path: name.clone(), source })?;
+    let bytes = input::read_limited(path, MAX_IMAGE_BYTES).map_err(|e| match e {
+        InputError::Read { source, .. } => ImageError::Read { path: name.clone(), source },
+        too_large @ InputError::TooLarge { .. } => ImageError::FileTooLarge(too_large),
+    })?;
     decode_rgb(&name, &bytes)
 }
 
-/// As [`load_rgb`], for bytes already in memory; `name` is used in errors.
+/// As [`load_rgb`], for bytes already in memory; `name` is used in errors. The pixels come out upright:
+/// phones store a portrait photo as landscape pixels plus an EXIF Orientation tag, and a face lying on
+/// its side is neither detected nor judged frontal.
 pub fn decode_rgb(name: &str, bytes: &[u8]) -> Result<RgbImage, ImageError> {
     if bytes.is_empty() {
         return Err(ImageError::Empty { path: name.to_owned() });
@@ -68,9 +80,17 @@ pub fn decode_rgb(name: &str, bytes: &[u8]) -> Result<RgbImage, ImageError> {
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_PIXELS * 4 + (64 << 20));
-    reader.limits(limits);
-    let decoded = reader.decode().map_err(corrupt)?;
-    Ok(decoded.into_rgb8())
+    reader.limits(limits.clone());
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    // As `ImageReader::decode` does: the output buffer counts against the allocation limit.
+    limits.reserve(decoder.total_bytes()).map_err(corrupt)?;
+    decoder.set_limits(limits).map_err(corrupt)?;
+    // An unreadable EXIF block does not spoil the pixels: such a photo is taken as it is stored.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let decoded = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    let mut upright = DynamicImage::ImageRgb8(decoded.into_rgb8());
+    upright.apply_orientation(orientation);
+    Ok(upright.into_rgb8())
 }
 
 /// True when an end-of-image marker (FF D9) follows the last start-of-scan marker (FF DA). Inside
@@ -216,6 +236,36 @@ mod tests {
         let mut dst = vec![0.0; 3 * 4];
         resize_into_planar(&img, 4, 1, &mut dst, 4, 1, 0, 0, [0, 1, 2]);
         assert_eq!(&dst[..4], &[0.0, 63.75, 191.25, 255.0]);
+    }
+
+    #[test]
+    fn exif_orientation_turns_the_pixels_upright() {
+        // Stored 64×32: left half red, right half blue, as a JPEG and as a PNG.
+        let mut stored = RgbImage::from_pixel(64, 32, Rgb([0, 0, 255]));
+        for (_, _, p) in stored.enumerate_pixels_mut().filter(|(x, _, _)| *x < 32) {
+            *p = Rgb([255, 0, 0]);
+        }
+        let red = |p: &Rgb<u8>| p[0] > 200 && p[2] < 60;
+        for format in [image::ImageFormat::Jpeg, image::ImageFormat::Png] {
+            let mut bytes = Vec::new();
+            stored.write_to(&mut std::io::Cursor::new(&mut bytes), format).unwrap();
+            assert_eq!(decode_rgb("a", &bytes).unwrap().dimensions(), (64, 32), "{format:?} without EXIF");
+            let at = |orientation: u16| {
+                let tagged = crate::fuzzing::with_exif_orientation(&bytes, orientation).unwrap();
+                decode_rgb("a", &tagged).unwrap_or_else(|e| panic!("{format:?} orientation {orientation}: {e}"))
+            };
+            // 6, "rotate 90° clockwise to display": the left column goes to the top.
+            let upright = at(6);
+            assert_eq!(upright.dimensions(), (32, 64), "{format:?}");
+            assert!(red(upright.get_pixel(16, 8)) && !red(upright.get_pixel(16, 56)), "{format:?}");
+            // 8, "rotate 270° clockwise": the left column goes to the bottom.
+            let upright = at(8);
+            assert!(!red(upright.get_pixel(16, 8)) && red(upright.get_pixel(16, 56)), "{format:?}");
+            // 3, "rotate 180°": red on the right.
+            let upright = at(3);
+            assert_eq!(upright.dimensions(), (64, 32));
+            assert!(!red(upright.get_pixel(8, 16)) && red(upright.get_pixel(56, 16)), "{format:?}");
+        }
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl People {
 }
 
 fn read_roster(path: &Path, config: &Config) -> Result<Roster, Vec<String>> {
-    let bytes = std::fs::read(path).map_err(|e| vec![e.to_string()])?;
+    let bytes = crate::input::read_limited(path, crate::input::MAX_JSON_BYTES).map_err(|e| vec![e.to_string()])?;
     let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| vec![format!("not JSON: {e}")])?;
     Roster::parse(&value, config)
 }

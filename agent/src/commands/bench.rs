@@ -22,7 +22,8 @@ pub struct Pair {
 }
 
 pub fn read_pairs(file: &Path) -> anyhow::Result<Vec<Pair>> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read pair list {}", file.display()))?;
+    let text = crate::input::read_text_limited(file, crate::input::MAX_JSON_BYTES)
+        .with_context(|| format!("cannot read pair list {}", file.display()))?;
     let base = file.parent().unwrap_or(Path::new("."));
     let mut pairs = Vec::new();
     for (n, line) in text.lines().enumerate() {

@@ -1,6 +1,7 @@
 //! Configuration: a TOML file parsed into [`Config`], checked by [`validate`], then made concrete
 //! (relative paths resolved against the file's directory) by [`load`].
 
+mod check;
 mod raw;
 mod size;
 mod validate;
@@ -8,6 +9,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use crate::redact::redact_url;
+pub use check::check_files;
 pub use raw::{
     Camera, Config, Dialysis, Evidence, Faces, Http, Models, Mqtt, MqttTls, OutboxSettings, Persons, Physicians,
     Presence, Retention, Role, Rollcalls, RosterSettings, Settlement, Site, Storage, Tamper, Transport,
@@ -42,7 +44,13 @@ impl ConfigError {
 /// Reads, parses and validates a configuration file, then resolves relative paths against the file's
 /// directory so the agent behaves the same whatever its working directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let text = crate::input::read_text_limited(path, crate::input::MAX_TEXT_BYTES).map_err(|e| match e {
+        crate::input::InputError::Read { source, .. } => ConfigError::Read { path: path.to_owned(), source },
+        crate::input::InputError::TooLarge { limit, .. } => ConfigError::Read {
+            path: path.to_owned(),
+            source: std::io::Error::other(format!("larger than {limit} bytes: not a configuration file")),
+        },
+    })?;
     let mut config = parse(path, &text)?;
     let errors = validate(&config);
     if !errors.is_empty() {
@@ -51,6 +59,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let base = std::path::absolute(base).unwrap_or_else(|_| base.to_owned());
     config.resolve_paths(&base);
+    Ok(config)
+}
+
+/// [`load`], then [`check_files`]: what `vigil check-config` and `vigil run` accept, so that a file
+/// check-config calls OK does not fail at start-up for a missing key or a state directory that is a file.
+pub fn load_for_run(path: &Path) -> Result<Config, ConfigError> {
+    let config = load(path)?;
+    let errors = check_files(&config);
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid { path: path.to_owned(), errors });
+    }
     Ok(config)
 }
 
@@ -171,15 +190,23 @@ fn parse_hhmm(text: &str) -> Option<(u8, u8)> {
     (h < 24 && m < 60 && text.len() == 5).then_some((h, m))
 }
 
-/// "+08:00" / "-05:30" → seconds east of UTC.
-fn parse_offset(text: &str) -> Option<i32> {
-    let sign = match text.as_bytes().first()? {
-        b'+' => 1,
-        b'-' => -1,
-        _ => return None,
+/// Offsets in use on Earth run from UTC-12:00 (Baker Island) to UTC+14:00 (Line Islands).
+const UTC_OFFSET_RANGE_SECS: (i32, i32) = (-12 * 3600, 14 * 3600);
+
+/// "+08:00" / "-05:30" → seconds east of UTC, or what is wrong with it.
+fn parse_offset(text: &str) -> Result<i32, String> {
+    let not_an_offset = || format!("{text:?} is not an offset like \"+08:00\"");
+    let sign = match text.as_bytes().first() {
+        Some(b'+') => 1,
+        Some(b'-') => -1,
+        _ => return Err(not_an_offset()),
     };
-    let (h, m) = parse_hhmm(&text[1..])?;
-    (h <= 18).then(|| sign * (i32::from(h) * 3600 + i32::from(m) * 60))
+    let (h, m) = parse_hhmm(&text[1..]).ok_or_else(not_an_offset)?;
+    let secs = sign * (i32::from(h) * 3600 + i32::from(m) * 60);
+    if !(UTC_OFFSET_RANGE_SECS.0..=UTC_OFFSET_RANGE_SECS.1).contains(&secs) {
+        return Err(format!("{text:?} is out of range: UTC offsets run from -12:00 to +14:00"));
+    }
+    Ok(secs)
 }
 
 impl Rollcalls {
@@ -216,11 +243,8 @@ impl Rollcalls {
                     .push((format!("rollcalls.random_between[{i}]"), format!("{t:?} is not a local time \"HH:MM\""))),
             }
         }
-        let utc_offset_secs = parse_offset(&self.utc_offset).unwrap_or_else(|| {
-            errors.push((
-                "rollcalls.utc_offset".into(),
-                format!("{:?} is not an offset like \"+08:00\"", self.utc_offset),
-            ));
+        let utc_offset_secs = parse_offset(&self.utc_offset).unwrap_or_else(|message| {
+            errors.push(("rollcalls.utc_offset".into(), message));
             0
         });
         if self.escalate_after == 0 {

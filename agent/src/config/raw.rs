@@ -300,7 +300,8 @@ pub struct Mqtt {
     #[serde(default = "default_inflight")]
     pub inflight: usize,
     /// The platform's Ed25519 public key that signs commands: a PEM file path, or the base64 of the
-    /// 32 key bytes. Without it every command is refused.
+    /// 32 key bytes. Without it every command is refused. Checked (readable, a key) by
+    /// [`super::check_files`] before `run` starts.
     pub platform_public_key: Option<String>,
     /// Commands issued further than this from the box's clock are refused as expired; their nonces are
     /// remembered this long (default 300).
@@ -421,7 +422,8 @@ pub struct Faces {
     /// (smaller is faster; faces under ~10 px at that scale are missed).
     #[serde(default = "default_face_max_side")]
     pub detector_max_side: u32,
-    /// Faces smaller than this (pixels, shorter side of the box) are not enrolled or decided on.
+    /// Faces smaller than this (pixels, shorter side of the box) are not enrolled or decided on
+    /// (10..4096, default 80).
     #[serde(default = "default_min_face_px")]
     pub min_face_px: f32,
     /// Enrolment photos whose aligned face chip is less sharp than this (variance of the Laplacian) are
@@ -714,8 +716,8 @@ pub struct Rollcalls {
     /// Random roll-calls are at least this many minutes apart, and from the scheduled ones (default 60).
     #[serde(default = "default_min_spacing_mins")]
     pub min_spacing_mins: u64,
-    /// The site's UTC offset, "+08:00" (default "+00:00"). Fixed: sites with daylight saving set it
-    /// for the season.
+    /// The site's UTC offset, "+08:00" (default "+00:00"), within "-12:00".."+14:00". Fixed: sites
+    /// with daylight saving set it for the season.
     #[serde(default = "default_utc_offset")]
     pub utc_offset: String,
     /// Seed of the random times. Default: a secret random seed made at first start and kept in

@@ -134,6 +134,16 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
         );
     }
     check_score(&mut errors, "faces.detector_threshold", faces.detector_threshold);
+    // Negative or NaN would let every face through the size gate (and NaN compares false both ways).
+    if !(MIN_FACE_PX_RANGE.0..=MIN_FACE_PX_RANGE.1).contains(&faces.min_face_px) {
+        errors.add(
+            "faces.min_face_px",
+            format!(
+                "must be {}..{} pixels (the shorter side of a face's box), got {}",
+                MIN_FACE_PX_RANGE.0, MIN_FACE_PX_RANGE.1, faces.min_face_px
+            ),
+        );
+    }
     if !(64..=4096).contains(&faces.detector_max_side) {
         errors.add("faces.detector_max_side", format!("must be 64..4096 pixels, got {}", faces.detector_max_side));
     }
@@ -274,6 +284,10 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
     errors.0
 }
 
+/// Smallest and largest `faces.min_face_px`: below 10 px a face has no features left to match; above
+/// 4096 px no face in a frame or photo Vigil accepts could pass.
+const MIN_FACE_PX_RANGE: (f32, f32) = (10.0, 4096.0);
+
 /// Ids appear in MQTT topics and file names: keep them to a safe alphabet.
 fn check_id(errors: &mut Errors, path: &str, id: &str) {
     if id.is_empty() {
@@ -352,11 +366,38 @@ fn check_source_url(errors: &mut Errors, path: &str, url: &str) {
     };
     match scheme {
         "rtsp" | "rtsps" => {
-            let authority = rest.split('/').next().unwrap_or("");
-            let host = authority.rsplit('@').next().unwrap_or("");
-            let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-            if host.is_empty() {
+            // The authority ends at the first '/', '?' or '#' (RFC 3986, as GStreamer's RTSP URL parser
+            // reads it); the user info in it ends at its last '@'.
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, tail) = rest.split_at(end);
+            let path_part = tail.split(['?', '#']).next().unwrap_or("");
+            let host_port = authority.rsplit('@').next().unwrap_or("");
+            let (host, port) = match host_port.strip_prefix('[') {
+                // An IPv6 literal: [::1]:554.
+                Some(v6) => match v6.split_once(']') {
+                    Some((h, after)) => (h, after.strip_prefix(':')),
+                    None => ("", None),
+                },
+                None => match host_port.rsplit_once(':') {
+                    Some((h, p)) => (h, Some(p)),
+                    None => (host_port, None),
+                },
+            };
+            let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !authority.contains('@') && tail.contains('@') && (path_part.contains('@') || !port_ok) {
+                // `rtsp://admin:pa/ss@cam/live`: a '/' (or '?', '#') in the password cuts the authority
+                // short, so the camera would be dialled at host "admin" and the password taken for a path.
+                // The URL is not shown: the redaction cannot find a password the URL does not delimit.
+                errors.add(
+                    path,
+                    "the user name or password contains '/', '?' or '#' (or the path contains '@'): \
+                     percent-encode them ('/' as %2F, '?' as %3F, '#' as %23, '@' as %40); the URL is not \
+                     shown because it holds a password",
+                );
+            } else if host.is_empty() {
                 errors.add(path, format!("{shown:?} has no host"));
+            } else if !port_ok {
+                errors.add(path, format!("{shown:?}: the port must be a number 1..65535"));
             }
         }
         "file" => {
@@ -538,4 +579,66 @@ mod tests {
         assert!(messages[0].contains("no area"));
         assert!(messages[1].contains("edge 1 crosses edge 3"), "{messages:#?}");
     }
+
+    fn errors_of(extra: &str) -> Vec<String> {
+        validate(&parse(&format!("{MINIMAL}\n{extra}"))).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn negative_or_absurd_min_face_px_is_refused() {
+        for bad in ["-80.0", "0.0", "5000.0", "nan"] {
+            let errors = errors_of(&format!("[faces]\nmin_face_px = {bad}\n"));
+            assert_eq!(errors.len(), 1, "{bad}: {errors:#?}");
+            assert!(errors[0].starts_with("faces.min_face_px: must be 10..4096 pixels"), "{errors:#?}");
+        }
+        assert_eq!(errors_of("[faces]\nmin_face_px = 40.0\n"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn utc_offsets_outside_the_earth_s_range_are_refused() {
+        for bad in ["+15:00", "-12:30", "+18:00"] {
+            let errors = errors_of(&format!("[rollcalls]\nutc_offset = \"{bad}\"\n"));
+            assert_eq!(
+                errors,
+                vec![format!("rollcalls.utc_offset: \"{bad}\" is out of range: UTC offsets run from -12:00 to +14:00")]
+            );
+        }
+        for good in ["+14:00", "-12:00", "+05:45", "+00:00"] {
+            assert_eq!(errors_of(&format!("[rollcalls]\nutc_offset = \"{good}\"\n")), Vec::<String>::new(), "{good}");
+        }
+        let errors = errors_of("[rollcalls]\nutc_offset = \"8\"\n");
+        assert_eq!(errors, vec!["rollcalls.utc_offset: \"8\" is not an offset like \"+08:00\"".to_owned()]);
+    }
+
+    fn url_errors(url: &str) -> Vec<String> {
+        errors_of(&format!("[[cameras]]\nid = \"c\"\nrole = \"settlement_window\"\nurl = \"{url}\"\n"))
+    }
+
+    #[test]
+    fn passwords_with_reserved_characters_must_be_percent_encoded() {
+        for url in [
+            "rtsp://admin:hunter/2@cam/live",
+            "rtsp://admin:7531/9@cam:554/live",
+            "rtsp://admin:hunter?2@cam/live",
+            "rtsp://admin:hunter#2@cam/live",
+        ] {
+            let errors = url_errors(url);
+            assert_eq!(errors.len(), 1, "{url}: {errors:#?}");
+            assert!(errors[0].starts_with("cameras[0].url: the user name or password contains '/'"), "{errors:#?}");
+            let leaked = errors[0].contains("hunter") || errors[0].contains("7531");
+            assert!(errors[0].contains("%2F") && !leaked, "{errors:#?}");
+        }
+        // The user info ends at the last '@'; encoded characters, IPv6 hosts, ports and queries are fine.
+        for url in [
+            "rtsp://admin:p@ss@cam/live",
+            "rtsp://admin:pa%2Fss@cam:554/live",
+            "rtsp://[fd00::10]:554/live",
+            "rtsp://cam/live?user=a@b",
+            "rtsps://cam:8554/a/b",
+        ] {
+            assert_eq!(url_errors(url), Vec::<String>::new(), "{url}");
+        }
+        assert!(url_errors("rtsp://cam:port/live")[0].contains("the port must be a number 1..65535"));
+    }
+
 }

@@ -91,51 +91,107 @@ fn verify_store(dir: &Path, key: &PublicKey, report: &mut Report) {
     }
 }
 
+/// What a manifest says, as far as verification needs it.
+#[derive(Debug)]
+pub struct Manifest {
+    pub sequence: u64,
+    pub event_id: String,
+    pub previous_manifest_sha256: String,
+    /// (file name, SHA-256 hex, size in bytes) as listed; a missing or mistyped hash or size is `None`
+    /// and fails the comparison with the file.
+    pub files: Vec<(String, Option<String>, Option<u64>)>,
+}
+
+/// Parses a manifest's bytes as `vigil verify` reads them, after the signature check: JSON, canonical
+/// form, schema, and file names that stay inside the bundle. Problems are pushed to `problems` (without
+/// the bundle's name); `None` when the bytes are not a JSON object. Never panics, whatever the bytes
+/// (fuzzed: `vigil::fuzzing::manifest`).
+pub fn parse_manifest(bytes: &[u8], problems: &mut Vec<String>) -> Option<Manifest> {
+    let manifest: Value = match serde_json::from_slice(bytes) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => {
+            problems.push("manifest.json is not a JSON object".into());
+            return None;
+        }
+        Err(e) => {
+            problems.push(format!("manifest.json is not JSON: {e}"));
+            return None;
+        }
+    };
+    if canonical::to_bytes(&manifest).ok().as_deref() != Some(bytes) {
+        problems.push("manifest.json is not in canonical form".into());
+    }
+    if manifest["schema"] != SCHEMA {
+        problems.push(format!("unknown schema {}", manifest["schema"]));
+    }
+    let mut files = Vec::new();
+    for (file, expected) in manifest["files"].as_object().into_iter().flatten() {
+        // A bundle is one flat directory: a listed "../x" or "a/b" would make verify read outside it.
+        let plain = !file.is_empty() && file != "." && file != ".." && !file.contains(['/', '\0']);
+        if !plain {
+            problems.push(format!("manifest lists {file:?}, which is not a file name inside the bundle"));
+            continue;
+        }
+        files.push((file.clone(), expected["sha256"].as_str().map(str::to_owned), expected["bytes"].as_u64()));
+    }
+    Some(Manifest {
+        sequence: manifest["sequence"].as_u64().unwrap_or(0),
+        event_id: manifest["event"]["id"].as_str().unwrap_or("").to_owned(),
+        previous_manifest_sha256: manifest["previous_manifest_sha256"].as_str().unwrap_or("").to_owned(),
+        files,
+    })
+}
+
+/// SHA-256 (hex) and size of a file, read in blocks: a bundle's clip may be large.
+fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let (mut buf, mut size) = (vec![0u8; 1 << 16], 0u64);
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        context.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((crate::analyze::bundle::hex(context.finish().as_ref()), size))
+}
+
 /// Checks one bundle on its own; returns what the chain check needs when its manifest is trustworthy.
 fn check_bundle(dir: &Path, key: &PublicKey, problems: &mut Vec<String>) -> Option<Checked> {
     let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
     let mut fail = |what: String| problems.push(format!("{name}: {what}"));
-    let bytes = match std::fs::read(dir.join("manifest.json")) {
+    let bytes = match crate::input::read_limited(&dir.join("manifest.json"), crate::input::MAX_JSON_BYTES) {
         Ok(b) => b,
         Err(e) => {
             fail(format!("manifest.json unreadable: {e}"));
             return None;
         }
     };
-    let signature = std::fs::read(dir.join("manifest.sig")).unwrap_or_default();
+    let signature = crate::input::read_limited(&dir.join("manifest.sig"), 64).unwrap_or_default();
     if signature.len() != 64 || !key.verify(&bytes, &signature) {
         fail("bad signature: manifest.sig is not a signature of manifest.json by this key (altered manifest, or signed by another key)".into());
         return None;
     }
-    let manifest: Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(e) => {
-            fail(format!("manifest.json is not JSON: {e}"));
-            return None;
-        }
-    };
-    if canonical::to_bytes(&manifest).ok().as_deref() != Some(&bytes[..]) {
-        fail("manifest.json is not in canonical form".into());
+    let mut found = Vec::new();
+    let manifest = parse_manifest(&bytes, &mut found);
+    for problem in found {
+        fail(problem);
     }
-    if manifest["schema"] != SCHEMA {
-        fail(format!("unknown schema {}", manifest["schema"]));
-    }
-    let sequence = manifest["sequence"].as_u64().unwrap_or(0);
-    let event_id = manifest["event"]["id"].as_str().unwrap_or("");
+    let manifest = manifest?;
+    let (sequence, event_id) = (manifest.sequence, manifest.event_id.as_str());
     if parse_bundle_name(&name) != Some((sequence, event_id)) {
         fail(format!(
             "directory name does not match its manifest (sequence {sequence}, event {event_id}): renamed or reordered"
         ));
     }
     let pruned = dir.join("PRUNED").exists();
-    let files = manifest["files"].as_object().cloned().unwrap_or_default();
-    for (file, expected) in &files {
-        let path = dir.join(file);
-        match std::fs::read(&path) {
-            Ok(data) => {
-                if expected["sha256"].as_str() != Some(sha256_hex(&data).as_str())
-                    || expected["bytes"].as_u64() != Some(data.len() as u64)
-                {
+    for (file, sha256, size) in &manifest.files {
+        match hash_file(&dir.join(file)) {
+            Ok((actual_sha256, actual_size)) => {
+                if sha256.as_deref() != Some(actual_sha256.as_str()) || *size != Some(actual_size) {
                     fail(format!("{file} was modified (SHA-256 or size differs from the manifest)"));
                 }
             }
@@ -148,17 +204,12 @@ fn check_bundle(dir: &Path, key: &PublicKey, problems: &mut Vec<String>) -> Opti
             let file = entry.file_name().to_string_lossy().into_owned();
             let known = file == "manifest.json"
                 || file == "manifest.sig"
-                || files.contains_key(&file)
+                || manifest.files.iter().any(|(listed, _, _)| *listed == file)
                 || MARKERS.contains(&file.as_str());
             if !known {
                 fail(format!("{file} is not part of the bundle"));
             }
         }
     }
-    Some(Checked {
-        name,
-        sequence,
-        previous: manifest["previous_manifest_sha256"].as_str().unwrap_or("").to_owned(),
-        manifest_sha256: sha256_hex(&bytes),
-    })
+    Some(Checked { name, sequence, previous: manifest.previous_manifest_sha256, manifest_sha256: sha256_hex(&bytes) })
 }
