@@ -10,8 +10,8 @@
 //! - `settlement_verified` as soon as one well-seen face is the claimed person (that face is the one
 //!   recorded and boxed);
 //! - `settlement_identity_mismatch` only when nobody at the window is: every well-seen face was judged,
-//!   and no face still at the window awaits its good frames (or the deadline came). It names each
-//!   judged face's best enrolled match and distances;
+//!   and no face still at the window awaits its good frames (such a face holds the verdict back for a
+//!   bounded time). It names each judged face's best enrolled match and distances;
 //! - `settlement_no_face` when no face was well seen by the deadline.
 //!
 //! A face settling under two or more different claimed ids within a window → `identity_shared_across_ids`
@@ -151,6 +151,11 @@ struct Track {
 /// make a person leave.)
 const STILL_AT_WINDOW: Duration = Duration::from_secs(2);
 
+/// For at most this long after the first face was judged: a face that stays unjudgeable longer (turned
+/// away, too far, or a face-like pattern in the scene) must not suppress the verdict — the event then
+/// shows it as seen but not judged (`faces_seen` above the judged faces).
+const HOLD_BACK: Duration = Duration::from_secs(10);
+
 /// One open settlement watch.
 #[derive(Debug, Clone)]
 pub struct Watch {
@@ -160,6 +165,8 @@ pub struct Watch {
     pub deadline: SystemTime,
     tracks: Vec<Track>,
     frames: u64,
+    /// When a face was first well seen enough to be judged.
+    first_judged: Option<SystemTime>,
 }
 
 impl Watch {
@@ -171,6 +178,7 @@ impl Watch {
             deadline: now + watch_for,
             tracks: Vec::new(),
             frames: 0,
+            first_judged: None,
         }
     }
 
@@ -235,11 +243,17 @@ impl Watch {
             };
             return Some(self.outcome(now, verdict, vec![face]));
         }
+        if judged.is_empty() {
+            return (now >= self.deadline)
+                .then(|| self.outcome(now, Verdict::NoFace { faces_seen: self.tracks.len() }, Vec::new()));
+        }
+        let first_judged = *self.first_judged.get_or_insert(now);
         let awaited = self.tracks.iter().any(|t| {
             t.good.len() < rules.min_good_frames
                 && now.duration_since(t.last_seen).unwrap_or_default() <= STILL_AT_WINDOW
         });
-        if !judged.is_empty() && (!awaited || now >= self.deadline) {
+        let held_too_long = now.duration_since(first_judged).unwrap_or_default() >= HOLD_BACK;
+        if !awaited || held_too_long || now >= self.deadline {
             let first = &judged[0].judgement;
             let verdict = Verdict::IdentityMismatch {
                 distance: first.distance,
@@ -249,7 +263,7 @@ impl Watch {
             };
             return Some(self.outcome(now, verdict, judged));
         }
-        (now >= self.deadline).then(|| self.outcome(now, Verdict::NoFace { faces_seen: self.tracks.len() }, Vec::new()))
+        None
     }
 
     fn judge(&self, track: &Track, gallery: &SearchIndex, rules: &SettlementRules) -> JudgedFace {
@@ -518,16 +532,18 @@ mod tests {
     }
 
     /// A face at the window that has not yet passed the quality gate three times may be the claimed
-    /// person: no mismatch on the other face before the deadline; at the deadline, the event says two
-    /// faces were seen and one judged.
+    /// person: no mismatch on the other face for a while (10 s after it was judged, or until the
+    /// deadline if sooner); then the event says two faces were seen and one judged.
     #[test]
-    fn a_face_not_yet_judged_holds_back_the_mismatch_until_the_deadline() {
-        let mut watch = Watch::open("tx-3", "p-patient", "window-1", t(0), Duration::from_secs(20));
+    fn a_face_not_yet_judged_holds_back_the_mismatch_for_a_while() {
         let frames = |_| vec![face(COMPANION_BOX, COMPANION, true), face(PATIENT_BOX, PATIENT, false)];
-        let (at, outcome) = run(&mut watch, frames, 30).expect("a verdict");
-        assert_eq!(at, 20);
+        let mut watch = Watch::open("tx-3", "p-patient", "window-1", t(0), Duration::from_secs(30));
+        let (at, outcome) = run(&mut watch, frames, 40).expect("a verdict");
+        assert_eq!(at, 12, "the companion judged at 2 s, held back 10 s");
         assert!(matches!(outcome.verdict, Verdict::IdentityMismatch { .. }));
         assert_eq!((outcome.faces_seen, outcome.faces.len()), (2, 1));
+        let mut watch = Watch::open("tx-3", "p-patient", "window-1", t(0), Duration::from_secs(8));
+        assert_eq!(run(&mut watch, frames, 40).unwrap().0, 8, "the deadline comes first");
         // Once that face has left the window, the judged one is decided on at once.
         let mut watch = Watch::open("tx-4", "p-patient", "window-1", t(0), Duration::from_secs(20));
         let frames = |i| {
