@@ -200,7 +200,8 @@ fn free_space_floor_is_kept_continuously() {
     }
     let log = agent.stop();
     eprintln!(
-        "free-space floor {} MiB: lowest free {:.1} MiB, longest below the floor {:.1} s, {samples_below} of ~400 samples below",
+        "free-space floor {} MiB: lowest free {:.1} MiB, longest below the floor {:.1} s, \
+         {samples_below} of ~400 samples below",
         floor / MIB,
         lowest as f64 / MIB as f64,
         longest_below.as_secs_f64()

@@ -813,18 +813,25 @@ fn evidence_worker(
                     w.due = SystemTime::now() + retry;
                     // Kept on disk too, if saving failed when it was decided (the same full disk).
                     let saved_now = saved.is_saved(request.event_id) || saved.save(request).is_ok();
-                    if failing_since.is_none() {
+                    // An episode starts with a bundle failing for the first time while others were
+                    // written: a bundle that keeps failing (its video was never recorded) does not raise
+                    // a new ERROR each time another one is written in between; a WARN at its 8th, 16th,
+                    // 32nd, … failure keeps it visible.
+                    if w.failures >= 8 && w.failures.is_power_of_two() {
+                        warn!(event = %request.event_id, kind = %request.kind, camera = %request.camera,
+                            error = %e, failures = w.failures, "evidence bundle still not written; retried");
+                    } else if w.failures > 1 {
+                        tracing::debug!(event = %request.event_id, error = %e, failures = w.failures,
+                            retry_in = ?retry, "evidence bundle still not written");
+                    } else if failing_since.is_none() {
                         failing_since = Some(std::time::Instant::now());
                         error!(event = %request.event_id, kind = %request.kind, camera = %request.camera,
                             error = %e, saved = saved_now, waiting,
                             "EVIDENCE BUNDLE NOT WRITTEN: kept with its video pinned and retried every 2-30 s \
                              (further failures logged at WARN once per bundle until one is written)");
-                    } else if w.failures == 1 {
+                    } else {
                         warn!(event = %request.event_id, kind = %request.kind, camera = %request.camera,
                             error = %e, saved = saved_now, "evidence bundle not written yet; retried");
-                    } else {
-                        tracing::debug!(event = %request.event_id, error = %e, failures = w.failures,
-                            retry_in = ?retry, "evidence bundle still not written");
                     }
                     i += 1;
                 }
@@ -1016,7 +1023,8 @@ fn retention_worker(config: &Config, stop: &AtomicBool, settled: &Mutex<Settleme
             }
             Err(e) if !check_failing => {
                 check_failing = true;
-                error!(error = %e, dir = %recordings.display(), "cannot check or make free disk space (retried every second)");
+                error!(error = %e, dir = %recordings.display(),
+                    "cannot check or make free disk space (retried every second)");
             }
             Err(_) => {}
         }
