@@ -154,7 +154,7 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         write(&path, b"two", PRIVATE_FILE).unwrap();
         assert_eq!((std::fs::read(&path).unwrap(), mode(&path)), (b"two".to_vec(), 0o600));
-        assert!(leftovers(&path.parent().unwrap().to_owned()).is_empty());
+        assert!(leftovers(path.parent().unwrap()).is_empty());
     }
 
     /// A crash between writing the temp file and the rename: the old content stays, and the temp file
