@@ -81,27 +81,35 @@ fn parent_of(path: &Path) -> &Path {
     path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
-/// The target's directory (created) and a fresh temp name in it; removes temp files of this target left
-/// by a process that crashed (they carry another process id).
+/// The target's directory (created) and a fresh temp name in it (`.<name>.tmp.<pid>.<n>`); removes temp
+/// files of this target left by a process that died (its pid no longer runs). A live process's temp
+/// file (a `vigil enroll` beside the agent) is its own.
 fn prepare(path: &Path) -> io::Result<(PathBuf, PathBuf)> {
     let dir = parent_of(path).to_owned();
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{} is not a file path", path.display())))?;
     create_dir(&dir, PRIVATE_DIR)?;
-    let prefix = temp_prefix(name);
-    let ours = format!("{}{}.", prefix.to_string_lossy(), std::process::id());
+    let prefix = temp_prefix(name).to_string_lossy().into_owned();
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for entry in entries.flatten() {
             let file = entry.file_name();
-            let file = file.to_string_lossy();
-            if file.starts_with(&*prefix.to_string_lossy()) && !file.starts_with(&ours) {
+            let writer =
+                file.to_string_lossy().strip_prefix(&prefix).and_then(|rest| rest.split('.').next()?.parse().ok());
+            if writer.is_some_and(|pid: u32| !running(pid)) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
     }
-    let tmp = dir.join(format!("{ours}{}", NEXT_TEMP.fetch_add(1, Ordering::Relaxed)));
-    Ok((dir, tmp))
+    let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
+    Ok((dir.clone(), dir.join(format!("{prefix}{}.{n}", std::process::id()))))
+}
+
+/// Whether a process with this id exists (signal 0 checks without sending anything).
+fn running(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+    // SAFETY: kill with signal 0 sends nothing; it only reports whether the process exists.
+    pid > 0 && (unsafe { libc::kill(pid, 0) } == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
 }
 
 /// `.<name>.tmp.`: hidden, and never the name of a file the agent reads.
@@ -154,7 +162,7 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         write(&path, b"two", PRIVATE_FILE).unwrap();
         assert_eq!((std::fs::read(&path).unwrap(), mode(&path)), (b"two".to_vec(), 0o600));
-        assert!(leftovers(&path.parent().unwrap().to_owned()).is_empty());
+        assert!(leftovers(path.parent().unwrap()).is_empty());
     }
 
     /// A crash between writing the temp file and the rename: the old content stays, and the temp file
@@ -174,6 +182,12 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"new roster");
         assert!(!crashed.exists(), "the dead process's temp file is cleaned at the next write");
         assert!(other.exists(), "temp files of other targets are theirs to clean");
+
+        // A live writer's temp file (here: this process's parent, still running) is left alone.
+        let live = dir.path().join(format!(".roster.json.tmp.{}.0", std::os::unix::process::parent_id()));
+        std::fs::write(&live, b"in flight").unwrap();
+        write(&path, b"newer roster", PRIVATE_FILE).unwrap();
+        assert!(live.exists(), "a running process's temp file is not removed under it");
     }
 
     #[test]

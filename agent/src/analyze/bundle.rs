@@ -148,8 +148,12 @@ impl Bundle {
 
 /// The whole file, or None when it is larger than [`MAX_MODEL_BYTES`].
 fn read_bounded(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    let file = std::fs::File::open(path)?;
+    if file.metadata()?.len() > MAX_MODEL_BYTES {
+        return Ok(None);
+    }
     let mut bytes = Vec::new();
-    std::fs::File::open(path)?.take(MAX_MODEL_BYTES + 1).read_to_end(&mut bytes)?;
+    file.take(MAX_MODEL_BYTES + 1).read_to_end(&mut bytes)?; // bounded even if it grows meanwhile
     Ok((bytes.len() as u64 <= MAX_MODEL_BYTES).then_some(bytes))
 }
 
