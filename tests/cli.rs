@@ -219,7 +219,8 @@ fn check_config_refuses_unencoded_slash_in_camera_password() {
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(
-            stderr.contains("cameras[0].url: the user name or password contains '/'") && stderr.contains("%2F"),
+            stderr.contains("cameras[0].url: the user name or password contains '/', '?', '#' or '@'")
+                && stderr.contains("%2F"),
             "{stderr}"
         );
         assert!(!stderr.contains("hunter"), "the password leaked: {stderr}");

@@ -366,8 +366,9 @@ fn check_source_url(errors: &mut Errors, path: &str, url: &str) {
     };
     match scheme {
         "rtsp" | "rtsps" => {
-            // The authority ends at the first '/', '?' or '#' (RFC 3986, as GStreamer's RTSP URL parser
-            // reads it); the user info in it ends at its last '@'.
+            // The authority ends at the first '/', '?' or '#' (RFC 3986); the user info in it ends at its
+            // last '@'. GStreamer's RTSP URL parser ends the user info at the first '@' instead, so a
+            // literal '@' in a password must be refused as well as a '/'.
             let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
             let (authority, tail) = rest.split_at(end);
             let path_part = tail.split(['?', '#']).next().unwrap_or("");
@@ -384,13 +385,14 @@ fn check_source_url(errors: &mut Errors, path: &str, url: &str) {
                 },
             };
             let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
-            if !authority.contains('@') && tail.contains('@') && (path_part.contains('@') || !port_ok) {
+            let cut_short = !authority.contains('@') && tail.contains('@') && (path_part.contains('@') || !port_ok);
+            if cut_short || authority.matches('@').count() > 1 {
                 // `rtsp://admin:pa/ss@cam/live`: a '/' (or '?', '#') in the password cuts the authority
                 // short, so the camera would be dialled at host "admin" and the password taken for a path.
                 // The URL is not shown: the redaction cannot find a password the URL does not delimit.
                 errors.add(
                     path,
-                    "the user name or password contains '/', '?' or '#' (or the path contains '@'): \
+                    "the user name or password contains '/', '?', '#' or '@' (or the path contains '@'): \
                      percent-encode them ('/' as %2F, '?' as %3F, '#' as %23, '@' as %40); the URL is not \
                      shown because it holds a password",
                 );
@@ -621,17 +623,20 @@ mod tests {
             "rtsp://admin:7531/9@cam:554/live",
             "rtsp://admin:hunter?2@cam/live",
             "rtsp://admin:hunter#2@cam/live",
+            "rtsp://admin:hunter@2@cam/live",
         ] {
             let errors = url_errors(url);
             assert_eq!(errors.len(), 1, "{url}: {errors:#?}");
-            assert!(errors[0].starts_with("cameras[0].url: the user name or password contains '/'"), "{errors:#?}");
+            assert!(
+                errors[0].starts_with("cameras[0].url: the user name or password contains '/', '?', '#' or '@'"),
+                "{errors:#?}"
+            );
             let leaked = errors[0].contains("hunter") || errors[0].contains("7531");
             assert!(errors[0].contains("%2F") && !leaked, "{errors:#?}");
         }
-        // The user info ends at the last '@'; encoded characters, IPv6 hosts, ports and queries are fine.
+        // Encoded characters, IPv6 hosts, ports and queries are fine.
         for url in [
-            "rtsp://admin:p@ss@cam/live",
-            "rtsp://admin:pa%2Fss@cam:554/live",
+            "rtsp://admin:pa%2Fss%40@cam:554/live",
             "rtsp://[fd00::10]:554/live",
             "rtsp://cam/live?user=a@b",
             "rtsps://cam:8554/a/b",
