@@ -212,7 +212,7 @@ fn parse_offset(text: &str) -> Result<i32, String> {
 impl Rollcalls {
     /// The site's offset (seconds east of UTC): roll-call times, and platform times given without one.
     pub fn utc_offset_secs(&self) -> Option<i32> {
-        parse_offset(&self.utc_offset)
+        parse_offset(&self.utc_offset).ok()
     }
 
     /// The roll-call schedule with `seed`; every problem with the settings listed (field, message).
