@@ -1,6 +1,6 @@
 //! A camera that reconnects again and again must never hang (issue 12: about 1 in 200–300 reconnects
 //! the supervisor blocked for good in `set_state(Null)` against rtspsrc's streaming thread, the camera
-//! went silently dead and SIGTERM hung). Three stories:
+//! went silently dead and SIGTERM hung). Four stories:
 //! - a real RTSP server (a child process) serves a short clip without looping, so every connection
 //!   ends after 0.12 s; the camera reconnects `VIGIL_RECONNECTS` times (default 800, about 2.5 min on
 //!   a loaded 2-core box; 1,000 took 195 s there), every outage reported once, and stops in bound;
@@ -8,6 +8,7 @@
 //!   fresh pipeline brings the camera back;
 //! - a full disk (a 1 MiB tmpfs; needs root) stops the recording, not the camera: one
 //!   `recording_stopped`, analysis goes on, `recording_resumed` once there is room again.
+//! - `vigil run` with that reconnecting camera stops within its bound on SIGTERM and exits 0.
 
 mod common;
 

@@ -9,8 +9,10 @@
 //! `source::camera`), then the decision sink drains and the evidence worker finishes — and the
 //! publisher up to 5 s more to deliver. Threads still busy at the deadline are named in a WARN and
 //! left behind; the process exits 0 all the same, about 15 s after the signal at worst (the unit's
-//! `TimeoutStopSec` is 30 s). Nothing accepted is lost by leaving them: every event is in the outbox
-//! before it counts, and unwritten evidence requests are saved and written at the next start.
+//! `TimeoutStopSec` is 30 s). What leaving them can lose is bounded too: a camera left behind is one
+//! whose pipeline is stuck (it has no frames to decide on), evidence requests not yet written are saved
+//! and written at the next start, and only decisions still queued for the sink at the deadline (none,
+//! unless the outbox itself is stuck) would be dropped.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -8,6 +8,10 @@
 //! start that has not returned after `state_change_timeout`, or a stop (end-of-stream included) after
 //! `eos_timeout` + `teardown_timeout`, is abandoned — the old pipeline is left behind on purpose,
 //! counted in [`CameraCounters`] and logged with the camera id — and a fresh pipeline is started.
+//! The hang seen (GStreamer 1.22): rtspsrc's own task, stopping its rtpbin after a stream ended, waits
+//! for a jitterbuffer pad's lock whose loop never wakes, and `set_state(Null)` waits for rtspsrc.
+//! Such a pipeline stays stuck until the process exits, with its threads; from `STUCK_ALARM` (5) of
+//! them on, each new one is logged at ERROR, advising a restart.
 //! A watchdog thread ([`liveness::Watchdog`]) raises `camera_offline` when no frame has come for
 //! `stall_secs` + `watchdog_margin`, whatever the supervisor is doing; the two share one announced
 //! state ([`Liveness`]), so an outage is reported once.
@@ -41,6 +45,9 @@ use super::recorder;
 use super::slot::FrameSlot;
 use crate::config::Camera;
 use crate::decide::{Decision, DecisionKind};
+
+/// Stuck pipelines of one camera from which an abandoned teardown is logged at ERROR (restart advised).
+const STUCK_ALARM: u64 = 5;
 
 /// A restarted recording counts as working once a segment has been open this long without error.
 pub const RECORDING_PROBATION: Duration = Duration::from_secs(3);
@@ -484,9 +491,16 @@ impl CameraWorker {
         );
         if stopped.is_none() {
             let total = self.counters.abandoned_teardowns.fetch_add(1, Ordering::Relaxed) + 1;
-            warn!(camera = %self.camera.id, deadline_secs = deadline.as_secs_f64(), abandoned = total,
-                stuck = self.counters.stuck(),
-                "pipeline did not stop in time: left behind (leaked) and replaced by a fresh one");
+            let stuck = self.counters.stuck();
+            if stuck >= STUCK_ALARM {
+                // Each holds a dozen threads and its buffers until the process exits.
+                error!(camera = %self.camera.id, deadline_secs = deadline.as_secs_f64(), abandoned = total, stuck,
+                    "pipeline did not stop in time: left behind and replaced; this many stuck pipelines \
+                     hold threads and memory, restart the agent to free them");
+            } else {
+                warn!(camera = %self.camera.id, deadline_secs = deadline.as_secs_f64(), abandoned = total, stuck,
+                    "pipeline did not stop in time: left behind (leaked) and replaced by a fresh one");
+            }
         }
         self.prune();
     }
