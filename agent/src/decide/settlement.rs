@@ -92,14 +92,21 @@ pub struct FaceJudgement {
 }
 
 /// A judged face with the mean embedding of its good frames (for card-lending checks).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct JudgedFace {
     pub judgement: FaceJudgement,
     pub embedding: Embedding,
 }
 
+/// Outcomes are logged with their decisions: never the embedding (biometric data stays out of logs).
+impl std::fmt::Debug for JudgedFace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JudgedFace").field("judgement", &self.judgement).finish_non_exhaustive()
+    }
+}
+
 /// What the watch concluded.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Outcome {
     pub transaction_id: String,
     pub claimed_id: String,
@@ -115,6 +122,22 @@ pub struct Outcome {
     pub embedding: Option<Embedding>,
     /// Box of the decisive face in the last frame it was seen.
     pub bbox: Option<BBox>,
+}
+
+/// Without the embedding: outcomes end up in decision logs (a dialysis verdict carries one).
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outcome")
+            .field("transaction_id", &self.transaction_id)
+            .field("claimed_id", &self.claimed_id)
+            .field("camera", &self.camera)
+            .field("at", &humantime::format_rfc3339_millis(self.at))
+            .field("verdict", &self.verdict)
+            .field("faces", &self.faces)
+            .field("faces_seen", &self.faces_seen)
+            .field("bbox", &self.bbox)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Outcome {
@@ -508,6 +531,16 @@ mod tests {
         let recorded = outcome.settled_faces();
         assert_eq!(recorded.len(), 1, "only the verified face is recorded for card lending");
         assert_eq!(recorded[0].embedding, [PATIENT; 128]);
+    }
+
+    /// Decision logs print outcomes (dialysis verdicts carry one): no embedding may appear in them.
+    #[test]
+    fn outcomes_are_logged_without_embeddings() {
+        let mut watch = Watch::open("tx-5", "p-other", "window-1", t(0), Duration::from_secs(30));
+        let (_, outcome) = run(&mut watch, |_| vec![face(PATIENT_BOX, 0.012_345_6, true)], 30).unwrap();
+        assert!(outcome.embedding.is_some_and(|e| (e[0] - 0.012_345_6).abs() < 1e-6));
+        let text = format!("{outcome:?}");
+        assert!(text.contains("p-patient") && !text.contains("embedding") && !text.contains("0.01234"), "{text}");
     }
 
     #[test]
