@@ -960,8 +960,8 @@ fn rollcall_seed(config: &Config) -> anyhow::Result<u64> {
 /// floor's worth of disk in minutes, not hours.
 const FREE_SPACE_EVERY: Duration = Duration::from_secs(1);
 
-/// Every second: keep free disk space above `retention.min_free_bytes` by deleting as many of the oldest
-/// recording segments as it takes (never evidence, never video pinned by a bundle not yet written).
+/// Every second and after each closed segment: keep free disk space above `retention.min_free_bytes` by
+/// deleting as many of the oldest recording segments as it takes (never evidence, never video pinned by a bundle not yet written).
 /// Every minute: prune acknowledged, expired, unheld bundles and expired settlement faces.
 fn retention_worker(config: &Config, stop: &AtomicBool, settled: &Mutex<SettlementLog>) {
     let recordings = config.storage.recordings_dir();
@@ -973,10 +973,16 @@ fn retention_worker(config: &Config, stop: &AtomicBool, settled: &Mutex<Settleme
     let mut check_failing = false;
     let (mut next_check, mut next_prune) = (std::time::Instant::now(), std::time::Instant::now());
     let (mut evicted, mut evicted_bytes) = (0u64, 0u64);
+    let mut segments_seen = recorder::wait_for_segment(u64::MAX, Duration::ZERO);
     while !stop.load(Ordering::Relaxed) {
         let now = std::time::Instant::now();
         if now < next_check {
-            std::thread::sleep(Duration::from_millis(100).min(next_check - now));
+            // Also right after a camera closes a segment.
+            let closed = recorder::wait_for_segment(segments_seen, Duration::from_millis(100).min(next_check - now));
+            if closed > segments_seen {
+                segments_seen = closed;
+                next_check = std::time::Instant::now();
+            }
             continue;
         }
         next_check = now + FREE_SPACE_EVERY;

@@ -1,13 +1,14 @@
 //! The recording ring of one camera: `<recordings_dir>/<camera>/<unix ms>.mp4` segments, oldest deleted
 //! first when the camera's disk budget is exceeded ([`prune`], after each segment) or when free disk
-//! space falls below `retention.min_free_bytes` ([`make_room`], every second, across cameras).
+//! space falls below `retention.min_free_bytes` ([`make_room`], every second and after each segment,
+//! across cameras).
 //!
 //! Neither ever deletes a camera's newest segment (it may be open) nor a segment **pinned** by an
 //! evidence bundle not yet written ([`Pins`]): the video a bundle needs is kept until the bundle exists.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Condvar, LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A recorded segment: file, start time (from its name) and size.
@@ -121,9 +122,26 @@ fn remove(segment: &Segment) -> std::io::Result<bool> {
     }
 }
 
+/// Segments closed in this process (counted by [`prune`], which cameras call after each one), so the
+/// free-space check can run right after a segment closes, not only on its timer.
+static CLOSED: (Mutex<u64>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// Waits up to `timeout` for a segment to close after the `seen`-th; returns the count now.
+pub fn wait_for_segment(seen: u64, timeout: Duration) -> u64 {
+    let (count, closed) = &CLOSED;
+    let guard = count.lock().unwrap_or_else(|e| e.into_inner());
+    let (guard, _) = closed.wait_timeout_while(guard, timeout, |n| *n <= seen).unwrap_or_else(|e| e.into_inner());
+    *guard
+}
+
 /// Deletes the oldest segments until the camera's total is within `max_bytes`, never the newest one
-/// (it may be open) nor a pinned one. Returns the deleted segments.
+/// (it may be open) nor a pinned one. Returns the deleted segments. Called after every segment.
 pub fn prune(dir: &Path, max_bytes: u64) -> std::io::Result<Vec<Segment>> {
+    {
+        let (count, closed) = &CLOSED;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        closed.notify_all();
+    }
     prune_pinned(dir, max_bytes, &pins().intervals(dir))
 }
 
@@ -411,6 +429,18 @@ mod tests {
         // Enough free: nothing listed or deleted.
         let room = make_room_pinned(dir.path(), 100, intervals, free).unwrap();
         assert_eq!(room.deleted, 0);
+    }
+
+    #[test]
+    fn a_closed_segment_wakes_the_free_space_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = wait_for_segment(u64::MAX, Duration::ZERO);
+        let started = Instant::now();
+        let waiter = std::thread::spawn(move || wait_for_segment(seen, Duration::from_secs(30)));
+        std::thread::sleep(Duration::from_millis(50));
+        prune(dir.path(), 0).unwrap();
+        assert!(waiter.join().unwrap() > seen);
+        assert!(started.elapsed() < Duration::from_secs(30), "woken by the segment, not the timeout");
     }
 
     #[test]
