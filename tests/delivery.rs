@@ -406,6 +406,35 @@ fn broker_unreachable_at_start_is_logged_at_warn() {
     eprintln!("{}", log.lines(&["MQTT"]).join("\n"));
 }
 
+/// The same through `vigil run`, as the issue saw it (its only MQTT line was "MQTT delivery configured"):
+/// the agent says at WARN that it cannot reach the broker, and says when it is back.
+#[test]
+fn agent_says_at_warn_that_the_broker_is_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut broker = Mosquitto::start(root);
+    broker.stop();
+    let platform = common::agent::Platform::new(root);
+    let config = root.join("vigil.toml");
+    std::fs::write(&config, common::agent::config_head(broker.port, &platform)).unwrap();
+    assert!(common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap().status.success());
+    let agent = common::agent::Agent::start(&config, root.join("agent.log"));
+    let has = |parts: &[&str]| agent.log_text().lines().any(|l| parts.iter().all(|p| l.contains(p)));
+    assert!(
+        common::mqtt::wait(Duration::from_secs(60), || has(&["WARN", "MQTT cannot connect", "connection refused"])),
+        "{}",
+        agent.log_text()
+    );
+    broker.restart();
+    assert!(
+        common::mqtt::wait(Duration::from_secs(30), || has(&["MQTT connected again after an outage", "down_for="])),
+        "{}",
+        agent.log_text()
+    );
+    let log = agent.stop();
+    assert_eq!(log.lines().filter(|l| l.contains("MQTT cannot connect")).count(), 1, "{log}");
+}
+
 /// mosquitto with a plain listener (for the platform's subscriber) and a TLS one using `dir`'s
 /// certificates; returns (broker, plain port, TLS port).
 fn tls_broker(dir: &Path, require_certificate: bool) -> (std::process::Child, u16, u16) {
