@@ -156,7 +156,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                 registry: registry.clone(),
                 on_delivered: None,
             };
-            info!(host = %mqtt.host, topics = %base, "MQTT delivery configured");
+            info!(host = %redact_url(&mqtt.host), topics = %base, "MQTT delivery configured");
             Some(tokio::spawn(publisher.run()))
         }
         None => {
