@@ -178,7 +178,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                 registry: registry.clone(),
                 on_delivered: None,
             };
-            info!(host = %mqtt.host, topics = %base, "MQTT delivery configured");
+            info!(host = %redact_url(&mqtt.host), topics = %base, "MQTT delivery configured");
             Some(tokio::spawn(publisher.run()))
         }
         None => {
@@ -1338,5 +1338,24 @@ mod tests {
         assert_eq!(report.summary.absent, 1);
         let streak = restarted.streak("ward-3", "bed-2");
         assert_eq!(streak, absent.len() as u32 + 1);
+    }
+
+    /// The seed is made once, durably (0600, no temp file left); one cut short by a crash under an older
+    /// version is named with the fix instead of an opaque parse error.
+    #[test]
+    fn rollcall_seed_is_created_once_and_a_cut_one_is_named_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let text =
+            format!("[site]\nid = \"h\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"{}\"\n", dir.path().display());
+        let config = crate::config::parse(Path::new("t.toml"), &text).unwrap();
+        let seed = rollcall_seed(&config).unwrap();
+        assert_eq!(rollcall_seed(&config).unwrap(), seed, "the same seed after a restart");
+        let path = dir.path().join("keys/rollcall.seed");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_dir(dir.path().join("keys")).unwrap().count(), 1, "no temp file left");
+        std::fs::write(&path, "").unwrap();
+        let err = format!("{:#}", rollcall_seed(&config).unwrap_err());
+        assert!(err.contains("keys/rollcall.seed") && err.contains("delete it"), "{err}");
     }
 }
