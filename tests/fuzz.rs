@@ -284,17 +284,17 @@ const MANIFEST_TOKENS: &[&[u8]] = &[
 
 #[test]
 fn command_parser_survives_mutated_commands() {
-    fuzz("command", fuzzing::command, &command_seeds(), COMMAND_TOKENS, 20000);
+    fuzz("command", fuzzing::command, &command_seeds(), COMMAND_TOKENS, 15000);
 }
 
 #[test]
 fn config_loader_survives_mutated_configs() {
-    fuzz("config", fuzzing::config, &config_seeds(), CONFIG_TOKENS, 6000);
+    fuzz("config", fuzzing::config, &config_seeds(), CONFIG_TOKENS, 5000);
 }
 
 #[test]
 fn image_decoder_survives_mutated_photos_with_exif() {
-    fuzz("image", fuzzing::image, &image_seeds(), IMAGE_TOKENS, 15000);
+    fuzz("image", fuzzing::image, &image_seeds(), IMAGE_TOKENS, 10000);
 }
 
 #[test]
@@ -308,7 +308,7 @@ fn manifest_parser_survives_mutated_manifests() {
     let files: Vec<&str> = manifest.files.iter().map(|(f, _, _)| f.as_str()).collect();
     assert_eq!((manifest.sequence, files), (1, vec!["clip.mp4", "snapshot.jpg"]));
     let seeds = vec![real, b"{}".to_vec(), br#"{"files":{"a":{"bytes":1,"sha256":"x"}},"sequence":2}"#.to_vec()];
-    fuzz("manifest", fuzzing::manifest, &seeds, MANIFEST_TOKENS, 40000);
+    fuzz("manifest", fuzzing::manifest, &seeds, MANIFEST_TOKENS, 30000);
 }
 
 // Regression tests: defects found on the way, each named after what it was.

@@ -615,7 +615,9 @@ fn sign_command(
         eprintln!("vigil sign-command: {message}");
         ExitCode::FAILURE
     };
-    let Ok(pem) = std::fs::read_to_string(key) else { return fail(format!("cannot read {}", key.display())) };
+    let Ok(pem) = vigil::input::read_text_limited(key, vigil::input::MAX_TEXT_BYTES) else {
+        return fail(format!("cannot read {}", key.display()));
+    };
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     use base64::Engine;
     let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body.trim()) else {
