@@ -228,13 +228,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     drop(presence);
     drop(decisions_tx);
     drop(evidence_tx);
-    let emitter = Emitter {
-        outbox: outbox.clone(),
-        wake: wake.clone(),
-        base: base.clone(),
-        site: config.site.id.clone(),
-        device: config.site.device_id.clone(),
-    };
+    let emitter = Emitter::new(outbox.clone(), wake.clone(), &base, &config.site.id, &config.site.device_id);
     let (evidence_stop, evidence_emitter) = (stop.clone(), emitter.clone());
     let evidence = std::thread::Builder::new()
         .name("vigil-evidence".into())
@@ -252,10 +246,19 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
             let decision = match decisions_rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(decision) => decision,
                 Err(mpsc::RecvTimeoutError::Timeout) if sink_done.load(Ordering::Relaxed) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    emitter.retry_held();
+                    continue;
+                }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
-            record_decision(&emitter, &decision);
+            record_decision(&emitter, decision);
+        }
+        // Last chance for events the outbox refused (the evidence worker has stopped by now or soon will).
+        emitter.retry_held();
+        let lost = emitter.held_count();
+        if lost > 0 {
+            error!(events = lost, "EVENTS LOST at shutdown: the outbox could not take them (disk full?)");
         }
     })?;
     info!(site = %config.site.id, device = %config.site.device_id, cameras = config.cameras.len(), "vigil started");
@@ -623,35 +626,109 @@ struct Emitter {
     base: String,
     site: String,
     device: String,
+    /// Events the outbox could not take yet (disk full, I/O error), oldest first.
+    held: Arc<Mutex<Held>>,
+}
+
+/// At most this many events wait in memory for the outbox; beyond, the oldest is lost (ERROR each).
+const MAX_HELD_EVENTS: usize = 10_000;
+
+/// An event waiting for the outbox, and what may happen only once the outbox has it.
+struct HeldEvent {
+    record: NewRecord,
+    on_commit: Box<dyn FnOnce() + Send>,
+}
+
+#[derive(Default)]
+struct Held {
+    events: std::collections::VecDeque<HeldEvent>,
+    /// Since when the outbox refuses events (None: it takes them).
+    failing_since: Option<std::time::Instant>,
 }
 
 impl Emitter {
-    /// Whether the record is committed. A failure is logged here at ERROR (the event is lost); the
-    /// caller must not act on the event, nor say it happened, unless this returned true.
-    fn emit(&self, record: NewRecord) -> bool {
-        let result = self.outbox.lock().unwrap_or_else(|e| e.into_inner()).append(&record);
-        match result {
-            Ok(_) => {
-                self.wake.notify_one();
-                true
+    fn new(outbox: Arc<Mutex<Outbox>>, wake: Arc<tokio::sync::Notify>, base: &str, site: &str, device: &str) -> Self {
+        Emitter {
+            outbox,
+            wake,
+            base: base.to_owned(),
+            site: site.to_owned(),
+            device: device.to_owned(),
+            held: Arc::default(),
+        }
+    }
+
+    /// Commits the record to the outbox, then runs `on_commit` (a log line claiming the event, the
+    /// removal of what the event replaces). When the outbox cannot take it, the record waits in memory
+    /// behind the others and is committed, in order, by a later `emit` or [`Emitter::retry_held`]:
+    /// nothing accepted is dropped because a write failed once (a full disk clears within seconds when
+    /// the retention worker makes room). Returns whether it is committed now.
+    fn emit(&self, record: NewRecord, on_commit: impl FnOnce() + Send + 'static) -> bool {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.events.push_back(HeldEvent { record, on_commit: Box::new(on_commit) });
+        self.commit_held(&mut held);
+        held.events.is_empty()
+    }
+
+    /// Tries again to commit the events waiting in memory (called every fraction of a second).
+    fn retry_held(&self) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if !held.events.is_empty() {
+            self.commit_held(&mut held);
+        }
+    }
+
+    /// How many events wait in memory.
+    fn held_count(&self) -> usize {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).events.len()
+    }
+
+    fn commit_held(&self, held: &mut Held) {
+        let mut committed = 0usize;
+        {
+            let mut outbox = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+            while let Some(event) = held.events.front() {
+                match outbox.append(&event.record) {
+                    Ok(_) => {
+                        let event = held.events.pop_front().expect("front exists");
+                        (event.on_commit)();
+                        committed += 1;
+                    }
+                    Err(e) => {
+                        if held.failing_since.is_none() {
+                            held.failing_since = Some(std::time::Instant::now());
+                            error!(event_id = %event.record.event_id, topic = %event.record.topic, error = %e,
+                                "OUTBOX CANNOT TAKE EVENTS: they wait in memory and are retried; they are lost \
+                                 only if the agent stops before the outbox takes them");
+                        }
+                        while held.events.len() > MAX_HELD_EVENTS {
+                            let lost = held.events.pop_front().expect("not empty");
+                            error!(event_id = %lost.record.event_id, topic = %lost.record.topic,
+                                max = MAX_HELD_EVENTS, "EVENT LOST: too many events wait for the outbox");
+                        }
+                        break;
+                    }
+                }
             }
-            Err(e) => {
-                error!(event_id = %record.event_id, topic = %record.topic, error = %e, "EVENT NOT RECORDED in the outbox");
-                false
-            }
+        }
+        if committed > 0 {
+            self.wake.notify_one();
+        }
+        if let (true, Some(since)) = (held.events.is_empty(), held.failing_since) {
+            held.failing_since = None;
+            warn!(failing_for = ?since.elapsed(), committed, "the outbox takes events again; the events that waited are committed");
         }
     }
 }
 
 /// Commits the decision's event to the outbox, then logs the decision: the log never claims a decision
 /// that a crash could lose (docs/outbox.md, invariant 1).
-fn record_decision(emitter: &Emitter, decision: &Decision) {
-    let record = events::decision_record(&emitter.base, &emitter.site, &emitter.device, decision);
-    if emitter.emit(record) {
-        log_decision(decision);
-    } else {
-        error!(decision = decision.name(), camera = %decision.camera, event_id = %decision.id,
-            "DECISION NOT RECORDED: the outbox refused its event, the platform will not receive it");
+fn record_decision(emitter: &Emitter, decision: Decision) {
+    let record = events::decision_record(&emitter.base, &emitter.site, &emitter.device, &decision);
+    let (name, camera, id) = (decision.name(), decision.camera.clone(), decision.id);
+    if !emitter.emit(record, move || log_decision(&decision)) {
+        error!(decision = name, %camera, event_id = %id,
+            "DECISION NOT RECORDED YET: the outbox refused its event; it waits in memory and is retried");
     }
 }
 
@@ -726,7 +803,7 @@ fn evidence_retry_after(failures: u32) -> Duration {
 /// tried once with what was recorded so far; those failing are written at the next start.
 fn evidence_worker(
     mut store: Store,
-    saved: &Pending,
+    saved: &Arc<Pending>,
     requests: mpsc::Receiver<EvidenceRequest>,
     stop: Arc<AtomicBool>,
     emitter: Emitter,
@@ -734,8 +811,10 @@ fn evidence_worker(
     const MARGIN: Duration = Duration::from_secs(3);
     let announce = |request: &EvidenceRequest, bundle: &store::BundleInfo| {
         let name = bundle.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        // The saved request is the only trace of the announcement until the outbox holds it.
-        let announced = emitter.emit(events::evidence_record(
+        let (saved, event_id) = (saved.clone(), request.event_id);
+        // The saved request is removed only once the outbox holds the announcement (it may wait in memory
+        // for a full disk to clear).
+        let record = events::evidence_record(
             &emitter.base,
             &emitter.site,
             &emitter.device,
@@ -744,13 +823,16 @@ fn evidence_worker(
             &name,
             bundle.sequence,
             &bundle.manifest_sha256,
-        ));
-        if !announced {
-            return;
-        }
-        if let Err(e) = saved.remove(request.event_id) {
-            warn!(event = %request.event_id, error = %e, "cannot remove the saved evidence request");
-        }
+        );
+        let (kind, camera, sequence) = (request.kind.clone(), request.camera.clone(), bundle.sequence);
+        let announcement = record.event_id.clone();
+        emitter.emit(record, move || {
+            info!(event_id = %announcement, for_event_id = %event_id, kind = %kind, camera = %camera, sequence,
+                "evidence bundle announced");
+            if let Err(e) = saved.remove(event_id) {
+                warn!(event = %event_id, error = %e, "cannot remove the saved evidence request");
+            }
+        });
     };
     let waiting_for = |request: EvidenceRequest| Waiting {
         due: request.clip_to + MARGIN,
@@ -775,6 +857,7 @@ fn evidence_worker(
     let mut failing_since: Option<std::time::Instant> = None;
     let mut open = true;
     while open || pending.iter().any(|w| !w.tried_at_stop) {
+        emitter.retry_held();
         match requests.recv_timeout(Duration::from_millis(500)) {
             Ok(request) => pending.push(waiting_for(request)),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -1155,25 +1238,27 @@ fn log_decision(decision: &Decision) {
     let at = humantime::format_rfc3339_millis(decision.at);
     match &decision.kind {
         DecisionKind::CameraOffline { reason } => {
-            warn!(decision = decision.name(), camera = %decision.camera, %at, reason, "decision")
+            warn!(decision = decision.name(), event_id = %decision.id, camera = %decision.camera, %at, reason, "decision")
         }
         DecisionKind::CameraTamper { tamper } => {
-            warn!(decision = decision.name(), camera = %decision.camera, %at, tamper = tamper.as_str(), "decision")
+            warn!(decision = decision.name(), event_id = %decision.id, camera = %decision.camera, %at, tamper = tamper.as_str(), "decision")
         }
         DecisionKind::CameraTamperCleared { tamper } => {
-            info!(decision = decision.name(), camera = %decision.camera, %at, tamper = tamper.as_str(), "decision")
+            info!(decision = decision.name(), event_id = %decision.id, camera = %decision.camera, %at, tamper = tamper.as_str(), "decision")
         }
         DecisionKind::CameraOnline
         | DecisionKind::RecordingResumed { .. }
         | DecisionKind::SettlementVerified { .. }
         | DecisionKind::PhysicianShiftSummary(_)
         | DecisionKind::RollcallSummary(_) => {
-            info!(decision = decision.name(), camera = %decision.camera, %at, kind = ?decision.kind, "decision")
+            info!(decision = decision.name(), event_id = %decision.id, camera = %decision.camera, %at, kind = ?decision.kind, "decision")
         }
         DecisionKind::Dialysis(o) if o.verdict == crate::decide::dialysis::SessionVerdict::Verified => {
-            info!(decision = decision.name(), camera = %decision.camera, %at, kind = ?decision.kind, "decision")
+            info!(decision = decision.name(), event_id = %decision.id, camera = %decision.camera, %at, kind = ?decision.kind, "decision")
         }
-        _ => warn!(decision = decision.name(), camera = %decision.camera, %at, kind = ?decision.kind, "decision"),
+        _ => {
+            warn!(decision = decision.name(), event_id = %decision.id, camera = %decision.camera, %at, kind = ?decision.kind, "decision")
+        }
     }
 }
 
@@ -1203,13 +1288,13 @@ mod tests {
     fn decision_logged_only_after_outbox_commit() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("outbox.sqlite");
-        let emitter = Emitter {
-            outbox: Arc::new(Mutex::new(Outbox::open(&path, 100).unwrap())),
-            wake: Arc::new(tokio::sync::Notify::new()),
-            base: "vigil/v1/h/d".into(),
-            site: "h".into(),
-            device: "d".into(),
-        };
+        let emitter = Emitter::new(
+            Arc::new(Mutex::new(Outbox::open(&path, 100).unwrap())),
+            Arc::new(tokio::sync::Notify::new()),
+            "vigil/v1/h/d",
+            "h",
+            "d",
+        );
         /// Each log line, with whether the outbox held the event when the line was written.
         #[derive(Clone)]
         struct Probe {
@@ -1241,7 +1326,7 @@ mod tests {
             };
             let writer = probe.clone();
             let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
-            tracing::subscriber::with_default(subscriber, || record_decision(&emitter, decision));
+            tracing::subscriber::with_default(subscriber, || record_decision(&emitter, decision.clone()));
             probe.lines.lock().unwrap().clone()
         };
 
@@ -1259,6 +1344,39 @@ mod tests {
             lines.iter().map(|(l, _)| l).filter(|l| l.contains(r#"decision="camera_offline""#)).collect();
         assert_eq!(claims.len(), 1, "{lines:?}");
         assert!(claims[0].contains("ERROR") && claims[0].contains("DECISION NOT RECORDED"), "{}", claims[0]);
+    }
+
+    /// A full disk made the outbox refuse events, and they were lost: now they wait in memory and are
+    /// committed, in order, once the outbox takes them again; the decision is logged only then.
+    #[test]
+    fn events_refused_by_the_outbox_wait_in_memory_and_are_committed_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite");
+        let outbox = Arc::new(Mutex::new(Outbox::open(&path, 100).unwrap()));
+        let emitter = Emitter::new(outbox.clone(), Arc::new(tokio::sync::Notify::new()), "vigil/v1/h/d", "h", "d");
+        let sql = rusqlite::Connection::open(&path).unwrap();
+        sql.execute_batch("ALTER TABLE records RENAME TO records_away").unwrap();
+        let decisions: Vec<Decision> = (0..3)
+            .map(|i| Decision::new("cam1", SystemTime::now(), DecisionKind::CameraOffline { reason: format!("r{i}") }))
+            .collect();
+        let logged = Arc::new(Mutex::new(Vec::new()));
+        for d in &decisions {
+            let (logged, id) = (logged.clone(), d.id);
+            let record = events::decision_record("vigil/v1/h/d", "h", "d", d);
+            assert!(!emitter.emit(record, move || logged.lock().unwrap().push(id)), "the outbox refuses");
+        }
+        emitter.retry_held();
+        assert_eq!(emitter.held_count(), 3);
+        assert!(logged.lock().unwrap().is_empty(), "nothing may claim an event the outbox does not hold");
+
+        sql.execute_batch("ALTER TABLE records_away RENAME TO records").unwrap();
+        emitter.retry_held();
+        assert_eq!(emitter.held_count(), 0);
+        let ids: Vec<uuid::Uuid> = decisions.iter().map(|d| d.id).collect();
+        assert_eq!(*logged.lock().unwrap(), ids, "committed in the order they were decided, each then claimed");
+        let pending = outbox.lock().unwrap().pending_after(0, 10).unwrap();
+        let stored: Vec<String> = pending.iter().map(|r| r.event_id.clone()).collect();
+        assert_eq!(stored, ids.iter().map(ToString::to_string).collect::<Vec<_>>());
     }
 
     /// Three simulated days of a ward in milliseconds: the scheduler, driven by a manual clock, holds

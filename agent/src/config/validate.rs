@@ -645,5 +645,4 @@ mod tests {
         }
         assert!(url_errors("rtsp://cam:port/live")[0].contains("the port must be a number 1..65535"));
     }
-
 }
