@@ -19,7 +19,8 @@
 //! Recording failures degrade instead of taking the camera down: an error from the recording branch
 //! (a full disk, an unwritable directory) sends one `recording_stopped`, restarts the pipeline without
 //! that branch (analysis continues after a pause of about a second), and tries recording again every
-//! `recording_retry`; `recording_resumed` follows once a segment has been written to for
+//! `recording_retry`, or as soon as 32 MiB more are free on the recordings' file system than when it
+//! failed (a full disk cleared: evidence clips need the video from then on); `recording_resumed` follows once a segment has been written to for
 //! `RECORDING_PROBATION` without error. No `camera_offline` is sent for any of it.
 //!
 //! Bound on stopping: after `shutdown` is set, [`CameraWorker::run`] returns within about 8.5 s with
@@ -204,11 +205,18 @@ enum Ended {
     RetryRecording,
 }
 
+/// Free space that must come back on the recordings' file system, over what it had when recording
+/// failed, for recording to be tried again before `recording_retry` (a full disk that was cleared).
+const ROOM_CAME_BACK: u64 = 32 << 20;
+
 /// Recording's state when recording is configured.
 struct Recording {
     configured: bool,
     /// Set while recording is stopped by a failure: since when, why, when to try again.
     stopped: Option<(Instant, String, Instant)>,
+    /// The recordings' directory, and its free bytes when recording last failed with when they were
+    /// last compared (once a second).
+    room: Option<(PathBuf, u64, Instant)>,
 }
 
 impl Recording {
@@ -217,8 +225,23 @@ impl Recording {
         self.configured && self.stopped.as_ref().is_none_or(|(_, _, retry_at)| Instant::now() >= *retry_at)
     }
 
-    fn retry_due(&self) -> bool {
-        self.stopped.as_ref().is_some_and(|(_, _, retry_at)| Instant::now() >= *retry_at)
+    /// Whether to try recording again now: its time has come, or the disk has room again (evidence
+    /// clips need the video from the moment there is room, not up to `recording_retry` later).
+    fn retry_due(&mut self) -> bool {
+        let Some((_, _, retry_at)) = &mut self.stopped else { return false };
+        if Instant::now() >= *retry_at {
+            return true;
+        }
+        if let Some((dir, free_then, checked)) = &mut self.room
+            && checked.elapsed() >= Duration::from_secs(1)
+        {
+            *checked = Instant::now();
+            if recorder::free_bytes(dir).is_ok_and(|free| free >= free_then.saturating_add(ROOM_CAME_BACK)) {
+                *retry_at = Instant::now();
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -250,7 +273,7 @@ impl CameraWorker {
     fn supervise(&self, liveness: &Liveness) {
         let backoff_config = self.supervision.backoff;
         let mut backoff = backoff_config.initial;
-        let mut recording = Recording { configured: self.recordings.is_some(), stopped: None };
+        let mut recording = Recording { configured: self.recordings.is_some(), stopped: None, room: None };
         let mut seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
         loop {
             if self.shutdown.load(Ordering::Relaxed) {
@@ -342,6 +365,10 @@ impl CameraWorker {
     fn recording_failed(&self, liveness: &Liveness, recording: &mut Recording, reason: String) {
         self.counters.recording_failures.fetch_add(1, Ordering::Relaxed);
         let retry_at = Instant::now() + self.supervision.recording_retry;
+        recording.room = self
+            .recordings
+            .as_ref()
+            .and_then(|dir| recorder::free_bytes(dir).ok().map(|free| (dir.clone(), free, Instant::now())));
         match &mut recording.stopped {
             Some((_, _, next)) => {
                 *next = retry_at;
