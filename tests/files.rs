@@ -194,8 +194,15 @@ fn credentials_never_logged() {
             ),
         )
         .unwrap();
+        // A password with an unencoded '/' or '@' is refused by every command that reads the config
+        // (rtspsrc would cut it at the first '@'); the refusal is a log too, and names the field.
         let out = vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap();
-        assert!(out.status.success(), "keys init: {}", text(&out.stderr));
+        assert!(
+            out.status.success() || text(&out.stderr).contains("cameras[0].url"),
+            "keys init: {}",
+            text(&out.stderr)
+        );
+        logs.push(format!("keys init {i}:\n{}{}", text(&out.stdout), text(&out.stderr)));
         let check = vigil().arg("check-config").arg(&config).output().unwrap();
         logs.push(format!("check-config {i}:\n{}{}", text(&check.stdout), text(&check.stderr)));
         let reference = vigil()
