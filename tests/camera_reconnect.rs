@@ -141,17 +141,6 @@ impl Running {
         assert!(left.is_empty(), "the camera worker did not stop within {STOP_BOUND:?}");
         took
     }
-
-    fn wait_until(&self, limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if done() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
 }
 
 impl Drop for Running {
@@ -314,14 +303,15 @@ fn a_hung_teardown_is_abandoned_and_the_camera_comes_back() {
     assert_eq!(cam.counters.abandoned_teardowns.load(Ordering::Relaxed), 1, "the stuck teardown is counted");
     assert_eq!(cam.counters.stuck(), 1);
     let before = cam.slot.delivered();
-    assert!(cam.wait_until(Duration::from_secs(10), || cam.slot.delivered() > before + 10), "frames do not flow");
+    assert!(common::mqtt::wait(Duration::from_secs(10), || cam.slot.delivered() > before + 10), "frames do not flow");
 
     let took = cam.stop();
     eprintln!("stopped in {:.2} s with one pipeline stuck", took.as_secs_f64());
     // Released, the abandoned pipeline finishes its stop, and says so.
     gate.release();
     assert!(
-        cam.wait_until(Duration::from_secs(10), || cam.counters.abandoned_finished_late.load(Ordering::Relaxed) == 1),
+        common::mqtt::wait(Duration::from_secs(10), || cam.counters.abandoned_finished_late.load(Ordering::Relaxed)
+            == 1),
         "the abandoned teardown never finished after the release"
     );
     assert_eq!(cam.counters.stuck(), 0);
@@ -381,7 +371,7 @@ fn a_full_disk_stops_recording_not_the_camera() {
     eprintln!("{stopped:?}");
     // Analysis goes on: frames keep coming while recording is stopped (and retried, failing, every 2 s).
     let before = cam.slot.delivered();
-    assert!(cam.wait_until(Duration::from_secs(20), || cam.slot.delivered() > before + 100), "frames stopped");
+    assert!(common::mqtt::wait(Duration::from_secs(20), || cam.slot.delivered() > before + 100), "frames stopped");
     assert!(cam.counters.recording_failures.load(Ordering::Relaxed) >= 2, "recording is retried");
     assert!(cam.decisions.try_iter().next().is_none(), "one recording_stopped per episode, no camera_offline");
 
@@ -390,7 +380,7 @@ fn a_full_disk_stops_recording_not_the_camera() {
     assert!(matches!(resumed.kind, DecisionKind::RecordingResumed { .. }), "{resumed:?}");
     let segments_before = vigil::source::recorder::segments(&disk.join("door")).unwrap().len();
     assert!(
-        cam.wait_until(Duration::from_secs(20), || vigil::source::recorder::segments(&disk.join("door"))
+        common::mqtt::wait(Duration::from_secs(20), || vigil::source::recorder::segments(&disk.join("door"))
             .unwrap()
             .len()
             > segments_before),
