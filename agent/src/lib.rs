@@ -18,4 +18,6 @@ pub mod publish;
 pub mod redact;
 pub mod source;
 pub mod storage_lock;
+#[cfg(test)]
+mod test_targets;
 pub mod times;
