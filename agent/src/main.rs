@@ -211,6 +211,15 @@ enum Bench {
         #[arg(long)]
         cold: bool,
     },
+    /// Gallery file size and load time, binary form against the JSON form of older Vigils.
+    Gallery {
+        #[arg(long, default_value_t = 100_000)]
+        people: usize,
+        #[arg(long, default_value_t = 2)]
+        embeddings: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Durable outbox appends per second, and emit → PUBACK latency through an MQTT broker.
     Delivery {
         /// Port of a broker on 127.0.0.1.
@@ -363,6 +372,12 @@ fn main() -> ExitCode {
             let report = commands::bench_search::search(entries.max(1), queries.max(1), rounds.max(1), compare, cold);
             println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
             ExitCode::SUCCESS
+        }
+        Command::Bench(Bench::Gallery { people, embeddings, rounds }) => {
+            let scratch = commands::bench_cameras::scratch_dir();
+            let result = commands::bench_gallery::gallery(&scratch, people.max(1), embeddings, rounds.max(1));
+            let _ = std::fs::remove_dir_all(&scratch);
+            print_report("gallery", result)
         }
         Command::Bench(Bench::Delivery { port, appends, events, rate }) => {
             let scratch = commands::bench_cameras::scratch_dir();
