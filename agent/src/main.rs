@@ -215,7 +215,8 @@ enum Bench {
     Gallery {
         #[arg(long, default_value_t = 100_000)]
         people: usize,
-        #[arg(long, default_value_t = 2)]
+        /// Embeddings per person (one per accepted enrolment photo).
+        #[arg(long, default_value_t = 1)]
         embeddings: usize,
         #[arg(long, default_value_t = 5)]
         rounds: usize,
