@@ -419,10 +419,8 @@ mod tests {
 
         /// `secs` of a run delivering a frame every 200 ms (stamped with the wall clock).
         fn stream(&mut self, secs: u64) -> Next {
-            let mut frames = 0;
-            for _ in 0..secs * 5 {
+            for frames in 1..=secs * 5 {
                 self.clock.advance(Duration::from_millis(200));
-                frames += 1;
                 self.delivered += 1;
                 let next = self.on(Event::Tick { frames, last_frame: Some(self.clock.now()), free: None });
                 if next != Next::Watch {
