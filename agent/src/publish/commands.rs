@@ -442,6 +442,28 @@ mod tests {
     }
 
     #[test]
+    fn jws_round_trip_and_forms_told_apart() {
+        let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+        let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        use ring::signature::KeyPair;
+        let key = PublicKey(pair.public_key().as_ref().try_into().unwrap());
+        let now = SystemTime::now();
+        let jws = sign_jws(&pair, "ping", json!({"a": 1}), now, "0123456789abcdef");
+        assert!(is_jws(jws.as_bytes()) && is_jws(format!(" {jws}\n").as_bytes()));
+        assert!(!is_jws(b"{\"name\":\"ping\"}") && !is_jws(b"a.b") && !is_jws(b""));
+        let mut fresh = |_: &str, _: SystemTime| Ok(true);
+        let command = verify("ping", jws.as_bytes(), Some(&key), Duration::from_secs(300), now, &mut fresh).unwrap();
+        assert_eq!((command.name.as_str(), command.nonce.as_str(), &command.args), ("ping", "0123456789abcdef", &json!({"a": 1})));
+        // Verified over the bytes as sent: the same header encoded with other whitespace is another
+        // signing input.
+        let (_, rest) = jws.split_once('.').unwrap();
+        let respaced = format!("{}.{rest}", B64URL.encode(r#"{"alg": "EdDSA", "typ": "JWT"}"#));
+        let (nonce, reject) =
+            verify("ping", respaced.as_bytes(), Some(&key), Duration::from_secs(300), now, &mut fresh).unwrap_err();
+        assert_eq!((nonce.as_deref(), reject), (Some("0123456789abcdef"), Reject::BadSignature));
+    }
+
+    #[test]
     fn huge_integer_is_named_as_such() {
         // 2^70: JSON parsers read it as a float; it used to be refused as "floating-point number 1.18e21".
         let (nonce, reject) = refusal(&command_with_args(r#"{"watch_secs": 1180591620717411303424}"#));
