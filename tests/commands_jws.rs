@@ -99,7 +99,10 @@ fn jws_commands_from_stock_tools_are_verified_and_refusals_named() {
     let crit = sign(r#"{"alg":"EdDSA","crit":["exp"],"exp":1}"#, &command("nonce-jws-crit-01", &now));
     let stale = sign(eddsa, &command("nonce-jws-stale-1", &now_text(Duration::from_secs(3600), true)));
     let future = sign(eddsa, &command("nonce-jws-future1", &now_text(Duration::from_secs(3600), false)));
-    let wrong_topic = sign(eddsa, &serde_json::json!({"name": "rollcall", "issued_at": now, "nonce": "nonce-jws-topic-1"}).to_string());
+    let wrong_topic = sign(
+        eddsa,
+        &serde_json::json!({"name": "rollcall", "issued_at": now, "nonce": "nonce-jws-topic-1"}).to_string(),
+    );
 
     let broker = Mosquitto::start(dir.path());
     let sub = Subscriber::start(broker.port, "vigil/v1/hosp/edge/cmd-result/#");

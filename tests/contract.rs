@@ -146,7 +146,12 @@ fn documented_decisions() -> Vec<Decision> {
             "2025-03-14T02:17:45.120Z",
             DecisionKind::CameraOffline { reason: "no frame for 10 s".into() },
         ),
-        decision("01959272-ad4c-76e5-8766-4ceb064ce76c", "ward3-room12", "2025-03-14T02:19:03.884Z", DecisionKind::CameraOnline),
+        decision(
+            "01959272-ad4c-76e5-8766-4ceb064ce76c",
+            "ward3-room12",
+            "2025-03-14T02:19:03.884Z",
+            DecisionKind::CameraOnline,
+        ),
         decision(
             "01959407-6538-7b2a-83c0-1c8d2e68acd1",
             "ward3-room12",
@@ -397,8 +402,16 @@ fn built_events() -> BTreeMap<&'static str, Value> {
         let value: Value = serde_json::from_slice(&record.payload).unwrap();
         assert!(built.insert(kind.as_str(), value).is_none(), "two samples of {}", kind.as_str());
     }
-    let record = events::evidence_record("vigil/v1/h/d", SITE, DEVICE, "ward3-room12", "01959407-6538-7b2a-83c0-1c8d2e68acd1",
-        "0000000042-01959407-6538-7b2a-83c0-1c8d2e68acd1", 42, &"5e".repeat(32));
+    let record = events::evidence_record(
+        "vigil/v1/h/d",
+        SITE,
+        DEVICE,
+        "ward3-room12",
+        "01959407-6538-7b2a-83c0-1c8d2e68acd1",
+        "0000000042-01959407-6538-7b2a-83c0-1c8d2e68acd1",
+        42,
+        &"5e".repeat(32),
+    );
     assert_eq!(record.topic, "vigil/v1/h/d/events/evidence_ready");
     let mut from_record: Value = serde_json::from_slice(&record.payload).unwrap();
     let mut documented = events::to_json(&documented_evidence_ready());
@@ -427,7 +440,10 @@ fn built_cmd_results() -> BTreeMap<String, Value> {
         refused(Reject::Expired, "2025-03-14T09:50:00.214Z"),
         refused(Reject::Replayed, "2025-03-14T09:50:41.007Z"),
         CmdResult::new("reboot", nonce, Err(Reject::UnknownCommand("reboot".into())), at),
-        refused(Reject::Failed("no platform key configured (mqtt.platform_public_key)".into()), "2025-03-14T09:50:00.214Z"),
+        refused(
+            Reject::Failed("no platform key configured (mqtt.platform_public_key)".into()),
+            "2025-03-14T09:50:00.214Z",
+        ),
     ];
     let mut built = BTreeMap::new();
     for r in results {
@@ -520,7 +536,8 @@ fn numbers_are_rounded(path: &str, v: &Value, out: &mut Vec<String>) {
 
 /// Payload variants the doc examples do not show (nulls, optional members), built by the same code.
 fn more_events() -> Vec<(String, Value)> {
-    let none = FaceJudgement { distance: None, best_match: None, best_distance: None, ..face([0.0; 4], 0.5, 3, 0.0, None) };
+    let none =
+        FaceJudgement { distance: None, best_match: None, best_distance: None, ..face([0.0; 4], 0.5, 3, 0.0, None) };
     let decisions = [
         Decision::new(
             "cashier-2",
@@ -596,7 +613,10 @@ fn built_commands() -> Vec<(String, String, Value)> {
     let roster = doc_blocks().into_iter().find(|b| b.heading == "roster").expect("a roster example").value;
     let args: BTreeMap<&str, Value> = [
         ("ping", json!({})),
-        ("settlement", json!({"camera": "cashier-2", "claimed_id": "ins-1", "transaction_id": "tx-1", "watch_secs": 30})),
+        (
+            "settlement",
+            json!({"camera": "cashier-2", "claimed_id": "ins-1", "transaction_id": "tx-1", "watch_secs": 30}),
+        ),
         ("enroll", json!({"id": "ins-1", "role": "patient", "embeddings": ["AAAA"]})),
         ("unenroll", json!({"id": "ins-1"})),
         ("roster", roster),
@@ -650,7 +670,11 @@ fn payloads_and_examples_validate_against_the_json_schemas() {
     // The real ping handler's answer.
     let registry = commands::Registry::default();
     let ping = commands::Command { name: "ping".into(), nonce: "0123456789abcdef".into(), args: json!({}) };
-    case("ping handler".into(), "cmd-results/ping.schema.json".into(), commands::result("ping", Some("0123456789abcdef"), registry.run(&ping)));
+    case(
+        "ping handler".into(),
+        "cmd-results/ping.schema.json".into(),
+        commands::result("ping", Some("0123456789abcdef"), registry.run(&ping)),
+    );
     for status in ["online", "offline"] {
         case(format!("status {status}"), "status.schema.json".into(), json!(status));
     }
@@ -702,7 +726,8 @@ fn asyncapi_lists_exactly_the_topics_the_code_uses() {
     let doc: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(doc["asyncapi"].as_str().map(|v| v.starts_with("3.")), Some(true), "an AsyncAPI 3 document");
     let base = "vigil/v1/{site}/{device}/";
-    let mut expected: BTreeSet<String> = EventKind::ALL.iter().map(|k| format!("{base}events/{}", k.as_str())).collect();
+    let mut expected: BTreeSet<String> =
+        EventKind::ALL.iter().map(|k| format!("{base}events/{}", k.as_str())).collect();
     expected.insert(format!("{base}status"));
     for name in commands::COMMANDS {
         expected.insert(format!("{base}cmd/{name}"));

@@ -466,7 +466,11 @@ fn companion_and_repeated_settlements_end_to_end() {
     let number = |fact: &serde_json::Value| fact.as_str().map(|s| s.parse::<f64>().unwrap());
     assert_eq!(number(&facts["distance"]), details["distance"].as_f64(), "{manifest}");
     assert_eq!(facts[format!("faces.{obama}.best_match")], "p-obama", "{manifest}");
-    assert_eq!(number(&facts[format!("faces.{obama}.best_distance")]), faces[obama]["best_distance"].as_f64(), "{manifest}");
+    assert_eq!(
+        number(&facts[format!("faces.{obama}.best_distance")]),
+        faces[obama]["best_distance"].as_f64(),
+        "{manifest}"
+    );
     assert_eq!(number(&facts[format!("faces.{obama}.distance")]), faces[obama]["distance"].as_f64(), "{manifest}");
     assert_eq!(facts["faces_seen"], "2", "{manifest}");
     let detections = manifest["detections"].as_array().unwrap();

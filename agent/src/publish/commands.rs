@@ -173,8 +173,11 @@ pub fn verify(
     now: SystemTime,
     seen: &mut dyn FnMut(&str, SystemTime) -> Result<bool, String>,
 ) -> Result<Command, Refusal> {
-    let (name, nonce, issued_at, args) =
-        if is_jws(payload) { verify_jws(topic_name, payload, key)? } else { verify_canonical(topic_name, payload, key)? };
+    let (name, nonce, issued_at, args) = if is_jws(payload) {
+        verify_jws(topic_name, payload, key)?
+    } else {
+        verify_canonical(topic_name, payload, key)?
+    };
     let skew =
         if issued_at > now { issued_at.duration_since(now) } else { now.duration_since(issued_at) }.unwrap_or_default();
     if skew > window {
@@ -453,7 +456,10 @@ mod tests {
         assert!(!is_jws(b"{\"name\":\"ping\"}") && !is_jws(b"a.b") && !is_jws(b""));
         let mut fresh = |_: &str, _: SystemTime| Ok(true);
         let command = verify("ping", jws.as_bytes(), Some(&key), Duration::from_secs(300), now, &mut fresh).unwrap();
-        assert_eq!((command.name.as_str(), command.nonce.as_str(), &command.args), ("ping", "0123456789abcdef", &json!({"a": 1})));
+        assert_eq!(
+            (command.name.as_str(), command.nonce.as_str(), &command.args),
+            ("ping", "0123456789abcdef", &json!({"a": 1}))
+        );
         // Verified over the bytes as sent: the same header encoded with other whitespace is another
         // signing input.
         let (_, rest) = jws.split_once('.').unwrap();

@@ -513,7 +513,11 @@ impl Details {
             }
             DecisionKind::SettlementNoFace { transaction_id, claimed_id, faces_seen } => {
                 let (transaction_id, claimed_id) = settlement_ids(transaction_id, claimed_id);
-                Details::SettlementNoFace(SettlementNoFaceDetails { transaction_id, claimed_id, faces_seen: *faces_seen })
+                Details::SettlementNoFace(SettlementNoFaceDetails {
+                    transaction_id,
+                    claimed_id,
+                    faces_seen: *faces_seen,
+                })
             }
             DecisionKind::IdentitySharedAcrossIds {
                 transaction_id,
