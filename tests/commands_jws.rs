@@ -81,6 +81,8 @@ fn jws_commands_from_stock_tools_are_verified_and_refusals_named() {
     let from_python = run(&python, &["sign_command.py", "ping"], dir.path());
     let from_node = run(Path::new("node"), &["sign_command.mjs", "ping", "{}"], dir.path());
     let from_intruder = run(&python, &["sign_command.py", "ping"], &intruder_dir);
+    let vigil = Path::new(env!("CARGO_BIN_EXE_vigil"));
+    let from_cli = run(vigil, &["sign-command", "--jws", "--key", "platform.pem", "--name", "ping"], dir.path());
 
     let sign = |header: &str, payload: &str| run(&python, &["sign.py", "platform.pem", header, payload], dir.path());
     let command = |nonce: &str, issued_at: &str| {
@@ -160,6 +162,7 @@ fn jws_commands_from_stock_tools_are_verified_and_refusals_named() {
         ("ping", future, "expired"),
         ("ping", wrong_topic, "malformed"),
         ("ping", canonical, "ok"),
+        ("ping", from_cli, "ok"),
     ];
     for (i, (name, payload, _)) in cases.iter().enumerate() {
         sub.publish(&format!("vigil/v1/hosp/edge/cmd/{name}"), payload.clone().into_bytes());
