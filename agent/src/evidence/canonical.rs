@@ -105,7 +105,8 @@ mod tests {
         let positions: Vec<usize> = order.iter().map(|k| text.find(&to_json_key(k)).unwrap()).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
         // Integers: all digits, also beyond 2^53 (RFC 8785 would round through a double).
-        let big: Value = serde_json::from_str("[9007199254740993, -9223372036854775808, 18446744073709551615]").unwrap();
+        let big: Value =
+            serde_json::from_str("[9007199254740993, -9223372036854775808, 18446744073709551615]").unwrap();
         assert_eq!(to_bytes(&big).unwrap(), b"[9007199254740993,-9223372036854775808,18446744073709551615]");
     }
 
