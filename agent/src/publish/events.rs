@@ -32,7 +32,8 @@ fn time(t: SystemTime) -> String {
 /// A quantity as the wire carries it: rounded to [`DECIMALS`] places (a JSON number such as `0.412`).
 pub fn real(x: f64) -> f64 {
     let scale = 10f64.powi(DECIMALS);
-    (x * scale).round() / scale
+    // `+ 0.0` turns a negative zero (e.g. occupied minutes summed from nothing) into 0.
+    (x * scale).round() / scale + 0.0
 }
 
 /// `<prefix>/<site>/<device>`.
@@ -713,6 +714,14 @@ mod tests {
 
     /// The defect: signed manifests of an accusation held only the transaction and claimed id, and
     /// every face scored "1.000". Now they carry the event's facts, each judged face's included.
+    #[test]
+    fn reals_are_rounded_to_three_decimals_without_negative_zero() {
+        assert_eq!(serde_json::to_string(&real(-0.0)).unwrap(), "0.0");
+        assert_eq!(serde_json::to_string(&real(-0.0001)).unwrap(), "0.0");
+        assert_eq!(serde_json::to_string(&real(236.40853333333334)).unwrap(), "236.409");
+        assert_eq!(serde_json::to_string(&real(f64::from(0.874f32))).unwrap(), "0.874");
+    }
+
     #[test]
     fn mismatch_manifest_names_distance_and_best_match() {
         let kind = DecisionKind::SettlementIdentityMismatch {
