@@ -131,7 +131,7 @@ fn jws_commands_from_stock_tools_are_verified_and_refusals_named() {
     // The deprecated form, signed over the canonical JSON by Python.
     let canonical = {
         let body = serde_json::json!({"args": {}, "issued_at": now, "name": "ping", "nonce": "nonce-canonical1"});
-        let signed = run(
+        run(
             &python,
             &[
                 "-c",
@@ -142,8 +142,7 @@ fn jws_commands_from_stock_tools_are_verified_and_refusals_named() {
                 &body.to_string(),
             ],
             dir.path(),
-        );
-        signed
+        )
     };
 
     let cases: Vec<(&str, String, &str)> = vec![

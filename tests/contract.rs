@@ -764,7 +764,7 @@ fn asyncapi_lists_exactly_the_topics_the_code_uses() {
     for (id, channel) in channels {
         let address = channel["address"].as_str().unwrap();
         for message in channel["messages"].as_object().unwrap().values() {
-            let Some(message) = message["$ref"].as_str().and_then(|r| resolve(r)) else {
+            let Some(message) = message["$ref"].as_str().and_then(&resolve) else {
                 problems.push(format!("{id}: a message reference does not resolve"));
                 continue;
             };
