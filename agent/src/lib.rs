@@ -5,6 +5,7 @@
 pub mod analyze;
 pub mod app;
 pub mod cache;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod decide;
