@@ -61,10 +61,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     ("source/tamper.rs", "config", "tamper settings live in config; moved to source in the next commits"),
     ("source/pipeline.rs", "config", "the camera's settings live in config; moved to source in the next commits"),
     ("source/camera.rs", "config", "the camera's settings live in config; moved to source in the next commits"),
-    ("publish/publisher.rs", "evidence::store", "the publisher acks bundles; moved to the runtime next"),
-    ("gallery/settlements.rs", "decide", "settled faces are decide's type; moved to gallery next"),
-    ("decide/roster.rs", "config", "the roster checks against Config; given its own view next"),
-    ("analyze/mod.rs", "config", "Models::load takes config sections; given analyze's own settings next"),
 ];
 
 /// One import of another module.

@@ -12,6 +12,7 @@ pub mod evidence;
 pub mod fsio;
 pub mod fuzzing;
 pub mod gallery;
+pub mod hashing;
 pub mod input;
 pub mod outbox;
 pub mod publish;

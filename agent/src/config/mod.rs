@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 pub use crate::redact::redact_url;
 pub use check::check_files;
 pub use raw::{
-    Camera, Config, Dialysis, Evidence, Faces, Http, Models, Mqtt, MqttTls, OutboxSettings, Persons, Physicians,
+    Camera, Config, Dialysis, Evidence, Faces, Models, Mqtt, MqttTls, OutboxSettings, Persons, Physicians,
     Presence, Retention, Role, Rollcalls, RosterSettings, Settlement, Site, Storage, Tamper, Transport,
 };
 pub use size::ByteSize;
@@ -52,6 +52,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         },
     })?;
     let mut config = parse(path, &text)?;
+    for warning in config.warnings() {
+        tracing::warn!(file = %path.display(), "{warning}");
+    }
     let errors = validate(&config);
     if !errors.is_empty() {
         return Err(ConfigError::Invalid { path: path.to_owned(), errors });
@@ -80,6 +83,17 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 }
 
 impl Config {
+    /// What in the file is accepted but has no effect: the operator should remove it.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.removed_http.is_some() {
+            warnings.push(
+                "[http] is ignored: this version serves no HTTP API (it never did); remove the section".to_owned(),
+            );
+        }
+        warnings
+    }
+
     fn resolve_paths(&mut self, base: &Path) {
         let fix = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -108,8 +122,6 @@ impl Config {
                 tls.client_key.as_mut().map(fix);
             }
         }
-        self.http.tls_cert.as_mut().map(fix);
-        self.http.tls_key.as_mut().map(fix);
     }
 }
 
@@ -176,6 +188,23 @@ mod tests {
         assert_eq!(config.storage.evidence_dir(), dir.path().join("state/evidence"));
     }
 
+    /// A box upgraded with a file of an older version still starts: `[http]` (documented, never served)
+    /// is ignored with a warning naming it, whatever it holds.
+    #[test]
+    fn an_old_http_section_is_ignored_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vigil.toml");
+        let old = "[site]\nid = \"a\"\ndevice_id = \"b\"\n[http]\nenabled = true\nlisten = \"localhost\"\n\
+                   tls_cert = \"http.crt\"\n";
+        std::fs::write(&file, old).unwrap();
+        let config = load_for_run(&file).unwrap_or_else(|e| panic!("{e}"));
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("[http] is ignored"), "{warnings:?}");
+        let current = load(&repo_file("config/vigil.example.toml")).unwrap();
+        assert_eq!(current.warnings(), Vec::<String>::new(), "the example must not show a dead section");
+    }
+
     #[test]
     fn missing_file_names_the_path() {
         let err = load(Path::new("/nonexistent/vigil.toml")).unwrap_err();
@@ -207,6 +236,21 @@ fn parse_offset(text: &str) -> Result<i32, String> {
         return Err(format!("{text:?} is out of range: UTC offsets run from -12:00 to +14:00"));
     }
     Ok(secs)
+}
+
+/// The roster is checked against the configured cameras, in the site's offset.
+impl crate::decide::roster::Site for Config {
+    fn utc_offset_secs(&self) -> Result<i32, String> {
+        parse_offset(&self.rollcalls.utc_offset).map_err(|e| format!("rollcalls.utc_offset: {e}"))
+    }
+
+    fn camera(&self, id: &str) -> Option<crate::decide::roster::SiteCamera<'_>> {
+        let camera = self.cameras.iter().find(|c| c.id == id)?;
+        Some(crate::decide::roster::SiteCamera {
+            role: camera.role,
+            regions: camera.regions.keys().map(String::as_str).collect(),
+        })
+    }
 }
 
 impl Rollcalls {

@@ -10,6 +10,10 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::size::ByteSize;
+use crate::analyze::face_detector::FaceDetectorOptions;
+use crate::analyze::person_detector::PersonDetectorOptions;
+use crate::decide::settlement::SettlementRules;
+use crate::gallery::quality::QualityThresholds;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -26,9 +30,10 @@ pub struct Config {
     /// Connection to the central platform's MQTT broker. Absent: the box runs stand-alone and keeps
     /// every event in its outbox until a broker is configured.
     pub mqtt: Option<Mqtt>,
-    /// The local HTTP API (ward-assistant photo uploads, roster and settlement requests).
-    #[serde(default)]
-    pub http: Http,
+    /// `[http]` of older versions, which documented an HTTP API that was never served. Read only so that
+    /// a box upgraded with its old file still starts; ignored, with a warning ([`Config::warnings`]).
+    #[serde(default, rename = "http")]
+    pub removed_http: Option<toml::Value>,
     /// ONNX Runtime and the model bundle.
     #[serde(default)]
     pub models: Models,
@@ -203,8 +208,9 @@ pub struct Camera {
     /// Decode keyframes only (one frame per GOP, ~7x less CPU). Default: true for ward cameras, whose
     /// presence checks need a frame every few seconds; false for the others, which match faces.
     pub keyframes_only: Option<bool>,
-    /// Frames per second handed to analysis when all frames are decoded. Default by role:
-    /// settlement_window 5, dialysis_room 2, ward 1.
+    /// Frames per second handed to analysis when all frames are decoded, above 0 and at most 30.
+    /// Fractions are honoured exactly (0.2 is one frame every 5 s, see `source::rate`); one frame must
+    /// come within `stall_secs`. Default by role: settlement_window 5, dialysis_room 2, ward 1.
     pub analysis_fps: Option<f64>,
     /// Frames wider than this are scaled down before analysis (default 1280).
     #[serde(default = "default_analysis_width")]
@@ -253,27 +259,8 @@ impl Camera {
     }
 }
 
-/// A camera's role. Spelled in snake case in the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Billing / insurance settlement counter: face at the window vs the claimed insured id.
-    SettlementWindow,
-    /// Haemodialysis room: chairs as regions, patient matched at session start, physicians seen.
-    DialysisRoom,
-    /// Inpatient room: beds as regions, roll-calls.
-    Ward,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::SettlementWindow => "settlement_window",
-            Role::DialysisRoom => "dialysis_room",
-            Role::Ward => "ward",
-        }
-    }
-}
+/// A camera's role: owned by the decision stage, whose checks it selects.
+pub use crate::decide::CameraRole as Role;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -355,58 +342,8 @@ pub struct MqttTls {
     pub client_key: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Http {
-    /// Serve the local HTTP API.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// Address and port to listen on.
-    #[serde(default = "default_http_listen")]
-    pub listen: String,
-    /// PEM certificate for HTTPS; with `tls_key`. Absent: plain HTTP (keep it on a trusted network).
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for `tls_cert`.
-    pub tls_key: Option<PathBuf>,
-}
-
-impl Default for Http {
-    fn default() -> Self {
-        Http { enabled: true, listen: default_http_listen(), tls_cert: None, tls_key: None }
-    }
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_http_listen() -> String {
-    "127.0.0.1:8080".to_owned()
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Models {
-    /// Directory of the model bundle. Default: `$VIGIL_CACHE/models`, where scripts/setup puts it.
-    pub dir: Option<PathBuf>,
-    /// The ONNX Runtime shared library. Default: `$ORT_DYLIB_PATH`, else
-    /// `$VIGIL_CACHE/onnxruntime/1.32.0/libonnxruntime.so.1.32.0`.
-    pub ort_library: Option<PathBuf>,
-    /// Threads each model may use for one inference (ONNX Runtime intra-op threads). Default 1: on a
-    /// small box, cameras are the parallelism.
-    #[serde(default = "default_threads")]
-    pub threads: usize,
-}
-
-impl Default for Models {
-    fn default() -> Self {
-        Models { dir: None, ort_library: None, threads: default_threads() }
-    }
-}
-
-fn default_threads() -> usize {
-    1
-}
+/// `[models]`: owned by the analysis stage.
+pub use crate::analyze::ModelSettings as Models;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -437,11 +374,11 @@ pub struct Faces {
 }
 
 fn default_min_face_px() -> f32 {
-    80.0
+    QualityThresholds::default().min_face_px
 }
 
 fn default_min_sharpness() -> f64 {
-    60.0
+    QualityThresholds::default().min_sharpness
 }
 
 fn default_min_sharpness_video() -> f64 {
@@ -450,17 +387,22 @@ fn default_min_sharpness_video() -> f64 {
 
 impl Faces {
     /// The quality gate of enrolment photos.
-    pub fn quality(&self) -> crate::gallery::quality::QualityThresholds {
-        crate::gallery::quality::QualityThresholds {
-            min_face_px: self.min_face_px,
-            min_sharpness: self.min_sharpness,
-            ..Default::default()
-        }
+    pub fn quality(&self) -> QualityThresholds {
+        QualityThresholds { min_face_px: self.min_face_px, min_sharpness: self.min_sharpness, ..Default::default() }
     }
 
     /// The quality gate of faces in video frames.
-    pub fn video_quality(&self) -> crate::gallery::quality::QualityThresholds {
-        crate::gallery::quality::QualityThresholds { min_sharpness: self.min_sharpness_video, ..self.quality() }
+    pub fn video_quality(&self) -> QualityThresholds {
+        QualityThresholds { min_sharpness: self.min_sharpness_video, ..self.quality() }
+    }
+
+    /// The face detector's options.
+    pub fn detector(&self) -> FaceDetectorOptions {
+        FaceDetectorOptions {
+            max_side: self.detector_max_side,
+            threshold: self.detector_threshold,
+            ..FaceDetectorOptions::default()
+        }
     }
 }
 
@@ -478,15 +420,15 @@ impl Default for Faces {
 }
 
 fn default_match_distance() -> f32 {
-    0.6
+    SettlementRules::default().match_distance
 }
 
 fn default_face_threshold() -> f32 {
-    0.5
+    FaceDetectorOptions::default().threshold
 }
 
 fn default_face_max_side() -> u32 {
-    640
+    FaceDetectorOptions::default().max_side
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -503,8 +445,15 @@ impl Default for Persons {
     }
 }
 
+impl Persons {
+    /// The person detector's options.
+    pub fn detector(&self) -> PersonDetectorOptions {
+        PersonDetectorOptions { threshold: self.detector_threshold, ..PersonDetectorOptions::default() }
+    }
+}
+
 fn default_person_threshold() -> f32 {
-    0.35
+    PersonDetectorOptions::default().threshold
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::Path;
 
 use super::raw::{Camera, Config, Role};
@@ -107,23 +106,8 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
         }
     }
 
-    let http = &config.http;
-    if let Err(e) = http.listen.parse::<SocketAddr>() {
-        errors.add("http.listen", format!("{:?} is not an address:port ({e})", http.listen));
-    }
-    check_optional_path(&mut errors, "http.tls_cert", http.tls_cert.as_deref());
-    check_optional_path(&mut errors, "http.tls_key", http.tls_key.as_deref());
-    match (&http.tls_cert, &http.tls_key) {
-        (Some(_), None) => errors.add("http.tls_key", "missing: tls_cert is set, so its key is needed"),
-        (None, Some(_)) => errors.add("http.tls_cert", "missing: tls_key is set, so its certificate is needed"),
-        _ => {}
-    }
-
-    let models = &config.models;
-    check_optional_path(&mut errors, "models.dir", models.dir.as_deref());
-    check_optional_path(&mut errors, "models.ort_library", models.ort_library.as_deref());
-    if !(1..=64).contains(&models.threads) {
-        errors.add("models.threads", format!("must be 1..64, got {}", models.threads));
+    for (field, message) in config.models.problems() {
+        errors.add(format!("models.{field}"), message);
     }
 
     let faces = &config.faces;
@@ -334,6 +318,16 @@ fn check_camera(errors: &mut Errors, path: &str, camera: &Camera) {
     if let Some(fps) = camera.analysis_fps {
         if !(fps > 0.0 && fps <= 30.0) {
             errors.add(format!("{path}.analysis_fps"), format!("must be above 0 and at most 30, got {fps}"));
+        } else if !camera.keyframes_only() && 1.0 / fps >= camera.stall_secs as f64 {
+            // The stall detector counts analysed frames: slower than it, a healthy camera would restart.
+            errors.add(
+                format!("{path}.analysis_fps"),
+                format!(
+                    "{fps} is one frame every {:.1} s, not within stall_secs ({}): raise analysis_fps or stall_secs",
+                    1.0 / fps,
+                    camera.stall_secs
+                ),
+            );
         }
     }
     if !(160..=3840).contains(&camera.analysis_max_width) {
@@ -539,8 +533,8 @@ mod tests {
             host = ""
             keepalive_secs = 1
 
-            [http]
-            listen = "localhost"
+            [outbox]
+            max_records = 5
 
             [models]
             threads = 0
@@ -558,7 +552,7 @@ mod tests {
             "cameras[1].id: duplicate camera id \"w1\", already used by cameras[0]",
             "mqtt.host: must not be empty",
             "mqtt.keepalive_secs: must be 5..3600 seconds, got 1",
-            "http.listen: \"localhost\" is not an address:port",
+            "outbox.max_records: must be at least 100, got 5",
             "models.threads: must be 1..64, got 0",
         ];
         for want in expected {
@@ -566,6 +560,24 @@ mod tests {
         }
         assert_eq!(errors.len(), expected.len(), "unexpected extra errors: {errors:#?}");
         assert!(!errors.iter().any(|e| e.contains("hunter2")), "a password leaked into an error: {errors:#?}");
+    }
+
+    #[test]
+    fn fractional_analysis_rates_are_accepted_within_the_stall_time() {
+        let camera = |extra: &str| {
+            errors_of(&format!(
+                "[[cameras]]\nid = \"c\"\nrole = \"settlement_window\"\nurl = \"test://ball\"\n{extra}\n"
+            ))
+        };
+        for good in ["analysis_fps = 0.2", "analysis_fps = 2.5", "analysis_fps = 0.05\nstall_secs = 30"] {
+            assert_eq!(camera(good), Vec::<String>::new(), "{good}");
+        }
+        assert_eq!(
+            camera("analysis_fps = 0.1"),
+            vec!["cameras[0].analysis_fps: 0.1 is one frame every 10.0 s, not within stall_secs (10): raise \
+                  analysis_fps or stall_secs"]
+        );
+        assert_eq!(camera("analysis_fps = 0"), vec!["cameras[0].analysis_fps: must be above 0 and at most 30, got 0"]);
     }
 
     #[test]

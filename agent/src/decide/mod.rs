@@ -6,9 +6,12 @@ pub mod clock;
 pub mod dialysis;
 pub mod physicians;
 pub mod presence;
+pub mod role;
 pub mod rollcall;
 pub mod roster;
 pub mod settlement;
+
+pub use role::CameraRole;
 
 use std::time::SystemTime;
 

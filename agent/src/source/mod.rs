@@ -6,6 +6,7 @@ pub mod camera;
 pub mod clip;
 pub mod liveness;
 pub mod pipeline;
+pub mod rate;
 pub mod recorder;
 pub mod slot;
 pub mod tamper;
