@@ -58,9 +58,8 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     ("source/camera.rs", "decide", "source builds camera_offline Decisions; the source work gives it its own events"),
     ("source/liveness.rs", "decide", "source builds camera_offline Decisions; the source work gives it its own events"),
     ("source/tamper.rs", "decide", "source names tamper kinds with decide's type; the source work moves them"),
-    ("source/tamper.rs", "config", "tamper settings live in config; moved to source in the next commits"),
-    ("source/pipeline.rs", "config", "the camera's settings live in config; moved to source in the next commits"),
-    ("source/camera.rs", "config", "the camera's settings live in config; moved to source in the next commits"),
+    ("source/pipeline.rs", "config", "reads config::Camera; the camera's source settings are to move to source"),
+    ("source/camera.rs", "config", "reads config::Camera; the camera's source settings are to move to source"),
 ];
 
 /// One import of another module.

@@ -12,6 +12,8 @@ use serde::Deserialize;
 use super::size::ByteSize;
 use crate::analyze::face_detector::FaceDetectorOptions;
 use crate::analyze::person_detector::PersonDetectorOptions;
+use crate::decide::dialysis::DialysisRules;
+use crate::decide::presence::PresenceSettings;
 use crate::decide::settlement::SettlementRules;
 use crate::gallery::quality::QualityThresholds;
 
@@ -75,82 +77,11 @@ pub struct Config {
     pub outbox: OutboxSettings,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Evidence {
-    /// The device's Ed25519 signing key (PKCS#8 PEM, mode 0600), made by `vigil keys init`.
-    /// Default: `<data_dir>/keys/device-ed25519.pem`.
-    pub key_file: Option<PathBuf>,
-    /// Seconds of video before the event in its clip (default 10).
-    #[serde(default = "default_pre_roll")]
-    pub pre_roll_secs: u64,
-    /// Seconds of video after the event in its clip (default 10).
-    #[serde(default = "default_post_roll")]
-    pub post_roll_secs: u64,
-}
+/// `[evidence]`: owned by the evidence stage.
+pub use crate::evidence::settings::EvidenceSettings as Evidence;
 
-impl Default for Evidence {
-    fn default() -> Self {
-        Evidence { key_file: None, pre_roll_secs: default_pre_roll(), post_roll_secs: default_post_roll() }
-    }
-}
-
-fn default_pre_roll() -> u64 {
-    10
-}
-
-fn default_post_roll() -> u64 {
-    10
-}
-
-/// When a camera counts as tampered with. Each condition must hold this long before `camera_tamper`
-/// is raised, and be gone as long before it is cleared (hysteresis).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Tamper {
-    /// Seconds of a uniform picture (lens covered, blacked out) before raising `covered` (default 5).
-    #[serde(default = "default_covered_secs")]
-    pub covered_secs: f64,
-    /// Seconds of an unchanging picture before raising `frozen` (default 20). Real scenes always carry
-    /// sensor noise; only a stuck encoder or a replayed still gives identical frames.
-    #[serde(default = "default_frozen_secs")]
-    pub frozen_secs: f64,
-    /// Seconds of a view unlike the camera's reference frame before raising `moved` (default 15).
-    #[serde(default = "default_moved_secs")]
-    pub moved_secs: f64,
-    /// Similarity to the reference (zero-mean normalised correlation of edge maps, -1..1) below which the
-    /// view counts as moved (default 0.35). Insensitive to lighting changes; people passing lower it a
-    /// little, for a short time.
-    #[serde(default = "default_moved_similarity")]
-    pub moved_similarity: f64,
-}
-
-impl Default for Tamper {
-    fn default() -> Self {
-        Tamper {
-            covered_secs: default_covered_secs(),
-            frozen_secs: default_frozen_secs(),
-            moved_secs: default_moved_secs(),
-            moved_similarity: default_moved_similarity(),
-        }
-    }
-}
-
-fn default_covered_secs() -> f64 {
-    5.0
-}
-
-fn default_frozen_secs() -> f64 {
-    20.0
-}
-
-fn default_moved_secs() -> f64 {
-    15.0
-}
-
-fn default_moved_similarity() -> f64 {
-    0.35
-}
+/// `[tamper]`: owned by the source stage, which detects tampering.
+pub use crate::source::settings::TamperSettings as Tamper;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -304,24 +235,8 @@ fn default_command_window() -> u64 {
     300
 }
 
-/// The durable queue of events to deliver.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutboxSettings {
-    /// Undelivered events kept at most; beyond it the oldest is dropped, loudly (default 100000).
-    #[serde(default = "default_outbox_max")]
-    pub max_records: u64,
-}
-
-impl Default for OutboxSettings {
-    fn default() -> Self {
-        OutboxSettings { max_records: default_outbox_max() }
-    }
-}
-
-fn default_outbox_max() -> u64 {
-    100_000
-}
+/// `[outbox]`: owned by the outbox.
+pub use crate::outbox::settings::OutboxSettings;
 
 fn default_keepalive_secs() -> u64 {
     30
@@ -529,11 +444,11 @@ fn default_settlement_watch() -> u64 {
 }
 
 fn default_min_good_frames() -> usize {
-    3
+    SettlementRules::default().min_good_frames
 }
 
 fn default_sharing_window_days() -> u32 {
-    30
+    (SettlementRules::default().sharing_window.as_secs() / 86_400) as u32
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -624,26 +539,27 @@ impl Default for Presence {
     }
 }
 
+// The defaults are the presence tracker's own (decide::presence, where each is explained).
 fn default_min_inside() -> f64 {
-    0.5
+    PresenceSettings::default().min_inside
 }
 fn default_min_cover() -> f64 {
-    0.1
+    PresenceSettings::default().min_cover
 }
 fn default_full_cover() -> f64 {
-    0.6
+    PresenceSettings::default().full_cover
 }
 fn default_changed_occupied() -> f64 {
-    0.12
+    PresenceSettings::default().changed_occupied
 }
 fn default_enter_secs() -> u64 {
-    20
+    PresenceSettings::default().enter_secs
 }
 fn default_leave_secs() -> u64 {
-    60
+    PresenceSettings::default().leave_secs
 }
 fn default_max_gap_secs() -> u64 {
-    30
+    PresenceSettings::default().max_gap_secs
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -738,15 +654,16 @@ impl Default for Dialysis {
     }
 }
 
+// The defaults are the dialysis rules' own (decide::dialysis).
 fn default_identity_window_mins() -> f64 {
-    15.0
+    DialysisRules::default().identity_window.as_secs_f64() / 60.0
 }
 fn default_grace_mins() -> f64 {
-    10.0
+    DialysisRules::default().grace.as_secs_f64() / 60.0
 }
 fn default_chair_empty_share() -> f64 {
-    0.05
+    DialysisRules::default().chair_empty_share
 }
 fn default_min_share() -> f64 {
-    0.9
+    DialysisRules::default().min_share
 }

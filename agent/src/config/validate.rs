@@ -223,32 +223,15 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
         errors.add("dialysis.chair_empty_share", "must be below dialysis.min_share".to_owned());
     }
 
-    let tamper = &config.tamper;
-    for (field, value) in [
-        ("tamper.covered_secs", tamper.covered_secs),
-        ("tamper.frozen_secs", tamper.frozen_secs),
-        ("tamper.moved_secs", tamper.moved_secs),
-    ] {
-        if !(1.0..=3600.0).contains(&value) {
-            errors.add(field, format!("must be 1..3600 seconds, got {value}"));
-        }
-    }
-    if !(-1.0..1.0).contains(&tamper.moved_similarity) {
-        errors.add("tamper.moved_similarity", format!("must be in -1..1, got {}", tamper.moved_similarity));
+    for (field, message) in config.tamper.problems() {
+        errors.add(format!("tamper.{field}"), message);
     }
 
-    check_optional_path(&mut errors, "evidence.key_file", config.evidence.key_file.as_deref());
-    for (field, value) in [
-        ("evidence.pre_roll_secs", config.evidence.pre_roll_secs),
-        ("evidence.post_roll_secs", config.evidence.post_roll_secs),
-    ] {
-        if value > 300 {
-            errors.add(field, format!("must be at most 300 seconds, got {value}"));
-        }
+    for (field, message) in config.evidence.problems() {
+        errors.add(format!("evidence.{field}"), message);
     }
-
-    if config.outbox.max_records < 100 {
-        errors.add("outbox.max_records", format!("must be at least 100, got {}", config.outbox.max_records));
+    for (field, message) in config.outbox.problems() {
+        errors.add(format!("outbox.{field}"), message);
     }
 
     let retention = &config.retention;

@@ -7,6 +7,7 @@ pub mod clip;
 pub mod liveness;
 pub mod pipeline;
 pub mod rate;
+pub mod settings;
 pub mod recorder;
 pub mod slot;
 pub mod tamper;

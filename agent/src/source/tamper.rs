@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use image::RgbImage;
 
-use crate::config::Tamper;
+use super::settings::TamperSettings as Tamper;
 use crate::decide::TamperKind;
 
 const THUMB_W: usize = 64;
