@@ -140,89 +140,24 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
     }
     check_score(&mut errors, "persons.detector_threshold", config.persons.detector_threshold);
 
-    let settlement = &config.settlement;
-    if !(5..=600).contains(&settlement.watch_secs) {
-        errors.add("settlement.watch_secs", format!("must be 5..600 seconds, got {}", settlement.watch_secs));
-    }
-    if !(1..=50).contains(&settlement.min_good_frames) {
-        errors.add("settlement.min_good_frames", format!("must be 1..50, got {}", settlement.min_good_frames));
-    }
-    if !(1..=3650).contains(&settlement.face_retention_days) {
-        errors.add(
-            "settlement.face_retention_days",
-            format!("must be 1..3650 days, got {}", settlement.face_retention_days),
-        );
-    }
-    if settlement.sharing_window_days > settlement.face_retention_days {
-        errors.add(
-            "settlement.sharing_window_days",
-            format!(
-                "{} days looks back further than faces are kept (face_retention_days = {})",
-                settlement.sharing_window_days, settlement.face_retention_days
-            ),
-        );
-    }
-    let physicians = &config.physicians;
-    if !(0.1..=1440.0).contains(&physicians.absent_after_mins) {
-        errors.add(
-            "physicians.absent_after_mins",
-            format!("must be 0.1..1440 minutes, got {}", physicians.absent_after_mins),
-        );
-    }
-    if !(0.2..=300.0).contains(&physicians.scan_every_secs) {
-        errors
-            .add("physicians.scan_every_secs", format!("must be 0.2..300 seconds, got {}", physicians.scan_every_secs));
-    }
-    if !(1..=20).contains(&physicians.sighting_matches) {
-        errors.add("physicians.sighting_matches", format!("must be 1..20, got {}", physicians.sighting_matches));
+    for (section, problems) in [
+        ("settlement", config.settlement.problems()),
+        ("physicians", config.physicians.problems()),
+        ("presence", config.presence.problems()),
+        ("dialysis", config.dialysis.problems()),
+    ] {
+        for (field, message) in problems {
+            errors.add(format!("{section}.{field}"), message);
+        }
     }
     check_optional_path(&mut errors, "roster.file", config.roster.file.as_deref());
 
-    let presence = &config.presence;
-    for (field, value) in [
-        ("presence.min_inside", presence.min_inside),
-        ("presence.min_cover", presence.min_cover),
-        ("presence.full_cover", presence.full_cover),
-        ("presence.changed_occupied", presence.changed_occupied),
-    ] {
-        if !(value > 0.0 && value <= 1.0) {
-            errors.add(field, format!("must be above 0 and at most 1, got {value}"));
-        }
-    }
-    for (field, value) in [
-        ("presence.enter_secs", presence.enter_secs),
-        ("presence.leave_secs", presence.leave_secs),
-        ("presence.max_gap_secs", presence.max_gap_secs),
-    ] {
-        if value > 3600 {
-            errors.add(field, format!("must be at most 3600 seconds, got {value}"));
-        }
-    }
     // The seed is not known here (it may be made at first start): check with a stand-in.
     if let Err(problems) = config.rollcalls.schedule(config.rollcalls.seed.unwrap_or(1)) {
         for (field, message) in problems {
             errors.add(&field, message);
         }
     }
-    let dialysis = &config.dialysis;
-    for (field, value) in
-        [("dialysis.identity_window_mins", dialysis.identity_window_mins), ("dialysis.grace_mins", dialysis.grace_mins)]
-    {
-        if !(0.0..=600.0).contains(&value) {
-            errors.add(field, format!("must be 0..600 minutes, got {value}"));
-        }
-    }
-    for (field, value) in
-        [("dialysis.chair_empty_share", dialysis.chair_empty_share), ("dialysis.min_share", dialysis.min_share)]
-    {
-        if !(0.0..=1.0).contains(&value) {
-            errors.add(field, format!("must be 0..1, got {value}"));
-        }
-    }
-    if dialysis.chair_empty_share >= dialysis.min_share {
-        errors.add("dialysis.chair_empty_share", "must be below dialysis.min_share".to_owned());
-    }
-
     for (field, message) in config.tamper.problems() {
         errors.add(format!("tamper.{field}"), message);
     }

@@ -9,6 +9,7 @@ pub mod presence;
 pub mod role;
 pub mod rollcall;
 pub mod roster;
+pub mod settings;
 pub mod settlement;
 
 pub use role::CameraRole;
