@@ -55,7 +55,7 @@ use crate::source::camera::{CameraCounters, CameraWorker, Supervision};
 use crate::source::pipeline;
 use crate::source::recorder;
 use crate::source::slot::FrameSlot;
-use crate::source::tamper::{TamperChange, TamperDetector};
+use crate::source::tamper::TamperDetector;
 use crate::storage_lock::DataDirLock;
 use handlers::{Enrolment, roster_handler, settlement_handler};
 use people::People;
@@ -379,7 +379,7 @@ fn start_camera(
         segment: Duration::from_secs(10),
         max_recording_bytes: config.retention.recordings_max_bytes_per_camera.0,
         slot: slot.clone(),
-        decisions: out.decisions.clone(),
+        health: Arc::new(out.decisions.clone()),
         shutdown: stop.clone(),
         counters: counters.clone(),
         supervision: Supervision::default(),
@@ -472,11 +472,8 @@ fn start_camera(
                 tamper.set_reference(&frame.image);
             }
             for change in tamper.observe(&frame.image, frame.captured) {
-                let (kind, tamper) = match change {
-                    TamperChange::Raised(tamper) => (DecisionKind::CameraTamper { tamper }, tamper),
-                    TamperChange::Cleared(tamper) => (DecisionKind::CameraTamperCleared { tamper }, tamper),
-                };
-                let details = [("tamper".to_owned(), tamper.as_str().to_owned())].into();
+                let details = [("tamper".to_owned(), change.kind().as_str().to_owned())].into();
+                let kind = crate::decide::tamper::decision_kind(change);
                 out.decide(Some(&frame), frame.captured, kind, details, Vec::new());
             }
         }
@@ -1187,7 +1184,7 @@ pub fn capture_reference(
         segment: Duration::from_secs(10),
         max_recording_bytes: 0,
         slot: slot.clone(),
-        decisions: tx,
+        health: Arc::new(tx),
         shutdown: stop.clone(),
         counters: Arc::new(CameraCounters::default()),
         supervision: Supervision::default(),

@@ -5,6 +5,7 @@
 pub mod analyze;
 pub mod app;
 pub mod cache;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod decide;
@@ -14,6 +15,7 @@ pub mod fuzzing;
 pub mod gallery;
 pub mod hashing;
 pub mod input;
+pub mod memory;
 pub mod outbox;
 pub mod publish;
 pub mod redact;

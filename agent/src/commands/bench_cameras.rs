@@ -194,7 +194,7 @@ pub fn cameras(
     let file = std::path::absolute(file)?;
     anyhow::ensure!(file.exists(), "{} does not exist", file.display());
     let stop = Arc::new(AtomicBool::new(false));
-    let (tx, _rx) = mpsc::channel();
+    let (tx, _rx) = mpsc::channel::<crate::source::health::HealthReport>();
     let mut threads = Vec::new();
     let mut slots = Vec::new();
     let analysed = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -212,7 +212,7 @@ pub fn cameras(
             segment: Duration::from_secs(10),
             max_recording_bytes: 2 << 30,
             slot: slot.clone(),
-            decisions: tx.clone(),
+            health: Arc::new(tx.clone()),
             shutdown: stop.clone(),
             counters: Arc::new(CameraCounters::default()),
             supervision: Default::default(),

@@ -4,12 +4,14 @@
 pub mod bounded;
 pub mod camera;
 pub mod clip;
+pub mod health;
 pub mod liveness;
 pub mod pipeline;
 pub mod rate;
 pub mod settings;
 pub mod recorder;
 pub mod slot;
+pub mod supervisor;
 pub mod tamper;
 
 use std::time::SystemTime;
