@@ -45,11 +45,11 @@ use crate::evidence::store::{self, EvidenceRequest, Store};
 use crate::gallery::quality::QualityThresholds;
 use crate::gallery::search::SearchIndex;
 use crate::gallery::settlements::SettlementLog;
-use crate::gallery::{Gallery, Role as GalleryRole};
+use crate::gallery::{Gallery, PersonKind};
 use crate::outbox::{NewRecord, Outbox};
 use crate::publish::commands::Registry;
 use crate::publish::events;
-use crate::publish::publisher::{Publisher, PublisherCounters, PublisherSettings, TlsFiles};
+use crate::publish::publisher::{Delivered, Publisher, PublisherCounters, PublisherSettings, TlsFiles};
 use crate::source::bounded::join_within;
 use crate::source::camera::{CameraCounters, CameraWorker, Supervision};
 use crate::source::pipeline;
@@ -80,7 +80,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let ort = runtime::init(config.models.ort_library.as_deref())?;
     info!(version = %ort.version, path = %ort.path.display(), "ONNX Runtime loaded");
     // Refuse to start on a missing or modified model: every decision and evidence manifest names them.
-    let models = Models::load(&config.models, &config.faces, &config.persons)?;
+    let models = Models::load(&config.models, &config.faces.detector(), &config.persons.detector())?;
     for model in &models.bundle.models {
         info!(model = %model.name, sha256 = %model.sha256, path = %model.path.display(), "model verified");
     }
@@ -176,7 +176,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
                 shutdown: shutdown_rx,
                 counters: Arc::new(PublisherCounters::default()),
                 registry: registry.clone(),
-                on_delivered: None,
+                on_delivered: Some(acknowledge_bundles(config.storage.evidence_dir())),
             };
             info!(host = %redact_url(&mqtt.host), topics = %base, "MQTT delivery configured");
             Some(tokio::spawn(publisher.run()))
@@ -442,7 +442,7 @@ fn start_camera(
                 tracing::debug!(camera = %camera_id, faces = observed.len(),
                     good = observed.iter().filter(|f| f.embedding.is_some()).count(), "physician scan");
                 for embedding in observed.iter().filter_map(|f| f.embedding.as_ref()) {
-                    let Some(m) = index.best(embedding, Some(GalleryRole::Physician)) else { continue };
+                    let Some(m) = index.best(embedding, Some(PersonKind::Physician)) else { continue };
                     tracing::debug!(camera = %camera_id, physician = %m.id, distance = m.distance, "physician match");
                     if m.distance < match_distance && sightings.matched(&m.id, frame.captured) {
                         faces.people.sighting(&m.id, &camera_id, frame.captured);
@@ -774,7 +774,17 @@ fn publisher_settings(config: &Config, mqtt: &crate::config::Mqtt, base: &str) -
         inflight: mqtt.inflight,
         platform_key,
         command_window: Duration::from_secs(mqtt.command_window_secs),
-        evidence_dir: Some(config.storage.evidence_dir()),
+    })
+}
+
+/// Marks a delivered record's evidence bundle acknowledged (the publisher does not touch evidence files).
+fn acknowledge_bundles(dir: PathBuf) -> Arc<dyn Fn(&Delivered) + Send + Sync> {
+    Arc::new(move |delivered: &Delivered| {
+        if let Some(event) = &delivered.evidence {
+            if let Err(e) = store::acknowledge(&dir, event, SystemTime::now()) {
+                warn!(event, error = %e, "cannot mark the evidence bundle acknowledged");
+            }
+        }
     })
 }
 

@@ -114,7 +114,7 @@ enum Command {
         #[arg(long)]
         id: String,
         #[arg(long, value_enum)]
-        role: vigil::gallery::Role,
+        role: vigil::gallery::PersonKind,
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
@@ -443,7 +443,7 @@ fn with_models(
     if let Some(threads) = threads {
         settings.models.threads = threads;
     }
-    let mut models = match Models::load(&settings.models, &settings.faces, &settings.persons) {
+    let mut models = match Models::load(&settings.models, &settings.faces.detector(), &settings.persons.detector()) {
         Ok(models) => models,
         Err(e) => {
             eprintln!("vigil: {e}");
@@ -504,7 +504,7 @@ fn open_gallery(config: &config::Config) -> Result<vigil::gallery::Gallery, Exit
     })
 }
 
-fn enroll(file: &std::path::Path, id: &str, role: vigil::gallery::Role, images: &[PathBuf]) -> ExitCode {
+fn enroll(file: &std::path::Path, id: &str, role: vigil::gallery::PersonKind, images: &[PathBuf]) -> ExitCode {
     let config = match load_or_exit(file) {
         Ok(c) => c,
         Err(code) => return code,

@@ -10,19 +10,20 @@ pub mod image;
 pub mod person_detector;
 pub mod runtime;
 pub mod session;
+pub mod settings;
 
 use std::path::PathBuf;
 
 use ::image::RgbImage;
 use serde::Serialize;
 
-use crate::config;
 use bundle::{Bundle, BundleError};
 use embedder::{Embedder, Embedding};
 use face_detector::{Face, FaceDetector, FaceDetectorOptions};
 use person_detector::{PersonDetector, PersonDetectorOptions};
 use runtime::RuntimeError;
 use session::ModelError;
+pub use settings::ModelSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzeError {
@@ -45,9 +46,9 @@ pub struct Models {
 impl Models {
     /// Loads ONNX Runtime, verifies the bundle's hashes and creates one session per model.
     pub fn load(
-        models: &config::Models,
-        face_options: &config::Faces,
-        person_options: &config::Persons,
+        models: &ModelSettings,
+        face_options: &FaceDetectorOptions,
+        person_options: &PersonDetectorOptions,
     ) -> Result<Models, AnalyzeError> {
         let runtime = runtime::init(models.ort_library.as_deref())?;
         let dir: PathBuf = models.dir.clone().unwrap_or_else(Bundle::default_dir);
@@ -55,16 +56,12 @@ impl Models {
         let threads = models.threads;
         let faces = FaceDetector::new(
             session::open(runtime, bundle.model("centerface")?, threads)?,
-            FaceDetectorOptions {
-                max_side: face_options.detector_max_side,
-                threshold: face_options.detector_threshold,
-                ..FaceDetectorOptions::default()
-            },
+            *face_options,
         );
         let embedder = Embedder::new(session::open(runtime, bundle.model("dlib-resnet-v1")?, threads)?);
         let persons = PersonDetector::new(
             session::open(runtime, bundle.model("nanodet")?, threads)?,
-            PersonDetectorOptions { threshold: person_options.detector_threshold, ..PersonDetectorOptions::default() },
+            *person_options,
         );
         bundle.release_bytes();
         Ok(Models { bundle, faces, embedder, persons })

@@ -17,7 +17,7 @@ use crate::decide::roster::Roster;
 use crate::decide::settlement::{Known, Transactions, Watch};
 use crate::gallery::quality::QualityThresholds;
 use crate::gallery::search::SearchIndex;
-use crate::gallery::{Gallery, Role};
+use crate::gallery::{Gallery, PersonKind};
 use crate::publish::commands::Handler;
 
 fn text(args: &Value, name: &str, max: usize) -> Result<String, String> {
@@ -110,8 +110,8 @@ impl Enrolment {
                 return Err(format!("args.id {id:?}: use 1..64 letters, digits, '-' and '_'"));
             }
             let role = match args["role"].as_str() {
-                Some("patient") => Role::Patient,
-                Some("physician") => Role::Physician,
+                Some("patient") => PersonKind::Patient,
+                Some("physician") => PersonKind::Physician,
                 _ => return Err("args.role must be \"patient\" or \"physician\"".into()),
             };
             let list = |name: &str| -> Result<Vec<Vec<u8>>, String> {

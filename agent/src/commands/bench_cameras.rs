@@ -96,7 +96,7 @@ impl Work {
         let entries: Vec<crate::gallery::Entry> = (0..1000u32)
             .map(|i| crate::gallery::Entry {
                 id: format!("p-{i}"),
-                role: crate::gallery::Role::Patient,
+                role: crate::gallery::PersonKind::Patient,
                 embeddings: vec![(0..128).map(|d| ((i * 131 + d * 7) % 97) as f32 / 500.0 - 0.1).collect()],
                 quality: 1.0,
                 enrolled_at: String::new(),

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::analyze::image::{decode_rgb, load_rgb};
 use crate::analyze::{Models, align};
 use crate::gallery::quality::{self, Quality, QualityThresholds};
-use crate::gallery::{Entry, Gallery, Role};
+use crate::gallery::{Entry, Gallery, PersonKind};
 
 #[derive(Debug, Serialize)]
 pub struct ImageVerdict {
@@ -76,7 +76,7 @@ pub fn check_image(
 #[derive(Debug, Serialize)]
 pub struct EnrollReport {
     pub id: String,
-    pub role: Role,
+    pub role: PersonKind,
     pub enrolled: bool,
     pub images: Vec<ImageVerdict>,
 }
@@ -87,7 +87,7 @@ pub fn enroll(
     models: &mut Models,
     gallery: &mut Gallery,
     id: &str,
-    role: Role,
+    role: PersonKind,
     photos: &[Photo],
     given: Vec<Vec<f32>>,
     t: &QualityThresholds,
