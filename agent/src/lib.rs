@@ -21,4 +21,6 @@ pub mod publish;
 pub mod redact;
 pub mod source;
 pub mod storage_lock;
+#[cfg(test)]
+mod test_targets;
 pub mod times;

@@ -139,6 +139,9 @@ enum Command {
         /// Default: now. RFC 3339 or Unix seconds.
         #[arg(long, value_parser = parse_time)]
         issued_at: Option<std::time::SystemTime>,
+        /// Print a JWS (EdDSA) instead of the deprecated canonical-JSON form.
+        #[arg(long)]
+        jws: bool,
     },
     /// Place (or release) a legal hold on an event's evidence bundle: it is never pruned while held.
     Hold {
@@ -210,6 +213,16 @@ enum Bench {
         /// Evict the gallery from the caches before each query (reads 64 MB, untimed).
         #[arg(long)]
         cold: bool,
+    },
+    /// Gallery file size and load time, binary form against the JSON form of older Vigils.
+    Gallery {
+        #[arg(long, default_value_t = 100_000)]
+        people: usize,
+        /// Embeddings per person (one per accepted enrolment photo).
+        #[arg(long, default_value_t = 1)]
+        embeddings: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
     },
     /// Durable outbox appends per second, and emit → PUBACK latency through an MQTT broker.
     Delivery {
@@ -328,8 +341,8 @@ fn main() -> ExitCode {
         Command::Gallery(GalleryCmd::Remove { config, id }) => gallery(&config, Some(&id)),
         Command::Keys(Keys::Init { config, file }) => keys(config.as_deref(), file.as_deref(), true),
         Command::Keys(Keys::Public { config, file }) => keys(config.as_deref(), file.as_deref(), false),
-        Command::SignCommand { key, name, args, nonce, issued_at } => {
-            sign_command(&key, &name, &args, nonce, issued_at)
+        Command::SignCommand { key, name, args, nonce, issued_at, jws } => {
+            sign_command(&key, &name, &args, nonce, issued_at, jws)
         }
         Command::Verify { key, paths } => verify(&key, &paths),
         Command::Hold { config, reason, release, event_id } => hold(&config, &event_id, &reason, release),
@@ -365,6 +378,12 @@ fn main() -> ExitCode {
             let report = commands::bench_search::search(entries.max(1), queries.max(1), rounds.max(1), compare, cold);
             println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
             ExitCode::SUCCESS
+        }
+        Command::Bench(Bench::Gallery { people, embeddings, rounds }) => {
+            let scratch = commands::bench_cameras::scratch_dir();
+            let result = commands::bench_gallery::gallery(&scratch, people.max(1), embeddings, rounds.max(1));
+            let _ = std::fs::remove_dir_all(&scratch);
+            print_report("gallery", result)
         }
         Command::Bench(Bench::Delivery { port, appends, events, rate }) => {
             let scratch = commands::bench_cameras::scratch_dir();
@@ -612,6 +631,7 @@ fn sign_command(
     args: &str,
     nonce: Option<String>,
     issued_at: Option<std::time::SystemTime>,
+    jws: bool,
 ) -> ExitCode {
     let fail = |message: String| {
         eprintln!("vigil sign-command: {message}");
@@ -640,9 +660,12 @@ fn sign_command(
         _ => return fail("--args must be a JSON object".into()),
     };
     let nonce = nonce.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let command =
-        vigil::publish::commands::sign(&pair, name, args, issued_at.unwrap_or_else(std::time::SystemTime::now), &nonce);
-    println!("{command}");
+    let issued_at = issued_at.unwrap_or_else(std::time::SystemTime::now);
+    if jws {
+        println!("{}", vigil::publish::commands::sign_jws(&pair, name, args, issued_at, &nonce));
+    } else {
+        println!("{}", vigil::publish::commands::sign(&pair, name, args, issued_at, &nonce));
+    }
     ExitCode::SUCCESS
 }
 
