@@ -87,7 +87,7 @@ pub fn kinds(messages: &[(String, Vec<u8>, bool)]) -> Vec<String> {
 /// MQTT to the broker on `port` with this platform's command key. Tables and cameras follow.
 pub fn config_head(port: u16, platform: &Platform) -> String {
     format!(
-        "[site]\nid = \"hosp\"\ndevice_id = \"edge\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n\
+        "[site]\nid = \"hosp\"\ndevice_id = \"edge\"\n[storage]\ndata_dir = \"state\"\n\
          [mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nkeepalive_secs = 5\nplatform_public_key = \"{}\"\n",
         platform.public_pem.display()
     )
