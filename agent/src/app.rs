@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-mod handlers;
+pub(crate) mod handlers;
 mod people;
 mod presence;
 

@@ -257,6 +257,13 @@ enum Bench {
         /// Seconds measured, after 5 s of warm-up.
         #[arg(long, default_value_t = 30)]
         seconds: u64,
+        /// Meanwhile run the MQTT `enroll` command with this many photos (1..20) again and again, as
+        /// `vigil run` would (same handler, same models).
+        #[arg(long, value_name = "N")]
+        enroll_during: Option<usize>,
+        /// Enrolment photos for --enroll-during (used in turn).
+        #[arg(long, value_name = "FILE")]
+        enroll_photo: Vec<PathBuf>,
     },
     /// Accuracy on a labelled pair list (`a,b,same|different` per line; paths relative to the list).
     Faces {
@@ -344,8 +351,28 @@ fn main() -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }),
-        Command::Bench(Bench::Cameras { file, cameras, keyframes_only, analysis_fps, record, analysis, seconds }) => {
+        Command::Bench(Bench::Cameras {
+            file,
+            cameras,
+            keyframes_only,
+            analysis_fps,
+            record,
+            analysis,
+            seconds,
+            enroll_during,
+            enroll_photo,
+        }) => {
             let scratch = commands::bench_cameras::scratch_dir();
+            let enrol = match enroll_during
+                .map(|n| commands::bench_cameras::EnrolLoad::new(&enroll_photo, n, scratch.join("enrol")))
+                .transpose()
+            {
+                Ok(enrol) => enrol,
+                Err(e) => {
+                    eprintln!("vigil bench cameras: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
             let result = commands::bench_cameras::cameras(
                 &file,
                 cameras.max(1),
@@ -355,6 +382,7 @@ fn main() -> ExitCode {
                 record.then_some(scratch.as_path()),
                 std::time::Duration::from_secs(5),
                 std::time::Duration::from_secs(seconds.max(1)),
+                enrol.as_ref(),
             );
             let _ = std::fs::remove_dir_all(&scratch);
             print_report("cameras", result)

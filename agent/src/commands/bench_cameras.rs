@@ -49,6 +49,10 @@ pub struct CameraBench {
     pub faces_per_cpu_s: Option<f64>,
     /// Roll-calls held in the window (`presence`).
     pub rollcalls: Option<u64>,
+    /// Enrolments (`--enroll-during N`: the MQTT `enroll` handler, N photos each, back to back) completed in
+    /// the window, and the median seconds one took.
+    pub enrolments: Option<u64>,
+    pub enrolment_median_s: Option<f64>,
     /// Resident memory at the end of the window, and its peak.
     pub rss_bytes: u64,
     pub peak_rss_bytes: u64,
@@ -80,7 +84,7 @@ fn memory() -> (u64, u64) {
 
 /// The models (and for faces a 1,000-person gallery) shared by the cameras, as in `vigil run`.
 struct Work {
-    models: std::sync::Mutex<crate::analyze::Models>,
+    models: Arc<std::sync::Mutex<crate::analyze::Models>>,
     index: crate::gallery::search::SearchIndex,
     faces: AtomicU64,
     rollcalls: AtomicU64,
@@ -103,7 +107,7 @@ impl Work {
             })
             .collect();
         Ok(Some(Arc::new(Work {
-            models: std::sync::Mutex::new(models),
+            models: Arc::new(std::sync::Mutex::new(models)),
             index: crate::gallery::search::SearchIndex::build(&entries),
             faces: AtomicU64::new(0),
             rollcalls: AtomicU64::new(0),
@@ -188,9 +192,13 @@ pub fn cameras(
     record: Option<&Path>,
     warmup: Duration,
     window: Duration,
+    enrol: Option<&EnrolLoad>,
 ) -> anyhow::Result<CameraBench> {
     pipeline::init()?;
     let work = Work::load(analysis)?;
+    if enrol.is_some() && work.is_none() {
+        anyhow::bail!("--enroll-during needs --analysis faces or presence (it shares their models, as `vigil run` does)");
+    }
     let file = std::path::absolute(file)?;
     anyhow::ensure!(file.exists(), "{} does not exist", file.display());
     let stop = Arc::new(AtomicBool::new(false));
@@ -233,6 +241,21 @@ pub fn cameras(
             }
         }));
     }
+    let enrolments = Arc::new(std::sync::Mutex::new(Vec::<(Instant, Duration)>::new()));
+    if let (Some(load), Some(work)) = (enrol, &work) {
+        let handler = enrol_handler(work, load)?;
+        let (stop, enrolments, command) = (stop.clone(), enrolments.clone(), load.command());
+        threads.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                if let Err(e) = handler(&command) {
+                    eprintln!("enroll failed: {e}");
+                    return;
+                }
+                enrolments.lock().unwrap().push((started, started.elapsed()));
+            }
+        }));
+    }
     std::thread::sleep(warmup);
     let faces = || work.as_ref().map_or(0, |w| w.faces.load(Ordering::Relaxed));
     let rollcalls = || work.as_ref().map_or(0, |w| w.rollcalls.load(Ordering::Relaxed));
@@ -243,6 +266,14 @@ pub fn cameras(
         (cpu_time()?, analysed.load(Ordering::Relaxed), faces(), rollcalls(), t0.elapsed());
     let (rss, peak) = memory();
     stop.store(true, Ordering::Relaxed);
+    let mut took: Vec<f64> = enrolments
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(at, d)| *at >= t0 && *at + *d <= t0 + elapsed)
+        .map(|(_, d)| d.as_secs_f64())
+        .collect();
+    took.sort_by(f64::total_cmp);
     for t in threads {
         let _ = t.join();
     }
@@ -262,9 +293,56 @@ pub fn cameras(
         cpu_per_camera: cpu / secs / count as f64,
         frames_analysed_per_camera_per_s: (frames1 - frames0) as f64 / secs / count as f64,
         frames_dropped: slots.iter().map(|s| s.dropped()).sum(),
+        enrolments: enrol.map(|_| took.len() as u64),
+        enrolment_median_s: took.get(took.len() / 2).copied(),
         rss_bytes: rss,
         peak_rss_bytes: peak,
     })
+}
+
+/// `--enroll-during N`: the MQTT `enroll` command with N photos, run again and again during the window.
+pub struct EnrolLoad {
+    pub photos: Vec<Vec<u8>>,
+    pub count: usize,
+    /// The gallery the enrolments go to (a scratch folder).
+    pub dir: PathBuf,
+}
+
+impl EnrolLoad {
+    pub fn new(photos: &[PathBuf], count: usize, dir: PathBuf) -> anyhow::Result<EnrolLoad> {
+        anyhow::ensure!(!photos.is_empty(), "--enroll-during needs at least one --enroll-photo");
+        anyhow::ensure!((1..=20).contains(&count), "--enroll-during: 1..20 photos (the enroll command's limit)");
+        let photos = photos
+            .iter()
+            .map(|p| std::fs::read(p).with_context(|| format!("--enroll-photo {}", p.display())))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(EnrolLoad { photos, count, dir })
+    }
+
+    fn command(&self) -> crate::publish::commands::Command {
+        use base64::Engine;
+        let images: Vec<String> = (0..self.count)
+            .map(|i| base64::engine::general_purpose::STANDARD.encode(&self.photos[i % self.photos.len()]))
+            .collect();
+        crate::publish::commands::Command {
+            name: "enroll".into(),
+            nonce: "bench".into(),
+            args: serde_json::json!({"id": "bench-enrolee", "role": "patient", "images": images}),
+        }
+    }
+}
+
+/// The real `enroll` handler of `vigil run`, sharing the cameras' models as `vigil run` does.
+fn enrol_handler(work: &Work, load: &EnrolLoad) -> anyhow::Result<crate::publish::commands::Handler> {
+    std::fs::create_dir_all(&load.dir)?;
+    let gallery = crate::gallery::Gallery::open(&load.dir.join("gallery.bin"), &load.dir.join("gallery.key"))?;
+    let enrolment = crate::app::handlers::Enrolment {
+        models: work.models.clone(),
+        index: Arc::new(std::sync::RwLock::new(crate::gallery::search::SearchIndex::build(gallery.entries()))),
+        gallery: Arc::new(std::sync::Mutex::new(gallery)),
+        thresholds: crate::config::Faces::default().quality(),
+    };
+    Ok(enrolment.enroll_handler())
 }
 
 /// Where `vigil bench cameras` records when asked to: a scratch folder, removed afterwards.
