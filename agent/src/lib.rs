@@ -1,11 +1,9 @@
 //! Vigil: an edge agent that watches hospital cameras for insurance fraud and delivers signed evidence.
 //!
-//! The pipeline (DESIGN.md section 3) is one module per stage; `app` wires them together.
+//! The pipeline (DESIGN.md section 3) is one module per stage; `runtime` wires them together (the CLI, `vigil`, lives in the binary).
 
 pub mod analyze;
-pub mod app;
 pub mod cache;
-pub mod commands;
 pub mod config;
 pub mod decide;
 pub mod evidence;
@@ -16,6 +14,7 @@ pub mod input;
 pub mod outbox;
 pub mod publish;
 pub mod redact;
+pub mod runtime;
 pub mod source;
 pub mod storage_lock;
 pub mod times;

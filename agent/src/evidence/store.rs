@@ -106,7 +106,7 @@ pub struct Store {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    crate::analyze::bundle::hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+    crate::analyze::model_set::hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
 fn time(t: SystemTime) -> String {

@@ -3,7 +3,11 @@
 //!
 //! File: `VIGILGAL1\n` ‖ nonce ‖ AES-256-GCM(JSON of the entries), see [`sealed`].
 
-pub mod quality;
+/// Face quality moved to the analysis stage (the gate is part of the face path); the old path stays for the
+/// config builders.
+pub use crate::analyze::quality;
+
+pub mod enrol;
 mod sealed;
 pub mod search;
 pub mod settlements;

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::outbox::{NewRecord, Outbox};
-use crate::publish::commands::Registry;
-use crate::publish::publisher::{Publisher, PublisherCounters, PublisherSettings};
+use vigil::outbox::{NewRecord, Outbox};
+use vigil::publish::commands::Registry;
+use vigil::publish::publisher::{Publisher, PublisherCounters, PublisherSettings};
 
 #[derive(Debug, Serialize)]
 pub struct DeliveryBench {
