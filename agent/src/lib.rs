@@ -11,6 +11,7 @@ pub mod fsio;
 pub mod fuzzing;
 pub mod gallery;
 pub mod input;
+pub mod memory;
 pub mod outbox;
 pub mod publish;
 pub mod redact;

@@ -76,6 +76,8 @@ fn main() -> ExitCode {
     unsafe {
         libc::umask(0o077);
     }
+    // Before any thread: a resident size that stays flat over months of pipeline rebuilds.
+    vigil::memory::limit_malloc_arenas();
     let cli = Cli::parse();
     if cli.version {
         cli::print_version();
