@@ -19,14 +19,14 @@ fn record(dir: &std::path::Path) {
     vigil::source::pipeline::init().unwrap();
     let camera: Camera = toml::from_str("id = \"w\"\nrole = \"settlement_window\"\nurl = \"test://ball\"\n").unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let (tx, _rx) = mpsc::channel();
+    let (tx, _rx) = mpsc::channel::<vigil::source::health::HealthReport>();
     let worker = CameraWorker {
         camera,
         recordings: Some(dir.to_owned()),
         segment: Duration::from_secs(4),
         max_recording_bytes: 1 << 30,
         slot: Arc::new(FrameSlot::default()),
-        decisions: tx,
+        health: Arc::new(tx),
         shutdown: stop.clone(),
         counters: Arc::new(CameraCounters::default()),
         supervision: Default::default(),

@@ -114,7 +114,7 @@ fn worker(camera: Camera, recordings: Option<PathBuf>, supervision: Supervision)
         segment: Duration::from_secs(4),
         max_recording_bytes: 64 << 20,
         slot: slot.clone(),
-        decisions: tx,
+        health: Arc::new(tx),
         shutdown: stop.clone(),
         counters: counters.clone(),
         supervision,

@@ -106,7 +106,7 @@ fn stream_survives_an_rtsp_server_restart() {
         segment: Duration::from_secs(4),
         max_recording_bytes: 1 << 30,
         slot: slot.clone(),
-        decisions: tx,
+        health: Arc::new(tx),
         shutdown: stop.clone(),
         counters: counters.clone(),
         supervision: Default::default(),

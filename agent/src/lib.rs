@@ -4,6 +4,7 @@
 
 pub mod analyze;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod decide;
 pub mod evidence;

@@ -2,39 +2,24 @@
 //!
 //! Camera health, settlement verification, physician presence; bed and chair presence.
 
-pub mod clock;
+pub mod camera;
 pub mod dialysis;
 pub mod physicians;
 pub mod presence;
 pub mod rollcall;
 pub mod roster;
 pub mod settlement;
+pub mod tamper;
+
+/// Defined where it is detected; named here too, as decisions carry it.
+pub use crate::source::tamper::TamperKind;
+
+/// The clock moved to a foundation module (source uses it too); kept here so `decide::clock` paths work.
+pub use crate::clock;
 
 use std::time::SystemTime;
 
 use serde::Serialize;
-
-/// How a camera was tampered with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TamperKind {
-    /// The picture is uniform: lens covered, sprayed, or the stream blacked out.
-    Covered,
-    /// The picture does not change at all: a stuck encoder or a replayed still.
-    Frozen,
-    /// The view no longer looks like the camera's reference frame: turned or moved away.
-    Moved,
-}
-
-impl TamperKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TamperKind::Covered => "covered",
-            TamperKind::Frozen => "frozen",
-            TamperKind::Moved => "moved",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

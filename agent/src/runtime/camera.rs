@@ -32,7 +32,7 @@ use crate::source::bounded::join_within;
 use crate::source::camera::{CameraCounters, CameraWorker, Supervision};
 use crate::source::pipeline;
 use crate::source::slot::FrameSlot;
-use crate::source::tamper::{TamperChange, TamperDetector};
+use crate::source::tamper::TamperDetector;
 
 use super::people::People;
 use super::presence::{self, PresenceCamera};
@@ -208,11 +208,8 @@ impl CameraAnalysis {
             self.tamper.set_reference(&frame.image);
         }
         for change in self.tamper.observe(&frame.image, frame.captured) {
-            let (kind, tamper) = match change {
-                TamperChange::Raised(tamper) => (DecisionKind::CameraTamper { tamper }, tamper),
-                TamperChange::Cleared(tamper) => (DecisionKind::CameraTamperCleared { tamper }, tamper),
-            };
-            let details = [("tamper".to_owned(), tamper.as_str().to_owned())].into();
+            let details = [("tamper".to_owned(), change.kind().as_str().to_owned())].into();
+            let kind = crate::decide::tamper::decision_kind(change);
             self.out.decide(Some(frame), frame.captured, kind, details, Vec::new());
         }
         self.counters.frames.fetch_add(1, Ordering::Relaxed);
@@ -242,7 +239,7 @@ pub fn start_camera(
         segment: Duration::from_secs(10),
         max_recording_bytes: config.retention.recordings_max_bytes_per_camera.0,
         slot: slot.clone(),
-        decisions,
+        health: Arc::new(decisions),
         shutdown: shutdown.flag(),
         counters: counters.clone(),
         supervision: Supervision::default(),
@@ -389,7 +386,7 @@ pub fn capture_reference(
         segment: Duration::from_secs(10),
         max_recording_bytes: 0,
         slot: slot.clone(),
-        decisions: tx,
+        health: Arc::new(tx),
         shutdown: stop.flag(),
         counters: Arc::new(CameraCounters::default()),
         supervision: Supervision::default(),

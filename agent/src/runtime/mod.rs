@@ -35,9 +35,9 @@ use anyhow::Context;
 use tracing::{info, warn};
 
 use crate::analyze::{Models, runtime};
+use crate::clock::SystemClock;
 use crate::config::{Config, Role, redact_url};
 use crate::decide::Decision;
-use crate::decide::clock::SystemClock;
 use crate::decide::settlement::{SettlementRules, Transactions, Watch};
 use crate::evidence::keys::DeviceKey;
 use crate::evidence::pending::Pending;

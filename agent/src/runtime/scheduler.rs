@@ -10,8 +10,8 @@ use anyhow::Context;
 use super::Shutdown;
 use super::people::People;
 use super::presence::Presence;
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::decide::clock::Clock;
 use crate::decide::physicians::PhysicianEvent;
 use crate::decide::{Decision, DecisionKind};
 
@@ -135,7 +135,7 @@ mod tests {
 
     use super::*;
     use crate::analyze::person_detector::Person;
-    use crate::decide::clock::ManualClock;
+    use crate::clock::ManualClock;
     use crate::evidence::pending::Pending;
     use crate::runtime::presence::PresenceCamera;
     use crate::runtime::sink::Outlet;

@@ -4,10 +4,12 @@
 pub mod bounded;
 pub mod camera;
 pub mod clip;
+pub mod health;
 pub mod liveness;
 pub mod pipeline;
 pub mod recorder;
 pub mod slot;
+pub mod supervisor;
 pub mod tamper;
 
 use std::time::SystemTime;

@@ -24,6 +24,7 @@ use image::RgbImage;
 
 use super::slot::FrameSlot;
 use super::{Frame, SourceError};
+use crate::clock::Clock;
 use crate::config::{Camera, Transport, redact_url};
 
 /// What a pipeline reports to its supervisor, shared with the streaming threads.
@@ -39,6 +40,12 @@ pub struct PipelineStats {
 }
 
 impl PipelineStats {
+    /// The wall time of the last frame, if any came.
+    pub fn last_frame(&self) -> Option<SystemTime> {
+        let ms = self.last_frame_ms.load(Ordering::Relaxed);
+        (ms != 0).then(|| UNIX_EPOCH + Duration::from_millis(ms))
+    }
+
     /// Stops this pipeline's frames reaching the slot; when it returns, none will.
     pub fn retire(&self) {
         *self.retired.write().unwrap_or_else(|e| e.into_inner()) = true;
@@ -46,12 +53,14 @@ impl PipelineStats {
 }
 
 /// Options of a camera pipeline that do not come from the camera's own config.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PipelineOptions {
     /// Where this camera's segments go: `<recordings_dir>/<camera id>/`. None: no recording.
     pub recordings: Option<PathBuf>,
     /// Target segment length.
     pub segment: Duration,
+    /// The wall clock frames and segments are stamped with.
+    pub clock: Arc<dyn Clock>,
 }
 
 pub fn init() -> Result<(), SourceError> {
@@ -150,11 +159,11 @@ pub fn build(
     if let Some(dir) = &options.recordings {
         std::fs::create_dir_all(dir).map_err(|e| SourceError::Recording(format!("{}: {e}", dir.display())))?;
         let rec = by_name("rec")?;
-        let dir = dir.clone();
+        let (dir, clock) = (dir.clone(), options.clock.clone());
         rec.connect("format-location-full", false, move |args| {
             let element = args[0].get::<gst::Element>().ok()?;
             let sample = args[2].get::<gst::Sample>().ok();
-            let wall = sample.as_ref().and_then(|s| wall_time_of(&element, s)).unwrap_or_else(SystemTime::now);
+            let wall = sample.as_ref().and_then(|s| wall_time_of(&element, s, &*clock)).unwrap_or_else(|| clock.now());
             Some(segment_path(&dir, wall).to_string_lossy().into_owned().to_value())
         });
     }
@@ -167,6 +176,7 @@ pub fn build(
     // Sources are live or paced already; rendering on time would only add latency.
     sink.set_sync(false);
     let camera_id: Arc<str> = Arc::from(camera.id.as_str());
+    let clock = options.clock.clone();
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -175,8 +185,8 @@ pub fn build(
                 if *retired {
                     return Ok(gst::FlowSuccess::Ok);
                 }
-                let frame =
-                    to_frame(sink.upcast_ref(), &sample, stats.frames.load(Ordering::Relaxed)).map_err(|e| {
+                let frame = to_frame(sink.upcast_ref(), &sample, stats.frames.load(Ordering::Relaxed), &*clock)
+                    .map_err(|e| {
                         gst::element_error!(sink, gst::StreamError::Decode, ("camera {camera_id}: {e}"));
                         gst::FlowError::Error
                     })?;
@@ -209,13 +219,13 @@ pub fn segment_path(dir: &Path, start: SystemTime) -> PathBuf {
 
 /// Wall-clock time at which the sample's buffer was (or will be) rendered: now, minus how far the
 /// element's running time is past the buffer's.
-fn wall_time_of(element: &gst::Element, sample: &gst::Sample) -> Option<SystemTime> {
+fn wall_time_of(element: &gst::Element, sample: &gst::Sample, clock: &dyn Clock) -> Option<SystemTime> {
     let buffer = sample.buffer()?;
     let pts = buffer.pts()?;
     let segment = sample.segment()?.downcast_ref::<gst::ClockTime>()?;
     let buffer_rt = segment.to_running_time(pts)?;
     let now_rt = element.current_running_time()?;
-    let now = SystemTime::now();
+    let now = clock.now();
     Some(if now_rt >= buffer_rt {
         now - Duration::from_nanos((now_rt - buffer_rt).nseconds())
     } else {
@@ -224,7 +234,7 @@ fn wall_time_of(element: &gst::Element, sample: &gst::Sample) -> Option<SystemTi
 }
 
 /// Copies a decoded RGB sample into an image, respecting the row stride.
-fn to_frame(element: &gst::Element, sample: &gst::Sample, seq: u64) -> Result<Frame, String> {
+fn to_frame(element: &gst::Element, sample: &gst::Sample, seq: u64, clock: &dyn Clock) -> Result<Frame, String> {
     let caps = sample.caps().ok_or("sample without caps")?;
     let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| format!("bad caps {caps}: {e}"))?;
     let buffer = sample.buffer().ok_or("sample without buffer")?;
@@ -239,7 +249,7 @@ fn to_frame(element: &gst::Element, sample: &gst::Sample, seq: u64) -> Result<Fr
         pixels.extend_from_slice(&data[row * stride..row * stride + w * 3]);
     }
     let image = RgbImage::from_raw(w as u32, h as u32, pixels).ok_or("frame size mismatch")?;
-    let captured = wall_time_of(element, sample).unwrap_or_else(SystemTime::now);
+    let captured = wall_time_of(element, sample, clock).unwrap_or_else(|| clock.now());
     Ok(Frame { image, captured, seq, keyframe })
 }
 

@@ -20,9 +20,9 @@
 use std::time::{Duration, SystemTime};
 
 use image::RgbImage;
+use serde::Serialize;
 
 use crate::config::Tamper;
-use crate::decide::TamperKind;
 
 const THUMB_W: usize = 64;
 const THUMB_H: usize = 36;
@@ -182,11 +182,42 @@ pub struct TamperDetector {
     moved: Condition,
 }
 
-/// A change of tamper state.
+/// A change of tamper state (`decide::tamper` makes decisions of them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TamperChange {
     Raised(TamperKind),
     Cleared(TamperKind),
+}
+
+impl TamperChange {
+    /// The condition raised or cleared.
+    pub fn kind(self) -> TamperKind {
+        match self {
+            TamperChange::Raised(kind) | TamperChange::Cleared(kind) => kind,
+        }
+    }
+}
+
+/// How a camera was tampered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TamperKind {
+    /// The picture is uniform: lens covered, sprayed, or the stream blacked out.
+    Covered,
+    /// The picture does not change at all: a stuck encoder or a replayed still.
+    Frozen,
+    /// The view no longer looks like the camera's reference frame: turned or moved away.
+    Moved,
+}
+
+impl TamperKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TamperKind::Covered => "covered",
+            TamperKind::Frozen => "frozen",
+            TamperKind::Moved => "moved",
+        }
+    }
 }
 
 impl TamperDetector {

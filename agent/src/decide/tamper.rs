@@ -1,0 +1,37 @@
+//! Tamper conditions as decisions: source's tamper detector reports a condition raised or cleared
+//! ([`TamperChange`]); here it becomes `camera_tamper` / `camera_tamper_cleared`.
+
+use super::DecisionKind;
+use crate::source::tamper::TamperChange;
+
+/// The decision a tamper change makes.
+pub fn decision_kind(change: TamperChange) -> DecisionKind {
+    match change {
+        TamperChange::Raised(tamper) => DecisionKind::CameraTamper { tamper },
+        TamperChange::Cleared(tamper) => DecisionKind::CameraTamperCleared { tamper },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::{Decision, TamperKind};
+    use std::time::SystemTime;
+
+    #[test]
+    fn raised_is_camera_tamper_and_cleared_is_camera_tamper_cleared_of_the_same_kind() {
+        let kinds = [TamperKind::Covered, TamperKind::Frozen, TamperKind::Moved];
+        for kind in kinds {
+            for (change, name) in
+                [(TamperChange::Raised(kind), "camera_tamper"), (TamperChange::Cleared(kind), "camera_tamper_cleared")]
+            {
+                let decision = Decision::new("door", SystemTime::UNIX_EPOCH, decision_kind(change));
+                assert_eq!(decision.name(), name);
+                assert_eq!(decision.needs_evidence(), name == "camera_tamper", "evidence for a raised condition only");
+                let json = serde_json::to_value(&decision).unwrap();
+                assert_eq!(json["tamper"], kind.as_str(), "{json}");
+                assert_eq!(change.kind(), kind);
+            }
+        }
+    }
+}
