@@ -456,16 +456,22 @@ fn companion_and_repeated_settlements_end_to_end() {
     // Obama's face is named; the companion's (when well seen) has no enrolled match.
     let obama = faces.iter().position(|f| f["best_match"] == "p-obama").expect("Obama's face named");
     assert!(faces.iter().enumerate().all(|(i, f)| i == obama || f["best_match"].is_null()), "{mismatch}");
-    assert!(faces.iter().all(|f| f["distance"].as_str().unwrap().parse::<f64>().unwrap() >= 0.6), "{mismatch}");
+    assert!(faces.iter().all(|f| f["distance"].as_f64().unwrap() >= 0.6), "{mismatch}");
 
     // The signed manifests hold the facts of each accusation and the detector's scores.
     let manifests = manifests(&root.join("state/evidence"));
     let manifest = &manifests[mismatch["event_id"].as_str().unwrap()];
     let facts = &manifest["event"]["details"];
-    assert_eq!(facts["distance"], details["distance"], "{manifest}");
+    // The manifest holds the event's numbers as decimal strings (canonical JSON has no floats).
+    let number = |fact: &serde_json::Value| fact.as_str().map(|s| s.parse::<f64>().unwrap());
+    assert_eq!(number(&facts["distance"]), details["distance"].as_f64(), "{manifest}");
     assert_eq!(facts[format!("faces.{obama}.best_match")], "p-obama", "{manifest}");
-    assert_eq!(facts[format!("faces.{obama}.best_distance")], faces[obama]["best_distance"], "{manifest}");
-    assert_eq!(facts[format!("faces.{obama}.distance")], faces[obama]["distance"], "{manifest}");
+    assert_eq!(
+        number(&facts[format!("faces.{obama}.best_distance")]),
+        faces[obama]["best_distance"].as_f64(),
+        "{manifest}"
+    );
+    assert_eq!(number(&facts[format!("faces.{obama}.distance")]), faces[obama]["distance"].as_f64(), "{manifest}");
     assert_eq!(facts["faces_seen"], "2", "{manifest}");
     let detections = manifest["detections"].as_array().unwrap();
     assert_eq!(detections.len(), faces.len(), "every judged face boxed: {manifest}");

@@ -19,4 +19,6 @@ pub mod redact;
 pub mod runtime;
 pub mod source;
 pub mod storage_lock;
+#[cfg(test)]
+mod test_targets;
 pub mod times;

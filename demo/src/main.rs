@@ -1,14 +1,12 @@
-//! `vigil-demo-platform`: what the demo uses as the central platform. It embeds an MQTT broker
-//! (rumqttd) on 127.0.0.1 and subscribes to everything Vigil publishes, printing each message as an
-//! integrator would receive it. Ends after `--seconds` (default 60) or on SIGINT.
+//! `vigil-demo-platform`: what the demo uses as the central platform. It subscribes to everything Vigil
+//! publishes on the MQTT broker at 127.0.0.1:`--port` (mosquitto, started by scripts/demo), printing
+//! each message as an integrator would receive it. Ends after `--seconds` (default 60) or on SIGINT.
 //!
 //!     vigil-demo-platform [--port 18830] [--seconds 60]
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
@@ -18,41 +16,6 @@ fn arg(name: &str, default: u64) -> u64 {
 fn main() {
     let port = arg("--port", 18830) as u16;
     let seconds = arg("--seconds", 60);
-    let server = ServerSettings {
-        name: "v4".into(),
-        listen: ([127, 0, 0, 1], port).into(),
-        tls: None,
-        next_connection_delay_ms: 1,
-        connections: ConnectionSettings {
-            connection_timeout_ms: 60_000,
-            max_payload_size: 1 << 20,
-            max_inflight_count: 200,
-            auth: None,
-            external_auth: None,
-            dynamic_filters: true,
-        },
-    };
-    let config = Config {
-        id: 0,
-        router: RouterConfig {
-            max_connections: 16,
-            max_outgoing_packet_count: 200,
-            max_segment_size: 16 << 20,
-            max_segment_count: 10,
-            ..Default::default()
-        },
-        v4: Some(HashMap::from([("demo".to_owned(), server)])),
-        ..Default::default()
-    };
-    let mut broker = Broker::new(config);
-    std::thread::spawn(move || {
-        if let Err(e) = broker.start() {
-            eprintln!("demo platform: broker failed: {e}");
-            std::process::exit(1);
-        }
-    });
-    println!("[platform] MQTT broker (rumqttd) listening on 127.0.0.1:{port}");
-
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     rt.block_on(async move {
         let mut options = MqttOptions::new("demo-platform", "127.0.0.1", port);
@@ -68,6 +31,9 @@ fn main() {
                 event = eventloop.poll() => match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         let _ = client.subscribe("vigil/#", QoS::AtLeastOnce).await;
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        println!("[platform] subscribed to vigil/# on the MQTT broker at 127.0.0.1:{port}");
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let body = match serde_json::from_slice::<serde_json::Value>(&p.payload) {

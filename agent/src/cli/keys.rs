@@ -68,10 +68,13 @@ pub struct SignCommandArgs {
     /// Default: now. RFC 3339 or Unix seconds.
     #[arg(long, value_parser = parse_time)]
     issued_at: Option<SystemTime>,
+    /// Print a JWS (EdDSA) instead of the deprecated canonical-JSON form.
+    #[arg(long)]
+    jws: bool,
 }
 
 pub fn sign_command(args: SignCommandArgs) -> CliResult {
-    let SignCommandArgs { key, name, args, nonce, issued_at } = args;
+    let SignCommandArgs { key, name, args, nonce, issued_at, jws } = args;
     let fail = |message: String| CliError::Failed(format!("vigil sign-command: {message}"));
     let Ok(pem) = vigil::input::read_text_limited(&key, vigil::input::MAX_TEXT_BYTES) else {
         return Err(fail(format!("cannot read {}", key.display())));
@@ -94,7 +97,11 @@ pub fn sign_command(args: SignCommandArgs) -> CliResult {
         _ => return Err(fail("--args must be a JSON object".into())),
     };
     let nonce = nonce.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let command = vigil::publish::commands::sign(&pair, &name, args, issued_at.unwrap_or_else(SystemTime::now), &nonce);
-    println!("{command}");
+    let issued_at = issued_at.unwrap_or_else(SystemTime::now);
+    if jws {
+        println!("{}", vigil::publish::commands::sign_jws(&pair, &name, args, issued_at, &nonce));
+    } else {
+        println!("{}", vigil::publish::commands::sign(&pair, &name, args, issued_at, &nonce));
+    }
     Ok(())
 }

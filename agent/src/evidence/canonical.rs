@@ -86,4 +86,33 @@ mod tests {
         );
         assert!(to_bytes(&serde_json::json!({"s": 0.5})).is_err());
     }
+
+    /// docs/evidence.md, "As a subset of RFC 8785": the string escapes of RFC 8785 section 3.2.2.2, and the
+    /// one ordering difference (code points, not UTF-16 code units) on RFC 8785 section 3.2.3's own example.
+    #[test]
+    fn rfc8785_subset_and_its_documented_difference() {
+        let v: Value = serde_json::from_str(r#"{"s": "\u0000\b\f\n\r\t\u001f\u007f\u2028€\"\\/"}"#).unwrap();
+        assert_eq!(
+            String::from_utf8(to_bytes(&v).unwrap()).unwrap(),
+            "{\"s\":\"\\u0000\\b\\f\\n\\r\\t\\u001f\u{7f}\u{2028}€\\\"\\\\/\"}"
+        );
+        let keys = ["\u{20ac}", "\r", "\u{fb33}", "1", "\u{1f600}", "\u{80}", "\u{f6}"];
+        let v = Value::Object(keys.iter().map(|k| (k.to_string(), Value::from(1))).collect());
+        let text = String::from_utf8(to_bytes(&v).unwrap()).unwrap();
+        let order: Vec<&str> = keys.iter().copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        // RFC 8785 orders U+1F600 (UTF-16 D83D DE00) before U+FB33; by code point it comes after.
+        assert_eq!(order, ["\r", "1", "\u{80}", "\u{f6}", "\u{20ac}", "\u{fb33}", "\u{1f600}"]);
+        let positions: Vec<usize> = order.iter().map(|k| text.find(&to_json_key(k)).unwrap()).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
+        // Integers: all digits, also beyond 2^53 (RFC 8785 would round through a double).
+        let big: Value =
+            serde_json::from_str("[9007199254740993, -9223372036854775808, 18446744073709551615]").unwrap();
+        assert_eq!(to_bytes(&big).unwrap(), b"[9007199254740993,-9223372036854775808,18446744073709551615]");
+    }
+
+    fn to_json_key(k: &str) -> String {
+        let mut out = Vec::new();
+        write_string(k, &mut out);
+        String::from_utf8(out).unwrap() + ":"
+    }
 }

@@ -1,7 +1,9 @@
 //! The gallery of enrolled patients and physicians: embeddings only (never images), encrypted at rest
 //! with AES-256-GCM under a key file readable by Vigil alone.
 //!
-//! File: `VIGILGAL1\n` ‖ nonce ‖ AES-256-GCM(JSON of the entries), see [`sealed`].
+//! File: `VIGILGAL2\n` ‖ nonce ‖ AES-256-GCM(entries in a binary form), see [`sealed`], [`store`] and
+//! docs/gallery.md. A file in the JSON form of older Vigils (`VIGILGAL1\n`) is read and rewritten in the
+//! binary form when opened.
 
 /// Face quality moved to the analysis stage (the gate is part of the face path); the old path stays for the
 /// config builders.
@@ -11,14 +13,13 @@ pub mod enrol;
 mod sealed;
 pub mod search;
 pub mod settlements;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 pub use sealed::{SealKey, SealedError};
-
-const MAGIC: &[u8] = b"VIGILGAL1\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -46,14 +47,24 @@ pub struct Gallery {
 }
 
 impl Gallery {
-    /// Opens (or starts) the gallery at `path` with the key at `key_path`.
+    /// Opens (or starts) the gallery at `path` with the key at `key_path`. A gallery in the JSON form of
+    /// older Vigils is rewritten in the binary form; if that write fails, the JSON file stays (it is read
+    /// again next time) and the next [`Gallery::save`] writes the binary form.
     pub fn open(path: &Path, key_path: &Path) -> Result<Gallery, SealedError> {
         let key = SealKey::load_or_create(key_path)?;
-        let entries = match key.open(path, MAGIC)? {
-            Some(plain) => serde_json::from_slice(&plain).map_err(|_| SealedError::Format(path.to_owned()))?,
-            None => Vec::new(),
-        };
-        Ok(Gallery { path: path.to_owned(), key, entries })
+        let (entries, form) = store::read(&key, path)?;
+        let gallery = Gallery { path: path.to_owned(), key, entries };
+        if form == store::Form::Json {
+            match gallery.save() {
+                Ok(()) => tracing::info!(
+                    path = %path.display(),
+                    enrolled = gallery.entries.len(),
+                    "gallery rewritten from the JSON form of older Vigils into the binary form"
+                ),
+                Err(e) => tracing::warn!(error = %e, "gallery kept in the JSON form of older Vigils for now"),
+            }
+        }
+        Ok(gallery)
     }
 
     pub fn entries(&self) -> &[Entry] {
@@ -73,9 +84,9 @@ impl Gallery {
         self.entries.len() != before
     }
 
-    /// Encrypts and writes the gallery atomically.
+    /// Encrypts and writes the gallery atomically, in the binary form.
     pub fn save(&self) -> Result<(), SealedError> {
-        self.key.seal(&self.path, MAGIC, serde_json::to_vec(&self.entries).expect("entries serialise"))
+        store::write(&self.key, &self.path, &self.entries)
     }
 }
 
@@ -114,6 +125,72 @@ mod tests {
         assert!(matches!(Gallery::open(&path, &key), Err(SealedError::Decrypt(_))));
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(Gallery::open(&path, &key), Err(SealedError::KeyTooOpen { .. })));
+    }
+
+    /// A gallery written by an older Vigil (JSON inside the seal) opens with the same entries, bit for
+    /// bit, and is rewritten in the binary form at once.
+    #[test]
+    fn json_gallery_of_an_older_vigil_is_read_and_rewritten_in_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, key_path) = (dir.path().join("gallery.bin"), dir.path().join("keys/gallery.key"));
+        let key = SealKey::load_or_create(&key_path).unwrap();
+        let mut old = vec![entry("p-1", 0.25), entry("p-2", -0.5)];
+        old[1].embeddings.push((0..128).map(|i| (i as f32).sin() / 7.0).collect());
+        key.seal(&path, store::MAGIC_JSON, store::encode_json(&old)).unwrap();
+        let json_size = std::fs::metadata(&path).unwrap().len();
+
+        let g = Gallery::open(&path, &key_path).unwrap();
+        let bits = |entries: &[Entry]| {
+            entries
+                .iter()
+                .map(|e| (e.id.clone(), e.embeddings.iter().flatten().map(|v| v.to_bits()).collect::<Vec<_>>()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bits(g.entries()), bits(&old));
+        let raw = std::fs::read(&path).unwrap();
+        assert!(raw.starts_with(store::MAGIC_BINARY), "rewritten in the binary form");
+        assert!((raw.len() as u64) < json_size, "{} bytes, JSON {json_size}", raw.len());
+        let again = Gallery::open(&path, &key_path).unwrap();
+        assert_eq!(bits(again.entries()), bits(&old));
+        assert_eq!(std::fs::read(&path).unwrap(), raw, "a binary gallery is not rewritten on open");
+    }
+
+    /// Damage of every kind is refused with an error naming the file; the file is left as it was.
+    #[test]
+    fn damaged_gallery_files_are_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, key_path) = (dir.path().join("gallery.bin"), dir.path().join("keys/gallery.key"));
+        let key = SealKey::load_or_create(&key_path).unwrap();
+        let mut g = Gallery::open(&path, &key_path).unwrap();
+        g.upsert(entry("p-1", 0.25));
+        g.save().unwrap();
+        let good = std::fs::read(&path).unwrap();
+        let name = path.display().to_string();
+        let refused = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            let err = Gallery::open(&path, &key_path).err().expect("refused");
+            assert!(err.to_string().starts_with(&name), "{err}");
+            assert_eq!(std::fs::read(&path).unwrap(), bytes, "left as it was");
+            err
+        };
+        assert!(matches!(refused(&good[..good.len() / 2]), SealedError::Decrypt(_)));
+        assert!(matches!(refused(&good[..store::MAGIC_BINARY.len() + 20]), SealedError::Format(_)));
+        assert!(matches!(refused(b"VIGILSET1\n0123456789abcdefghijklmnopqrstuvwxyz"), SealedError::Format(_)));
+        assert!(matches!(refused(b""), SealedError::Format(_)));
+        let mut flipped = good.clone();
+        flipped[store::MAGIC_BINARY.len() + 30] ^= 0x10;
+        assert!(matches!(refused(&flipped), SealedError::Decrypt(_)));
+        // Sealed with the right key but not a gallery inside: a newer format or a bug, said so.
+        key.seal(&path, store::MAGIC_BINARY, vec![1, 0, 0, 0, 200]).unwrap();
+        let err = refused(&std::fs::read(&path).unwrap());
+        assert_eq!(
+            err.to_string(),
+            format!("{name}: decrypted but unreadable: entry 0: id: cut short at byte 4 (4 bytes needed, 1 left)")
+        );
+        key.seal(&path, store::MAGIC_JSON, b"[{\"id\": 12}]".to_vec()).unwrap();
+        let err = refused(&std::fs::read(&path).unwrap());
+        assert!(matches!(err, SealedError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("JSON form: Data error at line 1"), "{err}");
     }
 
     /// An older Vigil wrote the data key in place; a crash could leave it empty. That is named with the

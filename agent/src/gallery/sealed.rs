@@ -33,6 +33,9 @@ pub enum SealedError {
     Decrypt(PathBuf),
     #[error("{0} is not a Vigil file of the expected kind")]
     Format(PathBuf),
+    /// Decrypted (so written by Vigil with this key) but not decodable: a newer format, or a bug.
+    #[error("{path}: decrypted but unreadable: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
 }
 
 pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SealedError + '_ {
@@ -68,12 +71,25 @@ impl SealKey {
 
     /// The plaintext of the sealed file at `path`, or None when there is no such file.
     pub fn open(&self, path: &Path, magic: &'static [u8]) -> Result<Option<Vec<u8>>, SealedError> {
+        Ok(self.open_any(path, &[magic])?.map(|(_, plain)| plain))
+    }
+
+    /// The magic and plaintext of the sealed file at `path`, which may start with any of `magics` (the
+    /// forms of one kind of file), or None when there is no such file.
+    pub fn open_any(
+        &self,
+        path: &Path,
+        magics: &[&'static [u8]],
+    ) -> Result<Option<(&'static [u8], Vec<u8>)>, SealedError> {
         let data = match std::fs::read(path) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io(path)(e)),
         };
-        let rest = data.strip_prefix(magic).ok_or_else(|| SealedError::Format(path.to_owned()))?;
+        let (magic, rest) = magics
+            .iter()
+            .find_map(|m| Some((*m, data.strip_prefix(*m)?)))
+            .ok_or_else(|| SealedError::Format(path.to_owned()))?;
         if rest.len() < NONCE_LEN + 16 {
             return Err(SealedError::Format(path.to_owned()));
         }
@@ -84,7 +100,9 @@ impl SealKey {
             .0
             .open_in_place(nonce, Aad::from(magic), &mut sealed)
             .map_err(|_| SealedError::Decrypt(path.to_owned()))?;
-        Ok(Some(plain.to_vec()))
+        let len = plain.len();
+        sealed.truncate(len);
+        Ok(Some((magic, sealed)))
     }
 
     /// Encrypts `plain` and replaces the file at `path` atomically.

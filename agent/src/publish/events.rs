@@ -1,18 +1,39 @@
 //! Event payloads (`vigil.event.v1`, docs/mqtt-api.md) and their outbox records.
+//!
+//! This module owns the wire format. Each event kind has its payload struct below, with the field
+//! names spelled out and built from the decision by explicit code, so renaming a field in `decide`
+//! cannot change what the platform receives. One number format: counts are JSON integers, every
+//! other quantity (distances, scores, minutes, shares) is a JSON number rounded to three decimals
+//! ([`real`]). docs/contract/ holds the JSON Schema of each payload; tests/contract.rs checks the
+//! payloads built here against it and against the examples in docs/mqtt-api.md.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
+use crate::decide::dialysis::{SessionOutcome, SessionVerdict};
+use crate::decide::physicians::ShiftSummary;
+use crate::decide::rollcall::{Absence, BedRef};
 use crate::decide::settlement::FaceJudgement;
-use crate::decide::{Decision, DecisionKind};
+use crate::decide::{Decision, DecisionKind, RollcallReport};
 use crate::outbox::NewRecord;
 
 pub const SCHEMA: &str = "vigil.event.v1";
 
+/// Decimal places of every non-integer number on the wire.
+pub const DECIMALS: i32 = 3;
+
 fn time(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// A quantity as the wire carries it: rounded to [`DECIMALS`] places (a JSON number such as `0.412`).
+pub fn real(x: f64) -> f64 {
+    let scale = 10f64.powi(DECIMALS);
+    // `+ 0.0` turns a negative zero (e.g. occupied minutes summed from nothing) into 0.
+    (x * scale).round() / scale + 0.0
 }
 
 /// `<prefix>/<site>/<device>`.
@@ -20,145 +41,563 @@ pub fn base_topic(prefix: &str, site: &str, device: &str) -> String {
     format!("{prefix}/{site}/{device}")
 }
 
-fn object(value: &impl serde::Serialize) -> serde_json::Map<String, Value> {
-    match serde_json::to_value(value) {
-        Ok(Value::Object(map)) => map,
+/// Every event kind the box can publish: the last level of `…/events/{kind}` and the payload's `kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    CameraOffline,
+    CameraOnline,
+    CameraTamper,
+    CameraTamperCleared,
+    EvidenceReady,
+    SettlementVerified,
+    SettlementIdentityMismatch,
+    SettlementNoFace,
+    IdentitySharedAcrossIds,
+    PhysicianAbsent,
+    PhysicianShiftSummary,
+    BedAbsent,
+    BedAbsenceEscalated,
+    RollcallSummary,
+    DialysisPatientMismatch,
+    DialysisSessionVerified,
+    DialysisSessionShort,
+    DialysisChairEmpty,
+    DialysisSessionUnverifiable,
+    RecordingStopped,
+    RecordingResumed,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 21] = [
+        EventKind::CameraOffline,
+        EventKind::CameraOnline,
+        EventKind::CameraTamper,
+        EventKind::CameraTamperCleared,
+        EventKind::EvidenceReady,
+        EventKind::SettlementVerified,
+        EventKind::SettlementIdentityMismatch,
+        EventKind::SettlementNoFace,
+        EventKind::IdentitySharedAcrossIds,
+        EventKind::PhysicianAbsent,
+        EventKind::PhysicianShiftSummary,
+        EventKind::BedAbsent,
+        EventKind::BedAbsenceEscalated,
+        EventKind::RollcallSummary,
+        EventKind::DialysisPatientMismatch,
+        EventKind::DialysisSessionVerified,
+        EventKind::DialysisSessionShort,
+        EventKind::DialysisChairEmpty,
+        EventKind::DialysisSessionUnverifiable,
+        EventKind::RecordingStopped,
+        EventKind::RecordingResumed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::CameraOffline => "camera_offline",
+            EventKind::CameraOnline => "camera_online",
+            EventKind::CameraTamper => "camera_tamper",
+            EventKind::CameraTamperCleared => "camera_tamper_cleared",
+            EventKind::EvidenceReady => "evidence_ready",
+            EventKind::SettlementVerified => "settlement_verified",
+            EventKind::SettlementIdentityMismatch => "settlement_identity_mismatch",
+            EventKind::SettlementNoFace => "settlement_no_face",
+            EventKind::IdentitySharedAcrossIds => "identity_shared_across_ids",
+            EventKind::PhysicianAbsent => "physician_absent",
+            EventKind::PhysicianShiftSummary => "physician_shift_summary",
+            EventKind::BedAbsent => "bed_absent",
+            EventKind::BedAbsenceEscalated => "bed_absence_escalated",
+            EventKind::RollcallSummary => "rollcall_summary",
+            EventKind::DialysisPatientMismatch => "dialysis_patient_mismatch",
+            EventKind::DialysisSessionVerified => "dialysis_session_verified",
+            EventKind::DialysisSessionShort => "dialysis_session_short",
+            EventKind::DialysisChairEmpty => "dialysis_chair_empty",
+            EventKind::DialysisSessionUnverifiable => "dialysis_session_unverifiable",
+            EventKind::RecordingStopped => "recording_stopped",
+            EventKind::RecordingResumed => "recording_resumed",
+        }
+    }
+
+    /// The kind of a decision's event.
+    pub fn of(kind: &DecisionKind) -> EventKind {
+        match kind {
+            DecisionKind::CameraOffline { .. } => EventKind::CameraOffline,
+            DecisionKind::CameraOnline => EventKind::CameraOnline,
+            DecisionKind::CameraTamper { .. } => EventKind::CameraTamper,
+            DecisionKind::CameraTamperCleared { .. } => EventKind::CameraTamperCleared,
+            DecisionKind::SettlementVerified { .. } => EventKind::SettlementVerified,
+            DecisionKind::SettlementIdentityMismatch { .. } => EventKind::SettlementIdentityMismatch,
+            DecisionKind::SettlementNoFace { .. } => EventKind::SettlementNoFace,
+            DecisionKind::IdentitySharedAcrossIds { .. } => EventKind::IdentitySharedAcrossIds,
+            DecisionKind::PhysicianAbsent { .. } => EventKind::PhysicianAbsent,
+            DecisionKind::PhysicianShiftSummary(_) => EventKind::PhysicianShiftSummary,
+            DecisionKind::BedAbsent(_) => EventKind::BedAbsent,
+            DecisionKind::BedAbsenceEscalated(_) => EventKind::BedAbsenceEscalated,
+            DecisionKind::RollcallSummary(_) => EventKind::RollcallSummary,
+            DecisionKind::Dialysis(o) => match o.verdict {
+                SessionVerdict::PatientMismatch { .. } => EventKind::DialysisPatientMismatch,
+                SessionVerdict::Verified => EventKind::DialysisSessionVerified,
+                SessionVerdict::Short => EventKind::DialysisSessionShort,
+                SessionVerdict::ChairEmpty => EventKind::DialysisChairEmpty,
+                SessionVerdict::Unverifiable => EventKind::DialysisSessionUnverifiable,
+            },
+            DecisionKind::RecordingStopped { .. } => EventKind::RecordingStopped,
+            DecisionKind::RecordingResumed { .. } => EventKind::RecordingResumed,
+        }
+    }
+}
+
+impl Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// The envelope every event shares (docs/mqtt-api.md, "Event envelope"). Serialised through
+/// `serde_json::Value`, so that keys go out in alphabetical order as documented.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventPayload {
+    pub schema: &'static str,
+    pub event_id: String,
+    pub kind: EventKind,
+    pub site: String,
+    pub device: String,
+    /// `None` for events about the box or a person rather than a camera.
+    pub camera: Option<String>,
+    pub at: String,
+    pub details: Details,
+    pub evidence: Option<EvidenceStatus>,
+}
+
+/// `{"status": "pending"}`: a signed evidence bundle is being made for the event.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvidenceStatus {
+    pub status: &'static str,
+}
+
+/// The `details` of each kind. Untagged: the envelope's `kind` names the variant.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Details {
+    CameraOffline(ReasonDetails),
+    CameraOnline(NoDetails),
+    CameraTamper(TamperDetails),
+    CameraTamperCleared(TamperDetails),
+    EvidenceReady(EvidenceReadyDetails),
+    SettlementVerified(SettlementVerifiedDetails),
+    SettlementIdentityMismatch(SettlementMismatchDetails),
+    SettlementNoFace(SettlementNoFaceDetails),
+    IdentitySharedAcrossIds(IdentitySharedDetails),
+    PhysicianAbsent(PhysicianAbsentDetails),
+    PhysicianShiftSummary(ShiftSummaryDetails),
+    BedAbsent(BedAbsenceDetails),
+    BedAbsenceEscalated(BedAbsenceDetails),
+    RollcallSummary(RollcallDetails),
+    /// The five dialysis kinds share one shape; `outcome` says which.
+    Dialysis(DialysisDetails),
+    RecordingStopped(ReasonDetails),
+    RecordingResumed(RecordingResumedDetails),
+}
+
+/// `camera_online`: `{}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NoDetails {}
+
+/// `camera_offline`, `recording_stopped`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReasonDetails {
+    pub reason: String,
+}
+
+/// `camera_tamper`, `camera_tamper_cleared`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TamperDetails {
+    /// `covered`, `frozen` or `moved`.
+    pub tamper: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvidenceReadyDetails {
+    pub for_event_id: String,
+    pub bundle: String,
+    pub sequence: u64,
+    pub manifest_sha256: String,
+}
+
+/// A judged face at a settlement window (docs/mqtt-api.md, "Judged faces").
+#[derive(Debug, Clone, Serialize)]
+pub struct JudgedFace {
+    /// `[x1, y1, x2, y2]`, integer pixels.
+    #[serde(rename = "box")]
+    pub bbox: [i64; 4],
+    pub score: f64,
+    pub good_frames: usize,
+    pub distance: Option<f64>,
+    pub best_match: Option<String>,
+    pub best_distance: Option<f64>,
+}
+
+impl From<&FaceJudgement> for JudgedFace {
+    fn from(f: &FaceJudgement) -> JudgedFace {
+        JudgedFace {
+            bbox: f.bbox.map(|v| v.round() as i64),
+            score: real(f.score.into()),
+            good_frames: f.good_frames,
+            distance: f.distance.map(|d| real(d.into())),
+            best_match: f.best_match.clone(),
+            best_distance: f.best_distance.map(|d| real(d.into())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SettlementVerifiedDetails {
+    pub transaction_id: String,
+    pub claimed_id: String,
+    pub distance: f64,
+    pub face: JudgedFace,
+    pub faces_seen: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SettlementMismatchDetails {
+    pub transaction_id: String,
+    pub claimed_id: String,
+    pub distance: Option<f64>,
+    pub best_match: Option<String>,
+    pub best_distance: Option<f64>,
+    pub faces: Vec<JudgedFace>,
+    pub faces_judged: usize,
+    pub faces_seen: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SettlementNoFaceDetails {
+    pub transaction_id: String,
+    pub claimed_id: String,
+    pub faces_seen: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentitySharedDetails {
+    pub transaction_id: String,
+    pub claimed_id: String,
+    pub other_transaction_id: String,
+    pub other_claimed_id: String,
+    pub other_at: String,
+    pub distance: f64,
+    pub face: JudgedFace,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhysicianAbsentDetails {
+    pub physician: String,
+    pub shift_start: String,
+    pub shift_end: String,
+    pub unseen_since: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShiftSummaryDetails {
+    pub physician: String,
+    pub shift_start: String,
+    pub shift_end: String,
+    pub watched_from: String,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub sightings: u32,
+    pub seen_minutes: u32,
+    pub absences: u32,
+    pub cameras: Vec<String>,
+}
+
+impl From<&ShiftSummary> for ShiftSummaryDetails {
+    fn from(s: &ShiftSummary) -> ShiftSummaryDetails {
+        ShiftSummaryDetails {
+            physician: s.physician.clone(),
+            shift_start: time(s.shift_start),
+            shift_end: time(s.shift_end),
+            watched_from: time(s.watched_from),
+            first_seen: s.first_seen.map(time),
+            last_seen: s.last_seen.map(time),
+            sightings: s.sightings,
+            seen_minutes: s.seen_minutes,
+            absences: s.absences,
+            cameras: s.cameras.clone(),
+        }
+    }
+}
+
+/// `bed_absent`, `bed_absence_escalated`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BedAbsenceDetails {
+    pub camera: String,
+    pub bed: String,
+    pub patient: String,
+    pub consecutive: u32,
+    pub absent_since: String,
+}
+
+impl From<&Absence> for BedAbsenceDetails {
+    fn from(a: &Absence) -> BedAbsenceDetails {
+        BedAbsenceDetails {
+            camera: a.camera.clone(),
+            bed: a.bed.clone(),
+            patient: a.patient.clone(),
+            consecutive: a.consecutive,
+            absent_since: time(a.absent_since),
+        }
+    }
+}
+
+/// A bed named by a roll-call.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bed {
+    pub camera: String,
+    pub bed: String,
+    pub patient: Option<String>,
+}
+
+impl From<&BedRef> for Bed {
+    fn from(b: &BedRef) -> Bed {
+        Bed { camera: b.camera.clone(), bed: b.bed.clone(), patient: b.patient.clone() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RollcallCounts {
+    pub checked: usize,
+    pub present: usize,
+    pub absent: usize,
+    pub unknown: usize,
+    pub unregistered: usize,
+    pub unregistered_occupied: usize,
+}
+
+/// `rollcall_summary`, and the `result` of the `rollcall` command.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollcallDetails {
+    pub trigger: String,
+    pub summary: RollcallCounts,
+    pub absent: Vec<Bed>,
+    pub unknown: Vec<Bed>,
+    pub unregistered_occupied: Vec<Bed>,
+}
+
+impl From<&RollcallReport> for RollcallDetails {
+    fn from(r: &RollcallReport) -> RollcallDetails {
+        let s = &r.summary;
+        RollcallDetails {
+            trigger: r.trigger.clone(),
+            summary: RollcallCounts {
+                checked: s.checked,
+                present: s.present,
+                absent: s.absent,
+                unknown: s.unknown,
+                unregistered: s.unregistered,
+                unregistered_occupied: s.unregistered_occupied,
+            },
+            absent: r.absent.iter().map(Bed::from).collect(),
+            unknown: r.unknown.iter().map(Bed::from).collect(),
+            unregistered_occupied: r.unregistered_occupied.iter().map(Bed::from).collect(),
+        }
+    }
+}
+
+/// The five dialysis kinds.
+#[derive(Debug, Clone, Serialize)]
+pub struct DialysisDetails {
+    pub session_id: String,
+    pub patient: String,
+    pub camera: String,
+    pub chair: String,
+    pub at: String,
+    /// `patient_mismatch`, `verified`, `short`, `chair_empty` or `unverifiable`.
+    pub outcome: &'static str,
+    /// Present for `patient_mismatch` only.
+    #[serde(flatten)]
+    pub mismatch: Option<DialysisMismatch>,
+    pub occupied_minutes: f64,
+    pub unknown_minutes: f64,
+    pub billed_minutes: u32,
+    pub share: f64,
+    /// `matched`, `mismatch` or `not_seen`.
+    pub patient_match: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DialysisMismatch {
+    pub distance: Option<f64>,
+    pub best_match: Option<String>,
+    pub best_distance: Option<f64>,
+}
+
+impl From<&SessionOutcome> for DialysisDetails {
+    fn from(o: &SessionOutcome) -> DialysisDetails {
+        let (outcome, mismatch) = match &o.verdict {
+            SessionVerdict::PatientMismatch { distance, best_match, best_distance } => (
+                "patient_mismatch",
+                Some(DialysisMismatch {
+                    distance: distance.map(|d| real(d.into())),
+                    best_match: best_match.clone(),
+                    best_distance: best_distance.map(|d| real(d.into())),
+                }),
+            ),
+            SessionVerdict::Verified => ("verified", None),
+            SessionVerdict::Short => ("short", None),
+            SessionVerdict::ChairEmpty => ("chair_empty", None),
+            SessionVerdict::Unverifiable => ("unverifiable", None),
+        };
+        DialysisDetails {
+            session_id: o.session_id.clone(),
+            patient: o.patient.clone(),
+            camera: o.camera.clone(),
+            chair: o.chair.clone(),
+            at: time(o.at),
+            outcome,
+            mismatch,
+            occupied_minutes: real(o.occupied_minutes),
+            unknown_minutes: real(o.unknown_minutes),
+            billed_minutes: o.billed_minutes,
+            share: real(o.share),
+            patient_match: o.patient_match.as_str(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordingResumedDetails {
+    pub stopped_secs: u64,
+}
+
+impl Details {
+    /// The wire details of a decision.
+    pub fn of(kind: &DecisionKind) -> Details {
+        let settlement_ids = |t: &String, c: &String| (t.clone(), c.clone());
+        match kind {
+            DecisionKind::CameraOffline { reason } => Details::CameraOffline(ReasonDetails { reason: reason.clone() }),
+            DecisionKind::CameraOnline => Details::CameraOnline(NoDetails {}),
+            DecisionKind::CameraTamper { tamper } => Details::CameraTamper(TamperDetails { tamper: tamper.as_str() }),
+            DecisionKind::CameraTamperCleared { tamper } => {
+                Details::CameraTamperCleared(TamperDetails { tamper: tamper.as_str() })
+            }
+            DecisionKind::SettlementVerified { transaction_id, claimed_id, distance, face, faces_seen } => {
+                let (transaction_id, claimed_id) = settlement_ids(transaction_id, claimed_id);
+                Details::SettlementVerified(SettlementVerifiedDetails {
+                    transaction_id,
+                    claimed_id,
+                    distance: real((*distance).into()),
+                    face: face.into(),
+                    faces_seen: *faces_seen,
+                })
+            }
+            DecisionKind::SettlementIdentityMismatch {
+                transaction_id,
+                claimed_id,
+                distance,
+                best_match,
+                best_distance,
+                faces,
+                faces_seen,
+            } => {
+                let (transaction_id, claimed_id) = settlement_ids(transaction_id, claimed_id);
+                Details::SettlementIdentityMismatch(SettlementMismatchDetails {
+                    transaction_id,
+                    claimed_id,
+                    distance: distance.map(|d| real(d.into())),
+                    best_match: best_match.clone(),
+                    best_distance: best_distance.map(|d| real(d.into())),
+                    faces: faces.iter().map(JudgedFace::from).collect(),
+                    faces_judged: faces.len(),
+                    faces_seen: *faces_seen,
+                })
+            }
+            DecisionKind::SettlementNoFace { transaction_id, claimed_id, faces_seen } => {
+                let (transaction_id, claimed_id) = settlement_ids(transaction_id, claimed_id);
+                Details::SettlementNoFace(SettlementNoFaceDetails {
+                    transaction_id,
+                    claimed_id,
+                    faces_seen: *faces_seen,
+                })
+            }
+            DecisionKind::IdentitySharedAcrossIds {
+                transaction_id,
+                claimed_id,
+                other_transaction_id,
+                other_claimed_id,
+                other_at,
+                distance,
+                face,
+            } => {
+                let (transaction_id, claimed_id) = settlement_ids(transaction_id, claimed_id);
+                Details::IdentitySharedAcrossIds(IdentitySharedDetails {
+                    transaction_id,
+                    claimed_id,
+                    other_transaction_id: other_transaction_id.clone(),
+                    other_claimed_id: other_claimed_id.clone(),
+                    other_at: time(*other_at),
+                    distance: real((*distance).into()),
+                    face: face.into(),
+                })
+            }
+            DecisionKind::PhysicianAbsent { physician, shift_start, shift_end, since } => {
+                Details::PhysicianAbsent(PhysicianAbsentDetails {
+                    physician: physician.clone(),
+                    shift_start: time(*shift_start),
+                    shift_end: time(*shift_end),
+                    unseen_since: time(*since),
+                })
+            }
+            DecisionKind::PhysicianShiftSummary(s) => Details::PhysicianShiftSummary(s.into()),
+            DecisionKind::BedAbsent(a) => Details::BedAbsent(a.into()),
+            DecisionKind::BedAbsenceEscalated(a) => Details::BedAbsenceEscalated(a.into()),
+            DecisionKind::RollcallSummary(report) => Details::RollcallSummary(report.into()),
+            DecisionKind::Dialysis(outcome) => Details::Dialysis(outcome.into()),
+            DecisionKind::RecordingStopped { reason } => {
+                Details::RecordingStopped(ReasonDetails { reason: reason.clone() })
+            }
+            DecisionKind::RecordingResumed { stopped_secs } => {
+                Details::RecordingResumed(RecordingResumedDetails { stopped_secs: *stopped_secs })
+            }
+        }
+    }
+}
+
+/// A payload as JSON with its keys in alphabetical order (serde_json's map is sorted).
+pub fn to_json(payload: &impl Serialize) -> Value {
+    serde_json::to_value(payload).unwrap_or(Value::Null)
+}
+
+/// The `details` of a decision's event, as a JSON object. Evidence manifests of settlement decisions
+/// carry the same facts ([`flat_details`]).
+pub fn details(kind: &DecisionKind) -> serde_json::Map<String, Value> {
+    match to_json(&Details::of(kind)) {
+        Value::Object(map) => map,
         _ => serde_json::Map::new(),
     }
 }
 
-/// A distance as settlement events carry it: a decimal string with three decimals.
-fn distance(d: f32) -> Value {
-    Value::from(format!("{d:.3}"))
-}
-
-fn opt_distance(d: Option<f32>) -> Value {
-    d.map_or(Value::Null, distance)
-}
-
-/// A judged face at a settlement window: where (integer pixels), the detector's score, and what it was
-/// compared with.
-fn face(f: &FaceJudgement) -> Value {
-    json!({
-        "box": f.bbox.map(|v| v.round() as i64),
-        "score": format!("{:.3}", f.score),
-        "good_frames": f.good_frames,
-        "distance": opt_distance(f.distance),
-        "best_match": f.best_match,
-        "best_distance": opt_distance(f.best_distance),
-    })
-}
-
-/// The `details` of a decision's event. Evidence manifests of settlement decisions carry the same facts
-/// ([`flat_details`]).
-pub fn details(kind: &DecisionKind) -> serde_json::Map<String, Value> {
-    let mut details = serde_json::Map::new();
-    match kind {
-        DecisionKind::CameraOffline { reason } => {
-            details.insert("reason".into(), Value::from(reason.clone()));
-        }
-        DecisionKind::CameraTamper { tamper } | DecisionKind::CameraTamperCleared { tamper } => {
-            details.insert("tamper".into(), Value::from(tamper.as_str()));
-        }
-        DecisionKind::CameraOnline => {}
-        DecisionKind::SettlementVerified { transaction_id, claimed_id, distance: d, face: f, faces_seen } => {
-            details.insert("transaction_id".into(), Value::from(transaction_id.clone()));
-            details.insert("claimed_id".into(), Value::from(claimed_id.clone()));
-            details.insert("distance".into(), distance(*d));
-            details.insert("face".into(), face(f));
-            details.insert("faces_seen".into(), Value::from(*faces_seen));
-        }
-        DecisionKind::SettlementIdentityMismatch {
-            transaction_id,
-            claimed_id,
-            distance: d,
-            best_match,
-            best_distance,
-            faces,
-            faces_seen,
-        } => {
-            details.insert("transaction_id".into(), Value::from(transaction_id.clone()));
-            details.insert("claimed_id".into(), Value::from(claimed_id.clone()));
-            details.insert("distance".into(), opt_distance(*d));
-            details.insert("best_match".into(), best_match.clone().map_or(Value::Null, Value::from));
-            details.insert("best_distance".into(), opt_distance(*best_distance));
-            details.insert("faces".into(), Value::from(faces.iter().map(face).collect::<Vec<_>>()));
-            details.insert("faces_judged".into(), Value::from(faces.len()));
-            details.insert("faces_seen".into(), Value::from(*faces_seen));
-        }
-        DecisionKind::SettlementNoFace { transaction_id, claimed_id, faces_seen } => {
-            details.insert("transaction_id".into(), Value::from(transaction_id.clone()));
-            details.insert("claimed_id".into(), Value::from(claimed_id.clone()));
-            details.insert("faces_seen".into(), Value::from(*faces_seen));
-        }
-        DecisionKind::IdentitySharedAcrossIds {
-            transaction_id,
-            claimed_id,
-            other_transaction_id,
-            other_claimed_id,
-            other_at,
-            distance: d,
-            face: f,
-        } => {
-            details.insert("transaction_id".into(), Value::from(transaction_id.clone()));
-            details.insert("claimed_id".into(), Value::from(claimed_id.clone()));
-            details.insert("other_transaction_id".into(), Value::from(other_transaction_id.clone()));
-            details.insert("other_claimed_id".into(), Value::from(other_claimed_id.clone()));
-            details.insert("other_at".into(), Value::from(time(*other_at)));
-            details.insert("distance".into(), distance(*d));
-            details.insert("face".into(), face(f));
-        }
-        DecisionKind::PhysicianAbsent { physician, shift_start, shift_end, since } => {
-            details.insert("physician".into(), Value::from(physician.clone()));
-            details.insert("shift_start".into(), Value::from(time(*shift_start)));
-            details.insert("shift_end".into(), Value::from(time(*shift_end)));
-            details.insert("unseen_since".into(), Value::from(time(*since)));
-        }
-        DecisionKind::PhysicianShiftSummary(s) => {
-            let opt = |t: Option<SystemTime>| t.map_or(Value::Null, |t| Value::from(time(t)));
-            details.insert("physician".into(), Value::from(s.physician.clone()));
-            details.insert("shift_start".into(), Value::from(time(s.shift_start)));
-            details.insert("shift_end".into(), Value::from(time(s.shift_end)));
-            details.insert("watched_from".into(), Value::from(time(s.watched_from)));
-            details.insert("first_seen".into(), opt(s.first_seen));
-            details.insert("last_seen".into(), opt(s.last_seen));
-            details.insert("sightings".into(), Value::from(s.sightings));
-            details.insert("seen_minutes".into(), Value::from(s.seen_minutes));
-            details.insert("absences".into(), Value::from(s.absences));
-            details.insert("cameras".into(), Value::from(s.cameras.clone()));
-        }
-        DecisionKind::BedAbsent(a) | DecisionKind::BedAbsenceEscalated(a) => {
-            details = object(a);
-        }
-        DecisionKind::RollcallSummary(report) => details = object(report),
-        DecisionKind::Dialysis(outcome) => details = object(outcome),
-        DecisionKind::RecordingStopped { reason } => {
-            details.insert("reason".into(), Value::from(reason.clone()));
-        }
-        DecisionKind::RecordingResumed { stopped_secs } => {
-            details.insert("stopped_secs".into(), Value::from(*stopped_secs));
-        }
-    }
-    details
-}
-
 /// Event details as an evidence manifest's `details` (an object of strings): nested objects and lists
 /// of objects as dotted keys (`faces.0.best_match`, from 0), lists of numbers comma-separated
-/// (`face.box` = `"412,188,598,420"`), numbers in decimal; `null` (nothing known, e.g. no enrolled person
-/// near enough) leaves the key out.
+/// (`face.box` = `"412,188,598,420"`), integers in decimal, other numbers with three decimals (`"0.840"`:
+/// manifests are canonical JSON, which has no floating-point numbers); `null` (nothing known, e.g. no
+/// enrolled person near enough) leaves the key out.
 pub fn flat_details(details: &serde_json::Map<String, Value>) -> BTreeMap<String, String> {
+    fn text(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) if n.is_f64() => format!("{:.*}", DECIMALS as usize, n.as_f64().unwrap_or(f64::NAN)),
+            _ => v.to_string(),
+        }
+    }
     fn walk(prefix: &str, value: &Value, out: &mut BTreeMap<String, String>) {
         match value {
             Value::Null => {}
-            Value::String(s) => {
-                out.insert(prefix.to_owned(), s.clone());
-            }
-            Value::Bool(_) | Value::Number(_) => {
-                out.insert(prefix.to_owned(), value.to_string());
+            Value::String(_) | Value::Bool(_) | Value::Number(_) => {
+                out.insert(prefix.to_owned(), text(value));
             }
             Value::Array(items) if items.iter().all(|v| !v.is_object() && !v.is_array()) => {
-                let text: Vec<String> =
-                    items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect();
+                let text: Vec<String> = items.iter().map(text).collect();
                 out.insert(prefix.to_owned(), text.join(","));
             }
             Value::Array(items) => {
@@ -180,32 +619,57 @@ pub fn flat_details(details: &serde_json::Map<String, Value>) -> BTreeMap<String
     out
 }
 
+/// The payload of a decision's event.
+pub fn decision_payload(site: &str, device: &str, decision: &Decision) -> EventPayload {
+    EventPayload {
+        schema: SCHEMA,
+        event_id: decision.id.to_string(),
+        kind: EventKind::of(&decision.kind),
+        site: site.to_owned(),
+        device: device.to_owned(),
+        // Events about a person rather than a camera (physicians) carry no camera.
+        camera: (!decision.camera.is_empty()).then(|| decision.camera.clone()),
+        at: time(decision.at),
+        details: Details::of(&decision.kind),
+        evidence: decision.evidence.then_some(EvidenceStatus { status: "pending" }),
+    }
+}
+
 /// The outbox record of a decision.
 pub fn decision_record(base: &str, site: &str, device: &str, decision: &Decision) -> NewRecord {
-    let details = details(&decision.kind);
-    // Events about a person rather than a camera (physicians) carry no camera.
-    let camera = (!decision.camera.is_empty()).then(|| decision.camera.clone());
-    let payload = json!({
-        "schema": SCHEMA,
-        "event_id": decision.id.to_string(),
-        "kind": decision.name(),
-        "site": site,
-        "device": device,
-        "camera": camera,
-        "at": time(decision.at),
-        "details": details,
-        "evidence": if decision.evidence { json!({"status": "pending"}) } else { Value::Null },
-    });
+    let payload = decision_payload(site, device, decision);
     NewRecord {
-        event_id: decision.id.to_string(),
-        topic: format!("{base}/events/{}", decision.name()),
-        payload: serde_json::to_vec(&payload).unwrap_or_default(),
-        camera,
+        event_id: payload.event_id.clone(),
+        topic: format!("{base}/events/{}", payload.kind.as_str()),
+        camera: payload.camera.clone(),
+        payload: serde_json::to_vec(&to_json(&payload)).unwrap_or_default(),
+        evidence: None,
+    }
+}
+
+/// The payload of the `evidence_ready` event announcing a written bundle.
+pub fn evidence_payload(
+    site: &str,
+    device: &str,
+    camera: &str,
+    details: EvidenceReadyDetails,
+    at: SystemTime,
+) -> EventPayload {
+    EventPayload {
+        schema: SCHEMA,
+        event_id: uuid::Uuid::now_v7().to_string(),
+        kind: EventKind::EvidenceReady,
+        site: site.to_owned(),
+        device: device.to_owned(),
+        camera: Some(camera.to_owned()),
+        at: time(at),
+        details: Details::EvidenceReady(details),
         evidence: None,
     }
 }
 
 /// The `evidence_ready` record announcing a written bundle; its delivery acknowledges the bundle.
+#[allow(clippy::too_many_arguments)]
 pub fn evidence_record(
     base: &str,
     site: &str,
@@ -216,22 +680,17 @@ pub fn evidence_record(
     sequence: u64,
     manifest_sha256: &str,
 ) -> NewRecord {
-    let id = uuid::Uuid::now_v7().to_string();
-    let payload = json!({
-        "schema": SCHEMA,
-        "event_id": id,
-        "kind": "evidence_ready",
-        "site": site,
-        "device": device,
-        "camera": camera,
-        "at": time(SystemTime::now()),
-        "details": {"for_event_id": event_id, "bundle": bundle, "sequence": sequence, "manifest_sha256": manifest_sha256},
-        "evidence": null,
-    });
+    let details = EvidenceReadyDetails {
+        for_event_id: event_id.to_owned(),
+        bundle: bundle.to_owned(),
+        sequence,
+        manifest_sha256: manifest_sha256.to_owned(),
+    };
+    let payload = evidence_payload(site, device, camera, details, SystemTime::now());
     NewRecord {
-        event_id: id,
-        topic: format!("{base}/events/evidence_ready"),
-        payload: serde_json::to_vec(&payload).unwrap_or_default(),
+        event_id: payload.event_id.clone(),
+        topic: format!("{base}/events/{}", EventKind::EvidenceReady.as_str()),
+        payload: serde_json::to_vec(&to_json(&payload)).unwrap_or_default(),
         camera: Some(camera.to_owned()),
         evidence: Some(event_id.to_owned()),
     }
@@ -240,6 +699,7 @@ pub fn evidence_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn judged(bbox: [f32; 4], score: f32, distance: f32, best: Option<(&str, f32)>) -> FaceJudgement {
         FaceJudgement {
@@ -255,6 +715,14 @@ mod tests {
     /// The defect: signed manifests of an accusation held only the transaction and claimed id, and
     /// every face scored "1.000". Now they carry the event's facts, each judged face's included.
     #[test]
+    fn reals_are_rounded_to_three_decimals_without_negative_zero() {
+        assert_eq!(serde_json::to_string(&real(-0.0)).unwrap(), "0.0");
+        assert_eq!(serde_json::to_string(&real(-0.0001)).unwrap(), "0.0");
+        assert_eq!(serde_json::to_string(&real(236.40853333333334)).unwrap(), "236.409");
+        assert_eq!(serde_json::to_string(&real(f64::from(0.874f32))).unwrap(), "0.874");
+    }
+
+    #[test]
     fn mismatch_manifest_names_distance_and_best_match() {
         let kind = DecisionKind::SettlementIdentityMismatch {
             transaction_id: "tx-2".into(),
@@ -269,7 +737,7 @@ mod tests {
             faces_seen: 2,
         };
         let event = details(&kind);
-        assert_eq!(event["best_distance"], "0.312");
+        assert_eq!(event["best_distance"], json!(0.312));
         assert_eq!(event["faces"][1]["best_match"], Value::Null);
         assert_eq!(event["faces"][0]["box"], json!([700, 200, 860, 400]));
         let manifest = flat_details(&event);

@@ -279,6 +279,7 @@ pub fn rollcall_handler(presence: std::sync::Weak<super::presence::Presence>, pe
     Box::new(move |_| {
         let presence = presence.upgrade().ok_or("shutting down")?;
         let report = presence.rollcall(&people, SystemTime::now(), "requested");
-        serde_json::to_value(&report).map_err(|e| e.to_string())
+        // The same wire object as the rollcall_summary event's details.
+        Ok(crate::publish::events::to_json(&crate::publish::events::RollcallDetails::from(&report)))
     })
 }

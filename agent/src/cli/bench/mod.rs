@@ -4,6 +4,7 @@
 pub mod cameras;
 pub mod delivery;
 pub mod evidence;
+pub mod gallery;
 pub mod models;
 pub mod search;
 
@@ -52,6 +53,16 @@ pub enum Bench {
         count: usize,
         #[arg(long, default_value_t = 10)]
         clip_seconds: u64,
+    },
+    /// Gallery file size and load time, binary form against the JSON form of older Vigils.
+    Gallery {
+        #[arg(long, default_value_t = 100_000)]
+        people: usize,
+        /// Embeddings per person (one per accepted enrolment photo).
+        #[arg(long, default_value_t = 1)]
+        embeddings: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
     },
     /// CPU share of one core per camera and memory, for N cameras playing an H.264 MP4 in a loop.
     Cameras(cameras::CamerasArgs),
@@ -110,6 +121,9 @@ pub fn bench(bench: Bench) -> CliResult {
             print_json(&models::faces(&mut models, &pairs, settings.faces.match_distance))
         }
         Bench::Cameras(args) => cameras::run(args),
+        Bench::Gallery { people, embeddings, rounds } => {
+            with_scratch("gallery", |scratch| gallery::gallery(scratch, people.max(1), embeddings, rounds.max(1)))
+        }
         Bench::Search { entries, queries, rounds, compare, cold } => {
             let report = search::search(entries.max(1), queries.max(1), rounds.max(1), compare, cold);
             print_json(&report)
