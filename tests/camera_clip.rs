@@ -132,7 +132,7 @@ fn segment_open_at_sigkill_still_gives_a_clip() {
     let config = dir.path().join("vigil.toml");
     std::fs::write(
         &config,
-        "[site]\nid = \"s\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n\
+        "[site]\nid = \"s\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"state\"\n\
          [[cameras]]\nid = \"w\"\nrole = \"settlement_window\"\nurl = \"test://ball\"\n",
     )
     .unwrap();

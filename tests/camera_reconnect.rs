@@ -407,7 +407,7 @@ fn sigterm_stops_the_agent_in_bound_while_a_camera_reconnects() {
     std::fs::write(
         &config,
         format!(
-            "[site]\nid = \"s\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"{}\"\n[http]\nenabled = false\n\
+            "[site]\nid = \"s\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"{}\"\n\
              [[cameras]]\nid = \"door\"\nrole = \"settlement_window\"\nurl = \"rtsp://127.0.0.1:{port}/clip\"\n",
             dir.path().join("state").display()
         ),

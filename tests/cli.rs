@@ -93,15 +93,13 @@ fn check_config_accepts_the_shipped_configs() {
         "mqtt.tls.ca_file",
         "mqtt.tls.client_cert",
         "mqtt.tls.client_key",
-        "http.tls_cert",
-        "http.tls_key",
     ];
     assert_eq!(fields, files, "{stderr}");
 
     let etc = dir.path().join("etc");
     std::fs::create_dir(&etc).unwrap();
     let (_, public) = platform_key(&etc);
-    for file in ["mqtt-password", "platform-ca.pem", "edge-ward3.crt", "edge-ward3.key", "http.crt", "http.key"] {
+    for file in ["mqtt-password", "platform-ca.pem", "edge-ward3.crt", "edge-ward3.key"] {
         std::fs::write(etc.join(file), "stand-in: only readability is checked\n").unwrap();
     }
     assert_eq!(public, etc.join("platform-public.pem"));
@@ -330,7 +328,7 @@ fn run_with_invalid_config_exits_2_with_the_full_list() {
 /// A valid config's text (state under `./state`) with `extra` tables.
 fn valid_config_text(extra: &str) -> String {
     format!(
-        "[site]\nid = \"t\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n{extra}\n\
+        "[site]\nid = \"t\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"state\"\n{extra}\n\
          [[cameras]]\nid = \"w\"\nrole = \"settlement_window\"\nurl = \"test://smpte\"\n"
     )
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use common::mqtt::{Mosquitto, Subscriber, settings};
 use vigil::outbox::{NewRecord, Outbox};
 use vigil::publish::commands::Registry;
-use vigil::publish::publisher::{Publisher, PublisherCounters};
+use vigil::publish::publisher::{Delivered, Publisher, PublisherCounters};
 
 fn event(camera: usize, seq: usize) -> NewRecord {
     let id = uuid::Uuid::now_v7().to_string();
@@ -155,6 +155,49 @@ fn check_delivery(sub: &Subscriber, emitted: &[String]) -> usize {
         assert!(seq > previous, "camera {camera}: event {seq} arrived after {previous}");
     }
     ids.len() - distinct.len()
+}
+
+/// The publisher never touches evidence files: it reports each record the broker acknowledged, with the
+/// event whose bundle it announced, and the runtime marks that bundle acknowledged from the report.
+#[test]
+fn each_puback_is_reported_with_the_record_s_evidence_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path());
+    let outbox = Arc::new(Mutex::new(Outbox::open(&dir.path().join("outbox.sqlite"), 1000).unwrap()));
+    let mut with_bundle = event(0, 0);
+    with_bundle.evidence = Some(with_bundle.event_id.clone());
+    let plain = event(0, 1);
+    let ids: Vec<i64> = outbox.lock().unwrap().append_batch(&[with_bundle.clone(), plain]).unwrap();
+    let reports: Arc<Mutex<Vec<Delivered>>> = Arc::default();
+    let seen = reports.clone();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let publisher = Publisher {
+        settings: settings(broker.port, None),
+        outbox: outbox.clone(),
+        wake: Arc::new(tokio::sync::Notify::new()),
+        shutdown,
+        counters: Arc::new(PublisherCounters::default()),
+        registry: Arc::new(Registry::default()),
+        on_delivered: Some(Arc::new(move |d: &Delivered| seen.lock().unwrap().push(d.clone()))),
+    };
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        rt.block_on(publisher.run());
+    });
+    let all_reported = common::mqtt::wait(Duration::from_secs(20), || reports.lock().unwrap().len() == 2);
+    let _ = stop.send(true);
+    thread.join().unwrap();
+    assert!(all_reported, "reports: {:?}", reports.lock().unwrap());
+    let mut reports = reports.lock().unwrap().clone();
+    reports.sort_by_key(|d| d.record);
+    assert_eq!(
+        reports,
+        vec![
+            Delivered { record: ids[0], evidence: Some(with_bundle.event_id.clone()) },
+            Delivered { record: ids[1], evidence: None },
+        ]
+    );
+    assert!(outbox.lock().unwrap().is_empty().unwrap(), "delivered records leave the outbox");
 }
 
 #[test]

@@ -124,7 +124,7 @@ fn write_config(dir: &Path, data_dir: &Path, clip: &Path, min_free: &str, extra:
     std::fs::write(
         &config,
         format!(
-            "[site]\nid = \"hosp\"\ndevice_id = \"edge\"\n[storage]\ndata_dir = \"{}\"\n[http]\nenabled = false\n\
+            "[site]\nid = \"hosp\"\ndevice_id = \"edge\"\n[storage]\ndata_dir = \"{}\"\n\
              [retention]\nmin_free_bytes = \"{min_free}\"\n{extra}\
              [[cameras]]\nid = \"ward\"\nrole = \"settlement_window\"\nurl = \"file://{}\"\nloop = true\n",
             data_dir.display(),
@@ -347,7 +347,7 @@ fn second_agent_on_same_data_dir_is_refused() {
     let config = root.path().join("vigil.toml");
     std::fs::write(
         &config,
-        "[site]\nid = \"hosp\"\ndevice_id = \"edge\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n",
+        "[site]\nid = \"hosp\"\ndevice_id = \"edge\"\n[storage]\ndata_dir = \"state\"\n",
     )
     .unwrap();
     let keys = common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap();

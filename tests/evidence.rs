@@ -295,7 +295,7 @@ fn tamper_in_a_running_agent_yields_a_verifiable_bundle() {
     std::fs::write(
         &config,
         format!(
-            "[site]\nid = \"hosp-1\"\ndevice_id = \"edge-1\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n\
+            "[site]\nid = \"hosp-1\"\ndevice_id = \"edge-1\"\n[storage]\ndata_dir = \"state\"\n\
              [tamper]\ncovered_secs = 2\n[evidence]\npre_roll_secs = 3\npost_roll_secs = 2\n\
              [[cameras]]\nid = \"window\"\nrole = \"settlement_window\"\nurl = \"file://{}\"\n",
             clip.display()
@@ -339,7 +339,7 @@ fn crash_during_post_roll_still_yields_the_bundle() {
     let config = root.path().join("vigil.toml");
     std::fs::write(
         &config,
-        "[site]\nid = \"hosp-1\"\ndevice_id = \"edge-1\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n\
+        "[site]\nid = \"hosp-1\"\ndevice_id = \"edge-1\"\n[storage]\ndata_dir = \"state\"\n\
          [tamper]\ncovered_secs = 2\n[evidence]\npre_roll_secs = 3\npost_roll_secs = 12\n\
          [[cameras]]\nid = \"ward\"\nrole = \"dialysis_room\"\nurl = \"test://black\"\n",
     )

@@ -86,7 +86,7 @@ fn search_finds_the_enrolled_person() {
         let face = models.faces.embed_all(&img).unwrap().remove(0);
         entries.push(vigil::gallery::Entry {
             id: id.into(),
-            role: vigil::gallery::Role::Patient,
+            role: vigil::gallery::PersonKind::Patient,
             embeddings: vec![face.embedding.to_vec()],
             quality: 1.0,
             enrolled_at: String::new(),

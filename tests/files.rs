@@ -106,7 +106,7 @@ fn files_are_private_whatever_the_umask() {
     std::fs::write(
         &config,
         format!(
-            "[site]\nid = \"t\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n\
+            "[site]\nid = \"t\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"state\"\n\
              [roster]\nfile = \"{}\"\n\
              [[cameras]]\nid = \"window\"\nrole = \"settlement_window\"\nurl = \"test://smpte\"\n\
              [[cameras]]\nid = \"ward\"\nrole = \"ward\"\nurl = \"test://smpte\"\n\
@@ -189,7 +189,7 @@ fn credentials_never_logged() {
         std::fs::write(
             &config,
             format!(
-                "[site]\nid = \"t\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"state\"\n[http]\nenabled = false\n\
+                "[site]\nid = \"t\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"state\"\n\
                  [[cameras]]\nid = \"w\"\nrole = \"settlement_window\"\nurl = \"{url}\"\n"
             ),
         )

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vigil::analyze::embedder::Embedding;
 use vigil::decide::settlement::{FaceObservation, SettledFace, SettlementRules, Verdict, Watch, shared_identity};
 use vigil::gallery::search::SearchIndex;
-use vigil::gallery::{Entry, Role};
+use vigil::gallery::{Entry, PersonKind};
 
 fn embedding(models: &mut vigil::analyze::Sessions, photo: &str) -> Embedding {
     let img = vigil::analyze::image::load_rgb(&common::face_images().join(photo)).unwrap();
@@ -34,7 +34,7 @@ fn fixture() -> Fixture {
         .iter()
         .map(|(id, photo)| Entry {
             id: (*id).into(),
-            role: Role::Patient,
+            role: PersonKind::Patient,
             embeddings: vec![embedding(&mut models, photo).to_vec()],
             quality: 1.0,
             enrolled_at: String::new(),

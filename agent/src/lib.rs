@@ -11,6 +11,7 @@ pub mod evidence;
 pub mod fsio;
 pub mod fuzzing;
 pub mod gallery;
+pub mod hashing;
 pub mod input;
 pub mod memory;
 pub mod outbox;

@@ -163,7 +163,6 @@ pub fn settings(
         inflight: 32,
         platform_key,
         command_window: Duration::from_secs(300),
-        evidence_dir: None,
     }
 }
 

@@ -14,10 +14,10 @@ pub mod person_detector;
 pub mod quality;
 pub mod runtime;
 pub mod session;
+pub mod settings;
 
 use std::path::PathBuf;
 
-use crate::config;
 use embedder::Embedder;
 use face_detector::{FaceDetector, FaceDetectorOptions};
 use faces::FaceAnalyzer;
@@ -25,6 +25,7 @@ use model_set::{ModelSet, ModelSetError};
 use person_detector::{PersonDetector, PersonDetectorOptions};
 use runtime::{Runtime, RuntimeError};
 use session::ModelError;
+pub use settings::ModelSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzeError {
@@ -54,9 +55,9 @@ pub struct Sessions {
 impl Models {
     /// Loads ONNX Runtime and verifies the model set's hashes; opens no session yet.
     pub fn load(
-        models: &config::Models,
-        face_options: &config::Faces,
-        person_options: &config::Persons,
+        models: &ModelSettings,
+        face_options: &FaceDetectorOptions,
+        person_options: &PersonDetectorOptions,
     ) -> Result<Models, AnalyzeError> {
         let runtime = runtime::init(models.ort_library.as_deref())?;
         let dir: PathBuf = models.dir.clone().unwrap_or_else(ModelSet::default_dir);
@@ -65,15 +66,8 @@ impl Models {
             set,
             runtime,
             threads: models.threads,
-            faces: FaceDetectorOptions {
-                max_side: face_options.detector_max_side,
-                threshold: face_options.detector_threshold,
-                ..FaceDetectorOptions::default()
-            },
-            persons: PersonDetectorOptions {
-                threshold: person_options.detector_threshold,
-                ..PersonDetectorOptions::default()
-            },
+            faces: *face_options,
+            persons: *person_options,
         })
     }
 
@@ -97,9 +91,9 @@ impl Models {
 
     /// Verifies the models and opens one set of sessions (for one-shot commands and tests).
     pub fn load_sessions(
-        models: &config::Models,
-        face_options: &config::Faces,
-        person_options: &config::Persons,
+        models: &ModelSettings,
+        face_options: &FaceDetectorOptions,
+        person_options: &PersonDetectorOptions,
     ) -> Result<Sessions, AnalyzeError> {
         Models::load(models, face_options, person_options)?.sessions()
     }

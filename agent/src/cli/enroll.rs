@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use vigil::gallery::enrol::{self, Photo};
-use vigil::gallery::{Gallery, Role};
+use vigil::gallery::{Gallery, PersonKind};
 
 use super::{CliError, CliResult, ModelSettings, load_config};
 
@@ -15,7 +15,7 @@ pub struct EnrollArgs {
     #[arg(long)]
     id: String,
     #[arg(long, value_enum)]
-    role: Role,
+    role: PersonKind,
     #[arg(required = true)]
     images: Vec<PathBuf>,
 }

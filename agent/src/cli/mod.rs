@@ -78,7 +78,7 @@ impl ModelSettings {
 
     /// One set of sessions of every model (verified first).
     pub fn sessions(&self) -> Result<Sessions, CliError> {
-        Models::load_sessions(&self.models, &self.faces, &self.persons)
+        Models::load_sessions(&self.models, &self.faces.detector(), &self.persons.detector())
             .map_err(|e| CliError::Failed(format!("vigil: {e}")))
     }
 }

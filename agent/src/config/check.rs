@@ -46,15 +46,6 @@ pub fn check_files(config: &Config) -> Vec<FieldError> {
             }
         }
     }
-    if config.http.enabled {
-        for (field, file) in
-            [("http.tls_cert", config.http.tls_cert.as_deref()), ("http.tls_key", config.http.tls_key.as_deref())]
-        {
-            if let Some(Err(e)) = file.map(|f| input::read_limited(f, MAX_TEXT_BYTES)) {
-                add(field, e.to_string());
-            }
-        }
-    }
     errors
 }
 

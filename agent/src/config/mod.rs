@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 pub use crate::redact::redact_url;
 pub use check::check_files;
 pub use raw::{
-    Camera, Config, Dialysis, Evidence, Faces, Http, Models, Mqtt, MqttTls, OutboxSettings, Persons, Physicians,
+    Camera, Config, Dialysis, Evidence, Faces, Models, Mqtt, MqttTls, OutboxSettings, Persons, Physicians,
     Presence, Retention, Role, Rollcalls, RosterSettings, Settlement, Site, Storage, Tamper, Transport,
 };
 pub use size::ByteSize;
@@ -52,6 +52,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         },
     })?;
     let mut config = parse(path, &text)?;
+    for warning in config.warnings() {
+        tracing::warn!(file = %path.display(), "{warning}");
+    }
     let errors = validate(&config);
     if !errors.is_empty() {
         return Err(ConfigError::Invalid { path: path.to_owned(), errors });
@@ -80,6 +83,17 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 }
 
 impl Config {
+    /// What in the file is accepted but has no effect: the operator should remove it.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.removed_http.is_some() {
+            warnings.push(
+                "[http] is ignored: this version serves no HTTP API (it never did); remove the section".to_owned(),
+            );
+        }
+        warnings
+    }
+
     fn resolve_paths(&mut self, base: &Path) {
         let fix = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -108,8 +122,6 @@ impl Config {
                 tls.client_key.as_mut().map(fix);
             }
         }
-        self.http.tls_cert.as_mut().map(fix);
-        self.http.tls_key.as_mut().map(fix);
     }
 }
 
@@ -176,6 +188,23 @@ mod tests {
         assert_eq!(config.storage.evidence_dir(), dir.path().join("state/evidence"));
     }
 
+    /// A box upgraded with a file of an older version still starts: `[http]` (documented, never served)
+    /// is ignored with a warning naming it, whatever it holds.
+    #[test]
+    fn an_old_http_section_is_ignored_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vigil.toml");
+        let old = "[site]\nid = \"a\"\ndevice_id = \"b\"\n[http]\nenabled = true\nlisten = \"localhost\"\n\
+                   tls_cert = \"http.crt\"\n";
+        std::fs::write(&file, old).unwrap();
+        let config = load_for_run(&file).unwrap_or_else(|e| panic!("{e}"));
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("[http] is ignored"), "{warnings:?}");
+        let current = load(&repo_file("config/vigil.example.toml")).unwrap();
+        assert_eq!(current.warnings(), Vec::<String>::new(), "the example must not show a dead section");
+    }
+
     #[test]
     fn missing_file_names_the_path() {
         let err = load(Path::new("/nonexistent/vigil.toml")).unwrap_err();
@@ -183,85 +212,18 @@ mod tests {
     }
 }
 
-/// "HH:MM" → (h, m).
-fn parse_hhmm(text: &str) -> Option<(u8, u8)> {
-    let (h, m) = text.split_once(':')?;
-    let (h, m): (u8, u8) = (h.parse().ok()?, m.parse().ok()?);
-    (h < 24 && m < 60 && text.len() == 5).then_some((h, m))
-}
-
-/// Offsets in use on Earth run from UTC-12:00 (Baker Island) to UTC+14:00 (Line Islands).
-const UTC_OFFSET_RANGE_SECS: (i32, i32) = (-12 * 3600, 14 * 3600);
-
-/// "+08:00" / "-05:30" → seconds east of UTC, or what is wrong with it.
-fn parse_offset(text: &str) -> Result<i32, String> {
-    let not_an_offset = || format!("{text:?} is not an offset like \"+08:00\"");
-    let sign = match text.as_bytes().first() {
-        Some(b'+') => 1,
-        Some(b'-') => -1,
-        _ => return Err(not_an_offset()),
-    };
-    let (h, m) = parse_hhmm(&text[1..]).ok_or_else(not_an_offset)?;
-    let secs = sign * (i32::from(h) * 3600 + i32::from(m) * 60);
-    if !(UTC_OFFSET_RANGE_SECS.0..=UTC_OFFSET_RANGE_SECS.1).contains(&secs) {
-        return Err(format!("{text:?} is out of range: UTC offsets run from -12:00 to +14:00"));
-    }
-    Ok(secs)
-}
-
-impl Rollcalls {
-    /// The site's offset (seconds east of UTC): roll-call times, and platform times given without one.
-    pub fn utc_offset_secs(&self) -> Option<i32> {
-        parse_offset(&self.utc_offset).ok()
+/// The roster is checked against the configured cameras, in the site's offset.
+impl crate::decide::roster::Site for Config {
+    fn utc_offset_secs(&self) -> Result<i32, String> {
+        self.rollcalls.utc_offset().map_err(|e| format!("rollcalls.utc_offset: {e}"))
     }
 
-    /// The roll-call schedule with `seed`; every problem with the settings listed (field, message).
-    pub fn schedule(&self, seed: u64) -> Result<crate::decide::rollcall::Schedule, Vec<(String, String)>> {
-        let mut errors = Vec::new();
-        let mut fixed = Vec::new();
-        for (i, t) in self.times.iter().enumerate() {
-            match parse_hhmm(t) {
-                Some(hm) => fixed.push(hm),
-                None => errors.push((format!("rollcalls.times[{i}]"), format!("{t:?} is not a local time \"HH:MM\""))),
-            }
-        }
-        if self.every_mins > 0 {
-            if self.every_mins > 24 * 60 {
-                errors.push(("rollcalls.every_mins".into(), format!("must be 0..1440, got {}", self.every_mins)));
-            } else {
-                let every = self.every_mins as usize;
-                fixed.extend((0..24 * 60).step_by(every).map(|m| ((m / 60) as u8, (m % 60) as u8)));
-            }
-        }
-        fixed.sort_unstable();
-        fixed.dedup();
-        let mut between = [(0, 0); 2];
-        for (i, t) in self.random_between.iter().enumerate() {
-            match parse_hhmm(t) {
-                Some(hm) => between[i] = hm,
-                None => errors
-                    .push((format!("rollcalls.random_between[{i}]"), format!("{t:?} is not a local time \"HH:MM\""))),
-            }
-        }
-        let utc_offset_secs = parse_offset(&self.utc_offset).unwrap_or_else(|message| {
-            errors.push(("rollcalls.utc_offset".into(), message));
-            0
-        });
-        if self.escalate_after == 0 {
-            errors.push(("rollcalls.escalate_after".into(), "must be at least 1".into()));
-        }
-        let schedule = crate::decide::rollcall::Schedule {
-            fixed,
-            random_per_day: self.random_per_day,
-            random_between: (between[0], between[1]),
-            min_spacing_secs: self.min_spacing_mins * 60,
-            seed,
-            utc_offset_secs,
-        };
-        if errors.is_empty() {
-            errors.extend(schedule.validate().into_iter().map(|(f, m)| (format!("rollcalls ({f})"), m)));
-        }
-        if errors.is_empty() { Ok(schedule) } else { Err(errors) }
+    fn camera(&self, id: &str) -> Option<crate::decide::roster::SiteCamera<'_>> {
+        let camera = self.cameras.iter().find(|c| c.id == id)?;
+        Some(crate::decide::roster::SiteCamera {
+            role: camera.role,
+            regions: camera.regions.keys().map(String::as_str).collect(),
+        })
     }
 }
 
@@ -277,17 +239,6 @@ impl Presence {
             leave_secs: self.leave_secs,
             max_gap_secs: self.max_gap_secs,
             ..Default::default()
-        }
-    }
-}
-
-impl Dialysis {
-    pub fn rules(&self) -> crate::decide::dialysis::DialysisRules {
-        crate::decide::dialysis::DialysisRules {
-            identity_window: std::time::Duration::from_secs_f64(self.identity_window_mins * 60.0),
-            grace: std::time::Duration::from_secs_f64(self.grace_mins * 60.0),
-            chair_empty_share: self.chair_empty_share,
-            min_share: self.min_share,
         }
     }
 }

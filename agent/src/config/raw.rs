@@ -10,6 +10,10 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::size::ByteSize;
+use crate::analyze::face_detector::FaceDetectorOptions;
+use crate::analyze::person_detector::PersonDetectorOptions;
+use crate::decide::settlement::SettlementRules;
+use crate::gallery::quality::QualityThresholds;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -26,9 +30,10 @@ pub struct Config {
     /// Connection to the central platform's MQTT broker. Absent: the box runs stand-alone and keeps
     /// every event in its outbox until a broker is configured.
     pub mqtt: Option<Mqtt>,
-    /// The local HTTP API (ward-assistant photo uploads, roster and settlement requests).
-    #[serde(default)]
-    pub http: Http,
+    /// `[http]` of older versions, which documented an HTTP API that was never served. Read only so that
+    /// a box upgraded with its old file still starts; ignored, with a warning ([`Config::warnings`]).
+    #[serde(default, rename = "http")]
+    pub removed_http: Option<toml::Value>,
     /// ONNX Runtime and the model bundle.
     #[serde(default)]
     pub models: Models,
@@ -70,82 +75,11 @@ pub struct Config {
     pub outbox: OutboxSettings,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Evidence {
-    /// The device's Ed25519 signing key (PKCS#8 PEM, mode 0600), made by `vigil keys init`.
-    /// Default: `<data_dir>/keys/device-ed25519.pem`.
-    pub key_file: Option<PathBuf>,
-    /// Seconds of video before the event in its clip (default 10).
-    #[serde(default = "default_pre_roll")]
-    pub pre_roll_secs: u64,
-    /// Seconds of video after the event in its clip (default 10).
-    #[serde(default = "default_post_roll")]
-    pub post_roll_secs: u64,
-}
+/// `[evidence]`: owned by the evidence stage.
+pub use crate::evidence::settings::EvidenceSettings as Evidence;
 
-impl Default for Evidence {
-    fn default() -> Self {
-        Evidence { key_file: None, pre_roll_secs: default_pre_roll(), post_roll_secs: default_post_roll() }
-    }
-}
-
-fn default_pre_roll() -> u64 {
-    10
-}
-
-fn default_post_roll() -> u64 {
-    10
-}
-
-/// When a camera counts as tampered with. Each condition must hold this long before `camera_tamper`
-/// is raised, and be gone as long before it is cleared (hysteresis).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Tamper {
-    /// Seconds of a uniform picture (lens covered, blacked out) before raising `covered` (default 5).
-    #[serde(default = "default_covered_secs")]
-    pub covered_secs: f64,
-    /// Seconds of an unchanging picture before raising `frozen` (default 20). Real scenes always carry
-    /// sensor noise; only a stuck encoder or a replayed still gives identical frames.
-    #[serde(default = "default_frozen_secs")]
-    pub frozen_secs: f64,
-    /// Seconds of a view unlike the camera's reference frame before raising `moved` (default 15).
-    #[serde(default = "default_moved_secs")]
-    pub moved_secs: f64,
-    /// Similarity to the reference (zero-mean normalised correlation of edge maps, -1..1) below which the
-    /// view counts as moved (default 0.35). Insensitive to lighting changes; people passing lower it a
-    /// little, for a short time.
-    #[serde(default = "default_moved_similarity")]
-    pub moved_similarity: f64,
-}
-
-impl Default for Tamper {
-    fn default() -> Self {
-        Tamper {
-            covered_secs: default_covered_secs(),
-            frozen_secs: default_frozen_secs(),
-            moved_secs: default_moved_secs(),
-            moved_similarity: default_moved_similarity(),
-        }
-    }
-}
-
-fn default_covered_secs() -> f64 {
-    5.0
-}
-
-fn default_frozen_secs() -> f64 {
-    20.0
-}
-
-fn default_moved_secs() -> f64 {
-    15.0
-}
-
-fn default_moved_similarity() -> f64 {
-    0.35
-}
+/// `[tamper]`: owned by the source stage, which detects tampering.
+pub use crate::source::settings::TamperSettings as Tamper;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -203,8 +137,9 @@ pub struct Camera {
     /// Decode keyframes only (one frame per GOP, ~7x less CPU). Default: true for ward cameras, whose
     /// presence checks need a frame every few seconds; false for the others, which match faces.
     pub keyframes_only: Option<bool>,
-    /// Frames per second handed to analysis when all frames are decoded. Default by role:
-    /// settlement_window 5, dialysis_room 2, ward 1.
+    /// Frames per second handed to analysis when all frames are decoded, above 0 and at most 30.
+    /// Fractions are honoured exactly (0.2 is one frame every 5 s, see `source::rate`); one frame must
+    /// come within `stall_secs`. Default by role: settlement_window 5, dialysis_room 2, ward 1.
     pub analysis_fps: Option<f64>,
     /// Frames wider than this are scaled down before analysis (default 1280).
     #[serde(default = "default_analysis_width")]
@@ -253,27 +188,8 @@ impl Camera {
     }
 }
 
-/// A camera's role. Spelled in snake case in the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Billing / insurance settlement counter: face at the window vs the claimed insured id.
-    SettlementWindow,
-    /// Haemodialysis room: chairs as regions, patient matched at session start, physicians seen.
-    DialysisRoom,
-    /// Inpatient room: beds as regions, roll-calls.
-    Ward,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::SettlementWindow => "settlement_window",
-            Role::DialysisRoom => "dialysis_room",
-            Role::Ward => "ward",
-        }
-    }
-}
+/// A camera's role: owned by the decision stage, whose checks it selects.
+pub use crate::decide::CameraRole as Role;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -317,24 +233,8 @@ fn default_command_window() -> u64 {
     300
 }
 
-/// The durable queue of events to deliver.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutboxSettings {
-    /// Undelivered events kept at most; beyond it the oldest is dropped, loudly (default 100000).
-    #[serde(default = "default_outbox_max")]
-    pub max_records: u64,
-}
-
-impl Default for OutboxSettings {
-    fn default() -> Self {
-        OutboxSettings { max_records: default_outbox_max() }
-    }
-}
-
-fn default_outbox_max() -> u64 {
-    100_000
-}
+/// `[outbox]`: owned by the outbox.
+pub use crate::outbox::settings::OutboxSettings;
 
 fn default_keepalive_secs() -> u64 {
     30
@@ -355,58 +255,8 @@ pub struct MqttTls {
     pub client_key: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Http {
-    /// Serve the local HTTP API.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// Address and port to listen on.
-    #[serde(default = "default_http_listen")]
-    pub listen: String,
-    /// PEM certificate for HTTPS; with `tls_key`. Absent: plain HTTP (keep it on a trusted network).
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for `tls_cert`.
-    pub tls_key: Option<PathBuf>,
-}
-
-impl Default for Http {
-    fn default() -> Self {
-        Http { enabled: true, listen: default_http_listen(), tls_cert: None, tls_key: None }
-    }
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_http_listen() -> String {
-    "127.0.0.1:8080".to_owned()
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Models {
-    /// Directory of the model bundle. Default: `$VIGIL_CACHE/models`, where scripts/setup puts it.
-    pub dir: Option<PathBuf>,
-    /// The ONNX Runtime shared library. Default: `$ORT_DYLIB_PATH`, else
-    /// `$VIGIL_CACHE/onnxruntime/1.32.0/libonnxruntime.so.1.32.0`.
-    pub ort_library: Option<PathBuf>,
-    /// Threads each model may use for one inference (ONNX Runtime intra-op threads). Default 1: on a
-    /// small box, cameras are the parallelism.
-    #[serde(default = "default_threads")]
-    pub threads: usize,
-}
-
-impl Default for Models {
-    fn default() -> Self {
-        Models { dir: None, ort_library: None, threads: default_threads() }
-    }
-}
-
-fn default_threads() -> usize {
-    1
-}
+/// `[models]`: owned by the analysis stage.
+pub use crate::analyze::ModelSettings as Models;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -437,11 +287,11 @@ pub struct Faces {
 }
 
 fn default_min_face_px() -> f32 {
-    80.0
+    QualityThresholds::default().min_face_px
 }
 
 fn default_min_sharpness() -> f64 {
-    60.0
+    QualityThresholds::default().min_sharpness
 }
 
 fn default_min_sharpness_video() -> f64 {
@@ -450,17 +300,22 @@ fn default_min_sharpness_video() -> f64 {
 
 impl Faces {
     /// The quality gate of enrolment photos.
-    pub fn quality(&self) -> crate::gallery::quality::QualityThresholds {
-        crate::gallery::quality::QualityThresholds {
-            min_face_px: self.min_face_px,
-            min_sharpness: self.min_sharpness,
-            ..Default::default()
-        }
+    pub fn quality(&self) -> QualityThresholds {
+        QualityThresholds { min_face_px: self.min_face_px, min_sharpness: self.min_sharpness, ..Default::default() }
     }
 
     /// The quality gate of faces in video frames.
-    pub fn video_quality(&self) -> crate::gallery::quality::QualityThresholds {
-        crate::gallery::quality::QualityThresholds { min_sharpness: self.min_sharpness_video, ..self.quality() }
+    pub fn video_quality(&self) -> QualityThresholds {
+        QualityThresholds { min_sharpness: self.min_sharpness_video, ..self.quality() }
+    }
+
+    /// The face detector's options.
+    pub fn detector(&self) -> FaceDetectorOptions {
+        FaceDetectorOptions {
+            max_side: self.detector_max_side,
+            threshold: self.detector_threshold,
+            ..FaceDetectorOptions::default()
+        }
     }
 }
 
@@ -478,15 +333,15 @@ impl Default for Faces {
 }
 
 fn default_match_distance() -> f32 {
-    0.6
+    SettlementRules::default().match_distance
 }
 
 fn default_face_threshold() -> f32 {
-    0.5
+    FaceDetectorOptions::default().threshold
 }
 
 fn default_face_max_side() -> u32 {
-    640
+    FaceDetectorOptions::default().max_side
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -503,8 +358,15 @@ impl Default for Persons {
     }
 }
 
+impl Persons {
+    /// The person detector's options.
+    pub fn detector(&self) -> PersonDetectorOptions {
+        PersonDetectorOptions { threshold: self.detector_threshold, ..PersonDetectorOptions::default() }
+    }
+}
+
 fn default_person_threshold() -> f32 {
-    0.35
+    PersonDetectorOptions::default().threshold
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -544,86 +406,8 @@ fn default_min_free() -> ByteSize {
     ByteSize(2 << 30)
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settlement {
-    /// Seconds a `settlement` command watches the window for the claimed person, unless the command
-    /// says otherwise (default 30).
-    #[serde(default = "default_settlement_watch")]
-    pub watch_secs: u64,
-    /// Good frames (quality-gated) of one face needed before it is judged; never one frame (default 3).
-    #[serde(default = "default_min_good_frames")]
-    pub min_good_frames: usize,
-    /// One face settling under two different claimed ids within this many days is card lending
-    /// (`identity_shared_across_ids`) (default 30).
-    #[serde(default = "default_sharing_window_days")]
-    pub sharing_window_days: u32,
-    /// Days the embeddings of settlement faces are kept (encrypted) for that check; then deleted. At
-    /// least `sharing_window_days` (default 30).
-    #[serde(default = "default_sharing_window_days")]
-    pub face_retention_days: u32,
-}
-
-impl Default for Settlement {
-    fn default() -> Self {
-        Settlement {
-            watch_secs: default_settlement_watch(),
-            min_good_frames: default_min_good_frames(),
-            sharing_window_days: default_sharing_window_days(),
-            face_retention_days: default_sharing_window_days(),
-        }
-    }
-}
-
-fn default_settlement_watch() -> u64 {
-    30
-}
-
-fn default_min_good_frames() -> usize {
-    3
-}
-
-fn default_sharing_window_days() -> u32 {
-    30
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Physicians {
-    /// A physician on shift and not seen on any watching camera for this many minutes is reported
-    /// `physician_absent` (default 30; fractions allowed).
-    #[serde(default = "default_absent_after_mins")]
-    pub absent_after_mins: f64,
-    /// Seconds between face scans on a watching camera (default 5): physicians stay for minutes, and each
-    /// scan costs a face detection on a full frame.
-    #[serde(default = "default_scan_every_secs")]
-    pub scan_every_secs: f64,
-    /// Scans that must match a physician within a minute before it counts as a sighting (default 2).
-    #[serde(default = "default_sighting_matches")]
-    pub sighting_matches: usize,
-}
-
-impl Default for Physicians {
-    fn default() -> Self {
-        Physicians {
-            absent_after_mins: default_absent_after_mins(),
-            scan_every_secs: default_scan_every_secs(),
-            sighting_matches: default_sighting_matches(),
-        }
-    }
-}
-
-fn default_absent_after_mins() -> f64 {
-    30.0
-}
-
-fn default_scan_every_secs() -> f64 {
-    5.0
-}
-
-fn default_sighting_matches() -> usize {
-    2
-}
+/// `[settlement]`, `[physicians]`, `[presence]`, `[rollcalls]`, `[dialysis]`: owned by the decision stage.
+pub use crate::decide::settings::{Dialysis, Physicians, Presence, Rollcalls, Settlement};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -632,172 +416,4 @@ pub struct RosterSettings {
     /// and whenever it changes, for sites without a platform. A `roster` command replaces it until the
     /// file changes again.
     pub file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Presence {
-    /// Share of a person's box inside a region for the person to count as in it (default 0.5).
-    #[serde(default = "default_min_inside")]
-    pub min_inside: f64,
-    /// Share of the region a person's box must cover (default 0.1).
-    #[serde(default = "default_min_cover")]
-    pub min_cover: f64,
-    /// A box covering this much of the region counts whatever overhangs (default 0.6).
-    #[serde(default = "default_full_cover")]
-    pub full_cover: f64,
-    /// Difference from the region's empty reference above which it counts as occupied even when the
-    /// detector sees nobody (a person under blankets, lying) (default 0.12).
-    #[serde(default = "default_changed_occupied")]
-    pub changed_occupied: f64,
-    /// Seconds a region must look occupied before it is (default 20: a nurse walking past is not).
-    #[serde(default = "default_enter_secs")]
-    pub enter_secs: u64,
-    /// Seconds a region must look empty before it is (default 60).
-    #[serde(default = "default_leave_secs")]
-    pub leave_secs: u64,
-    /// A gap between frames longer than this is unknown time (default 30).
-    #[serde(default = "default_max_gap_secs")]
-    pub max_gap_secs: u64,
-}
-
-impl Default for Presence {
-    fn default() -> Self {
-        Presence {
-            min_inside: default_min_inside(),
-            min_cover: default_min_cover(),
-            full_cover: default_full_cover(),
-            changed_occupied: default_changed_occupied(),
-            enter_secs: default_enter_secs(),
-            leave_secs: default_leave_secs(),
-            max_gap_secs: default_max_gap_secs(),
-        }
-    }
-}
-
-fn default_min_inside() -> f64 {
-    0.5
-}
-fn default_min_cover() -> f64 {
-    0.1
-}
-fn default_full_cover() -> f64 {
-    0.6
-}
-fn default_changed_occupied() -> f64 {
-    0.12
-}
-fn default_enter_secs() -> u64 {
-    20
-}
-fn default_leave_secs() -> u64 {
-    60
-}
-fn default_max_gap_secs() -> u64 {
-    30
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rollcalls {
-    /// Local times ("HH:MM") of the scheduled roll-calls (default none).
-    #[serde(default)]
-    pub times: Vec<String>,
-    /// Also a roll-call every this many minutes from local midnight (default 0: none).
-    #[serde(default)]
-    pub every_mins: u32,
-    /// Roll-calls at random times each day, unpredictable to staff (default 2).
-    #[serde(default = "default_random_per_day")]
-    pub random_per_day: u32,
-    /// The local time window of the random roll-calls, ["HH:MM", "HH:MM"], may wrap midnight
-    /// (default the whole day).
-    #[serde(default = "default_random_between")]
-    pub random_between: [String; 2],
-    /// Random roll-calls are at least this many minutes apart, and from the scheduled ones (default 60).
-    #[serde(default = "default_min_spacing_mins")]
-    pub min_spacing_mins: u64,
-    /// The site's UTC offset, "+08:00" (default "+00:00"), within "-12:00".."+14:00". Fixed: sites
-    /// with daylight saving set it for the season.
-    #[serde(default = "default_utc_offset")]
-    pub utc_offset: String,
-    /// Seed of the random times. Default: a secret random seed made at first start and kept in
-    /// `<data_dir>/keys/rollcall.seed` — set one only to reproduce a schedule.
-    pub seed: Option<u64>,
-    /// Consecutive absences of a patient at which `bed_absence_escalated` is raised (again at 2x, 3x…)
-    /// (default 3).
-    #[serde(default = "default_escalate_after")]
-    pub escalate_after: u32,
-}
-
-impl Default for Rollcalls {
-    fn default() -> Self {
-        Rollcalls {
-            times: Vec::new(),
-            every_mins: 0,
-            random_per_day: default_random_per_day(),
-            random_between: default_random_between(),
-            min_spacing_mins: default_min_spacing_mins(),
-            utc_offset: default_utc_offset(),
-            seed: None,
-            escalate_after: default_escalate_after(),
-        }
-    }
-}
-
-fn default_random_per_day() -> u32 {
-    2
-}
-fn default_random_between() -> [String; 2] {
-    ["00:00".to_owned(), "00:00".to_owned()]
-}
-fn default_min_spacing_mins() -> u64 {
-    60
-}
-fn default_utc_offset() -> String {
-    "+00:00".to_owned()
-}
-fn default_escalate_after() -> u32 {
-    3
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Dialysis {
-    /// Minutes after a session's start during which the patient's face is looked for in the chair
-    /// (default 15; fractions allowed).
-    #[serde(default = "default_identity_window_mins")]
-    pub identity_window_mins: f64,
-    /// Minutes after the billed end before the session is judged, for late starts (default 10).
-    #[serde(default = "default_grace_mins")]
-    pub grace_mins: f64,
-    /// Occupied share of the billed time below which the chair counts as empty (default 0.05).
-    #[serde(default = "default_chair_empty_share")]
-    pub chair_empty_share: f64,
-    /// Occupied share of the billed time below which the session is short (default 0.9).
-    #[serde(default = "default_min_share")]
-    pub min_share: f64,
-}
-
-impl Default for Dialysis {
-    fn default() -> Self {
-        Dialysis {
-            identity_window_mins: default_identity_window_mins(),
-            grace_mins: default_grace_mins(),
-            chair_empty_share: default_chair_empty_share(),
-            min_share: default_min_share(),
-        }
-    }
-}
-
-fn default_identity_window_mins() -> f64 {
-    15.0
-}
-fn default_grace_mins() -> f64 {
-    10.0
-}
-fn default_chair_empty_share() -> f64 {
-    0.05
-}
-fn default_min_share() -> f64 {
-    0.9
 }

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::Path;
 
 use super::raw::{Camera, Config, Role};
@@ -107,23 +106,8 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
         }
     }
 
-    let http = &config.http;
-    if let Err(e) = http.listen.parse::<SocketAddr>() {
-        errors.add("http.listen", format!("{:?} is not an address:port ({e})", http.listen));
-    }
-    check_optional_path(&mut errors, "http.tls_cert", http.tls_cert.as_deref());
-    check_optional_path(&mut errors, "http.tls_key", http.tls_key.as_deref());
-    match (&http.tls_cert, &http.tls_key) {
-        (Some(_), None) => errors.add("http.tls_key", "missing: tls_cert is set, so its key is needed"),
-        (None, Some(_)) => errors.add("http.tls_cert", "missing: tls_key is set, so its certificate is needed"),
-        _ => {}
-    }
-
-    let models = &config.models;
-    check_optional_path(&mut errors, "models.dir", models.dir.as_deref());
-    check_optional_path(&mut errors, "models.ort_library", models.ort_library.as_deref());
-    if !(1..=64).contains(&models.threads) {
-        errors.add("models.threads", format!("must be 1..64, got {}", models.threads));
+    for (field, message) in config.models.problems() {
+        errors.add(format!("models.{field}"), message);
     }
 
     let faces = &config.faces;
@@ -156,115 +140,33 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
     }
     check_score(&mut errors, "persons.detector_threshold", config.persons.detector_threshold);
 
-    let settlement = &config.settlement;
-    if !(5..=600).contains(&settlement.watch_secs) {
-        errors.add("settlement.watch_secs", format!("must be 5..600 seconds, got {}", settlement.watch_secs));
-    }
-    if !(1..=50).contains(&settlement.min_good_frames) {
-        errors.add("settlement.min_good_frames", format!("must be 1..50, got {}", settlement.min_good_frames));
-    }
-    if !(1..=3650).contains(&settlement.face_retention_days) {
-        errors.add(
-            "settlement.face_retention_days",
-            format!("must be 1..3650 days, got {}", settlement.face_retention_days),
-        );
-    }
-    if settlement.sharing_window_days > settlement.face_retention_days {
-        errors.add(
-            "settlement.sharing_window_days",
-            format!(
-                "{} days looks back further than faces are kept (face_retention_days = {})",
-                settlement.sharing_window_days, settlement.face_retention_days
-            ),
-        );
-    }
-    let physicians = &config.physicians;
-    if !(0.1..=1440.0).contains(&physicians.absent_after_mins) {
-        errors.add(
-            "physicians.absent_after_mins",
-            format!("must be 0.1..1440 minutes, got {}", physicians.absent_after_mins),
-        );
-    }
-    if !(0.2..=300.0).contains(&physicians.scan_every_secs) {
-        errors
-            .add("physicians.scan_every_secs", format!("must be 0.2..300 seconds, got {}", physicians.scan_every_secs));
-    }
-    if !(1..=20).contains(&physicians.sighting_matches) {
-        errors.add("physicians.sighting_matches", format!("must be 1..20, got {}", physicians.sighting_matches));
+    for (section, problems) in [
+        ("settlement", config.settlement.problems()),
+        ("physicians", config.physicians.problems()),
+        ("presence", config.presence.problems()),
+        ("dialysis", config.dialysis.problems()),
+    ] {
+        for (field, message) in problems {
+            errors.add(format!("{section}.{field}"), message);
+        }
     }
     check_optional_path(&mut errors, "roster.file", config.roster.file.as_deref());
 
-    let presence = &config.presence;
-    for (field, value) in [
-        ("presence.min_inside", presence.min_inside),
-        ("presence.min_cover", presence.min_cover),
-        ("presence.full_cover", presence.full_cover),
-        ("presence.changed_occupied", presence.changed_occupied),
-    ] {
-        if !(value > 0.0 && value <= 1.0) {
-            errors.add(field, format!("must be above 0 and at most 1, got {value}"));
-        }
-    }
-    for (field, value) in [
-        ("presence.enter_secs", presence.enter_secs),
-        ("presence.leave_secs", presence.leave_secs),
-        ("presence.max_gap_secs", presence.max_gap_secs),
-    ] {
-        if value > 3600 {
-            errors.add(field, format!("must be at most 3600 seconds, got {value}"));
-        }
-    }
     // The seed is not known here (it may be made at first start): check with a stand-in.
     if let Err(problems) = config.rollcalls.schedule(config.rollcalls.seed.unwrap_or(1)) {
         for (field, message) in problems {
             errors.add(&field, message);
         }
     }
-    let dialysis = &config.dialysis;
-    for (field, value) in
-        [("dialysis.identity_window_mins", dialysis.identity_window_mins), ("dialysis.grace_mins", dialysis.grace_mins)]
-    {
-        if !(0.0..=600.0).contains(&value) {
-            errors.add(field, format!("must be 0..600 minutes, got {value}"));
-        }
-    }
-    for (field, value) in
-        [("dialysis.chair_empty_share", dialysis.chair_empty_share), ("dialysis.min_share", dialysis.min_share)]
-    {
-        if !(0.0..=1.0).contains(&value) {
-            errors.add(field, format!("must be 0..1, got {value}"));
-        }
-    }
-    if dialysis.chair_empty_share >= dialysis.min_share {
-        errors.add("dialysis.chair_empty_share", "must be below dialysis.min_share".to_owned());
+    for (field, message) in config.tamper.problems() {
+        errors.add(format!("tamper.{field}"), message);
     }
 
-    let tamper = &config.tamper;
-    for (field, value) in [
-        ("tamper.covered_secs", tamper.covered_secs),
-        ("tamper.frozen_secs", tamper.frozen_secs),
-        ("tamper.moved_secs", tamper.moved_secs),
-    ] {
-        if !(1.0..=3600.0).contains(&value) {
-            errors.add(field, format!("must be 1..3600 seconds, got {value}"));
-        }
+    for (field, message) in config.evidence.problems() {
+        errors.add(format!("evidence.{field}"), message);
     }
-    if !(-1.0..1.0).contains(&tamper.moved_similarity) {
-        errors.add("tamper.moved_similarity", format!("must be in -1..1, got {}", tamper.moved_similarity));
-    }
-
-    check_optional_path(&mut errors, "evidence.key_file", config.evidence.key_file.as_deref());
-    for (field, value) in [
-        ("evidence.pre_roll_secs", config.evidence.pre_roll_secs),
-        ("evidence.post_roll_secs", config.evidence.post_roll_secs),
-    ] {
-        if value > 300 {
-            errors.add(field, format!("must be at most 300 seconds, got {value}"));
-        }
-    }
-
-    if config.outbox.max_records < 100 {
-        errors.add("outbox.max_records", format!("must be at least 100, got {}", config.outbox.max_records));
+    for (field, message) in config.outbox.problems() {
+        errors.add(format!("outbox.{field}"), message);
     }
 
     let retention = &config.retention;
@@ -334,6 +236,16 @@ fn check_camera(errors: &mut Errors, path: &str, camera: &Camera) {
     if let Some(fps) = camera.analysis_fps {
         if !(fps > 0.0 && fps <= 30.0) {
             errors.add(format!("{path}.analysis_fps"), format!("must be above 0 and at most 30, got {fps}"));
+        } else if !camera.keyframes_only() && 1.0 / fps >= camera.stall_secs as f64 {
+            // The stall detector counts analysed frames: slower than it, a healthy camera would restart.
+            errors.add(
+                format!("{path}.analysis_fps"),
+                format!(
+                    "{fps} is one frame every {:.1} s, not within stall_secs ({}): raise analysis_fps or stall_secs",
+                    1.0 / fps,
+                    camera.stall_secs
+                ),
+            );
         }
     }
     if !(160..=3840).contains(&camera.analysis_max_width) {
@@ -539,8 +451,8 @@ mod tests {
             host = ""
             keepalive_secs = 1
 
-            [http]
-            listen = "localhost"
+            [outbox]
+            max_records = 5
 
             [models]
             threads = 0
@@ -558,7 +470,7 @@ mod tests {
             "cameras[1].id: duplicate camera id \"w1\", already used by cameras[0]",
             "mqtt.host: must not be empty",
             "mqtt.keepalive_secs: must be 5..3600 seconds, got 1",
-            "http.listen: \"localhost\" is not an address:port",
+            "outbox.max_records: must be at least 100, got 5",
             "models.threads: must be 1..64, got 0",
         ];
         for want in expected {
@@ -566,6 +478,24 @@ mod tests {
         }
         assert_eq!(errors.len(), expected.len(), "unexpected extra errors: {errors:#?}");
         assert!(!errors.iter().any(|e| e.contains("hunter2")), "a password leaked into an error: {errors:#?}");
+    }
+
+    #[test]
+    fn fractional_analysis_rates_are_accepted_within_the_stall_time() {
+        let camera = |extra: &str| {
+            errors_of(&format!(
+                "[[cameras]]\nid = \"c\"\nrole = \"settlement_window\"\nurl = \"test://ball\"\n{extra}\n"
+            ))
+        };
+        for good in ["analysis_fps = 0.2", "analysis_fps = 2.5", "analysis_fps = 0.05\nstall_secs = 30"] {
+            assert_eq!(camera(good), Vec::<String>::new(), "{good}");
+        }
+        assert_eq!(
+            camera("analysis_fps = 0.1"),
+            vec!["cameras[0].analysis_fps: 0.1 is one frame every 10.0 s, not within stall_secs (10): raise \
+                  analysis_fps or stall_secs"]
+        );
+        assert_eq!(camera("analysis_fps = 0"), vec!["cameras[0].analysis_fps: must be above 0 and at most 30, got 0"]);
     }
 
     #[test]

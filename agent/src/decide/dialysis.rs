@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use super::presence::OccupancyTracker;
 use super::settlement::{self, FaceObservation, SettlementRules, Watch};
-use crate::gallery::Role;
+use crate::gallery::PersonKind;
 use crate::gallery::search::SearchIndex;
 
 /// A billed dialysis session, from the roster.
@@ -299,7 +299,7 @@ pub fn duration_verdict(
 /// A face of an enrolled physician (closer to them than to the patient): staff at the chair.
 fn is_staff(face: &FaceObservation, patient: &str, gallery: &SearchIndex, rules: &SettlementRules) -> bool {
     let Some(e) = &face.embedding else { return false };
-    gallery.best(e, Some(Role::Physician)).is_some_and(|m| {
+    gallery.best(e, Some(PersonKind::Physician)).is_some_and(|m| {
         m.distance < rules.match_distance && gallery.distance_to(e, patient).is_none_or(|d| d > m.distance)
     })
 }
@@ -342,9 +342,9 @@ mod tests {
             enrolled_at: String::new(),
         };
         SearchIndex::build(&[
-            mk("p1", Role::Patient, 0.0),
-            mk("p2", Role::Patient, 0.5),
-            mk("dr", Role::Physician, -0.5),
+            mk("p1", PersonKind::Patient, 0.0),
+            mk("p2", PersonKind::Patient, 0.5),
+            mk("dr", PersonKind::Physician, -0.5),
         ])
     }
 

@@ -6,8 +6,10 @@ pub mod camera;
 pub mod dialysis;
 pub mod physicians;
 pub mod presence;
+pub mod role;
 pub mod rollcall;
 pub mod roster;
+pub mod settings;
 pub mod settlement;
 pub mod tamper;
 
@@ -16,6 +18,8 @@ pub use crate::source::tamper::TamperKind;
 
 /// The clock moved to a foundation module (source uses it too); kept here so `decide::clock` paths work.
 pub use crate::clock;
+
+pub use role::CameraRole;
 
 use std::time::SystemTime;
 

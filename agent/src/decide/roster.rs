@@ -15,7 +15,23 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Role};
+use super::role::CameraRole;
+
+/// What a roster is checked against: the site's UTC offset and its cameras (`config::Config` is one).
+pub trait Site {
+    /// Seconds east of UTC in which times without an offset are read, or why there is none.
+    fn utc_offset_secs(&self) -> Result<i32, String>;
+    /// The camera `id`, if this box has it.
+    fn camera(&self, id: &str) -> Option<SiteCamera<'_>>;
+}
+
+/// A camera as the roster sees it.
+#[derive(Debug, Clone)]
+pub struct SiteCamera<'a> {
+    pub role: CameraRole,
+    /// Names of its regions (beds, chairs), sorted.
+    pub regions: Vec<&'a str>,
+}
 
 /// Time as RFC 3339 in JSON: written in UTC; read only with an explicit offset ([`Roster::parse`] first
 /// resolves times without one in the site's offset).
@@ -127,24 +143,20 @@ fn check_id(errors: &mut Vec<String>, path: String, value: &str) {
 impl Roster {
     /// Parses and checks a roster; every problem is listed. Times without an offset are read in the
     /// site's `rollcalls.utc_offset`.
-    pub fn parse(json: &serde_json::Value, config: &Config) -> Result<Roster, Vec<String>> {
-        let offset = config.rollcalls.utc_offset_secs().ok_or_else(|| {
-            vec![format!("rollcalls.utc_offset: {:?} is not an offset like \"+08:00\"", config.rollcalls.utc_offset)]
-        })?;
+    pub fn parse(json: &serde_json::Value, site: &impl Site) -> Result<Roster, Vec<String>> {
+        let offset = site.utc_offset_secs().map_err(|e| vec![e])?;
         let json = resolve_times(json, offset)?;
         let roster: Roster = serde_json::from_value(json).map_err(|e| vec![e.to_string()])?;
-        let errors = roster.check(config);
+        let errors = roster.check(site);
         if errors.is_empty() { Ok(roster) } else { Err(errors) }
     }
 
     /// Everything wrong with this roster for the configured cameras.
-    pub fn check(&self, config: &Config) -> Vec<String> {
+    pub fn check(&self, site: &impl Site) -> Vec<String> {
         let mut errors = Vec::new();
         let region =
-            |errors: &mut Vec<String>, path: &str, camera: &str, region: &str, role: Role, what: &str| match config
-                .cameras
-                .iter()
-                .find(|c| c.id == camera)
+            |errors: &mut Vec<String>, path: &str, camera: &str, region: &str, role: CameraRole, what: &str| match site
+                .camera(camera)
             {
                 None => errors.push(format!("{path}.camera: no camera {camera:?} on this box")),
                 Some(c) if c.role != role => errors.push(format!(
@@ -152,9 +164,9 @@ impl Roster {
                     c.role.as_str(),
                     role.as_str()
                 )),
-                Some(c) if !c.regions.contains_key(region) => errors.push(format!(
+                Some(c) if !c.regions.contains(&region) => errors.push(format!(
                     "{path}.{what}: camera {camera:?} has no region {region:?} (it has: {})",
-                    c.regions.keys().cloned().collect::<Vec<_>>().join(", ")
+                    c.regions.join(", ")
                 )),
                 Some(_) => {}
             };
@@ -163,7 +175,7 @@ impl Roster {
         for (i, p) in self.inpatients.iter().enumerate() {
             let path = format!("inpatients[{i}]");
             check_id(&mut errors, format!("{path}.patient"), &p.patient);
-            region(&mut errors, &path, &p.camera, &p.bed, Role::Ward, "bed");
+            region(&mut errors, &path, &p.camera, &p.bed, CameraRole::Ward, "bed");
             if !patients.insert(&p.patient) {
                 errors.push(format!("{path}.patient: {:?} is registered in two beds", p.patient));
             }
@@ -176,7 +188,7 @@ impl Roster {
             let path = format!("dialysis_sessions[{i}]");
             check_id(&mut errors, format!("{path}.session"), &s.session);
             check_id(&mut errors, format!("{path}.patient"), &s.patient);
-            region(&mut errors, &path, &s.camera, &s.chair, Role::DialysisRoom, "chair");
+            region(&mut errors, &path, &s.camera, &s.chair, CameraRole::DialysisRoom, "chair");
             if !(1..=24 * 60).contains(&s.billed_minutes) {
                 errors.push(format!("{path}.billed_minutes: must be 1..1440, got {}", s.billed_minutes));
             }
@@ -204,6 +216,7 @@ impl Roster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     fn config() -> Config {
         crate::config::parse(

@@ -334,14 +334,8 @@ fn mean_embedding(items: &[Embedding]) -> Embedding {
     mean
 }
 
-/// A settlement face remembered for card-lending checks.
-#[derive(Debug, Clone)]
-pub struct SettledFace {
-    pub transaction_id: String,
-    pub claimed_id: String,
-    pub at: SystemTime,
-    pub embedding: Embedding,
-}
+/// Settlement faces are remembered by the gallery's settlement log; decide reads and makes them.
+pub use crate::gallery::settlements::SettledFace;
 
 /// One face of this settlement found in an earlier settlement under another claimed id.
 #[derive(Debug, Clone)]
@@ -479,7 +473,7 @@ impl Transactions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gallery::{Entry, Role};
+    use crate::gallery::{Entry, PersonKind};
 
     fn t(s: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
@@ -489,7 +483,7 @@ mod tests {
     fn gallery() -> SearchIndex {
         let mk = |id: &str, v: f32| Entry {
             id: id.into(),
-            role: Role::Patient,
+            role: PersonKind::Patient,
             embeddings: vec![vec![v; 128]],
             quality: 1.0,
             enrolled_at: String::new(),

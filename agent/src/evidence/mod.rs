@@ -3,5 +3,6 @@
 pub mod canonical;
 pub mod keys;
 pub mod pending;
+pub mod settings;
 pub mod store;
 pub mod verify;

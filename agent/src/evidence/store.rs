@@ -105,9 +105,7 @@ pub struct Store {
     pub crash_after: Option<Step>,
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    crate::analyze::model_set::hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
-}
+pub use crate::hashing::sha256_hex;
 
 fn time(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()

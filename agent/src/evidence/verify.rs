@@ -156,7 +156,7 @@ fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
         context.update(&buf[..n]);
         size += n as u64;
     }
-    Ok((crate::analyze::model_set::hex(context.finish().as_ref()), size))
+    Ok((crate::hashing::hex(context.finish().as_ref()), size))
 }
 
 /// Checks one bundle on its own; returns what the chain check needs when its manifest is trustworthy.

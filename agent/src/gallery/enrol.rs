@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::analyze::faces::{FaceAnalyzer, NotEmbedded};
 use crate::analyze::image::{decode_rgb, load_rgb};
 use crate::analyze::quality::{Quality, QualityThresholds};
-use crate::gallery::{Entry, Gallery, Role};
+use crate::gallery::{Entry, Gallery, PersonKind};
 
 #[derive(Debug, Serialize)]
 pub struct ImageVerdict {
@@ -74,7 +74,7 @@ pub fn check_image(
 #[derive(Debug, Serialize)]
 pub struct EnrollReport {
     pub id: String,
-    pub role: Role,
+    pub role: PersonKind,
     pub enrolled: bool,
     pub images: Vec<ImageVerdict>,
 }
@@ -85,7 +85,7 @@ pub fn enroll(
     faces: &mut FaceAnalyzer,
     gallery: &mut Gallery,
     id: &str,
-    role: Role,
+    role: PersonKind,
     photos: &[Photo],
     given: Vec<Vec<f32>>,
     t: &QualityThresholds,

@@ -21,9 +21,11 @@ use serde::{Deserialize, Serialize};
 
 pub use sealed::{SealKey, SealedError};
 
+/// Who an enrolled person is to the hospital (spelled `role` in files and commands). Not a camera's
+/// role, which is `decide::CameraRole`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
-pub enum Role {
+pub enum PersonKind {
     Patient,
     Physician,
 }
@@ -32,7 +34,7 @@ pub enum Role {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
     pub id: String,
-    pub role: Role,
+    pub role: PersonKind,
     /// One 128-d embedding per accepted enrolment image.
     pub embeddings: Vec<Vec<f32>>,
     /// Mean quality score of the accepted images (0..1).
@@ -98,7 +100,7 @@ mod tests {
     fn entry(id: &str, v: f32) -> Entry {
         Entry {
             id: id.into(),
-            role: Role::Patient,
+            role: PersonKind::Patient,
             embeddings: vec![vec![v; 128]],
             quality: 0.9,
             enrolled_at: "t".into(),

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::{Entry, Role};
+use super::{Entry, PersonKind};
 
 pub struct SearchIndex {
     /// Row-major, 128 floats per embedding.
@@ -47,14 +47,14 @@ pub struct SearchIndex {
     /// For each row, the index of its entry.
     owner: Vec<u32>,
     ids: Vec<String>,
-    roles: Vec<Role>,
+    roles: Vec<PersonKind>,
 }
 
 /// The best match of a query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Match {
     pub id: String,
-    pub role: Role,
+    pub role: PersonKind,
     pub distance: f32,
 }
 
@@ -74,8 +74,8 @@ pub const QUERY_LIMIT: f32 = 3968.0;
 struct Quantised {
     /// Row-major int8 codes, `round(v · scale)`.
     codes: Vec<i8>,
-    /// Role of each row (of its owner), checked only for rows that enter a thread's best-K.
-    row_role: Vec<Role>,
+    /// Kind of person of each row (of its owner), checked only for rows that enter a thread's best-K.
+    row_role: Vec<PersonKind>,
     scale: f32,
 }
 
@@ -212,7 +212,7 @@ impl BestK {
 
 impl Quantised {
     /// Scans rows `from..to` into `best`.
-    fn scan(&self, query: &[i16; DIM], role: Option<Role>, from: usize, to: usize, best: &mut BestK) {
+    fn scan(&self, query: &[i16; DIM], role: Option<PersonKind>, from: usize, to: usize, best: &mut BestK) {
         let mut dist = [0i32; BLOCK_ROWS];
         let mut start = from;
         while start < to {
@@ -256,7 +256,7 @@ impl Quantised {
 struct Job {
     quant: Arc<Quantised>,
     query: [i16; DIM],
-    role: Option<Role>,
+    role: Option<PersonKind>,
     chunks: usize,
     next: AtomicUsize,
     /// Chunks finished by helpers (mirrors `state.1`, for spinning without the lock).
@@ -384,7 +384,7 @@ impl SearchIndex {
     }
 
     /// The nearest embedding's person, optionally among one role only.
-    pub fn best(&self, query: &[f32], role: Option<Role>) -> Option<Match> {
+    pub fn best(&self, query: &[f32], role: Option<PersonKind>) -> Option<Match> {
         assert_eq!(query.len(), DIM);
         let row = match self.quant.as_ref().and_then(|q| Some((q, q.quantise_query(query)?))) {
             Some((quant, codes)) => self.rerank(query, &self.candidates(quant, codes, role)),
@@ -396,7 +396,7 @@ impl SearchIndex {
     }
 
     /// Rows to re-rank: each thread's best `CANDIDATES` by code distance.
-    fn candidates(&self, quant: &Arc<Quantised>, query: [i16; DIM], role: Option<Role>) -> Vec<u32> {
+    fn candidates(&self, quant: &Arc<Quantised>, query: [i16; DIM], role: Option<PersonKind>) -> Vec<u32> {
         let rows = quant.rows();
         let helpers = if rows >= PARALLEL_ROWS { pool().helpers } else { 0 };
         if helpers == 0 {
@@ -464,7 +464,7 @@ impl SearchIndex {
     }
 
     /// Exact f32 scan, for what the int8 copy cannot represent.
-    fn exact_scan(&self, query: &[f32], role: Option<Role>) -> Option<usize> {
+    fn exact_scan(&self, query: &[f32], role: Option<PersonKind>) -> Option<usize> {
         let mut best = (f32::INFINITY, usize::MAX);
         for (row, (chunk, owner)) in self.data.chunks_exact(DIM).zip(&self.owner).enumerate() {
             let d = squared_distance(query, chunk);
@@ -518,15 +518,15 @@ mod tests {
             enrolled_at: String::new(),
         };
         let index = SearchIndex::build(&[
-            mk("a", Role::Patient, 0.0),
-            mk("b", Role::Physician, 0.1),
-            mk("c", Role::Patient, 0.5),
+            mk("a", PersonKind::Patient, 0.0),
+            mk("b", PersonKind::Physician, 0.1),
+            mk("c", PersonKind::Patient, 0.5),
         ]);
         let q = vec![0.09; DIM];
         let m = index.best(&q, None).unwrap();
         assert_eq!(m.id, "b");
         assert!((m.distance - (0.01f32 * 0.01 * DIM as f32).sqrt()).abs() < 1e-4);
-        assert_eq!(index.best(&q, Some(Role::Patient)).unwrap().id, "a");
+        assert_eq!(index.best(&q, Some(PersonKind::Patient)).unwrap().id, "a");
         assert!((index.distance_to(&q, "c").unwrap() - (0.41f32 * 0.41 * DIM as f32).sqrt()).abs() < 1e-3);
     }
 
@@ -558,7 +558,7 @@ mod tests {
                 let n = 1 + (rng.next_u64() % 3) as usize;
                 Entry {
                     id: format!("p{i}"),
-                    role: if i % 5 == 0 { Role::Physician } else { Role::Patient },
+                    role: if i % 5 == 0 { PersonKind::Physician } else { PersonKind::Patient },
                     embeddings: (0..n).map(|_| centre.iter().map(|c| c + rng.normal(0.01)).collect()).collect(),
                     quality: 1.0,
                     enrolled_at: String::new(),
@@ -568,7 +568,7 @@ mod tests {
     }
 
     /// Brute force in f32 over every embedding: (id, role, distance) of the first nearest.
-    fn reference(entries: &[Entry], query: &[f32], role: Option<Role>) -> Option<Match> {
+    fn reference(entries: &[Entry], query: &[f32], role: Option<PersonKind>) -> Option<Match> {
         let mut best: Option<(f32, &Entry)> = None;
         for entry in entries.iter().filter(|e| role.is_none_or(|r| e.role == r)) {
             for e in &entry.embeddings {
@@ -602,7 +602,7 @@ mod tests {
         let index = SearchIndex::build(&entries);
         assert!(index.quant.is_some());
         for (k, q) in queries(&mut rng, &entries, n).iter().enumerate() {
-            for role in [None, Some(Role::Patient), Some(Role::Physician)] {
+            for role in [None, Some(PersonKind::Patient), Some(PersonKind::Physician)] {
                 assert_eq!(index.best(q, role), reference(&entries, q, role), "query {k}, role {role:?}");
             }
         }
@@ -664,7 +664,7 @@ mod tests {
         let index = SearchIndex::build(&entries);
         assert!(index.quant.is_none());
         let q: Vec<f32> = (0..DIM).map(|_| rng.normal(0.05)).collect();
-        assert_eq!(index.best(&q, Some(Role::Patient)), reference(&entries, &q, Some(Role::Patient)));
+        assert_eq!(index.best(&q, Some(PersonKind::Patient)), reference(&entries, &q, Some(PersonKind::Patient)));
         assert_eq!(SearchIndex::build(&[]).best(&q, None), None);
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::sealed::{SealKey, SealedError};
-use crate::decide::settlement::SettledFace;
+use crate::analyze::embedder::Embedding;
 
 const MAGIC: &[u8] = b"VIGILSET1\n";
 
@@ -22,6 +22,15 @@ struct Stored {
     /// Unix milliseconds.
     at_ms: u64,
     embedding: Vec<f32>,
+}
+
+/// A settlement face remembered for card-lending checks.
+#[derive(Debug, Clone)]
+pub struct SettledFace {
+    pub transaction_id: String,
+    pub claimed_id: String,
+    pub at: SystemTime,
+    pub embedding: Embedding,
 }
 
 pub struct SettlementLog {

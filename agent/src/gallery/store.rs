@@ -19,7 +19,7 @@
 use std::path::Path;
 
 use super::sealed::{SealKey, SealedError};
-use super::{Entry, Role};
+use super::{Entry, PersonKind};
 
 /// Magic of the JSON form (older Vigils); also its AES-GCM associated data.
 pub const MAGIC_JSON: &[u8] = b"VIGILGAL1\n";
@@ -65,8 +65,8 @@ pub fn encode(entries: &[Entry]) -> Result<Vec<u8>, String> {
         out.extend_from_slice(&len(e.id.len(), &|| format!("entry {i}'s id"))?.to_le_bytes());
         out.extend_from_slice(e.id.as_bytes());
         out.push(match e.role {
-            Role::Patient => 0,
-            Role::Physician => 1,
+            PersonKind::Patient => 0,
+            PersonKind::Physician => 1,
         });
         out.extend_from_slice(&e.quality.to_le_bytes());
         out.extend_from_slice(&len(e.enrolled_at.len(), &|| format!("entry {i}'s enrolled_at"))?.to_le_bytes());
@@ -91,8 +91,8 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Entry>, String> {
     for i in 0..count {
         let id = r.string(|| format!("entry {i}: id"))?;
         let role = match r.take(1, || format!("entry {i}: role"))?[0] {
-            0 => Role::Patient,
-            1 => Role::Physician,
+            0 => PersonKind::Patient,
+            1 => PersonKind::Physician,
             other => return Err(format!("entry {i}: unknown role {other} at byte {}", r.at - 1)),
         };
         let quality = r.f32(|| format!("entry {i}: quality"))?;
@@ -169,19 +169,19 @@ mod tests {
         vec![
             Entry {
                 id: "p-1".into(),
-                role: Role::Patient,
+                role: PersonKind::Patient,
                 embeddings: vec![(0..128).map(|i| i as f32 * 0.001 - 0.06).collect(), vec![f32::MIN_POSITIVE; 128]],
                 quality: 0.875,
                 enrolled_at: "2026-11-28T10:00:00Z".into(),
             },
             Entry {
                 id: "dr-ü".into(),
-                role: Role::Physician,
+                role: PersonKind::Physician,
                 embeddings: vec![vec![-0.0, 1e-30, 0.1, f32::MAX]],
                 quality: 0.5,
                 enrolled_at: String::new(),
             },
-            Entry { id: "none".into(), role: Role::Patient, embeddings: vec![], quality: 0.0, enrolled_at: "t".into() },
+            Entry { id: "none".into(), role: PersonKind::Patient, embeddings: vec![], quality: 0.0, enrolled_at: "t".into() },
         ]
     }
 

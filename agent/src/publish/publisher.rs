@@ -12,7 +12,6 @@
 //! doubling to 5 s with jitter, so delivery resumes within seconds of the broker's return.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -42,8 +41,6 @@ pub struct PublisherSettings {
     pub inflight: usize,
     pub platform_key: Option<PublicKey>,
     pub command_window: Duration,
-    /// Evidence store, to mark bundles acknowledged when their record is delivered.
-    pub evidence_dir: Option<PathBuf>,
 }
 
 /// The TLS files' contents (PEM): the CA that signs the broker's certificate, and the client
@@ -369,8 +366,19 @@ pub struct Publisher {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     pub counters: Arc<PublisherCounters>,
     pub registry: Arc<Registry>,
-    /// Called with each record id as its PUBACK is matched (benchmarks measure latency with it).
-    pub on_delivered: Option<Arc<dyn Fn(i64) + Send + Sync>>,
+    /// Called for each record once its PUBACK is matched and the outbox has let it go: the runtime marks
+    /// the record's evidence bundle acknowledged with it (the publisher never touches evidence files);
+    /// benchmarks measure latency with it.
+    pub on_delivered: Option<Arc<dyn Fn(&Delivered) + Send + Sync>>,
+}
+
+/// A record the broker acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// The outbox record id.
+    pub record: i64,
+    /// The event whose evidence bundle the record announced, if it did.
+    pub evidence: Option<String>,
 }
 
 enum Extra {
@@ -583,12 +591,7 @@ impl Publisher {
             Ok(evidence) => {
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
                 if let Some(hook) = &self.on_delivered {
-                    hook(id);
-                }
-                if let (Some(event), Some(dir)) = (evidence, &self.settings.evidence_dir) {
-                    if let Err(e) = crate::evidence::store::acknowledge(dir, &event, SystemTime::now()) {
-                        warn!(event, error = %e, "cannot mark the evidence bundle acknowledged");
-                    }
+                    hook(&Delivered { record: id, evidence });
                 }
             }
             Err(e) => error!(record = id, error = %e, "cannot mark a delivered record; it will be sent again"),

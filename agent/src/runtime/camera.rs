@@ -23,7 +23,7 @@ use crate::decide::settlement::{
 };
 use crate::decide::{Decision, DecisionKind};
 use crate::evidence::store::Detection;
-use crate::gallery::Role as GalleryRole;
+use crate::gallery::PersonKind;
 use crate::gallery::search::SearchIndex;
 use crate::gallery::settlements::SettlementLog;
 use crate::publish::events;
@@ -178,7 +178,7 @@ impl CameraAnalysis {
             tracing::debug!(camera = %self.camera, faces = observed.len(),
                 good = observed.iter().filter(|f| f.embedding.is_some()).count(), "physician scan");
             for embedding in observed.iter().filter_map(|f| f.embedding.as_ref()) {
-                let Some(m) = index.best(embedding, Some(GalleryRole::Physician)) else { continue };
+                let Some(m) = index.best(embedding, Some(PersonKind::Physician)) else { continue };
                 tracing::debug!(camera = %self.camera, physician = %m.id, distance = m.distance, "physician match");
                 if m.distance < self.match_distance && self.sightings.matched(&m.id, frame.captured) {
                     self.shared.people.sighting(&m.id, &self.camera, frame.captured);

@@ -17,7 +17,7 @@ use crate::decide::settlement::{Known, Transactions, Watch};
 use crate::gallery::enrol::{self, EnrollReport, Photo};
 use crate::gallery::quality::QualityThresholds;
 use crate::gallery::search::SearchIndex;
-use crate::gallery::{Gallery, Role};
+use crate::gallery::{Gallery, PersonKind};
 use crate::publish::commands::Handler;
 
 fn text(args: &Value, name: &str, max: usize) -> Result<String, String> {
@@ -99,7 +99,7 @@ pub struct Enrolment {
 /// One `enroll` command for the enrolment thread, and where its report goes.
 struct EnrolJob {
     id: String,
-    role: Role,
+    role: PersonKind,
     photos: Vec<Vec<u8>>,
     embeddings: Vec<Vec<f32>>,
     reply: mpsc::Sender<Result<EnrollReport, String>>,
@@ -146,7 +146,7 @@ fn enrol_one(
     gallery: &Mutex<Gallery>,
     index: &RwLock<SearchIndex>,
     id: String,
-    role: Role,
+    role: PersonKind,
     images: &[Vec<u8>],
     embeddings: Vec<Vec<f32>>,
     thresholds: &QualityThresholds,
@@ -177,8 +177,8 @@ impl Enrolment {
                 return Err(format!("args.id {id:?}: use 1..64 letters, digits, '-' and '_'"));
             }
             let role = match args["role"].as_str() {
-                Some("patient") => Role::Patient,
-                Some("physician") => Role::Physician,
+                Some("patient") => PersonKind::Patient,
+                Some("physician") => PersonKind::Physician,
                 _ => return Err("args.role must be \"patient\" or \"physician\"".into()),
             };
             let list = |name: &str| -> Result<Vec<Vec<u8>>, String> {

@@ -180,7 +180,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
 fn load_models(config: &Config) -> anyhow::Result<Models> {
     let ort = runtime::init(config.models.ort_library.as_deref())?;
     info!(version = %ort.version, path = %ort.path.display(), "ONNX Runtime loaded");
-    let models = Models::load(&config.models, &config.faces, &config.persons)?;
+    let models = Models::load(&config.models, &config.faces.detector(), &config.persons.detector())?;
     for model in &models.set.models {
         info!(model = %model.name, sha256 = %model.sha256, path = %model.path.display(), "model verified");
     }
@@ -289,7 +289,7 @@ fn start_publisher(
         shutdown,
         counters: Arc::new(PublisherCounters::default()),
         registry,
-        on_delivered: None,
+        on_delivered: Some(mqtt::acknowledge_bundles(config.storage.evidence_dir())),
     };
     info!(host = %redact_url(&mqtt.host), topics = %base, "MQTT delivery configured");
     Ok(Some(tokio::spawn(publisher.run())))

@@ -58,6 +58,16 @@ pub fn publisher_settings(
         inflight: mqtt.inflight,
         platform_key,
         command_window: Duration::from_secs(mqtt.command_window_secs),
-        evidence_dir: Some(config.storage.evidence_dir()),
+    })
+}
+
+/// Marks a delivered record's evidence bundle acknowledged (the publisher does not touch evidence files).
+pub fn acknowledge_bundles(dir: std::path::PathBuf) -> std::sync::Arc<dyn Fn(&crate::publish::publisher::Delivered) + Send + Sync> {
+    std::sync::Arc::new(move |delivered: &crate::publish::publisher::Delivered| {
+        if let Some(event) = &delivered.evidence {
+            if let Err(e) = crate::evidence::store::acknowledge(&dir, event, std::time::SystemTime::now()) {
+                tracing::warn!(event, error = %e, "cannot mark the evidence bundle acknowledged");
+            }
+        }
     })
 }

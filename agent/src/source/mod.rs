@@ -7,6 +7,8 @@ pub mod clip;
 pub mod health;
 pub mod liveness;
 pub mod pipeline;
+pub mod rate;
+pub mod settings;
 pub mod recorder;
 pub mod slot;
 pub mod supervisor;

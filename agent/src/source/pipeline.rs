@@ -22,6 +22,7 @@ use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 use image::RgbImage;
 
+use super::rate::RateGate;
 use super::slot::FrameSlot;
 use super::{Frame, SourceError};
 use crate::clock::Clock;
@@ -112,11 +113,13 @@ pub fn build(
     let drop_deltas = if keyframes_only { "! identity drop-buffer-flags=delta-unit " } else { "" };
     // A keyframe every second or two needs no frame-threaded decoder (each thread holds frames).
     let decoder_threads = if keyframes_only { "max-threads=1 " } else { "" };
+    // videorate cuts to the whole rate above (cheaply, before conversion); the gate makes it exact.
     let rate = if keyframes_only {
         String::new()
     } else {
         format!("! videorate drop-only=true max-rate={} ", camera.analysis_fps().ceil().max(1.0) as i32)
     };
+    let mut gate = (!keyframes_only).then(|| RateGate::new(camera.analysis_fps()));
     // Set in the description, not afterwards: linking requests splitmuxsink's pad, which creates the
     // first muxer with whatever properties are set at that moment. muxer-properties take effect only
     // with async-finalize. The file sink is unbuffered (buffer-mode 2): each 1 s fragment reaches the
@@ -184,6 +187,12 @@ pub fn build(
                 let retired = stats.retired.read().unwrap_or_else(|e| e.into_inner());
                 if *retired {
                     return Ok(gst::FlowSuccess::Ok);
+                }
+                let pts = sample.buffer().and_then(|b| b.pts()).map(|t| Duration::from_nanos(t.nseconds()));
+                if let (Some(gate), Some(pts)) = (gate.as_mut(), pts) {
+                    if !gate.admit(pts) {
+                        return Ok(gst::FlowSuccess::Ok);
+                    }
                 }
                 let frame = to_frame(sink.upcast_ref(), &sample, stats.frames.load(Ordering::Relaxed), &*clock)
                     .map_err(|e| {

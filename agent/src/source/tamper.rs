@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use image::RgbImage;
 use serde::Serialize;
 
-use crate::config::Tamper;
+use super::settings::TamperSettings as Tamper;
 
 const THUMB_W: usize = 64;
 const THUMB_H: usize = 36;

@@ -21,7 +21,7 @@ use vigil::decide::settlement::{Transactions, Watch};
 use vigil::evidence::pending::Pending;
 use vigil::gallery::search::SearchIndex;
 use vigil::gallery::settlements::SettlementLog;
-use vigil::gallery::{Entry, Gallery, Role as GalleryRole};
+use vigil::gallery::{Entry, Gallery, PersonKind};
 use vigil::runtime::camera::{self, AnalysisCounters, CameraAnalysis, Shared};
 use vigil::runtime::handlers::Enrolment;
 use vigil::runtime::people::People;
@@ -176,7 +176,7 @@ fn synthetic_gallery() -> Vec<Entry> {
     (0..1000u32)
         .map(|i| Entry {
             id: format!("p-{i}"),
-            role: GalleryRole::Patient,
+            role: PersonKind::Patient,
             embeddings: vec![(0..128).map(|d| ((i * 131 + d * 7) % 97) as f32 / 500.0 - 0.1).collect()],
             quality: 1.0,
             enrolled_at: String::new(),
@@ -201,7 +201,7 @@ fn cameras(
     let config = bench_config(args, &file, scratch)?;
     // Verified as `vigil run` does; sessions are opened only for what each camera's role needs.
     vigil::analyze::runtime::init(None)?;
-    let mut models = Models::load(&config.models, &config.faces, &config.persons)?;
+    let mut models = Models::load(&config.models, &config.faces.detector(), &config.persons.detector())?;
     let rss_per_face_sessions = if args.analysis == Analysis::Faces { Some(face_sessions_rss(&models)?) } else { None };
     let mut rules = settlement_rules(&config);
     // A watch that never has enough good frames to conclude: every frame of the window is analysed as

@@ -78,15 +78,14 @@ pub fn delivery(scratch: &Path, port: u16, appends: usize, events: usize, rate: 
             inflight: 32,
             platform_key: None,
             command_window: Duration::from_secs(300),
-            evidence_dir: None,
         },
         outbox: outbox.clone(),
         wake: wake.clone(),
         shutdown,
         counters: counters.clone(),
         registry: Arc::new(Registry::default()),
-        on_delivered: Some(Arc::new(move |id| {
-            if let Some(at) = e.lock().unwrap().remove(&id) {
+        on_delivered: Some(Arc::new(move |delivered: &vigil::publish::publisher::Delivered| {
+            if let Some(at) = e.lock().unwrap().remove(&delivered.record) {
                 l.lock().unwrap().push(at.elapsed().as_secs_f64() * 1000.0);
             }
         })),

@@ -13,7 +13,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use vigil::gallery::store::{self, Form};
-use vigil::gallery::{Entry, Gallery, Role, SealKey};
+use vigil::gallery::{Entry, Gallery, PersonKind, SealKey};
 
 #[derive(Debug, Serialize)]
 pub struct FormFigures {
@@ -55,7 +55,7 @@ pub fn gallery(dir: &Path, people: usize, per_person: usize, rounds: usize) -> a
     let entries: Vec<Entry> = (0..people)
         .map(|i| Entry {
             id: format!("p-{i:06}"),
-            role: if i % 10 == 0 { Role::Physician } else { Role::Patient },
+            role: if i % 10 == 0 { PersonKind::Physician } else { PersonKind::Patient },
             embeddings: (0..per_person).map(|_| (0..128).map(|_| rng.next()).collect()).collect(),
             quality: 0.5 + rng.next(),
             enrolled_at: "2026-11-28T10:00:00Z".into(),

@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use vigil::gallery::search::{Match, SearchIndex};
-use vigil::gallery::{Entry, Role};
+use vigil::gallery::{Entry, PersonKind};
 
 /// Latency percentiles of one round, milliseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -72,7 +72,7 @@ pub fn search(entries: usize, queries: usize, rounds: usize, compare: bool, cold
     let gallery: Vec<Entry> = (0..entries)
         .map(|i| Entry {
             id: format!("p-{i}"),
-            role: if i % 10 == 0 { Role::Physician } else { Role::Patient },
+            role: if i % 10 == 0 { PersonKind::Physician } else { PersonKind::Patient },
             embeddings: vec![(0..128).map(|_| rng.next()).collect()],
             quality: 1.0,
             enrolled_at: String::new(),
@@ -182,7 +182,7 @@ struct Bf16Baseline {
     data: Vec<f32>,
     scan: Vec<u16>,
     ids: Vec<String>,
-    roles: Vec<Role>,
+    roles: Vec<PersonKind>,
 }
 
 impl Bf16Baseline {
