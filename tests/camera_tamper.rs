@@ -6,7 +6,7 @@ mod common;
 use std::time::UNIX_EPOCH;
 
 use image::RgbImage;
-use vigil::commands::bench::frame_from;
+use vigil::analyze::image::frame_from;
 use vigil::decide::TamperKind;
 use vigil::source::tamper::{TamperChange, TamperDetector};
 

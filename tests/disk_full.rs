@@ -105,7 +105,7 @@ impl Drop for Running {
 /// A camera view for `seconds` at 10 fps: a room (a registry photo with sensor noise) and, from
 /// `dark_from`, a covered lens. Written outside the small file system.
 fn camera_clip(path: &Path, seconds: usize, dark_from: Option<usize>) {
-    let room = vigil::commands::bench::frame_from(
+    let room = vigil::analyze::image::frame_from(
         &vigil::analyze::image::load_rgb(&common::face_images().join("obama.jpg")).unwrap(),
         640,
         360,

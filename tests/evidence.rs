@@ -281,7 +281,7 @@ fn crash_after_parent_synced_leaves_the_whole_bundle() {
 fn tamper_in_a_running_agent_yields_a_verifiable_bundle() {
     let root = tempfile::tempdir().unwrap();
     let clip = root.path().join("window.mp4");
-    let room = vigil::commands::bench::frame_from(
+    let room = vigil::analyze::image::frame_from(
         &vigil::analyze::image::load_rgb(&common::face_images().join("obama.jpg")).unwrap(),
         640,
         360,

@@ -83,7 +83,7 @@ fn search_finds_the_enrolled_person() {
     let mut entries = Vec::new();
     for (id, photo) in [("obama", "obama.jpg"), ("biden", "biden.jpg")] {
         let img = vigil::analyze::image::load_rgb(&common::face_images().join(photo)).unwrap();
-        let face = models.embed_faces(&img).unwrap().remove(0);
+        let face = models.faces.embed_all(&img).unwrap().remove(0);
         entries.push(vigil::gallery::Entry {
             id: id.into(),
             role: vigil::gallery::PersonKind::Patient,
@@ -94,9 +94,32 @@ fn search_finds_the_enrolled_person() {
     }
     let index = vigil::gallery::search::SearchIndex::build(&entries);
     let probe = vigil::analyze::image::load_rgb(&common::face_images().join("obama3.jpg")).unwrap();
-    let face = models.embed_faces(&probe).unwrap().remove(0);
+    let face = models.faces.embed_all(&probe).unwrap().remove(0);
     let best = index.best(&face.embedding, None).unwrap();
     assert_eq!(best.id, "obama");
     assert!(best.distance < 0.6, "{best:?}");
     assert!(index.distance_to(&face.embedding, "biden").unwrap() > 0.6);
+}
+
+/// The one face path on a camera-like frame: a face that passes the video gate is embedded, and its
+/// embedding is the one the ungated path gives; under a gate it cannot pass it is kept (its box counts
+/// for the settlement's faces seen) but not embedded, the reason named.
+#[test]
+fn face_path_gates_then_embeds() {
+    use vigil::analyze::faces::NotEmbedded;
+    let mut models = common::models();
+    let frame = vigil::analyze::image::frame_from(&common::face_photo("obama3.jpg"), 1280, 720);
+    let video_gate = vigil::config::Faces::default().video_quality();
+    let analysed = models.faces.analyse(&frame, &video_gate).unwrap();
+    assert_eq!(analysed.len(), 1, "{analysed:?}");
+    assert!(analysed[0].quality.ok(), "{:?}", analysed[0].quality);
+    let embedding = analysed[0].embedding.clone().expect("embedded");
+    let ungated = models.faces.main_face(&frame).unwrap().expect("a face");
+    assert_eq!(embedding, ungated.embedding, "the gated and the ungated path embed the same chip");
+
+    let strict = vigil::analyze::quality::QualityThresholds { min_face_px: 5000.0, ..video_gate };
+    let analysed = models.faces.analyse(&frame, &strict).unwrap();
+    assert_eq!(analysed.len(), 1);
+    assert_eq!(analysed[0].embedding, Err(NotEmbedded::BelowGate));
+    assert!(analysed[0].quality.problems.iter().any(|p| p.contains("face too small")), "{:?}", analysed[0].quality);
 }

@@ -256,18 +256,18 @@ fn credentials_never_logged() {
 /// disk after the check must not be what runs: sessions are built from the bytes that were hashed.
 #[test]
 fn model_swapped_after_check_is_not_loaded() {
-    use vigil::analyze::bundle::{self, Bundle};
+    use vigil::analyze::model_set::{self, ModelSet};
     let dir = tempfile::tempdir().unwrap();
-    let installed = Bundle::default_dir();
+    let installed = ModelSet::default_dir();
     for name in ["centerface.onnx", "dlib_face_recognition_resnet_v1.onnx", "nanodet.onnx"] {
         std::fs::copy(installed.join(name), dir.path().join(name)).unwrap();
     }
-    let verified = Bundle::open(dir.path()).unwrap();
-    let manifest = bundle::manifest();
+    let verified = ModelSet::open(dir.path()).unwrap();
+    let manifest = model_set::manifest();
     for model in &verified.models {
         let expected = &manifest.models.iter().find(|m| m.name == model.name).unwrap().output_sha256;
         assert_eq!(
-            &bundle::sha256(model.bytes().unwrap()),
+            &model_set::sha256(model.bytes().unwrap()),
             expected,
             "{}: the bytes kept are the ones hashed",
             model.name

@@ -6,7 +6,7 @@ mod common;
 use std::path::PathBuf;
 
 use vigil::analyze::embedder::{Embedding, cosine, distance};
-use vigil::analyze::{align, boxes, image::load_rgb};
+use vigil::analyze::{boxes, image::load_rgb};
 
 const PHOTOS: [&str; 6] =
     ["obama.jpg", "obama2.jpg", "obama3.jpg", "obama_partial_face.jpg", "obama_partial_face2.jpg", "biden.jpg"];
@@ -45,15 +45,13 @@ fn finds_the_face_and_the_person_in_every_sample_photo() {
     }
 }
 
-fn embed_all(models: &mut vigil::analyze::Models) -> Vec<(String, image::RgbImage, Embedding)> {
+fn embed_all(models: &mut vigil::analyze::Sessions) -> Vec<(String, image::RgbImage, Embedding)> {
     PHOTOS
         .iter()
         .map(|name| {
             let img = load_rgb(&photo(name)).unwrap();
-            let face = models.faces.detect(&img).unwrap().remove(0);
-            let chip = align::extract_chip(&img, &face.landmarks);
-            let embedding = models.embedder.embed(std::slice::from_ref(&chip)).unwrap()[0];
-            (name.to_string(), chip, embedding)
+            let face = models.faces.embed_all(&img).unwrap().remove(0);
+            (name.to_string(), face.chip, face.embedding)
         })
         .collect()
 }

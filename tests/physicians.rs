@@ -14,7 +14,7 @@ use common::mqtt::{Mosquitto, Subscriber};
 fn a_physician_on_shift_and_unseen_is_absent_and_every_shift_is_summarised() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let person = vigil::commands::bench::frame_from(&common::face_photo("obama3.jpg"), 1280, 720);
+    let person = vigil::analyze::image::frame_from(&common::face_photo("obama3.jpg"), 1280, 720);
     let room = root.join("room.mp4");
     common::media::still_clip(&room, &person, 200, 4);
     let broker = Mosquitto::start(root);

@@ -34,7 +34,7 @@ struct Observation {
 }
 
 fn observe(
-    models: &mut vigil::analyze::Models,
+    models: &mut vigil::analyze::Sessions,
     scene: &Scene,
     t: f64,
     img: &RgbImage,
@@ -319,7 +319,7 @@ fn summary(scene: &Scene, observations: &[Observation]) {
     }
 }
 
-fn every(models: &mut vigil::analyze::Models, scene: &Scene, step: usize) -> Vec<Observation> {
+fn every(models: &mut vigil::analyze::Sessions, scene: &Scene, step: usize) -> Vec<Observation> {
     let reference = scene.empty_reference();
     (0..scene.duration as usize)
         .step_by(step)

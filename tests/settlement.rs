@@ -14,9 +14,9 @@ use vigil::decide::settlement::{FaceObservation, SettledFace, SettlementRules, V
 use vigil::gallery::search::SearchIndex;
 use vigil::gallery::{Entry, PersonKind};
 
-fn embedding(models: &mut vigil::analyze::Models, photo: &str) -> Embedding {
+fn embedding(models: &mut vigil::analyze::Sessions, photo: &str) -> Embedding {
     let img = vigil::analyze::image::load_rgb(&common::face_images().join(photo)).unwrap();
-    models.embed_faces(&img).unwrap().remove(0).embedding
+    models.faces.embed_all(&img).unwrap().remove(0).embedding
 }
 
 fn t(s: u64) -> SystemTime {
@@ -154,7 +154,7 @@ fn settlements_end_to_end_through_video_and_mqtt() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     // Window 1: Obama standing at the counter (with sensor noise); window 2: nobody.
-    let person = vigil::commands::bench::frame_from(&common::face_photo("obama3.jpg"), 1280, 720);
+    let person = vigil::analyze::image::frame_from(&common::face_photo("obama3.jpg"), 1280, 720);
     let window1 = root.join("window1.mp4");
     common::media::still_clip(&window1, &person, 400, 4);
     let window2 = root.join("window2.mp4");
@@ -294,7 +294,7 @@ fn companion_photo() -> image::RgbImage {
 fn companion_at_the_window_does_not_accuse_the_patient() {
     let f = fixture();
     let mut models = common::models();
-    let companion = models.embed_faces(&companion_photo()).unwrap().remove(0).embedding;
+    let companion = models.faces.embed_all(&companion_photo()).unwrap().remove(0).embedding;
     let rules = SettlementRules::default();
     let (left, right) = ([120.0, 200.0, 420.0, 560.0], [760.0, 180.0, 1060.0, 560.0]);
     let frame = |i: usize| {
@@ -350,7 +350,7 @@ fn companion_and_repeated_settlements_end_to_end() {
     let root = dir.path();
     // Window 1: the companion (left) and Obama (right) side by side; window 2: an empty counter.
     let mut scene = image::RgbImage::from_pixel(1280, 720, image::Rgb([128, 128, 128]));
-    let half = |img: &image::RgbImage| vigil::commands::bench::frame_from(img, 640, 720);
+    let half = |img: &image::RgbImage| vigil::analyze::image::frame_from(img, 640, 720);
     image::imageops::overlay(&mut scene, &half(&companion_photo()), 0, 0);
     image::imageops::overlay(&mut scene, &half(&common::face_photo("obama3.jpg")), 640, 0);
     let window1 = root.join("window1.mp4");

@@ -1,12 +1,10 @@
 //! Vigil: an edge agent that watches hospital cameras for insurance fraud and delivers signed evidence.
 //!
-//! The pipeline (DESIGN.md section 3) is one module per stage; `app` wires them together.
+//! The pipeline (DESIGN.md section 3) is one module per stage; `runtime` wires them together (the CLI, `vigil`, lives in the binary).
 
 pub mod analyze;
-pub mod app;
 pub mod cache;
 pub mod clock;
-pub mod commands;
 pub mod config;
 pub mod decide;
 pub mod evidence;
@@ -19,6 +17,7 @@ pub mod memory;
 pub mod outbox;
 pub mod publish;
 pub mod redact;
+pub mod runtime;
 pub mod source;
 pub mod storage_lock;
 #[cfg(test)]

@@ -21,9 +21,9 @@ pub fn face_photo(name: &str) -> image::RgbImage {
     vigil::analyze::image::load_rgb(&face_images().join(name)).unwrap()
 }
 
-/// The models with default settings, verified against the manifest.
-pub fn models() -> vigil::analyze::Models {
-    vigil::analyze::Models::load(&Default::default(), &Default::default(), &Default::default())
+/// Sessions of every model with default settings, verified against the manifest.
+pub fn models() -> vigil::analyze::Sessions {
+    vigil::analyze::Models::load_sessions(&Default::default(), &Default::default(), &Default::default())
         .unwrap_or_else(|e| panic!("models not loadable (scripts/setup installs them): {e}"))
 }
 

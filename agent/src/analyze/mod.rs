@@ -1,27 +1,29 @@
-//! Analysis: ONNX models over decoded frames. Sessions are created once ([`Models::load`]) and used from
-//! dedicated blocking threads, never on the async runtime.
+//! Analysis: ONNX models over decoded frames. [`Models::load`] verifies the model files once; sessions
+//! are then opened per user ([`Models::face_analyzer`], [`Models::person_detector`], [`Models::sessions`])
+//! and used from dedicated blocking threads, never on the async runtime. Sessions are not shared:
+//! each camera's analysis and the enrolment worker own theirs.
 
 pub mod align;
 pub mod boxes;
-pub mod bundle;
 pub mod embedder;
 pub mod face_detector;
+pub mod faces;
 pub mod image;
+pub mod model_set;
 pub mod person_detector;
+pub mod quality;
 pub mod runtime;
 pub mod session;
 pub mod settings;
 
 use std::path::PathBuf;
 
-use ::image::RgbImage;
-use serde::Serialize;
-
-use bundle::{Bundle, BundleError};
-use embedder::{Embedder, Embedding};
-use face_detector::{Face, FaceDetector, FaceDetectorOptions};
+use embedder::Embedder;
+use face_detector::{FaceDetector, FaceDetectorOptions};
+use faces::FaceAnalyzer;
+use model_set::{ModelSet, ModelSetError};
 use person_detector::{PersonDetector, PersonDetectorOptions};
-use runtime::RuntimeError;
+use runtime::{Runtime, RuntimeError};
 use session::ModelError;
 pub use settings::ModelSettings;
 
@@ -30,63 +32,75 @@ pub enum AnalyzeError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
-    Bundle(#[from] BundleError),
+    ModelSet(#[from] ModelSetError),
     #[error(transparent)]
     Model(#[from] ModelError),
 }
 
-/// The three models, verified and loaded.
+/// The verified model set and how to open sessions from it.
 pub struct Models {
-    pub bundle: Bundle,
-    pub faces: FaceDetector,
-    pub embedder: Embedder,
+    pub set: ModelSet,
+    runtime: &'static Runtime,
+    threads: usize,
+    faces: FaceDetectorOptions,
+    persons: PersonDetectorOptions,
+}
+
+/// One user's sessions of every model (the CLI's model commands, tests).
+pub struct Sessions {
+    pub faces: FaceAnalyzer,
     pub persons: PersonDetector,
 }
 
 impl Models {
-    /// Loads ONNX Runtime, verifies the bundle's hashes and creates one session per model.
+    /// Loads ONNX Runtime and verifies the model set's hashes; opens no session yet.
     pub fn load(
         models: &ModelSettings,
         face_options: &FaceDetectorOptions,
         person_options: &PersonDetectorOptions,
     ) -> Result<Models, AnalyzeError> {
         let runtime = runtime::init(models.ort_library.as_deref())?;
-        let dir: PathBuf = models.dir.clone().unwrap_or_else(Bundle::default_dir);
-        let mut bundle = Bundle::open(&dir)?;
-        let threads = models.threads;
-        let faces = FaceDetector::new(
-            session::open(runtime, bundle.model("centerface")?, threads)?,
-            *face_options,
-        );
-        let embedder = Embedder::new(session::open(runtime, bundle.model("dlib-resnet-v1")?, threads)?);
-        let persons = PersonDetector::new(
-            session::open(runtime, bundle.model("nanodet")?, threads)?,
-            *person_options,
-        );
-        bundle.release_bytes();
-        Ok(Models { bundle, faces, embedder, persons })
+        let dir: PathBuf = models.dir.clone().unwrap_or_else(ModelSet::default_dir);
+        let set = ModelSet::open(&dir)?;
+        Ok(Models {
+            set,
+            runtime,
+            threads: models.threads,
+            faces: *face_options,
+            persons: *person_options,
+        })
     }
 
-    /// Detects faces, aligns each and embeds them in one batch.
-    pub fn embed_faces(&mut self, img: &RgbImage) -> Result<Vec<EmbeddedFace>, ModelError> {
-        let faces = self.faces.detect(img)?;
-        let chips: Vec<RgbImage> = faces.iter().map(|f| align::extract_chip(img, &f.landmarks)).collect();
-        let embeddings = self.embedder.embed(&chips)?;
-        Ok(faces.into_iter().zip(embeddings).map(|(face, embedding)| EmbeddedFace { face, embedding }).collect())
+    /// New sessions of the face detector and the embedder.
+    pub fn face_analyzer(&self) -> Result<FaceAnalyzer, AnalyzeError> {
+        let detector =
+            FaceDetector::new(session::open(self.runtime, self.set.model("centerface")?, self.threads)?, self.faces);
+        let embedder = Embedder::new(session::open(self.runtime, self.set.model("dlib-resnet-v1")?, self.threads)?);
+        Ok(FaceAnalyzer::new(detector, embedder))
     }
-}
 
-/// A face with its embedding.
-#[derive(Debug, Clone, Serialize)]
-pub struct EmbeddedFace {
-    #[serde(flatten)]
-    pub face: Face,
-    #[serde(skip)]
-    pub embedding: Embedding,
-}
+    /// A new session of the person detector.
+    pub fn person_detector(&self) -> Result<PersonDetector, AnalyzeError> {
+        Ok(PersonDetector::new(session::open(self.runtime, self.set.model("nanodet")?, self.threads)?, self.persons))
+    }
 
-impl EmbeddedFace {
-    pub fn area(&self) -> f32 {
-        boxes::area(&self.face.bbox)
+    /// New sessions of every model.
+    pub fn sessions(&self) -> Result<Sessions, AnalyzeError> {
+        Ok(Sessions { faces: self.face_analyzer()?, persons: self.person_detector()? })
+    }
+
+    /// Verifies the models and opens one set of sessions (for one-shot commands and tests).
+    pub fn load_sessions(
+        models: &ModelSettings,
+        face_options: &FaceDetectorOptions,
+        person_options: &PersonDetectorOptions,
+    ) -> Result<Sessions, AnalyzeError> {
+        Models::load(models, face_options, person_options)?.sessions()
+    }
+
+    /// Drops the verified bytes once every session is open (tens of MB not kept twice); sessions
+    /// opened after this fail.
+    pub fn release_bytes(&mut self) {
+        self.set.release_bytes();
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 
-use super::bundle::VerifiedModel;
+use super::model_set::VerifiedModel;
 use super::runtime::Runtime;
 
 #[derive(Debug, thiserror::Error)]

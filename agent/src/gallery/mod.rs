@@ -5,7 +5,11 @@
 //! docs/gallery.md. A file in the JSON form of older Vigils (`VIGILGAL1\n`) is read and rewritten in the
 //! binary form when opened.
 
-pub mod quality;
+/// Face quality moved to the analysis stage (the gate is part of the face path); the old path stays for the
+/// config builders.
+pub use crate::analyze::quality;
+
+pub mod enrol;
 mod sealed;
 pub mod search;
 pub mod settlements;

@@ -79,7 +79,8 @@ struct Quantised {
     scale: f32,
 }
 
-pub(crate) fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
+/// Squared Euclidean distance of two embeddings (also used by `vigil bench search`'s baseline).
+pub fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
     // Eight independent accumulators let the compiler use SIMD lanes without reassociation.
     let mut acc = [0f32; 8];
     for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {

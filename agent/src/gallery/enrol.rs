@@ -1,13 +1,13 @@
-//! `vigil enroll` and `vigil gallery`: enrolling people from photos, with every rejected photo named
-//! and the reason given; listing and removing.
+//! Enrolment from photos (`vigil enroll`, the MQTT `enroll` command): each photo goes through the face
+//! path with the enrolment gate; every rejected photo is named with the reason.
 
 use std::path::Path;
 
 use serde::Serialize;
 
+use crate::analyze::faces::{FaceAnalyzer, NotEmbedded};
 use crate::analyze::image::{decode_rgb, load_rgb};
-use crate::analyze::{Models, align};
-use crate::gallery::quality::{self, Quality, QualityThresholds};
+use crate::analyze::quality::{Quality, QualityThresholds};
 use crate::gallery::{Entry, Gallery, PersonKind};
 
 #[derive(Debug, Serialize)]
@@ -35,7 +35,7 @@ impl Photo<'_> {
 
 /// Checks one enrolment photo: exactly one face, large, sharp, clear and frontal enough.
 pub fn check_image(
-    models: &mut Models,
+    faces: &mut FaceAnalyzer,
     photo: &Photo,
     t: &QualityThresholds,
 ) -> (ImageVerdict, Option<(Vec<f32>, f32)>) {
@@ -51,23 +51,21 @@ pub fn check_image(
         Ok(img) => img,
         Err(e) => return reject(e.to_string(), None),
     };
-    let faces = match models.faces.detect(&img) {
+    let found = match faces.detect(&img) {
         Ok(f) => f,
         Err(e) => return reject(e.to_string(), None),
     };
-    let face = match faces.len() {
+    let face = match found.len() {
         0 => return reject("no face found".into(), None),
-        1 => &faces[0],
+        1 => found.into_iter().next().expect("one face"),
         n => return reject(format!("{n} faces found; an enrolment photo must show one person"), None),
     };
-    let chip = align::extract_chip(&img, &face.landmarks);
-    let q = quality::assess(face, &chip, t);
-    if !q.ok() {
-        return reject(q.problems.join("; "), Some(q));
-    }
-    let embedding = match models.embedder.embed(std::slice::from_ref(&chip)) {
-        Ok(e) => e[0].to_vec(),
-        Err(e) => return reject(e.to_string(), Some(q)),
+    let analysed = faces.examine(&img, face, t);
+    let q = analysed.quality;
+    let embedding = match analysed.embedding {
+        Ok(e) => e.to_vec(),
+        Err(NotEmbedded::BelowGate) => return reject(q.problems.join("; "), Some(q)),
+        Err(NotEmbedded::Model(e)) => return reject(e, Some(q)),
     };
     let score = q.score01(t);
     (ImageVerdict { image: name, accepted: true, reason: None, quality: Some(q) }, Some((embedding, score)))
@@ -84,7 +82,7 @@ pub struct EnrollReport {
 /// Enrols a person from photos (each checked) and embeddings computed elsewhere (the platform's, from
 /// photos it checked; their quality is not known here and counts as 0). Replaces an earlier enrolment.
 pub fn enroll(
-    models: &mut Models,
+    faces: &mut FaceAnalyzer,
     gallery: &mut Gallery,
     id: &str,
     role: PersonKind,
@@ -96,7 +94,7 @@ pub fn enroll(
     let mut scores = vec![0.0; given.len()];
     let mut embeddings = given;
     for photo in photos {
-        let (verdict, accepted) = check_image(models, photo, t);
+        let (verdict, accepted) = check_image(faces, photo, t);
         if let Some((embedding, score)) = accepted {
             embeddings.push(embedding);
             scores.push(score);

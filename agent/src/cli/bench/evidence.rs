@@ -7,8 +7,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::evidence::keys::DeviceKey;
-use crate::evidence::store::{EvidenceRequest, Store};
+use vigil::evidence::keys::DeviceKey;
+use vigil::evidence::store::{EvidenceRequest, Store};
 
 #[derive(Debug, Serialize)]
 pub struct EvidenceBench {
@@ -25,7 +25,7 @@ pub fn evidence(recording: &Path, count: usize, clip_seconds: u64, scratch: &Pat
     let start = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let recordings = scratch.join("recordings/bench");
     std::fs::create_dir_all(&recordings)?;
-    std::fs::copy(recording, crate::source::pipeline::segment_path(&recordings, start))
+    std::fs::copy(recording, vigil::source::pipeline::segment_path(&recordings, start))
         .with_context(|| format!("cannot copy {}", recording.display()))?;
     let key = DeviceKey::init(&scratch.join("key.pem"))?;
     let mut store =

@@ -8,10 +8,52 @@ use anyhow::Context;
 use image::RgbImage;
 use serde::Serialize;
 
-use crate::analyze::face_detector::Face;
-use crate::analyze::image::{draw_box, draw_dot, load_rgb};
-use crate::analyze::person_detector::Person;
-use crate::analyze::{EmbeddedFace, Models, embedder};
+use vigil::analyze::Sessions;
+use vigil::analyze::embedder;
+use vigil::analyze::face_detector::Face;
+use vigil::analyze::faces::EmbeddedFace;
+use vigil::analyze::image::{draw_box, draw_dot, load_rgb};
+use vigil::analyze::person_detector::Person;
+
+use super::{CliError, CliResult, ModelSettings};
+
+#[derive(clap::Args)]
+pub struct DetectArgs {
+    /// Configuration file (model settings); default settings without it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Also write each image with boxes drawn (faces green with landmarks red, persons blue) here.
+    #[arg(long, value_name = "DIR")]
+    annotate: Option<PathBuf>,
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+}
+
+pub fn detect(args: DetectArgs) -> CliResult {
+    let mut models = ModelSettings::load(args.config.as_deref(), None)?.sessions()?;
+    let failed = detect_all(&mut models, &args.images, args.annotate.as_deref())
+        .map_err(|e| CliError::Failed(format!("vigil: {e:#}")))?;
+    if failed == 0 { Ok(()) } else { Err(CliError::Reported) }
+}
+
+#[derive(clap::Args)]
+pub struct CompareArgs {
+    /// Configuration file (model settings, faces.match_distance); default settings without it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    a: PathBuf,
+    b: PathBuf,
+}
+
+pub fn compare(args: CompareArgs) -> CliResult {
+    let settings = ModelSettings::load(args.config.as_deref(), None)?;
+    let mut models = settings.sessions()?;
+    let c = compare_faces(&mut models, &args.a, &args.b, settings.faces.match_distance)
+        .map_err(|e| CliError::Failed(format!("vigil: {e:#}")))?;
+    let verdict = if c.same_person { "same person" } else { "different people" };
+    println!("distance {:.4}: {verdict} (threshold {})", c.distance, c.threshold);
+    Ok(())
+}
 
 #[derive(Serialize)]
 struct Detections<'a> {
@@ -31,7 +73,7 @@ struct Failure<'a> {
 /// Runs both detectors on each image and prints one JSON object per image and line. A file that
 /// cannot be read is reported (JSON `error` and stderr) and the others still run. Returns the number
 /// of files that failed.
-pub fn detect(models: &mut Models, images: &[PathBuf], annotate: Option<&Path>) -> anyhow::Result<usize> {
+fn detect_all(models: &mut Sessions, images: &[PathBuf], annotate: Option<&Path>) -> anyhow::Result<usize> {
     if let Some(dir) = annotate {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -59,7 +101,7 @@ pub fn detect(models: &mut Models, images: &[PathBuf], annotate: Option<&Path>) 
 }
 
 fn detect_one(
-    models: &mut Models,
+    models: &mut Sessions,
     path: &Path,
     annotate: Option<&Path>,
 ) -> anyhow::Result<(RgbImage, Vec<Face>, Vec<Person>)> {
@@ -91,24 +133,20 @@ fn annotated_name(path: &Path) -> String {
 }
 
 /// The largest face in an image, embedded; an error names the file when there is none.
-pub fn main_face(models: &mut Models, path: &Path) -> anyhow::Result<EmbeddedFace> {
+pub fn main_face(models: &mut Sessions, path: &Path) -> anyhow::Result<EmbeddedFace> {
     let img = load_rgb(path)?;
-    let faces = models.embed_faces(&img)?;
-    faces
-        .into_iter()
-        .max_by(|a, b| a.area().total_cmp(&b.area()))
-        .ok_or_else(|| anyhow::anyhow!("{}: no face found", path.display()))
+    models.faces.main_face(&img)?.ok_or_else(|| anyhow::anyhow!("{}: no face found", path.display()))
 }
 
 #[derive(Serialize)]
-pub struct Comparison {
-    pub distance: f32,
-    pub threshold: f32,
-    pub same_person: bool,
+struct Comparison {
+    distance: f32,
+    threshold: f32,
+    same_person: bool,
 }
 
 /// Distance between the largest faces of two images, and the verdict at `threshold`.
-pub fn compare(models: &mut Models, a: &Path, b: &Path, threshold: f32) -> anyhow::Result<Comparison> {
+fn compare_faces(models: &mut Sessions, a: &Path, b: &Path, threshold: f32) -> anyhow::Result<Comparison> {
     let fa = main_face(models, a)?;
     let fb = main_face(models, b)?;
     let distance = embedder::distance(&fa.embedding, &fb.embedding);

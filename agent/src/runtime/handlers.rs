@@ -10,11 +10,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
 use super::people::People;
-use crate::analyze::Models;
-use crate::commands::enroll::{self, Photo};
+use crate::analyze::faces::FaceAnalyzer;
 use crate::config::Config;
 use crate::decide::roster::Roster;
 use crate::decide::settlement::{Known, Transactions, Watch};
+use crate::gallery::enrol::{self, EnrollReport, Photo};
 use crate::gallery::quality::QualityThresholds;
 use crate::gallery::search::SearchIndex;
 use crate::gallery::{Gallery, PersonKind};
@@ -86,13 +86,80 @@ pub fn settlement_handler(
     })
 }
 
-/// What enrolment changes: the encrypted gallery and the search index the cameras read.
+/// What enrolment changes: the encrypted gallery and the search index the cameras read. Photos are
+/// analysed on the enrolment thread, with its own sessions: an enrolment never waits for a camera's
+/// analysis, and no camera waits for it.
 #[derive(Clone)]
 pub struct Enrolment {
-    pub models: Arc<Mutex<Models>>,
+    jobs: mpsc::SyncSender<EnrolJob>,
     pub gallery: Arc<Mutex<Gallery>>,
     pub index: Arc<RwLock<SearchIndex>>,
-    pub thresholds: QualityThresholds,
+}
+
+/// One `enroll` command for the enrolment thread, and where its report goes.
+struct EnrolJob {
+    id: String,
+    role: PersonKind,
+    photos: Vec<Vec<u8>>,
+    embeddings: Vec<Vec<f32>>,
+    reply: mpsc::Sender<Result<EnrollReport, String>>,
+}
+
+/// Nice value of the enrolment thread: enrolment is background work, the cameras' analysis comes first
+/// when the cores are busy (Linux: nice applies per thread).
+const ENROLMENT_NICE: i32 = 10;
+
+impl Enrolment {
+    /// Starts the enrolment thread with its own face sessions. It ends when the last handler is dropped.
+    pub fn start(
+        faces: FaceAnalyzer,
+        gallery: Arc<Mutex<Gallery>>,
+        index: Arc<RwLock<SearchIndex>>,
+        thresholds: QualityThresholds,
+    ) -> std::io::Result<Enrolment> {
+        // One job at a time: a second command waits for the first rather than queueing photos in memory.
+        let (jobs, rx) = mpsc::sync_channel::<EnrolJob>(1);
+        let (g, i) = (gallery.clone(), index.clone());
+        std::thread::Builder::new().name("vigil-enrol".into()).spawn(move || {
+            let mut faces = faces;
+            // SAFETY: setpriority on this thread's id has no memory-safety preconditions; failure only
+            // leaves the thread at normal priority.
+            unsafe {
+                let tid = libc::gettid();
+                if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, ENROLMENT_NICE) != 0 {
+                    tracing::debug!("cannot lower the enrolment thread's priority");
+                }
+            }
+            for job in rx {
+                let report = enrol_one(&mut faces, &g, &i, job.id, job.role, &job.photos, job.embeddings, &thresholds);
+                let _ = job.reply.send(report);
+            }
+        })?;
+        Ok(Enrolment { jobs, gallery, index })
+    }
+}
+
+/// Enrols one person on the enrolment thread and rebuilds the search index when someone was enrolled.
+#[allow(clippy::too_many_arguments)]
+fn enrol_one(
+    faces: &mut FaceAnalyzer,
+    gallery: &Mutex<Gallery>,
+    index: &RwLock<SearchIndex>,
+    id: String,
+    role: PersonKind,
+    images: &[Vec<u8>],
+    embeddings: Vec<Vec<f32>>,
+    thresholds: &QualityThresholds,
+) -> Result<EnrollReport, String> {
+    let photos: Vec<Photo> =
+        images.iter().enumerate().map(|(i, bytes)| Photo::Bytes { name: format!("images[{i}]"), bytes }).collect();
+    let mut gallery = gallery.lock().unwrap_or_else(|e| e.into_inner());
+    let report =
+        enrol::enroll(faces, &mut gallery, &id, role, &photos, embeddings, thresholds).map_err(|e| format!("{e:#}"))?;
+    if report.enrolled {
+        *index.write().unwrap_or_else(|e| e.into_inner()) = SearchIndex::build(gallery.entries());
+    }
+    Ok(report)
 }
 
 /// At most this many photos or embeddings in one `enroll` command.
@@ -106,7 +173,7 @@ impl Enrolment {
         Box::new(move |command| {
             let args = &command.args;
             let id = text(args, "id", 64)?;
-            if !enroll::valid_id(&id) {
+            if !enrol::valid_id(&id) {
                 return Err(format!("args.id {id:?}: use 1..64 letters, digits, '-' and '_'"));
             }
             let role = match args["role"].as_str() {
@@ -143,17 +210,11 @@ impl Enrolment {
             if images.is_empty() && embeddings.is_empty() {
                 return Err("give args.images and/or args.embeddings".into());
             }
-            let photos: Vec<Photo> = images
-                .iter()
-                .enumerate()
-                .map(|(i, bytes)| Photo::Bytes { name: format!("images[{i}]"), bytes })
-                .collect();
-            let mut gallery = self.gallery.lock().unwrap_or_else(|e| e.into_inner());
-            let report = {
-                let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
-                enroll::enroll(&mut models, &mut gallery, &id, role, &photos, embeddings, &self.thresholds)
-                    .map_err(|e| format!("{e:#}"))?
-            };
+            let (reply, answer) = mpsc::channel();
+            self.jobs
+                .send(EnrolJob { id: id.clone(), role, photos: images, embeddings, reply })
+                .map_err(|_| "the enrolment thread stopped".to_owned())?;
+            let report = answer.recv().map_err(|_| "the enrolment thread stopped".to_owned())??;
             if !report.enrolled {
                 let why: Vec<String> = report
                     .images
@@ -162,7 +223,6 @@ impl Enrolment {
                     .collect();
                 return Err(format!("not enrolled, no photo accepted: {}", why.join("; ")));
             }
-            *self.index.write().unwrap_or_else(|e| e.into_inner()) = SearchIndex::build(gallery.entries());
             tracing::info!(id = %id, role = ?role, "enrolled by command");
             serde_json::to_value(&report).map_err(|e| e.to_string())
         })

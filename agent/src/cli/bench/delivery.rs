@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::outbox::{NewRecord, Outbox};
-use crate::publish::commands::Registry;
-use crate::publish::publisher::{Publisher, PublisherCounters, PublisherSettings};
+use vigil::outbox::{NewRecord, Outbox};
+use vigil::publish::commands::Registry;
+use vigil::publish::publisher::{Publisher, PublisherCounters, PublisherSettings};
 
 #[derive(Debug, Serialize)]
 pub struct DeliveryBench {
@@ -84,7 +84,7 @@ pub fn delivery(scratch: &Path, port: u16, appends: usize, events: usize, rate: 
         shutdown,
         counters: counters.clone(),
         registry: Arc::new(Registry::default()),
-        on_delivered: Some(Arc::new(move |delivered: &crate::publish::publisher::Delivered| {
+        on_delivered: Some(Arc::new(move |delivered: &vigil::publish::publisher::Delivered| {
             if let Some(at) = e.lock().unwrap().remove(&delivered.record) {
                 l.lock().unwrap().push(at.elapsed().as_secs_f64() * 1000.0);
             }

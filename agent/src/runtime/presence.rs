@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{debug, info, warn};
 
-use super::Outlet;
 use super::people::People;
+use super::sink::Outlet;
 use crate::analyze::person_detector::Person;
 use crate::config::{Camera, Config, Role};
 use crate::decide::dialysis::{DialysisRules, Session, SessionCheck};

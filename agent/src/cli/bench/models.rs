@@ -1,4 +1,4 @@
-//! `vigil bench …`: measurements, never tests. `faces` scores a labelled pair list (accuracy, TAR, FAR
+//! `vigil bench faces` and `vigil bench models`. `faces` scores a labelled pair list (accuracy, TAR, FAR
 //! at the configured threshold, and the two distance distributions); `models` times every model call
 //! and the whole detect+align+embed path on one image.
 
@@ -10,8 +10,8 @@ use anyhow::{Context, bail};
 use image::RgbImage;
 use serde::Serialize;
 
-use crate::analyze::session::CallTiming;
-use crate::analyze::{Models, align, embedder};
+use vigil::analyze::session::CallTiming;
+use vigil::analyze::{Sessions, align, embedder};
 
 /// One line of a pair list: `a,b,same` or `a,b,different`; paths relative to the list's directory.
 #[derive(Debug, Clone)]
@@ -22,7 +22,7 @@ pub struct Pair {
 }
 
 pub fn read_pairs(file: &Path) -> anyhow::Result<Vec<Pair>> {
-    let text = crate::input::read_text_limited(file, crate::input::MAX_JSON_BYTES)
+    let text = vigil::input::read_text_limited(file, vigil::input::MAX_JSON_BYTES)
         .with_context(|| format!("cannot read pair list {}", file.display()))?;
     let base = file.parent().unwrap_or(Path::new("."));
     let mut pairs = Vec::new();
@@ -89,13 +89,13 @@ pub struct PairReport {
 }
 
 /// Embeds the largest face of every image once, then scores every pair at `threshold`.
-pub fn faces(models: &mut Models, pairs: &[Pair], threshold: f32) -> PairReport {
+pub fn faces(models: &mut Sessions, pairs: &[Pair], threshold: f32) -> PairReport {
     let mut cache: HashMap<PathBuf, Result<embedder::Embedding, String>> = HashMap::new();
     let mut embed = |path: &PathBuf| {
         cache
             .entry(path.clone())
             .or_insert_with(|| {
-                super::detect::main_face(models, path).map(|f| f.embedding).map_err(|e| format!("{e:#}"))
+                crate::cli::detect::main_face(models, path).map(|f| f.embedding).map_err(|e| format!("{e:#}"))
             })
             .clone()
     };
@@ -177,21 +177,10 @@ fn phase(timings: &[CallTiming]) -> Phase {
     Phase { pre_ms: pre, run_ms: run, post_ms: post, total_ms: total, outside_run: (pre + post) / (pre + run + post) }
 }
 
-/// Fits the whole of `img` into a `width`×`height` frame (centred, grey around it): a camera-like frame
-/// from a portrait photo, face included.
-pub fn frame_from(img: &RgbImage, width: u32, height: u32) -> RgbImage {
-    let scale = (f64::from(width) / f64::from(img.width())).min(f64::from(height) / f64::from(img.height()));
-    let (w, h) = ((f64::from(img.width()) * scale).round() as u32, (f64::from(img.height()) * scale).round() as u32);
-    let resized = image::imageops::resize(img, w.max(1), h.max(1), image::imageops::FilterType::Triangle);
-    let mut frame = RgbImage::from_pixel(width, height, image::Rgb([128, 128, 128]));
-    image::imageops::overlay(&mut frame, &resized, i64::from((width - w) / 2), i64::from((height - h) / 2));
-    frame
-}
-
 /// Times each model `runs` times on `img` (after two warm-up calls) and reports medians; `image` names
 /// where it came from.
 pub fn models(
-    models: &mut Models,
+    models: &mut Sessions,
     image: &Path,
     img: &RgbImage,
     runs: usize,
@@ -201,24 +190,24 @@ pub fn models(
     let (mut align_ms, mut pipeline_ms, mut outside) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..runs + 2 {
         let started = Instant::now();
-        let faces = models.faces.detect(&img)?;
+        let faces = models.faces.detect(img)?;
         let face = faces
             .iter()
-            .max_by(|a, b| crate::analyze::boxes::area(&a.bbox).total_cmp(&crate::analyze::boxes::area(&b.bbox)))
+            .max_by(|a, b| vigil::analyze::boxes::area(&a.bbox).total_cmp(&vigil::analyze::boxes::area(&b.bbox)))
             .with_context(|| format!("{}: no face found; the benchmark needs one", image.display()))?;
         let t_align = Instant::now();
-        let chip = align::extract_chip(&img, &face.landmarks);
+        let chip = align::extract_chip(img, &face.landmarks);
         let align_time = t_align.elapsed();
-        models.embedder.embed(std::slice::from_ref(&chip))?;
+        models.faces.embedder.embed(std::slice::from_ref(&chip))?;
         let whole = started.elapsed();
-        models.persons.detect(&img)?;
+        models.persons.detect(img)?;
         if i >= 2 {
-            cf.push(models.faces.last);
-            emb.push(models.embedder.last);
+            cf.push(models.faces.detector.last);
+            emb.push(models.faces.embedder.last);
             nd.push(models.persons.last);
             align_ms.push(ms(align_time));
             pipeline_ms.push(ms(whole));
-            let inside = models.faces.last.run + models.embedder.last.run;
+            let inside = models.faces.detector.last.run + models.faces.embedder.last.run;
             outside.push(1.0 - inside.as_secs_f64() / whole.as_secs_f64());
         }
     }

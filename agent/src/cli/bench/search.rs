@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::gallery::search::{Match, SearchIndex};
-use crate::gallery::{Entry, PersonKind};
+use vigil::gallery::search::{Match, SearchIndex};
+use vigil::gallery::{Entry, PersonKind};
 
 /// Latency percentiles of one round, milliseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -213,7 +213,7 @@ impl Bf16Baseline {
             }
             acc.iter().sum()
         }
-        use crate::gallery::search::squared_distance;
+        use vigil::gallery::search::squared_distance;
         let rows = self.ids.len();
         let scan = |from: usize, to: usize| {
             let mut best = (f32::INFINITY, usize::MAX);

@@ -1,4 +1,4 @@
-//! The model bundle: which ONNX files the agent runs, and proof they are the ones we converted.
+//! The model set: which ONNX files the agent runs, and proof they are the ones we converted.
 //!
 //! `models/manifest.toml` is compiled into the binary, so the expected SHA-256 of every model travels
 //! with the agent rather than with the files it checks. At start-up each model file is read once into
@@ -34,7 +34,7 @@ pub struct ModelEntry {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum BundleError {
+pub enum ModelSetError {
     #[error(
         "model {name} missing: {path} does not exist; run scripts/setup (or models/fetch) to install the model bundle, or set models.dir"
     )]
@@ -87,42 +87,42 @@ impl std::fmt::Debug for VerifiedModel {
 
 impl VerifiedModel {
     /// The model as read and hashed: what a session must be built from (never the path again).
-    pub fn bytes(&self) -> Result<&[u8], BundleError> {
-        self.bytes.as_deref().ok_or_else(|| BundleError::Released(self.name.clone()))
+    pub fn bytes(&self) -> Result<&[u8], ModelSetError> {
+        self.bytes.as_deref().ok_or_else(|| ModelSetError::Released(self.name.clone()))
     }
 }
 
 /// The verified bundle: every model present and unmodified.
 #[derive(Debug, Clone)]
-pub struct Bundle {
+pub struct ModelSet {
     pub name: String,
     pub dir: PathBuf,
     pub models: Vec<VerifiedModel>,
 }
 
-impl Bundle {
+impl ModelSet {
     /// The default location scripts/setup installs to.
     pub fn default_dir() -> PathBuf {
         crate::cache::dir().join("models")
     }
 
     /// Hashes every model in `dir` against the compiled-in manifest.
-    pub fn open(dir: &Path) -> Result<Bundle, BundleError> {
+    pub fn open(dir: &Path) -> Result<ModelSet, ModelSetError> {
         let manifest = manifest();
         let mut models = Vec::new();
         for entry in &manifest.models {
             let path = dir.join(&entry.output);
             let bytes = match read_bounded(&path) {
                 Ok(Some(bytes)) => bytes,
-                Ok(None) => return Err(BundleError::TooLarge { name: entry.name.clone(), path }),
+                Ok(None) => return Err(ModelSetError::TooLarge { name: entry.name.clone(), path }),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(BundleError::Missing { name: entry.name.clone(), path });
+                    return Err(ModelSetError::Missing { name: entry.name.clone(), path });
                 }
-                Err(source) => return Err(BundleError::Read { path, source }),
+                Err(source) => return Err(ModelSetError::Read { path, source }),
             };
             let actual = sha256(&bytes);
             if actual != entry.output_sha256 {
-                return Err(BundleError::Modified {
+                return Err(ModelSetError::Modified {
                     name: entry.name.clone(),
                     path,
                     actual,
@@ -131,11 +131,11 @@ impl Bundle {
             }
             models.push(VerifiedModel { name: entry.name.clone(), path, sha256: actual, bytes: Some(bytes.into()) });
         }
-        Ok(Bundle { name: manifest.bundle, dir: dir.to_owned(), models })
+        Ok(ModelSet { name: manifest.bundle, dir: dir.to_owned(), models })
     }
 
-    pub fn model(&self, name: &str) -> Result<&VerifiedModel, BundleError> {
-        self.models.iter().find(|m| m.name == name).ok_or_else(|| BundleError::Unknown(name.to_owned()))
+    pub fn model(&self, name: &str) -> Result<&VerifiedModel, ModelSetError> {
+        self.models.iter().find(|m| m.name == name).ok_or_else(|| ModelSetError::Unknown(name.to_owned()))
     }
 
     /// Drops the models' bytes once the sessions hold their own copies (tens of MB not kept twice).
@@ -177,14 +177,14 @@ mod tests {
     #[test]
     fn missing_and_modified_models_are_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
-        let err = Bundle::open(dir.path()).unwrap_err().to_string();
+        let err = ModelSet::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("centerface.onnx") && err.contains("scripts/setup"), "{err}");
         std::fs::write(dir.path().join("centerface.onnx"), b"not the model").unwrap();
-        let err = Bundle::open(dir.path()).unwrap_err().to_string();
+        let err = ModelSet::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("centerface.onnx") && err.contains("modified"), "{err}");
         let big = std::fs::File::create(dir.path().join("centerface.onnx")).unwrap();
         big.set_len(MAX_MODEL_BYTES + 1).unwrap();
-        let err = Bundle::open(dir.path()).unwrap_err().to_string();
+        let err = ModelSet::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("centerface.onnx") && err.contains("larger than 256 MiB"), "{err}");
     }
 }

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::gallery::store::{self, Form};
-use crate::gallery::{Entry, Gallery, PersonKind, SealKey};
+use vigil::gallery::store::{self, Form};
+use vigil::gallery::{Entry, Gallery, PersonKind, SealKey};
 
 #[derive(Debug, Serialize)]
 pub struct FormFigures {

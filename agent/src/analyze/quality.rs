@@ -5,7 +5,7 @@
 use image::RgbImage;
 use serde::Serialize;
 
-use crate::analyze::face_detector::Face;
+use super::face_detector::Face;
 
 /// Thresholds (from config `[faces]`).
 #[derive(Debug, Clone, Copy)]

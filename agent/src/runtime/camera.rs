@@ -1,0 +1,444 @@
+//! One camera: its supervisor thread (the GStreamer pipeline, [`CameraWorker`]) and its analysis thread,
+//! [`CameraAnalysis`], which takes the latest frame from the camera's [`FrameSlot`] and runs what the
+//! camera's role needs on it — settlement watches, physician scans, beds and chairs, tamper detection.
+//! `vigil run` and `vigil bench cameras` run this same code.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use tracing::{error, info, warn};
+
+use crate::analyze::faces::FaceAnalyzer;
+use crate::analyze::person_detector::PersonDetector;
+use crate::analyze::quality::QualityThresholds;
+use crate::analyze::{AnalyzeError, Models};
+use crate::config::{Camera, Config, Role};
+use crate::decide::physicians::SightingFilter;
+use crate::decide::settlement::{
+    FaceJudgement, FaceObservation, SettledTransaction, SettlementRules, Transactions, Verdict, Watch, shared_identity,
+};
+use crate::decide::{Decision, DecisionKind};
+use crate::evidence::store::Detection;
+use crate::gallery::PersonKind;
+use crate::gallery::search::SearchIndex;
+use crate::gallery::settlements::SettlementLog;
+use crate::publish::events;
+use crate::source::Frame;
+use crate::source::bounded::join_within;
+use crate::source::camera::{CameraCounters, CameraWorker, Supervision};
+use crate::source::pipeline;
+use crate::source::slot::FrameSlot;
+use crate::source::tamper::TamperDetector;
+
+use super::people::People;
+use super::presence::{self, PresenceCamera};
+use super::sink::Outlet;
+use super::{SHUTDOWN_GRACE, Shutdown};
+
+/// What every camera's analysis shares: the gallery index, the log of settled faces, the transactions
+/// being watched, the settlement rules and the roster's people. Never the model sessions.
+#[derive(Clone)]
+pub struct Shared {
+    pub gallery: Arc<RwLock<SearchIndex>>,
+    pub settled: Arc<Mutex<SettlementLog>>,
+    pub transactions: Arc<Mutex<Transactions>>,
+    pub rules: SettlementRules,
+    pub people: Arc<People>,
+}
+
+/// Frames analysed and faces embedded by one camera's analysis (read by `vigil bench cameras`).
+#[derive(Debug, Default)]
+pub struct AnalysisCounters {
+    pub frames: AtomicU64,
+    pub faces_embedded: AtomicU64,
+}
+
+/// How often each camera's counters are logged.
+const STATS_EVERY: Duration = Duration::from_secs(300);
+
+/// One camera's analysis: its own model sessions (none shared with another camera or with enrolment),
+/// its settlement watches, its physician scan, its beds or chairs, its tamper detector, and its outlet.
+pub struct CameraAnalysis {
+    camera: String,
+    /// Window cameras, cameras watching for physicians, dialysis rooms with chairs.
+    faces: Option<FaceAnalyzer>,
+    /// Ward and dialysis-room cameras with regions.
+    persons: Option<PersonDetector>,
+    gate: QualityThresholds,
+    match_distance: f32,
+    shared: Shared,
+    presence: Option<Arc<PresenceCamera>>,
+    /// Window cameras: watches opened by `settlement` commands.
+    watches: Option<mpsc::Receiver<Watch>>,
+    open: Vec<Watch>,
+    physicians_every: Option<Duration>,
+    last_scan: Option<Instant>,
+    sightings: SightingFilter,
+    tamper: TamperDetector,
+    reference_path: PathBuf,
+    out: Outlet,
+    pub counters: Arc<AnalysisCounters>,
+}
+
+impl CameraAnalysis {
+    /// Opens the sessions the camera's role needs and loads its tamper reference.
+    pub fn new(
+        config: &Config,
+        camera: &Camera,
+        models: &Models,
+        shared: Shared,
+        presence: Option<Arc<PresenceCamera>>,
+        watches: Option<mpsc::Receiver<Watch>>,
+        out: Outlet,
+    ) -> Result<CameraAnalysis, AnalyzeError> {
+        let chairs = camera.role == Role::DialysisRoom && presence.is_some();
+        let wants_faces = camera.role == Role::SettlementWindow || camera.watch_physicians() || chairs;
+        let reference_path = reference_path(&config.storage.data_dir, &camera.id);
+        let reference = load_reference(&reference_path);
+        Ok(CameraAnalysis {
+            camera: camera.id.clone(),
+            faces: if wants_faces { Some(models.face_analyzer()?) } else { None },
+            persons: if presence.is_some() { Some(models.person_detector()?) } else { None },
+            gate: config.faces.video_quality(),
+            match_distance: config.faces.match_distance,
+            shared,
+            presence,
+            watches,
+            open: Vec::new(),
+            physicians_every: camera
+                .watch_physicians()
+                .then(|| Duration::from_secs_f64(config.physicians.scan_every_secs)),
+            last_scan: None,
+            sightings: SightingFilter::new(config.physicians.sighting_matches, Duration::from_secs(60)),
+            tamper: TamperDetector::new(config.tamper.clone(), reference.as_ref()),
+            reference_path,
+            out,
+            counters: Arc::default(),
+        })
+    }
+
+    /// Faces in a frame: every detected face's box, with its embedding when it passes the quality gate.
+    fn observe_faces(&mut self, img: &image::RgbImage) -> Vec<FaceObservation> {
+        let Some(faces) = self.faces.as_mut() else { return Vec::new() };
+        let analysed = match faces.analyse(img, &self.gate) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(camera = %self.camera, error = %e, "face detection failed on a frame");
+                return Vec::new();
+            }
+        };
+        analysed
+            .into_iter()
+            .map(|f| {
+                if !f.quality.ok() {
+                    tracing::trace!(problems = %f.quality.problems.join("; "), "face below the quality gate");
+                }
+                let embedding = f.embedding.ok();
+                if embedding.is_some() {
+                    self.counters.faces_embedded.fetch_add(1, Ordering::Relaxed);
+                }
+                FaceObservation { bbox: f.face.bbox, score: f.face.score, embedding }
+            })
+            .collect()
+    }
+
+    /// Everything the camera's role asks of one analysed frame.
+    pub fn on_frame(&mut self, frame: &Frame) {
+        if let Some(rx) = &self.watches {
+            self.open.extend(rx.try_iter());
+        }
+        // Physicians are looked for every few seconds, and only while one is on shift.
+        let scan_physicians = self.physicians_every.is_some_and(|every| {
+            self.last_scan.is_none_or(|t| t.elapsed() >= every) && self.shared.people.any_shift_on(frame.captured)
+        });
+        // Beds and chairs: the person detector on every analysed frame.
+        let chair_faces = match (&self.presence, self.persons.as_mut()) {
+            (Some(p), Some(detector)) => {
+                let persons = detector.detect(&frame.image).unwrap_or_else(|e| {
+                    warn!(camera = %self.camera, error = %e, "person detection failed on a frame");
+                    Vec::new()
+                });
+                p.observe(frame, &persons);
+                p.wants_faces(frame.captured)
+            }
+            _ => false,
+        };
+        let observed = if !self.open.is_empty() || scan_physicians || chair_faces {
+            self.observe_faces(&frame.image)
+        } else {
+            Vec::new()
+        };
+        if scan_physicians {
+            self.last_scan = Some(Instant::now());
+            let index = self.shared.gallery.read().unwrap_or_else(|e| e.into_inner());
+            tracing::debug!(camera = %self.camera, faces = observed.len(),
+                good = observed.iter().filter(|f| f.embedding.is_some()).count(), "physician scan");
+            for embedding in observed.iter().filter_map(|f| f.embedding.as_ref()) {
+                let Some(m) = index.best(embedding, Some(PersonKind::Physician)) else { continue };
+                tracing::debug!(camera = %self.camera, physician = %m.id, distance = m.distance, "physician match");
+                if m.distance < self.match_distance && self.sightings.matched(&m.id, frame.captured) {
+                    self.shared.people.sighting(&m.id, &self.camera, frame.captured);
+                }
+            }
+        }
+        if let (true, Some(p)) = (chair_faces, &self.presence) {
+            let index = self.shared.gallery.read().unwrap_or_else(|e| e.into_inner());
+            p.observe_faces(frame, &observed, &index, &self.shared.rules);
+        }
+        if !self.open.is_empty() {
+            let index = self.shared.gallery.read().unwrap_or_else(|e| e.into_inner());
+            let mut finished = Vec::new();
+            for (i, watch) in self.open.iter_mut().enumerate() {
+                if let Some(outcome) = watch.observe(&observed, frame.captured, &index, &self.shared.rules) {
+                    finished.push(i);
+                    settle(&self.out, frame, outcome, &self.shared);
+                }
+            }
+            drop(index);
+            for i in finished.into_iter().rev() {
+                self.open.remove(i);
+            }
+        }
+        if !self.tamper.has_reference() && TamperDetector::usable_as_reference(&frame.image) {
+            save_reference(&self.reference_path, &frame.image, &self.camera);
+            self.tamper.set_reference(&frame.image);
+        }
+        for change in self.tamper.observe(&frame.image, frame.captured) {
+            let details = [("tamper".to_owned(), change.kind().as_str().to_owned())].into();
+            let kind = crate::decide::tamper::decision_kind(change);
+            self.out.decide(Some(frame), frame.captured, kind, details, Vec::new());
+        }
+        self.counters.frames.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A started camera: its supervisor and analysis threads, and the slot between them.
+pub struct StartedCamera {
+    pub threads: Vec<JoinHandle<()>>,
+    pub slot: Arc<FrameSlot>,
+}
+
+/// Starts the supervisor and analysis threads of one camera, recording into `recordings` if given.
+pub fn start_camera(
+    config: &Config,
+    camera: &Camera,
+    mut analysis: CameraAnalysis,
+    recordings: Option<PathBuf>,
+    decisions: mpsc::Sender<Decision>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<StartedCamera> {
+    let slot = Arc::new(FrameSlot::default());
+    let counters = Arc::new(CameraCounters::default());
+    let worker = CameraWorker {
+        camera: camera.clone(),
+        recordings,
+        segment: Duration::from_secs(10),
+        max_recording_bytes: config.retention.recordings_max_bytes_per_camera.0,
+        slot: slot.clone(),
+        health: Arc::new(decisions),
+        shutdown: shutdown.flag(),
+        counters: counters.clone(),
+        supervision: Supervision::default(),
+    };
+    let supervisor = std::thread::Builder::new().name(format!("cam-{}", camera.id)).spawn(move || worker.run())?;
+    let stop = shutdown.clone();
+    let camera_id = camera.id.clone();
+    let frames = slot.clone();
+    let thread = std::thread::Builder::new().name(format!("ana-{}", camera.id)).spawn(move || {
+        let mut last_report = Instant::now();
+        while !stop.is_set() {
+            if last_report.elapsed() >= STATS_EVERY {
+                last_report = Instant::now();
+                info!(camera = %camera_id, frames = frames.delivered(), dropped = frames.dropped(),
+                    restarts = counters.restarts.load(Ordering::Relaxed),
+                    segments_evicted = counters.segments_evicted.load(Ordering::Relaxed),
+                    abandoned_teardowns = counters.abandoned_teardowns.load(Ordering::Relaxed),
+                    abandoned_starts = counters.abandoned_starts.load(Ordering::Relaxed),
+                    stuck_pipelines = counters.stuck(),
+                    watchdog_offline = counters.watchdog_offline.load(Ordering::Relaxed),
+                    recording_failures = counters.recording_failures.load(Ordering::Relaxed), "camera counters");
+            }
+            if let Some(frame) = frames.take(Duration::from_millis(250)) {
+                analysis.on_frame(&frame);
+            }
+        }
+    })?;
+    Ok(StartedCamera { threads: vec![supervisor, thread], slot })
+}
+
+/// Turns a settlement watch's outcome into decisions (with evidence for mismatch and no face), checks
+/// the faces it records against earlier settlements for card lending, remembers them, and records the
+/// verdict so that a repeated `settlement` for the transaction is answered with it.
+///
+/// Each evidence manifest carries the event's details (distances, best matches, the other transaction)
+/// and the judged faces' boxes with the detector's scores.
+fn settle(out: &Outlet, frame: &Frame, outcome: crate::decide::settlement::Outcome, shared: &Shared) {
+    let (settled, transactions, rules) = (&shared.settled, &shared.transactions, &shared.rules);
+    let (tx, claimed) = (outcome.transaction_id.clone(), outcome.claimed_id.clone());
+    let boxed = |faces: &[&FaceJudgement]| -> Vec<Detection> {
+        faces.iter().map(|f| Detection { label: "face".into(), bbox: f.bbox, score: f.score }).collect()
+    };
+    let judged: Vec<&FaceJudgement> = outcome.faces.iter().map(|f| &f.judgement).collect();
+    let kind = match &outcome.verdict {
+        Verdict::Verified { distance, .. } => DecisionKind::SettlementVerified {
+            transaction_id: tx.clone(),
+            claimed_id: claimed.clone(),
+            distance: *distance,
+            face: judged[0].clone(),
+            faces_seen: outcome.faces_seen,
+        },
+        Verdict::IdentityMismatch { distance, best_match, best_distance, .. } => {
+            DecisionKind::SettlementIdentityMismatch {
+                transaction_id: tx.clone(),
+                claimed_id: claimed.clone(),
+                distance: *distance,
+                best_match: best_match.clone(),
+                best_distance: *best_distance,
+                faces: judged.iter().map(|f| (*f).clone()).collect(),
+                faces_seen: outcome.faces_seen,
+            }
+        }
+        Verdict::NoFace { faces_seen } => DecisionKind::SettlementNoFace {
+            transaction_id: tx.clone(),
+            claimed_id: claimed.clone(),
+            faces_seen: *faces_seen,
+        },
+    };
+    let verdict_name = match outcome.verdict {
+        Verdict::Verified { .. } => "settlement_verified",
+        Verdict::IdentityMismatch { .. } => "settlement_identity_mismatch",
+        Verdict::NoFace { .. } => "settlement_no_face",
+    };
+    let details = events::flat_details(&events::details(&kind));
+    let event_id = out.decide(Some(frame), outcome.at, kind, details, boxed(&judged));
+    transactions.lock().unwrap_or_else(|e| e.into_inner()).settle(SettledTransaction {
+        transaction_id: tx.clone(),
+        camera: outcome.camera.clone(),
+        claimed_id: claimed.clone(),
+        verdict: verdict_name.to_owned(),
+        event_id: event_id.to_string(),
+        at: outcome.at,
+    });
+    let faces = outcome.settled_faces();
+    if faces.is_empty() {
+        return;
+    }
+    let mut log = settled.lock().unwrap_or_else(|e| e.into_inner());
+    for sharing in shared_identity(log.faces(), &outcome, rules) {
+        let face = &outcome.faces[sharing.face].judgement;
+        let kind = DecisionKind::IdentitySharedAcrossIds {
+            transaction_id: tx.clone(),
+            claimed_id: claimed.clone(),
+            other_transaction_id: sharing.earlier.transaction_id.clone(),
+            other_claimed_id: sharing.earlier.claimed_id.clone(),
+            other_at: sharing.earlier.at,
+            distance: sharing.distance,
+            face: face.clone(),
+        };
+        let details = events::flat_details(&events::details(&kind));
+        out.decide(Some(frame), outcome.at, kind, details, boxed(&[face]));
+    }
+    for face in faces {
+        if let Err(e) = log.add(face, SystemTime::now()) {
+            error!(error = %e, "cannot record the settlement face; card lending by this face may go unnoticed");
+        }
+    }
+}
+
+/// `<data_dir>/references/<camera>.png`: what the camera's view should look like (for `moved`).
+pub fn reference_path(data_dir: &Path, camera: &str) -> PathBuf {
+    data_dir.join("references").join(format!("{camera}.png"))
+}
+
+fn load_reference(path: &Path) -> Option<image::RgbImage> {
+    if !path.exists() {
+        return None;
+    }
+    match crate::analyze::image::load_rgb(path) {
+        Ok(img) => Some(img),
+        Err(e) => {
+            warn!(error = %e, "reference frame unreadable; a new one will be captured");
+            None
+        }
+    }
+}
+
+/// `vigil reference`: takes a fresh frame from the camera (not recorded) and makes it the reference of
+/// view-moved detection. For operators, after installing or re-aiming a camera.
+pub fn capture_reference(
+    config: &Config,
+    camera: &Camera,
+    timeout: Duration,
+    empty: bool,
+    uniform_ok: bool,
+) -> anyhow::Result<PathBuf> {
+    pipeline::init()?;
+    let slot = Arc::new(FrameSlot::default());
+    let stop = Shutdown::new();
+    let (tx, rx) = mpsc::channel();
+    let worker = CameraWorker {
+        camera: camera.clone(),
+        recordings: None,
+        segment: Duration::from_secs(10),
+        max_recording_bytes: 0,
+        slot: slot.clone(),
+        health: Arc::new(tx),
+        shutdown: stop.flag(),
+        counters: Arc::new(CameraCounters::default()),
+        supervision: Supervision::default(),
+    };
+    let thread = std::thread::Builder::new().name(format!("cam-{}", camera.id)).spawn(move || worker.run())?;
+    let started = std::time::Instant::now();
+    let mut result = Err(anyhow::anyhow!("no usable frame from camera {} within {} s", camera.id, timeout.as_secs()));
+    // Uniform frames in a row before giving up: a covered lens stays covered.
+    let mut uniform_frames = 0;
+    while started.elapsed() < timeout && uniform_frames < 10 {
+        if let Ok(Decision { kind: DecisionKind::CameraOffline { reason }, .. }) = rx.try_recv() {
+            result = Err(anyhow::anyhow!("camera {} is offline: {reason}", camera.id));
+        }
+        // Skip the first frames: cameras often need a moment to settle exposure.
+        if let Some(frame) = slot.take(Duration::from_millis(200)).filter(|f| f.seq >= 5) {
+            if uniform_ok || TamperDetector::usable_as_reference(&frame.image) {
+                let path = reference_path(&config.storage.data_dir, &camera.id);
+                save_reference(&path, &frame.image, &camera.id);
+                if empty {
+                    let path = presence::empty_reference_path(&config.storage.data_dir, &camera.id);
+                    save_reference(&path, &frame.image, &camera.id);
+                }
+                result = Ok(path);
+                break;
+            }
+            uniform_frames += 1;
+            result = Err(anyhow::anyhow!(
+                "camera {} shows a uniform picture (covered?); not usable as a reference — if the view \
+                 really is a bare counter or wall, confirm with --uniform",
+                camera.id
+            ));
+        }
+    }
+    stop.trigger();
+    let left = join_within(vec![thread], std::time::Instant::now() + SHUTDOWN_GRACE);
+    if !left.is_empty() {
+        warn!(camera = %camera.id, "the camera did not stop within {} s; exiting without it", SHUTDOWN_GRACE.as_secs());
+    }
+    result
+}
+
+fn save_reference(path: &Path, img: &image::RgbImage, camera: &str) {
+    let mut png = Vec::new();
+    let result = img
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| e.to_string())
+        .and_then(|()| crate::fsio::write(path, &png, crate::fsio::PRIVATE_FILE).map_err(|e| e.to_string()));
+    match result {
+        Ok(()) => {
+            info!(camera, path = %path.display(), "reference frame captured (view-moved detection compares with it; \
+            after re-aiming the camera, replace it with `vigil reference` and restart)")
+        }
+        Err(e) => warn!(camera, path = %path.display(), error = %e, "cannot save the reference frame"),
+    }
+}

@@ -1,0 +1,181 @@
+//! The evidence task: writes each requested bundle once its post-roll is recorded, retries what fails,
+//! and announces each written bundle through the outbox.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use tracing::{error, info, warn};
+
+use super::Shutdown;
+use super::sink::Emitter;
+use crate::evidence::pending::Pending;
+use crate::evidence::store::{self, EvidenceRequest, Store};
+use crate::publish::events;
+
+/// A request waiting for its bundle.
+struct Waiting {
+    request: EvidenceRequest,
+    /// When to (re)try: after the post-roll, then with backoff while writing fails.
+    due: SystemTime,
+    failures: u32,
+    /// Tried once during shutdown (not retried then: what fails waits for the next start).
+    tried_at_stop: bool,
+}
+
+/// Retries of a bundle that could not be written: 2 s doubling to 30 s.
+fn evidence_retry_after(failures: u32) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(failures.min(5)).min(30))
+}
+
+/// Writes each bundle once its post-roll has been recorded (plus a margin for the last fragment to reach
+/// the disk). A bundle that cannot be written (a full disk, a failing clip) stays pending, on disk and in
+/// memory, its video pinned (`Pending`), and is retried with backoff during the run; the failure is
+/// logged at ERROR once per episode (until a bundle is written again). On shutdown, pending bundles are
+/// tried once with what was recorded so far; those failing are written at the next start.
+pub fn start(
+    store: Store,
+    saved: Arc<Pending>,
+    requests: mpsc::Receiver<EvidenceRequest>,
+    shutdown: &Shutdown,
+    emitter: Emitter,
+) -> std::io::Result<JoinHandle<()>> {
+    let stop = shutdown.clone();
+    std::thread::Builder::new()
+        .name("vigil-evidence".into())
+        .spawn(move || evidence_worker(store, &saved, requests, &stop, &emitter))
+}
+
+fn evidence_worker(
+    mut store: Store,
+    saved: &Arc<Pending>,
+    requests: mpsc::Receiver<EvidenceRequest>,
+    stop: &Shutdown,
+    emitter: &Emitter,
+) {
+    const MARGIN: Duration = Duration::from_secs(3);
+    let announce = |request: &EvidenceRequest, bundle: &store::BundleInfo| {
+        let name = bundle.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let (saved, event_id) = (saved.clone(), request.event_id);
+        // The saved request is removed only once the outbox holds the announcement (it may wait in memory
+        // for a full disk to clear).
+        let record = events::evidence_record(
+            &emitter.base,
+            &emitter.site,
+            &emitter.device,
+            &request.camera,
+            &request.event_id.to_string(),
+            &name,
+            bundle.sequence,
+            &bundle.manifest_sha256,
+        );
+        let (kind, camera, sequence) = (request.kind.clone(), request.camera.clone(), bundle.sequence);
+        let announcement = record.event_id.clone();
+        emitter.emit(record, move || {
+            info!(event_id = %announcement, for_event_id = %event_id, kind = %kind, camera = %camera, sequence,
+                "evidence bundle announced");
+            if let Err(e) = saved.remove(event_id) {
+                warn!(event = %event_id, error = %e, "cannot remove the saved evidence request");
+            }
+        });
+    };
+    let waiting_for = |request: EvidenceRequest| Waiting {
+        due: request.clip_to + MARGIN,
+        request,
+        failures: 0,
+        tried_at_stop: false,
+    };
+    // Requests saved before a crash or stop: written now (their post-roll is long recorded), or only
+    // announced when the bundle was written but the request not yet removed.
+    let mut pending: Vec<Waiting> = Vec::new();
+    for request in saved.load_all() {
+        match store.existing(request.event_id) {
+            Ok(Some(bundle)) => announce(&request, &bundle),
+            Ok(None) => pending.push(waiting_for(request)),
+            Err(e) => error!(event = %request.event_id, error = %e, "cannot check the evidence store"),
+        }
+    }
+    if !pending.is_empty() {
+        info!(requests = pending.len(), "evidence requests saved before the last stop: writing their bundles");
+    }
+    // Since when writing fails, and how many bundles were written late once it works again.
+    let mut failing_since: Option<std::time::Instant> = None;
+    let mut open = true;
+    while open || pending.iter().any(|w| !w.tried_at_stop) {
+        emitter.retry_held();
+        match requests.recv_timeout(Duration::from_millis(500)) {
+            Ok(request) => pending.push(waiting_for(request)),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
+        }
+        let stopping = stop.is_set() || !open;
+        let now = SystemTime::now();
+        let mut i = 0;
+        while i < pending.len() {
+            let due = if stopping { !pending[i].tried_at_stop } else { pending[i].due <= now };
+            if !due {
+                i += 1;
+                continue;
+            }
+            pending[i].tried_at_stop = stopping;
+            let waiting = pending.len();
+            match store.write(&pending[i].request) {
+                Ok(bundle) => {
+                    let w = pending.remove(i);
+                    let request = &w.request;
+                    info!(event = %request.event_id, kind = %request.kind, camera = %request.camera,
+                        sequence = bundle.sequence, dir = %bundle.dir.display(), attempts = w.failures + 1,
+                        "evidence bundle written");
+                    if let Some(since) = failing_since.take() {
+                        warn!(
+                            failing_secs = since.elapsed().as_secs(),
+                            waiting = waiting - 1,
+                            "evidence bundles are written again"
+                        );
+                    }
+                    announce(request, &bundle);
+                }
+                Err(e) => {
+                    let w = &mut pending[i];
+                    let request = &w.request;
+                    w.failures += 1;
+                    let retry = evidence_retry_after(w.failures);
+                    w.due = SystemTime::now() + retry;
+                    // Kept on disk too, if saving failed when it was decided (the same full disk).
+                    let saved_now = saved.is_saved(request.event_id) || saved.save(request).is_ok();
+                    // An episode starts with a bundle failing for the first time while others were
+                    // written: a bundle that keeps failing (its video was never recorded) does not raise
+                    // a new ERROR each time another one is written in between; a WARN at its 8th, 16th,
+                    // 32nd, … failure keeps it visible.
+                    if w.failures >= 8 && w.failures.is_power_of_two() {
+                        warn!(event = %request.event_id, kind = %request.kind, camera = %request.camera,
+                            error = %e, failures = w.failures, "evidence bundle still not written; retried");
+                    } else if w.failures > 1 {
+                        tracing::debug!(event = %request.event_id, error = %e, failures = w.failures,
+                            retry_in = ?retry, "evidence bundle still not written");
+                    } else if failing_since.is_none() {
+                        failing_since = Some(std::time::Instant::now());
+                        error!(event = %request.event_id, kind = %request.kind, camera = %request.camera,
+                            error = %e, saved = saved_now, waiting,
+                            "EVIDENCE BUNDLE NOT WRITTEN: kept with its video pinned and retried every 2-30 s \
+                             (further failures logged at WARN once per bundle until one is written)");
+                    } else {
+                        warn!(event = %request.event_id, kind = %request.kind, camera = %request.camera,
+                            error = %e, saved = saved_now, "evidence bundle not written yet; retried");
+                    }
+                    i += 1;
+                }
+            }
+        }
+    }
+    if !pending.is_empty() {
+        let unsaved = pending.iter().filter(|w| !saved.is_saved(w.request.event_id)).count();
+        error!(
+            bundles = pending.len(),
+            unsaved,
+            "evidence bundles not written at shutdown: saved requests are written at the next start \
+             (unsaved ones, if any, are lost)"
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! Wires the stages together and runs them until a shutdown signal.
+//!
+//! Per camera: a supervisor thread running its GStreamer pipeline ([`CameraWorker`]) and an analysis
+//! thread taking the latest frame from the camera's [`FrameSlot`]. Decisions from all cameras go through
+//! one channel to the decision sink (for now: the log).
+//!
+//! Shutdown is bounded: after SIGINT or SIGTERM every worker thread gets [`SHUTDOWN_GRACE`] (10 s) in
+//! total — cameras stop in parallel, each within about 8.5 s even when its pipeline is stuck (see
+//! `source::camera`), then the decision sink drains and the evidence worker finishes — and the
+//! publisher up to 5 s more to deliver. Threads still busy at the deadline are named in a WARN and
+//! left behind; the process exits 0 all the same, about 15 s after the signal at worst (the unit's
+//! `TimeoutStopSec` is 30 s). What leaving them can lose is bounded too: a camera left behind is one
+//! whose pipeline is stuck (it has no frames to decide on), evidence requests not yet written are saved
+//! and written at the next start, and only decisions still queued for the sink at the deadline (none,
+//! unless the outbox itself is stuck) would be dropped.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+pub mod camera;
+mod evidence;
+pub mod handlers;
+mod mqtt;
+pub mod people;
+pub mod presence;
+mod retention;
+mod scheduler;
+pub mod shutdown;
+pub mod sink;
+
+use anyhow::Context;
+use tracing::{info, warn};
+
+use crate::analyze::{Models, runtime};
+use crate::clock::SystemClock;
+use crate::config::{Config, Role, redact_url};
+use crate::decide::Decision;
+use crate::decide::settlement::{SettlementRules, Transactions, Watch};
+use crate::evidence::keys::DeviceKey;
+use crate::evidence::pending::Pending;
+use crate::evidence::store::{EvidenceRequest, Store};
+use crate::gallery::Gallery;
+use crate::gallery::search::SearchIndex;
+use crate::gallery::settlements::SettlementLog;
+use crate::outbox::Outbox;
+use crate::publish::commands::Registry;
+use crate::publish::events;
+use crate::publish::publisher::{Publisher, PublisherCounters};
+use crate::source::bounded::join_within;
+use crate::source::pipeline;
+use crate::storage_lock::DataDirLock;
+pub use camera::{CameraAnalysis, Shared, capture_reference, reference_path};
+use handlers::{Enrolment, roster_handler, settlement_handler};
+pub use people::People;
+use presence::{Presence, PresenceCamera};
+pub use shutdown::Shutdown;
+use sink::{Emitter, Outlet};
+
+/// Runs the agent with a validated configuration until SIGINT or SIGTERM.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("vigil-rt")
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(run_async(config))
+}
+
+/// The composition root: opens the state, wires the stages, waits for the signal, stops in order.
+async fn run_async(config: Config) -> anyhow::Result<()> {
+    // Listen before anything else, so a signal during start-up is a clean shutdown, not a kill.
+    let signal = shutdown_signal()?;
+    // One agent per data directory, before anything in it is opened; held until this function returns.
+    let lock = DataDirLock::acquire(&config.storage.data_dir)?;
+    info!(path = %lock.path().display(), pid = std::process::id(), "data directory locked");
+    let mut models = load_models(&config)?;
+    let state = State::open(&config)?;
+    pipeline::init()?;
+    let store = open_store(&config, &models)?;
+    let (decisions_tx, decisions_rx) = mpsc::channel::<Decision>();
+    let (evidence_tx, evidence_rx) = mpsc::channel::<EvidenceRequest>();
+    let pending = Arc::new(Pending::new(&config.storage.data_dir.join("evidence-pending")));
+    let outlet =
+        |camera: &str| Outlet::new(&config, camera, pending.clone(), decisions_tx.clone(), evidence_tx.clone());
+    let presence_cameras: Vec<Arc<PresenceCamera>> = config
+        .cameras
+        .iter()
+        .filter(|c| c.role != Role::SettlementWindow && !c.regions.is_empty())
+        .map(|c| Arc::new(PresenceCamera::new(&config, c, outlet(&c.id))))
+        .collect();
+    let presence = Arc::new(Presence::new(presence_cameras, &config, decisions_tx.clone()));
+    // One command channel per window camera: `settlement` opens a watch there.
+    let (watches, mut watch_receivers) = watch_channels(&config);
+    let enrolment = Enrolment::start(
+        models.face_analyzer()?,
+        state.gallery.clone(),
+        state.shared.gallery.clone(),
+        config.faces.quality(),
+    )?;
+    let registry = Arc::new(command_registry(&config, &state, watches, enrolment, &presence));
+    let outbox_path = config.storage.data_dir.join("outbox.sqlite");
+    let outbox = Arc::new(Mutex::new(Outbox::open(&outbox_path, config.outbox.max_records)?));
+    info!(path = %outbox_path.display(), undelivered = outbox.lock().unwrap().len()?, "outbox open");
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let base = events::base_topic(
+        config.mqtt.as_ref().map_or("vigil/v1", |m| m.topic_prefix.as_str()),
+        &config.site.id,
+        &config.site.device_id,
+    );
+    let (deliver_stop, deliver_rx) = tokio::sync::watch::channel(false);
+    let publisher = start_publisher(&config, &base, &outbox, &wake, deliver_rx, registry)?;
+    let shutdown = Shutdown::new();
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    for camera in &config.cameras {
+        info!(camera = %camera.id, role = camera.role.as_str(), url = %redact_url(&camera.url),
+            keyframes_only = camera.keyframes_only(), regions = camera.regions.len(), "camera configured");
+        let analysis = CameraAnalysis::new(
+            &config,
+            camera,
+            &models,
+            state.shared.clone(),
+            presence.camera(&camera.id).cloned(),
+            watch_receivers.remove(&camera.id),
+            outlet(&camera.id),
+        )?;
+        let recordings = Some(config.storage.recordings_dir().join(&camera.id));
+        threads.extend(
+            camera::start_camera(&config, camera, analysis, recordings, decisions_tx.clone(), &shutdown)?.threads,
+        );
+    }
+    // Every session is open: the verified bytes are not needed twice.
+    models.release_bytes();
+    threads.push(scheduler::start(
+        &config,
+        &state.shared.people,
+        &presence,
+        decisions_tx.clone(),
+        &SystemClock,
+        &shutdown,
+    )?);
+    // Only the camera and scheduler threads may hold decision senders from here on: when they are
+    // joined at shutdown, the channels close and the decision and evidence workers finish.
+    drop((presence, decisions_tx, evidence_tx));
+    let emitter = Emitter::new(outbox.clone(), wake.clone(), &base, &config.site.id, &config.site.device_id);
+    let evidence = evidence::start(store, pending.clone(), evidence_rx, &shutdown, emitter.clone())?;
+    let retention = retention::start(&config, &shutdown, state.shared.settled.clone())?;
+    let decisions = sink::DecisionTask::start(decisions_rx, emitter)?;
+    info!(site = %config.site.id, device = %config.site.device_id, cameras = config.cameras.len(), "vigil started");
+
+    info!(signal = signal.await, "shutting down");
+    shutdown.trigger();
+    let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
+    let left_behind = tokio::task::spawn_blocking(move || {
+        // Producers first; then the decision task drains what they sent before it stops.
+        let mut left = join_within(threads, deadline);
+        left.extend(join_within(vec![decisions.producers_done(), evidence, retention], deadline));
+        left
+    })
+    .await?;
+    if !left_behind.is_empty() {
+        warn!(threads = %left_behind.join(", "), grace_secs = SHUTDOWN_GRACE.as_secs(),
+            "threads still busy at the shutdown deadline are left behind; exiting without them \
+             (events already in the outbox are kept; unwritten evidence is written at the next start)");
+    }
+    // Cameras and evidence are stopped and every event is in the outbox: now let the publisher go.
+    let _ = deliver_stop.send(true);
+    if let Some(task) = publisher {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    info!("stopped cleanly");
+    drop(lock);
+    Ok(())
+}
+
+/// ONNX Runtime and the verified model set; refuses to start on a missing or modified model (every
+/// decision and evidence manifest names them).
+fn load_models(config: &Config) -> anyhow::Result<Models> {
+    let ort = runtime::init(config.models.ort_library.as_deref())?;
+    info!(version = %ort.version, path = %ort.path.display(), "ONNX Runtime loaded");
+    let models = Models::load(&config.models, &config.faces.detector(), &config.persons.detector())?;
+    for model in &models.set.models {
+        info!(model = %model.name, sha256 = %model.sha256, path = %model.path.display(), "model verified");
+    }
+    Ok(models)
+}
+
+/// What outlives a frame: the gallery and its index, settled faces, transactions, the roster's people.
+struct State {
+    gallery: Arc<Mutex<Gallery>>,
+    shared: Shared,
+}
+
+impl State {
+    fn open(config: &Config) -> anyhow::Result<State> {
+        let gallery = Gallery::open(&config.storage.gallery_file(), &config.storage.gallery_key_file())?;
+        info!(enrolled = gallery.entries().len(), "gallery loaded (encrypted)");
+        let index = Arc::new(RwLock::new(SearchIndex::build(gallery.entries())));
+        let face_retention = Duration::from_secs(u64::from(config.settlement.face_retention_days) * 86_400);
+        let settled = SettlementLog::open(
+            &config.storage.data_dir.join("settlement-faces.bin"),
+            &config.storage.gallery_key_file(),
+            face_retention,
+            SystemTime::now(),
+        )?;
+        Ok(State {
+            gallery: Arc::new(Mutex::new(gallery)),
+            shared: Shared {
+                gallery: index,
+                settled: Arc::new(Mutex::new(settled)),
+                // Transaction ids being watched or settled: a repeated `settlement` never opens a second watch.
+                transactions: Arc::new(Mutex::new(Transactions::default())),
+                rules: settlement_rules(config),
+                people: Arc::new(People::load(config)),
+            },
+        })
+    }
+}
+
+pub fn settlement_rules(config: &Config) -> SettlementRules {
+    SettlementRules {
+        match_distance: config.faces.match_distance,
+        min_good_frames: config.settlement.min_good_frames,
+        sharing_window: Duration::from_secs(u64::from(config.settlement.sharing_window_days) * 86_400),
+    }
+}
+
+/// The evidence store, signing with the device's key: refuses to run without it, or with a key others
+/// can read.
+fn open_store(config: &Config, models: &Models) -> anyhow::Result<Store> {
+    let key_file = config.storage.key_file(&config.evidence);
+    let key = DeviceKey::load(&key_file)?;
+    info!(public_key = %key.public().to_base64(), path = %key_file.display(), "device key loaded");
+    let model_hashes = models.set.models.iter().map(|m| (m.name.clone(), m.sha256.clone())).collect();
+    Ok(Store::open(&config.storage.evidence_dir(), key, &config.site.id, &config.site.device_id, model_hashes)?)
+}
+
+type WatchChannels = (HashMap<String, mpsc::Sender<Watch>>, HashMap<String, mpsc::Receiver<Watch>>);
+
+/// A channel per settlement-window camera, on which `settlement` commands open watches.
+pub fn watch_channels(config: &Config) -> WatchChannels {
+    let (mut senders, mut receivers) = (HashMap::new(), HashMap::new());
+    for camera in config.cameras.iter().filter(|c| c.role == Role::SettlementWindow) {
+        let (tx, rx) = mpsc::channel();
+        senders.insert(camera.id.clone(), tx);
+        receivers.insert(camera.id.clone(), rx);
+    }
+    (senders, receivers)
+}
+
+/// The signed commands `vigil run` answers.
+fn command_registry(
+    config: &Config,
+    state: &State,
+    watches: HashMap<String, mpsc::Sender<Watch>>,
+    enrolment: Enrolment,
+    presence: &Arc<Presence>,
+) -> Registry {
+    let mut registry = Registry::default();
+    let watch_for = Duration::from_secs(config.settlement.watch_secs);
+    registry.register("settlement", settlement_handler(watches, state.shared.transactions.clone(), watch_for));
+    registry.register("enroll", enrolment.clone().enroll_handler());
+    registry.register("unenroll", enrolment.unenroll_handler());
+    registry.register("roster", roster_handler(config.clone(), state.shared.people.clone()));
+    let people = state.shared.people.clone();
+    registry.register("rollcall", handlers::rollcall_handler(Arc::downgrade(presence), people));
+    registry
+}
+
+/// The MQTT publisher task, when `[mqtt]` is configured.
+fn start_publisher(
+    config: &Config,
+    base: &str,
+    outbox: &Arc<Mutex<Outbox>>,
+    wake: &Arc<tokio::sync::Notify>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    registry: Arc<Registry>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(mqtt) = &config.mqtt else {
+        warn!("no [mqtt] in the config: events are kept in the outbox until a broker is configured");
+        return Ok(None);
+    };
+    let publisher = Publisher {
+        settings: mqtt::publisher_settings(config, mqtt, base)?,
+        outbox: outbox.clone(),
+        wake: wake.clone(),
+        shutdown,
+        counters: Arc::new(PublisherCounters::default()),
+        registry,
+        on_delivered: Some(mqtt::acknowledge_bundles(config.storage.evidence_dir())),
+    };
+    info!(host = %redact_url(&mqtt.host), topics = %base, "MQTT delivery configured");
+    Ok(Some(tokio::spawn(publisher.run())))
+}
+
+/// How long worker threads get, in total, to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Starts listening for SIGINT and SIGTERM now; the future resolves with the first one's name.
+pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = &'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    })
+}
