@@ -21,7 +21,7 @@ fn record(dir: &std::path::Path) {
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, _rx) = mpsc::channel::<vigil::source::health::HealthReport>();
     let worker = CameraWorker {
-        camera,
+        camera: camera.stream(),
         recordings: Some(dir.to_owned()),
         segment: Duration::from_secs(4),
         max_recording_bytes: 1 << 30,

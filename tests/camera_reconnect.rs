@@ -109,7 +109,7 @@ fn worker(camera: Camera, recordings: Option<PathBuf>, supervision: Supervision)
     let stop = Arc::new(AtomicBool::new(false));
     let counters = Arc::new(CameraCounters::default());
     let worker = CameraWorker {
-        camera,
+        camera: camera.stream(),
         recordings,
         segment: Duration::from_secs(4),
         max_recording_bytes: 64 << 20,

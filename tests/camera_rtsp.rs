@@ -101,7 +101,7 @@ fn stream_survives_an_rtsp_server_restart() {
     let stop = Arc::new(AtomicBool::new(false));
     let counters = Arc::new(CameraCounters::default());
     let worker = CameraWorker {
-        camera: camera(format!("rtsp://127.0.0.1:{port}/cam")),
+        camera: camera(format!("rtsp://127.0.0.1:{port}/cam")).stream(),
         recordings: Some(recordings.path().join("door")),
         segment: Duration::from_secs(4),
         max_recording_bytes: 1 << 30,

@@ -153,14 +153,8 @@ pub struct Camera {
     pub stall_secs: u64,
 }
 
-/// RTSP transport protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    #[default]
-    Tcp,
-    Udp,
-}
+/// RTSP transport protocol: owned by the source stage.
+pub use crate::source::settings::Transport;
 
 fn default_analysis_width() -> u32 {
     1280
@@ -185,6 +179,20 @@ impl Camera {
             Role::DialysisRoom => 2.0,
             Role::Ward => 1.0,
         })
+    }
+
+    /// What the source stage needs of this camera, with the role's defaults applied.
+    pub fn stream(&self) -> crate::source::settings::StreamSettings {
+        crate::source::settings::StreamSettings {
+            id: self.id.clone(),
+            url: self.url.clone(),
+            transport: self.transport,
+            analysis_fps: self.analysis_fps(),
+            analysis_max_width: self.analysis_max_width,
+            keyframes_only: self.keyframes_only(),
+            loop_file: self.loop_file,
+            stall_secs: self.stall_secs,
+        }
     }
 }
 

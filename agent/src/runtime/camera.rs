@@ -234,7 +234,7 @@ pub fn start_camera(
     let slot = Arc::new(FrameSlot::default());
     let counters = Arc::new(CameraCounters::default());
     let worker = CameraWorker {
-        camera: camera.clone(),
+        camera: camera.stream(),
         recordings,
         segment: Duration::from_secs(10),
         max_recording_bytes: config.retention.recordings_max_bytes_per_camera.0,
@@ -381,7 +381,7 @@ pub fn capture_reference(
     let stop = Shutdown::new();
     let (tx, rx) = mpsc::channel();
     let worker = CameraWorker {
-        camera: camera.clone(),
+        camera: camera.stream(),
         recordings: None,
         segment: Duration::from_secs(10),
         max_recording_bytes: 0,

@@ -50,7 +50,7 @@ use super::slot::FrameSlot;
 use super::supervisor::{Announcement, Event, Next, Policy, Step, Supervisor};
 pub use super::supervisor::{Backoff, RECORDING_PROBATION, RetryReason};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Camera;
+use super::settings::StreamSettings;
 
 /// Stuck pipelines of one camera from which an abandoned teardown is logged at ERROR (restart advised).
 const STUCK_ALARM: u64 = 5;
@@ -128,7 +128,7 @@ impl Default for Supervision {
 
 /// Everything a camera worker needs.
 pub struct CameraWorker {
-    pub camera: Camera,
+    pub camera: StreamSettings,
     /// `<recordings_dir>/<camera id>`, or None to not record.
     pub recordings: Option<PathBuf>,
     pub segment: Duration,

@@ -26,7 +26,8 @@ use super::rate::RateGate;
 use super::slot::FrameSlot;
 use super::{Frame, SourceError};
 use crate::clock::Clock;
-use crate::config::{Camera, Transport, redact_url};
+use super::settings::{StreamSettings as Camera, Transport};
+use crate::redact::redact_url;
 
 /// What a pipeline reports to its supervisor, shared with the streaming threads.
 #[derive(Default)]
@@ -108,7 +109,7 @@ pub fn build(
     slot: Arc<FrameSlot>,
     stats: Arc<PipelineStats>,
 ) -> Result<gst::Pipeline, SourceError> {
-    let keyframes_only = camera.keyframes_only();
+    let keyframes_only = camera.keyframes_only;
     let timestamper = if element_exists("h264timestamper") { "! h264timestamper " } else { "" };
     let drop_deltas = if keyframes_only { "! identity drop-buffer-flags=delta-unit " } else { "" };
     // A keyframe every second or two needs no frame-threaded decoder (each thread holds frames).
@@ -117,9 +118,9 @@ pub fn build(
     let rate = if keyframes_only {
         String::new()
     } else {
-        format!("! videorate drop-only=true max-rate={} ", camera.analysis_fps().ceil().max(1.0) as i32)
+        format!("! videorate drop-only=true max-rate={} ", camera.analysis_fps.ceil().max(1.0) as i32)
     };
-    let mut gate = (!keyframes_only).then(|| RateGate::new(camera.analysis_fps()));
+    let mut gate = (!keyframes_only).then(|| RateGate::new(camera.analysis_fps));
     // Set in the description, not afterwards: linking requests splitmuxsink's pad, which creates the
     // first muxer with whatever properties are set at that moment. muxer-properties take effect only
     // with async-finalize. The file sink is unbuffered (buffer-mode 2): each 1 s fragment reaches the

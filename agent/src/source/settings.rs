@@ -69,3 +69,33 @@ impl TamperSettings {
         problems
     }
 }
+
+/// RTSP transport protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+/// What the source stage needs to know of one camera: where its stream is and how to read it. The
+/// configuration's camera section (`config::Camera::stream`) yields it with the role's defaults applied.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// Camera id, as logs and events name it.
+    pub id: String,
+    /// `rtsp://…`, `file://…` or `test://…`; may hold credentials (never logged: see [`crate::redact`]).
+    pub url: String,
+    pub transport: Transport,
+    /// Frames a second handed to analysis (fractions honoured by the rate gate).
+    pub analysis_fps: f64,
+    /// Widest decoded frame handed to analysis; larger frames are scaled down.
+    pub analysis_max_width: u32,
+    /// Decode keyframes only (presence cameras): about 7x less CPU.
+    pub keyframes_only: bool,
+    /// A `file://` source starts again at its end instead of ending.
+    pub loop_file: bool,
+    /// Seconds without a frame before the stream counts as stalled.
+    pub stall_secs: u64,
+}
