@@ -345,11 +345,7 @@ fn evidence_written_after_disk_full_without_restart() {
 fn second_agent_on_same_data_dir_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let config = root.path().join("vigil.toml");
-    std::fs::write(
-        &config,
-        "[site]\nid = \"hosp\"\ndevice_id = \"edge\"\n[storage]\ndata_dir = \"state\"\n",
-    )
-    .unwrap();
+    std::fs::write(&config, "[site]\nid = \"hosp\"\ndevice_id = \"edge\"\n[storage]\ndata_dir = \"state\"\n").unwrap();
     let keys = common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap();
     assert!(keys.status.success(), "{}", String::from_utf8_lossy(&keys.stderr));
     let mut first = Running::start(&config, root.path().join("first.log"));

@@ -55,8 +55,7 @@ const LAYERS: &[(&str, Layer)] = &[
 const PUBLISH_MAY_USE_OF_EVIDENCE: &[&str] = &["keys", "canonical"];
 
 /// Known breaks, removed by other work on issue 13: (file under agent/src, imported path prefix, reason).
-const ALLOWED: &[(&str, &str, &str)] = &[
-];
+const ALLOWED: &[(&str, &str, &str)] = &[];
 
 /// One import of another module.
 #[derive(Debug, Clone)]
@@ -495,11 +494,7 @@ fn imports_of_crate(src: &Path, root: &str) -> Vec<Import> {
             queue.push((path, sub));
         }
         for (line, written, here) in scanned.paths {
-            let path = if binary {
-                Some(written[1..].to_vec())
-            } else {
-                resolve_in_library(&written, &here)
-            };
+            let path = if binary { Some(written[1..].to_vec()) } else { resolve_in_library(&written, &here) };
             let Some(path) = path.filter(|p| !p.is_empty()) else { continue };
             let from = if binary { "vigil (binary)".to_owned() } else { module.first().cloned().unwrap_or_default() };
             imports.push(Import { file: rel.clone(), line, from, path });
@@ -527,9 +522,9 @@ fn violations(imports: &[Import]) -> Vec<Violation> {
 fn allowed(violation: &Violation, imports: &[Import]) -> Option<usize> {
     ALLOWED.iter().position(|(file, prefix, _)| {
         violation.file == *file
-            && imports.iter().any(|i| {
-                i.file == violation.file && i.line == violation.line && i.path.join("::").starts_with(prefix)
-            })
+            && imports
+                .iter()
+                .any(|i| i.file == violation.file && i.line == violation.line && i.path.join("::").starts_with(prefix))
     })
 }
 
@@ -627,7 +622,10 @@ fn test_code_comments_and_strings_are_not_imports() {
     assert_eq!(violations_in("gallery/mod.rs", &["gallery"], text), Vec::<String>::new());
     // The same import outside the test module is found, after the test module's braces closed.
     let found = violations_in("gallery/mod.rs", &["gallery"], &format!("{text}fn k() {{ crate::app::run(); }}\n"));
-    assert_eq!(found, vec!["agent/src/gallery/mod.rs:10: rule 5: gallery → app::run: nothing in the library imports the runtime"]);
+    assert_eq!(
+        found,
+        vec!["agent/src/gallery/mod.rs:10: rule 5: gallery → app::run: nothing in the library imports the runtime"]
+    );
 }
 
 #[test]

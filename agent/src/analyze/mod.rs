@@ -62,13 +62,7 @@ impl Models {
         let runtime = runtime::init(models.ort_library.as_deref())?;
         let dir: PathBuf = models.dir.clone().unwrap_or_else(ModelSet::default_dir);
         let set = ModelSet::open(&dir)?;
-        Ok(Models {
-            set,
-            runtime,
-            threads: models.threads,
-            faces: *face_options,
-            persons: *person_options,
-        })
+        Ok(Models { set, runtime, threads: models.threads, faces: *face_options, persons: *person_options })
     }
 
     /// New sessions of the face detector and the embedder.

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 pub use crate::redact::redact_url;
 pub use check::check_files;
 pub use raw::{
-    Camera, Config, Dialysis, Evidence, Faces, Models, Mqtt, MqttTls, OutboxSettings, Persons, Physicians,
-    Presence, Retention, Role, Rollcalls, RosterSettings, Settlement, Site, Storage, Tamper, Transport,
+    Camera, Config, Dialysis, Evidence, Faces, Models, Mqtt, MqttTls, OutboxSettings, Persons, Physicians, Presence,
+    Retention, Role, Rollcalls, RosterSettings, Settlement, Site, Storage, Tamper, Transport,
 };
 pub use size::ByteSize;
 pub use validate::{FieldError, TEST_PATTERNS, validate};

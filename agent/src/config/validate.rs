@@ -492,8 +492,10 @@ mod tests {
         }
         assert_eq!(
             camera("analysis_fps = 0.1"),
-            vec!["cameras[0].analysis_fps: 0.1 is one frame every 10.0 s, not within stall_secs (10): raise \
-                  analysis_fps or stall_secs"]
+            vec![
+                "cameras[0].analysis_fps: 0.1 is one frame every 10.0 s, not within stall_secs (10): raise \
+                  analysis_fps or stall_secs"
+            ]
         );
         assert_eq!(camera("analysis_fps = 0"), vec!["cameras[0].analysis_fps: must be above 0 and at most 30, got 0"]);
     }

@@ -154,22 +154,22 @@ impl Roster {
     /// Everything wrong with this roster for the configured cameras.
     pub fn check(&self, site: &impl Site) -> Vec<String> {
         let mut errors = Vec::new();
-        let region =
-            |errors: &mut Vec<String>, path: &str, camera: &str, region: &str, role: CameraRole, what: &str| match site
-                .camera(camera)
-            {
-                None => errors.push(format!("{path}.camera: no camera {camera:?} on this box")),
-                Some(c) if c.role != role => errors.push(format!(
-                    "{path}.camera: {camera:?} is a {} camera, not {}",
-                    c.role.as_str(),
-                    role.as_str()
-                )),
-                Some(c) if !c.regions.contains(&region) => errors.push(format!(
-                    "{path}.{what}: camera {camera:?} has no region {region:?} (it has: {})",
-                    c.regions.join(", ")
-                )),
-                Some(_) => {}
-            };
+        let region = |errors: &mut Vec<String>,
+                      path: &str,
+                      camera: &str,
+                      region: &str,
+                      role: CameraRole,
+                      what: &str| match site.camera(camera) {
+            None => errors.push(format!("{path}.camera: no camera {camera:?} on this box")),
+            Some(c) if c.role != role => {
+                errors.push(format!("{path}.camera: {camera:?} is a {} camera, not {}", c.role.as_str(), role.as_str()))
+            }
+            Some(c) if !c.regions.contains(&region) => errors.push(format!(
+                "{path}.{what}: camera {camera:?} has no region {region:?} (it has: {})",
+                c.regions.join(", ")
+            )),
+            Some(_) => {}
+        };
         let mut patients = HashSet::new();
         let mut beds = HashSet::new();
         for (i, p) in self.inpatients.iter().enumerate() {

@@ -181,7 +181,13 @@ mod tests {
                 quality: 0.5,
                 enrolled_at: String::new(),
             },
-            Entry { id: "none".into(), role: PersonKind::Patient, embeddings: vec![], quality: 0.0, enrolled_at: "t".into() },
+            Entry {
+                id: "none".into(),
+                role: PersonKind::Patient,
+                embeddings: vec![],
+                quality: 0.0,
+                enrolled_at: "t".into(),
+            },
         ]
     }
 

@@ -62,7 +62,9 @@ pub fn publisher_settings(
 }
 
 /// Marks a delivered record's evidence bundle acknowledged (the publisher does not touch evidence files).
-pub fn acknowledge_bundles(dir: std::path::PathBuf) -> std::sync::Arc<dyn Fn(&crate::publish::publisher::Delivered) + Send + Sync> {
+pub fn acknowledge_bundles(
+    dir: std::path::PathBuf,
+) -> std::sync::Arc<dyn Fn(&crate::publish::publisher::Delivered) + Send + Sync> {
     std::sync::Arc::new(move |delivered: &crate::publish::publisher::Delivered| {
         if let Some(event) = &delivered.evidence {
             if let Err(e) = crate::evidence::store::acknowledge(&dir, event, std::time::SystemTime::now()) {

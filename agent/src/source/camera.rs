@@ -46,11 +46,11 @@ use super::health::{HealthChange, HealthSink, Reporter};
 use super::liveness::{Liveness, Watchdog};
 use super::pipeline::{self, PipelineOptions, PipelineStats};
 use super::recorder;
+use super::settings::StreamSettings;
 use super::slot::FrameSlot;
 use super::supervisor::{Announcement, Event, Next, Policy, Step, Supervisor};
 pub use super::supervisor::{Backoff, RECORDING_PROBATION, RetryReason};
 use crate::clock::{Clock, SystemClock};
-use super::settings::StreamSettings;
 
 /// Stuck pipelines of one camera from which an abandoned teardown is logged at ERROR (restart advised).
 const STUCK_ALARM: u64 = 5;

@@ -23,10 +23,10 @@ use gstreamer_video::prelude::*;
 use image::RgbImage;
 
 use super::rate::RateGate;
+use super::settings::{StreamSettings as Camera, Transport};
 use super::slot::FrameSlot;
 use super::{Frame, SourceError};
 use crate::clock::Clock;
-use super::settings::{StreamSettings as Camera, Transport};
 use crate::redact::redact_url;
 
 /// What a pipeline reports to its supervisor, shared with the streaming threads.
