@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::search::Rng;
 use vigil::gallery::store::{self, Form};
 use vigil::gallery::{Entry, Gallery, PersonKind, SealKey};
 
@@ -35,19 +36,6 @@ pub struct GalleryBench {
     pub load_ratio: f64,
     /// `Gallery::open` of the JSON file: load, then the rewrite in the binary form (fsync'd).
     pub migration_ms: f64,
-}
-
-/// xorshift: reproducible synthetic data without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        // Uniform in ±0.15, every mantissa bit used (dlib embeddings: |v| ≲ 0.3).
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.3
-    }
 }
 
 pub fn gallery(dir: &Path, people: usize, per_person: usize, rounds: usize) -> anyhow::Result<GalleryBench> {

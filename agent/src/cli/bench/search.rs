@@ -52,15 +52,15 @@ pub struct SearchBench {
     pub disagreements: Option<usize>,
 }
 
-/// xorshift: reproducible synthetic data without a dependency.
-struct Rng(u64);
+/// xorshift: reproducible synthetic embeddings without a dependency (the search and gallery benches).
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> f32 {
+    pub(super) fn next(&mut self) -> f32 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        // Roughly normal (sum of uniforms), scaled like dlib embeddings (|v| ≈ 1).
+        // Uniform in ±0.15, every mantissa bit used (dlib embeddings: |v| ≲ 0.3).
         ((self.0 >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.3
     }
 }
