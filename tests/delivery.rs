@@ -63,6 +63,7 @@ fn start_publisher_with(outbox: Arc<Mutex<Outbox>>, settings: vigil::publish::pu
         counters: counters.clone(),
         registry: Arc::new(Registry::default()),
         on_delivered: None,
+        head: None,
     };
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
@@ -113,6 +114,7 @@ fn start_publisher_logged(
         counters: counters.clone(),
         registry: Arc::new(Registry::default()),
         on_delivered: None,
+        head: None,
     };
     let log = Log::default();
     let writer = log.clone();
@@ -179,6 +181,7 @@ fn each_puback_is_reported_with_the_record_s_evidence_event() {
         counters: Arc::new(PublisherCounters::default()),
         registry: Arc::new(Registry::default()),
         on_delivered: Some(Arc::new(move |d: &Delivered| seen.lock().unwrap().push(d.clone()))),
+        head: None,
     };
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();

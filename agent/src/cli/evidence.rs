@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use vigil::evidence::store;
+use vigil::evidence::keys::DeviceKey;
+use vigil::evidence::store::Store;
+use vigil::storage_lock::{DataDirLock, LockError};
 
 use super::{CliError, CliResult, load_config, parse_time};
 
@@ -42,25 +44,52 @@ pub fn verify(args: VerifyArgs) -> CliResult {
 pub struct HoldArgs {
     #[arg(long, short)]
     config: PathBuf,
-    /// Why (recorded in the bundle's HOLD marker).
-    #[arg(long, default_value = "legal hold")]
-    reason: String,
+    /// Why (recorded in the signed `hold` or `release` record). Default: "legal hold" for a hold,
+    /// empty for a release.
+    #[arg(long)]
+    reason: Option<String>,
     /// Lift the hold instead.
     #[arg(long)]
     release: bool,
     event_id: String,
 }
 
+/// Appends a signed `hold` (or `release`) record to the evidence chain. A chain has one writer: while
+/// the agent runs (it holds the data directory's lock) this refuses and says so, rather than append
+/// beside it and fork the chain.
 pub fn hold(args: HoldArgs) -> CliResult {
     let config = load_config(&args.config)?;
-    let dir = config.storage.evidence_dir();
-    let result = if args.release {
-        store::release(&dir, &args.event_id).map(|b| format!("hold released on {}", b.display()))
+    let failed = |e: &dyn std::fmt::Display| CliError::Failed(format!("vigil hold: {e}"));
+    let _lock = DataDirLock::acquire(&config.storage.data_dir).map_err(|e| match e {
+        LockError::Held { dir, pid, .. } => CliError::Failed(format!(
+            "vigil hold: the agent (PID {pid}) is running on {}: the evidence chain has one writer, and it \
+             is the agent. Stop it (systemctl stop vigil), run vigil hold again, then start it.",
+            dir.display()
+        )),
+        e => failed(&e),
+    })?;
+    let key = DeviceKey::load(&config.storage.key_file(&config.evidence)).map_err(|e| failed(&e))?;
+    let mut store = Store::open_with(
+        &config.storage.evidence_dir(),
+        key,
+        &config.site.id,
+        &config.site.device_id,
+        Vec::new(),
+        &vigil::runtime::store_options(&config, true),
+    )
+    .map_err(|e| failed(&e))?;
+    let event = &args.event_id;
+    let message = if args.release {
+        match store.release(event, args.reason.as_deref().unwrap_or("")).map_err(|e| failed(&e))? {
+            Some(record) => format!("hold released on {event}: signed record {}", record.dir.display()),
+            None => format!("{event} is not under legal hold: nothing recorded"),
+        }
     } else {
-        store::hold(&dir, &args.event_id, &args.reason, SystemTime::now())
-            .map(|b| format!("legal hold placed on {}", b.display()))
+        match store.hold(event, args.reason.as_deref().unwrap_or("legal hold")).map_err(|e| failed(&e))? {
+            Some(record) => format!("legal hold placed on {event}: signed record {}", record.dir.display()),
+            None => format!("{event} is already under legal hold: nothing recorded"),
+        }
     };
-    let message = result.map_err(|e| CliError::Failed(format!("vigil hold: {e}")))?;
     println!("{message}");
     Ok(())
 }

@@ -1,8 +1,11 @@
-//! Evidence: signed, hash-chained bundles (clip, snapshot, manifest) — docs/evidence.md.
+//! Evidence: a signed hash chain of bundles (clip, snapshot, manifest) and records (ack, hold, release,
+//! prune, epoch) — docs/evidence.md.
 
 pub mod canonical;
+pub mod head;
 pub mod keys;
 pub mod pending;
+pub mod records;
 pub mod settings;
 pub mod store;
 pub mod verify;

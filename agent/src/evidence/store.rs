@@ -1,19 +1,27 @@
-//! Writing bundles (the protocol of docs/evidence.md, step by step), recovering after a crash, legal
-//! holds, acknowledgements and retention.
+//! The evidence store: chain entries in one directory, written with the protocol of docs/evidence.md
+//! step by step (temp dir, fsync, rename, fsync the parent); opening it (crash leftovers, the head kept
+//! outside it, v1 markers); writing bundles. Records (ack, hold, release, prune, epoch) and the
+//! in-memory state of each bundle are in `records`, the recorded head in `head`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use image::RgbImage;
 use serde_json::{Value, json};
 
 use super::canonical;
+use super::head::{self, Head};
 use super::keys::DeviceKey;
+use super::records::{self, BundleState, EntryType};
 use crate::analyze::boxes::BBox;
 use crate::source::clip;
 
-pub const SCHEMA: &str = "vigil.evidence.v1";
+/// The schema of v1 bundles (no `type`: a bundle), still valid in a chain.
+pub const SCHEMA_V1: &str = "vigil.evidence.v1";
+/// The schema of every entry written now.
+pub const SCHEMA_V2: &str = "vigil.evidence.v2";
+pub const SCHEMA: &str = SCHEMA_V2;
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +36,17 @@ pub enum EvidenceError {
     Manifest(String),
     #[error("no bundle for event {0}")]
     UnknownEvent(String),
+    /// The clock is earlier than the last entry's `created`: nothing is signed (the request is kept).
+    #[error(
+        "not signing evidence: the clock ({now}) is behind the last signed entry ({created}, sequence {sequence}); \
+         fix the system clock"
+    )]
+    ClockBehind { now: String, created: String, sequence: u64 },
+    /// Start-up refused: the store and the head recorded outside it disagree.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Head(#[from] head::HeadError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EvidenceError + '_ {
@@ -85,34 +104,94 @@ pub struct EvidenceRequest {
     pub clip_to: SystemTime,
 }
 
-/// A bundle that was written.
+/// A chain entry that was written (a bundle or a record).
 #[derive(Debug, Clone)]
 pub struct BundleInfo {
     pub dir: PathBuf,
     pub sequence: u64,
     pub manifest_sha256: String,
+    pub epoch: u64,
+    pub entry: EntryType,
 }
 
+impl BundleInfo {
+    pub fn head(&self) -> Head {
+        Head { sequence: self.sequence, manifest_sha256: self.manifest_sha256.clone(), epoch: self.epoch }
+    }
+}
+
+/// A chain entry that was written.
+pub type EntryInfo = BundleInfo;
+
+/// How a store is opened (beyond its directory and key).
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Where the head is kept outside the store (`<data_dir>/evidence-head`); `None`: not kept (tests,
+    /// benchmarks).
+    pub head_file: Option<PathBuf>,
+    /// `retention.evidence_days`, named in the prune records that migrate v1 `PRUNED` markers.
+    pub evidence_days: u32,
+    /// Refuse to open a wiped store instead of starting a new epoch (`vigil hold`: only the agent, which
+    /// announces the epoch, starts one).
+    pub refuse_new_epoch: bool,
+}
+
+/// A new epoch started at open (the store was found empty after entries were written).
+#[derive(Debug, Clone)]
+pub struct StartedEpoch {
+    /// The `epoch` record.
+    pub entry: EntryInfo,
+    /// The head this agent had written last.
+    pub previous: Head,
+    pub reason: String,
+}
+
+/// Called with each entry appended (the runtime publishes the new head).
+pub type OnAppend = Box<dyn Fn(&EntryInfo) + Send>;
+
+/// The only writer of a chain: everything that appends goes through one `Store` (the runtime shares it
+/// behind a mutex; `vigil hold` opens it only while no agent holds the data directory).
 pub struct Store {
-    dir: PathBuf,
-    key: DeviceKey,
-    site: String,
-    device: String,
+    pub(super) dir: PathBuf,
+    pub(super) key: DeviceKey,
+    pub(super) site: String,
+    pub(super) device: String,
     models: Vec<(String, String)>,
-    next_sequence: u64,
-    last_manifest_sha256: String,
+    pub(super) next_sequence: u64,
+    pub(super) last_manifest_sha256: String,
+    pub(super) epoch: u64,
+    /// The last entry's `created` (milliseconds since the Unix epoch) and sequence: nothing is signed
+    /// with an earlier time.
+    pub(super) last_created: Option<(u64, u64)>,
+    /// Every bundle of the chain by sequence: acknowledged, held, pruned (built at open from the records).
+    pub(super) index: BTreeMap<u64, BundleState>,
+    pub(super) head_file: Option<PathBuf>,
+    pub(super) clock: Box<dyn Fn() -> SystemTime + Send>,
+    pub(super) on_append: Option<OnAppend>,
+    /// The epoch record written at open, when the store was found wiped.
+    pub(super) started_epoch: Option<StartedEpoch>,
     /// Test hook: abort the process right after this step (crash tests).
     pub crash_after: Option<Step>,
+    /// Test hook: abort the process once a prune record is durable, before any file is removed.
+    pub crash_before_prune_removal: bool,
 }
 
 pub use crate::hashing::sha256_hex;
 
-fn time(t: SystemTime) -> String {
+pub(super) fn time(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-fn fsync_dir(path: &Path) -> Result<(), EvidenceError> {
+pub(super) fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+pub(super) fn fsync_dir(path: &Path) -> Result<(), EvidenceError> {
     std::fs::File::open(path).and_then(|d| d.sync_all()).map_err(io(path))
+}
+
+pub(super) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> EvidenceError + '_ {
+    io(path)
 }
 
 /// `<sequence, 10 digits>-<event id>`, parsed.
@@ -146,18 +225,16 @@ impl Store {
     /// The bundle already written for an event, if any (recovery: a crash after the bundle's rename).
     pub fn existing(&self, event_id: uuid::Uuid) -> Result<Option<BundleInfo>, EvidenceError> {
         let id = event_id.to_string();
-        for (sequence, dir) in bundles(&self.dir)? {
-            if dir.file_name().and_then(|n| n.to_str()).and_then(parse_bundle_name).is_some_and(|(_, i)| i == id) {
-                let manifest = dir.join("manifest.json");
-                let bytes = std::fs::read(&manifest).map_err(io(&manifest))?;
-                return Ok(Some(BundleInfo { dir, sequence, manifest_sha256: sha256_hex(&bytes) }));
-            }
-        }
-        Ok(None)
+        Ok(self.index.values().find(|b| b.event_id == id).map(|b| BundleInfo {
+            dir: b.dir.clone(),
+            sequence: b.sequence,
+            manifest_sha256: b.manifest_sha256.clone(),
+            epoch: b.epoch,
+            entry: EntryType::Bundle,
+        }))
     }
 
-    /// Opens the store: removes bundles left half-written by a crash (`.tmp-*`), then continues the
-    /// chain from the bundle with the highest sequence.
+    /// Opens a store without a head kept outside it (tests, benchmarks): [`Store::open_with`].
     pub fn open(
         dir: &Path,
         key: DeviceKey,
@@ -165,36 +242,130 @@ impl Store {
         device: &str,
         models: Vec<(String, String)>,
     ) -> Result<Store, EvidenceError> {
+        Store::open_with(dir, key, site, device, models, &OpenOptions::default())
+    }
+
+    /// Opens the store: removes entries left half-written by a crash (`.tmp-*`), reads every entry
+    /// (the bundles' state from the records), applies the start-up rules against the recorded head
+    /// (adopt, refuse a store that went backwards, or start a new epoch after a wipe), and migrates v1
+    /// marker files to signed records.
+    pub fn open_with(
+        dir: &Path,
+        key: DeviceKey,
+        site: &str,
+        device: &str,
+        models: Vec<(String, String)>,
+        options: &OpenOptions,
+    ) -> Result<Store, EvidenceError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
             let entry = entry.map_err(io(dir))?;
             if entry.file_name().to_string_lossy().starts_with(".tmp-") {
-                tracing::warn!(path = %entry.path().display(), "removing an evidence bundle left incomplete by a crash");
+                tracing::warn!(path = %entry.path().display(), "removing an evidence entry left incomplete by a crash");
                 std::fs::remove_dir_all(entry.path()).map_err(io(dir))?;
             }
         }
-        let (next_sequence, last_manifest_sha256) = match bundles(dir)?.last() {
-            Some((seq, path)) => {
-                let manifest = path.join("manifest.json");
-                let bytes = std::fs::read(&manifest).map_err(io(&manifest))?;
-                (seq + 1, sha256_hex(&bytes))
-            }
-            None => (1, GENESIS.to_owned()),
-        };
-        Ok(Store {
+        let mut scan = records::scan(dir, &key.public())?;
+        let mut store = Store {
             dir: dir.to_owned(),
             key,
             site: site.to_owned(),
             device: device.to_owned(),
             models,
-            next_sequence,
-            last_manifest_sha256,
+            next_sequence: 1,
+            last_manifest_sha256: GENESIS.to_owned(),
+            epoch: 1,
+            last_created: None,
+            index: std::mem::take(&mut scan.bundles),
+            head_file: options.head_file.clone(),
+            clock: Box::new(SystemTime::now),
+            on_append: None,
+            started_epoch: None,
             crash_after: None,
-        })
+            crash_before_prune_removal: false,
+        };
+        let last = scan.last.as_ref().map(|l| l.head.clone());
+        if let Some(l) = &scan.last {
+            store.next_sequence = l.head.sequence + 1;
+            store.last_manifest_sha256 = l.head.manifest_sha256.clone();
+            store.epoch = l.head.epoch;
+            store.last_created = Some((l.created_ms, l.head.sequence));
+        }
+        let recorded = match &options.head_file {
+            Some(file) => head::read(file)?,
+            None => None,
+        };
+        let file = options.head_file.as_deref().unwrap_or(Path::new(""));
+        match head::start(recorded.as_ref(), last.as_ref(), |h| scan.contains(h)) {
+            head::Start::NewChain | head::Start::Normal => {}
+            head::Start::AdoptUnrecorded => {
+                let last = last.as_ref().expect("a last entry");
+                if options.head_file.is_some() {
+                    tracing::warn!(dir = %dir.display(), head = %last.id(), file = %file.display(),
+                        "no evidence head recorded outside the store: adopting the store's last entry");
+                    head::write(file, last)?;
+                }
+            }
+            head::Start::AdoptAhead => {
+                let (last, recorded) = (last.as_ref().expect("a last entry"), recorded.as_ref().expect("a head"));
+                tracing::warn!(dir = %dir.display(), head = %last.id(), recorded = %recorded.id(),
+                    file = %file.display(), "the evidence store is ahead of the recorded head (a crash after an \
+                    entry was written): adopting it");
+                head::write(file, last)?;
+            }
+            head::Start::WentBackwards => {
+                let (last, recorded) = (last.as_ref().expect("a last entry"), recorded.as_ref().expect("a head"));
+                return Err(EvidenceError::Refused(head::went_backwards(dir, last, recorded, file)));
+            }
+            head::Start::NewEpoch => {
+                let recorded = recorded.expect("a head");
+                if options.refuse_new_epoch {
+                    return Err(EvidenceError::Refused(format!(
+                        "the evidence store {} is empty but this agent last wrote {} (recorded in {}): start the \
+                         agent (`vigil run`), which begins a new, announced epoch",
+                        dir.display(),
+                        recorded.id(),
+                        file.display()
+                    )));
+                }
+                store.start_epoch(&recorded)?;
+            }
+        }
+        store.migrate_markers(options.evidence_days);
+        Ok(store)
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The chain's head: its last entry (`None` for an empty store).
+    pub fn head(&self) -> Option<Head> {
+        (self.next_sequence > 1).then(|| Head {
+            sequence: self.next_sequence - 1,
+            manifest_sha256: self.last_manifest_sha256.clone(),
+            epoch: self.epoch,
+        })
+    }
+
+    /// The epoch record written at open, when the store was found wiped (the runtime announces it).
+    pub fn started_epoch(&self) -> Option<&StartedEpoch> {
+        self.started_epoch.as_ref()
+    }
+
+    /// The state of an event's bundle: acknowledged, held, pruned.
+    pub fn bundle_state(&self, event_id: &str) -> Option<&BundleState> {
+        self.index.values().find(|b| b.event_id == event_id)
+    }
+
+    /// Replaces the wall clock the store signs with (tests).
+    pub fn set_clock(&mut self, clock: impl Fn() -> SystemTime + Send + 'static) {
+        self.clock = Box::new(clock);
+    }
+
+    /// Called with each entry appended from now on.
+    pub fn on_append(&mut self, callback: OnAppend) {
+        self.on_append = Some(callback);
     }
 
     fn step(&self, step: Step) {
@@ -203,22 +374,98 @@ impl Store {
         }
     }
 
+    /// The time the next entry is signed with: the clock, unless it is earlier than the last entry's
+    /// `created` (then nothing may be signed: a bundle dated before its predecessor would be evidence
+    /// of a wrong clock, not of an event).
+    pub(super) fn signing_time(&self) -> Result<SystemTime, EvidenceError> {
+        let now = UNIX_EPOCH + Duration::from_millis(millis((self.clock)()));
+        match self.last_created {
+            Some((created, sequence)) if millis(now) < created => Err(EvidenceError::ClockBehind {
+                now: time(now),
+                created: time(UNIX_EPOCH + Duration::from_millis(created)),
+                sequence,
+            }),
+            _ => Ok(now),
+        }
+    }
+
+    /// The fields every v2 manifest starts with (docs/evidence.md, "Chain entries").
+    pub(super) fn chain_fields(&self, entry: EntryType, created: SystemTime) -> serde_json::Map<String, Value> {
+        let Value::Object(fields) = json!({
+            "schema": SCHEMA_V2,
+            "type": entry.as_str(),
+            "sequence": self.next_sequence,
+            "previous_manifest_sha256": self.last_manifest_sha256,
+            "epoch": self.epoch,
+            "device": {"site": self.site, "device": self.device, "public_key": self.key.public().to_base64()},
+            "created": time(created),
+        }) else {
+            unreachable!("an object")
+        };
+        fields
+    }
+
+    /// The last steps of every entry, once its files are synced in `tmp`: rename into place, fsync the
+    /// parent, move the chain on, record the head outside the store, tell the runtime.
+    pub(super) fn commit(
+        &mut self,
+        tmp: &Path,
+        id: &str,
+        entry: EntryType,
+        manifest: &[u8],
+        created: SystemTime,
+    ) -> Result<EntryInfo, EvidenceError> {
+        let final_dir = self.dir.join(format!("{:010}-{id}", self.next_sequence));
+        std::fs::rename(tmp, &final_dir).map_err(io(&final_dir))?;
+        self.step(Step::Renamed);
+        fsync_dir(&self.dir)?;
+        self.step(Step::ParentSynced);
+        let info = EntryInfo {
+            dir: final_dir,
+            sequence: self.next_sequence,
+            manifest_sha256: sha256_hex(manifest),
+            epoch: self.epoch,
+            entry,
+        };
+        self.next_sequence += 1;
+        self.last_manifest_sha256 = info.manifest_sha256.clone();
+        self.last_created = Some((millis(created), info.sequence));
+        if let Some(file) = &self.head_file {
+            // The entry is written: failing here must not make the caller write it again. A head left
+            // behind is adopted at the next start (the store contains it).
+            if let Err(e) = head::write(file, &info.head()) {
+                tracing::error!(error = %e, head = %info.head().id(),
+                    "cannot record the evidence head outside the store (it is adopted from the store at the next start)");
+            }
+        }
+        if let Some(callback) = &self.on_append {
+            callback(&info);
+        }
+        Ok(info)
+    }
+
     /// Writes one bundle, following docs/evidence.md step by step.
     pub fn write(&mut self, req: &EvidenceRequest) -> Result<BundleInfo, EvidenceError> {
+        let created = self.signing_time()?;
         let tmp = self.dir.join(format!(".tmp-{}", req.event_id));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
         std::fs::create_dir(&tmp).map_err(io(&tmp))?;
         self.step(Step::TempDirCreated);
-        let result = self.write_into(&tmp, req);
+        let result = self.write_into(&tmp, req, created);
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
         result
     }
 
-    fn write_into(&mut self, tmp: &Path, req: &EvidenceRequest) -> Result<BundleInfo, EvidenceError> {
+    fn write_into(
+        &mut self,
+        tmp: &Path,
+        req: &EvidenceRequest,
+        created: SystemTime,
+    ) -> Result<BundleInfo, EvidenceError> {
         let clip_path = tmp.join("clip.mp4");
         let info = clip::cut(&req.recordings, req.clip_from, req.clip_to, &clip_path)
             .map_err(|e| EvidenceError::Clip(e.to_string()))?;
@@ -238,11 +485,7 @@ impl Store {
         self.step(Step::SnapshotWritten);
 
         let clip_bytes = std::fs::read(&clip_path).map_err(io(&clip_path))?;
-        let manifest = json!({
-            "schema": SCHEMA,
-            "sequence": self.next_sequence,
-            "previous_manifest_sha256": self.last_manifest_sha256,
-            "device": {"site": self.site, "device": self.device, "public_key": self.key.public().to_base64()},
+        let content = json!({
             "event": {
                 "id": req.event_id.to_string(),
                 "kind": req.kind,
@@ -268,8 +511,10 @@ impl Store {
                 "clip.mp4": {"sha256": sha256_hex(&clip_bytes), "bytes": clip_bytes.len()},
                 "snapshot.jpg": {"sha256": sha256_hex(&jpeg), "bytes": jpeg.len()},
             },
-            "created": time(SystemTime::now()),
         });
+        let mut manifest = self.chain_fields(EntryType::Bundle, created);
+        manifest.extend(content.as_object().cloned().unwrap_or_default());
+        let manifest = Value::Object(manifest);
         let bytes = canonical::to_bytes(&manifest).map_err(|e| EvidenceError::Manifest(e.to_string()))?;
         let manifest_path = tmp.join("manifest.json");
         std::fs::write(&manifest_path, &bytes).map_err(io(&manifest_path))?;
@@ -285,15 +530,9 @@ impl Store {
         fsync_dir(tmp)?;
         self.step(Step::FilesSynced);
 
-        let final_dir = self.dir.join(format!("{:010}-{}", self.next_sequence, req.event_id));
-        std::fs::rename(tmp, &final_dir).map_err(io(&final_dir))?;
-        self.step(Step::Renamed);
-        fsync_dir(&self.dir)?;
-        self.step(Step::ParentSynced);
-
-        let info = BundleInfo { dir: final_dir, sequence: self.next_sequence, manifest_sha256: sha256_hex(&bytes) };
-        self.next_sequence += 1;
-        self.last_manifest_sha256 = info.manifest_sha256.clone();
+        let info = self.commit(tmp, &req.event_id.to_string(), EntryType::Bundle, &bytes, created)?;
+        let state = BundleState::new(&info, &req.event_id.to_string(), millis(created), records::listed(&manifest));
+        self.index.insert(info.sequence, state);
         Ok(info)
     }
 }
@@ -307,58 +546,4 @@ pub fn find(dir: &Path, event_id: &str) -> Result<PathBuf, EvidenceError> {
             path.file_name().and_then(|n| n.to_str()).and_then(parse_bundle_name).is_some_and(|(_, id)| id == event_id)
         })
         .ok_or_else(|| EvidenceError::UnknownEvent(event_id.to_owned()))
-}
-
-fn write_marker(bundle: &Path, name: &str, text: &str) -> Result<(), EvidenceError> {
-    let path = bundle.join(name);
-    std::fs::write(&path, text).map_err(io(&path))?;
-    std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(io(&path))?;
-    fsync_dir(bundle)
-}
-
-/// Records that the platform acknowledged the event (called by delivery).
-pub fn acknowledge(dir: &Path, event_id: &str, at: SystemTime) -> Result<(), EvidenceError> {
-    write_marker(&find(dir, event_id)?, "ACKED", &format!("{}\n", time(at)))
-}
-
-/// Places a legal hold: the bundle is never pruned.
-pub fn hold(dir: &Path, event_id: &str, reason: &str, at: SystemTime) -> Result<PathBuf, EvidenceError> {
-    let bundle = find(dir, event_id)?;
-    write_marker(&bundle, "HOLD", &format!("{}\n{reason}\n", time(at)))?;
-    Ok(bundle)
-}
-
-pub fn release(dir: &Path, event_id: &str) -> Result<PathBuf, EvidenceError> {
-    let bundle = find(dir, event_id)?;
-    let marker = bundle.join("HOLD");
-    if marker.exists() {
-        std::fs::remove_file(&marker).map_err(io(&marker))?;
-        fsync_dir(&bundle)?;
-    }
-    Ok(bundle)
-}
-
-/// Removes the media of bundles that are acknowledged, older than `keep` and not held, leaving manifest,
-/// signature and a `PRUNED` marker so the chain stays verifiable. Returns how many were pruned.
-pub fn prune(dir: &Path, keep: Duration, now: SystemTime) -> Result<usize, EvidenceError> {
-    let mut pruned = 0;
-    for (_, bundle) in bundles(dir)? {
-        if !bundle.join("ACKED").exists() || bundle.join("HOLD").exists() || bundle.join("PRUNED").exists() {
-            continue;
-        }
-        let manifest = bundle.join("manifest.json");
-        let modified = std::fs::metadata(&manifest).and_then(|m| m.modified()).map_err(io(&manifest))?;
-        if now.duration_since(modified).unwrap_or_default() < keep {
-            continue;
-        }
-        write_marker(&bundle, "PRUNED", &format!("{}\n", time(now)))?;
-        for name in ["clip.mp4", "snapshot.jpg"] {
-            let path = bundle.join(name);
-            if path.exists() {
-                std::fs::remove_file(&path).map_err(io(&path))?;
-            }
-        }
-        pruned += 1;
-    }
-    Ok(pruned)
 }

@@ -65,10 +65,11 @@ pub enum EventKind {
     DialysisSessionUnverifiable,
     RecordingStopped,
     RecordingResumed,
+    EvidenceEpoch,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 21] = [
+    pub const ALL: [EventKind; 22] = [
         EventKind::CameraOffline,
         EventKind::CameraOnline,
         EventKind::CameraTamper,
@@ -90,6 +91,7 @@ impl EventKind {
         EventKind::DialysisSessionUnverifiable,
         EventKind::RecordingStopped,
         EventKind::RecordingResumed,
+        EventKind::EvidenceEpoch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -115,6 +117,7 @@ impl EventKind {
             EventKind::DialysisSessionUnverifiable => "dialysis_session_unverifiable",
             EventKind::RecordingStopped => "recording_stopped",
             EventKind::RecordingResumed => "recording_resumed",
+            EventKind::EvidenceEpoch => "evidence_epoch",
         }
     }
 
@@ -197,6 +200,7 @@ pub enum Details {
     Dialysis(DialysisDetails),
     RecordingStopped(ReasonDetails),
     RecordingResumed(RecordingResumedDetails),
+    EvidenceEpoch(EvidenceEpochDetails),
 }
 
 /// `camera_online`: `{}`.
@@ -222,6 +226,62 @@ pub struct EvidenceReadyDetails {
     pub bundle: String,
     pub sequence: u64,
     pub manifest_sha256: String,
+    /// The evidence chain's head after this bundle.
+    pub chain_head: ChainHead,
+}
+
+/// A head of the evidence chain: its last entry (docs/evidence.md, "Head, epochs").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainHead {
+    pub sequence: u64,
+    pub manifest_sha256: String,
+    pub epoch: u64,
+}
+
+/// `evidence_epoch`: the evidence store was found empty although the agent had written entries; a new
+/// epoch starts with a signed `epoch` record chained to the last head written (no sequence is reused).
+#[derive(Debug, Clone, Serialize)]
+pub struct EvidenceEpochDetails {
+    pub epoch: u64,
+    /// The `epoch` record: the new head.
+    pub chain_head: ChainHead,
+    /// The last head written before the store was found empty.
+    pub previous_head: ChainHead,
+    pub reason: String,
+}
+
+/// The retained `…/evidence/head` message: the chain's head, republished after every new entry and on
+/// every connection, so the platform always holds the latest head outside the box.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EvidenceHead {
+    pub schema: &'static str,
+    pub site: String,
+    pub device: String,
+    pub sequence: u64,
+    pub manifest_sha256: String,
+    pub epoch: u64,
+    pub at: String,
+}
+
+pub const EVIDENCE_HEAD_SCHEMA: &str = "vigil.evidence-head.v1";
+
+/// `<base>/evidence/head`.
+pub fn head_topic(base: &str) -> String {
+    format!("{base}/evidence/head")
+}
+
+impl EvidenceHead {
+    pub fn new(site: &str, device: &str, head: &ChainHead, at: SystemTime) -> EvidenceHead {
+        EvidenceHead {
+            schema: EVIDENCE_HEAD_SCHEMA,
+            site: site.to_owned(),
+            device: device.to_owned(),
+            sequence: head.sequence,
+            manifest_sha256: head.manifest_sha256.clone(),
+            epoch: head.epoch,
+            at: time(at),
+        }
+    }
 }
 
 /// A judged face at a settlement window (docs/mqtt-api.md, "Judged faces").
@@ -679,12 +739,14 @@ pub fn evidence_record(
     bundle: &str,
     sequence: u64,
     manifest_sha256: &str,
+    chain_head: ChainHead,
 ) -> NewRecord {
     let details = EvidenceReadyDetails {
         for_event_id: event_id.to_owned(),
         bundle: bundle.to_owned(),
         sequence,
         manifest_sha256: manifest_sha256.to_owned(),
+        chain_head,
     };
     let payload = evidence_payload(site, device, camera, details, SystemTime::now());
     NewRecord {
@@ -693,6 +755,33 @@ pub fn evidence_record(
         payload: serde_json::to_vec(&to_json(&payload)).unwrap_or_default(),
         camera: Some(camera.to_owned()),
         evidence: Some(event_id.to_owned()),
+    }
+}
+
+/// The payload of the `evidence_epoch` event (about the box: no camera).
+pub fn epoch_payload(site: &str, device: &str, details: EvidenceEpochDetails, at: SystemTime) -> EventPayload {
+    EventPayload {
+        schema: SCHEMA,
+        event_id: uuid::Uuid::now_v7().to_string(),
+        kind: EventKind::EvidenceEpoch,
+        site: site.to_owned(),
+        device: device.to_owned(),
+        camera: None,
+        at: time(at),
+        details: Details::EvidenceEpoch(details),
+        evidence: None,
+    }
+}
+
+/// The `evidence_epoch` record announcing a new chain epoch.
+pub fn epoch_record(base: &str, site: &str, device: &str, details: EvidenceEpochDetails) -> NewRecord {
+    let payload = epoch_payload(site, device, details, SystemTime::now());
+    NewRecord {
+        event_id: payload.event_id.clone(),
+        topic: format!("{base}/events/{}", EventKind::EvidenceEpoch.as_str()),
+        payload: serde_json::to_vec(&to_json(&payload)).unwrap_or_default(),
+        camera: None,
+        evidence: None,
     }
 }
 

@@ -24,6 +24,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tracing::{debug, error, info, warn};
 
 use super::commands::{self, Registry};
+use super::events::{self, EvidenceHead};
 use crate::evidence::keys::PublicKey;
 use crate::outbox::Outbox;
 
@@ -370,6 +371,9 @@ pub struct Publisher {
     /// the record's evidence bundle acknowledged with it (the publisher never touches evidence files);
     /// benchmarks measure latency with it.
     pub on_delivered: Option<Arc<dyn Fn(&Delivered) + Send + Sync>>,
+    /// The evidence chain's head, published retained on `…/evidence/head` on every connection and
+    /// whenever it changes (the runtime passes it in: the publisher reads no evidence files).
+    pub head: Option<tokio::sync::watch::Receiver<Option<EvidenceHead>>>,
 }
 
 /// A record the broker acknowledged.
@@ -538,6 +542,7 @@ impl Publisher {
                             extra: rx,
                             base: self.settings.base_topic.clone(),
                             counters: self.counters.clone(),
+                            head: self.head.clone(),
                         })));
                     }
                 }
@@ -696,6 +701,30 @@ struct SendLoop {
     extra: mpsc::UnboundedReceiver<Extra>,
     base: String,
     counters: Arc<PublisherCounters>,
+    head: Option<tokio::sync::watch::Receiver<Option<EvidenceHead>>>,
+}
+
+/// Resolves when the head changes; never without a head to watch (or once its sender is gone).
+async fn head_changed(head: &mut Option<tokio::sync::watch::Receiver<Option<EvidenceHead>>>) {
+    if let Some(rx) = head {
+        if rx.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
+/// The head to publish now: the current one when `all` (a new connection, or [`head_changed`] fired),
+/// else only one that changed meanwhile.
+fn head_to_send(
+    head: &mut Option<tokio::sync::watch::Receiver<Option<EvidenceHead>>>,
+    all: bool,
+) -> Option<EvidenceHead> {
+    let rx = head.as_mut()?;
+    if !all && !rx.has_changed().unwrap_or(false) {
+        return None;
+    }
+    rx.borrow_and_update().clone()
 }
 
 /// All publishing of one connection: subscribe, birth, then records oldest first within the window.
@@ -711,8 +740,17 @@ async fn send_loop(mut s: SendLoop) {
     if !publish(&s, None, format!("{}/status", s.base), b"online".to_vec(), true).await {
         return;
     }
+    let head_topic = events::head_topic(&s.base);
+    // The current head on a new connection, then each change.
+    let mut send_head = true;
     let mut last_sent = 0i64;
     loop {
+        if let Some(head) = head_to_send(&mut s.head, std::mem::take(&mut send_head)) {
+            let payload = serde_json::to_vec(&head).unwrap_or_default();
+            if !publish(&s, None, head_topic.clone(), payload, true).await {
+                return;
+            }
+        }
         while let Ok(Extra::Publish { topic, payload, retain }) = s.extra.try_recv() {
             if !publish(&s, None, topic, payload, retain).await {
                 return;
@@ -739,6 +777,7 @@ async fn send_loop(mut s: SendLoop) {
                             return;
                         }
                     }
+                    _ = head_changed(&mut s.head) => send_head = true,
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
             }

@@ -1,8 +1,13 @@
 //! The evidence task: writes each requested bundle once its post-roll is recorded, retries what fails,
-//! and announces each written bundle through the outbox.
+//! and announces each written bundle through the outbox. And the acknowledgement task, which appends
+//! the `ack` records of delivered bundles.
+//!
+//! One `Store` appends to the chain (a chain has one writer): the evidence task, the acknowledgement
+//! task and retention share it behind a mutex ([`SharedStore`]); `vigil hold` opens it only while no
+//! agent runs.
 
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
@@ -10,9 +15,24 @@ use tracing::{error, info, warn};
 
 use super::Shutdown;
 use super::sink::Emitter;
+use crate::evidence::head::Head;
 use crate::evidence::pending::Pending;
-use crate::evidence::store::{self, EvidenceRequest, Store};
+use crate::evidence::store::{self, EvidenceError, EvidenceRequest, Store};
 use crate::publish::events;
+
+/// The one writer of the evidence chain, shared by the threads that append to it.
+pub type SharedStore = Arc<Mutex<Store>>;
+
+/// The store, also after a thread panicked holding it (its state is updated only after each entry is
+/// durable, so what it holds stays true).
+pub fn lock(store: &SharedStore) -> MutexGuard<'_, Store> {
+    store.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A head as events carry it.
+pub fn chain_head(head: &Head) -> events::ChainHead {
+    events::ChainHead { sequence: head.sequence, manifest_sha256: head.manifest_sha256.clone(), epoch: head.epoch }
+}
 
 /// A request waiting for its bundle.
 struct Waiting {
@@ -35,7 +55,7 @@ fn evidence_retry_after(failures: u32) -> Duration {
 /// logged at ERROR once per episode (until a bundle is written again). On shutdown, pending bundles are
 /// tried once with what was recorded so far; those failing are written at the next start.
 pub fn start(
-    store: Store,
+    store: SharedStore,
     saved: Arc<Pending>,
     requests: mpsc::Receiver<EvidenceRequest>,
     shutdown: &Shutdown,
@@ -48,14 +68,14 @@ pub fn start(
 }
 
 fn evidence_worker(
-    mut store: Store,
+    store: SharedStore,
     saved: &Arc<Pending>,
     requests: mpsc::Receiver<EvidenceRequest>,
     stop: &Shutdown,
     emitter: &Emitter,
 ) {
     const MARGIN: Duration = Duration::from_secs(3);
-    let announce = |request: &EvidenceRequest, bundle: &store::BundleInfo| {
+    let announce = |request: &EvidenceRequest, bundle: &store::BundleInfo, head: Option<Head>| {
         let name = bundle.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let (saved, event_id) = (saved.clone(), request.event_id);
         // The saved request is removed only once the outbox holds the announcement (it may wait in memory
@@ -69,6 +89,7 @@ fn evidence_worker(
             &name,
             bundle.sequence,
             &bundle.manifest_sha256,
+            chain_head(&head.unwrap_or_else(|| bundle.head())),
         );
         let (kind, camera, sequence) = (request.kind.clone(), request.camera.clone(), bundle.sequence);
         let announcement = record.event_id.clone();
@@ -90,8 +111,12 @@ fn evidence_worker(
     // announced when the bundle was written but the request not yet removed.
     let mut pending: Vec<Waiting> = Vec::new();
     for request in saved.load_all() {
-        match store.existing(request.event_id) {
-            Ok(Some(bundle)) => announce(&request, &bundle),
+        let (existing, head) = {
+            let store = lock(&store);
+            (store.existing(request.event_id), store.head())
+        };
+        match existing {
+            Ok(Some(bundle)) => announce(&request, &bundle, head),
             Ok(None) => pending.push(waiting_for(request)),
             Err(e) => error!(event = %request.event_id, error = %e, "cannot check the evidence store"),
         }
@@ -120,8 +145,12 @@ fn evidence_worker(
             }
             pending[i].tried_at_stop = stopping;
             let waiting = pending.len();
-            match store.write(&pending[i].request) {
-                Ok(bundle) => {
+            let written = {
+                let mut store = lock(&store);
+                store.write(&pending[i].request).map(|bundle| (bundle, store.head()))
+            };
+            match written {
+                Ok((bundle, head)) => {
                     let w = pending.remove(i);
                     let request = &w.request;
                     info!(event = %request.event_id, kind = %request.kind, camera = %request.camera,
@@ -134,7 +163,7 @@ fn evidence_worker(
                             "evidence bundles are written again"
                         );
                     }
-                    announce(request, &bundle);
+                    announce(request, &bundle, head);
                 }
                 Err(e) => {
                     let w = &mut pending[i];
@@ -148,7 +177,12 @@ fn evidence_worker(
                     // written: a bundle that keeps failing (its video was never recorded) does not raise
                     // a new ERROR each time another one is written in between; a WARN at its 8th, 16th,
                     // 32nd, … failure keeps it visible.
-                    if w.failures >= 8 && w.failures.is_power_of_two() {
+                    if matches!(e, EvidenceError::ClockBehind { .. }) {
+                        // An operator must fix the clock: said every time, not once per episode.
+                        error!(event = %request.event_id, kind = %request.kind, camera = %request.camera,
+                            error = %e, failures = w.failures, retry_in = ?retry, saved = saved_now,
+                            "evidence bundle not signed: kept and retried");
+                    } else if w.failures >= 8 && w.failures.is_power_of_two() {
                         warn!(event = %request.event_id, kind = %request.kind, camera = %request.camera,
                             error = %e, failures = w.failures, "evidence bundle still not written; retried");
                     } else if w.failures > 1 {
@@ -178,4 +212,53 @@ fn evidence_worker(
              (unsaved ones, if any, are lost)"
         );
     }
+}
+
+/// A delivered `evidence_ready`: the event whose bundle the platform acknowledged, and when.
+pub type Ack = (String, SystemTime);
+
+/// Acknowledgements that fail (a full disk, a clock behind the chain) are retried this often.
+const ACK_RETRY: Duration = Duration::from_secs(30);
+
+/// The acknowledgement task: appends an `ack` record for each delivered bundle (the publisher only
+/// sends on the channel: it never waits for the store, which may be busy writing a bundle). Runs until
+/// every sender is gone (the publisher stopped), having tried what was sent.
+pub fn start_acks(store: SharedStore) -> std::io::Result<(mpsc::Sender<Ack>, JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel::<Ack>();
+    let thread = std::thread::Builder::new().name("vigil-acks".into()).spawn(move || {
+        let mut failed: Vec<Ack> = Vec::new();
+        let mut retry_at = std::time::Instant::now() + ACK_RETRY;
+        let mut open = true;
+        while open {
+            let mut due: Vec<Ack> = Vec::new();
+            match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(ack) => due.push(ack),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
+            }
+            if !open || std::time::Instant::now() >= retry_at {
+                due.append(&mut failed);
+                retry_at = std::time::Instant::now() + ACK_RETRY;
+            }
+            for (event, at) in due {
+                match lock(&store).acknowledge(&event, at) {
+                    Ok(_) => {}
+                    Err(e @ EvidenceError::UnknownEvent(_)) => {
+                        warn!(event, error = %e, "delivered evidence_ready names no bundle of this store")
+                    }
+                    Err(e) => {
+                        warn!(event, error = %e, retry_in = ?ACK_RETRY, "cannot record the bundle's acknowledgement");
+                        failed.push((event, at));
+                    }
+                }
+            }
+        }
+        if !failed.is_empty() {
+            error!(
+                bundles = failed.len(),
+                "acknowledgements not recorded at shutdown: those bundles stay unacknowledged (never pruned)"
+            );
+        }
+    })?;
+    Ok((tx, thread))
 }

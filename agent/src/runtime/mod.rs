@@ -41,7 +41,7 @@ use crate::decide::Decision;
 use crate::decide::settlement::{SettlementRules, Transactions, Watch};
 use crate::evidence::keys::DeviceKey;
 use crate::evidence::pending::Pending;
-use crate::evidence::store::{EvidenceRequest, Store};
+use crate::evidence::store::{EvidenceRequest, OpenOptions, Store};
 use crate::gallery::Gallery;
 use crate::gallery::search::SearchIndex;
 use crate::gallery::settlements::SettlementLog;
@@ -79,7 +79,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let mut models = load_models(&config)?;
     let state = State::open(&config)?;
     pipeline::init()?;
-    let store = open_store(&config, &models)?;
+    let mut store = open_store(&config, &models)?;
     let (decisions_tx, decisions_rx) = mpsc::channel::<Decision>();
     let (evidence_tx, evidence_rx) = mpsc::channel::<EvidenceRequest>();
     let pending = Arc::new(Pending::new(&config.storage.data_dir.join("evidence-pending")));
@@ -110,8 +110,23 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
         &config.site.id,
         &config.site.device_id,
     );
+    let emitter = Emitter::new(outbox.clone(), wake.clone(), &base, &config.site.id, &config.site.device_id);
+    announce_epoch(&store, &emitter);
+    // The chain's head, retained on MQTT: now, and after every entry appended.
+    let head_now = |head: &crate::evidence::head::Head| {
+        let at = SystemTime::now();
+        events::EvidenceHead::new(&config.site.id, &config.site.device_id, &evidence::chain_head(head), at)
+    };
+    let (head_tx, head_rx) = tokio::sync::watch::channel(store.head().as_ref().map(head_now));
+    let (site, device) = (config.site.id.clone(), config.site.device_id.clone());
+    store.on_append(Box::new(move |entry| {
+        let head = evidence::chain_head(&entry.head());
+        head_tx.send_replace(Some(events::EvidenceHead::new(&site, &device, &head, SystemTime::now())));
+    }));
+    let store = Arc::new(Mutex::new(store));
+    let (acks, acks_thread) = evidence::start_acks(store.clone())?;
     let (deliver_stop, deliver_rx) = tokio::sync::watch::channel(false);
-    let publisher = start_publisher(&config, &base, &outbox, &wake, deliver_rx, registry)?;
+    let publisher = start_publisher(&config, &base, &outbox, &wake, deliver_rx, registry, acks, head_rx)?;
     let shutdown = Shutdown::new();
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     for camera in &config.cameras {
@@ -144,9 +159,8 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     // Only the camera and scheduler threads may hold decision senders from here on: when they are
     // joined at shutdown, the channels close and the decision and evidence workers finish.
     drop((presence, decisions_tx, evidence_tx));
-    let emitter = Emitter::new(outbox.clone(), wake.clone(), &base, &config.site.id, &config.site.device_id);
-    let evidence = evidence::start(store, pending.clone(), evidence_rx, &shutdown, emitter.clone())?;
-    let retention = retention::start(&config, &shutdown, state.shared.settled.clone())?;
+    let evidence = evidence::start(store.clone(), pending.clone(), evidence_rx, &shutdown, emitter.clone())?;
+    let retention = retention::start(&config, &shutdown, state.shared.settled.clone(), store.clone())?;
     let decisions = sink::DecisionTask::start(decisions_rx, emitter)?;
     info!(site = %config.site.id, device = %config.site.device_id, cameras = config.cameras.len(), "vigil started");
 
@@ -169,6 +183,15 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let _ = deliver_stop.send(true);
     if let Some(task) = publisher {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    // The publisher is gone (its acknowledgement sender with it): the acknowledgements it sent last are
+    // recorded now.
+    let acks_left = tokio::task::spawn_blocking(move || {
+        join_within(vec![acks_thread], std::time::Instant::now() + Duration::from_secs(2))
+    })
+    .await?;
+    if !acks_left.is_empty() {
+        warn!("the acknowledgement task is still busy at the deadline; left behind");
     }
     info!("stopped cleanly");
     drop(lock);
@@ -228,13 +251,50 @@ pub fn settlement_rules(config: &Config) -> SettlementRules {
 }
 
 /// The evidence store, signing with the device's key: refuses to run without it, or with a key others
-/// can read.
+/// can read; refuses a store whose end was removed (the head recorded in `<data_dir>/evidence-head`
+/// says so), starts a new epoch after a wipe.
 fn open_store(config: &Config, models: &Models) -> anyhow::Result<Store> {
     let key_file = config.storage.key_file(&config.evidence);
     let key = DeviceKey::load(&key_file)?;
     info!(public_key = %key.public().to_base64(), path = %key_file.display(), "device key loaded");
     let model_hashes = models.set.models.iter().map(|m| (m.name.clone(), m.sha256.clone())).collect();
-    Ok(Store::open(&config.storage.evidence_dir(), key, &config.site.id, &config.site.device_id, model_hashes)?)
+    let (site, device) = (&config.site.id, &config.site.device_id);
+    let store = Store::open_with(
+        &config.storage.evidence_dir(),
+        key,
+        site,
+        device,
+        model_hashes,
+        &store_options(config, false),
+    )?;
+    match store.head() {
+        Some(head) => info!(head = %head.id(), epoch = head.epoch, "evidence chain open"),
+        None => info!("evidence chain open: empty, the first bundle starts it"),
+    }
+    Ok(store)
+}
+
+/// How the agent (and `vigil hold`) open the evidence store.
+pub fn store_options(config: &Config, refuse_new_epoch: bool) -> OpenOptions {
+    OpenOptions {
+        head_file: Some(config.storage.data_dir.join("evidence-head")),
+        evidence_days: config.retention.evidence_days,
+        refuse_new_epoch,
+    }
+}
+
+/// A new epoch started at open (the store was found wiped): the platform is told, through the outbox.
+fn announce_epoch(store: &Store, emitter: &Emitter) {
+    let Some(started) = store.started_epoch() else { return };
+    let details = events::EvidenceEpochDetails {
+        epoch: started.entry.epoch,
+        chain_head: evidence::chain_head(&started.entry.head()),
+        previous_head: evidence::chain_head(&started.previous),
+        reason: started.reason.clone(),
+    };
+    let record = events::epoch_record(&emitter.base, &emitter.site, &emitter.device, details);
+    let (epoch, sequence) = (started.entry.epoch, started.entry.sequence);
+    emitter.emit(record, move || info!(epoch, sequence, "new evidence chain epoch announced"));
 }
 
 type WatchChannels = (HashMap<String, mpsc::Sender<Watch>>, HashMap<String, mpsc::Receiver<Watch>>);
@@ -270,6 +330,7 @@ fn command_registry(
 }
 
 /// The MQTT publisher task, when `[mqtt]` is configured.
+#[allow(clippy::too_many_arguments)]
 fn start_publisher(
     config: &Config,
     base: &str,
@@ -277,6 +338,8 @@ fn start_publisher(
     wake: &Arc<tokio::sync::Notify>,
     shutdown: tokio::sync::watch::Receiver<bool>,
     registry: Arc<Registry>,
+    acks: mpsc::Sender<evidence::Ack>,
+    head: tokio::sync::watch::Receiver<Option<events::EvidenceHead>>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(mqtt) = &config.mqtt else {
         warn!("no [mqtt] in the config: events are kept in the outbox until a broker is configured");
@@ -289,7 +352,8 @@ fn start_publisher(
         shutdown,
         counters: Arc::new(PublisherCounters::default()),
         registry,
-        on_delivered: Some(mqtt::acknowledge_bundles(config.storage.evidence_dir())),
+        on_delivered: Some(mqtt::acknowledge_bundles(acks)),
+        head: Some(head),
     };
     info!(host = %redact_url(&mqtt.host), topics = %base, "MQTT delivery configured");
     Ok(Some(tokio::spawn(publisher.run())))

@@ -61,14 +61,15 @@ pub fn publisher_settings(
     })
 }
 
-/// Marks a delivered record's evidence bundle acknowledged (the publisher does not touch evidence files).
+/// Sends each delivered record's evidence bundle to the acknowledgement task (the publisher does not
+/// touch evidence files, and must not wait for the store).
 pub fn acknowledge_bundles(
-    dir: std::path::PathBuf,
+    acks: std::sync::mpsc::Sender<super::evidence::Ack>,
 ) -> std::sync::Arc<dyn Fn(&crate::publish::publisher::Delivered) + Send + Sync> {
     std::sync::Arc::new(move |delivered: &crate::publish::publisher::Delivered| {
         if let Some(event) = &delivered.evidence {
-            if let Err(e) = crate::evidence::store::acknowledge(&dir, event, std::time::SystemTime::now()) {
-                tracing::warn!(event, error = %e, "cannot mark the evidence bundle acknowledged");
+            if acks.send((event.clone(), std::time::SystemTime::now())).is_err() {
+                tracing::warn!(event, "the acknowledgement task has stopped: the bundle stays unacknowledged");
             }
         }
     })

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 use tracing::{error, info, warn};
 
 use super::Shutdown;
+use super::evidence::{SharedStore, lock};
 use crate::config::Config;
-use crate::evidence::store;
 use crate::gallery::settlements::SettlementLog;
 use crate::source::recorder;
 
@@ -18,22 +18,26 @@ const FREE_SPACE_EVERY: Duration = Duration::from_secs(1);
 
 /// Every second and after each closed segment: keep free disk space above `retention.min_free_bytes` by
 /// deleting as many of the oldest recording segments as it takes (never evidence, never video pinned by a bundle not yet written).
-/// Every minute: prune acknowledged, expired, unheld bundles and expired settlement faces.
+/// Every minute: prune acknowledged, expired, unheld bundles (through the one store: a prune record is
+/// a chain entry) and expired settlement faces.
 pub fn start(
     config: &Config,
     shutdown: &Shutdown,
     settled: Arc<Mutex<SettlementLog>>,
+    store: SharedStore,
 ) -> std::io::Result<JoinHandle<()>> {
     let (config, stop) = (config.clone(), shutdown.clone());
-    std::thread::Builder::new().name("vigil-retention".into()).spawn(move || retention_worker(&config, &stop, &settled))
+    std::thread::Builder::new()
+        .name("vigil-retention".into())
+        .spawn(move || retention_worker(&config, &stop, &settled, &store))
 }
 
-fn retention_worker(config: &Config, stop: &Shutdown, settled: &Mutex<SettlementLog>) {
+fn retention_worker(config: &Config, stop: &Shutdown, settled: &Mutex<SettlementLog>, store: &SharedStore) {
     let recordings = config.storage.recordings_dir();
     let _ = std::fs::create_dir_all(&recordings);
     let evidence_dir = config.storage.evidence_dir();
     let min_free = config.retention.min_free_bytes.0;
-    let keep = Duration::from_secs(u64::from(config.retention.evidence_days) * 86_400);
+    let evidence_days = config.retention.evidence_days;
     let mut floor = recorder::FloorWatch::default();
     let mut check_failing = false;
     let (mut next_check, mut next_prune) = (std::time::Instant::now(), std::time::Instant::now());
@@ -114,9 +118,15 @@ fn retention_worker(config: &Config, stop: &Shutdown, settled: &Mutex<Settlement
             Ok(n) => info!(forgotten = n, "settlement faces past settlement.face_retention_days deleted"),
             Err(e) => error!(error = %e, "cannot delete expired settlement faces"),
         }
-        match store::prune(&evidence_dir, keep, SystemTime::now()) {
+        // A signed prune record names what is removed, before it is.
+        let pruned = lock(store).prune(evidence_days, SystemTime::now());
+        match pruned {
             Ok(0) => {}
-            Ok(n) => info!(pruned = n, "media of acknowledged, expired evidence bundles removed (manifests kept)"),
+            Ok(n) => info!(
+                pruned = n,
+                "media of acknowledged, expired evidence bundles removed (manifests kept, \
+                a signed prune record names them)"
+            ),
             Err(e) => warn!(error = %e, "evidence retention failed"),
         }
     }

@@ -89,6 +89,7 @@ pub fn delivery(scratch: &Path, port: u16, appends: usize, events: usize, rate: 
                 l.lock().unwrap().push(at.elapsed().as_secs_f64() * 1000.0);
             }
         })),
+        head: None,
     };
     let thread = std::thread::spawn(move || {
         tokio::runtime::Builder::new_multi_thread()
