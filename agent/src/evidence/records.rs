@@ -504,3 +504,257 @@ fn remove_files<'a>(dir: &Path, names: impl Iterator<Item = &'a String>) -> Resu
     }
     if removed { fsync_dir(dir) } else { Ok(()) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::head;
+    use crate::evidence::keys::DeviceKey;
+    use crate::evidence::store::{GENESIS, OpenOptions, SCHEMA_V2};
+
+    /// 2026-11-24T10:00:00Z.
+    fn t0() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_795_514_400)
+    }
+
+    struct Fixture {
+        _root: tempfile::TempDir,
+        dir: PathBuf,
+        head_file: PathBuf,
+        key_file: PathBuf,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let root = tempfile::tempdir().unwrap();
+            let key_file = root.path().join("keys/device.pem");
+            DeviceKey::init(&key_file).unwrap();
+            Fixture {
+                dir: root.path().join("evidence"),
+                head_file: root.path().join("evidence-head"),
+                key_file,
+                _root: root,
+            }
+        }
+
+        fn key(&self) -> DeviceKey {
+            DeviceKey::load(&self.key_file).unwrap()
+        }
+
+        fn open(&self) -> Result<Store, EvidenceError> {
+            let options =
+                OpenOptions { head_file: Some(self.head_file.clone()), evidence_days: 30, ..Default::default() };
+            Store::open_with(&self.dir, self.key(), "hosp", "edge", Vec::new(), &options)
+        }
+
+        /// A bundle as a v1 agent wrote it (schema v1, no type, no epoch), with its two media files.
+        fn v1_bundle(&self, sequence: u64, previous: &str, created: SystemTime) -> (PathBuf, String) {
+            let id = uuid::Uuid::now_v7().to_string();
+            let dir = self.dir.join(format!("{sequence:010}-{id}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut files = Map::new();
+            for (name, bytes) in [("clip.mp4", &b"clip bytes"[..]), ("snapshot.jpg", &b"jpeg bytes"[..])] {
+                std::fs::write(dir.join(name), bytes).unwrap();
+                files.insert(name.into(), json!({"sha256": sha256_hex(bytes), "bytes": bytes.len()}));
+            }
+            let manifest = json!({
+                "schema": SCHEMA_V1,
+                "sequence": sequence,
+                "previous_manifest_sha256": previous,
+                "device": {"site": "hosp", "device": "edge", "public_key": self.key().public().to_base64()},
+                "event": {"id": id, "kind": "camera_tamper", "camera": "ward-1", "at": time(created), "details": {}},
+                "files": files,
+                "created": time(created),
+            });
+            let bytes = canonical::to_bytes(&manifest).unwrap();
+            std::fs::write(dir.join("manifest.json"), &bytes).unwrap();
+            std::fs::write(dir.join("manifest.sig"), self.key().sign(&bytes)).unwrap();
+            (dir, sha256_hex(&bytes))
+        }
+
+        /// Two v1 bundles: (dir, event id) each.
+        fn two_bundles(&self) -> Vec<(PathBuf, String)> {
+            let (a, sha) = self.v1_bundle(1, GENESIS, t0());
+            let (b, _) = self.v1_bundle(2, &sha, t0() + Duration::from_secs(60));
+            [a, b].into_iter().map(|d| (d.clone(), d.file_name().unwrap().to_str().unwrap()[11..].to_owned())).collect()
+        }
+
+        fn manifest(&self, sequence: u64) -> Value {
+            let (_, dir) = bundles(&self.dir).unwrap().into_iter().find(|(s, _)| *s == sequence).unwrap();
+            serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+        }
+    }
+
+    #[test]
+    fn records_are_chain_entries_and_the_state_survives_a_reopen() {
+        let f = Fixture::new();
+        let b = f.two_bundles();
+        let mut store = f.open().unwrap();
+        let ack = store.acknowledge(&b[0].1, t0() + Duration::from_secs(90)).unwrap().unwrap();
+        assert_eq!((ack.sequence, ack.epoch, ack.entry), (3, 1, EntryType::Ack));
+        assert!(store.acknowledge(&b[0].1, t0()).unwrap().is_none(), "acknowledged once");
+        store.hold(&b[1].1, "court case 42").unwrap().unwrap();
+        assert!(store.hold(&b[1].1, "again").unwrap().is_none(), "already held");
+        let m = f.manifest(3);
+        assert_eq!(
+            (m["schema"].as_str(), m["type"].as_str(), m["epoch"].as_u64()),
+            (Some(SCHEMA_V2), Some("ack"), Some(1))
+        );
+        let second = sha256_hex(&std::fs::read(b[1].0.join("manifest.json")).unwrap());
+        assert_eq!(m["previous_manifest_sha256"], second.as_str());
+        assert_eq!(m["record"]["target"]["event_id"], b[0].1.as_str());
+        assert_eq!(m["record"]["target"]["sequence"], 1);
+        assert_eq!(m["record"]["acknowledged_at"], "2026-11-24T10:01:30.000Z");
+        assert_eq!(ack.dir.file_name().unwrap().to_str().unwrap()[11..], *m["record"]["id"].as_str().unwrap());
+        let hold = f.manifest(4);
+        assert_eq!((hold["type"].as_str(), hold["record"]["reason"].as_str()), (Some("hold"), Some("court case 42")));
+        let states = |s: &Store| (s.bundle_state(&b[0].1).cloned().unwrap(), s.bundle_state(&b[1].1).cloned().unwrap());
+        let before = states(&store);
+        assert!(before.0.acked && !before.0.held && before.1.held && !before.1.acked);
+        assert_eq!(head::read(&f.head_file).unwrap(), store.head());
+        drop(store);
+        let mut store = f.open().unwrap();
+        assert_eq!(states(&store), before, "rebuilt from the records");
+        store.release(&b[1].1, "").unwrap().unwrap();
+        assert!(!store.bundle_state(&b[1].1).unwrap().held);
+        assert_eq!(store.head().unwrap().sequence, 5);
+        assert!(matches!(store.hold("no-such-event", "x"), Err(EvidenceError::UnknownEvent(_))));
+    }
+
+    #[test]
+    fn v1_markers_migrate_to_signed_records() {
+        let f = Fixture::new();
+        let b = f.two_bundles();
+        std::fs::write(b[0].0.join("ACKED"), "2026-11-24T11:00:00.000Z\n").unwrap();
+        std::fs::write(b[0].0.join("PRUNED"), "2026-12-30T11:00:00.000Z\n").unwrap();
+        std::fs::remove_file(b[0].0.join("clip.mp4")).unwrap();
+        std::fs::write(b[1].0.join("HOLD"), "2026-11-25T08:00:00.000Z\ncourt case 42\n").unwrap();
+        let store = f.open().unwrap();
+        for (dir, _) in &b {
+            for marker in [ACKED, HOLD, PRUNED] {
+                assert!(!dir.join(marker).exists(), "{marker} left in {}", dir.display());
+            }
+        }
+        let (first, second) = (store.bundle_state(&b[0].1).unwrap(), store.bundle_state(&b[1].1).unwrap());
+        assert!(first.acked && !first.held && second.held && !second.acked);
+        assert_eq!(first.pruned, ["clip.mp4".to_owned(), "snapshot.jpg".to_owned()].into());
+        assert!(!b[0].0.join("snapshot.jpg").exists(), "the interrupted v1 prune is finished");
+        let (ack, prune, hold) = (f.manifest(3), f.manifest(4), f.manifest(5));
+        assert_eq!(ack["type"], "ack");
+        assert_eq!(ack["record"]["acknowledged_at"], "2026-11-24T11:00:00.000Z");
+        assert_eq!(ack["record"]["reason"], "migrated from an unsigned v1 marker written 2026-11-24T11:00:00.000Z");
+        assert_eq!(prune["type"], "prune");
+        assert_eq!(prune["record"]["targets"][0]["removed"], json!(["clip.mp4", "snapshot.jpg"]));
+        assert_eq!(prune["record"]["policy"]["evidence_days"], 30);
+        assert_eq!(prune["record"]["reason"], "migrated from an unsigned v1 marker written 2026-12-30T11:00:00.000Z");
+        assert_eq!(hold["type"], "hold");
+        assert_eq!(
+            hold["record"]["reason"],
+            "migrated from an unsigned v1 marker written 2026-11-25T08:00:00.000Z: court case 42"
+        );
+        drop(store);
+        let store = f.open().unwrap();
+        assert_eq!(store.head().unwrap().sequence, 5, "migrated once");
+    }
+
+    #[test]
+    fn records_are_not_signed_with_a_clock_behind_the_chain() {
+        let f = Fixture::new();
+        let b = f.two_bundles();
+        let mut store = f.open().unwrap();
+        // The last bundle was created at t0 + 60 s; the clock says t0 + 59.5 s.
+        store.set_clock(|| t0() + Duration::from_millis(59_500));
+        let e = store.acknowledge(&b[0].1, t0()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "not signing evidence: the clock (2026-11-24T10:00:59.500Z) is behind the last signed entry \
+             (2026-11-24T10:01:00.000Z, sequence 2); fix the system clock"
+        );
+        assert_eq!(bundles(&f.dir).unwrap().len(), 2, "nothing written");
+        assert!(!store.bundle_state(&b[0].1).unwrap().acked);
+        // The same time is not earlier.
+        store.set_clock(|| t0() + Duration::from_secs(60));
+        assert_eq!(store.acknowledge(&b[0].1, t0()).unwrap().unwrap().sequence, 3);
+    }
+
+    #[test]
+    fn prune_needs_an_ack_age_and_no_hold_and_names_what_it_removes() {
+        let f = Fixture::new();
+        let b = f.two_bundles();
+        let mut store = f.open().unwrap();
+        let day = Duration::from_secs(86_400);
+        assert_eq!(store.prune(1, t0() + 10 * day).unwrap(), 0, "nothing acknowledged");
+        store.acknowledge(&b[0].1, t0()).unwrap();
+        store.acknowledge(&b[1].1, t0()).unwrap();
+        store.hold(&b[1].1, "court").unwrap();
+        assert_eq!(store.prune(1, t0() + day / 2).unwrap(), 0, "younger than a day");
+        assert_eq!(store.prune(1, t0() + 2 * day).unwrap(), 1, "the held one is kept");
+        let prune = f.manifest(6);
+        assert_eq!(prune["type"], "prune");
+        assert_eq!(prune["record"]["targets"].as_array().unwrap().len(), 1);
+        assert_eq!(prune["record"]["targets"][0]["event_id"], b[0].1.as_str());
+        assert_eq!(prune["record"]["targets"][0]["removed"], json!(["clip.mp4", "snapshot.jpg"]));
+        assert_eq!(prune["record"]["policy"], json!({"evidence_days": 1}));
+        assert!(!b[0].0.join("clip.mp4").exists() && b[1].0.join("clip.mp4").exists());
+        assert_eq!(store.prune(1, t0() + 3 * day).unwrap(), 0, "pruned once");
+        store.release(&b[1].1, "case closed").unwrap();
+        assert_eq!(store.prune(1, t0() + 3 * day).unwrap(), 1);
+        assert!(!b[1].0.join("snapshot.jpg").exists());
+    }
+
+    #[test]
+    fn start_up_against_the_recorded_head() {
+        let f = Fixture::new();
+        let b = f.two_bundles();
+        let mut store = f.open().unwrap();
+        assert_eq!(head::read(&f.head_file).unwrap(), store.head(), "adopted and recorded");
+        store.acknowledge(&b[0].1, t0()).unwrap();
+        let at_3 = store.head().unwrap();
+        store.acknowledge(&b[1].1, t0()).unwrap();
+        let at_4 = store.head().unwrap();
+        drop(store);
+
+        // A crash between an entry's rename and the head's update: adopted.
+        head::write(&f.head_file, &at_3).unwrap();
+        assert_eq!(f.open().unwrap().head(), Some(at_4.clone()));
+        assert_eq!(head::read(&f.head_file).unwrap(), Some(at_4.clone()));
+
+        // The last entry removed: refused, both heads named.
+        let last = bundles(&f.dir).unwrap().pop().unwrap().1;
+        let aside = f.dir.with_file_name("aside");
+        std::fs::rename(&last, &aside).unwrap();
+        let e = f.open().err().unwrap().to_string();
+        assert!(e.starts_with("evidence store went backwards: "), "{e}");
+        assert!(e.contains(&format!("ends at {} but this agent last wrote {}", at_3.id(), at_4.id())), "{e}");
+        assert!(e.contains(&f.head_file.display().to_string()), "{e}");
+        // Replaced by another entry at the same sequence: refused too.
+        std::fs::rename(&aside, &last).unwrap();
+        let manifest = last.join("manifest.json");
+        let original = std::fs::read(&manifest).unwrap();
+        std::fs::write(&manifest, [&original[..], b" "].concat()).unwrap();
+        let e = f.open().err().unwrap().to_string();
+        assert!(e.contains(&format!("ends at 4:{} but", sha256_hex(&[&original[..], b" "].concat()))), "{e}");
+        std::fs::write(&manifest, &original).unwrap();
+        assert_eq!(f.open().unwrap().head(), Some(at_4.clone()));
+
+        // Wiped: a new epoch, chained to the last head, at the next sequence; refused where asked.
+        std::fs::remove_dir_all(&f.dir).unwrap();
+        let options =
+            OpenOptions { head_file: Some(f.head_file.clone()), refuse_new_epoch: true, ..Default::default() };
+        let e = Store::open_with(&f.dir, f.key(), "hosp", "edge", Vec::new(), &options).err().unwrap().to_string();
+        assert!(e.contains("is empty but this agent last wrote"), "{e}");
+        let store = f.open().unwrap();
+        let started = store.started_epoch().unwrap();
+        assert_eq!((started.entry.sequence, started.entry.epoch), (5, 2));
+        assert_eq!(started.previous, at_4);
+        let epoch = f.manifest(5);
+        assert_eq!(epoch["type"], "epoch");
+        assert_eq!(epoch["epoch"], 2);
+        assert_eq!(epoch["previous_manifest_sha256"], at_4.manifest_sha256.as_str());
+        assert_eq!(epoch["record"]["epoch"], 2);
+        assert_eq!(epoch["record"]["previous_head"], json!({"sequence": 4, "manifest_sha256": at_4.manifest_sha256}));
+        assert_eq!(head::read(&f.head_file).unwrap(), store.head());
+        drop(store);
+        assert!(f.open().unwrap().started_epoch().is_none(), "one epoch per wipe");
+    }
+}
