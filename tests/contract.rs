@@ -16,7 +16,7 @@ use vigil::decide::rollcall::{Absence, BedRef, RollcallSummary};
 use vigil::decide::settlement::FaceJudgement;
 use vigil::decide::{Decision, DecisionKind, RollcallReport, TamperKind};
 use vigil::publish::commands::{self, CmdResult, Reject};
-use vigil::publish::events::{self, EventKind, EventPayload, EvidenceReadyDetails};
+use vigil::publish::events::{self, ChainHead, EventKind, EventPayload, EvidenceEpochDetails, EvidenceReadyDetails};
 
 const SITE: &str = "hosp-0427";
 const DEVICE: &str = "edge-ward3";
@@ -385,10 +385,44 @@ fn documented_evidence_ready() -> EventPayload {
         bundle: "0000000042-01959407-6538-7b2a-83c0-1c8d2e68acd1".into(),
         sequence: 42,
         manifest_sha256: "5e513e4534c3881f1ea24637069021dd508a04596441d351567c25e63f47dbdb".into(),
+        chain_head: head_42(),
     };
     let mut payload = events::evidence_payload(SITE, DEVICE, "ward3-room12", details, t("2025-03-14T09:41:20.318Z"));
     payload.event_id = "01959407-973e-7b12-a344-5ab58dcd2534".into();
     payload
+}
+
+fn head_42() -> ChainHead {
+    ChainHead {
+        sequence: 42,
+        manifest_sha256: "5e513e4534c3881f1ea24637069021dd508a04596441d351567c25e63f47dbdb".into(),
+        epoch: 1,
+    }
+}
+
+fn documented_evidence_epoch() -> EventPayload {
+    let details = EvidenceEpochDetails {
+        epoch: 2,
+        chain_head: ChainHead {
+            sequence: 43,
+            manifest_sha256: "0b7e1c9d54a3f2e8d6c4b2a0918f7e6d5c4b3a29180f7e6d5c4b3a2918070605".into(),
+            epoch: 2,
+        },
+        previous_head: head_42(),
+        reason: format!(
+            "the evidence store /var/lib/vigil/evidence was empty at start, but this agent had written up to \
+             42:{} (epoch 1): wiped or replaced",
+            head_42().manifest_sha256
+        ),
+    };
+    let mut payload = events::epoch_payload(SITE, DEVICE, details, t("2025-03-14T10:02:11.530Z"));
+    payload.event_id = "01959412-3f4a-7c1e-9b2d-6e8f0a1b2c3d".into();
+    payload
+}
+
+/// The retained evidence head as the publisher sends it.
+fn documented_evidence_head() -> Value {
+    serde_json::to_value(events::EvidenceHead::new(SITE, DEVICE, &head_42(), t("2025-03-14T09:41:20.402Z"))).unwrap()
 }
 
 /// Every event payload as it goes out (the bytes of its outbox record), by kind.
@@ -411,6 +445,7 @@ fn built_events() -> BTreeMap<&'static str, Value> {
         "0000000042-01959407-6538-7b2a-83c0-1c8d2e68acd1",
         42,
         &"5e".repeat(32),
+        head_42(),
     );
     assert_eq!(record.topic, "vigil/v1/h/d/events/evidence_ready");
     let mut from_record: Value = serde_json::from_slice(&record.payload).unwrap();
@@ -423,7 +458,36 @@ fn built_events() -> BTreeMap<&'static str, Value> {
     }
     assert_eq!(from_record, documented, "evidence_record and evidence_payload build the same event");
     built.insert("evidence_ready", events::to_json(&documented_evidence_ready()));
+    let record = events::epoch_record("vigil/v1/h/d", SITE, DEVICE, documented_evidence_epoch_details());
+    assert_eq!(record.topic, "vigil/v1/h/d/events/evidence_epoch");
+    let mut from_record: Value = serde_json::from_slice(&record.payload).unwrap();
+    let mut documented = events::to_json(&documented_evidence_epoch());
+    for v in [&mut from_record, &mut documented] {
+        let o = v.as_object_mut().unwrap();
+        o.remove("event_id");
+        o.remove("at");
+    }
+    assert_eq!(from_record, documented, "epoch_record and epoch_payload build the same event");
+    built.insert("evidence_epoch", events::to_json(&documented_evidence_epoch()));
     built
+}
+
+fn documented_evidence_epoch_details() -> EvidenceEpochDetails {
+    match documented_evidence_epoch().details {
+        events::Details::EvidenceEpoch(d) => d,
+        _ => unreachable!("an evidence_epoch"),
+    }
+}
+
+#[test]
+fn evidence_head_matches_its_documented_example() {
+    let blocks = doc_blocks();
+    let documented: Vec<&Block> = blocks.iter().filter(|b| b.value["schema"] == "vigil.evidence-head.v1").collect();
+    assert_eq!(documented.len(), 1, "one evidence head example in docs/mqtt-api.md");
+    let mut diffs = Vec::new();
+    differences("", &documented_evidence_head(), &documented[0].value, &mut diffs);
+    assert!(diffs.is_empty(), "evidence head (docs/mqtt-api.md line {}):\n{}", documented[0].line, diffs.join("\n"));
+    assert_eq!(events::head_topic("vigil/v1/h/d"), "vigil/v1/h/d/evidence/head");
 }
 
 /// One cmd-result per outcome: `ok`, and each refusal reason, with the facts of the doc's examples.
@@ -678,6 +742,7 @@ fn payloads_and_examples_validate_against_the_json_schemas() {
     for status in ["online", "offline"] {
         case(format!("status {status}"), "status.schema.json".into(), json!(status));
     }
+    case("built evidence head".into(), "evidence-head.schema.json".into(), documented_evidence_head());
     for (label, schema, value) in built_commands() {
         case(label, schema, value);
     }
@@ -687,6 +752,8 @@ fn payloads_and_examples_validate_against_the_json_schemas() {
         let v = b.value;
         let schema = if v["schema"] == "vigil.event.v1" {
             format!("events/{}.schema.json", v["kind"].as_str().unwrap())
+        } else if v["schema"] == "vigil.evidence-head.v1" {
+            "evidence-head.schema.json".into()
         } else if v["schema"] == "vigil.cmd-result.v1" {
             let name = v["name"].as_str().unwrap();
             if commands::COMMANDS.contains(&name) {
@@ -745,6 +812,7 @@ fn asyncapi_lists_exactly_the_topics_the_code_uses() {
     let mut expected: BTreeSet<String> =
         EventKind::ALL.iter().map(|k| format!("{base}events/{}", k.as_str())).collect();
     expected.insert(format!("{base}status"));
+    expected.insert(format!("{base}evidence/head"));
     for name in commands::COMMANDS {
         expected.insert(format!("{base}cmd/{name}"));
         expected.insert(format!("{base}cmd-result/{name}"));
@@ -794,6 +862,7 @@ fn asyncapi_lists_exactly_the_topics_the_code_uses() {
             Some(("cmd", name)) => format!("./commands/{name}.schema.json"),
             Some(("cmd-result", "{command}")) => "./cmd-result.schema.json".to_owned(),
             Some(("cmd-result", name)) => format!("./cmd-results/{name}.schema.json"),
+            Some(("evidence", "head")) => "./evidence-head.schema.json".to_owned(),
             Some(_) => format!("(no schema for {address})"),
         };
         let message = channel["messages"].as_object().unwrap().values().next().unwrap();
