@@ -168,21 +168,22 @@ fn a_signature_by_another_key_is_named() {
 fn retention_prunes_only_acknowledged_expired_unheld_bundles_and_keeps_the_chain() {
     let root = tempfile::tempdir().unwrap();
     let bundles = four_bundles(root.path());
-    let dir = root.path().join("evidence");
     let id = |b: &Path| b.file_name().unwrap().to_str().unwrap()[11..].to_owned();
     let now = SystemTime::now();
-    store::acknowledge(&dir, &id(&bundles[0]), now).unwrap();
-    store::acknowledge(&dir, &id(&bundles[1]), now).unwrap();
-    store::hold(&dir, &id(&bundles[1]), "court case 42", now).unwrap();
+    let mut store = open_store(root.path());
+    store.acknowledge(&id(&bundles[0]), now).unwrap();
+    store.acknowledge(&id(&bundles[1]), now).unwrap();
+    store.hold(&id(&bundles[1]), "court case 42").unwrap();
     // Not yet expired: nothing pruned.
-    assert_eq!(store::prune(&dir, Duration::from_secs(3600), now).unwrap(), 0);
-    // Expired: only the acknowledged, unheld one.
-    assert_eq!(store::prune(&dir, Duration::ZERO, now + Duration::from_secs(1)).unwrap(), 1);
-    assert!(!bundles[0].join("clip.mp4").exists() && bundles[0].join("PRUNED").exists());
+    assert_eq!(store.prune(1, now).unwrap(), 0);
+    // Expired: only the acknowledged, unheld one; a signed prune record says so, no marker file.
+    assert_eq!(store.prune(0, now + Duration::from_secs(1)).unwrap(), 1);
+    assert!(!bundles[0].join("clip.mp4").exists() && !bundles[0].join("PRUNED").exists());
+    assert!(store.bundle_state(&id(&bundles[0])).unwrap().pruned.contains("clip.mp4"));
     assert!(bundles[1].join("clip.mp4").exists() && bundles[2].join("clip.mp4").exists());
     assert_eq!(problems(root.path()), Vec::<String>::new(), "chain still verifies after pruning");
-    store::release(&dir, &id(&bundles[1])).unwrap();
-    assert_eq!(store::prune(&dir, Duration::ZERO, now + Duration::from_secs(2)).unwrap(), 1);
+    store.release(&id(&bundles[1]), "").unwrap();
+    assert_eq!(store.prune(0, now + Duration::from_secs(2)).unwrap(), 1);
 }
 
 const CRASH_ENV: &str = "VIGIL_TEST_CRASH_AT";
