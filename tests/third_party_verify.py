@@ -251,19 +251,29 @@ def check_entry(path, name, key, raw_key, problems):
             out.append("bad signature")
             trusted = False
         if trusted:
-            m = json.loads(manifest_bytes)
-            canonical = json.dumps(m, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-            if canonical != manifest_bytes:
-                out.append("manifest not canonical")
+            try:
+                m = json.loads(manifest_bytes)
+            except ValueError as e:
+                m = None
+                out.append(f"manifest.json is not JSON: {e}")
+            if m is not None:
+                canonical = json.dumps(m, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+                if canonical != manifest_bytes:
+                    out.append("manifest not canonical")
+            if m is not None and not isinstance(m, dict):
+                out.append("manifest.json is not a JSON object")
             parsed = check_fields(m, out) if isinstance(m, dict) else None
             if parsed is not None:
                 version, kind, entry_id, record = parsed
-                if m.get("device", {}).get("public_key") != raw_key:
+                if not isinstance(m.get("device"), dict) or m["device"].get("public_key") != raw_key:
                     out.append("device.public_key is not the key given")
-                if name != f"{m.get('sequence', 0):010d}-{entry_id}":
+                if not is_int(m.get("sequence")) or name != f"{m['sequence']:010d}-{entry_id}":
                     out.append("name does not match the manifest")
                 allowed = set(ALWAYS_ALLOWED)
-                for file, expected in (m.get("files") or {}).items():
+                files = m.get("files") if isinstance(m.get("files"), dict) else {}
+                for file, expected in files.items():
+                    if not isinstance(expected, dict):
+                        expected = {}
                     if not FILE_NAME.match(file) or file in ALWAYS_ALLOWED:
                         out.append(f"{file!r} is not an allowed file name")
                         continue
@@ -348,7 +358,7 @@ def main() -> int:
                 continue
             if a["m"] is None or b["m"] is None:
                 continue
-            if b["m"]["previous_manifest_sha256"] != a["hash"]:
+            if b["m"].get("previous_manifest_sha256") != a["hash"]:
                 problems.append(f"{b['name']}: chain broken after {a['name']}")
             if b["version"] < a["version"]:
                 problems.append(f"{b['name']}: a v1 entry after a v2 entry")
@@ -357,7 +367,7 @@ def main() -> int:
                     problems.append(f"{b['name']}: epoch record does not start epoch {a['epoch'] + 1}")
             elif b["epoch"] != a["epoch"]:
                 problems.append(f"{b['name']}: epoch changes without an epoch record")
-            if b["m"]["created"] < a["m"]["created"]:
+            if is_time(b["m"].get("created")) and is_time(a["m"].get("created")) and b["m"]["created"] < a["m"]["created"]:
                 text = f"{b['name']}: created before the previous entry: the clock went back"
                 (problems if a["version"] == b["version"] == 2 else warnings).append(text)
 
@@ -394,7 +404,8 @@ def main() -> int:
                         problems.append(f"{r['name']}: prunes bundle {seq}, which was never acknowledged")
                     if seq in held:
                         problems.append(f"{r['name']}: prunes bundle {seq} under legal hold (hold at sequence {held[seq]})")
-                if b is not None and b["m"] is not None and r["record"]["days"] is not None:
+                if (b is not None and b["m"] is not None and r["record"]["days"] is not None
+                        and is_time(b["m"].get("created")) and is_time(r["m"].get("created"))):
                     age = parse_time(r["m"]["created"]) - parse_time(b["m"]["created"])
                     if age < datetime.timedelta(days=r["record"]["days"]):
                         problems.append(f"{r['name']}: prunes bundle {seq} before its retention ended")
