@@ -539,3 +539,41 @@ fn clock_going_back_between_v2_entries_fails() {
     );
     case.verify(&[]).fails("the clock went back", "clock went back");
 }
+
+/// A v2 bundle (the last of the chain made v2: type, epoch, clock, agent, camera, decision, frame.jpg)
+/// verifies with both; its v2 fields are checked for their types.
+#[test]
+fn v2_bundle_fields_are_checked() {
+    let make_v2 = |case: &Case, edit: &dyn Fn(&mut Value)| {
+        let entry = case.bundle(4);
+        std::fs::copy(entry.join("snapshot.jpg"), entry.join("frame.jpg")).unwrap();
+        let frame = std::fs::read(entry.join("frame.jpg")).unwrap();
+        case.resign(&entry, |m| {
+            m["schema"] = json!("vigil.evidence.v2");
+            m["type"] = json!("bundle");
+            m["epoch"] = json!(1);
+            m["clock"] =
+                json!({"synchronized": true, "source": "adjtimex", "max_error_us": 16000, "est_error_us": 400});
+            m["agent"] = json!({"name": "vigil", "version": "0.1.0"});
+            m["camera"] = json!({"id": "ward-1", "role": "dialysis_room", "url_redacted": "rtsp://cam/stream"});
+            m["decision"] = json!({"thresholds": {"covered_secs": "2", "match_distance": "0.600"}});
+            m["files"]["frame.jpg"] = json!({"sha256": sha256_hex(&frame), "bytes": frame.len()});
+            edit(m);
+        });
+    };
+    let case = Case::new();
+    make_v2(&case, &|_| {});
+    case.verify(&[]).passes();
+    let case = Case::new();
+    make_v2(&case, &|m| m["decision"]["thresholds"]["covered_secs"] = json!(2));
+    case.verify(&[])
+        .fails("field decision.thresholds.covered_secs is 2, not a decimal string", "decision.thresholds.covered_secs");
+    let case = Case::new();
+    make_v2(&case, &|m| m["clock"]["synchronized"] = json!("yes"));
+    case.verify(&[]).fails("field clock.synchronized is \"yes\", not true or false", "clock.synchronized");
+    let case = Case::new();
+    make_v2(&case, &|m| {
+        m["files"].as_object_mut().unwrap().remove("frame.jpg");
+    });
+    case.verify(&[]).fails("files does not list frame.jpg", "files does not list frame.jpg");
+}
