@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::canonical;
 use super::keys::DeviceKey;
+use super::manifest;
 use crate::analyze::boxes::BBox;
 use crate::source::clip;
 
@@ -108,7 +109,7 @@ pub struct Store {
 pub use crate::hashing::sha256_hex;
 
 fn time(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    manifest::time(t)
 }
 
 fn fsync_dir(path: &Path) -> Result<(), EvidenceError> {
@@ -238,38 +239,22 @@ impl Store {
         self.step(Step::SnapshotWritten);
 
         let clip_bytes = std::fs::read(&clip_path).map_err(io(&clip_path))?;
-        let manifest = json!({
+        let mut manifest = json!({
             "schema": SCHEMA,
             "sequence": self.next_sequence,
             "previous_manifest_sha256": self.last_manifest_sha256,
             "device": {"site": self.site, "device": self.device, "public_key": self.key.public().to_base64()},
-            "event": {
-                "id": req.event_id.to_string(),
-                "kind": req.kind,
-                "camera": req.camera,
-                "at": time(req.at),
-                "details": req.details,
-            },
-            "clip": {
-                "requested_from": time(req.clip_from),
-                "requested_to": time(req.clip_to),
-                "start": time(info.start),
-                "end": time(info.end),
-                "frames": info.frames,
-            },
-            "snapshot": {"at": time(req.snapshot_at), "width": snapshot.width(), "height": snapshot.height()},
-            "detections": req.detections.iter().map(|d| json!({
-                "label": d.label,
-                "box": d.bbox.map(|v| v.round() as i64),
-                "score": format!("{:.3}", d.score),
-            })).collect::<Vec<Value>>(),
             "models": self.models.iter().map(|(name, sha)| json!({"name": name, "sha256": sha})).collect::<Vec<Value>>(),
-            "files": {
-                "clip.mp4": {"sha256": sha256_hex(&clip_bytes), "bytes": clip_bytes.len()},
-                "snapshot.jpg": {"sha256": sha256_hex(&jpeg), "bytes": jpeg.len()},
-            },
             "created": time(SystemTime::now()),
         });
+        let files = [
+            manifest::BundleFile { name: "clip.mp4", bytes: &clip_bytes },
+            manifest::BundleFile { name: "snapshot.jpg", bytes: &jpeg },
+        ];
+        let content = manifest::bundle_content(req, &info, (snapshot.width(), snapshot.height()), &files);
+        if let Value::Object(fields) = &mut manifest {
+            fields.extend(content);
+        }
         let bytes = canonical::to_bytes(&manifest).map_err(|e| EvidenceError::Manifest(e.to_string()))?;
         let manifest_path = tmp.join("manifest.json");
         std::fs::write(&manifest_path, &bytes).map_err(io(&manifest_path))?;
