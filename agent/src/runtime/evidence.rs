@@ -10,6 +10,7 @@ use tracing::{error, info, warn};
 
 use super::Shutdown;
 use super::sink::Emitter;
+use crate::evidence::manifest::CameraIdentity;
 use crate::evidence::pending::Pending;
 use crate::evidence::store::{self, EvidenceRequest, Store};
 use crate::publish::events;
@@ -34,17 +35,21 @@ fn evidence_retry_after(failures: u32) -> Duration {
 /// memory, its video pinned (`Pending`), and is retried with backoff during the run; the failure is
 /// logged at ERROR once per episode (until a bundle is written again). On shutdown, pending bundles are
 /// tried once with what was recorded so far; those failing are written at the next start.
+///
+/// `cameras` names the configured cameras: a request saved by an older version, which did not record
+/// its camera's identity, takes it from there.
 pub fn start(
     store: Store,
     saved: Arc<Pending>,
     requests: mpsc::Receiver<EvidenceRequest>,
     shutdown: &Shutdown,
     emitter: Emitter,
+    cameras: Vec<CameraIdentity>,
 ) -> std::io::Result<JoinHandle<()>> {
     let stop = shutdown.clone();
     std::thread::Builder::new()
         .name("vigil-evidence".into())
-        .spawn(move || evidence_worker(store, &saved, requests, &stop, &emitter))
+        .spawn(move || evidence_worker(store, &saved, requests, &stop, &emitter, &cameras))
 }
 
 fn evidence_worker(
@@ -53,6 +58,7 @@ fn evidence_worker(
     requests: mpsc::Receiver<EvidenceRequest>,
     stop: &Shutdown,
     emitter: &Emitter,
+    cameras: &[CameraIdentity],
 ) {
     const MARGIN: Duration = Duration::from_secs(3);
     let announce = |request: &EvidenceRequest, bundle: &store::BundleInfo| {
@@ -89,7 +95,12 @@ fn evidence_worker(
     // Requests saved before a crash or stop: written now (their post-roll is long recorded), or only
     // announced when the bundle was written but the request not yet removed.
     let mut pending: Vec<Waiting> = Vec::new();
-    for request in saved.load_all() {
+    for mut request in saved.load_all() {
+        if request.camera_info.is_unknown() {
+            if let Some(camera) = cameras.iter().find(|c| c.id == request.camera) {
+                request.camera_info = camera.clone();
+            }
+        }
         match store.existing(request.event_id) {
             Ok(Some(bundle)) => announce(&request, &bundle),
             Ok(None) => pending.push(waiting_for(request)),

@@ -145,7 +145,8 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     // joined at shutdown, the channels close and the decision and evidence workers finish.
     drop((presence, decisions_tx, evidence_tx));
     let emitter = Emitter::new(outbox.clone(), wake.clone(), &base, &config.site.id, &config.site.device_id);
-    let evidence = evidence::start(store, pending.clone(), evidence_rx, &shutdown, emitter.clone())?;
+    let cameras = config.cameras.iter().map(|c| sink::camera_identity(&config, &c.id)).collect();
+    let evidence = evidence::start(store, pending.clone(), evidence_rx, &shutdown, emitter.clone(), cameras)?;
     let retention = retention::start(&config, &shutdown, state.shared.settled.clone())?;
     let decisions = sink::DecisionTask::start(decisions_rx, emitter)?;
     info!(site = %config.site.id, device = %config.site.device_id, cameras = config.cameras.len(), "vigil started");
