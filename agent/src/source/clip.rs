@@ -114,6 +114,20 @@ pub fn cut(dir: &Path, from: SystemTime, to: SystemTime, out: &Path) -> Result<C
     })
 }
 
+/// How far the camera's recording has reached: the wall time of the newest segment's last written
+/// frame, and when that file was last modified. None without segments.
+pub fn recorded_until(dir: &Path) -> Result<Option<(SystemTime, SystemTime)>, SourceError> {
+    let all = recorder::segments(dir).map_err(|e| clip_err(format!("cannot list {}: {e}", dir.display())))?;
+    let Some(newest) = all.last() else { return Ok(None) };
+    super::pipeline::init()?;
+    let modified = std::fs::metadata(&newest.path)
+        .and_then(|m| m.modified())
+        .map_err(|e| clip_err(format!("{}: {e}", newest.path.display())))?;
+    let (mut units, mut caps) = (Vec::new(), None);
+    read_segment(newest, &mut units, &mut caps)?;
+    Ok(Some((units.last().map_or(newest.start, |u| u.wall), modified)))
+}
+
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
