@@ -309,7 +309,8 @@ fn manifest_parser_survives_mutated_manifests() {
     let manifest = vigil::evidence::verify::parse_manifest(&real, &mut problems).unwrap();
     assert_eq!(problems, Vec::<String>::new());
     let files: Vec<&str> = manifest.files.iter().map(|(f, _, _)| f.as_str()).collect();
-    assert_eq!((manifest.sequence, files), (1, vec!["clip.mp4", "snapshot.jpg"]));
+    // v2: the original frame beside the annotated snapshot (evidence-v2 spec, "Bundle content").
+    assert_eq!((manifest.sequence, files), (1, vec!["clip.mp4", "frame.jpg", "snapshot.jpg"]));
     let seeds = vec![real, b"{}".to_vec(), br#"{"files":{"a":{"bytes":1,"sha256":"x"}},"sequence":2}"#.to_vec()];
     fuzz("manifest", fuzzing::manifest, &seeds, MANIFEST_TOKENS, 30000);
 }
