@@ -4,6 +4,7 @@
 pub mod canonical;
 pub mod head;
 pub mod keys;
+pub mod manifest;
 pub mod pending;
 pub mod records;
 pub mod settings;

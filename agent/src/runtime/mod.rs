@@ -170,9 +170,10 @@ impl Running {
         // Only the producers may hold decision senders from here on: when they are joined at shutdown, the
         // channels close and the decision and evidence workers finish.
         drop((presence, decisions_tx, evidence_tx));
+        let cameras = config.cameras.iter().map(|c| sink::camera_identity(config, &c.id)).collect();
         let consumers = vec![
             sink::start_decision_task(decisions_rx, emitter.clone(), &shutdown)?,
-            evidence::start(store.clone(), pending, evidence_rx, &shutdown, emitter)?,
+            evidence::start(store.clone(), pending, evidence_rx, &shutdown, emitter, cameras)?,
             retention::start(config, &shutdown, state.shared.settled.clone(), store)?,
         ];
         Ok(Running { shutdown, producers, consumers, publisher, acks })
