@@ -275,15 +275,17 @@ fn prune_writes_signed_record_before_removing_media() {
     assert_eq!(target["sequence"], 1);
     assert_eq!(target["event_id"], event_id(&bundle.dir).as_str());
     assert_eq!(target["manifest_sha256"], bundle.manifest_sha256.as_str());
-    assert_eq!(target["removed"], serde_json::json!(["clip.mp4", "snapshot.jpg"]));
-    assert!(bundle.dir.join("clip.mp4").exists() && bundle.dir.join("snapshot.jpg").exists(), "removed before");
+    assert_eq!(target["removed"], serde_json::json!(["clip.mp4", "frame.jpg", "snapshot.jpg"]));
+    assert!(bundle.dir.join("clip.mp4").exists() && bundle.dir.join("frame.jpg").exists(), "removed before");
     let key = DeviceKey::load(&b.state().join("keys/device-ed25519.pem")).unwrap().public();
     let bytes = std::fs::read(prune_dir.join("manifest.json")).unwrap();
     assert!(key.verify(&bytes, &std::fs::read(prune_dir.join("manifest.sig")).unwrap()), "signed");
 
     let mut store = b.open();
     assert_eq!(store.prune(0, SystemTime::now() + Duration::from_secs(1)).unwrap(), 0, "no second record");
-    assert!(!bundle.dir.join("clip.mp4").exists() && !bundle.dir.join("snapshot.jpg").exists());
+    for file in ["clip.mp4", "frame.jpg", "snapshot.jpg"] {
+        assert!(!bundle.dir.join(file).exists(), "{file} left");
+    }
     assert!(bundle.dir.join("manifest.json").exists());
     assert_eq!(b.types(), ["bundle", "ack", "prune"]);
 }
