@@ -5,4 +5,5 @@ pub mod keys;
 pub mod pending;
 pub mod settings;
 pub mod store;
+pub mod timestamp;
 pub mod verify;

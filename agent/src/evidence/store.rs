@@ -269,6 +269,7 @@ impl Store {
                 "snapshot.jpg": {"sha256": sha256_hex(&jpeg), "bytes": jpeg.len()},
             },
             "created": time(SystemTime::now()),
+            "clock": crate::clock_sync::observe().to_json(),
         });
         let bytes = canonical::to_bytes(&manifest).map_err(|e| EvidenceError::Manifest(e.to_string()))?;
         let manifest_path = tmp.join("manifest.json");

@@ -30,6 +30,7 @@ mod retention;
 mod scheduler;
 pub mod shutdown;
 pub mod sink;
+mod timestamps;
 
 use anyhow::Context;
 use tracing::{info, warn};
@@ -80,6 +81,8 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let state = State::open(&config)?;
     pipeline::init()?;
     let store = open_store(&config, &models)?;
+    // Says now, at WARN, when evidence times would rest on an unsynchronised clock.
+    crate::clock_sync::observe();
     let (decisions_tx, decisions_rx) = mpsc::channel::<Decision>();
     let (evidence_tx, evidence_rx) = mpsc::channel::<EvidenceRequest>();
     let pending = Arc::new(Pending::new(&config.storage.data_dir.join("evidence-pending")));
@@ -147,6 +150,7 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let emitter = Emitter::new(outbox.clone(), wake.clone(), &base, &config.site.id, &config.site.device_id);
     let evidence = evidence::start(store, pending.clone(), evidence_rx, &shutdown, emitter.clone())?;
     let retention = retention::start(&config, &shutdown, state.shared.settled.clone())?;
+    let timestamps = timestamps::start(&config, &shutdown)?;
     let decisions = sink::DecisionTask::start(decisions_rx, emitter)?;
     info!(site = %config.site.id, device = %config.site.device_id, cameras = config.cameras.len(), "vigil started");
 
@@ -156,7 +160,8 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     let left_behind = tokio::task::spawn_blocking(move || {
         // Producers first; then the decision task drains what they sent before it stops.
         let mut left = join_within(threads, deadline);
-        left.extend(join_within(vec![decisions.producers_done(), evidence, retention], deadline));
+        let workers = [decisions.producers_done(), evidence, retention].into_iter().chain(timestamps);
+        left.extend(join_within(workers.collect(), deadline));
         left
     })
     .await?;
