@@ -102,3 +102,37 @@ impl TsaClient {
         Ok(Stamp { tsr: bytes, info })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// https:// builds a rustls client (ring, the system's roots) and a server that does not speak TLS
+    /// is an error naming the TSA as unreachable, not a panic.
+    #[test]
+    fn https_to_a_server_without_tls_is_unreachable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 512];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        });
+        let client = TsaClient::new(&format!("https://127.0.0.1:{port}/tsa"), Duration::from_secs(5)).unwrap();
+        match client.stamp(&[1; 32]) {
+            Err(TsaError::Unreachable(e)) => assert!(!e.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_not_shown() {
+        let client = TsaClient::new("http://user:secret@127.0.0.1:9/tsa", Duration::from_secs(1)).unwrap();
+        assert_eq!(client.url_redacted(), "http://user:***@127.0.0.1:9/tsa");
+        let err = client.stamp(&[1; 32]).unwrap_err().to_string();
+        assert!(err.starts_with("cannot reach the TSA: ") && !err.contains("secret"), "{err}");
+    }
+}
