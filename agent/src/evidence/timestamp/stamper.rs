@@ -97,6 +97,20 @@ pub struct Stamper {
     retry_at: Option<Instant>,
     /// Since when requests fail (an episode), for the INFO when it works again.
     failing_since: Option<Instant>,
+    /// The last token's genTime was more than [`CLOCK_OFFSET_WARN`] from the system clock.
+    clock_off: bool,
+}
+
+/// A system clock further than this from a fresh token's genTime is reported (the request's round
+/// trip and the TSA's accuracy are seconds at most).
+pub const CLOCK_OFFSET_WARN: Duration = Duration::from_secs(60);
+
+/// `now − gen_time` in whole seconds: positive when the system clock is ahead of the TSA's.
+pub fn clock_offset_secs(now: SystemTime, gen_time: SystemTime) -> i64 {
+    match now.duration_since(gen_time) {
+        Ok(ahead) => ahead.as_secs() as i64,
+        Err(behind) => -(behind.duration().as_secs() as i64),
+    }
 }
 
 /// `^[0-9]{10}-<lower-case UUID>$`, sequence ≥ 1: a chain entry's directory name (docs/evidence.md).
@@ -125,6 +139,7 @@ impl Stamper {
             failures: 0,
             retry_at: None,
             failing_since: None,
+            clock_off: false,
         })
     }
 
@@ -177,27 +192,29 @@ impl Stamper {
             // Entries already queued are still asked for; new ones are found at a later scan.
             warn!(dir = %self.store.display(), error = %e, "cannot scan the evidence store for entries to timestamp");
         }
-        let Some((&sequence, dir)) = self.waiting.iter().next_back() else { return Step::Idle };
-        let dir = dir.clone();
-        if let Some(at) = self.retry_at {
-            let now = Instant::now();
-            if at > now {
-                return Step::Backoff { waiting: self.waiting.len(), retry_in: at - now };
+        // Entries that need no request (token already there, manifest gone) are dropped on the way.
+        let (sequence, dir, manifest) = loop {
+            let Some((&sequence, dir)) = self.waiting.iter().next_back() else { return Step::Idle };
+            let dir = dir.clone();
+            if let Some(at) = self.retry_at {
+                let now = Instant::now();
+                if at > now {
+                    return Step::Backoff { waiting: self.waiting.len(), retry_in: at - now };
+                }
             }
-        }
-        let manifest = match std::fs::read(dir.join("manifest.json")) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                // Not the TSA's fault: the entry is gone or unreadable, `vigil verify` will say so.
-                warn!(dir = %dir.display(), error = %e, "cannot read an entry's manifest to timestamp it; skipped");
+            if dir.join(TOKEN_FILE).exists() {
                 self.waiting.remove(&sequence);
-                return self.run_once_after_skip();
+                continue;
+            }
+            match std::fs::read(dir.join("manifest.json")) {
+                Ok(bytes) => break (sequence, dir, bytes),
+                Err(e) => {
+                    // Not the TSA's fault: the entry is gone or unreadable, `vigil verify` will say so.
+                    warn!(dir = %dir.display(), error = %e, "cannot read an entry's manifest to timestamp it; skipped");
+                    self.waiting.remove(&sequence);
+                }
             }
         };
-        if dir.join(TOKEN_FILE).exists() {
-            self.waiting.remove(&sequence);
-            return self.run_once_after_skip();
-        }
         let digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, &manifest).as_ref().try_into().unwrap();
         let result = self
             .client
@@ -215,6 +232,7 @@ impl Stamper {
                 }
                 info!(sequence, gen_time = %token.gen_time, serial = %token.serial, waiting = self.waiting.len(),
                     "timestamp token stored");
+                self.compare_clock(&token, SystemTime::now());
                 Step::Stamped { sequence, dir, token }
             }
             Err(error) => {
@@ -236,9 +254,20 @@ impl Stamper {
         }
     }
 
-    /// After dropping an entry that needs no request, go on with the next one (bounded by the queue).
-    fn run_once_after_skip(&mut self) -> Step {
-        if self.waiting.is_empty() { Step::Idle } else { self.run_once() }
+    /// The TSA's time is a second opinion on the box's clock: says at WARN when they disagree by more
+    /// than [`CLOCK_OFFSET_WARN`] (the times in new manifests are that far off), at INFO when they agree
+    /// again; once per change, not per token.
+    fn compare_clock(&mut self, token: &TokenInfo, now: SystemTime) {
+        let offset = clock_offset_secs(now, token.gen_time_system);
+        let off = offset.unsigned_abs() > CLOCK_OFFSET_WARN.as_secs();
+        if off && !self.clock_off {
+            warn!(offset_secs = offset, tsa_time = %token.gen_time,
+                "the system clock disagrees with the TSA's time (offset_secs: ahead if positive): the times in \
+                 evidence manifests are off by as much; fix the system clock (NTP)");
+        } else if !off && self.clock_off {
+            info!(offset_secs = offset, "the system clock agrees with the TSA's time again");
+        }
+        self.clock_off = off;
     }
 
     fn save(&self, sequence: u64, dir: &Path, tsr: &[u8]) -> Result<(), StampFailure> {
@@ -298,6 +327,31 @@ fn fsync_dir(dir: &Path) -> Result<(), StampFailure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_offset_against_the_tsa() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(clock_offset_secs(t + Duration::from_secs(90), t), 90);
+        // The issue's box, set 400 days back.
+        assert_eq!(clock_offset_secs(t - Duration::from_secs(400 * 86_400), t), -34_560_000);
+        assert_eq!(clock_offset_secs(t, t), 0);
+        let store = tempfile::tempdir().unwrap();
+        let mut stamper =
+            Stamper::new(store.path(), StamperSettings::new("http://127.0.0.1:9/", Duration::from_secs(1))).unwrap();
+        let token = TokenInfo {
+            gen_time: "2027-01-15T08:00:00Z".into(),
+            gen_time_system: t,
+            serial: "01".into(),
+            policy: "1.2.3.4.1".into(),
+            nonce: None,
+        };
+        stamper.compare_clock(&token, t + Duration::from_secs(59));
+        assert!(!stamper.clock_off);
+        stamper.compare_clock(&token, t - Duration::from_secs(400 * 86_400));
+        assert!(stamper.clock_off);
+        stamper.compare_clock(&token, t - Duration::from_secs(2));
+        assert!(!stamper.clock_off);
+    }
 
     #[test]
     fn entry_names_are_strict() {
