@@ -328,6 +328,9 @@ fn tokens_from_a_real_tsa_verify_with_openssl() {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(token.gen_time_system >= before && token.gen_time_system <= SystemTime::now(), "{token:?}");
         assert_eq!(token.policy, "1.2.3.4.1");
+        // What `vigil verify` reads: the same token, from the entry directory.
+        let read = vigil::evidence::timestamp::entry_token(bundle, &manifest_sha256(bundle)).unwrap();
+        assert_eq!(read, Some(token.clone()));
         // openssl's own reading of the token shows the same time.
         let text = Command::new("openssl")
             .args(["ts", "-reply", "-text", "-in"])
