@@ -2,6 +2,7 @@
 
 pub mod canonical;
 pub mod keys;
+pub mod manifest;
 pub mod pending;
 pub mod settings;
 pub mod store;
