@@ -270,7 +270,10 @@ fn store_with_bundles(root: &Path, n: u64) -> (PathBuf, Vec<PathBuf>) {
                 event_id: uuid::Uuid::now_v7(),
                 kind: "camera_tamper".into(),
                 camera: "ward-1".into(),
+                camera_info: vigil::evidence::manifest::CameraIdentity::new("ward-1", "ward", None, "file:///ward-1"),
                 at,
+                onset: Some(at - Duration::from_secs(1)),
+                thresholds: BTreeMap::from([("covered_secs".to_owned(), "1".to_owned())]),
                 details: BTreeMap::new(),
                 snapshot: RgbImage::from_pixel(320, 180, image::Rgb([20, 20, 20])),
                 snapshot_at: at,
@@ -353,6 +356,10 @@ fn tokens_from_a_real_tsa_verify_with_openssl() {
         expected.sort();
         assert_eq!(names, expected);
     }
+    // The store with its tokens still verifies (`timestamp.tsr` is a known file of an entry).
+    let public = DeviceKey::load(&root.path().join("keys/device.pem")).unwrap().public();
+    let report = vigil::evidence::verify::verify(std::slice::from_ref(&evidence), &public);
+    assert_eq!(report.problems, Vec::<String>::new());
     let leftovers: Vec<_> = std::fs::read_dir(&evidence)
         .unwrap()
         .filter_map(|e| e.unwrap().file_name().into_string().ok())
@@ -503,6 +510,7 @@ fn tsa_down_at_first_then_the_token_arrives() {
         .contains("timestamp tokens are obtained again")));
     let log = agent.stop();
     assert!(log.contains("stopped cleanly"), "{log}");
+    common::agent::assert_evidence_verifies(&config, &evidence);
 
     // The announcement went to the outbox before the token existed.
     let outbox = vigil::outbox::Outbox::open(&data_dir.join("outbox.sqlite"), 100_000).unwrap();
