@@ -33,6 +33,7 @@ const LAYERS: &[(&str, Layer)] = &[
     ("cache", Layer::Foundation),
     ("storage_lock", Layer::Foundation),
     ("clock", Layer::Foundation),
+    ("clock_sync", Layer::Foundation),
     ("memory", Layer::Foundation),
     ("source", Layer::Stage(1)),
     ("analyze", Layer::Stage(2)),

@@ -5,6 +5,7 @@
 pub mod analyze;
 pub mod cache;
 pub mod clock;
+pub mod clock_sync;
 pub mod config;
 pub mod decide;
 pub mod evidence;

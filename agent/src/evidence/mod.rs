@@ -9,4 +9,5 @@ pub mod pending;
 pub mod records;
 pub mod settings;
 pub mod store;
+pub mod timestamp;
 pub mod verify;

@@ -111,22 +111,6 @@ pub struct EvidenceRequest {
     pub clip_to: SystemTime,
 }
 
-/// `clock` of a v2 manifest (docs/evidence.md, "Time"): the kernel's synchronisation state, read with
-/// `adjtimex(2)` (modes 0). A stand-in for `crate::clock_sync::observe().to_json()` of the time work
-/// (issue 14), which replaces it when merged: same fields, same meaning.
-fn clock_state() -> Value {
-    // SAFETY: adjtimex with modes 0 only reads the kernel's state into the zeroed struct we own.
-    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
-    let state = unsafe { libc::adjtimex(&mut tx) };
-    let synchronized = state >= 0 && state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0;
-    json!({
-        "synchronized": synchronized,
-        "source": "adjtimex",
-        "max_error_us": tx.maxerror as i64,
-        "est_error_us": tx.esterror as i64,
-    })
-}
-
 /// A chain entry that was written (a bundle or a record).
 #[derive(Debug, Clone)]
 pub struct BundleInfo {
@@ -422,7 +406,7 @@ impl Store {
             "epoch": self.epoch,
             "device": {"site": self.site, "device": self.device, "public_key": self.key.public().to_base64()},
             "created": time(created),
-            "clock": clock_state(),
+            "clock": crate::clock_sync::observe().to_json(),
         }) else {
             unreachable!("an object")
         };

@@ -162,6 +162,8 @@ pub struct Report {
     pub chain: Chain,
     /// Heads from the platform that matched an entry.
     pub heads_matched: usize,
+    /// Entries carrying an RFC 3161 token over their manifest (imprint checked).
+    pub timestamped: usize,
 }
 
 impl Report {
@@ -181,6 +183,14 @@ impl Report {
                  chain starts at a checkpoint (epoch {epoch} at sequence {first}): earlier entries were not given"
             ),
             Chain::Broken => format!("{} entries ({counts}); the chain has problems", self.entries),
+        };
+        text += &match self.timestamped {
+            0 => "; no timestamp token".to_owned(),
+            n => format!(
+                "; {n} of {} entries carry an RFC 3161 timestamp token over their manifest (imprint checked; the \
+                 TSA's signature is checked with openssl ts -verify)",
+                self.entries
+            ),
         };
         if self.heads_matched > 0 {
             text += &format!("; {} head(s) from the platform matched", self.heads_matched);
@@ -663,6 +673,8 @@ struct Entry {
     missing: Vec<String>,
     /// Listed files that are present (and intact or reported).
     present: BTreeSet<String>,
+    /// genTime of its RFC 3161 token (`timestamp.tsr`), when it has one over this manifest.
+    timestamp: Option<String>,
 }
 
 /// Checks one entry directory on its own: signature, key, fields, name, files.
@@ -676,6 +688,7 @@ fn check_entry(dir: &Path, name: &str, key: &PublicKey, problems: &mut Vec<Strin
         manifest: None,
         missing: Vec::new(),
         present: BTreeSet::new(),
+        timestamp: None,
     };
     // What the directory holds, without following anything.
     let mut listing: BTreeMap<String, std::fs::FileType> = BTreeMap::new();
@@ -802,8 +815,17 @@ fn check_entry(dir: &Path, name: &str, key: &PublicKey, problems: &mut Vec<Strin
             }
         }
     }
-    // `timestamp.tsr` (RFC 3161 token over SHA-256(manifest.json)) is allowed above; its imprint check is
-    // wired in with evidence/timestamp.rs.
+    // `timestamp.tsr`: an RFC 3161 token over SHA-256(manifest.json), added after the entry was written.
+    // Its imprint and genTime are checked here; the TSA's CMS signature needs the TSA's certificate
+    // (`openssl ts -verify`, docs/evidence.md "Trusted time").
+    if let (true, Ok(bytes)) = (verified, &bytes) {
+        let digest: [u8; 32] =
+            ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().try_into().unwrap_or([0; 32]);
+        match super::timestamp::entry_token(dir, &digest) {
+            Ok(token) => entry.timestamp = token.map(|t| t.gen_time),
+            Err(e) => found.push(format!("timestamp token refused: {e}")),
+        }
+    }
     let mut seen = BTreeSet::new();
     for problem in found {
         if seen.insert(problem.clone()) {
@@ -887,6 +909,7 @@ pub fn verify_with(paths: &[PathBuf], key: &PublicKey, options: &Options) -> Rep
         }
     }
     report.entries = entries.len();
+    report.timestamped = entries.iter().filter(|e| e.timestamp.is_some()).count();
     for e in &entries {
         match e.manifest.as_ref().map(|m| &m.kind) {
             Some(Kind::Bundle) => report.bundles += 1,

@@ -32,6 +32,7 @@ mod retention;
 mod scheduler;
 pub mod shutdown;
 pub mod sink;
+mod timestamps;
 
 use anyhow::Context;
 use tracing::{info, warn};
@@ -106,6 +107,8 @@ impl Running {
         let state = State::open(config)?;
         pipeline::init()?;
         let mut store = open_store(config, &models)?;
+        // Says now, at WARN, when evidence times would rest on an unsynchronised clock.
+        crate::clock_sync::observe();
         let shutdown = Shutdown::new();
         let (decisions_tx, decisions_rx) = mpsc::channel::<Decision>();
         let (evidence_tx, evidence_rx) = mpsc::channel::<EvidenceRequest>();
@@ -171,11 +174,12 @@ impl Running {
         // channels close and the decision and evidence workers finish.
         drop((presence, decisions_tx, evidence_tx));
         let cameras = config.cameras.iter().map(|c| sink::camera_identity(config, &c.id)).collect();
-        let consumers = vec![
+        let mut consumers = vec![
             sink::start_decision_task(decisions_rx, emitter.clone(), &shutdown)?,
             evidence::start(store.clone(), pending, evidence_rx, &shutdown, emitter, cameras)?,
             retention::start(config, &shutdown, state.shared.settled.clone(), store)?,
         ];
+        consumers.extend(timestamps::start(config, &shutdown)?);
         Ok(Running { shutdown, producers, consumers, publisher, acks })
     }
 
