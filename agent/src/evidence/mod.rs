@@ -1,6 +1,7 @@
 //! Evidence: signed, hash-chained bundles (clip, snapshot, manifest) — docs/evidence.md.
 
 pub mod canonical;
+pub mod credentials;
 pub mod keys;
 pub mod pending;
 pub mod settings;

@@ -9,6 +9,7 @@ use image::RgbImage;
 use serde_json::{Value, json};
 
 use super::canonical;
+use super::credentials::{Media, Provenance};
 use super::keys::DeviceKey;
 use crate::analyze::boxes::BBox;
 use crate::source::clip;
@@ -103,6 +104,8 @@ pub struct Store {
     last_manifest_sha256: String,
     /// Test hook: abort the process right after this step (crash tests).
     pub crash_after: Option<Step>,
+    /// C2PA signing credentials: with them, media files carry Content Credentials (`credentials`).
+    pub credentials: Option<super::credentials::Credentials>,
 }
 
 pub use crate::hashing::sha256_hex;
@@ -190,6 +193,7 @@ impl Store {
             next_sequence,
             last_manifest_sha256,
             crash_after: None,
+            credentials: None,
         })
     }
 
@@ -201,6 +205,31 @@ impl Store {
         if self.crash_after == Some(step) {
             std::process::abort();
         }
+    }
+
+    /// Embeds the C2PA manifest in a media file of the bundle being written (before it is hashed);
+    /// returns its new bytes, or None without credentials.
+    fn content_credentials(
+        &self,
+        req: &EvidenceRequest,
+        media: Media,
+        path: &Path,
+    ) -> Result<Option<Vec<u8>>, EvidenceError> {
+        let Some(credentials) = &self.credentials else { return Ok(None) };
+        let what = Provenance {
+            site: self.site.clone(),
+            device: self.device.clone(),
+            sequence: self.next_sequence,
+            event_id: req.event_id.to_string(),
+            kind: req.kind.clone(),
+            camera: req.camera.clone(),
+            at: time(req.at),
+        };
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        let signed =
+            credentials.embed(&self.key, media, &bytes, &what).map_err(|e| EvidenceError::Manifest(e.to_string()))?;
+        std::fs::write(path, &signed).map_err(io(path))?;
+        Ok(Some(signed))
     }
 
     /// Writes one bundle, following docs/evidence.md step by step.
@@ -222,6 +251,7 @@ impl Store {
         let clip_path = tmp.join("clip.mp4");
         let info = clip::cut(&req.recordings, req.clip_from, req.clip_to, &clip_path)
             .map_err(|e| EvidenceError::Clip(e.to_string()))?;
+        self.content_credentials(req, Media::Clip, &clip_path)?;
         self.step(Step::ClipWritten);
 
         let snapshot_path = tmp.join("snapshot.jpg");
@@ -235,6 +265,7 @@ impl Store {
             .encode_image(&snapshot)
             .map_err(|e| EvidenceError::Snapshot(e.to_string()))?;
         std::fs::write(&snapshot_path, &jpeg).map_err(io(&snapshot_path))?;
+        let jpeg = self.content_credentials(req, Media::Snapshot, &snapshot_path)?.unwrap_or(jpeg);
         self.step(Step::SnapshotWritten);
 
         let clip_bytes = std::fs::read(&clip_path).map_err(io(&clip_path))?;

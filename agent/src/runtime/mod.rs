@@ -39,6 +39,7 @@ use crate::clock::SystemClock;
 use crate::config::{Config, Role, redact_url};
 use crate::decide::Decision;
 use crate::decide::settlement::{SettlementRules, Transactions, Watch};
+use crate::evidence::credentials::Credentials;
 use crate::evidence::keys::DeviceKey;
 use crate::evidence::pending::Pending;
 use crate::evidence::store::{EvidenceRequest, Store};
@@ -233,8 +234,18 @@ fn open_store(config: &Config, models: &Models) -> anyhow::Result<Store> {
     let key_file = config.storage.key_file(&config.evidence);
     let key = DeviceKey::load(&key_file)?;
     info!(public_key = %key.public().to_base64(), path = %key_file.display(), "device key loaded");
+    // Content Credentials: the device certificate, self-issued now for a key made before Vigil had one.
+    let cert_file = crate::evidence::credentials::cert_path(&config.storage.data_dir);
+    let (credentials, issued) = Credentials::load_or_issue(&cert_file, &key, &config.site.id, &config.site.device_id)?;
+    if issued {
+        warn!(path = %cert_file.display(), "no device certificate: self-issued one for the device key (C2PA)");
+    }
+    info!(subject = %credentials.subject(), path = %cert_file.display(), "device certificate loaded");
     let model_hashes = models.set.models.iter().map(|m| (m.name.clone(), m.sha256.clone())).collect();
-    Ok(Store::open(&config.storage.evidence_dir(), key, &config.site.id, &config.site.device_id, model_hashes)?)
+    let mut store =
+        Store::open(&config.storage.evidence_dir(), key, &config.site.id, &config.site.device_id, model_hashes)?;
+    store.credentials = Some(credentials);
+    Ok(store)
 }
 
 type WatchChannels = (HashMap<String, mpsc::Sender<Watch>>, HashMap<String, mpsc::Receiver<Watch>>);
