@@ -17,6 +17,7 @@ use vigil::decide::settlement::FaceJudgement;
 use vigil::decide::{Decision, DecisionKind, RollcallReport, TamperKind};
 use vigil::publish::commands::{self, CmdResult, Reject};
 use vigil::publish::events::{self, EventKind, EventPayload, EvidenceReadyDetails};
+use vigil::publish::results;
 
 const SITE: &str = "hosp-0427";
 const DEVICE: &str = "edge-ward3";
@@ -642,6 +643,69 @@ fn built_commands() -> Vec<(String, String, Value)> {
     out
 }
 
+/// Each command's `result` as its handler builds it (publish::results), with the facts of the doc's
+/// examples; validated against `cmd-results/<name>.schema.json#/$defs/result`.
+fn built_results() -> Vec<(&'static str, Value)> {
+    use vigil::analyze::quality::Quality;
+    use vigil::gallery::PersonKind;
+    use vigil::gallery::enrol::{EnrollReport, ImageVerdict};
+    let quality = Quality {
+        size_px: 188.0,
+        sharpness: 412.7,
+        score: 0.998,
+        roll_deg: 2.4,
+        yaw_ratio: 0.07,
+        problems: Vec::new(),
+    };
+    let report = EnrollReport {
+        id: "ins-3301958842".into(),
+        role: PersonKind::Patient,
+        enrolled: true,
+        images: vec![
+            ImageVerdict { image: "images[0]".into(), accepted: true, reason: None, quality: Some(quality) },
+            ImageVerdict {
+                image: "images[1]".into(),
+                accepted: false,
+                reason: Some("no face found".into()),
+                quality: None,
+            },
+        ],
+    };
+    let settled_at = t("2025-03-14T09:41:12.507Z");
+    vec![
+        ("ping", events::to_json(&results::Pong::at(t("2025-03-14T09:50:00.214Z")))),
+        ("settlement", events::to_json(&results::SettlementWatching::new("window-1", "tx-1", settled_at))),
+        (
+            "settlement",
+            events::to_json(&results::SettlementAlreadySettled::new(
+                "tx-1",
+                "settlement_verified",
+                "0195a3c2-7f10-7c3e-9a4b-1d2e3f405162",
+                "window-1",
+                "ins-3301958842",
+                settled_at,
+            )),
+        ),
+        ("enroll", events::to_json(&results::Enrolled::from(&report))),
+        ("unenroll", events::to_json(&results::Unenrolled { removed: "ins-3301958842".into() })),
+        ("roster", events::to_json(&results::RosterApplied { inpatients: 2, dialysis_sessions: 1, shifts: 3 })),
+    ]
+}
+
+/// The enroll result in docs/mqtt-api.md is exactly what the code builds from the same facts.
+#[test]
+fn enroll_result_matches_its_documented_example() {
+    let built = built_results().into_iter().find(|(name, _)| *name == "enroll").unwrap().1;
+    let blocks = doc_blocks();
+    let documented = blocks
+        .iter()
+        .find(|b| b.heading == "enroll" && b.value.get("images").is_some())
+        .expect("docs/mqtt-api.md has an example of the enroll result");
+    let mut diffs = Vec::new();
+    differences("", &built, &documented.value, &mut diffs);
+    assert!(diffs.is_empty(), "enroll result (docs/mqtt-api.md line {}):{}", documented.line, diffs.join("\n"));
+}
+
 #[test]
 fn payloads_and_examples_validate_against_the_json_schemas() {
     let mut cases: Vec<Value> = Vec::new();
@@ -667,6 +731,11 @@ fn payloads_and_examples_validate_against_the_json_schemas() {
         };
         case(format!("built cmd-result {key}"), schema, value);
     }
+    for (name, value) in built_results() {
+        numbers_are_rounded(name, &value, &mut unrounded);
+        case(format!("built {name} result"), format!("cmd-results/{name}.schema.json#/$defs/result"), value);
+    }
+    assert!(unrounded.is_empty(), "{}", unrounded.join("\n"));
     // The real ping handler's answer.
     let registry = commands::Registry::default();
     let ping = commands::Command { name: "ping".into(), nonce: "0123456789abcdef".into(), args: json!({}) };

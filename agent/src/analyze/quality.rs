@@ -3,7 +3,6 @@
 //! proxy).
 
 use image::RgbImage;
-use serde::Serialize;
 
 use super::face_detector::Face;
 
@@ -30,7 +29,7 @@ impl Default for QualityThresholds {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Quality {
     pub size_px: f32,
     pub sharpness: f64,

@@ -55,7 +55,8 @@ pub fn enroll(args: EnrollArgs) -> CliResult {
     for v in report.images.iter().filter(|v| !v.accepted) {
         eprintln!("rejected {}: {}", v.image, v.reason.as_deref().unwrap_or(""));
     }
-    super::print_json(&report)?;
+    // The same object as the `enroll` command's result.
+    super::print_json(&vigil::publish::results::Enrolled::from(&report))?;
     if report.enrolled { Ok(()) } else { Err(CliError::Reported) }
 }
 

@@ -3,14 +3,12 @@
 
 use std::path::Path;
 
-use serde::Serialize;
-
 use crate::analyze::faces::{FaceAnalyzer, NotEmbedded};
 use crate::analyze::image::{decode_rgb, load_rgb};
 use crate::analyze::quality::{Quality, QualityThresholds};
 use crate::gallery::{Entry, Gallery, PersonKind};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct ImageVerdict {
     pub image: String,
     pub accepted: bool,
@@ -71,7 +69,8 @@ pub fn check_image(
     (ImageVerdict { image: name, accepted: true, reason: None, quality: Some(q) }, Some((embedding, score)))
 }
 
-#[derive(Debug, Serialize)]
+/// What an enrolment did; on the wire as `publish::results::Enrolled`.
+#[derive(Debug)]
 pub struct EnrollReport {
     pub id: String,
     pub role: PersonKind,

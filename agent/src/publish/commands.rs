@@ -354,10 +354,8 @@ pub struct Registry {
 impl Default for Registry {
     fn default() -> Self {
         let mut registry = Registry { handlers: HashMap::new() };
-        registry.register(
-            "ping",
-            Box::new(|_| Ok(json!({"pong": humantime::format_rfc3339_millis(SystemTime::now()).to_string()}))),
-        );
+        registry
+            .register("ping", Box::new(|_| Ok(super::events::to_json(&super::results::Pong::at(SystemTime::now())))));
         registry
     }
 }

@@ -3,3 +3,4 @@
 pub mod commands;
 pub mod events;
 pub mod publisher;
+pub mod results;

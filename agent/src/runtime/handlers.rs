@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::people::People;
 use crate::analyze::faces::FaceAnalyzer;
@@ -19,6 +19,8 @@ use crate::gallery::quality::QualityThresholds;
 use crate::gallery::search::SearchIndex;
 use crate::gallery::{Gallery, PersonKind};
 use crate::publish::commands::Handler;
+use crate::publish::events::to_json;
+use crate::publish::results::{Enrolled, RosterApplied, SettlementAlreadySettled, SettlementWatching, Unenrolled};
 
 fn text(args: &Value, name: &str, max: usize) -> Result<String, String> {
     args[name]
@@ -72,17 +74,21 @@ pub fn settlement_handler(
             Err(Known::Settled(done)) => {
                 tracing::info!(transaction_id = %tx, verdict = %done.verdict, event_id = %done.event_id,
                     "settlement repeated after its verdict: answered with it, no new watch");
-                return Ok(json!({"transaction_id": tx, "already_settled": done.verdict, "event_id": done.event_id,
-                    "camera": done.camera, "claimed_id": done.claimed_id,
-                    "at": humantime::format_rfc3339_millis(done.at).to_string()}));
+                return Ok(to_json(&SettlementAlreadySettled::new(
+                    &tx,
+                    &done.verdict,
+                    &done.event_id,
+                    &done.camera,
+                    &done.claimed_id,
+                    done.at,
+                )));
             }
         }
         if sender.send(Watch::open(&tx, &claimed, &camera, now, watch_for)).is_err() {
             transactions.withdraw(&tx);
             return Err("camera stopped".to_owned());
         }
-        Ok(json!({"watching": camera, "transaction_id": tx,
-            "until": humantime::format_rfc3339_millis(now + watch_for).to_string()}))
+        Ok(to_json(&SettlementWatching::new(&camera, &tx, now + watch_for)))
     })
 }
 
@@ -224,7 +230,7 @@ impl Enrolment {
                 return Err(format!("not enrolled, no photo accepted: {}", why.join("; ")));
             }
             tracing::info!(id = %id, role = ?role, "enrolled by command");
-            serde_json::to_value(&report).map_err(|e| e.to_string())
+            Ok(to_json(&Enrolled::from(&report)))
         })
     }
 
@@ -239,7 +245,7 @@ impl Enrolment {
             gallery.save().map_err(|e| e.to_string())?;
             *self.index.write().unwrap_or_else(|e| e.into_inner()) = SearchIndex::build(gallery.entries());
             tracing::info!(id = %id, "removed from the gallery by command");
-            Ok(json!({"removed": id}))
+            Ok(to_json(&Unenrolled { removed: id }))
         })
     }
 }
@@ -260,14 +266,19 @@ fn parse_embedding(bytes: &[u8]) -> Result<Vec<f32>, String> {
 pub fn roster_handler(config: Config, people: Arc<People>) -> Handler {
     Box::new(move |command| {
         let roster = Roster::parse(&command.args, &config).map_err(|errors| errors.join("; "))?;
-        let counts = json!({
-            "inpatients": roster.inpatients.len(),
-            "dialysis_sessions": roster.dialysis_sessions.len(),
-            "shifts": roster.shifts.len(),
-        });
+        let counts = RosterApplied {
+            inpatients: roster.inpatients.len(),
+            dialysis_sessions: roster.dialysis_sessions.len(),
+            shifts: roster.shifts.len(),
+        };
         people.apply(roster, SystemTime::now()).map_err(|e| format!("cannot store the roster: {e}"))?;
-        tracing::info!(%counts, "roster applied by command");
-        Ok(counts)
+        tracing::info!(
+            inpatients = counts.inpatients,
+            dialysis_sessions = counts.dialysis_sessions,
+            shifts = counts.shifts,
+            "roster applied by command"
+        );
+        Ok(to_json(&counts))
     })
 }
 

@@ -1,18 +1,20 @@
 //! Wires the stages together and runs them until a shutdown signal.
 //!
-//! Per camera: a supervisor thread running its GStreamer pipeline ([`CameraWorker`]) and an analysis
-//! thread taking the latest frame from the camera's [`FrameSlot`]. Decisions from all cameras go through
-//! one channel to the decision sink (for now: the log).
+//! Per camera: a supervisor thread running its GStreamer pipeline and an analysis thread taking the
+//! latest frame ([`camera`]). Decisions from all cameras, presence and the scheduler go through one
+//! channel to the decision task ([`sink`]), which commits each event to the outbox; evidence requests go
+//! to the evidence worker ([`evidence`]); the publisher delivers the outbox over MQTT and answers commands
+//! ([`handlers`]).
 //!
-//! Shutdown is bounded: after SIGINT or SIGTERM every worker thread gets [`SHUTDOWN_GRACE`] (10 s) in
-//! total — cameras stop in parallel, each within about 8.5 s even when its pipeline is stuck (see
-//! `source::camera`), then the decision sink drains and the evidence worker finishes — and the
-//! publisher up to 5 s more to deliver. Threads still busy at the deadline are named in a WARN and
-//! left behind; the process exits 0 all the same, about 15 s after the signal at worst (the unit's
-//! `TimeoutStopSec` is 30 s). What leaving them can lose is bounded too: a camera left behind is one
-//! whose pipeline is stuck (it has no frames to decide on), evidence requests not yet written are saved
-//! and written at the next start, and only decisions still queued for the sink at the deadline (none,
-//! unless the outbox itself is stuck) would be dropped.
+//! Shutdown is bounded and phased ([`Shutdown`]): after SIGINT or SIGTERM the worker threads get
+//! [`SHUTDOWN_GRACE`] (10 s) in total — cameras stop in parallel, each within about 8.5 s even when its
+//! pipeline is stuck (see `source::camera`), then the decision task drains and the evidence worker
+//! finishes — and the publisher up to 5 s more to deliver. Threads still busy at the deadline are named
+//! in a WARN and left behind; the process exits 0 all the same, about 15 s after the signal at worst
+//! (the unit's `TimeoutStopSec` is 30 s). What leaving them can lose is bounded too: a camera left
+//! behind is one whose pipeline is stuck (it has no frames to decide on), evidence requests not yet
+//! written are saved and written at the next start, and only decisions still queued for the decision
+//! task at the deadline (none, unless the outbox itself is stuck) would be dropped.
 
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -77,103 +79,131 @@ async fn run_async(config: Config) -> anyhow::Result<()> {
     // One agent per data directory, before anything in it is opened; held until this function returns.
     let lock = DataDirLock::acquire(&config.storage.data_dir)?;
     info!(path = %lock.path().display(), pid = std::process::id(), "data directory locked");
-    let mut models = load_models(&config)?;
-    let state = State::open(&config)?;
-    pipeline::init()?;
-    let store = open_store(&config, &models)?;
-    let (decisions_tx, decisions_rx) = mpsc::channel::<Decision>();
-    let (evidence_tx, evidence_rx) = mpsc::channel::<EvidenceRequest>();
-    let pending = Arc::new(Pending::new(&config.storage.data_dir.join("evidence-pending")));
-    let outlet =
-        |camera: &str| Outlet::new(&config, camera, pending.clone(), decisions_tx.clone(), evidence_tx.clone());
-    let presence_cameras: Vec<Arc<PresenceCamera>> = config
-        .cameras
-        .iter()
-        .filter(|c| c.role != Role::SettlementWindow && !c.regions.is_empty())
-        .map(|c| Arc::new(PresenceCamera::new(&config, c, outlet(&c.id))))
-        .collect();
-    let presence = Arc::new(Presence::new(presence_cameras, &config, decisions_tx.clone()));
-    // One command channel per window camera: `settlement` opens a watch there.
-    let (watches, mut watch_receivers) = watch_channels(&config);
-    let enrolment = Enrolment::start(
-        models.face_analyzer()?,
-        state.gallery.clone(),
-        state.shared.gallery.clone(),
-        config.faces.quality(),
-    )?;
-    let registry = Arc::new(command_registry(&config, &state, watches, enrolment, &presence));
-    let outbox_path = config.storage.data_dir.join("outbox.sqlite");
-    let outbox = Arc::new(Mutex::new(Outbox::open(&outbox_path, config.outbox.max_records)?));
-    info!(path = %outbox_path.display(), undelivered = outbox.lock().unwrap().len()?, "outbox open");
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let base = events::base_topic(
-        config.mqtt.as_ref().map_or("vigil/v1", |m| m.topic_prefix.as_str()),
-        &config.site.id,
-        &config.site.device_id,
-    );
-    let (deliver_stop, deliver_rx) = tokio::sync::watch::channel(false);
-    let publisher = start_publisher(&config, &base, &outbox, &wake, deliver_rx, registry)?;
-    let shutdown = Shutdown::new();
-    let mut threads: Vec<JoinHandle<()>> = Vec::new();
-    for camera in &config.cameras {
-        info!(camera = %camera.id, role = camera.role.as_str(), url = %redact_url(&camera.url),
-            keyframes_only = camera.keyframes_only(), regions = camera.regions.len(), "camera configured");
-        let analysis = CameraAnalysis::new(
-            &config,
-            camera,
-            &models,
-            state.shared.clone(),
-            presence.camera(&camera.id).cloned(),
-            watch_receivers.remove(&camera.id),
-            outlet(&camera.id),
-        )?;
-        let recordings = Some(config.storage.recordings_dir().join(&camera.id));
-        threads.extend(
-            camera::start_camera(&config, camera, analysis, recordings, decisions_tx.clone(), &shutdown)?.threads,
-        );
-    }
-    // Every session is open: the verified bytes are not needed twice.
-    models.release_bytes();
-    threads.push(scheduler::start(
-        &config,
-        &state.shared.people,
-        &presence,
-        decisions_tx.clone(),
-        &SystemClock,
-        &shutdown,
-    )?);
-    // Only the camera and scheduler threads may hold decision senders from here on: when they are
-    // joined at shutdown, the channels close and the decision and evidence workers finish.
-    drop((presence, decisions_tx, evidence_tx));
-    let emitter = Emitter::new(outbox.clone(), wake.clone(), &base, &config.site.id, &config.site.device_id);
-    let evidence = evidence::start(store, pending.clone(), evidence_rx, &shutdown, emitter.clone())?;
-    let retention = retention::start(&config, &shutdown, state.shared.settled.clone())?;
-    let decisions = sink::DecisionTask::start(decisions_rx, emitter)?;
+    let running = Running::start(&config)?;
     info!(site = %config.site.id, device = %config.site.device_id, cameras = config.cameras.len(), "vigil started");
-
     info!(signal = signal.await, "shutting down");
-    shutdown.trigger();
-    let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
-    let left_behind = tokio::task::spawn_blocking(move || {
-        // Producers first; then the decision task drains what they sent before it stops.
-        let mut left = join_within(threads, deadline);
-        left.extend(join_within(vec![decisions.producers_done(), evidence, retention], deadline));
-        left
-    })
-    .await?;
-    if !left_behind.is_empty() {
-        warn!(threads = %left_behind.join(", "), grace_secs = SHUTDOWN_GRACE.as_secs(),
-            "threads still busy at the shutdown deadline are left behind; exiting without them \
-             (events already in the outbox are kept; unwritten evidence is written at the next start)");
-    }
-    // Cameras and evidence are stopped and every event is in the outbox: now let the publisher go.
-    let _ = deliver_stop.send(true);
-    if let Some(task) = publisher {
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-    }
+    running.stop().await?;
     info!("stopped cleanly");
     drop(lock);
     Ok(())
+}
+
+/// The started agent: its worker threads, in the groups [`Shutdown`]'s phases stop them in.
+struct Running {
+    shutdown: Shutdown,
+    /// Phase 1: cameras, analysis, scheduler.
+    producers: Vec<JoinHandle<()>>,
+    /// Phase 2: the decision task drains what the producers sent; evidence and retention finish.
+    consumers: Vec<JoinHandle<()>>,
+    /// Phase 3.
+    publisher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    fn start(config: &Config) -> anyhow::Result<Running> {
+        let mut models = load_models(config)?;
+        let state = State::open(config)?;
+        pipeline::init()?;
+        let store = open_store(config, &models)?;
+        let shutdown = Shutdown::new();
+        let (decisions_tx, decisions_rx) = mpsc::channel::<Decision>();
+        let (evidence_tx, evidence_rx) = mpsc::channel::<EvidenceRequest>();
+        let pending = Arc::new(Pending::new(&config.storage.data_dir.join("evidence-pending")));
+        let outlet =
+            |camera: &str| Outlet::new(config, camera, pending.clone(), decisions_tx.clone(), evidence_tx.clone());
+        let presence = Arc::new(Presence::new(presence_cameras(config, outlet), config, decisions_tx.clone()));
+        // One command channel per window camera: `settlement` opens a watch there.
+        let (watches, mut watch_receivers) = watch_channels(config);
+        let enrolment = Enrolment::start(
+            models.face_analyzer()?,
+            state.gallery.clone(),
+            state.shared.gallery.clone(),
+            config.faces.quality(),
+        )?;
+        let registry = Arc::new(command_registry(config, &state, watches, enrolment, &presence));
+        let outbox = open_outbox(config)?;
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let base = events::base_topic(
+            config.mqtt.as_ref().map_or("vigil/v1", |m| m.topic_prefix.as_str()),
+            &config.site.id,
+            &config.site.device_id,
+        );
+        let publisher = start_publisher(config, &base, &outbox, &wake, shutdown.delivery(), registry)?;
+        let mut producers = Vec::new();
+        for camera in &config.cameras {
+            info!(camera = %camera.id, role = camera.role.as_str(), url = %redact_url(&camera.url),
+                keyframes_only = camera.keyframes_only(), regions = camera.regions.len(), "camera configured");
+            let analysis = CameraAnalysis::new(
+                config,
+                camera,
+                &models,
+                state.shared.clone(),
+                presence.camera(&camera.id).cloned(),
+                watch_receivers.remove(&camera.id),
+                outlet(&camera.id),
+            )?;
+            let recordings = Some(config.storage.recordings_dir().join(&camera.id));
+            let started = camera::start_camera(config, camera, analysis, recordings, decisions_tx.clone(), &shutdown)?;
+            producers.extend(started.threads);
+        }
+        // Every session is open: the verified bytes are not needed twice.
+        models.release_bytes();
+        let people = &state.shared.people;
+        producers.push(scheduler::start(config, people, &presence, decisions_tx.clone(), &SystemClock, &shutdown)?);
+        // Only the producers may hold decision senders from here on: when they are joined at shutdown, the
+        // channels close and the decision and evidence workers finish.
+        drop((presence, decisions_tx, evidence_tx));
+        let emitter = Emitter::new(outbox, wake, &base, &config.site.id, &config.site.device_id);
+        let consumers = vec![
+            sink::start_decision_task(decisions_rx, emitter.clone(), &shutdown)?,
+            evidence::start(store, pending, evidence_rx, &shutdown, emitter)?,
+            retention::start(config, &shutdown, state.shared.settled.clone())?,
+        ];
+        Ok(Running { shutdown, producers, consumers, publisher })
+    }
+
+    /// Stops the phases in order within [`SHUTDOWN_GRACE`], then gives the publisher up to 5 s more.
+    async fn stop(self) -> anyhow::Result<()> {
+        let Running { shutdown, producers, consumers, publisher } = self;
+        shutdown.trigger();
+        let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
+        let phases = shutdown.clone();
+        let left_behind = tokio::task::spawn_blocking(move || {
+            let mut left = join_within(producers, deadline);
+            phases.producers_done();
+            left.extend(join_within(consumers, deadline));
+            left
+        })
+        .await?;
+        if !left_behind.is_empty() {
+            warn!(threads = %left_behind.join(", "), grace_secs = SHUTDOWN_GRACE.as_secs(),
+                "threads still busy at the shutdown deadline are left behind; exiting without them \
+                 (events already in the outbox are kept; unwritten evidence is written at the next start)");
+        }
+        // Cameras and evidence are stopped and every event is in the outbox: now let the publisher go.
+        shutdown.stop_delivery();
+        if let Some(task) = publisher {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        Ok(())
+    }
+}
+
+/// Presence analysis for the cameras that watch beds or chairs.
+fn presence_cameras(config: &Config, outlet: impl Fn(&str) -> Outlet) -> Vec<Arc<PresenceCamera>> {
+    config
+        .cameras
+        .iter()
+        .filter(|c| c.role != Role::SettlementWindow && !c.regions.is_empty())
+        .map(|c| Arc::new(PresenceCamera::new(config, c, outlet(&c.id))))
+        .collect()
+}
+
+fn open_outbox(config: &Config) -> anyhow::Result<Arc<Mutex<Outbox>>> {
+    let path = config.storage.data_dir.join("outbox.sqlite");
+    let outbox = Outbox::open(&path, config.outbox.max_records)?;
+    info!(path = %path.display(), undelivered = outbox.len()?, "outbox open");
+    Ok(Arc::new(Mutex::new(outbox)))
 }
 
 /// ONNX Runtime and the verified model set; refuses to start on a missing or modified model (every

@@ -4,7 +4,6 @@
 //! decision is logged.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -12,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{error, info, warn};
 
+use super::Shutdown;
 use crate::config::Config;
 use crate::decide::{Decision, DecisionKind};
 use crate::evidence::pending::Pending;
@@ -259,46 +259,34 @@ fn log_decision(decision: &Decision) {
     }
 }
 
-/// The decision task: takes every decision from the channel and records it ([`record_decision`]).
-pub struct DecisionTask {
-    thread: JoinHandle<()>,
-    /// Set at shutdown once the producers are joined or given up on: a producer left behind still holds
-    /// a sender, so the channel alone would never say the stream of decisions has ended.
-    producers_done: Arc<AtomicBool>,
-}
-
-impl DecisionTask {
-    pub fn start(decisions: mpsc::Receiver<Decision>, emitter: Emitter) -> std::io::Result<DecisionTask> {
-        let producers_done = Arc::new(AtomicBool::new(false));
-        let done = producers_done.clone();
-        let thread = std::thread::Builder::new().name("vigil-decisions".into()).spawn(move || {
-            loop {
-                let decision = match decisions.recv_timeout(Duration::from_millis(200)) {
-                    Ok(decision) => decision,
-                    Err(mpsc::RecvTimeoutError::Timeout) if done.load(Ordering::Relaxed) => break,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        emitter.retry_held();
-                        continue;
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                };
-                record_decision(&emitter, decision);
-            }
-            // Last chance for events the outbox refused (the evidence worker has stopped by now or soon will).
-            emitter.retry_held();
-            let lost = emitter.held_count();
-            if lost > 0 {
-                error!(events = lost, "EVENTS LOST at shutdown: the outbox could not take them (disk full?)");
-            }
-        })?;
-        Ok(DecisionTask { thread, producers_done })
-    }
-
-    /// The producers are joined (or given up on): drain what they sent, then stop. Returns the thread.
-    pub fn producers_done(self) -> JoinHandle<()> {
-        self.producers_done.store(true, Ordering::Relaxed);
-        self.thread
-    }
+/// The decision task: takes every decision from the channel and records it ([`record_decision`]) until
+/// the shutdown's second phase ([`Shutdown::producers_done`]), then drains what is left and stops.
+pub fn start_decision_task(
+    decisions: mpsc::Receiver<Decision>,
+    emitter: Emitter,
+    shutdown: &Shutdown,
+) -> std::io::Result<JoinHandle<()>> {
+    let shutdown = shutdown.clone();
+    std::thread::Builder::new().name("vigil-decisions".into()).spawn(move || {
+        loop {
+            let decision = match decisions.recv_timeout(Duration::from_millis(200)) {
+                Ok(decision) => decision,
+                Err(mpsc::RecvTimeoutError::Timeout) if shutdown.are_producers_done() => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    emitter.retry_held();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            record_decision(&emitter, decision);
+        }
+        // Last chance for events the outbox refused (the evidence worker has stopped by now or soon will).
+        emitter.retry_held();
+        let lost = emitter.held_count();
+        if lost > 0 {
+            error!(events = lost, "EVENTS LOST at shutdown: the outbox could not take them (disk full?)");
+        }
+    })
 }
 
 #[cfg(test)]
