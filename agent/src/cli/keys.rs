@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use vigil::evidence::credentials::{self, Credentials};
+use vigil::evidence::credentials::{self, Credentials, CredentialsError};
 use vigil::evidence::keys::{DeviceKey, KeyError};
 
 use super::{CliError, CliResult, load_config, parse_time};
@@ -99,6 +99,11 @@ pub fn keys(keys: Keys) -> CliResult {
     }
     if init {
         if let Some((cert, site, device)) = &identity {
+            // A new key (the old one was lost): a certificate left from the old key is of no use.
+            if created && matches!(Credentials::load(cert, &key), Err(CredentialsError::WrongKey { .. })) {
+                credentials::reissue(cert, &key, site, device).map_err(|e| fail(&e))?;
+                eprintln!("device certificate {} was for another key: replaced by a self-issued one", cert.display());
+            }
             let (_, issued) = Credentials::load_or_issue(cert, &key, site, device).map_err(|e| fail(&e))?;
             if issued {
                 eprintln!(

@@ -299,6 +299,18 @@ pub fn install(dest: &Path, source: &Path, key: &DeviceKey) -> Result<usize, Cre
     Ok(chain.len())
 }
 
+/// Writes a self-issued certificate for `key` at `path`, replacing whatever is there (for a key just
+/// created, whose old certificate was for the key it replaces).
+pub fn reissue(path: &Path, key: &DeviceKey, site: &str, device: &str) -> Result<(), CredentialsError> {
+    let pem = self_issue(key, site, device, SystemTime::now())?;
+    if let Some(dir) = path.parent() {
+        crate::fsio::create_dir(dir, crate::fsio::PRIVATE_DIR)
+            .map_err(|source| CredentialsError::Io { path: dir.to_owned(), source })?;
+    }
+    crate::fsio::write(path, pem.as_bytes(), 0o644)
+        .map_err(|source| CredentialsError::Io { path: path.to_owned(), source })
+}
+
 /// The device's signing credentials: its key's certificate chain (DER, leaf first).
 #[derive(Debug, Clone)]
 pub struct Credentials {
