@@ -211,9 +211,11 @@ pub fn self_issue(key: &DeviceKey, site: &str, device: &str, now: SystemTime) ->
 /// A PKCS#10 certificate signing request (PEM) for the device key, for the platform's CA: the same
 /// subject, key usage and EKUs as the self-issued certificate, requested as extensions.
 pub fn csr(key: &DeviceKey, site: &str, device: &str) -> Result<String, CredentialsError> {
-    let request = params(site, device, SystemTime::now())?
-        .serialize_request(&RcgenKey::new(key))
-        .map_err(|e| CredentialsError::Issue(e.to_string()))?;
+    let mut params = params(site, device, SystemTime::now())?;
+    // The CA chooses the serial and adds the authority key identifier (of its own key).
+    params.serial_number = None;
+    params.use_authority_key_identifier_extension = false;
+    let request = params.serialize_request(&RcgenKey::new(key)).map_err(|e| CredentialsError::Issue(e.to_string()))?;
     Ok(pem("CERTIFICATE REQUEST", request.der()))
 }
 
