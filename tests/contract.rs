@@ -157,7 +157,7 @@ fn documented_decisions() -> Vec<Decision> {
             "01959407-6538-7b2a-83c0-1c8d2e68acd1",
             "ward3-room12",
             "2025-03-14T09:41:07.512Z",
-            DecisionKind::CameraTamper { tamper: TamperKind::Covered },
+            DecisionKind::CameraTamper { tamper: TamperKind::Covered, onset: t("2025-03-14T09:41:02.480Z") },
         ),
         decision(
             "0195940d-9d35-7d9d-a3f4-284eb7f35bd5",

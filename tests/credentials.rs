@@ -78,7 +78,10 @@ fn bundle(root: &Path) -> PathBuf {
         event_id: uuid::Uuid::now_v7(),
         kind: "camera_tamper".into(),
         camera: "ward-1".into(),
+        camera_info: vigil::evidence::manifest::CameraIdentity::new("ward-1", "ward", None, "rtsp://10.0.0.7/stream1"),
         at,
+        onset: Some(at - Duration::from_secs(2)),
+        thresholds: BTreeMap::from([("covered_secs".to_owned(), "2".to_owned())]),
         details: BTreeMap::from([("tamper".to_owned(), "covered".to_owned())]),
         snapshot: RgbImage::from_pixel(320, 240, image::Rgb([20, 20, 20])),
         snapshot_at: at,
@@ -148,7 +151,11 @@ fn self_issued_clip_and_snapshot_validate_in_c2patool_except_trust_and_a_flipped
     let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     let event_id = manifest["event"]["id"].as_str().unwrap().to_owned();
 
-    for (file, hash_code) in [("clip.mp4", "assertion.bmffHash.match"), ("snapshot.jpg", "assertion.dataHash.match")] {
+    for (file, hash_code) in [
+        ("clip.mp4", "assertion.bmffHash.match"),
+        ("snapshot.jpg", "assertion.dataHash.match"),
+        ("frame.jpg", "assertion.dataHash.match"),
+    ] {
         // Copied out of its bundle, the file still says where it came from.
         let loose = root.join(format!("copied-{file}"));
         std::fs::copy(dir.join(file), &loose).unwrap();

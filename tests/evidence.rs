@@ -38,7 +38,15 @@ fn request(recordings: &Path, second: u64) -> EvidenceRequest {
         event_id: uuid::Uuid::now_v7(),
         kind: "camera_tamper".into(),
         camera: "ward-1".into(),
+        camera_info: vigil::evidence::manifest::CameraIdentity::new(
+            "ward-1",
+            "ward",
+            Some("Ward 1, room 4"),
+            "rtsp://admin:s3cret@10.0.0.7:554/stream1",
+        ),
         at,
+        onset: Some(at - Duration::from_secs(2)),
+        thresholds: BTreeMap::from([("covered_secs".to_owned(), "2".to_owned())]),
         details: BTreeMap::from([("tamper".to_owned(), "covered".to_owned())]),
         snapshot: RgbImage::from_pixel(640, 360, image::Rgb([20, 20, 20])),
         snapshot_at: at,
@@ -180,7 +188,13 @@ fn retention_prunes_only_acknowledged_expired_unheld_bundles_and_keeps_the_chain
     assert_eq!(store::prune(&dir, Duration::ZERO, now + Duration::from_secs(1)).unwrap(), 1);
     assert!(!bundles[0].join("clip.mp4").exists() && bundles[0].join("PRUNED").exists());
     assert!(bundles[1].join("clip.mp4").exists() && bundles[2].join("clip.mp4").exists());
-    assert_eq!(problems(root.path()), Vec::<String>::new(), "chain still verifies after pruning");
+    // Issue 14: ACKED/HOLD/PRUNED markers are unsigned, so a store pruned by them no longer verifies (a
+    // forged prune looks the same); the signed `prune` record of evidence v2 replaces them (at merge, this
+    // goes back to "the chain still verifies after pruning").
+    let name = bundles[0].file_name().unwrap().to_str().unwrap().to_owned();
+    let found = problems(root.path());
+    assert!(found.contains(&format!("{name}: clip.mp4 is missing (no prune record names it)")), "{found:#?}");
+    assert!(found.iter().any(|p| p.starts_with(&format!("{name}: PRUNED is an unsigned v1 marker"))), "{found:#?}");
     store::release(&dir, &id(&bundles[1])).unwrap();
     assert_eq!(store::prune(&dir, Duration::ZERO, now + Duration::from_secs(2)).unwrap(), 1);
 }
@@ -389,4 +403,128 @@ fn crash_during_post_roll_still_yields_the_bundle() {
     assert!(log.contains("evidence requests saved before the last stop"), "{log}");
     let out = common::vigil().args(["verify", "--key"]).arg(&pem).arg(&evidence).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    // The clip holds the tamper's onset (the camera was black from its first frame); what the kill lost
+    // (the recorder writes a GOP and a fragment behind the stream) and the camera never sent is named.
+    let manifest = manifest_of(&bundles[0].1);
+    let clip = &manifest["clip"];
+    let (start, end, onset) = (t(&clip["start"]), t(&clip["end"]), t(&manifest["event"]["onset"]));
+    assert!(start <= onset && onset <= end, "{manifest}");
+    let missing = clip["missing"].as_array().unwrap_or_else(|| panic!("no clip.missing: {manifest}"));
+    let tail = missing.last().unwrap();
+    assert_eq!((&tail["from"], &tail["to"]), (&clip["end"], &clip["requested_to"]), "{manifest}");
+    assert!(tail["reason"].as_str().unwrap().contains("recording ends at"), "{manifest}");
+    assert!(log.contains("evidence clip incomplete") && log.contains("WARN"), "{log}");
+}
+
+fn manifest_of(bundle: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap()
+}
+
+fn t(v: &serde_json::Value) -> SystemTime {
+    humantime::parse_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}"))).unwrap()
+}
+
+/// After a crash the video of the request's interval may be partly gone (the recorder's unwritten tail,
+/// a camera that did not come back): the bundle is still written from what was recorded, and its
+/// manifest names each stretch that is missing, with why. Here the recording ends at 19.9 s: one
+/// request's event is in it (the clip contains it, its end is named missing), the other's is not.
+#[test]
+fn crash_recovered_clip_contains_the_event_or_names_the_gap() {
+    let root = tempfile::tempdir().unwrap();
+    let recordings = recording(root.path());
+    let mut store = open_store(root.path());
+    let secs = Duration::from_secs;
+    let mut inside = request(&recordings, 17);
+    inside.clip_to = inside.at + secs(12);
+    let mut beyond = request(&recordings, 24);
+    beyond.clip_from = beyond.at - secs(12);
+    let written: Vec<PathBuf> = [&inside, &beyond].iter().map(|r| store.write(r).unwrap().dir).collect();
+    assert_eq!(problems(root.path()), Vec::<String>::new());
+    let last_frame = "2026-11-24T10:00:19.900Z";
+    for (bundle, req) in written.iter().zip([&inside, &beyond]) {
+        let manifest = manifest_of(bundle);
+        let clip = &manifest["clip"];
+        assert_eq!(clip["end"], last_frame, "{manifest}");
+        let missing = clip["missing"].as_array().unwrap_or_else(|| panic!("{manifest}"));
+        assert_eq!(missing.len(), 1, "{manifest}");
+        assert_eq!(missing[0]["from"], last_frame);
+        assert_eq!(t(&missing[0]["to"]), req.clip_to);
+        assert!(missing[0]["reason"].as_str().unwrap().contains("recording ends at 2026-11-24T10:00:19.900Z"));
+        let contains_event = t(&clip["start"]) <= req.at && req.at <= t(&clip["end"]);
+        assert_eq!(contains_event, req.at == inside.at, "{manifest}");
+    }
+    // A clip the recording covers names nothing missing.
+    let whole = store.write(&request(&recordings, 10)).unwrap();
+    assert!(manifest_of(&whole.dir)["clip"].get("missing").is_none());
+}
+
+/// A camera shows its view, is covered (black) and stays covered until the alarm: the bundle's clip
+/// starts pre-roll before the cover, so it shows the uncovered view first. Before, pre-roll counted back
+/// from the raise (covered_secs after the cover), and with covered_secs above the pre-roll no frame of
+/// the view was in the clip.
+#[test]
+fn covered_then_uncovered_clip_shows_the_view_before_the_cover() {
+    let root = tempfile::tempdir().unwrap();
+    let clip = root.path().join("window.mp4");
+    let room = vigil::analyze::image::frame_from(
+        &vigil::analyze::image::load_rgb(&common::face_images().join("obama.jpg")).unwrap(),
+        640,
+        360,
+    );
+    // 10 fps, a keyframe every 2 s: the view for 3 s, then black to the end (14 s).
+    common::media::encode_clip(&clip, 640, 360, 10, 140, 20, |i| {
+        let mut img = if i < 30 { room.clone() } else { RgbImage::from_pixel(640, 360, image::Rgb([8, 8, 8])) };
+        common::media::add_noise(&mut img, 6, i as u64);
+        img
+    });
+    let config = root.path().join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[site]\nid = \"hosp-1\"\ndevice_id = \"edge-1\"\n[storage]\ndata_dir = \"state\"\n\
+             [tamper]\ncovered_secs = 3\n[evidence]\npre_roll_secs = 1\npost_roll_secs = 1\n\
+             [[cameras]]\nid = \"window\"\nrole = \"settlement_window\"\nurl = \"file://{}\"\n",
+            clip.display()
+        ),
+    )
+    .unwrap();
+    let keys = common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap();
+    assert!(keys.status.success(), "{}", String::from_utf8_lossy(&keys.stderr));
+    let agent =
+        common::vigil().arg("run").arg("--config").arg(&config).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let evidence = root.path().join("state/evidence");
+    let started = std::time::Instant::now();
+    while store::bundles(&evidence).map_or(true, |b| b.is_empty()) && started.elapsed() < Duration::from_secs(40) {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Command::new("kill").arg("-INT").arg(agent.id().to_string()).status().unwrap();
+    let output = agent.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    let bundles = store::bundles(&evidence).unwrap();
+    assert!(!bundles.is_empty(), "no bundle:\n{log}");
+    let manifest = manifest_of(&bundles[0].1);
+    assert_eq!(manifest["event"]["details"]["tamper"], "covered", "{manifest}");
+    let (onset, at) = (t(&manifest["event"]["onset"]), t(&manifest["event"]["at"]));
+    let held = at.duration_since(onset).unwrap();
+    assert!(
+        held >= Duration::from_secs(3) && held < Duration::from_secs(4),
+        "raised covered_secs after onset: {manifest}"
+    );
+    assert!(t(&manifest["clip"]["start"]) < onset, "{manifest}");
+    assert_eq!(manifest["decision"]["thresholds"]["covered_secs"], "3");
+    assert_eq!(manifest["camera"]["role"], "settlement_window");
+
+    // Decoded: the view first, then black.
+    let luma =
+        |img: &RgbImage| img.pixels().map(|p| u64::from(p.0[1])).sum::<u64>() / u64::from(img.width() * img.height());
+    let frames = common::media::decode_clip(&bundles[0].1.join("clip.mp4"));
+    let lumas: Vec<u64> = frames.iter().map(|(_, img)| luma(img)).collect();
+    let covered_from = lumas.iter().position(|l| *l < 20).unwrap_or_else(|| panic!("never black: {lumas:?}"));
+    assert!(covered_from >= 5, "the clip must show the uncovered view before the cover: {lumas:?}");
+    assert!(lumas[..covered_from].iter().all(|l| *l > 40), "{lumas:?}");
+    assert!(lumas[covered_from..].iter().all(|l| *l < 20), "covered until the end of the clip: {lumas:?}");
+    // frame.jpg is the decisive frame without boxes, the same size as the snapshot.
+    let frame = image::open(bundles[0].1.join("frame.jpg")).unwrap();
+    let size = |k: &str| manifest["snapshot"][k].as_u64().unwrap();
+    assert_eq!((u64::from(frame.width()), u64::from(frame.height())), (size("width"), size("height")));
 }

@@ -252,7 +252,10 @@ fn store_bundle(root: &Path) -> PathBuf {
         event_id: uuid::Uuid::now_v7(),
         kind: "settlement_identity_mismatch".into(),
         camera: "cam".into(),
+        camera_info: vigil::evidence::manifest::CameraIdentity::new("cam", "settlement_window", None, "test://smpte"),
         at,
+        onset: None,
+        thresholds: BTreeMap::from([("match_distance".to_owned(), "0.6".to_owned())]),
         details: BTreeMap::from([("claimed_id".to_owned(), "p-1".to_owned())]),
         snapshot: RgbImage::from_pixel(160, 120, image::Rgb([20, 20, 20])),
         snapshot_at: at,
@@ -306,7 +309,8 @@ fn manifest_parser_survives_mutated_manifests() {
     let manifest = vigil::evidence::verify::parse_manifest(&real, &mut problems).unwrap();
     assert_eq!(problems, Vec::<String>::new());
     let files: Vec<&str> = manifest.files.iter().map(|(f, _, _)| f.as_str()).collect();
-    assert_eq!((manifest.sequence, files), (1, vec!["clip.mp4", "snapshot.jpg"]));
+    // v2: the original frame beside the annotated snapshot (evidence-v2 spec, "Bundle content").
+    assert_eq!((manifest.sequence, files), (1, vec!["clip.mp4", "frame.jpg", "snapshot.jpg"]));
     let seeds = vec![real, b"{}".to_vec(), br#"{"files":{"a":{"bytes":1,"sha256":"x"}},"sequence":2}"#.to_vec()];
     fuzz("manifest", fuzzing::manifest, &seeds, MANIFEST_TOKENS, 30000);
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use vigil::evidence::store;
+use vigil::evidence::{store, verify};
 
 use super::{CliError, CliResult, load_config, parse_time};
 
@@ -12,12 +12,25 @@ pub struct VerifyArgs {
     /// Public key: a PEM file from `vigil keys public`, or the base64 of its 32 bytes.
     #[arg(long)]
     key: String,
+    /// A head the platform received (`SEQ:SHA256`, from `evidence_ready` or the retained `…/evidence/head`):
+    /// it must be an entry of the chain with that manifest hash. Repeatable.
+    #[arg(long = "expect-head", value_name = "SEQ:SHA256", value_parser = parse_head)]
+    expect_head: Vec<verify::Head>,
+    /// A file of heads the platform received: one `SEQ:SHA256` per line, `#` comments and blank lines
+    /// ignored, further tokens on a line ignored (so the agent's `<data_dir>/evidence-head` is one).
+    #[arg(long, value_name = "FILE")]
+    heads: Vec<PathBuf>,
+    /// Store directories (their entries and the chain across them) or entry directories (each alone).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
 }
 
+fn parse_head(text: &str) -> Result<verify::Head, String> {
+    verify::Head::parse(text)
+}
+
 pub fn verify(args: VerifyArgs) -> CliResult {
-    let VerifyArgs { key, paths } = args;
+    let VerifyArgs { key, expect_head, heads, paths } = args;
     let text = vigil::input::read_text_limited(std::path::Path::new(&key), vigil::input::MAX_TEXT_BYTES)
         .unwrap_or_else(|_| key.clone());
     let Some(public) = vigil::evidence::keys::PublicKey::parse(&text) else {
@@ -25,15 +38,26 @@ pub fn verify(args: VerifyArgs) -> CliResult {
             "vigil verify: {key:?} is neither a PEM public key file nor base64 of 32 bytes"
         )));
     };
-    let report = vigil::evidence::verify::verify(&paths, &public);
+    let mut options = verify::Options { heads: expect_head };
+    for file in heads {
+        let text = vigil::input::read_text_limited(&file, vigil::input::MAX_TEXT_BYTES)
+            .map_err(|e| CliError::Usage(format!("vigil verify --heads: {e}")))?;
+        let found = verify::Head::parse_file(&text)
+            .map_err(|e| CliError::Usage(format!("vigil verify --heads {}: {e}", file.display())))?;
+        options.heads.extend(found);
+    }
+    let report = verify::verify_with(&paths, &public, &options);
     for problem in &report.problems {
         println!("FAIL {problem}");
     }
+    for warning in &report.warnings {
+        println!("WARN {warning}");
+    }
     if report.problems.is_empty() {
-        println!("OK: {} bundle(s) verified: files, signatures and chain", report.bundles);
+        println!("OK: verified {}", report.verified());
         Ok(())
     } else {
-        println!("{} problem(s) in {} bundle(s)", report.problems.len(), report.bundles);
+        println!("{} problem(s) in {} entries", report.problems.len(), report.entries);
         Err(CliError::Reported)
     }
 }

@@ -32,8 +32,13 @@ pub enum DecisionKind {
     CameraOffline { reason: String },
     /// Frames flow again after `camera_offline`.
     CameraOnline,
-    /// A tamper condition held long enough to be raised.
-    CameraTamper { tamper: TamperKind },
+    /// A tamper condition held long enough to be raised; `onset` is when it began (the first frame
+    /// showing it), the condition's hold time before the decision's `at`.
+    CameraTamper {
+        tamper: TamperKind,
+        #[serde(with = "humantime_serde_compat")]
+        onset: SystemTime,
+    },
     /// A raised tamper condition is gone.
     CameraTamperCleared { tamper: TamperKind },
     /// The face at the window during a settlement is the claimed insured person (one of the faces seen
@@ -140,6 +145,15 @@ impl Decision {
                 | DecisionKind::IdentitySharedAcrossIds { .. }
                 | DecisionKind::BedAbsent(_)
         ) || matches!(&self.kind, DecisionKind::Dialysis(o) if o.verdict != dialysis::SessionVerdict::Verified)
+    }
+
+    /// When the condition decided on began, for decisions raised some time after it (tamper): their
+    /// evidence must show the onset, not only the raise.
+    pub fn onset(&self) -> Option<SystemTime> {
+        match self.kind {
+            DecisionKind::CameraTamper { onset, .. } => Some(onset),
+            _ => None,
+        }
     }
 
     pub fn name(&self) -> &'static str {

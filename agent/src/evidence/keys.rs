@@ -12,6 +12,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 
+/// DER prefix of an Ed25519 PKCS#8 v1 private key (RFC 5208 / RFC 8410: version 0, algorithm id-Ed25519,
+/// the 32-byte seed as an OCTET STRING in an OCTET STRING, no public key); the seed follows.
+const PKCS8_V1_PREFIX: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo; the 32 key bytes follow.
 const SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
 
@@ -52,8 +57,17 @@ fn unpem(text: &str, label: &str) -> Option<Vec<u8>> {
     B64.decode(body.split_whitespace().collect::<String>()).ok()
 }
 
+/// The PKCS#8 v1 form of ring's v2 document (`30 51 02 01 01 … 04 22 04 20 <seed> 81 21 00 <public>`):
+/// the same seed without the public key, which is what OpenSSL (3.0 refuses ring's v2 encoding) and
+/// Python `cryptography` read and write.
+fn pkcs8_v1(v2: &[u8]) -> Option<Vec<u8>> {
+    let seed = v2.get(16..48)?;
+    (v2.get(..16)? == [0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20])
+        .then(|| [&PKCS8_V1_PREFIX[..], seed].concat())
+}
+
 impl DeviceKey {
-    /// Creates a new key file (mode 0600, never overwriting one).
+    /// Creates a new key file (PKCS#8 v1 PEM, mode 0600, never overwriting one).
     pub fn init(path: &Path) -> Result<DeviceKey, KeyError> {
         let io = |source| KeyError::Io { path: path.to_owned(), source };
         if path.exists() {
@@ -62,7 +76,9 @@ impl DeviceKey {
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
             .map_err(|_| KeyError::Invalid { path: path.to_owned(), message: "key generation failed".into() })?;
-        match crate::fsio::create_new(path, pem("PRIVATE KEY", pkcs8.as_ref()).as_bytes(), crate::fsio::PRIVATE_FILE) {
+        let v1 = pkcs8_v1(pkcs8.as_ref())
+            .ok_or_else(|| KeyError::Invalid { path: path.to_owned(), message: "key generation failed".into() })?;
+        match crate::fsio::create_new(path, pem("PRIVATE KEY", &v1).as_bytes(), crate::fsio::PRIVATE_FILE) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(KeyError::Exists(path.to_owned())),
             other => other.map_err(io)?,
         }
@@ -178,5 +194,45 @@ mod tests {
             let text = err.to_string();
             assert!(text.contains(&path.display().to_string()) && text.contains("vigil keys init"), "{text}");
         }
+    }
+
+    /// `keys_file_is_pkcs8_v1_read_by_openssl_and_python`: the key file is what OpenSSL 3.0 (`openssl pkey`)
+    /// and Python `cryptography` read, and both derive the public key Vigil prints; a v2 file from an
+    /// older Vigil and a key made by `openssl genpkey` load too.
+    #[test]
+    fn keys_file_is_pkcs8_v1_read_by_openssl_and_python() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.pem");
+        let key = DeviceKey::init(&path).unwrap();
+        let der = unpem(&std::fs::read_to_string(&path).unwrap(), "PRIVATE KEY").unwrap();
+        assert_eq!((der.len(), &der[..16]), (48, &PKCS8_V1_PREFIX[..]));
+        let openssl =
+            std::process::Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&path).output().unwrap();
+        assert!(openssl.status.success(), "{}", String::from_utf8_lossy(&openssl.stderr));
+        assert_eq!(String::from_utf8_lossy(&openssl.stdout), key.public().to_pem());
+        let python = crate::cache::dir().join("venv/bin/python");
+        let script = "import sys, base64\n\
+            from cryptography.hazmat.primitives import serialization as s\n\
+            k = s.load_pem_private_key(open(sys.argv[1], 'rb').read(), None)\n\
+            print(base64.b64encode(k.public_key().public_bytes(s.Encoding.Raw, s.PublicFormat.Raw)).decode())";
+        let out = std::process::Command::new(&python).args(["-c", script]).arg(&path).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), key.public().to_base64());
+
+        // A v2 file (what earlier versions wrote) still loads, as the same key.
+        let v2 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+        let old = dir.path().join("old.pem");
+        crate::fsio::create_new(&old, pem("PRIVATE KEY", v2.as_ref()).as_bytes(), crate::fsio::PRIVATE_FILE).unwrap();
+        let from_v2 = DeviceKey::load(&old).unwrap().public();
+        assert_eq!(from_v2.0[..], Ed25519KeyPair::from_pkcs8(v2.as_ref()).unwrap().public_key().as_ref()[..]);
+        // So does one made by OpenSSL.
+        let made = dir.path().join("openssl.pem");
+        let generated = std::process::Command::new("openssl")
+            .args(["genpkey", "-algorithm", "ed25519", "-out"])
+            .arg(&made)
+            .status();
+        assert!(generated.unwrap().success());
+        std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o600)).unwrap();
+        DeviceKey::load(&made).unwrap();
     }
 }

@@ -3,6 +3,7 @@
 pub mod canonical;
 pub mod credentials;
 pub mod keys;
+pub mod manifest;
 pub mod pending;
 pub mod settings;
 pub mod store;

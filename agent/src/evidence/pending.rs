@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::manifest::CameraIdentity;
 use super::store::{Detection, EvidenceRequest};
 use crate::source::recorder::{self, Pin};
 
@@ -27,12 +28,22 @@ fn pin(request: &EvidenceRequest) {
     recorder::pins().pin(request.event_id, pin);
 }
 
+/// A request's JSON. Fields added later are optional, so requests saved by an older version (before
+/// an upgrade) still load: without `camera_info` the camera is [`CameraIdentity::unknown`] (the
+/// evidence worker fills it in from the configuration), without `onset` the clip starts where it was
+/// asked to, without `thresholds` the manifest records none.
 #[derive(Serialize, Deserialize)]
 struct Stored {
     event_id: uuid::Uuid,
     kind: String,
     camera: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    camera_info: Option<CameraIdentity>,
     at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    onset_ms: Option<u64>,
+    #[serde(default)]
+    thresholds: BTreeMap<String, String>,
     details: BTreeMap<String, String>,
     snapshot_at_ms: u64,
     detections: Vec<(String, [f32; 4], f32)>,
@@ -84,7 +95,10 @@ impl Pending {
             event_id: id,
             kind: request.kind.clone(),
             camera: request.camera.clone(),
+            camera_info: Some(request.camera_info.clone()),
             at_ms: ms(request.at),
+            onset_ms: request.onset.map(ms),
+            thresholds: request.thresholds.clone(),
             details: request.details.clone(),
             snapshot_at_ms: ms(request.snapshot_at),
             detections: request.detections.iter().map(|d| (d.label.clone(), d.bbox, d.score)).collect(),
@@ -148,8 +162,11 @@ impl Pending {
         Ok(EvidenceRequest {
             event_id: s.event_id,
             kind: s.kind,
+            camera_info: s.camera_info.unwrap_or_else(|| CameraIdentity::unknown(&s.camera)),
             camera: s.camera,
             at: time(s.at_ms),
+            onset: s.onset_ms.map(time),
+            thresholds: s.thresholds,
             details: s.details,
             snapshot,
             snapshot_at: time(s.snapshot_at_ms),
@@ -174,7 +191,10 @@ mod tests {
             event_id: uuid::Uuid::from_u128(id),
             kind: "bed_absent".into(),
             camera: "ward-3".into(),
+            camera_info: CameraIdentity::new("ward-3", "ward", Some("Ward 3"), "rtsp://u:pw@cam3/live"),
             at,
+            onset: None,
+            thresholds: [("enter_secs".to_owned(), "60".to_owned())].into(),
             details: [("bed".to_owned(), "bed-2".to_owned())].into(),
             snapshot: image::RgbImage::from_fn(64, 36, |x, y| image::Rgb([x as u8, y as u8, 7])),
             snapshot_at: at,
@@ -192,6 +212,10 @@ mod tests {
         assert_eq!((first.at, first.clip_to), (t0, t0 + Duration::from_secs(10)));
         assert_eq!(first.snapshot, request(1, t0).snapshot, "the frame is kept losslessly");
         assert_eq!(first.detections[0].bbox, [1.0, 2.0, 30.5, 20.0]);
+        assert_eq!(first.camera_info.url_redacted, "rtsp://u:***@cam3/live", "stored redacted");
+        assert_eq!((first.camera_info.name.as_deref(), first.camera_info.role.as_str()), (Some("Ward 3"), "ward"));
+        assert_eq!(first.thresholds["enter_secs"], "60");
+        assert_eq!(first.onset, None);
         assert!(!dir.path().join("evidence-pending/.tmp-3.json").exists(), "leftovers removed");
         pending.remove(uuid::Uuid::from_u128(1)).unwrap();
         assert_eq!(pending.load_all().len(), 1);
@@ -209,7 +233,10 @@ mod tests {
             event_id: uuid::Uuid::now_v7(),
             kind: "camera_tamper".into(),
             camera: "ward-9".into(),
+            camera_info: CameraIdentity::unknown("ward-9"),
             at,
+            onset: Some(at - Duration::from_secs(5)),
+            thresholds: BTreeMap::new(),
             details: BTreeMap::new(),
             snapshot: image::RgbImage::new(8, 8),
             snapshot_at: at,
@@ -233,6 +260,30 @@ mod tests {
         pending.remove(request.event_id).unwrap();
     }
 
+    /// A request saved by the previous version (no camera identity, onset or thresholds: a box upgraded
+    /// with requests pending) still loads, and says what it does not know.
+    #[test]
+    fn requests_saved_before_an_upgrade_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let pending_dir = dir.path().join("evidence-pending");
+        std::fs::create_dir_all(&pending_dir).unwrap();
+        let id = uuid::Uuid::now_v7();
+        let old = format!(
+            r#"{{"event_id":"{id}","kind":"camera_tamper","camera":"door","at_ms":1800000000000,"details":{{"tamper":"covered"}},"snapshot_at_ms":1800000000000,"detections":[],"recordings":"{}","clip_from_ms":1799999990000,"clip_to_ms":1800000010000}}"#,
+            dir.path().join("recordings/door").display()
+        );
+        std::fs::write(pending_dir.join(format!("{id}.json")), old).unwrap();
+        image::RgbImage::new(4, 4).save(pending_dir.join(format!("{id}.png"))).unwrap();
+        let loaded = Pending::new(&pending_dir).load_all();
+        assert_eq!(loaded.len(), 1);
+        let request = &loaded[0];
+        assert_eq!(request.event_id, id);
+        assert!(request.camera_info.is_unknown() && request.camera_info.id == "door");
+        assert_eq!((request.onset, request.thresholds.len()), (None, 0));
+        assert_eq!(request.clip_from, time(1_799_999_990_000));
+        Pending::new(&pending_dir).remove(id).unwrap();
+    }
+
     /// A save that fails (the disk is full) still pins the video: the request lives on in memory.
     #[test]
     fn a_failed_save_still_pins_the_video() {
@@ -245,7 +296,10 @@ mod tests {
             event_id: uuid::Uuid::now_v7(),
             kind: "camera_tamper".into(),
             camera: "ward-8".into(),
+            camera_info: CameraIdentity::unknown("ward-8"),
             at,
+            onset: Some(at - Duration::from_secs(5)),
+            thresholds: BTreeMap::new(),
             details: BTreeMap::new(),
             snapshot: image::RgbImage::new(8, 8),
             snapshot_at: at,

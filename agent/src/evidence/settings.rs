@@ -12,7 +12,8 @@ pub struct EvidenceSettings {
     /// The device's Ed25519 signing key (PKCS#8 PEM, mode 0600), made by `vigil keys init`.
     /// Default: `<data_dir>/keys/device-ed25519.pem`.
     pub key_file: Option<PathBuf>,
-    /// Seconds of video before the event in its clip (default 10).
+    /// Seconds of video before the event in its clip (default 10); for a tamper, before the condition
+    /// began (its onset), which is the hold time before it was raised.
     #[serde(default = "default_pre_roll")]
     pub pre_roll_secs: u64,
     /// Seconds of video after the event in its clip (default 10).

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::canonical;
 use super::credentials::{Media, Provenance};
 use super::keys::DeviceKey;
+use super::manifest;
 use crate::analyze::boxes::BBox;
 use crate::source::clip;
 
@@ -75,7 +76,13 @@ pub struct EvidenceRequest {
     pub event_id: uuid::Uuid,
     pub kind: String,
     pub camera: String,
+    /// The camera as configured (manifest `camera`).
+    pub camera_info: manifest::CameraIdentity,
     pub at: SystemTime,
+    /// When the condition began, for decisions raised after it held for a while (tamper).
+    pub onset: Option<SystemTime>,
+    /// The settings the decision used (manifest `decision.thresholds`).
+    pub thresholds: BTreeMap<String, String>,
     pub details: BTreeMap<String, String>,
     pub snapshot: RgbImage,
     pub snapshot_at: SystemTime,
@@ -111,7 +118,7 @@ pub struct Store {
 pub use crate::hashing::sha256_hex;
 
 fn time(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    manifest::time(t)
 }
 
 fn fsync_dir(path: &Path) -> Result<(), EvidenceError> {
@@ -252,6 +259,10 @@ impl Store {
         let info = clip::cut(&req.recordings, req.clip_from, req.clip_to, &clip_path)
             .map_err(|e| EvidenceError::Clip(e.to_string()))?;
         self.content_credentials(req, Media::Clip, &clip_path)?;
+        for m in &info.missing {
+            tracing::warn!(event = %req.event_id, camera = %req.camera, from = %time(m.from), to = %time(m.to),
+                reason = %m.reason, "evidence clip incomplete: the manifest's clip.missing names what was not recorded");
+        }
         self.step(Step::ClipWritten);
 
         let snapshot_path = tmp.join("snapshot.jpg");
@@ -260,47 +271,34 @@ impl Store {
         for d in &req.detections {
             crate::analyze::image::draw_box(&mut snapshot, d.bbox, [255, 60, 0], thickness);
         }
-        let mut jpeg = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
-            .encode_image(&snapshot)
-            .map_err(|e| EvidenceError::Snapshot(e.to_string()))?;
+        let jpeg = manifest::jpeg(&snapshot).map_err(EvidenceError::Snapshot)?;
         std::fs::write(&snapshot_path, &jpeg).map_err(io(&snapshot_path))?;
         let jpeg = self.content_credentials(req, Media::Snapshot, &snapshot_path)?.unwrap_or(jpeg);
+        // The decisive frame as it was seen, without the boxes drawn on the snapshot.
+        let frame_path = tmp.join("frame.jpg");
+        let frame_jpeg = manifest::jpeg(&req.snapshot).map_err(EvidenceError::Snapshot)?;
+        std::fs::write(&frame_path, &frame_jpeg).map_err(io(&frame_path))?;
+        let frame_jpeg = self.content_credentials(req, Media::Frame, &frame_path)?.unwrap_or(frame_jpeg);
         self.step(Step::SnapshotWritten);
 
         let clip_bytes = std::fs::read(&clip_path).map_err(io(&clip_path))?;
-        let manifest = json!({
+        let mut manifest = json!({
             "schema": SCHEMA,
             "sequence": self.next_sequence,
             "previous_manifest_sha256": self.last_manifest_sha256,
             "device": {"site": self.site, "device": self.device, "public_key": self.key.public().to_base64()},
-            "event": {
-                "id": req.event_id.to_string(),
-                "kind": req.kind,
-                "camera": req.camera,
-                "at": time(req.at),
-                "details": req.details,
-            },
-            "clip": {
-                "requested_from": time(req.clip_from),
-                "requested_to": time(req.clip_to),
-                "start": time(info.start),
-                "end": time(info.end),
-                "frames": info.frames,
-            },
-            "snapshot": {"at": time(req.snapshot_at), "width": snapshot.width(), "height": snapshot.height()},
-            "detections": req.detections.iter().map(|d| json!({
-                "label": d.label,
-                "box": d.bbox.map(|v| v.round() as i64),
-                "score": format!("{:.3}", d.score),
-            })).collect::<Vec<Value>>(),
             "models": self.models.iter().map(|(name, sha)| json!({"name": name, "sha256": sha})).collect::<Vec<Value>>(),
-            "files": {
-                "clip.mp4": {"sha256": sha256_hex(&clip_bytes), "bytes": clip_bytes.len()},
-                "snapshot.jpg": {"sha256": sha256_hex(&jpeg), "bytes": jpeg.len()},
-            },
             "created": time(SystemTime::now()),
         });
+        let files = [
+            manifest::BundleFile { name: "clip.mp4", bytes: &clip_bytes },
+            manifest::BundleFile { name: "snapshot.jpg", bytes: &jpeg },
+            manifest::BundleFile { name: "frame.jpg", bytes: &frame_jpeg },
+        ];
+        let content = manifest::bundle_content(req, &info, (snapshot.width(), snapshot.height()), &files);
+        if let Value::Object(fields) = &mut manifest {
+            fields.extend(content);
+        }
         let bytes = canonical::to_bytes(&manifest).map_err(|e| EvidenceError::Manifest(e.to_string()))?;
         let manifest_path = tmp.join("manifest.json");
         std::fs::write(&manifest_path, &bytes).map_err(io(&manifest_path))?;
@@ -310,7 +308,7 @@ impl Store {
         std::fs::write(&sig_path, self.key.sign(&bytes)).map_err(io(&sig_path))?;
         self.step(Step::SignatureWritten);
 
-        for file in [&clip_path, &snapshot_path, &manifest_path, &sig_path] {
+        for file in [&clip_path, &snapshot_path, &frame_path, &manifest_path, &sig_path] {
             std::fs::File::open(file).and_then(|f| f.sync_all()).map_err(io(file))?;
         }
         fsync_dir(tmp)?;
@@ -383,7 +381,7 @@ pub fn prune(dir: &Path, keep: Duration, now: SystemTime) -> Result<usize, Evide
             continue;
         }
         write_marker(&bundle, "PRUNED", &format!("{}\n", time(now)))?;
-        for name in ["clip.mp4", "snapshot.jpg"] {
+        for name in ["clip.mp4", "snapshot.jpg", "frame.jpg"] {
             let path = bundle.join(name);
             if path.exists() {
                 std::fs::remove_file(&path).map_err(io(&path))?;

@@ -477,7 +477,9 @@ impl Details {
         match kind {
             DecisionKind::CameraOffline { reason } => Details::CameraOffline(ReasonDetails { reason: reason.clone() }),
             DecisionKind::CameraOnline => Details::CameraOnline(NoDetails {}),
-            DecisionKind::CameraTamper { tamper } => Details::CameraTamper(TamperDetails { tamper: tamper.as_str() }),
+            DecisionKind::CameraTamper { tamper, .. } => {
+                Details::CameraTamper(TamperDetails { tamper: tamper.as_str() })
+            }
             DecisionKind::CameraTamperCleared { tamper } => {
                 Details::CameraTamperCleared(TamperDetails { tamper: tamper.as_str() })
             }

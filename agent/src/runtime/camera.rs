@@ -209,7 +209,8 @@ impl CameraAnalysis {
         }
         for change in self.tamper.observe(&frame.image, frame.captured) {
             let details = [("tamper".to_owned(), change.kind().as_str().to_owned())].into();
-            let kind = crate::decide::tamper::decision_kind(change);
+            let onset = self.tamper.onset(change.kind()).unwrap_or(frame.captured);
+            let kind = crate::decide::tamper::decision_kind(change, onset);
             self.out.decide(Some(frame), frame.captured, kind, details, Vec::new());
         }
         self.counters.frames.fetch_add(1, Ordering::Relaxed);

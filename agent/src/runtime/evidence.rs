@@ -10,6 +10,7 @@ use tracing::{error, info, warn};
 
 use super::Shutdown;
 use super::sink::Emitter;
+use crate::evidence::manifest::CameraIdentity;
 use crate::evidence::pending::Pending;
 use crate::evidence::store::{self, EvidenceRequest, Store};
 use crate::publish::events;
@@ -24,6 +25,31 @@ struct Waiting {
     tried_at_stop: bool,
 }
 
+/// The recorder writes video a GOP and a fragment behind the stream (`source::clip`): a camera with
+/// long GOPs has not written the end of a clip when its post-roll is over. While the camera is still
+/// recording (its newest segment grew within [`RECORDING_LIVE`]) and has not reached the clip's end, the
+/// bundle waits, up to [`RECORDER_WAIT`] past that end; after that, or with the recording stopped, it
+/// is written with what there is (the manifest's `clip.missing` says what is not).
+const RECORDING_LIVE: Duration = Duration::from_secs(5);
+const RECORDER_WAIT: Duration = Duration::from_secs(30);
+
+fn recorder_behind(request: &EvidenceRequest, now: SystemTime) -> bool {
+    if now.duration_since(request.clip_to).is_ok_and(|late| late > RECORDER_WAIT) {
+        return false;
+    }
+    match crate::source::clip::recorded_until(&request.recordings) {
+        Ok(Some((until, modified))) => wait_for_recorder(until, modified, request.clip_to, now),
+        _ => false,
+    }
+}
+
+/// Whether the recording, written up to `until` and last modified at `modified`, is still on its way
+/// to `clip_to` at `now`.
+fn wait_for_recorder(until: SystemTime, modified: SystemTime, clip_to: SystemTime, now: SystemTime) -> bool {
+    let live = now.duration_since(modified).map_or(true, |idle| idle <= RECORDING_LIVE);
+    until < clip_to && live && now.duration_since(clip_to).map_or(true, |late| late <= RECORDER_WAIT)
+}
+
 /// Retries of a bundle that could not be written: 2 s doubling to 30 s.
 fn evidence_retry_after(failures: u32) -> Duration {
     Duration::from_secs(2u64.saturating_pow(failures.min(5)).min(30))
@@ -34,17 +60,21 @@ fn evidence_retry_after(failures: u32) -> Duration {
 /// memory, its video pinned (`Pending`), and is retried with backoff during the run; the failure is
 /// logged at ERROR once per episode (until a bundle is written again). On shutdown, pending bundles are
 /// tried once with what was recorded so far; those failing are written at the next start.
+///
+/// `cameras` names the configured cameras: a request saved by an older version, which did not record
+/// its camera's identity, takes it from there.
 pub fn start(
     store: Store,
     saved: Arc<Pending>,
     requests: mpsc::Receiver<EvidenceRequest>,
     shutdown: &Shutdown,
     emitter: Emitter,
+    cameras: Vec<CameraIdentity>,
 ) -> std::io::Result<JoinHandle<()>> {
     let stop = shutdown.clone();
     std::thread::Builder::new()
         .name("vigil-evidence".into())
-        .spawn(move || evidence_worker(store, &saved, requests, &stop, &emitter))
+        .spawn(move || evidence_worker(store, &saved, requests, &stop, &emitter, &cameras))
 }
 
 fn evidence_worker(
@@ -53,6 +83,7 @@ fn evidence_worker(
     requests: mpsc::Receiver<EvidenceRequest>,
     stop: &Shutdown,
     emitter: &Emitter,
+    cameras: &[CameraIdentity],
 ) {
     const MARGIN: Duration = Duration::from_secs(3);
     let announce = |request: &EvidenceRequest, bundle: &store::BundleInfo| {
@@ -89,7 +120,12 @@ fn evidence_worker(
     // Requests saved before a crash or stop: written now (their post-roll is long recorded), or only
     // announced when the bundle was written but the request not yet removed.
     let mut pending: Vec<Waiting> = Vec::new();
-    for request in saved.load_all() {
+    for mut request in saved.load_all() {
+        if request.camera_info.is_unknown() {
+            if let Some(camera) = cameras.iter().find(|c| c.id == request.camera) {
+                request.camera_info = camera.clone();
+            }
+        }
         match store.existing(request.event_id) {
             Ok(Some(bundle)) => announce(&request, &bundle),
             Ok(None) => pending.push(waiting_for(request)),
@@ -115,6 +151,11 @@ fn evidence_worker(
         while i < pending.len() {
             let due = if stopping { !pending[i].tried_at_stop } else { pending[i].due <= now };
             if !due {
+                i += 1;
+                continue;
+            }
+            if !stopping && recorder_behind(&pending[i].request, now) {
+                pending[i].due = now + Duration::from_secs(1);
                 i += 1;
                 continue;
             }
@@ -177,5 +218,22 @@ fn evidence_worker(
             "evidence bundles not written at shutdown: saved requests are written at the next start \
              (unsaved ones, if any, are lost)"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A camera with 4 s GOPs had not written the last seconds of a clip 3 s after its post-roll: the
+    /// bundle waits for the recorder while it records, and not for a recording that stopped or forever.
+    #[test]
+    fn a_bundle_waits_for_a_recorder_that_is_still_writing_its_clip() {
+        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s);
+        let clip_to = t(100);
+        assert!(wait_for_recorder(t(98), t(103), clip_to, t(103)), "recording, not there yet: wait");
+        assert!(!wait_for_recorder(t(101), t(103), clip_to, t(103)), "written past the clip's end");
+        assert!(!wait_for_recorder(t(96), t(96), clip_to, t(103)), "the recording stopped at 96 s (a crash)");
+        assert!(!wait_for_recorder(t(98), t(131), clip_to, t(131)), "waited 30 s: written with what there is");
     }
 }

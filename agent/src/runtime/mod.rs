@@ -154,9 +154,10 @@ impl Running {
         // channels close and the decision and evidence workers finish.
         drop((presence, decisions_tx, evidence_tx));
         let emitter = Emitter::new(outbox, wake, &base, &config.site.id, &config.site.device_id);
+        let cameras = config.cameras.iter().map(|c| sink::camera_identity(config, &c.id)).collect();
         let consumers = vec![
             sink::start_decision_task(decisions_rx, emitter.clone(), &shutdown)?,
-            evidence::start(store, pending, evidence_rx, &shutdown, emitter)?,
+            evidence::start(store, pending, evidence_rx, &shutdown, emitter, cameras)?,
             retention::start(config, &shutdown, state.shared.settled.clone())?,
         ];
         Ok(Running { shutdown, producers, consumers, publisher })

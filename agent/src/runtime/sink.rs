@@ -3,7 +3,7 @@
 //! and the decision task hands each to the [`Emitter`], which commits its event to the outbox before the
 //! decision is logged.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -14,33 +14,118 @@ use tracing::{error, info, warn};
 use super::Shutdown;
 use crate::config::Config;
 use crate::decide::{Decision, DecisionKind};
+use crate::evidence::manifest::CameraIdentity;
 use crate::evidence::pending::Pending;
 use crate::evidence::store::{Detection, EvidenceRequest};
 use crate::outbox::{NewRecord, Outbox};
 use crate::publish::events;
 
-/// The evidence to gather for a decision taken on `frame`: the clip from pre-roll to post-roll, the frame.
+/// The evidence to gather for a decision taken on `frame`: the clip from pre-roll before the onset of
+/// what was decided (a tamper's onset comes its hold time before the raise; other decisions are about
+/// their own moment) to post-roll after the decision, and the frame.
 fn evidence_request(
     decision: &Decision,
     frame: &crate::source::Frame,
     details: std::collections::BTreeMap<String, String>,
     detections: Vec<Detection>,
-    recordings: &Path,
-    pre_roll: Duration,
-    post_roll: Duration,
+    outlet: &Outlet,
 ) -> EvidenceRequest {
+    let onset = decision.onset();
     EvidenceRequest {
         event_id: decision.id,
         kind: decision.name().to_owned(),
         camera: decision.camera.clone(),
+        camera_info: outlet.identity.clone(),
         at: decision.at,
+        onset,
+        thresholds: outlet.thresholds.of(&decision.kind),
         details,
         snapshot: frame.image.clone(),
         snapshot_at: frame.captured,
         detections,
-        recordings: recordings.to_owned(),
-        clip_from: decision.at - pre_roll,
-        clip_to: decision.at + post_roll,
+        recordings: outlet.recordings.clone(),
+        clip_from: onset.unwrap_or(decision.at).min(decision.at) - outlet.pre_roll,
+        clip_to: decision.at + outlet.post_roll,
+    }
+}
+
+/// The camera as its configuration names it (evidence manifests' `camera`).
+pub fn camera_identity(config: &Config, camera: &str) -> CameraIdentity {
+    config.cameras.iter().find(|c| c.id == camera).map_or_else(
+        || CameraIdentity::unknown(camera),
+        |c| CameraIdentity::new(&c.id, c.role.as_str(), c.name.as_deref(), &c.url),
+    )
+}
+
+/// The settings each kind of decision is taken with, as evidence manifests record them
+/// (`decision.thresholds`): decimal strings as the configuration file would spell them (Rust's
+/// shortest round-trip decimal of the configured value, never an exponent).
+#[derive(Clone)]
+struct Thresholds {
+    tamper: crate::config::Tamper,
+    match_distance: f32,
+    settlement: crate::config::Settlement,
+    person_detector: f32,
+    presence: crate::config::Presence,
+    dialysis: crate::config::Dialysis,
+}
+
+impl Thresholds {
+    fn new(config: &Config) -> Thresholds {
+        Thresholds {
+            tamper: config.tamper.clone(),
+            match_distance: config.faces.match_distance,
+            settlement: config.settlement.clone(),
+            person_detector: config.persons.detector_threshold,
+            presence: config.presence.clone(),
+            dialysis: config.dialysis.clone(),
+        }
+    }
+
+    fn of(&self, kind: &DecisionKind) -> std::collections::BTreeMap<String, String> {
+        use crate::decide::TamperKind;
+        let (t, s, p, d) = (&self.tamper, &self.settlement, &self.presence, &self.dialysis);
+        let values: Vec<(&str, String)> = match kind {
+            DecisionKind::CameraTamper { tamper: TamperKind::Covered, .. } => {
+                vec![("covered_secs", t.covered_secs.to_string())]
+            }
+            DecisionKind::CameraTamper { tamper: TamperKind::Frozen, .. } => {
+                vec![("frozen_secs", t.frozen_secs.to_string())]
+            }
+            DecisionKind::CameraTamper { tamper: TamperKind::Moved, .. } => {
+                vec![("moved_secs", t.moved_secs.to_string()), ("moved_similarity", t.moved_similarity.to_string())]
+            }
+            DecisionKind::SettlementVerified { .. }
+            | DecisionKind::SettlementIdentityMismatch { .. }
+            | DecisionKind::SettlementNoFace { .. } => vec![
+                ("match_distance", self.match_distance.to_string()),
+                ("min_good_frames", s.min_good_frames.to_string()),
+                ("watch_secs", s.watch_secs.to_string()),
+            ],
+            DecisionKind::IdentitySharedAcrossIds { .. } => vec![
+                ("match_distance", self.match_distance.to_string()),
+                ("sharing_window_days", s.sharing_window_days.to_string()),
+            ],
+            DecisionKind::BedAbsent(_) | DecisionKind::BedAbsenceEscalated(_) => vec![
+                ("person_detector_threshold", self.person_detector.to_string()),
+                ("min_inside", p.min_inside.to_string()),
+                ("min_cover", p.min_cover.to_string()),
+                ("full_cover", p.full_cover.to_string()),
+                ("changed_occupied", p.changed_occupied.to_string()),
+                ("enter_secs", p.enter_secs.to_string()),
+                ("leave_secs", p.leave_secs.to_string()),
+            ],
+            DecisionKind::Dialysis(_) => vec![
+                ("match_distance", self.match_distance.to_string()),
+                ("identity_window_mins", d.identity_window_mins.to_string()),
+                ("grace_mins", d.grace_mins.to_string()),
+                ("chair_empty_share", d.chair_empty_share.to_string()),
+                ("min_share", d.min_share.to_string()),
+                ("person_detector_threshold", self.person_detector.to_string()),
+            ],
+            _ => Vec::new(),
+        };
+        values.into_iter().map(|(name, value)| (name.to_owned(), value)).collect()
     }
 }
 
@@ -56,6 +141,8 @@ pub struct Outlet {
     recordings: PathBuf,
     pre_roll: Duration,
     post_roll: Duration,
+    identity: CameraIdentity,
+    thresholds: Thresholds,
 }
 
 impl Outlet {
@@ -74,6 +161,8 @@ impl Outlet {
             recordings: config.storage.recordings_dir().join(camera),
             pre_roll: Duration::from_secs(config.evidence.pre_roll_secs),
             post_roll: Duration::from_secs(config.evidence.post_roll_secs),
+            identity: camera_identity(config, camera),
+            thresholds: Thresholds::new(config),
         }
     }
 
@@ -90,15 +179,7 @@ impl Outlet {
         let mut decision = Decision::new(&self.camera, at, kind);
         decision.evidence = decision.needs_evidence() && frame.is_some();
         if let (true, Some(frame)) = (decision.evidence, frame) {
-            let request = evidence_request(
-                &decision,
-                frame,
-                details,
-                detections,
-                &self.recordings,
-                self.pre_roll,
-                self.post_roll,
-            );
+            let request = evidence_request(&decision, frame, details, detections, self);
             if let Err(e) = self.pending.save(&request) {
                 error!(event = %decision.id, error = %e,
                     "cannot save the evidence request; its bundle is lost if the agent stops before it is written");
@@ -237,8 +318,9 @@ fn log_decision(decision: &Decision) {
         DecisionKind::CameraOffline { reason } => {
             warn!(decision = decision.name(), event_id = %decision.id, camera = %decision.camera, %at, reason, "decision")
         }
-        DecisionKind::CameraTamper { tamper } => {
-            warn!(decision = decision.name(), event_id = %decision.id, camera = %decision.camera, %at, tamper = tamper.as_str(), "decision")
+        DecisionKind::CameraTamper { tamper, onset } => {
+            let onset = humantime::format_rfc3339_millis(*onset);
+            warn!(decision = decision.name(), event_id = %decision.id, camera = %decision.camera, %at, %onset, tamper = tamper.as_str(), "decision")
         }
         DecisionKind::CameraTamperCleared { tamper } => {
             info!(decision = decision.name(), event_id = %decision.id, camera = %decision.camera, %at, tamper = tamper.as_str(), "decision")
@@ -292,6 +374,54 @@ pub fn start_decision_task(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tamper's clip starts pre-roll before the condition began, not before the raise (which comes
+    /// covered_secs / frozen_secs / moved_secs later): with the defaults a frozen clip started 10 s after
+    /// the picture froze and showed none of it. Other decisions keep their clip around their moment.
+    #[test]
+    fn a_tamper_clip_starts_before_the_onset_and_records_its_thresholds() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[site]\nid = \"h\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"{}\"\n\
+             [evidence]\npre_roll_secs = 4\npost_roll_secs = 3\n[tamper]\nmoved_similarity = 0.3\n\
+             [[cameras]]\nid = \"door\"\nname = \"Ward 3 door\"\nrole = \"ward\"\n\
+             url = \"rtsp://admin:pa:ss@cam-7:554/live?token=abc\"\n",
+            dir.path().display()
+        );
+        let config = crate::config::parse(std::path::Path::new("t.toml"), &text).unwrap();
+        let (decisions, _decisions_rx) = mpsc::channel();
+        let (evidence, _evidence_rx) = mpsc::channel();
+        let outlet = Outlet::new(&config, "door", Arc::new(Pending::new(dir.path())), decisions, evidence);
+        let raised = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_100);
+        let frame =
+            crate::source::Frame { image: image::RgbImage::new(8, 8), captured: raised, seq: 1, keyframe: true };
+        let secs = Duration::from_secs;
+        for (tamper, held, thresholds) in [
+            (crate::decide::TamperKind::Frozen, 20, vec![("frozen_secs", "20")]),
+            (crate::decide::TamperKind::Moved, 15, vec![("moved_secs", "15"), ("moved_similarity", "0.3")]),
+            (crate::decide::TamperKind::Covered, 5, vec![("covered_secs", "5")]),
+        ] {
+            let onset = raised - secs(held);
+            let decision = Decision::new("door", raised, DecisionKind::CameraTamper { tamper, onset });
+            let request = evidence_request(&decision, &frame, Default::default(), Vec::new(), &outlet);
+            assert_eq!(request.onset, Some(onset));
+            assert_eq!((request.clip_from, request.clip_to), (onset - secs(4), raised + secs(3)), "{tamper:?}");
+            let expected: std::collections::BTreeMap<String, String> =
+                thresholds.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            assert_eq!(request.thresholds, expected, "{tamper:?}");
+            assert_eq!(request.camera_info.url_redacted, "rtsp://admin:***@cam-7:554/live?token=***");
+            assert_eq!(request.camera_info.name.as_deref(), Some("Ward 3 door"));
+            assert_eq!(request.camera_info.role, "ward");
+        }
+        let absent = Decision::new(
+            "door",
+            raised,
+            DecisionKind::SettlementNoFace { transaction_id: "t".into(), claimed_id: "c".into(), faces_seen: 0 },
+        );
+        let request = evidence_request(&absent, &frame, Default::default(), Vec::new(), &outlet);
+        assert_eq!((request.onset, request.clip_from), (None, raised - secs(4)));
+        assert_eq!(request.thresholds["match_distance"], "0.6", "f32 settings read as configured");
+    }
 
     /// The decision's log line is written only once its event is committed: when the line is written,
     /// another connection to the outbox file already sees the record. When the outbox refuses the

@@ -9,6 +9,12 @@
 //!
 //! The clip therefore starts on a keyframe, contains the whole interval that was recorded, and plays
 //! anywhere. Time in the clip maps back to wall time by `ClipInfo::start`.
+//!
+//! What the recording does not hold of the interval is named in `ClipInfo::missing`: before its first
+//! frame, between two frames further apart than a few frame intervals, after its last frame. A camera
+//! that was offline leaves such holes, and so does a crash: the recorder writes video a GOP and a
+//! fragment (1 s) behind the live stream (splitmuxsink holds each GOP until the next keyframe, the muxer
+//! each fragment until it is complete), so a SIGKILL loses the last GOP plus up to one second.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -29,7 +35,24 @@ pub struct ClipInfo {
     pub end: SystemTime,
     pub frames: usize,
     pub segments: usize,
+    /// Stretches of the requested interval with no recorded video, in time order; empty when the clip
+    /// covers it all.
+    pub missing: Vec<Missing>,
 }
+
+/// A stretch of a requested clip that was not recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Missing {
+    /// The last frame before the hole (or the requested start).
+    pub from: SystemTime,
+    /// The first frame after it (or the requested end).
+    pub to: SystemTime,
+    pub reason: String,
+}
+
+/// Frames further apart than this many typical frame intervals (and at least [`MIN_GAP`]) leave a hole.
+const GAP_INTERVALS: u32 = 3;
+const MIN_GAP: Duration = Duration::from_millis(500);
 
 struct Unit {
     buffer: gst::Buffer,
@@ -77,7 +100,82 @@ pub fn cut(dir: &Path, from: SystemTime, to: SystemTime, out: &Path) -> Result<C
     }
     let caps = caps.ok_or_else(|| clip_err("no caps"))?;
     mux(&kept, &caps, out)?;
-    Ok(ClipInfo { start: kept[0].wall, end: kept[kept.len() - 1].wall, frames: kept.len(), segments: chosen.len() })
+    let walls: Vec<SystemTime> = kept.iter().map(|u| u.wall).collect();
+    let newest_recorded = units.last().map(|u| u.wall);
+    let recording_ends_here =
+        chosen.last().map(|s| &s.path) == all.last().map(|s| &s.path) && newest_recorded == walls.last().copied();
+    let missing = holes(&walls, from, to, all[0].start, recording_ends_here);
+    Ok(ClipInfo {
+        start: kept[0].wall,
+        end: kept[kept.len() - 1].wall,
+        frames: kept.len(),
+        segments: chosen.len(),
+        missing,
+    })
+}
+
+/// How far the camera's recording has reached: the wall time of the newest segment's last written
+/// frame, and when that file was last modified. None without segments.
+pub fn recorded_until(dir: &Path) -> Result<Option<(SystemTime, SystemTime)>, SourceError> {
+    let all = recorder::segments(dir).map_err(|e| clip_err(format!("cannot list {}: {e}", dir.display())))?;
+    let Some(newest) = all.last() else { return Ok(None) };
+    super::pipeline::init()?;
+    let modified = std::fs::metadata(&newest.path)
+        .and_then(|m| m.modified())
+        .map_err(|e| clip_err(format!("{}: {e}", newest.path.display())))?;
+    let (mut units, mut caps) = (Vec::new(), None);
+    read_segment(newest, &mut units, &mut caps)?;
+    Ok(Some((units.last().map_or(newest.start, |u| u.wall), modified)))
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// What of `[from, to]` the frames at `walls` (in order, at least one) leave without video.
+/// `oldest` is the start of the camera's oldest kept segment; `recording_ends_here`: the last frame is
+/// the last one the camera's recording holds.
+fn holes(
+    walls: &[SystemTime],
+    from: SystemTime,
+    to: SystemTime,
+    oldest: SystemTime,
+    recording_ends_here: bool,
+) -> Vec<Missing> {
+    let mut steps: Vec<Duration> = walls.windows(2).filter_map(|w| w[1].duration_since(w[0]).ok()).collect();
+    steps.sort();
+    let typical = steps.get(steps.len() / 2).copied().unwrap_or(Duration::from_secs(1));
+    let gap = (typical * GAP_INTERVALS).max(MIN_GAP);
+    const NOT_RECORDED: &str = "not recorded: no video between these times (the camera was offline, recording \
+                                stopped, or the agent was not running)";
+    let mut missing = Vec::new();
+    let (first, last) = (walls[0], walls[walls.len() - 1]);
+    if first.duration_since(from).is_ok_and(|d| d > gap) {
+        let reason = if oldest > from {
+            format!("not recorded: the oldest recording kept for this camera starts at {}", rfc3339(oldest))
+        } else {
+            NOT_RECORDED.to_owned()
+        };
+        missing.push(Missing { from, to: first, reason });
+    }
+    for w in walls.windows(2) {
+        if w[1].duration_since(w[0]).is_ok_and(|d| d > gap) {
+            missing.push(Missing { from: w[0], to: w[1], reason: NOT_RECORDED.to_owned() });
+        }
+    }
+    if to.duration_since(last).is_ok_and(|d| d > gap) {
+        let reason = if recording_ends_here {
+            format!(
+                "not recorded: the camera's recording ends at {} (the camera went offline, or the agent stopped; \
+                 a crash loses the video the recorder had not written yet: the last GOP and up to 1 s)",
+                rfc3339(last)
+            )
+        } else {
+            NOT_RECORDED.to_owned()
+        };
+        missing.push(Missing { from: last, to, reason });
+    }
+    missing
 }
 
 fn read_segment(segment: &Segment, units: &mut Vec<Unit>, caps: &mut Option<gst::Caps>) -> Result<(), SourceError> {
@@ -122,6 +220,43 @@ fn read_segment(segment: &Segment, units: &mut Vec<Unit>, caps: &mut Option<gst:
     };
     let _ = pipeline.set_state(gst::State::Null);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn at(ms: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(1_800_000_000_000 + ms)
+    }
+
+    /// 10 fps from `a` to `b` ms.
+    fn frames(a: u64, b: u64) -> Vec<SystemTime> {
+        (a..=b).step_by(100).map(at).collect()
+    }
+
+    #[test]
+    fn a_clip_covering_its_interval_misses_nothing() {
+        // Starts on the keyframe before the interval, last frame within one interval of its end.
+        assert_eq!(holes(&frames(0, 9_900), at(500), at(9_950), at(0), true), vec![]);
+    }
+
+    #[test]
+    fn holes_before_between_and_after_the_frames_are_named() {
+        let mut walls = frames(3_000, 5_000);
+        walls.extend(frames(8_000, 9_000));
+        let missing = holes(&walls, at(1_000), at(12_000), at(3_000), true);
+        let spans: Vec<(SystemTime, SystemTime)> = missing.iter().map(|m| (m.from, m.to)).collect();
+        assert_eq!(spans, [(at(1_000), at(3_000)), (at(5_000), at(8_000)), (at(9_000), at(12_000))]);
+        assert!(missing[0].reason.contains("oldest recording kept for this camera starts at"), "{missing:?}");
+        assert!(missing[1].reason.starts_with("not recorded: no video between these times"), "{missing:?}");
+        assert!(missing[2].reason.contains("recording ends at 2027-01-15T08:00:09.000Z"), "{missing:?}");
+        // The same tail with later video recorded (the camera came back after the interval).
+        let later = holes(&walls, at(1_000), at(12_000), at(0), false);
+        assert!(later[0].reason.starts_with("not recorded: no video"), "{later:?}");
+        assert!(later[2].reason.starts_with("not recorded: no video"), "{later:?}");
+    }
 }
 
 fn mux(units: &[&Unit], caps: &gst::Caps, out: &Path) -> Result<(), SourceError> {

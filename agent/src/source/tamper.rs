@@ -137,18 +137,25 @@ pub struct Measures {
 /// Hysteresis state of one condition.
 #[derive(Debug, Default)]
 struct Condition {
+    /// Since when the condition is seen to hold (the hold time counts from here).
     since: Option<SystemTime>,
+    /// When it began, while it holds: `since`, or the earlier frame whose picture froze.
+    onset: Option<SystemTime>,
     cleared_since: Option<SystemTime>,
     raised: bool,
 }
 
 impl Condition {
     /// Feeds whether the condition holds at `t`; returns Some(true) when it becomes raised and
-    /// Some(false) when it becomes cleared.
-    fn update(&mut self, holds: bool, t: SystemTime, hold: Duration) -> Option<bool> {
+    /// Some(false) when it becomes cleared. A condition that starts holding at `t` began at `began`
+    /// (`t`, or earlier when the frame only shows what an earlier one started: a picture that froze).
+    fn update(&mut self, holds: bool, t: SystemTime, began: SystemTime, hold: Duration) -> Option<bool> {
         let elapsed = |since: SystemTime| t.duration_since(since).unwrap_or(Duration::ZERO);
         if holds {
             self.cleared_since = None;
+            if self.since.is_none() {
+                self.onset = Some(began.min(t));
+            }
             let since = *self.since.get_or_insert(t);
             if !self.raised && elapsed(since) >= hold {
                 self.raised = true;
@@ -263,8 +270,21 @@ impl TamperDetector {
         Measures { uniform, identical_to_previous, similarity }
     }
 
+    /// When a condition that holds now began (its onset: the first frame showing it), None when it
+    /// does not hold. Right after [`TamperDetector::observe`] raised `kind`, this is what the raise
+    /// is about: the raise itself comes the condition's hold time later.
+    pub fn onset(&self, kind: TamperKind) -> Option<SystemTime> {
+        match kind {
+            TamperKind::Covered => self.covered.since.and(self.covered.onset),
+            TamperKind::Frozen => self.frozen.since.and(self.frozen.onset),
+            TamperKind::Moved => self.moved.since.and(self.moved.onset),
+        }
+    }
+
     /// Feeds one frame taken at `t`; returns the state changes it causes.
     pub fn observe(&mut self, img: &RgbImage, t: SystemTime) -> Vec<TamperChange> {
+        // A frozen picture is seen on the frame after the one that froze: that one is its onset.
+        let previous_frame = self.last_time.filter(|last| *last <= t).unwrap_or(t);
         if let Some(last) = self.last_time {
             let gap = t.duration_since(last);
             if gap.is_err() || gap.is_ok_and(|g| g > MAX_GAP) {
@@ -284,13 +304,13 @@ impl TamperDetector {
             Some(false) => changes.push(TamperChange::Cleared(kind)),
             None => {}
         };
-        record(self.covered.update(m.uniform, t, secs(self.settings.covered_secs)), TamperKind::Covered);
+        record(self.covered.update(m.uniform, t, t, secs(self.settings.covered_secs)), TamperKind::Covered);
         // A covered lens is also unchanging and unlike the reference: report the cause, not the symptoms.
         // A view uniform by nature may legitimately look unchanging: no frozen detection there.
         let frozen = m.identical_to_previous && !m.uniform && self.uniform_reference.is_none();
-        record(self.frozen.update(frozen, t, secs(self.settings.frozen_secs)), TamperKind::Frozen);
+        record(self.frozen.update(frozen, t, previous_frame, secs(self.settings.frozen_secs)), TamperKind::Frozen);
         let moved = !m.uniform && m.similarity.is_some_and(|s| s < self.settings.moved_similarity);
-        record(self.moved.update(moved, t, secs(self.settings.moved_secs)), TamperKind::Moved);
+        record(self.moved.update(moved, t, t, secs(self.settings.moved_secs)), TamperKind::Moved);
         changes
     }
 }
@@ -336,6 +356,46 @@ mod tests {
             changes,
             vec![(15.0, TamperChange::Raised(TamperKind::Covered)), (35.0, TamperChange::Cleared(TamperKind::Covered))]
         );
+    }
+
+    /// The onset is the first frame showing the condition: the raise comes its hold time later, and a
+    /// clip must start before the onset to show what happened (issue 14).
+    #[test]
+    fn each_raised_condition_knows_its_onset() {
+        let reference = scene(0, 1.0, 0);
+        let black = RgbImage::from_pixel(320, 180, image::Rgb([3, 3, 3]));
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        let mut onsets = Vec::new();
+        let mut d = TamperDetector::new(Tamper::default(), Some(&reference));
+        for i in 0..40u32 {
+            // 0-9 live, 10-19 covered, 20-29 the camera turned away, from 30 a frozen picture.
+            let img = match i {
+                10..20 => black.clone(),
+                20..30 => scene(20, 1.0, i),
+                30.. => scene(20, 1.0, 999),
+                _ => scene(0, 1.0, i),
+            };
+            for change in d.observe(&img, at(u64::from(i))) {
+                if let TamperChange::Raised(kind) = change {
+                    onsets.push((kind, d.onset(kind).unwrap(), at(u64::from(i))));
+                }
+            }
+        }
+        let covered = onsets.iter().find(|o| o.0 == TamperKind::Covered).unwrap();
+        assert_eq!((covered.1, covered.2), (at(10), at(15)), "covered from the first black frame, raised 5 s later");
+        let moved = onsets.iter().find(|o| o.0 == TamperKind::Moved).unwrap();
+        assert_eq!(moved.1, at(20), "moved from the first frame of the other view");
+        // The picture froze on frame 30; frame 31 is the first seen to be the same.
+        let mut d = TamperDetector::new(Tamper::default(), Some(&reference));
+        let mut frozen = None;
+        for i in 0..60u32 {
+            let img = scene(0, 1.0, if i >= 30 { 999 } else { i });
+            if d.observe(&img, at(u64::from(i))).contains(&TamperChange::Raised(TamperKind::Frozen)) {
+                frozen = Some((d.onset(TamperKind::Frozen).unwrap(), at(u64::from(i))));
+            }
+        }
+        assert_eq!(frozen, Some((at(30), at(51))), "frozen from the frame that froze, raised when seen frozen_secs");
+        assert_eq!(d.onset(TamperKind::Covered), None, "a condition that does not hold has no onset");
     }
 
     #[test]
