@@ -47,7 +47,7 @@ enum Command {
     /// or re-aiming a camera. With --empty: the beds or chairs are empty now, and the frame is also
     /// their empty reference (occupancy compares each region with it). Restart the agent afterwards.
     Reference(cli::run::ReferenceArgs),
-    /// The device's Ed25519 signing key.
+    /// The device's Ed25519 signing key and its certificate (Content Credentials).
     #[command(subcommand)]
     Keys(cli::keys::Keys),
     /// Verify evidence bundles (a bundle, or a directory of bundles as a hash chain) against a public key.

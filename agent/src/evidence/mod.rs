@@ -2,6 +2,7 @@
 //! prune, epoch) — docs/evidence.md.
 
 pub mod canonical;
+pub mod credentials;
 pub mod head;
 pub mod keys;
 pub mod manifest;

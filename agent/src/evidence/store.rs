@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::canonical;
 use super::head::{self, Head};
+use super::credentials::{Media, Provenance};
 use super::keys::DeviceKey;
 use super::manifest;
 use super::records::{self, BundleState, EntryType};
@@ -181,6 +182,8 @@ pub struct Store {
     pub crash_after: Option<Step>,
     /// Test hook: abort the process once a prune record is durable, before any file is removed.
     pub crash_before_prune_removal: bool,
+    /// C2PA signing credentials: with them, media files carry Content Credentials (`credentials`).
+    pub credentials: Option<super::credentials::Credentials>,
 }
 
 pub use crate::hashing::sha256_hex;
@@ -290,6 +293,7 @@ impl Store {
             started_epoch: None,
             crash_after: None,
             crash_before_prune_removal: false,
+            credentials: None,
         };
         let last = scan.last.as_ref().map(|l| l.head.clone());
         if let Some(l) = &scan.last {
@@ -452,6 +456,31 @@ impl Store {
         Ok(info)
     }
 
+    /// Embeds the C2PA manifest in a media file of the bundle being written (before it is hashed);
+    /// returns its new bytes, or None without credentials.
+    fn content_credentials(
+        &self,
+        req: &EvidenceRequest,
+        media: Media,
+        path: &Path,
+    ) -> Result<Option<Vec<u8>>, EvidenceError> {
+        let Some(credentials) = &self.credentials else { return Ok(None) };
+        let what = Provenance {
+            site: self.site.clone(),
+            device: self.device.clone(),
+            sequence: self.next_sequence,
+            event_id: req.event_id.to_string(),
+            kind: req.kind.clone(),
+            camera: req.camera.clone(),
+            at: time(req.at),
+        };
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        let signed =
+            credentials.embed(&self.key, media, &bytes, &what).map_err(|e| EvidenceError::Manifest(e.to_string()))?;
+        std::fs::write(path, &signed).map_err(io(path))?;
+        Ok(Some(signed))
+    }
+
     /// Writes one bundle, following docs/evidence.md step by step.
     pub fn write(&mut self, req: &EvidenceRequest) -> Result<BundleInfo, EvidenceError> {
         let created = self.signing_time()?;
@@ -477,6 +506,7 @@ impl Store {
         let clip_path = tmp.join("clip.mp4");
         let info = clip::cut(&req.recordings, req.clip_from, req.clip_to, &clip_path)
             .map_err(|e| EvidenceError::Clip(e.to_string()))?;
+        self.content_credentials(req, Media::Clip, &clip_path)?;
         for m in &info.missing {
             tracing::warn!(event = %req.event_id, camera = %req.camera, from = %time(m.from), to = %time(m.to),
                 reason = %m.reason, "evidence clip incomplete: the manifest's clip.missing names what was not recorded");
@@ -491,10 +521,12 @@ impl Store {
         }
         let jpeg = manifest::jpeg(&snapshot).map_err(EvidenceError::Snapshot)?;
         std::fs::write(&snapshot_path, &jpeg).map_err(io(&snapshot_path))?;
+        let jpeg = self.content_credentials(req, Media::Snapshot, &snapshot_path)?.unwrap_or(jpeg);
         // The decisive frame as it was seen, without the boxes drawn on the snapshot.
         let frame_path = tmp.join("frame.jpg");
         let frame_jpeg = manifest::jpeg(&req.snapshot).map_err(EvidenceError::Snapshot)?;
         std::fs::write(&frame_path, &frame_jpeg).map_err(io(&frame_path))?;
+        let frame_jpeg = self.content_credentials(req, Media::Frame, &frame_path)?.unwrap_or(frame_jpeg);
         self.step(Step::SnapshotWritten);
 
         let clip_bytes = std::fs::read(&clip_path).map_err(io(&clip_path))?;

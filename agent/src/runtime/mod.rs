@@ -42,6 +42,7 @@ use crate::clock::SystemClock;
 use crate::config::{Config, Role, redact_url};
 use crate::decide::Decision;
 use crate::decide::settlement::{SettlementRules, Transactions, Watch};
+use crate::evidence::credentials::Credentials;
 use crate::evidence::keys::DeviceKey;
 use crate::evidence::pending::Pending;
 use crate::evidence::store::{EvidenceRequest, OpenOptions, Store};
@@ -295,9 +296,16 @@ fn open_store(config: &Config, models: &Models) -> anyhow::Result<Store> {
     let key_file = config.storage.key_file(&config.evidence);
     let key = DeviceKey::load(&key_file)?;
     info!(public_key = %key.public().to_base64(), path = %key_file.display(), "device key loaded");
+    // Content Credentials: the device certificate, self-issued now for a key made before Vigil had one.
+    let cert_file = crate::evidence::credentials::cert_path(&config.storage.data_dir);
+    let (credentials, issued) = Credentials::load_or_issue(&cert_file, &key, &config.site.id, &config.site.device_id)?;
+    if issued {
+        warn!(path = %cert_file.display(), "no device certificate: self-issued one for the device key (C2PA)");
+    }
+    info!(subject = %credentials.subject(), path = %cert_file.display(), "device certificate loaded");
     let model_hashes = models.set.models.iter().map(|m| (m.name.clone(), m.sha256.clone())).collect();
     let (site, device) = (&config.site.id, &config.site.device_id);
-    let store = Store::open_with(
+    let mut store = Store::open_with(
         &config.storage.evidence_dir(),
         key,
         site,
@@ -305,6 +313,7 @@ fn open_store(config: &Config, models: &Models) -> anyhow::Result<Store> {
         model_hashes,
         &store_options(config, false),
     )?;
+    store.credentials = Some(credentials);
     match store.head() {
         Some(head) => info!(head = %head.id(), epoch = head.epoch, "evidence chain open"),
         None => info!("evidence chain open: empty, the first bundle starts it"),
