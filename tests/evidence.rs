@@ -192,6 +192,22 @@ fn retention_prunes_only_acknowledged_expired_unheld_bundles_and_keeps_the_chain
     assert_eq!(problems(root.path()), Vec::<String>::new(), "chain still verifies after pruning");
     store.release(&id(&bundles[1]), "").unwrap();
     assert_eq!(store.prune(0, now + Duration::from_secs(2)).unwrap(), 1);
+    // The records the writer made (ack, hold, release, prune) read the same to the outsider's verifier.
+    assert_eq!(problems(root.path()), Vec::<String>::new(), "after the release and second prune");
+    let pem = root.path().join("pub.pem");
+    std::fs::write(&pem, public(root.path()).to_pem()).unwrap();
+    let out = Command::new(common::python())
+        .arg(common::repo("tests/third_party_verify.py"))
+        .arg(&pem)
+        .arg(root.path().join("evidence"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "third-party verification of a pruned store failed:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 const CRASH_ENV: &str = "VIGIL_TEST_CRASH_AT";

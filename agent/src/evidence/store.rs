@@ -11,8 +11,8 @@ use image::RgbImage;
 use serde_json::{Value, json};
 
 use super::canonical;
-use super::head::{self, Head};
 use super::credentials::{Media, Provenance};
+use super::head::{self, Head};
 use super::keys::DeviceKey;
 use super::manifest;
 use super::records::{self, BundleState, EntryType};
