@@ -422,7 +422,7 @@ impl CmdResult {
 
 /// The cmd-result payload, now, as JSON (keys in alphabetical order).
 pub fn result(name: &str, nonce: Option<&str>, outcome: Result<Value, Reject>) -> Value {
-    serde_json::to_value(CmdResult::new(name, nonce, outcome, SystemTime::now())).unwrap_or(Value::Null)
+    super::events::to_json(&CmdResult::new(name, nonce, outcome, SystemTime::now()))
 }
 
 #[cfg(test)]

@@ -625,9 +625,13 @@ impl Details {
     }
 }
 
-/// A payload as JSON with its keys in alphabetical order (serde_json's map is sorted).
+/// A payload as JSON with its keys in alphabetical order at every level. Sorted here, not left to
+/// serde_json's map: a dependency (c2pa) turns on serde_json's `preserve_order`, which makes maps keep
+/// insertion order for the whole build.
 pub fn to_json(payload: &impl Serialize) -> Value {
-    serde_json::to_value(payload).unwrap_or(Value::Null)
+    let mut value = serde_json::to_value(payload).unwrap_or(Value::Null);
+    value.sort_all_objects();
+    value
 }
 
 /// The `details` of a decision's event, as a JSON object. Evidence manifests of settlement decisions
@@ -805,6 +809,22 @@ mod tests {
 
     /// The defect: signed manifests of an accusation held only the transaction and claimed id, and
     /// every face scored "1.000". Now they carry the event's facts, each judged face's included.
+    #[test]
+    fn payload_keys_go_out_in_alphabetical_order_at_every_level() {
+        #[derive(Serialize)]
+        struct Inner {
+            zeta: u8,
+            alpha: u8,
+        }
+        #[derive(Serialize)]
+        struct Outer {
+            zulu: Inner,
+            bravo: u8,
+        }
+        let wire = serde_json::to_string(&to_json(&Outer { zulu: Inner { zeta: 1, alpha: 2 }, bravo: 3 })).unwrap();
+        assert_eq!(wire, r#"{"bravo":3,"zulu":{"alpha":2,"zeta":1}}"#);
+    }
+
     #[test]
     fn reals_are_rounded_to_three_decimals_without_negative_zero() {
         assert_eq!(serde_json::to_string(&real(-0.0)).unwrap(), "0.0");

@@ -746,7 +746,7 @@ async fn send_loop(mut s: SendLoop) {
     let mut last_sent = 0i64;
     loop {
         if let Some(head) = head_to_send(&mut s.head, std::mem::take(&mut send_head)) {
-            let payload = serde_json::to_vec(&head).unwrap_or_default();
+            let payload = serde_json::to_vec(&events::to_json(&head)).unwrap_or_default();
             if !publish(&s, None, head_topic.clone(), payload, true).await {
                 return;
             }
