@@ -333,6 +333,8 @@ fn manifests(evidence: &std::path::Path) -> std::collections::HashMap<String, se
         .unwrap()
         .filter_map(|e| std::fs::read(e.ok()?.path().join("manifest.json")).ok())
         .map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).unwrap())
+        // Bundles only: the chain also holds signed records (an `ack` per delivered evidence_ready).
+        .filter(|m| m["type"].as_str().is_none_or(|t| t == "bundle"))
         .map(|m| (m["event"]["id"].as_str().unwrap().to_owned(), m))
         .collect()
 }
