@@ -300,28 +300,26 @@ fn crash_after_parent_synced_leaves_the_whole_bundle() {
     crash_after(Step::ParentSynced);
 }
 
-/// The whole path in a running agent: a camera (a file played like a live stream) goes dark, tamper
-/// detection raises `covered`, and a signed bundle with the clip around it verifies.
-#[test]
-fn tamper_in_a_running_agent_yields_a_verifiable_bundle() {
-    let root = tempfile::tempdir().unwrap();
-    let clip = root.path().join("window.mp4");
+/// A window camera playing a file (10 fps, a keyframe every 2 s): the room for `view` of `frames`
+/// frames, then black; its config with `settings` (TOML sections) and a device key made by `vigil keys
+/// init` (whose output, the public key, is returned with the config's path).
+fn covered_window(root: &Path, (frames, view): (usize, usize), settings: &str) -> (PathBuf, std::process::Output) {
+    let clip = root.join("window.mp4");
     let room = vigil::analyze::image::frame_from(
         &vigil::analyze::image::load_rgb(&common::face_images().join("obama.jpg")).unwrap(),
         640,
         360,
     );
-    common::media::encode_clip(&clip, 640, 360, 10, 200, 20, |i| {
-        let mut img = if i < 50 { room.clone() } else { RgbImage::from_pixel(640, 360, image::Rgb([8, 8, 8])) };
+    common::media::encode_clip(&clip, 640, 360, 10, frames, 20, |i| {
+        let mut img = if i < view { room.clone() } else { RgbImage::from_pixel(640, 360, image::Rgb([8, 8, 8])) };
         common::media::add_noise(&mut img, 6, i as u64);
         img
     });
-    let config = root.path().join("vigil.toml");
+    let config = root.join("vigil.toml");
     std::fs::write(
         &config,
         format!(
-            "[site]\nid = \"hosp-1\"\ndevice_id = \"edge-1\"\n[storage]\ndata_dir = \"state\"\n\
-             [tamper]\ncovered_secs = 2\n[evidence]\npre_roll_secs = 3\npost_roll_secs = 2\n\
+            "[site]\nid = \"hosp-1\"\ndevice_id = \"edge-1\"\n[storage]\ndata_dir = \"state\"\n{settings}\
              [[cameras]]\nid = \"window\"\nrole = \"settlement_window\"\nurl = \"file://{}\"\n",
             clip.display()
         ),
@@ -329,6 +327,19 @@ fn tamper_in_a_running_agent_yields_a_verifiable_bundle() {
     .unwrap();
     let keys = common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap();
     assert!(keys.status.success(), "{}", String::from_utf8_lossy(&keys.stderr));
+    (config, keys)
+}
+
+/// The whole path in a running agent: a camera (a file played like a live stream) goes dark, tamper
+/// detection raises `covered`, and a signed bundle with the clip around it verifies.
+#[test]
+fn tamper_in_a_running_agent_yields_a_verifiable_bundle() {
+    let root = tempfile::tempdir().unwrap();
+    let (config, keys) = covered_window(
+        root.path(),
+        (200, 50),
+        "[tamper]\ncovered_secs = 2\n[evidence]\npre_roll_secs = 3\npost_roll_secs = 2\n",
+    );
     let pem = root.path().join("pub.pem");
     std::fs::write(&pem, &keys.stdout).unwrap();
 
@@ -476,31 +487,12 @@ fn crash_recovered_clip_contains_the_event_or_names_the_gap() {
 #[test]
 fn covered_then_uncovered_clip_shows_the_view_before_the_cover() {
     let root = tempfile::tempdir().unwrap();
-    let clip = root.path().join("window.mp4");
-    let room = vigil::analyze::image::frame_from(
-        &vigil::analyze::image::load_rgb(&common::face_images().join("obama.jpg")).unwrap(),
-        640,
-        360,
-    );
     // 10 fps, a keyframe every 2 s: the view for 3 s, then black to the end (14 s).
-    common::media::encode_clip(&clip, 640, 360, 10, 140, 20, |i| {
-        let mut img = if i < 30 { room.clone() } else { RgbImage::from_pixel(640, 360, image::Rgb([8, 8, 8])) };
-        common::media::add_noise(&mut img, 6, i as u64);
-        img
-    });
-    let config = root.path().join("vigil.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[site]\nid = \"hosp-1\"\ndevice_id = \"edge-1\"\n[storage]\ndata_dir = \"state\"\n\
-             [tamper]\ncovered_secs = 3\n[evidence]\npre_roll_secs = 1\npost_roll_secs = 1\n\
-             [[cameras]]\nid = \"window\"\nrole = \"settlement_window\"\nurl = \"file://{}\"\n",
-            clip.display()
-        ),
-    )
-    .unwrap();
-    let keys = common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap();
-    assert!(keys.status.success(), "{}", String::from_utf8_lossy(&keys.stderr));
+    let (config, _keys) = covered_window(
+        root.path(),
+        (140, 30),
+        "[tamper]\ncovered_secs = 3\n[evidence]\npre_roll_secs = 1\npost_roll_secs = 1\n",
+    );
     let agent =
         common::vigil().arg("run").arg("--config").arg(&config).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let evidence = root.path().join("state/evidence");
