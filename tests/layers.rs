@@ -38,10 +38,13 @@ const LAYERS: &[(&str, Layer)] = &[
     ("source", Layer::Stage(1)),
     ("analyze", Layer::Stage(2)),
     ("gallery", Layer::Stage(3)),
-    ("decide", Layer::Stage(4)),
-    ("evidence", Layer::Stage(5)),
-    ("outbox", Layer::Stage(6)),
-    ("publish", Layer::Stage(7)),
+    ("phones", Layer::Stage(4)),
+    ("decide", Layer::Stage(5)),
+    ("evidence", Layer::Stage(6)),
+    ("outbox", Layer::Stage(7)),
+    ("publish", Layer::Stage(8)),
+    // The HTTP surface: the last stage (it serves what the others made; only the runtime starts it).
+    ("http", Layer::Stage(9)),
     ("config", Layer::Config),
     // `app` is being renamed `runtime`; both names are the composition root.
     ("app", Layer::Runtime),
@@ -127,7 +130,7 @@ fn check(from: Option<&str>, path: &[String]) -> Option<(u8, String)> {
         (Fuzzing, _) => None,
         (Stage(_), Config) => broken(3),
         (Stage(a), Stage(b)) if b > a => broken(2),
-        (Stage(7), Stage(5)) => {
+        (Stage(8), Stage(6)) => {
             let part = path.get(1).map(String::as_str);
             if part.is_some_and(|p| PUBLISH_MAY_USE_OF_EVIDENCE.contains(&p)) { None } else { broken(8) }
         }

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 pub use crate::redact::redact_url;
 pub use check::check_files;
 pub use raw::{
-    Camera, Config, Dialysis, Evidence, Faces, Models, Mqtt, MqttTls, OutboxSettings, Persons, Physicians, Presence,
-    Retention, Role, Rollcalls, RosterSettings, Settlement, Site, Storage, Tamper, Transport,
+    Camera, Config, Dialysis, Evidence, Faces, Geofence, HttpSettings, Models, Mqtt, MqttTls, OutboxSettings, Persons,
+    PhoneSettings, Physicians, Presence, Retention, Role, Rollcalls, RosterSettings, Settlement, Site, Storage, Tamper,
+    Transport, Ward,
 };
 pub use size::ByteSize;
 pub use validate::{FieldError, TEST_PATTERNS, validate};
@@ -85,13 +86,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 impl Config {
     /// What in the file is accepted but has no effect: the operator should remove it.
     pub fn warnings(&self) -> Vec<String> {
-        let mut warnings = Vec::new();
-        if self.removed_http.is_some() {
-            warnings.push(
-                "[http] is ignored: this version serves no HTTP API (it never did); remove the section".to_owned(),
-            );
-        }
-        warnings
+        Vec::new()
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -107,6 +102,10 @@ impl Config {
         self.evidence.key_file.as_mut().map(fix);
         self.models.ort_library.as_mut().map(fix);
         self.roster.file.as_mut().map(fix);
+        if let Some(http) = &mut self.http {
+            http.tls_cert.as_mut().map(fix);
+            http.tls_key.as_mut().map(fix);
+        }
         if let Some(mqtt) = &mut self.mqtt {
             mqtt.password_file.as_mut().map(fix);
             // A key given inline is the 44-character base64 of 32 bytes; anything else is a file.
@@ -188,19 +187,9 @@ mod tests {
         assert_eq!(config.storage.evidence_dir(), dir.path().join("state/evidence"));
     }
 
-    /// A box upgraded with a file of an older version still starts: `[http]` (documented, never served)
-    /// is ignored with a warning naming it, whatever it holds.
+    /// The example file shows no dead section.
     #[test]
-    fn an_old_http_section_is_ignored_with_a_warning() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("vigil.toml");
-        let old = "[site]\nid = \"a\"\ndevice_id = \"b\"\n[http]\nenabled = true\nlisten = \"localhost\"\n\
-                   tls_cert = \"http.crt\"\n";
-        std::fs::write(&file, old).unwrap();
-        let config = load_for_run(&file).unwrap_or_else(|e| panic!("{e}"));
-        let warnings = config.warnings();
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0].starts_with("[http] is ignored"), "{warnings:?}");
+    fn the_example_has_no_warnings() {
         let current = load(&repo_file("config/vigil.example.toml")).unwrap();
         assert_eq!(current.warnings(), Vec::<String>::new(), "the example must not show a dead section");
     }

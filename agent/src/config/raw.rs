@@ -30,10 +30,12 @@ pub struct Config {
     /// Connection to the central platform's MQTT broker. Absent: the box runs stand-alone and keeps
     /// every event in its outbox until a broker is configured.
     pub mqtt: Option<Mqtt>,
-    /// `[http]` of older versions, which documented an HTTP API that was never served. Read only so that
-    /// a box upgraded with its old file still starts; ignored, with a warning ([`Config::warnings`]).
-    #[serde(default, rename = "http")]
-    pub removed_http: Option<toml::Value>,
+    /// The HTTPS server (phone page and API); absent: no HTTP is served.
+    pub http: Option<HttpSettings>,
+    #[serde(default)]
+    pub phones: PhoneSettings,
+    #[serde(default)]
+    pub wards: Vec<Ward>,
     /// ONNX Runtime and the model bundle.
     #[serde(default)]
     pub models: Models,
@@ -77,6 +79,8 @@ pub struct Config {
 
 /// `[evidence]`: owned by the evidence stage.
 pub use crate::evidence::settings::EvidenceSettings as Evidence;
+pub use crate::http::HttpSettings;
+pub use crate::phones::{Geofence, PhoneSettings, Ward};
 
 /// `[tamper]`: owned by the source stage, which detects tampering.
 pub use crate::source::settings::TamperSettings as Tamper;

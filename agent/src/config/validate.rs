@@ -168,6 +168,33 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
     for (field, message) in config.outbox.problems() {
         errors.add(format!("outbox.{field}"), message);
     }
+    if let Some(http) = &config.http {
+        for (field, message) in http.problems() {
+            errors.add(format!("http.{field}"), message);
+        }
+    }
+    for (field, message) in config.phones.problems() {
+        errors.add(format!("phones.{field}"), message);
+    }
+    let mut ward_ids = std::collections::HashSet::new();
+    for (i, ward) in config.wards.iter().enumerate() {
+        for (field, message) in ward.problems() {
+            errors.add(format!("wards[{i}].{field}"), message);
+        }
+        if !ward_ids.insert(ward.id.as_str()) {
+            errors.add(format!("wards[{i}].id"), format!("{:?} is used by two wards", ward.id));
+        }
+        for camera in &ward.cameras {
+            match config.cameras.iter().find(|c| &c.id == camera) {
+                None => errors.add(format!("wards[{i}].cameras"), format!("no camera {camera:?}")),
+                Some(c) if c.role != Role::Ward => errors.add(
+                    format!("wards[{i}].cameras"),
+                    format!("{camera:?} is a {} camera, not a ward camera", c.role.as_str()),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
 
     let retention = &config.retention;
     if retention.recordings_max_bytes_per_camera.0 < 100 << 20 {

@@ -1,0 +1,108 @@
+//! The `[http]` section of the configuration (`config` embeds it): defaults and documentation here,
+//! once; [`HttpSettings::problems`] says what is wrong with it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The HTTPS server. Without an `[http]` section the agent serves nothing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address and port to listen on (default "0.0.0.0:8443").
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The server's certificate chain (PEM). Unset: a self-signed certificate is made at first start in
+    /// `<data_dir>/http/` and its SHA-256 fingerprint logged (phones must trust it once).
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM, PKCS#8 or SEC1); required with `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP instead of HTTPS: allowed on a loopback address, or anywhere when
+    /// `insecure_plain_http` is also set (behind a TLS-terminating proxy). Default false.
+    #[serde(default)]
+    pub plain_http: bool,
+    /// Required to serve plain HTTP on a non-loopback address (default false).
+    #[serde(default)]
+    pub insecure_plain_http: bool,
+    /// The address phones reach the box at, used in enrolment links (e.g. "https://vigil-ward3.lan:8443").
+    /// Unset: `https://<listen address>` (a wildcard listen address is replaced by the host name).
+    pub public_url: Option<String>,
+    /// The largest request body accepted, in bytes (default 10 MiB: a phone photo).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Seconds a request may take, upload included, before it is answered 408 (default 60).
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+    /// Uploads being checked at once; more wait in line (default 4). Bounds memory under a burst.
+    #[serde(default = "default_max_concurrent_uploads")]
+    pub max_concurrent_uploads: usize,
+    /// Requests per minute one client address may make before it is answered 429 (default 120).
+    #[serde(default = "default_rate_limit_per_minute")]
+    pub rate_limit_per_minute: u32,
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:8443".to_owned()
+}
+fn default_max_body_bytes() -> u64 {
+    10 << 20
+}
+fn default_request_timeout_secs() -> u64 {
+    60
+}
+fn default_max_concurrent_uploads() -> usize {
+    4
+}
+fn default_rate_limit_per_minute() -> u32 {
+    120
+}
+
+impl HttpSettings {
+    /// The listen address, when it parses.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
+
+    /// Every problem with these settings: (field within `[http]`, message). Pure: no file is read.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        match self.listen_addr() {
+            None => problems
+                .push(("listen", format!("must be an address and port like \"0.0.0.0:8443\", got {:?}", self.listen))),
+            Some(addr) if self.plain_http && !addr.ip().is_loopback() && !self.insecure_plain_http => problems.push((
+                "plain_http",
+                format!(
+                    "plain HTTP on {addr} would send phones' photos unencrypted: listen on 127.0.0.1, or set \
+                     insecure_plain_http = true when a TLS proxy is in front"
+                ),
+            )),
+            Some(_) => {}
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => problems.push(("tls_key", "missing: tls_cert is set, so its key is needed".to_owned())),
+            (None, Some(_)) => {
+                problems.push(("tls_cert", "missing: tls_key is set, so its certificate is needed".to_owned()))
+            }
+            _ => {}
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            problems.push(("public_url", format!("must start with https:// (or http://), got {url:?}")));
+        }
+        if !(64 << 10..=100 << 20).contains(&self.max_body_bytes) {
+            problems.push(("max_body_bytes", format!("must be 65536..104857600, got {}", self.max_body_bytes)));
+        }
+        if !(5..=600).contains(&self.request_timeout_secs) {
+            problems.push(("request_timeout_secs", format!("must be 5..600, got {}", self.request_timeout_secs)));
+        }
+        if !(1..=64).contains(&self.max_concurrent_uploads) {
+            problems.push(("max_concurrent_uploads", format!("must be 1..64, got {}", self.max_concurrent_uploads)));
+        }
+        if !(1..=100_000).contains(&self.rate_limit_per_minute) {
+            problems.push(("rate_limit_per_minute", format!("must be 1..100000, got {}", self.rate_limit_per_minute)));
+        }
+        problems
+    }
+}
