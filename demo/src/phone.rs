@@ -87,11 +87,12 @@ fn enrol(args: &[String]) -> Result<(), Failure> {
     let link = need(args, "--link")?;
     let ca = std::fs::read_to_string(need(args, "--ca")?)?;
     let state = PathBuf::from(need(args, "--state")?);
-    let (base, token) = link.split_once("/ward/#enrol=").ok_or("--link: not an enrolment link (…/ward/#enrol=TOKEN)")?;
+    let (base, token) =
+        link.split_once("/ward/#enrol=").ok_or("--link: not an enrolment link (…/ward/#enrol=TOKEN)")?;
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(|_| "key generation")?;
-    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-        .map_err(|_| "key parsing")?;
+    let key =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).map_err(|_| "key parsing")?;
     let mut spki = P256_SPKI_HEADER.to_vec();
     spki.extend_from_slice(key.public_key().as_ref());
     let body = json!({"token": token, "public_key": STANDARD.encode(&spki)});
@@ -218,11 +219,10 @@ fn bench(phone: Phone, photo: Vec<u8>, upload: Upload, args: &[String]) -> Resul
     let answered = results.iter().filter(|(s, _)| *s == 200).count();
     results.sort_by_key(|(_, d)| *d);
     let pct = |p: f64| results[((results.len() as f64 * p).ceil() as usize).clamp(1, results.len()) - 1].1;
-    let statuses: std::collections::BTreeMap<u16, usize> =
-        results.iter().fold(Default::default(), |mut m, (s, _)| {
-            *m.entry(*s).or_default() += 1;
-            m
-        });
+    let statuses: std::collections::BTreeMap<u16, usize> = results.iter().fold(Default::default(), |mut m, (s, _)| {
+        *m.entry(*s).or_default() += 1;
+        m
+    });
     println!(
         "{}",
         json!({
