@@ -150,7 +150,7 @@ fn phone(ward: &str, mode: Mode) -> Phone {
 
 /// What a phone on `ward` sends: `photo` of `patient`, captured `ago` before now (negative: in the
 /// future), at `at` with `accuracy_m`.
-struct Send<'a> {
+struct Capture<'a> {
     ward: &'a str,
     mode: Mode,
     patient: Option<&'a str>,
@@ -161,9 +161,9 @@ struct Send<'a> {
     capture_id: uuid::Uuid,
 }
 
-impl<'a> Send<'a> {
-    fn bedside(ward: &'a str, patient: &'a str, photo: Vec<u8>) -> Send<'a> {
-        Send {
+impl<'a> Capture<'a> {
+    fn bedside(ward: &'a str, patient: &'a str, photo: Vec<u8>) -> Capture<'a> {
+        Capture {
             ward,
             mode: Mode::Bedside,
             patient: Some(patient),
@@ -242,7 +242,7 @@ use Outcome::{Failed, Passed, Skipped};
 #[test]
 fn a_bedside_photo_of_the_right_patient_inside_the_ward_on_time_is_verified() {
     let photo = phone_photo("obama2.jpg", north(INSIDE, 30.0), 5);
-    let send = Send::bedside("w-ok", "obama", photo);
+    let send = Capture::bedside("w-ok", "obama", photo);
     let checked = send.judge();
     let report = &checked.report;
     assert!(report.verified(), "{:#?}", report.checks);
@@ -273,7 +273,7 @@ fn a_bedside_photo_of_the_right_patient_inside_the_ward_on_time_is_verified() {
 
 #[test]
 fn a_physician_checks_in_with_their_own_face_and_no_bed() {
-    let mut send = Send::bedside("w-doc", "ignored", photos::registry_face("obama3.jpg"));
+    let mut send = Capture::bedside("w-doc", "ignored", photos::registry_face("obama3.jpg"));
     send.mode = Mode::Physician;
     send.patient = None;
     let checked = send.judge();
@@ -288,7 +288,7 @@ fn a_physician_checks_in_with_their_own_face_and_no_bed() {
 #[test]
 fn outside_the_geofence_fails_unless_within_the_accuracy() {
     let edge = [39.9140, 116.4170];
-    let mut far = Send::bedside("w-fence", "obama", phone_photo("obama2.jpg", north(edge, 200.0), 5));
+    let mut far = Capture::bedside("w-fence", "obama", phone_photo("obama2.jpg", north(edge, 200.0), 5));
     far.at = Some(north(edge, 200.0));
     far.accuracy_m = 20.0;
     let checked = far.judge();
@@ -297,7 +297,7 @@ fn outside_the_geofence_fails_unless_within_the_accuracy() {
     assert!((metres - 200.0).abs() < 1.0, "{metres}");
     assert_eq!(checked.report.failed(), vec!["geofence"], "{:#?}", checked.report.checks);
 
-    let mut near = Send::bedside("w-fence", "obama", photos::registry_face("obama3.jpg"));
+    let mut near = Capture::bedside("w-fence", "obama", photos::registry_face("obama3.jpg"));
     near.at = Some(north(edge, 10.0));
     near.accuracy_m = 20.0;
     assert_eq!(verdict(&near.judge(), CheckName::Geofence), (Passed, "within_accuracy"));
@@ -306,14 +306,14 @@ fn outside_the_geofence_fails_unless_within_the_accuracy() {
 #[test]
 fn capture_times_stale_late_future_and_an_exif_time_that_disagrees() {
     // 30 h on the phone: over the 24 h an offline capture may wait.
-    let mut stale = Send::bedside("w-time-a", "obama", photos::registry_face("obama2.jpg"));
+    let mut stale = Capture::bedside("w-time-a", "obama", photos::registry_face("obama2.jpg"));
     stale.ago = 30 * 3600;
     let checked = stale.judge();
     assert_eq!(verdict(&checked, CheckName::Time), (Failed, "too_old"));
     assert!(!checked.report.late);
 
     // 3 h: sent late from the phone's queue, judged by its capture time, flagged.
-    let mut late = Send::bedside("w-time-b", "obama", phone_photo("obama2.jpg", INSIDE, 3 * 3600));
+    let mut late = Capture::bedside("w-time-b", "obama", phone_photo("obama2.jpg", INSIDE, 3 * 3600));
     late.ago = 3 * 3600;
     let checked = late.judge();
     assert_eq!(verdict(&checked, CheckName::Time), (Passed, "late"));
@@ -323,12 +323,12 @@ fn capture_times_stale_late_future_and_an_exif_time_that_disagrees() {
     assert_eq!(fact(&checked, CheckName::Time, "captured_at"), captured);
 
     // An hour ahead of the box: the phone's clock is wrong.
-    let mut future = Send::bedside("w-time-c", "obama", photos::registry_face("obama2.jpg"));
+    let mut future = Capture::bedside("w-time-c", "obama", photos::registry_face("obama2.jpg"));
     future.ago = -3600;
     assert_eq!(verdict(&future.judge(), CheckName::Time), (Failed, "in_the_future"));
 
     // The photo's own clock says two hours before the capture time sent with it.
-    let exif_early = Send::bedside("w-time-d", "obama", phone_photo("obama2.jpg", INSIDE, 2 * 3600 + 5));
+    let exif_early = Capture::bedside("w-time-d", "obama", phone_photo("obama2.jpg", INSIDE, 2 * 3600 + 5));
     let checked = exif_early.judge();
     assert_eq!(verdict(&checked, CheckName::Time), (Failed, "exif_time_disagrees"));
     let off: i64 = fact(&checked, CheckName::Time, "exif_offset_secs").parse().unwrap();
@@ -340,17 +340,17 @@ fn replays_exact_reencoded_and_resized_are_caught() {
     let ward = "w-replay";
     let original = phone_photo("obama2.jpg", INSIDE, 5);
     let first_event = uuid::Uuid::now_v7();
-    let first = Send::bedside(ward, "obama", original.clone()).judge_as(first_event);
+    let first = Capture::bedside(ward, "obama", original.clone()).judge_as(first_event);
     assert_eq!(verdict(&first, CheckName::Replay), (Passed, "new_photo"));
 
-    let exact = Send::bedside(ward, "obama", original.clone()).judge();
+    let exact = Capture::bedside(ward, "obama", original.clone()).judge();
     assert_eq!(verdict(&exact, CheckName::Replay), (Failed, "exact_replay"));
     assert_eq!(fact(&exact, CheckName::Replay, "earlier_event"), first_event.to_string());
     assert_eq!(exact.report.failed(), vec!["replay"]);
 
     for (what, copy) in [("re-encoded", photos::reencoded(&original, 60)), ("resized", photos::resized(&original, 50))]
     {
-        let checked = Send::bedside(ward, "obama", copy).judge();
+        let checked = Capture::bedside(ward, "obama", copy).judge();
         assert_eq!(verdict(&checked, CheckName::Replay), (Failed, "near_duplicate"), "{what}");
         assert_eq!(fact(&checked, CheckName::Replay, "earlier_event"), first_event.to_string(), "{what}");
         let bits: u32 = fact(&checked, CheckName::Replay, "hamming_bits").parse().unwrap();
@@ -359,16 +359,16 @@ fn replays_exact_reencoded_and_resized_are_caught() {
     }
 
     // Another photo of the same patient is not a replay; the same photo on another ward is that ward's first.
-    let other = Send::bedside(ward, "obama", photos::registry_face("obama3.jpg")).judge();
+    let other = Capture::bedside(ward, "obama", photos::registry_face("obama3.jpg")).judge();
     assert_eq!(verdict(&other, CheckName::Replay), (Passed, "new_photo"));
-    let elsewhere = Send::bedside("w-replay-2", "obama", original).judge();
+    let elsewhere = Capture::bedside("w-replay-2", "obama", original).judge();
     assert_eq!(verdict(&elsewhere, CheckName::Replay), (Passed, "new_photo"));
 }
 
 #[test]
 fn the_wrong_patient_and_a_patient_not_enrolled_or_not_on_the_ward() {
     // Obama's photo, claimed to be Biden (in bed-2, which the camera saw empty).
-    let checked = Send::bedside("w-who", "biden", photos::registry_face("obama2.jpg")).judge();
+    let checked = Capture::bedside("w-who", "biden", photos::registry_face("obama2.jpg")).judge();
     assert_eq!(verdict(&checked, CheckName::Face), (Failed, "not_the_claimed_person"));
     assert_eq!(fact(&checked, CheckName::Face, "best_match"), "obama");
     assert!(fact(&checked, CheckName::Face, "distance").parse::<f32>().unwrap() >= 0.6);
@@ -377,12 +377,12 @@ fn the_wrong_patient_and_a_patient_not_enrolled_or_not_on_the_ward() {
     assert_eq!(verdict(&checked, CheckName::BedCamera), (Failed, "bed_empty"));
 
     // Carter is on the roster of another ward's camera and not enrolled.
-    let checked = Send::bedside("w-who-2", "carter", photos::registry_face("obama3.jpg")).judge();
+    let checked = Capture::bedside("w-who-2", "carter", photos::registry_face("obama3.jpg")).judge();
     assert_eq!(verdict(&checked, CheckName::Face), (Failed, "not_enrolled"));
     assert_eq!(verdict(&checked, CheckName::BedCamera), (Failed, "not_on_this_ward"));
 
     // No patient named at all in bedside mode: a clear failure, not a panic.
-    let mut nobody = Send::bedside("w-who-3", "x", photos::registry_face("biden.jpg"));
+    let mut nobody = Capture::bedside("w-who-3", "x", photos::registry_face("biden.jpg"));
     nobody.patient = None;
     let checked = nobody.judge();
     assert_eq!(verdict(&checked, CheckName::Face), (Failed, "no_patient"));
@@ -391,11 +391,11 @@ fn the_wrong_patient_and_a_patient_not_enrolled_or_not_on_the_ward() {
 
 #[test]
 fn no_face_and_two_faces_fail_the_face_check() {
-    let checked = Send::bedside("w-faces", "obama", photos::no_face()).judge();
+    let checked = Capture::bedside("w-faces", "obama", photos::no_face()).judge();
     assert_eq!(verdict(&checked, CheckName::Face), (Failed, "no_face"), "{:#?}", checked.report.checks);
     assert!(checked.image.is_some());
 
-    let checked = Send::bedside("w-faces", "obama", photos::two_faces()).judge();
+    let checked = Capture::bedside("w-faces", "obama", photos::two_faces()).judge();
     assert_eq!(verdict(&checked, CheckName::Face), (Failed, "several_faces"), "{:#?}", checked.report.checks);
     assert_eq!(fact(&checked, CheckName::Face, "faces_usable"), "2");
     assert_eq!(checked.faces.len(), 2);
@@ -413,7 +413,7 @@ fn not_an_image_truncated_and_too_many_pixels_fail_the_image_check_without_decod
         (oversize, "too_many_pixels", PhotoFormat::Png),
     ];
     for (body, reason, format) in cases {
-        let checked = Send::bedside("w-bad", "obama", body).judge();
+        let checked = Capture::bedside("w-bad", "obama", body).judge();
         assert_eq!(verdict(&checked, CheckName::Image), (Failed, reason));
         assert_eq!(checked.format, format, "{reason}");
         assert!(checked.image.is_none() && checked.faces.is_empty() && !checked.face_passed);
@@ -429,19 +429,19 @@ fn not_an_image_truncated_and_too_many_pixels_fail_the_image_check_without_decod
 #[test]
 fn an_exif_position_far_from_the_browser_s_and_no_position() {
     // The photo's GPS says Tianjin, 110 km away, while the browser says the ward.
-    let checked = Send::bedside("w-where", "obama", phone_photo("obama2.jpg", [39.0842, 117.2009], 5)).judge();
+    let checked = Capture::bedside("w-where", "obama", phone_photo("obama2.jpg", [39.0842, 117.2009], 5)).judge();
     assert_eq!(verdict(&checked, CheckName::Position), (Failed, "exif_position_disagrees"));
     let km: f64 = fact(&checked, CheckName::Position, "exif_distance_m").parse::<f64>().unwrap() / 1000.0;
     assert!((100.0..130.0).contains(&km), "{km} km");
     assert_eq!(verdict(&checked, CheckName::Geofence), (Passed, "inside"), "the browser's position is still placed");
 
-    let mut blind = Send::bedside("w-where-2", "obama", photos::registry_face("obama3.jpg"));
+    let mut blind = Capture::bedside("w-where-2", "obama", photos::registry_face("obama3.jpg"));
     blind.at = None;
     let checked = blind.judge();
     assert_eq!(verdict(&checked, CheckName::Position), (Failed, "no_position"));
     assert_eq!(verdict(&checked, CheckName::Geofence), (Skipped, "no_position"));
 
-    let mut vague = Send::bedside("w-where-3", "obama", photos::registry_face("biden.jpg"));
+    let mut vague = Capture::bedside("w-where-3", "obama", photos::registry_face("biden.jpg"));
     vague.patient = Some("biden");
     vague.accuracy_m = 1500.0;
     let checked = vague.judge();
@@ -451,7 +451,7 @@ fn an_exif_position_far_from_the_browser_s_and_no_position() {
 
 #[test]
 fn a_revoked_phone_s_upload_is_not_judged() {
-    let send = Send::bedside("w-revoked", "obama", photos::registry_face("obama2.jpg"));
+    let send = Capture::bedside("w-revoked", "obama", photos::registry_face("obama2.jpg"));
     let mut upload = send.upload();
     upload.revoked = true;
     let checked = checker().check(&upload, uuid::Uuid::now_v7(), &Site::new("w-revoked")).unwrap();

@@ -178,7 +178,7 @@ fn coordinate(exif: &Exif, tag: Tag, reference: Tag, plus: u8, minus: u8, limit:
             ));
         }
     };
-    if !(degrees <= limit) {
+    if degrees.is_nan() || degrees > limit {
         return Err(format!("{tag} is {degrees}°, beyond ±{limit}°"));
     }
     Ok(Some(sign * degrees))
