@@ -267,6 +267,9 @@ fn a_bedside_photo_of_the_right_patient_inside_the_ward_on_time_is_verified() {
     assert_eq!(image.dimensions(), (626, 1200));
     assert_eq!(checked.faces.len(), 1);
     assert!(checked.face_passed);
+    let annotated = checked.annotated().unwrap();
+    let [x1, y1, _, _] = checked.faces[0];
+    assert_eq!(annotated.get_pixel(x1.round() as u32 + 1, y1.round() as u32 + 1).0, [0, 200, 0], "a green box");
     // The same capture sent again (the phone did not hear the answer) is not a replay of itself.
     assert_eq!(verdict(&send.judge(), CheckName::Replay), (Passed, "new_photo"));
 }
@@ -283,6 +286,16 @@ fn a_physician_checks_in_with_their_own_face_and_no_bed() {
     assert_eq!(verdict(&checked, CheckName::Position), (Passed, "browser_position"));
     assert_eq!(verdict(&checked, CheckName::Face), (Passed, "matches"));
     assert_eq!(verdict(&checked, CheckName::BedCamera), (Skipped, "not_applicable"));
+
+    // A PNG (RGBA) is a photo too.
+    let png = std::fs::read(common::face_images().join("32bit.png")).unwrap();
+    let mut send = Capture::bedside("w-png", "obama", png);
+    send.mode = Mode::Physician;
+    send.patient = None;
+    let checked = send.judge();
+    assert_eq!((checked.format, checked.format.extension()), (PhotoFormat::Png, "png"));
+    assert_eq!(verdict(&checked, CheckName::Image), (Passed, "decoded"));
+    assert_eq!(verdict(&checked, CheckName::Face), (Passed, "matches"), "{:#?}", checked.report.checks);
 }
 
 #[test]
@@ -313,12 +326,20 @@ fn capture_times_stale_late_future_and_an_exif_time_that_disagrees() {
     assert!(!checked.report.late);
 
     // 3 h: sent late from the phone's queue, judged by its capture time, flagged.
-    let mut late = Capture::bedside("w-time-b", "obama", phone_photo("obama2.jpg", INSIDE, 3 * 3600));
+    // Its EXIF says when in local time with the offset (+08:00) a newer phone writes.
+    let tags = ExifTags {
+        gps: Some(INSIDE),
+        taken: Some(SystemTime::now() - Duration::from_secs(3 * 3600)),
+        utc_offset_secs: SITE_OFFSET,
+        write_offset: true,
+    };
+    let mut late = Capture::bedside("w-time-b", "obama", photos::face_with_exif("obama2.jpg", &tags));
     late.ago = 3 * 3600;
     let checked = late.judge();
     assert_eq!(verdict(&checked, CheckName::Time), (Passed, "late"));
     assert!(checked.report.late);
     assert!(checked.report.verified(), "{:#?}", checked.report.checks);
+    assert!(fact(&checked, CheckName::Time, "exif_time").ends_with("+08:00"));
     let captured = vigil::times::format(checked.report.captured_at);
     assert_eq!(fact(&checked, CheckName::Time, "captured_at"), captured);
 
@@ -374,6 +395,8 @@ fn the_wrong_patient_and_a_patient_not_enrolled_or_not_on_the_ward() {
     assert!(fact(&checked, CheckName::Face, "distance").parse::<f32>().unwrap() >= 0.6);
     assert!(!checked.face_passed);
     assert_eq!(checked.faces.len(), 1, "the box is still drawn (red)");
+    let [x1, y1, _, _] = checked.faces[0];
+    assert_eq!(checked.annotated().unwrap().get_pixel(x1.round() as u32 + 1, y1.round() as u32 + 1).0, [220, 0, 0]);
     assert_eq!(verdict(&checked, CheckName::BedCamera), (Failed, "bed_empty"));
 
     // Carter is on the roster of another ward's camera and not enrolled.

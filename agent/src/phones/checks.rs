@@ -28,6 +28,7 @@ use super::service::SignedUpload;
 use super::settings::{PhoneSettings, Ward};
 use crate::analyze::boxes::BBox;
 use crate::analyze::faces::{FaceAnalyzer, NotEmbedded};
+use crate::analyze::image::draw_box;
 use crate::analyze::quality::QualityThresholds;
 use crate::gallery::search::SearchIndex;
 use crate::hashing;
@@ -78,6 +79,21 @@ pub struct Checked {
     pub face_passed: bool,
     /// Lower-case hex SHA-256 of the body.
     pub sha256: String,
+}
+
+impl Checked {
+    /// The decoded photo with every detected face boxed: green when the face check passed, red
+    /// otherwise (`annotated.jpg` of the evidence bundle); `None` when the photo did not decode.
+    pub fn annotated(&self) -> Option<RgbImage> {
+        let mut img = self.image.clone()?;
+        let color = if self.face_passed { [0, 200, 0] } else { [220, 0, 0] };
+        // Visible on a phone photo of any size: about 0.4 % of the longer side.
+        let thickness = (img.width().max(img.height()) / 250).max(2);
+        for bbox in &self.faces {
+            draw_box(&mut img, *bbox, color, thickness);
+        }
+        Some(img)
+    }
 }
 
 pub struct Checker {
