@@ -263,6 +263,47 @@ mod tests {
     }
 
     #[test]
+    fn damaged_exif_blocks_never_panic() {
+        let lat = Field { tag: Tag::GPSLatitude, ..dms(39.9131) };
+        let lon = Field { tag: Tag::GPSLongitude, ..dms(116.417) };
+        let fields = [
+            lat,
+            ascii_field(Tag::GPSLatitudeRef, "N"),
+            lon,
+            ascii_field(Tag::GPSLongitudeRef, "E"),
+            ascii_field(Tag::DateTimeOriginal, "2026:12:05 14:30:00"),
+            ascii_field(Tag::OffsetTimeOriginal, "+08:00"),
+        ];
+        let mut writer = Writer::new();
+        for f in &fields {
+            writer.push_field(f);
+        }
+        let mut tiff = Cursor::new(Vec::new());
+        writer.write(&mut tiff, true).unwrap();
+        let tiff = tiff.into_inner();
+        let segment = |tiff: &[u8]| {
+            let len = (2 + 6 + tiff.len()) as u16;
+            [&[0xFF, 0xD8, 0xFF, 0xE1][..], &len.to_be_bytes(), b"Exif\0\0", tiff, &[0xFF, 0xD9]].concat()
+        };
+        assert!(matches!(read(&segment(&tiff)), ExifRead::Present(ExifFacts { gps: Some(_), taken: Some(_), .. })));
+        // Every byte of the TIFF set to a few hostile values, one at a time: offsets, counts and types
+        // pointing anywhere.
+        let mut outcomes = [0usize; 3];
+        for at in 0..tiff.len() {
+            for value in [0x00, 0x01, 0x7F, 0xFF] {
+                let mut bad = tiff.clone();
+                bad[at] = value;
+                match read(&segment(&bad)) {
+                    ExifRead::Absent => outcomes[0] += 1,
+                    ExifRead::Unreadable(_) => outcomes[1] += 1,
+                    ExifRead::Present(_) => outcomes[2] += 1,
+                }
+            }
+        }
+        assert!(outcomes[1] > 0 && outcomes[2] > 0, "{outcomes:?}");
+    }
+
+    #[test]
     fn no_exif_and_bad_exif_are_facts() {
         assert_eq!(read(b"\xFF\xD8\xFF\xDB\0\x04\0\0\xFF\xD9"), ExifRead::Absent);
         // An APP1 Exif segment whose TIFF header is garbage.

@@ -80,6 +80,11 @@ pub enum PhotoError {
     UnsupportedFormat(&'static str),
     #[error("{width}×{height} pixels is over the limit of {max} pixels; refused before decoding")]
     TooManyPixels { width: u32, height: u32, max: u64 },
+    #[error(
+        "{width}×{height} pixels has a side over {} pixels; refused before decoding",
+        crate::analyze::image::MAX_SIDE
+    )]
+    SideTooLong { width: u32, height: u32 },
     #[error("the image is corrupt or truncated: {0}")]
     Corrupt(String),
 }
@@ -90,7 +95,7 @@ impl PhotoError {
         match self {
             PhotoError::NotAnImage => "not_an_image",
             PhotoError::UnsupportedFormat(_) => "unsupported_format",
-            PhotoError::TooManyPixels { .. } => "too_many_pixels",
+            PhotoError::TooManyPixels { .. } | PhotoError::SideTooLong { .. } => "too_many_pixels",
             PhotoError::Corrupt(_) => "corrupt_image",
         }
     }
@@ -128,8 +133,8 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<DecodedPhoto, PhotoError>
         return Err(PhotoError::TooManyPixels { width, height, max: max_pixels });
     }
     let pixels = decode_rgb("upload", bytes).map_err(|e| match e {
-        // The decoder's own ceiling (a side over 16384 px) is a pixel limit too.
-        ImageError::TooLarge { width, height, .. } => PhotoError::TooManyPixels { width, height, max: max_pixels },
+        // The decoder's own ceilings (a side over 16384 px, 60 Mpx in all) are pixel limits too.
+        ImageError::TooLarge { width, height, .. } => PhotoError::SideTooLong { width, height },
         ImageError::Corrupt { message, .. } => PhotoError::Corrupt(message),
         ImageError::Empty { .. } | ImageError::UnknownFormat { .. } => PhotoError::NotAnImage,
         other => PhotoError::Corrupt(other.to_string()),
@@ -194,5 +199,17 @@ mod tests {
         assert!(matches!(err, PhotoError::TooManyPixels { width: 2000, height: 1000, max: 1_000_000 }), "{err}");
         assert_eq!(err.reason(), "too_many_pixels");
         assert!(decode(&whole, 2_000_000).is_ok());
+        let long = jpeg(17_000, 8);
+        let err = decode(&long, 40_000_000).unwrap_err();
+        assert!(matches!(err, PhotoError::SideTooLong { width: 17_000, height: 8 }), "{err}");
+        assert_eq!(err.reason(), "too_many_pixels");
+    }
+
+    #[test]
+    fn a_cut_at_any_point_is_an_error_never_a_panic() {
+        let whole = jpeg(64, 48);
+        for len in (0..whole.len() - 2).step_by(7) {
+            assert!(decode(&whole[..len], 40_000_000).is_err(), "cut at {len} of {}", whole.len());
+        }
     }
 }
