@@ -147,11 +147,12 @@ async function enrolFlow(token) {
   clearFragment();
   state.phone = phone;
   state.ward = null;
-  renderHeader();
+  // The ward's name (and a first signed request: the new key works); without network, its id.
+  await loadWard();
   message({
     title: "enrol_done_title",
     lines: [
-      ["enrol_done_ward", { ward: phone.ward }],
+      ["enrol_done_ward", { ward: (state.ward && state.ward.ward_name) || phone.ward }],
       ["enrol_done_name", { name: phone.name }],
       [phone.mode === "physician" ? "enrol_done_physician" : "enrol_done_bedside", {}],
     ],
@@ -379,6 +380,12 @@ function showVerdict(result) {
     photo.hidden = !state.photoUrl;
     if (state.photoUrl) photo.src = state.photoUrl;
     $("verdict-next").textContent = t(state.phone.mode === "physician" ? "done" : "next_patient");
+    // A rejected bedside photo is usually taken again at once (a better angle, the right bed).
+    const inpatient = ((state.ward && state.ward.inpatients) || []).find((p) => p.patient === result.patient);
+    const retake = $("verdict-retake");
+    retake.hidden = ok || result.mode !== "bedside" || !inpatient;
+    retake.textContent = t("retake");
+    retake.onclick = () => openCamera(inpatient);
   });
   waiting("wait_next");
 }
@@ -490,6 +497,14 @@ function wire() {
     if (document.visibilityState === "visible" && state.phone) queue.flush();
   });
   setInterval(renderQueueNote, 1000);
+  // A new link opened while the page is open only changes the fragment: no reload, so listen.
+  window.addEventListener("hashchange", () => {
+    const token = enrolToken();
+    if (token) {
+      closeCamera();
+      enrolFlow(token);
+    }
+  });
 }
 
 async function main() {

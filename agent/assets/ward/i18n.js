@@ -68,12 +68,13 @@ export const STRINGS = {
     saved_body: "There is no network now. The photo will be sent by itself when the network is back. You can go on.",
     verdict_ok: "Accepted",
     verdict_bad: "Not accepted",
-    verdict_ok_body: "The check of {who} is recorded.",
+    verdict_ok_body: "Photo, place and time checked and recorded.",
     verdict_bad_body: "What was wrong:",
     verdict_late: "Sent late: taken at {time} while offline.",
     verdict_repeated: "This photo had been sent already; this is its result.",
     refused_title: "Not sent: the ward box refused it",
     next_patient: "Next patient",
+    retake: "Take the photo again",
     done: "Done",
     taken_at: "Taken at {time}",
     checkin_of: "your check-in",
@@ -180,12 +181,13 @@ export const STRINGS = {
     saved_body: "当前没有网络。网络恢复后照片会自动发送。您可以继续工作。",
     verdict_ok: "已通过",
     verdict_bad: "未通过",
-    verdict_ok_body: "{who} 的核查已记录。",
+    verdict_ok_body: "照片、地点和时间均已核查并记录。",
     verdict_bad_body: "未通过的原因：",
     verdict_late: "延迟发送：拍摄于 {time}（离线期间保存）。",
     verdict_repeated: "这张照片之前已发送过；以下是它的结果。",
     refused_title: "未发送：病区服务器拒绝接收",
     next_patient: "下一位患者",
+    retake: "重新拍照",
     done: "完成",
     taken_at: "拍摄于 {time}",
     checkin_of: "您的签到",
@@ -264,7 +266,7 @@ export function formatTime(iso) {
   const date = new Date(iso);
   const today = new Date().toDateString() === date.toDateString();
   const options = today
-    ? { hour: "2-digit", minute: "2-digit" }
-    : { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" };
+    ? { hour: "2-digit", minute: "2-digit", hourCycle: "h23" }
+    : { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
   return new Intl.DateTimeFormat(current, options).format(date);
 }

@@ -11,8 +11,8 @@ use std::sync::OnceLock;
 
 use axum::Router;
 use axum::extract::Path;
-use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::StatusCode;
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
@@ -36,11 +36,7 @@ struct Asset {
 
 macro_rules! asset {
     ($name:literal, $type:literal) => {
-        Asset {
-            name: $name,
-            bytes: include_bytes!(concat!("../../assets/ward/", $name)),
-            content_type: $type,
-        }
+        Asset { name: $name, bytes: include_bytes!(concat!("../../assets/ward/", $name)), content_type: $type }
     };
 }
 
@@ -106,9 +102,7 @@ fn security_headers(headers: &mut HeaderMap) {
 /// A strong ETag per asset (its SHA-256, shortened), in [`ASSETS`] order; computed once.
 fn etags() -> &'static [String] {
     static ETAGS: OnceLock<Vec<String>> = OnceLock::new();
-    ETAGS.get_or_init(|| {
-        ASSETS.iter().map(|a| format!("\"{}\"", &crate::hashing::sha256_hex(a.bytes)[..32])).collect()
-    })
+    ETAGS.get_or_init(|| ASSETS.iter().map(|a| format!("\"{}\"", &crate::hashing::sha256_hex(a.bytes)[..32])).collect())
 }
 
 #[cfg(test)]
@@ -199,8 +193,7 @@ mod tests {
         let sw = std::str::from_utf8(ASSETS.iter().find(|a| a.name == "sw.js").unwrap().bytes).unwrap();
         let start = sw.find("const SHELL = [").expect("sw.js lists its SHELL");
         let list = &sw[start..start + sw[start..].find("];").unwrap()];
-        let mut cached: Vec<&str> =
-            list.split('"').skip(1).step_by(2).map(|s| s.trim_start_matches("./")).collect();
+        let mut cached: Vec<&str> = list.split('"').skip(1).step_by(2).map(|s| s.trim_start_matches("./")).collect();
         cached.sort();
         // "./" is the page itself (index.html under its directory's name).
         let mut served: Vec<&str> = ASSETS.iter().map(|a| a.name).chain([""]).collect();
@@ -213,7 +206,17 @@ mod tests {
     fn the_page_loads_nothing_from_elsewhere() {
         for asset in ASSETS {
             let text = String::from_utf8_lossy(asset.bytes).replace(' ', "");
-            for needle in ["src=\"http", "href=\"http", "url(http", "url(\"http", "from\"http", "import(\"http", "fetch(\"http", "//cdn", "@import"] {
+            for needle in [
+                "src=\"http",
+                "href=\"http",
+                "url(http",
+                "url(\"http",
+                "from\"http",
+                "import(\"http",
+                "fetch(\"http",
+                "//cdn",
+                "@import",
+            ] {
                 assert!(!text.contains(needle), "{} loads something from elsewhere: {needle}", asset.name);
             }
         }
