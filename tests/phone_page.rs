@@ -72,6 +72,8 @@ struct BoxState {
     phones: HashMap<String, (Enrolled, Vec<u8>)>,
     uploads: Vec<Received>,
     ward_views: usize,
+    /// Answer check-ins 503 busy (with Retry-After), as a box whose check workers are all taken.
+    busy: bool,
 }
 
 type Shared = Arc<Mutex<BoxState>>;
@@ -198,6 +200,11 @@ async fn ward(State(state): State<Shared>, headers: HeaderMap) -> Response {
 async fn checkin(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let received_at = SystemTime::now();
     let mut state = state.lock().unwrap();
+    if state.busy {
+        let mut response = error(StatusCode::SERVICE_UNAVAILABLE, "busy", "every check worker is busy");
+        response.headers_mut().insert("retry-after", "1".parse().unwrap());
+        return response;
+    }
     let (Some(id), Some(meta_header), Some(signature)) = (
         header(&headers, protocol::HEADER_PHONE),
         header(&headers, protocol::HEADER_META),
@@ -521,6 +528,40 @@ fn ward_phones_enrol_photograph_queue_offline_and_check_in() {
     screenshot(&tab, "verdict-rejected-zh");
     assert_eq!(phone_box.uploads(), 5);
 
+    // A busy box (503 + Retry-After) keeps the capture queued; "Send now" sends it once it is free.
+    phone_box.state.lock().unwrap().busy = true;
+    tab.click("#verdict-next");
+    view_is(&tab, "beds");
+    open_bed(&tab, "p-1003");
+    take_photo(&tab);
+    view_is(&tab, "message");
+    assert!(tab.text("#message-body").contains("病区服务器正忙"), "{}", tab.text("#message-body"));
+    wait_text(&tab, "#queue-title", "1 条待发送");
+    assert_eq!(phone_box.uploads(), 5);
+    phone_box.state.lock().unwrap().busy = false;
+    tab.click("#queue-send");
+    tab.wait_for("document.getElementById('queue').hidden === true", "the queue to empty", WAIT);
+    assert_eq!(phone_box.uploads(), 6);
+
+    // A phone the box no longer knows (401): the refusal is shown and the capture leaves the queue
+    // (sending it again would not change the answer).
+    let forgotten = phone_box.with_upload(0, |upload| upload.phone.clone());
+    phone_box.state.lock().unwrap().phones.remove(&forgotten);
+    tab.click("#message-action");
+    view_is(&tab, "beds");
+    open_bed(&tab, "p-1001");
+    take_photo(&tab);
+    view_is(&tab, "verdict");
+    assert_eq!(verdict(&tab), "refused");
+    assert!(tab.text("#verdict-body").contains("病区服务器已不认识本手机"), "{}", tab.text("#verdict-body"));
+    tab.wait_for(
+        "document.getElementById('queue').dataset.count === '0'",
+        "the refused capture to leave the queue",
+        WAIT,
+    );
+    screenshot(&tab, "refused-zh");
+    assert_eq!(phone_box.uploads(), 6);
+
     // --- a phone set to Chinese opens in Chinese; a used link says so ---------------------------------
     let zh = browser.phone_tab("zh-CN");
     let link = phone_box.link("护工 王", Mode::Bedside, None);
@@ -534,6 +575,9 @@ fn ward_phones_enrol_photograph_queue_offline_and_check_in() {
     screenshot(&zh, "link-used-zh");
     set_language(&zh, "en");
     assert!(zh.text("#message-body").contains("already been used"), "{}", zh.text("#message-body"));
+    // Registered before: it goes on working with its first key.
+    zh.click("#message-action");
+    view_is(&zh, "beds");
 
     // --- a physician's phone: front camera, no bed list, one Check in button ------------------------
     let doctor = browser.phone_tab("en-GB");

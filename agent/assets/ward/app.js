@@ -44,6 +44,12 @@ function show(view, render) {
   render();
   renderPanels();
   document.body.dataset.view = view;
+  // Screen readers start from the new view's title (the status line announces what it waits for).
+  const title = document.querySelector(`#view-${view} h2`);
+  if (title) {
+    title.tabIndex = -1;
+    title.focus({ preventScroll: true });
+  }
 }
 
 function clear(element) {
@@ -141,7 +147,19 @@ async function enrolFlow(token) {
       e instanceof api.ApiError
         ? [known[e.code] || "err_server", { message: e.message }]
         : ["err_no_webcrypto", {}];
-    message({ title: "enrol_failed_title", lines: [line], tone: "bad", wait: ["wait_enrol_link"] });
+    // A phone registered before keeps working: a used or stale link does not undo that.
+    const existing = await store.get("phone").catch(() => null);
+    if (existing) {
+      state.phone = existing;
+      renderHeader();
+    }
+    message({
+      title: "enrol_failed_title",
+      lines: [line],
+      tone: "bad",
+      action: existing ? { label: "continue_phone", run: startWork } : null,
+      wait: [existing ? "wait_refused" : "wait_enrol_link"],
+    });
     return;
   }
   clearFragment();
@@ -320,9 +338,10 @@ async function takePhoto() {
   if (state.pending === captured.id) {
     // Not answered: no network or the box is busy. It stays queued and is sent later.
     state.pending = null;
+    const offline = !navigator.onLine || queue.lastFailure() === 0;
     message({
       title: "saved_title",
-      lines: [["saved_body", {}]],
+      lines: [[offline ? "saved_body" : "saved_busy", {}]],
       action: { label: state.phone.mode === "physician" ? "done" : "next_patient", run: home },
       wait: [navigator.onLine ? "wait_next" : "wait_network"],
     });
@@ -358,8 +377,7 @@ function showVerdict(result) {
     const card = $("verdict");
     card.className = `card verdict ${ok ? "ok" : "bad"}`;
     card.dataset.verdict = result.verdict;
-    $("verdict-title").textContent =
-      result.verdict === "refused" ? t("refused_title") : `${ok ? "✓" : "✗"} ${t(ok ? "verdict_ok" : "verdict_bad")}`;
+    $("verdict-title").textContent = `${ok ? "✓" : "✗"} ${t(result.verdict === "refused" ? "refused_title" : ok ? "verdict_ok" : "verdict_bad")}`;
     $("verdict-who").textContent = `${whoOf(result)} · ${t("taken_at", { time: i18n.formatTime(result.captured_at) })}`;
     const reasons = $("verdict-reasons");
     clear(reasons);
@@ -383,11 +401,13 @@ function showVerdict(result) {
     // A rejected bedside photo is usually taken again at once (a better angle, the right bed).
     const inpatient = ((state.ward && state.ward.inpatients) || []).find((p) => p.patient === result.patient);
     const retake = $("verdict-retake");
-    retake.hidden = ok || result.mode !== "bedside" || !inpatient;
+    // (not after a refusal: the phone itself is the problem, a new photo would be refused the same way)
+    retake.hidden = result.verdict !== "rejected" || result.mode !== "bedside" || !inpatient;
     retake.textContent = t("retake");
     retake.onclick = () => openCamera(inpatient);
   });
-  waiting("wait_next");
+  const physician = state.phone.mode === "physician";
+  waiting(physician ? "wait_done" : result.verdict === "refused" ? "wait_refused" : ok ? "wait_next" : "wait_rejected");
 }
 
 // --- the queue and the recent results ---------------------------------------------------------
@@ -422,13 +442,17 @@ async function renderPanels() {
     const ok = r.verdict === "verified";
     const li = item(
       resultList,
-      `${ok ? "✓" : "✗"} ${whoOf(r)} · ${i18n.formatTime(r.captured_at)} · ${t(ok ? "result_ok" : "result_bad")}`,
+      `${ok ? "✓" : "✗"} ${whoOf(r)} · ${i18n.formatTime(r.captured_at)} · ${t(ok ? "result_ok" : r.verdict === "refused" ? "result_refused" : "result_bad")}`,
       ok ? "ok" : "bad",
     );
     li.tabIndex = 0;
+    li.setAttribute("role", "button");
     li.onclick = () => {
       state.photoUrl = null;
       showVerdict(r);
+    };
+    li.onkeydown = (e) => {
+      if (e.key === "Enter" || e.key === " ") li.onclick();
     };
   }
 }
@@ -440,7 +464,7 @@ function renderQueueNote() {
     ? t("queue_offline")
     : due
       ? t("queue_next_try", { s: Math.max(0, Math.ceil((due - Date.now()) / 1000)) })
-      : t("wait_sending");
+      : t("queue_sending");
 }
 
 // --- flow ---------------------------------------------------------------------------------------

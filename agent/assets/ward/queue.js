@@ -15,6 +15,7 @@ let again = false;
 let timer = null;
 let failures = 0;
 let nextTry = 0;
+let lastStatus = null;
 const listeners = new Set();
 
 // `listener({result})` after each answer, `listener({})` when the queue changed otherwise.
@@ -71,6 +72,7 @@ async function sendAll() {
   timer = null;
   for (const item of await store.queued()) {
     const answer = await api.upload(item);
+    lastStatus = answer.status;
     if (retryable(answer.status)) {
       failures += 1;
       const backoff = Math.min(FIRST_RETRY_MS * 2 ** (failures - 1), LAST_RETRY_MS);
@@ -118,6 +120,11 @@ function settle(item, { status, body }) {
     verdict: "refused",
     error: { code: (error && error.code) || `http_${status}`, message: (error && error.message) || "" },
   };
+}
+
+// The status of the last try that did not settle a capture (0: no network), null when none failed.
+export function lastFailure() {
+  return lastStatus !== null && retryable(lastStatus) ? lastStatus : null;
 }
 
 export function resetBackoff() {
