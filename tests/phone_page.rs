@@ -346,6 +346,9 @@ fn set_language(tab: &Tab, lang: &str) {
     assert_eq!(tab.eval("document.documentElement.lang"), json!(lang));
 }
 
+/// Resolved to 127.0.0.1 by the browser only; plain HTTP to it is not a secure context (no WebCrypto).
+const INSECURE_HOST: &str = "ward-box.test";
+
 const LAT: f64 = 31.230_416;
 const LON: f64 = 121.473_701;
 const ACCURACY_M: f64 = 12.0;
@@ -367,7 +370,11 @@ fn enrol_from_link(tab: &Tab, phone_box: &PhoneBox, link: &str) {
 fn ward_phones_enrol_photograph_queue_offline_and_check_in() {
     let dir = tempfile::tempdir().unwrap();
     let phone_box = PhoneBox::start();
-    let browser = Browser::start(&cdp::Options { fake_video: fake_video(dir.path()) });
+    let browser = Browser::start(&cdp::Options {
+        fake_video: fake_video(dir.path()),
+        // A name that is not loopback: the box reached over plain HTTP on the network, not a secure context.
+        extra_args: vec![format!("--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1")],
+    });
 
     // --- a ward assistant's phone, in English --------------------------------------------------
     let tab = browser.phone_tab("en-US");
@@ -488,6 +495,11 @@ fn ward_phones_enrol_photograph_queue_offline_and_check_in() {
     // saved list, the capture is still queued.
     tab.reload();
     view_is(&tab, "beds");
+    assert_eq!(
+        tab.eval("navigator.serviceWorker.controller !== null"),
+        json!(true),
+        "not opened by the service worker"
+    );
     assert_eq!(tab.eval("document.querySelectorAll('button.bed').length"), json!(3));
     assert!(!tab.text("#beds-note").is_empty(), "no word that the list is the saved one");
     tab.wait_for("document.getElementById('queue').dataset.count === '1'", "the queue to show 1 after reopening", WAIT);
@@ -506,6 +518,7 @@ fn ward_phones_enrol_photograph_queue_offline_and_check_in() {
         assert!(upload.received_at >= back_online);
     });
     assert!(tab.text("#results-list").contains("15A"), "{}", tab.text("#results-list"));
+    tab.wait_for("document.getElementById('beds-note').hidden", "the current list to replace the saved one", WAIT);
 
     // --- the rest in Chinese ---------------------------------------------------------------------------
     view_is(&tab, "beds");
@@ -607,6 +620,20 @@ fn ward_phones_enrol_photograph_queue_offline_and_check_in() {
         assert_eq!(upload.meta.patient, None);
     });
     screenshot(&doctor, "physician-verdict-en");
+
+    // --- opened over plain HTTP on the network: no WebCrypto, and the page says what to do --------------
+    let insecure = browser.phone_tab("en-US");
+    let link = phone_box.link("Assistant Wu", Mode::Bedside, None);
+    let port = phone_box.base.rsplit(':').next().unwrap();
+    insecure.navigate(&link.replace(&phone_box.base, &format!("http://{INSECURE_HOST}:{port}")));
+    insecure.wait_for("document.body.dataset.view === 'message'", "the page to open", WAIT);
+    assert_eq!(insecure.eval("isSecureContext"), json!(false));
+    assert!(
+        insecure.text("#message-body").contains("secure address (it starts with https://)"),
+        "{}",
+        insecure.text("#message-body")
+    );
+    screenshot(&insecure, "insecure-en");
 
     // No uncaught exception, console error or CSP violation on any page (failed requests while
     // offline and the used link's 410 are the browser's own notes, expected).

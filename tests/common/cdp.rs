@@ -98,6 +98,8 @@ pub struct Browser {
 pub struct Options {
     /// A `.y4m` or `.mjpeg` file the fake camera loops (see [`write_y4m`]).
     pub fake_video: PathBuf,
+    /// More command-line switches (`--host-resolver-rules=…` to reach 127.0.0.1 by a name, …).
+    pub extra_args: Vec<String>,
 }
 
 impl Browser {
@@ -126,6 +128,7 @@ impl Browser {
             ])
             .arg(format!("--use-file-for-fake-video-capture={}", options.fake_video.display()))
             .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(&options.extra_args)
             .arg("about:blank")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

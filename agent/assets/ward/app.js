@@ -137,7 +137,7 @@ async function enrolFlow(token) {
         lines: [["err_network", {}]],
         tone: "bad",
         action: { label: "retry", run: () => enrolFlow(token) },
-        wait: ["err_network"],
+        wait: ["wait_retry"],
       });
       return;
     }
@@ -286,7 +286,7 @@ async function openCamera(inpatient) {
       lines: [[key, { message: e.message }]],
       tone: "bad",
       action: { label: "retry", run: () => openCamera(inpatient) },
-      wait: [key, { message: e.message }],
+      wait: ["wait_retry"],
     });
     return;
   }
@@ -320,16 +320,24 @@ async function takePhoto() {
   const position = await camera.positionNow();
   closeCamera();
   const photo = await blob.arrayBuffer();
-  const captured = await queue.add({
-    phone: state.phone,
-    mode: state.phone.mode,
-    patient: inpatient ? inpatient.patient : null,
-    bed: inpatient ? inpatient.bed : null,
-    photo,
-    type: blob.type || "image/jpeg",
-    capturedAt,
-    position,
-  });
+  let captured;
+  try {
+    captured = await queue.add({
+      phone: state.phone,
+      mode: state.phone.mode,
+      patient: inpatient ? inpatient.patient : null,
+      bed: inpatient ? inpatient.bed : null,
+      photo,
+      type: blob.type || "image/jpeg",
+      capturedAt,
+      position,
+    });
+  } catch (e) {
+    // No key to sign with (the browser's data was cleared) or no room to keep the photo.
+    const lines = e instanceof api.ApiError && e.code === "no_keys" ? [["not_enrolled_body", {}]] : [["err_server", { message: e.message }]];
+    message({ title: "not_enrolled_title", lines, tone: "bad", wait: ["wait_enrol_link"] });
+    return;
+  }
   state.pending = captured.id;
   if (state.photoUrl) URL.revokeObjectURL(state.photoUrl);
   state.photoUrl = URL.createObjectURL(blob);
@@ -511,10 +519,15 @@ function wire() {
       showVerdict(result);
     }
   });
-  window.addEventListener("online", () => {
+  window.addEventListener("online", async () => {
     queue.resetBackoff();
     queue.flush();
     renderPanels();
+    // The list shown may be the saved one: fetch the current one now that the box can be reached.
+    if (state.phone && state.wardError) {
+      await loadWard();
+      if (state.view === "beds") showBeds();
+    }
   });
   window.addEventListener("offline", renderPanels);
   document.addEventListener("visibilitychange", () => {
@@ -537,17 +550,17 @@ async function main() {
   wire();
   if (!self.isSecureContext || !api.cryptoAvailable()) {
     message({
-      title: "enrol_failed_title",
+      title: "cannot_work_title",
       lines: [[self.isSecureContext ? "err_no_webcrypto" : "err_insecure", {}]],
       tone: "bad",
-      wait: [self.isSecureContext ? "err_no_webcrypto" : "err_insecure"],
+      wait: [self.isSecureContext ? "wait_browser" : "wait_secure"],
     });
     return;
   }
   try {
     await store.open();
   } catch {
-    message({ title: "enrol_failed_title", lines: [["err_no_storage", {}]], tone: "bad", wait: ["err_no_storage"] });
+    message({ title: "cannot_work_title", lines: [["err_no_storage", {}]], tone: "bad", wait: ["wait_browser"] });
     return;
   }
   i18n.setLanguage(i18n.detectLanguage(await store.get("lang").catch(() => null)));
@@ -569,4 +582,6 @@ async function main() {
   await startWork();
 }
 
-main();
+main().catch((e) => {
+  message({ title: "enrol_failed_title", lines: [["err_server", { message: e.message }]], tone: "bad", wait: ["err_server", { message: e.message }] });
+});
