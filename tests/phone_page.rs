@@ -466,10 +466,14 @@ fn ward_phones_enrol_photograph_queue_offline_and_check_in() {
         ]
     );
     screenshot(&tab, "verdict-rejected-en");
+    // "Take the photo again" reopens the camera for the same bed.
+    tab.click("#verdict-retake");
+    view_is(&tab, "camera");
+    assert_eq!(tab.text("#camera-title"), "Bed 14 · p-2002");
+    tab.click("#camera-back");
+    view_is(&tab, "beds");
 
     // --- offline: the capture waits on the phone with its own time and position ---------------------
-    tab.click("#verdict-next");
-    view_is(&tab, "beds");
     tab.set_offline(true);
     tab.wait_for("navigator.onLine === false", "the phone to be offline", WAIT);
     open_bed(&tab, "p-1003");
@@ -566,6 +570,7 @@ fn ward_phones_enrol_photograph_queue_offline_and_check_in() {
     take_photo(&tab);
     view_is(&tab, "verdict");
     assert_eq!(verdict(&tab), "refused");
+    assert_eq!(tab.eval("document.getElementById('verdict-retake').hidden"), json!(true));
     assert!(tab.text("#verdict-body").contains("病区服务器已不认识本手机"), "{}", tab.text("#verdict-body"));
     tab.wait_for(
         "document.getElementById('queue').dataset.count === '0'",
