@@ -74,6 +74,8 @@ struct BoxState {
     ward_views: usize,
     /// Answer check-ins 503 busy (with Retry-After), as a box whose check workers are all taken.
     busy: bool,
+    /// `[phones] skew_secs` for judging a capture late; None: [`SKEW`].
+    late_after: Option<Duration>,
 }
 
 type Shared = Arc<Mutex<BoxState>>;
@@ -229,7 +231,7 @@ async fn checkin(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -
         return Json(answer).into_response();
     }
     let captured_at = humantime::parse_rfc3339_weak(&meta.captured_at).expect("captured_at is RFC 3339");
-    let late = received_at.duration_since(captured_at).unwrap_or_default() > SKEW;
+    let late = received_at.duration_since(captured_at).unwrap_or_default() > state.late_after.unwrap_or(SKEW);
     let mut checks = vec![Check::passed(CheckName::Signature, "registered_phone", "signed by the phone")];
     if meta.patient.as_deref() == Some(REJECTED_PATIENT) {
         checks.push(Check::failed(CheckName::Geofence, "outside_geofence", "84 m outside the ward"));
@@ -509,7 +511,9 @@ fn ward_phones_enrol_photograph_queue_offline_and_check_in() {
     tab.wait_for("document.getElementById('queue').dataset.count === '1'", "the queue to show 1 after reopening", WAIT);
     screenshot(&tab, "offline-beds-zh");
 
-    // Back online: sent by itself, with the time it was taken.
+    // Back online: sent by itself, with the time it was taken. (A box with no skew window judges it
+    // late: it was taken before it was sent, which is what the page shows.)
+    phone_box.state.lock().unwrap().late_after = Some(Duration::ZERO);
     let back_online = SystemTime::now();
     tab.set_offline(false);
     tab.wait_for("document.getElementById('queue').hidden === true", "the queue to empty", Duration::from_secs(40));
@@ -523,6 +527,14 @@ fn ward_phones_enrol_photograph_queue_offline_and_check_in() {
     });
     assert!(tab.text("#results-list").contains("15A"), "{}", tab.text("#results-list"));
     tab.wait_for("document.getElementById('beds-note').hidden", "the current list to replace the saved one", WAIT);
+    phone_box.state.lock().unwrap().late_after = None;
+    // Its verdict, from the recent results: late, with the time it was taken.
+    tab.click("#results-list li");
+    view_is(&tab, "verdict");
+    assert!(tab.text("#verdict-who").contains("15A 床"), "{}", tab.text("#verdict-who"));
+    assert!(tab.text("#verdict-note").starts_with("延迟发送"), "{}", tab.text("#verdict-note"));
+    screenshot(&tab, "verdict-late-zh");
+    tab.click("#verdict-next");
 
     // --- the rest in Chinese ---------------------------------------------------------------------------
     view_is(&tab, "beds");
