@@ -233,7 +233,9 @@ async fn checkin(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -
     let captured_at = humantime::parse_rfc3339_weak(&meta.captured_at).expect("captured_at is RFC 3339");
     let late = received_at.duration_since(captured_at).unwrap_or_default() > state.late_after.unwrap_or(SKEW);
     let mut checks = vec![Check::passed(CheckName::Signature, "registered_phone", "signed by the phone")];
-    if meta.patient.as_deref() == Some(REJECTED_PATIENT) {
+    if meta.position.is_none() {
+        checks.push(Check::failed(CheckName::Position, "no_position", "the phone sent no position"));
+    } else if meta.patient.as_deref() == Some(REJECTED_PATIENT) {
         checks.push(Check::failed(CheckName::Geofence, "outside_geofence", "84 m outside the ward"));
         checks.push(Check::failed(CheckName::Face, "not_the_claimed_person", "distance 0.712"));
         checks.push(Check::failed(CheckName::BedCamera, "bed_empty", "the bed camera saw the bed empty"));
@@ -608,6 +610,28 @@ fn ward_phones_enrol_photograph_queue_offline_and_check_in() {
     // Registered before: it goes on working with its first key.
     zh.click("#message-action");
     view_is(&zh, "beds");
+    // Location refused: the camera view says so, the photo goes without a position and the box's
+    // `no_position` comes back in words.
+    zh.call(
+        "Browser.setPermission",
+        json!({ "permission": { "name": "geolocation" }, "setting": "denied", "origin": phone_box.base,
+                "browserContextId": zh.context }),
+    );
+    zh.click("button.bed[data-patient='p-1001']");
+    view_is(&zh, "camera");
+    zh.wait_for(
+        "!document.getElementById('shutter').disabled && document.getElementById('position').dataset.state === 'denied'",
+        "the camera and the refused position",
+        WAIT,
+    );
+    assert!(zh.text("#position").starts_with("Location is blocked"), "{}", zh.text("#position"));
+    screenshot(&zh, "camera-no-position-en");
+    let uploads = phone_box.uploads();
+    take_photo(&zh);
+    view_is(&zh, "verdict");
+    assert_eq!(verdict(&zh), "rejected");
+    assert!(zh.text("#verdict-reasons").contains("The phone gave no position."), "{}", zh.text("#verdict-reasons"));
+    phone_box.with_upload(uploads, |upload| assert_eq!(upload.meta.position, None));
 
     // --- a physician's phone: front camera, no bed list, one Check in button ------------------------
     let doctor = browser.phone_tab("en-GB");

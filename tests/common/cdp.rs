@@ -212,6 +212,16 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // Asked to close, Chromium stops its renderer and helper processes itself; killed, it would
+        // leave them to exit on their own. The answer may not come (the socket closes first).
+        let _ = self.connection.borrow_mut().call(None, "Browser.close", json!({}));
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -317,6 +317,7 @@ async function takePhoto() {
     waiting("camera_failed", { message: e.message });
     return;
   }
+  waiting("position_wait");
   const position = await camera.positionNow();
   closeCamera();
   const photo = await blob.arrayBuffer();

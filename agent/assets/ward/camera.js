@@ -86,12 +86,20 @@ export function stopPosition() {
 // (a few seconds), else none (the box then refuses the check with `no_position`, and says so).
 export async function positionNow() {
   if (latest && Date.now() - latest.at < POSITION_MAX_AGE_MS) return latest.position;
-  if (!("geolocation" in navigator)) return null;
-  return new Promise((resolve) =>
+  if (!("geolocation" in navigator) || positionError === "denied") return null;
+  return new Promise((resolve) => {
+    // Some browsers never call back at all (location switched off at the system level): give up too.
+    const giveUp = setTimeout(() => resolve(null), 6000);
     navigator.geolocation.getCurrentPosition(
-      (p) => resolve({ lat: p.coords.latitude, lon: p.coords.longitude, accuracy_m: p.coords.accuracy }),
-      () => resolve(null),
+      (p) => {
+        clearTimeout(giveUp);
+        resolve({ lat: p.coords.latitude, lon: p.coords.longitude, accuracy_m: p.coords.accuracy });
+      },
+      () => {
+        clearTimeout(giveUp);
+        resolve(null);
+      },
       { enableHighAccuracy: true, maximumAge: POSITION_MAX_AGE_MS, timeout: 5000 },
-    ),
-  );
+    );
+  });
 }
