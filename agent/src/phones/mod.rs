@@ -5,9 +5,11 @@
 //! in docs/ward-phones.md, "Protocol".
 
 pub mod protocol;
+pub mod registry;
 pub mod report;
 pub mod service;
 pub mod settings;
+pub mod signature;
 
 pub use protocol::{Phone, UploadMeta};
 pub use report::{Check, CheckName, CheckReport, Mode, Outcome, Position};

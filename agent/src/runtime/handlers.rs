@@ -294,3 +294,37 @@ pub fn rollcall_handler(presence: std::sync::Weak<super::presence::Presence>, pe
         Ok(crate::publish::events::to_json(&crate::publish::events::RollcallDetails::from(&report)))
     })
 }
+
+/// `phone_add {ward, name, physician?}`: a new phone and its one-time enrolment link (as `vigil phones
+/// add`). The link is a secret until used: it is in the result only, never in a log.
+pub fn phone_add_handler(config: Config, registry: Arc<crate::phones::registry::Registry>) -> Handler {
+    Box::new(move |command| {
+        let args = &command.args;
+        let ward = text(args, "ward", 64)?;
+        let name = text(args, "name", 100)?;
+        let physician = match &args["physician"] {
+            Value::Null => None,
+            _ => Some(text(args, "physician", 64)?),
+        };
+        let (invitation, link) =
+            super::http::invite(&config, &registry, &ward, &name, physician.as_deref(), SystemTime::now())?;
+        tracing::info!(phone = %invitation.phone.id, ward = %ward, mode = ?invitation.phone.mode,
+            expires_at = %humantime::format_rfc3339_seconds(invitation.expires_at), "phone added by command");
+        Ok(to_json(&crate::publish::results::PhoneAdded::new(&invitation.phone, &link, invitation.expires_at)))
+    })
+}
+
+/// `phone_revoke {phone, reason}`: the phone's requests are refused from now on (as `vigil phones
+/// revoke`); revoking a revoked phone answers its first revocation time.
+pub fn phone_revoke_handler(registry: Arc<crate::phones::registry::Registry>) -> Handler {
+    Box::new(move |command| {
+        let args = &command.args;
+        let phone = text(args, "phone", 64)?;
+        let reason = text(args, "reason", 500)?;
+        let revoked = registry.revoke(&phone, &reason, SystemTime::now()).map_err(|e| e.to_string())?;
+        if !revoked.already {
+            tracing::warn!(phone = %phone, reason = %reason, "phone revoked by command");
+        }
+        Ok(to_json(&crate::publish::results::PhoneRevoked::new(&phone, revoked.revoked_at, revoked.already)))
+    })
+}
