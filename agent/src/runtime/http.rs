@@ -111,3 +111,46 @@ pub fn invite(
     let link = invitation.link(&http.public_url_or(&crate::http::settings::host_name()));
     Ok((invitation, link))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::SystemTime;
+
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "[site]\nid = \"h\"\ndevice_id = \"d\"\n{extra}\n[[wards]]\nid = \"ward-3\"\n\
+             geofence = {{ center = [31.2, 121.4], radius_m = 80 }}\n"
+        );
+        let config = crate::config::parse(Path::new("x.toml"), &text).unwrap();
+        assert!(crate::config::validate(&config).is_empty(), "{:?}", crate::config::validate(&config));
+        config
+    }
+
+    #[test]
+    fn a_phone_is_invited_only_to_a_known_ward_of_a_box_that_serves_the_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(&Registry::path_in(dir.path())).unwrap();
+        let now = SystemTime::now();
+        let served = config("[http]\npublic_url = \"https://vigil-ward3.lan:8443/\"\n");
+        let (invitation, link) = invite(&served, &registry, "ward-3", " Li Na ", None, now).unwrap();
+        assert_eq!(link, format!("https://vigil-ward3.lan:8443/ward/#enrol={}", invitation.token));
+        assert_eq!(invitation.phone.name, "Li Na");
+        let ttl = invitation.expires_at.duration_since(now).unwrap_or_default();
+        assert!(ttl <= Duration::from_secs(1440 * 60) && ttl > Duration::from_secs(1440 * 60 - 1), "{ttl:?}");
+        let err = invite(&served, &registry, "ward-9", "X", None, now).unwrap_err();
+        assert!(err.contains("no ward \"ward-9\"") && err.contains("known: ward-3"), "{err}");
+        let err = invite(&served, &registry, "ward-3", "X", Some("dr wang"), now).unwrap_err();
+        assert!(err.contains("physician \"dr wang\""), "{err}");
+        let (doctor, _) = invite(&served, &registry, "ward-3", "Dr Wang", Some("dr-wang"), now).unwrap();
+        assert_eq!(doctor.phone.mode, crate::phones::Mode::Physician);
+
+        let err = invite(&config(""), &registry, "ward-3", "X", None, now).unwrap_err();
+        assert!(err.contains("add an [http] section"), "{err}");
+        let err = invite(&config("[http]\nenabled = true\n"), &registry, "ward-3", "X", None, now).unwrap_err();
+        assert!(err.contains("remove `enabled`"), "{err}");
+        assert_eq!(registry.list().unwrap().len(), 2, "a refused invitation adds nothing");
+    }
+}
