@@ -168,6 +168,9 @@ mod tests {
         for role in [Role::SettlementWindow, Role::DialysisRoom, Role::Ward] {
             assert!(config.cameras.iter().any(|c| c.role == role), "no {} camera in the example", role.as_str());
         }
+        assert!(config.http().is_some_and(|h| h.tls_cert.is_some()), "the example should show [http]");
+        let fences = config.wards.iter().map(|w| (w.geofence.center.is_some(), w.geofence.polygon.is_some()));
+        assert_eq!(fences.collect::<Vec<_>>(), vec![(true, false), (false, true)], "a circle and a polygon");
     }
 
     #[test]
