@@ -295,12 +295,13 @@ async fn a_token_enrols_once_and_the_phone_signs_what_it_sends() {
     let answer = server.upload(&phone, PHOTO, PHOTO).await;
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.json()["verdict"], "verified");
-    let uploads = server.checkins.uploads.lock().unwrap();
-    assert_eq!(uploads.len(), 1);
-    assert_eq!(uploads[0].photo, PHOTO, "the photo is handed over byte for byte");
-    assert_eq!((uploads[0].phone.id.as_str(), uploads[0].revoked), (id.as_str(), false));
-    assert_eq!(uploads[0].content_type.as_deref(), Some("image/jpeg"));
-    drop(uploads);
+    {
+        let uploads = server.checkins.uploads.lock().unwrap();
+        assert_eq!(uploads.len(), 1);
+        assert_eq!(uploads[0].photo, PHOTO, "the photo is handed over byte for byte");
+        assert_eq!((uploads[0].phone.id.as_str(), uploads[0].revoked), (id.as_str(), false));
+        assert_eq!(uploads[0].content_type.as_deref(), Some("image/jpeg"));
+    }
 
     let root = server.request("GET", "/", &[], b"").await;
     assert_eq!((root.status, root.header("location")), (303, Some("/ward/")));
@@ -359,9 +360,10 @@ async fn unknown_unsigned_revoked_and_tampered_uploads_are_refused() {
     let revoked = server.upload(&phone, PHOTO, PHOTO).await;
     assert_eq!((revoked.status, revoked.code()), (403, "phone_revoked".into()));
     assert_eq!(revoked.json()["error"]["details"]["verdict"], "rejected", "{:?}", revoked.json());
-    let uploads = server.checkins.uploads.lock().unwrap();
-    assert!(uploads.len() == 1 && uploads[0].revoked, "a revoked phone's upload is judged (and recorded) as such");
-    drop(uploads);
+    {
+        let uploads = server.checkins.uploads.lock().unwrap();
+        assert!(uploads.len() == 1 && uploads[0].revoked, "a revoked phone's upload is judged (and recorded) as such");
+    }
     let view =
         server.request("GET", "/api/phones/ward", &phone.signed_get("/api/phones/ward", SystemTime::now()), b"").await;
     assert_eq!((view.status, view.code()), (403, "phone_revoked".into()));

@@ -167,7 +167,7 @@ fn list(file: &Path, json: bool) -> CliResult {
         println!("no phones (add one with `vigil phones add`)");
         return Ok(());
     }
-    println!("{:<14} {:<12} {:<20} {:<24} {}", "ID", "WARD", "MODE", "NAME", "STATE");
+    println!("{:<14} {:<12} {:<20} {:<24} STATE", "ID", "WARD", "MODE", "NAME");
     for l in &phones {
         let p = &l.phone;
         let state = match (p.revoked_at, p.enrolled_at, l.link_expires_at) {
