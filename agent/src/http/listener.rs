@@ -3,12 +3,14 @@
 //! finished connections reach axum through [`Incoming`], its `serve::Listener`.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
@@ -56,11 +58,15 @@ impl Listener for Incoming {
     }
 }
 
-/// Starts accepting on `tcp`; TLS when `tls` is given. Stops accepting when `stop` becomes true.
+/// Starts accepting on `tcp`; TLS when `tls` is given. Stops accepting when `stop` becomes true. A
+/// connection on which nothing is read or written for `idle` is closed: a client that opens connections
+/// and never finishes its request headers (which the request timeout, counted from the headers, cannot
+/// see) does not keep them for ever.
 pub fn incoming(
     tcp: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     mut stop: watch::Receiver<bool>,
+    idle: Duration,
 ) -> std::io::Result<Incoming> {
     let local = tcp.local_addr()?;
     let (ready_tx, ready) = mpsc::channel::<(Box<dyn Io>, SocketAddr)>(64);
@@ -81,6 +87,7 @@ pub fn incoming(
                 },
             };
             let _ = stream.set_nodelay(true);
+            let stream = Idle::new(stream, idle);
             let Some(acceptor) = acceptor.clone() else {
                 if ready_tx.send((Box::new(stream), peer)).await.is_err() {
                     break;
@@ -108,4 +115,81 @@ pub fn incoming(
         tracing::debug!(address = %local, "stopped accepting connections");
     });
     Ok(Incoming { ready, local })
+}
+
+/// A connection that fails its next read once nothing has moved on it for its idle time.
+pub struct Idle<T> {
+    inner: T,
+    idle: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<T> Idle<T> {
+    fn new(inner: T, idle: Duration) -> Idle<T> {
+        Idle { inner, idle, deadline: Box::pin(tokio::time::sleep(idle)) }
+    }
+
+    fn moved(&mut self) {
+        self.deadline.as_mut().reset(tokio::time::Instant::now() + self.idle);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Idle<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    self.moved();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if self.deadline.as_mut().poll(cx).is_ready() => {
+                Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connection idle")))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Idle<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.moved();
+        }
+        result
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A client that connects and sends nothing loses the connection; one that talks keeps it.
+    #[tokio::test]
+    async fn a_silent_connection_is_closed() {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let (_stop, stopped) = watch::channel(false);
+        let mut incoming = incoming(tcp, None, stopped, Duration::from_millis(300)).unwrap();
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut server_side, peer) = incoming.accept().await;
+        assert_eq!(peer, client.local_addr().unwrap());
+        client.write_all(b"GET").await.unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(server_side.read(&mut buf).await.unwrap(), 3);
+        let err = server_side.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    }
 }

@@ -91,7 +91,9 @@ impl Server {
         let tcp = tokio::net::TcpListener::from_std(std_listener).map_err(listen_error)?;
         let local_addr = tcp.local_addr().map_err(listen_error)?;
         let (stop, stopped) = watch::channel(false);
-        let incoming = listener::incoming(tcp, tls, stopped.clone()).map_err(listen_error)?;
+        // Idle longer than a whole request may take: nothing legitimate is cut off.
+        let idle = Duration::from_secs(settings.request_timeout_secs + 15);
+        let incoming = listener::incoming(tcp, tls, stopped.clone(), idle).map_err(listen_error)?;
         let app = router(settings, api).into_make_service_with_connect_info::<ClientAddr>();
         let mut signal = stopped;
         let task = tokio::spawn(async move {
