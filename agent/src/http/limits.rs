@@ -48,7 +48,7 @@ pub async fn access_log(request: Request, next: Next) -> Response {
     let ms = started.elapsed().as_millis() as u64;
     macro_rules! line {
         ($level:ident) => {
-            tracing::$level!(target: "vigil::http::access", %method, path = %path, status, code, bytes,
+            tracing::$level!(target: "vigil::http::access", %method, path = %path, status, code = %code, bytes,
                 request_bytes, ms, client = %client, phone = %phone, "http request")
         };
     }

@@ -91,7 +91,15 @@ fn self_signed(
     let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
     let error = |message: String| TlsError::SelfSigned { path: dir.to_owned(), message };
     if cert_file.exists() && key_file.exists() {
-        return load(&cert_file, &key_file);
+        let (chain, key) = load(&cert_file, &key_file)?;
+        let missing: Vec<&String> = names.iter().filter(|n| !covers(&chain[0], n)).collect();
+        if !missing.is_empty() {
+            tracing::warn!(path = %cert_file.display(), missing = ?missing,
+                "the self-signed certificate was made for other names than this box has now: phones reaching \
+                 it by these names will refuse it; to make a new one, stop the agent, delete cert.pem and \
+                 key.pem in this directory and start it (phones must then trust the new fingerprint)");
+        }
+        return Ok((chain, key));
     }
     let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(|e| error(e.to_string()))?;
     params.distinguished_name.push(rcgen::DnType::CommonName, format!("Vigil {}", names[0]));
@@ -109,6 +117,20 @@ fn self_signed(
         "no [http] tls_cert: made a self-signed certificate; phones must be told to trust it \
          (docs/ward-phones.md, \"Certificate\")");
     load(&cert_file, &key_file)
+}
+
+/// Whether `cert` names `name` among its subject alternative names (a DNS name or an IP address).
+fn covers(cert: &[u8], name: &str) -> bool {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert) else { return false };
+    let Ok(Some(san)) = cert.subject_alternative_name() else { return false };
+    let ip: Option<IpAddr> = name.parse().ok();
+    san.value.general_names.iter().any(|g| match (g, ip) {
+        (GeneralName::DNSName(dns), None) => dns.eq_ignore_ascii_case(name),
+        (GeneralName::IPAddress(bytes), Some(IpAddr::V4(v4))) => *bytes == v4.octets(),
+        (GeneralName::IPAddress(bytes), Some(IpAddr::V6(v6))) => *bytes == v6.octets(),
+        _ => false,
+    })
 }
 
 fn pem(label: &str, der: &[u8]) -> String {
@@ -190,6 +212,10 @@ mod tests {
         let pem = std::fs::read(dir.path().join("http/cert.pem")).unwrap();
         let der = CertificateDer::from_pem_slice(&pem).unwrap();
         assert_eq!(fingerprint(&der), first.fingerprint);
+        for name in &names {
+            assert!(covers(&der, name), "{name} not in the certificate");
+        }
+        assert!(!covers(&der, "other-box") && !covers(&der, "10.9.9.9"));
     }
 
     #[test]

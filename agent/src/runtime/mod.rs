@@ -4,7 +4,8 @@
 //! latest frame ([`camera`]). Decisions from all cameras, presence and the scheduler go through one
 //! channel to the decision task ([`sink`]), which commits each event to the outbox; evidence requests go
 //! to the evidence worker ([`evidence`]); the publisher delivers the outbox over MQTT and answers commands
-//! ([`handlers`]).
+//! ([`handlers`]). With `[http]`, the HTTPS server takes the ward phones' enrolments and uploads
+//! ([`http`]); it stops with the cameras, letting uploads being checked finish.
 //!
 //! Shutdown is bounded and phased ([`Shutdown`]): after SIGINT or SIGTERM the worker threads get
 //! [`SHUTDOWN_GRACE`] (10 s) in total — cameras stop in parallel, each within about 8.5 s even when its
