@@ -91,15 +91,15 @@ impl std::io::Write for LogWriter {
     }
 }
 
-struct Box_ {
+struct Served {
     server: Server,
     registry: Arc<Registry>,
     checkins: Arc<Recorder>,
     tls: tokio_rustls::TlsConnector,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
-async fn start(extra: &str, delay: Duration) -> Box_ {
+async fn start(extra: &str, delay: Duration) -> Served {
     log();
     let dir = tempfile::tempdir().unwrap();
     let settings: HttpSettings = toml::from_str(&format!("listen = \"127.0.0.1:0\"\n{extra}")).unwrap();
@@ -125,7 +125,7 @@ async fn start(extra: &str, delay: Duration) -> Box_ {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config));
-    Box_ { server, registry, checkins, tls, _dir: dir }
+    Served { server, registry, checkins, tls, dir }
 }
 
 /// A response, as read off the wire.
@@ -148,7 +148,7 @@ impl Reply {
     }
 }
 
-impl Box_ {
+impl Served {
     /// One request on its own TLS connection: `head` is the request line and headers (without the final
     /// blank line), `body` is sent after them as is.
     async fn send(&self, head: &str, body: &[u8]) -> Reply {
@@ -484,4 +484,68 @@ async fn plain_http_only_on_loopback_unless_explicitly_allowed() {
     assert_eq!(reply.status, 303);
     server.stop(Duration::from_secs(5)).await;
     std::io::stderr().flush().unwrap();
+}
+
+/// `vigil phones` works beside the running server on the same registry: a phone added on the command
+/// line enrols over HTTPS with the printed link; revoked on the command line, the server refuses it at
+/// its next request. Mistakes exit 2 naming what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_adds_lists_and_revokes_phones_of_the_running_server() {
+    let server = start("", Duration::ZERO).await;
+    let config = server.dir.path().join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[site]\nid = \"h\"\ndevice_id = \"d\"\n[storage]\ndata_dir = {:?}\n[http]\n\
+             public_url = \"https://vigil-ward3.lan:8443\"\n[[wards]]\nid = \"ward-3\"\n\
+             geofence = {{ center = [31.2, 121.4], radius_m = 80 }}\n",
+            server.dir.path()
+        ),
+    )
+    .unwrap();
+    let vigil = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let png = server.dir.path().join("qr.png");
+    let (code, stdout, stderr) =
+        vigil(&["phones", "add", "--ward", "ward-3", "--name", "Li Na", "--qr-png", png.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let link = stdout.lines().find(|l| l.starts_with("https://")).unwrap_or_else(|| panic!("{stdout}"));
+    let token = link.strip_prefix("https://vigil-ward3.lan:8443/ward/#enrol=").unwrap_or_else(|| panic!("{link}"));
+    assert!(stdout.contains('▀') || stdout.contains('▄'), "a QR code in the terminal:\n{stdout}");
+    let qr = image::open(&png).unwrap().to_luma8();
+    assert!(qr.width() > 200 && qr.pixels().any(|p| p.0[0] == 0), "a black-on-white PNG");
+
+    let mut phone = TestPhone::new();
+    let enrolled = server.enrol(token, &phone).await;
+    assert_eq!(enrolled.status, 200, "{enrolled:?}");
+    phone.id = enrolled.json()["phone"]["id"].as_str().unwrap().to_owned();
+    let (_, listed, _) = vigil(&["phones", "list", "--json"]);
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed[0]["id"], json!(phone.id));
+    assert!(listed[0]["enrolled_at"].is_string() && listed[0]["key_sha256"].is_string(), "{listed}");
+
+    let (code, stdout, stderr) = vigil(&["phones", "revoke", &phone.id, "--reason", "lost on ward 3"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("revoked"), "{stdout}");
+    let view =
+        server.request("GET", "/api/phones/ward", &phone.signed_get("/api/phones/ward", SystemTime::now()), b"").await;
+    assert_eq!((view.status, view.code()), (403, "phone_revoked".into()));
+    let (_, table, _) = vigil(&["phones", "list"]);
+    assert!(table.contains("revoked") && table.contains("lost on ward 3"), "{table}");
+
+    let (code, _, stderr) = vigil(&["phones", "add", "--ward", "ward-9", "--name", "X"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("no ward \"ward-9\"") && stderr.contains("ward-3"), "{stderr}");
+    let (code, _, stderr) = vigil(&["phones", "revoke", "ph-nobodyhere", "--reason", "x"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("no phone \"ph-nobodyhere\""), "{stderr}");
+    server.server.stop(Duration::from_secs(5)).await;
 }

@@ -102,7 +102,13 @@ impl Server {
             };
             let _ = axum::serve(incoming, app).with_graceful_shutdown(graceful).await;
         });
-        let public_url = settings.public_url_or(&host);
+        // Port 0 (tests) is the port the system chose.
+        let public_url = match settings.listen_addr() {
+            Some(a) if a.port() == 0 => {
+                HttpSettings { listen: local_addr.to_string(), ..settings.clone() }.public_url_or(&host)
+            }
+            _ => settings.public_url_or(&host),
+        };
         match &cert {
             Some(cert) => tracing::info!(address = %local_addr, public_url = %public_url,
                 certificate = %cert.cert_file.display(), sha256_fingerprint = %cert.fingerprint,

@@ -213,7 +213,10 @@ impl Registry {
 
     /// Binds `public_key` (SPKI DER) to the token's phone and uses the token up, in one transaction.
     pub fn enrol(&self, token: &str, public_key: &[u8], now: SystemTime) -> Result<Phone, EnrolError> {
-        p256_point(public_key).map_err(EnrolError::BadKey)?;
+        let point = p256_point(public_key).map_err(EnrolError::BadKey)?;
+        if !on_curve(point) {
+            return Err(EnrolError::BadKey("the point is not on the P-256 curve".into()));
+        }
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(self.db())?;
         let found: Option<(String, i64, Option<i64>)> = tx
@@ -330,6 +333,14 @@ pub fn p256_point(spki: &[u8]) -> Result<&[u8], String> {
     Ok(point)
 }
 
+/// Whether a 65-byte uncompressed point is a valid P-256 public key. ring checks it when the point is
+/// used for a key agreement (an ephemeral one here; nothing is kept), and offers no other way to ask.
+fn on_curve(point: &[u8]) -> bool {
+    use ring::agreement::{ECDH_P256, EphemeralPrivateKey, UnparsedPublicKey, agree_ephemeral};
+    let Ok(ours) = EphemeralPrivateKey::generate(&ECDH_P256, &ring::rand::SystemRandom::new()) else { return false };
+    agree_ephemeral(ours, &UnparsedPublicKey::new(&ECDH_P256, point), |_| ()).is_ok()
+}
+
 fn random<const N: usize>(rng: &ring::rand::SystemRandom) -> [u8; N] {
     ring::rand::generate::<[u8; N]>(rng).expect("the system random generator failed").expose()
 }
@@ -433,7 +444,14 @@ mod tests {
         compressed[P256_SPKI_HEADER.len()] = 0x02;
         let mut other_curve = spki.clone();
         other_curve[P256_SPKI_HEADER.len() - 3] = 0x22; // secp384r1's last OID byte
-        for (bad, what) in [(&compressed, "65 bytes"), (&other_curve, "P-256"), (&spki[..20].to_vec(), "P-256")] {
+        let mut off_curve = spki.clone();
+        *off_curve.last_mut().unwrap() ^= 0x01;
+        for (bad, what) in [
+            (&compressed, "65 bytes"),
+            (&other_curve, "P-256"),
+            (&spki[..20].to_vec(), "P-256"),
+            (&off_curve, "not on the P-256 curve"),
+        ] {
             let err = registry.enrol(&invitation.token, bad, SystemTime::now()).unwrap_err();
             assert!(matches!(&err, EnrolError::BadKey(m) if m.contains(what)), "{err}");
         }
