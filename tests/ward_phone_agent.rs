@@ -280,3 +280,72 @@ fn ward_phone_checks_in_with_the_real_agent() {
     assert_eq!(events(&sub, "bedside_check_verified").len(), 2, "{log}");
     common::agent::assert_evidence_verifies(&config_file, &root.join("state/evidence"));
 }
+
+/// The reasons a failed check can give, read from the checks' sources (`Check::failed(name, "reason",
+/// …)`, and the image errors' `reason()`), outside their unit tests.
+fn failed_reasons() -> Vec<String> {
+    let mut sources: Vec<_> = std::fs::read_dir(common::repo("agent/src/phones"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    let service = common::repo("agent/src/runtime/checkins.rs");
+    if service.exists() {
+        sources.push(service);
+    }
+    let mut reasons = Vec::new();
+    let literal = |text: &str| -> Option<String> {
+        let text = text.trim_start().strip_prefix('"')?;
+        let end = text.find('"')?;
+        Some(text[..end].to_owned()).filter(|r| r.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+    };
+    for path in sources {
+        let source = std::fs::read_to_string(&path).unwrap();
+        let code = source.split("#[cfg(test)]\nmod tests").next().unwrap();
+        for call in code.split("Check::failed(").skip(1) {
+            // the first argument is the check's name, the second its reason
+            if let Some(reason) = call.split_once(',').and_then(|(_, rest)| literal(rest)) {
+                reasons.push(reason);
+            }
+        }
+        if let Some((_, body)) = code.split_once("pub fn reason(&self) -> &'static str {") {
+            let body = &body[..body.find("\n    }").unwrap()];
+            reasons.extend(body.split("=>").skip(1).filter_map(literal));
+        }
+    }
+    reasons.sort();
+    reasons.dedup();
+    reasons
+}
+
+#[test]
+fn every_reason_the_checks_give_has_words_in_both_languages() {
+    let reasons = failed_reasons();
+    // A sanity check of the reading: reasons of each kind of check are there.
+    for known in [
+        "corrupt_image",
+        "too_many_pixels",
+        "no_position",
+        "bad_position",
+        "outside_geofence",
+        "no_geofence",
+        "too_old",
+        "near_duplicate",
+        "wrong_mode",
+    ] {
+        assert!(reasons.iter().any(|r| r == known), "{known} not found among {reasons:?}");
+    }
+    let table = std::fs::read_to_string(common::repo("agent/assets/ward/i18n.js")).unwrap();
+    let (en, zh) = table.split_once("\"zh-CN\": {").expect("the zh-CN table");
+    let missing: Vec<String> = reasons
+        .iter()
+        .flat_map(|r| {
+            let key = format!("\"reason.{r}\":");
+            [("en", en), ("zh-CN", zh)]
+                .into_iter()
+                .filter(move |(_, strings)| !strings.contains(&key))
+                .map(move |(lang, _)| format!("{lang}: {r}"))
+        })
+        .collect();
+    assert!(missing.is_empty(), "reasons the page has no words for (agent/assets/ward/i18n.js): {missing:?}");
+}

@@ -368,13 +368,23 @@ function errorText(status, code, messageText) {
   return i18n.has(key) ? t(key, { message: messageText }) : t("error.other", { status, message: messageText || code });
 }
 
-// The failed checks in words: the table's sentence for a known reason, the box's own (English)
-// sentence for one this page does not know yet; the same sentence once.
+// A failed check in words: the table's sentence for its reason (said to the physician in check-in
+// mode; how far outside the ward, when the box measured it), or the box's own (English) sentence for a
+// reason this page does not know yet.
+function reasonText(check, mode) {
+  const outside = Number((check.facts || {}).distance_outside_m);
+  const reason = check.reason === "outside_geofence" && outside > 0 ? "outside_geofence_by" : check.reason;
+  for (const key of [`reason.${mode}.${reason}`, `reason.${reason}`]) {
+    if (i18n.has(key)) return t(key, { m: Math.round(outside) });
+  }
+  return check.detail || check.reason;
+}
+
+// The failed checks in words, the same sentence once.
 function reasonsOf(result) {
   const lines = [];
   for (const check of result.failed || []) {
-    const key = `reason.${check.reason}`;
-    const text = i18n.has(key) ? t(key) : check.detail || check.reason;
+    const text = reasonText(check, result.mode);
     if (!lines.includes(text)) lines.push(text);
   }
   return lines;
