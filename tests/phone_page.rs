@@ -388,8 +388,8 @@ fn ward_phones_enrol_photograph_queue_offline_and_check_in() {
         reasons,
         [
             "The photo was not taken on the ward.",
-            "The face is not the person chosen. Check the bed and the patient.",
-            "The ward camera saw this bed empty at that time.",
+            "The face does not match patient p-2002. Check the bed and the patient.",
+            "The ward camera saw bed 14 empty at that time.",
             // a reason this page does not know yet: the box's own sentence
             "An English sentence from the box.",
         ]

@@ -109,11 +109,25 @@ fn wait_event(sub: &Subscriber, agent: &Agent, kind: &str, n: usize) -> Value {
     assert!(arrived, "no {kind} #{n}: {:?}\n{}", kinds(&sub.messages.lock().unwrap()), agent.log_text());
     let event = events(sub, kind).remove(n - 1);
     let id = event["event_id"].clone();
-    let ready = sub.wait_for(Duration::from_secs(30), |_| {
-        sub.payloads("/events/").iter().any(|e| e["kind"] == "evidence_ready" && e["details"]["for_event_id"] == id)
+    let ready = sub.wait_for(Duration::from_secs(30), |messages| {
+        messages.iter().filter(|(topic, _, _)| topic.contains("/events/")).any(|(_, payload, _)| {
+            serde_json::from_slice::<Value>(payload)
+                .is_ok_and(|e| e["kind"] == "evidence_ready" && e["details"]["for_event_id"] == id)
+        })
     });
     assert!(ready, "no evidence_ready for {kind} {id}\n{}", agent.log_text());
     event
+}
+
+/// Waits until the agent has decided `region` of the ward camera is `state` (`Occupied`, `Empty`): a
+/// bed's occupancy is known some seconds after the camera starts (`[presence] enter_secs`,
+/// `leave_secs`), and a photo taken before is judged `unknown`.
+fn wait_for_region(agent: &Agent, region: &str, state: &str) {
+    let line = format!("region occupancy changed camera=ward3-room12 region={region} ");
+    let decided = common::mqtt::wait(Duration::from_secs(30), || {
+        agent.log_text().lines().any(|l| l.contains(&line) && l.contains(&format!(" to={state} ")))
+    });
+    assert!(decided, "bed {region} not {state} in 30 s:\n{}", agent.log_text());
 }
 
 fn check<'a>(event: &'a Value, name: &str) -> &'a Value {
@@ -197,6 +211,7 @@ fn ward_phone_checks_in_with_the_real_agent() {
     assert!(tab.text("#beds").contains("Bed 12"), "{}", tab.text("#beds"));
 
     // --- bed 12: the patient, on the ward, the bed camera saw the bed taken ----------------------------
+    wait_for_region(&agent, "12", "Occupied");
     open_bed(&tab, "p-obama");
     let (before, after) = take_photo(&tab);
     view_is(&tab, "verdict");
@@ -251,6 +266,7 @@ fn ward_phone_checks_in_with_the_real_agent() {
     assert!(tab.text("#results-list").contains("12"), "{}", tab.text("#results-list"));
 
     // --- bed 14, from outside the ward, with bed 12's patient in the picture: rejected -----------------
+    wait_for_region(&agent, "14", "Empty");
     set_camera_frame(&zoomed, &camera_file);
     tab.set_geolocation(OUTSIDE_LAT, LON, ACCURACY_M);
     open_bed(&tab, "p-biden");
@@ -262,10 +278,11 @@ fn ward_phone_checks_in_with_the_real_agent() {
     assert!(failed.contains(&"geofence".to_owned()) && failed.contains(&"face".to_owned()), "{rejected}");
     assert_eq!(check(&rejected, "geofence")["reason"], "outside_geofence", "{rejected}");
     assert_eq!(check(&rejected, "face")["reason"], "not_the_claimed_person", "{rejected}");
+    assert_eq!(check(&rejected, "bed_camera")["reason"], "bed_empty", "{rejected}");
     // Each failed check in the page's own words, none left as the box's English sentence.
     let reasons = verdict_reasons(&tab);
     assert_eq!(reasons.len(), failed.len(), "{reasons:?} for {failed:?}");
-    assert!(reasons.iter().any(|r| r.contains("not taken on the ward")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("m outside the ward. Take it at the patient's bed.")), "{reasons:?}");
     screenshot(&tab, "rejected-en");
     set_language(&tab, "zh-CN");
     let reasons_zh = verdict_reasons(&tab);

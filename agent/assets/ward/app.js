@@ -371,11 +371,12 @@ function errorText(status, code, messageText) {
 // A failed check in words: the table's sentence for its reason (said to the physician in check-in
 // mode; how far outside the ward, when the box measured it), or the box's own (English) sentence for a
 // reason this page does not know yet.
-function reasonText(check, mode) {
+function reasonText(check, result) {
   const outside = Number((check.facts || {}).distance_outside_m);
   const reason = check.reason === "outside_geofence" && outside > 0 ? "outside_geofence_by" : check.reason;
-  for (const key of [`reason.${mode}.${reason}`, `reason.${reason}`]) {
-    if (i18n.has(key)) return t(key, { m: Math.round(outside) });
+  const vars = { m: Math.round(outside), patient: result.patient, bed: result.bed };
+  for (const key of [`reason.${result.mode}.${reason}`, `reason.${reason}`]) {
+    if (i18n.has(key)) return t(key, vars);
   }
   return check.detail || check.reason;
 }
@@ -384,7 +385,7 @@ function reasonText(check, mode) {
 function reasonsOf(result) {
   const lines = [];
   for (const check of result.failed || []) {
-    const text = reasonText(check, result.mode);
+    const text = reasonText(check, result);
     if (!lines.includes(text)) lines.push(text);
   }
   return lines;
