@@ -59,7 +59,7 @@ use crate::storage_lock::DataDirLock;
 pub use camera::{CameraAnalysis, Shared, capture_reference, reference_path};
 use handlers::{Enrolment, roster_handler, settlement_handler};
 pub use people::People;
-use presence::{Presence, PresenceCamera};
+use presence::{OccupancyHistory, Presence, PresenceCamera};
 pub use shutdown::Shutdown;
 use sink::{Emitter, Outlet};
 
@@ -116,7 +116,10 @@ impl Running {
         let pending = Arc::new(Pending::new(&config.storage.data_dir.join("evidence-pending")));
         let outlet =
             |camera: &str| Outlet::new(config, camera, pending.clone(), decisions_tx.clone(), evidence_tx.clone());
-        let presence = Arc::new(Presence::new(presence_cameras(config, outlet), config, decisions_tx.clone()));
+        // Bed occupancy over the hours an offline phone's photo may be late by (ward phones' bed check).
+        let history = Arc::new(OccupancyHistory::new(Duration::from_secs(config.phones.max_offline_hours * 3600)));
+        let presence =
+            Arc::new(Presence::new(presence_cameras(config, outlet, &history), config, decisions_tx.clone()));
         // One command channel per window camera: `settlement` opens a watch there.
         let (watches, mut watch_receivers) = watch_channels(config);
         let enrolment = Enrolment::start(
@@ -221,12 +224,16 @@ impl Running {
 }
 
 /// Presence analysis for the cameras that watch beds or chairs.
-fn presence_cameras(config: &Config, outlet: impl Fn(&str) -> Outlet) -> Vec<Arc<PresenceCamera>> {
+fn presence_cameras(
+    config: &Config,
+    outlet: impl Fn(&str) -> Outlet,
+    history: &Arc<OccupancyHistory>,
+) -> Vec<Arc<PresenceCamera>> {
     config
         .cameras
         .iter()
         .filter(|c| c.role != Role::SettlementWindow && !c.regions.is_empty())
-        .map(|c| Arc::new(PresenceCamera::new(config, c, outlet(&c.id))))
+        .map(|c| Arc::new(PresenceCamera::new(config, c, outlet(&c.id)).keep_history(history.clone())))
         .collect()
 }
 
