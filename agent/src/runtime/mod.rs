@@ -23,6 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 pub mod camera;
+pub mod checkins;
 mod evidence;
 pub mod handlers;
 mod mqtt;
