@@ -37,6 +37,7 @@ pub fn python() -> PathBuf {
 pub mod agent;
 pub mod media;
 pub mod mqtt;
+pub mod photos;
 pub mod scenes;
 
 pub fn repo(rel: &str) -> PathBuf {

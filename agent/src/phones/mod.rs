@@ -4,7 +4,13 @@
 //! docs/ward-phones.md is the operator's side of it; the wire format (what the phone page signs) is
 //! in docs/ward-phones.md, "Protocol".
 
+pub mod checks;
+pub mod exif;
+pub mod geofence;
+pub mod image;
+pub mod phash;
 pub mod protocol;
+pub mod replay;
 pub mod report;
 pub mod service;
 pub mod settings;
