@@ -7,7 +7,8 @@
 //! 2. **Signature.** The server verified the signature; the report's first check says so: passed
 //!    `registered_phone`, or failed `phone_revoked` — then every other check is `skipped` and nothing
 //!    else is judged (the attempt is recorded all the same).
-//! 3. **The checks** ([`Judge`]: image, position, geofence, time, replay, face, bed camera).
+//! 3. **The checks** ([`Judge`], `phones::checks`: image, position, geofence, time, replay, face, bed
+//!    camera), on one of a few [`Checkers`].
 //! 4. **The bundle**, written synchronously through the one evidence [`Store`](crate::evidence::store::Store)
 //!    (the shared writer).
 //! 5. **The events**: the decision (`bedside_check_verified` / `bedside_check_rejected` /
@@ -25,10 +26,13 @@
 //!   are committed, the re-send gets the answer of that bundle and event (`repeated`), never a second
 //!   bundle or event. (Only a stop of the agent before the outbox takes them loses the events; the
 //!   bundle stays in the chain.)
+//!
+//! Answers are kept durably once their events are committed (`<data_dir>/checkins.sqlite`, for the
+//! replay window), so a re-send after a restart still gets its answer.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
@@ -38,14 +42,18 @@ use super::evidence::{SharedStore, chain_head, lock};
 use super::people::People;
 use super::presence::OccupancyHistory;
 use super::sink::Emitter;
+use crate::analyze::Models;
 use crate::analyze::boxes::BBox;
 use crate::config::Config;
 use crate::decide::presence::Occupancy;
 use crate::decide::{Decision, DecisionKind, PhoneCheck};
 use crate::evidence::checkin::{Annotation, CheckinRequest};
 use crate::evidence::manifest::CameraIdentity;
+use crate::gallery::search::SearchIndex;
+use crate::phones::checks::{CheckError, Checker, FaceRules, SiteFacts};
+use crate::phones::replay::ReplayIndex;
 use crate::phones::service::{Answer, Checkins, Inpatient, SignedUpload, SubmitError, WardView};
-use crate::phones::{Check, CheckName, CheckReport, Mode, Outcome, Phone, Ward};
+use crate::phones::{Check, CheckName, CheckReport, Mode, Phone, Ward};
 use crate::publish::events;
 
 /// What the checks concluded about an authentic upload from an unrevoked phone.
@@ -57,30 +65,132 @@ pub struct Judged {
     pub picture: Option<image::RgbImage>,
     /// The faces found in it, as drawn on the annotated photo.
     pub faces: Vec<BBox>,
+    /// The face check passed: the boxes are drawn green, else red.
+    pub face_passed: bool,
 }
 
-/// The checks after `signature` (`phones::checks`). A trait so the service can be tested on its own
-/// and the checker plugged in with a small adapter. Blocking; called from several threads at once.
+/// The checks after `signature` ([`Checkers`], `phones::checks`). A trait so the service's own logic
+/// can be tested alone. Blocking; called from several threads at once. `event_id` is the event (and
+/// bundle) the upload becomes: a later replay of the photo names it.
 pub trait Judge: Send + Sync + 'static {
-    fn judge(&self, upload: &SignedUpload) -> Judged;
+    fn judge(&self, upload: &SignedUpload, event_id: uuid::Uuid) -> Result<Judged, SubmitError>;
 }
 
-/// Where an upload's answer stands.
+/// How many checkers `vigil run` keeps: each holds its own face sessions (tens of MB), and the box has
+/// few cores; more uploads at once wait for one.
+pub const CHECKERS: usize = 2;
+
+/// A few [`Checker`]s, each with its own face sessions and replay-index connection: an upload takes
+/// one (waiting while all are busy), so no lock is held across a model run and memory stays bounded
+/// whatever the number of uploads at once (the server bounds those to `[http] max_concurrent_uploads`).
+pub struct Checkers {
+    idle: Mutex<Vec<Checker>>,
+    returned: Condvar,
+    site: Site,
+}
+
+/// What the runtime knows that the checks need: wards, the roster's beds, the presence history.
+struct Site {
+    wards: Vec<Ward>,
+    people: Arc<People>,
+    history: Arc<OccupancyHistory>,
+    /// The presence `enter_secs`: the window around a photo's time the bed is judged on.
+    bed_tolerance: Duration,
+}
+
+impl SiteFacts for Site {
+    fn ward(&self, id: &str) -> Option<Ward> {
+        self.wards.iter().find(|w| w.id == id).cloned()
+    }
+
+    fn bed_of(&self, patient: &str) -> Option<(String, String)> {
+        let roster = self.people.roster();
+        roster.inpatients.iter().find(|p| p.patient == patient).map(|p| (p.camera.clone(), p.bed.clone()))
+    }
+
+    fn occupied(&self, camera: &str, bed: &str, at: SystemTime) -> Option<bool> {
+        match self.history.around(camera, bed, at, self.bed_tolerance) {
+            Occupancy::Occupied => Some(true),
+            Occupancy::Empty => Some(false),
+            Occupancy::Unknown => None,
+        }
+    }
+}
+
+impl Checkers {
+    pub fn new(
+        checkers: Vec<Checker>,
+        config: &Config,
+        people: Arc<People>,
+        history: Arc<OccupancyHistory>,
+    ) -> Checkers {
+        Checkers {
+            idle: Mutex::new(checkers),
+            returned: Condvar::new(),
+            site: Site {
+                wards: config.wards.clone(),
+                people,
+                history,
+                bed_tolerance: Duration::from_secs(config.presence.enter_secs),
+            },
+        }
+    }
+}
+
+impl Judge for Checkers {
+    fn judge(&self, upload: &SignedUpload, event_id: uuid::Uuid) -> Result<Judged, SubmitError> {
+        let mut checker = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(checker) = idle.pop() {
+                    break checker;
+                }
+                idle = self.returned.wait(idle).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let checked = checker.check(upload, event_id, &self.site);
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(checker);
+        self.returned.notify_one();
+        let checked = checked.map_err(|e| match e {
+            CheckError::Replay(e) => SubmitError::Storage(format!("the check-in index: {e}")),
+            CheckError::Model(e) => SubmitError::Unavailable(format!("the face models failed: {e}")),
+        })?;
+        Ok(Judged {
+            report: checked.report,
+            picture: checked.image,
+            faces: checked.faces,
+            face_passed: checked.face_passed,
+        })
+    }
+}
+
+/// Where an upload's answer stands, while it is not yet in the answers' durable record.
 enum Answered {
     /// Being judged and recorded now.
     InFlight,
-    /// Recorded: its bundle is written; `committed` once the outbox holds its events.
+    /// Its bundle is written; its events wait for the outbox (`committed` once it holds them).
     Recorded { answer: Answer, committed: Arc<AtomicBool> },
 }
 
-/// The answers given, by (phone, capture id).
-///
-/// REPLACE AT MERGE: kept in memory for now, so a re-send after a restart is judged again (and, its
-/// own capture id excluded from the replay check, recorded a second time). The checks helper's replay
-/// index stores each judged upload durably; the recorded answer belongs there, keyed the same way.
-#[derive(Default)]
+/// The answers given, by (phone, capture id): those committed are kept in the check-in index
+/// (`<data_dir>/checkins.sqlite`, for the replay window), so a re-send after a restart gets its answer
+/// too; those in flight or waiting for the outbox are in memory.
 struct Answers {
     by_capture: HashMap<(String, uuid::Uuid), Answered>,
+    index: ReplayIndex,
+}
+
+/// An answer as the index keeps it (the JSON the phone was sent), read back.
+fn parse_answer(json: &str) -> Option<Answer> {
+    let v: Value = serde_json::from_str(json).ok()?;
+    Some(Answer {
+        capture_id: v["capture_id"].as_str()?.parse().ok()?,
+        event_id: v["event_id"].as_str()?.parse().ok()?,
+        verdict: if v["verdict"] == "verified" { "verified" } else { "rejected" },
+        late: v["late"].as_bool()?,
+        repeated: true,
+        checks: serde_json::from_value(v["checks"].clone()).ok()?,
+    })
 }
 
 /// The check-in service the runtime hands the HTTP server.
@@ -88,13 +198,10 @@ pub struct CheckinService {
     wards: Vec<Ward>,
     cameras: Vec<CameraIdentity>,
     people: Arc<People>,
-    history: Arc<OccupancyHistory>,
-    /// The presence `enter_secs`: the window around a photo's time the bed is judged on.
-    bed_tolerance: Duration,
     store: SharedStore,
     emitter: Emitter,
     judge: Arc<dyn Judge>,
-    answers: Mutex<Answers>,
+    answers: Arc<Mutex<Answers>>,
 }
 
 /// Removes an in-flight mark unless the upload was recorded (an error, or a panic in the checks).
@@ -194,31 +301,52 @@ pub fn signature_check(upload: &SignedUpload) -> Check {
 }
 
 impl CheckinService {
+    /// `answers` is a connection to the check-in index (`ReplayIndex::open`): where answers are kept.
     pub fn new(
         config: &Config,
         people: Arc<People>,
-        history: Arc<OccupancyHistory>,
         store: SharedStore,
         emitter: Emitter,
         judge: Arc<dyn Judge>,
+        answers: ReplayIndex,
     ) -> CheckinService {
         CheckinService {
             wards: config.wards.clone(),
             cameras: config.cameras.iter().map(|c| super::sink::camera_identity(config, &c.id)).collect(),
             people,
-            history,
-            bed_tolerance: Duration::from_secs(config.presence.enter_secs),
             store,
             emitter,
             judge,
-            answers: Mutex::default(),
+            answers: Arc::new(Mutex::new(Answers { by_capture: HashMap::new(), index: answers })),
         }
     }
 
-    /// Occupancy of the claimed patient's bed around `t` (the bed check's input): the checker's
-    /// adapter asks this.
-    pub fn bed_occupancy(&self, camera: &str, bed: &str, t: SystemTime) -> Occupancy {
-        self.history.around(camera, bed, t, self.bed_tolerance)
+    /// The service of `vigil run`: [`CHECKERS`] checkers with their own face sessions (made from
+    /// `models` before their bytes are released) and index connections.
+    pub fn start(
+        config: &Config,
+        models: &Models,
+        gallery: Arc<RwLock<SearchIndex>>,
+        people: Arc<People>,
+        history: Arc<OccupancyHistory>,
+        store: SharedStore,
+        emitter: Emitter,
+    ) -> anyhow::Result<CheckinService> {
+        use anyhow::Context;
+        let index = ReplayIndex::path_in(&config.storage.data_dir);
+        let days = config.phones.replay_window_days;
+        let offset = crate::decide::roster::Site::utc_offset_secs(config).map_err(anyhow::Error::msg)?;
+        let rules = FaceRules { match_distance: config.faces.match_distance, quality: config.faces.quality() };
+        let mut checkers = Vec::new();
+        for _ in 0..CHECKERS {
+            let faces = models.face_analyzer().context("cannot open the face models for check-ins")?;
+            let replay = ReplayIndex::open(&index, days).context("cannot open the check-in index")?;
+            checkers.push(Checker::new(config.phones.clone(), faces, gallery.clone(), rules, offset, replay));
+        }
+        let judge = Arc::new(Checkers::new(checkers, config, people.clone(), history));
+        let answers = ReplayIndex::open(&index, days).context("cannot open the check-in index")?;
+        info!(checkers = CHECKERS, index = %index.display(), "check-in service ready");
+        Ok(CheckinService::new(config, people, store, emitter, judge, answers))
     }
 
     /// The claimed patient's bed and its camera, from the roster.
@@ -227,31 +355,15 @@ impl CheckinService {
         roster.inpatients.iter().find(|p| p.patient == patient).map(|p| (p.bed.clone(), p.camera.clone()))
     }
 
-    /// Who the upload claims to show: the patient (bedside) or the phone's physician.
-    fn claimed(&self, upload: &SignedUpload) -> Result<String, SubmitError> {
-        let (phone, meta) = (&upload.phone, &upload.meta);
-        if meta.mode != phone.mode {
-            return Err(SubmitError::BadRequest(format!(
-                "the upload is in {:?} mode but phone {} is a {:?} phone",
-                meta.mode, phone.id, phone.mode
-            )));
-        }
-        match meta.mode {
-            Mode::Bedside => meta
-                .patient
-                .clone()
-                .filter(|p| !p.is_empty())
-                .ok_or_else(|| SubmitError::BadRequest("a bedside upload names its patient (meta.patient)".into())),
-            Mode::Physician => phone.physician.clone().ok_or_else(|| {
-                SubmitError::BadRequest(format!("phone {} is a physician phone without a physician", phone.id))
-            }),
-        }
-    }
-
     /// The report of a revoked phone's upload: `signature` failed, nothing else judged.
-    fn revoked_report(&self, upload: &SignedUpload, claimed: String) -> CheckReport {
+    fn revoked_report(&self, upload: &SignedUpload) -> CheckReport {
         let meta = &upload.meta;
-        let bed = match meta.mode {
+        let claimed = match upload.phone.mode {
+            Mode::Bedside => meta.patient.clone(),
+            Mode::Physician => upload.phone.physician.clone(),
+        }
+        .unwrap_or_default();
+        let bed = match upload.phone.mode {
             Mode::Bedside => self.bed_of(&claimed),
             Mode::Physician => None,
         };
@@ -265,7 +377,7 @@ impl CheckinService {
             capture_id: meta.capture_id,
             phone_id: upload.phone.id.clone(),
             ward: upload.phone.ward.clone(),
-            mode: meta.mode,
+            mode: upload.phone.mode,
             claimed,
             camera: bed.as_ref().map(|b| b.1.clone()),
             bed: bed.map(|b| b.0),
@@ -282,29 +394,46 @@ impl CheckinService {
     fn begin(&self, key: &(String, uuid::Uuid)) -> Result<Option<Answer>, SubmitError> {
         let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
         match answers.by_capture.get(key) {
-            None => {
-                answers.by_capture.insert(key.clone(), Answered::InFlight);
-                Ok(None)
+            None => {}
+            Some(Answered::InFlight) => {
+                return Err(SubmitError::Unavailable(format!(
+                    "capture {} of phone {} is being judged now; send it again in a moment",
+                    key.1, key.0
+                )));
             }
-            Some(Answered::InFlight) => Err(SubmitError::Unavailable(format!(
-                "capture {} of phone {} is being judged now; send it again in a moment",
-                key.1, key.0
-            ))),
             Some(Answered::Recorded { answer, committed }) => {
+                let (answer, committed) = (answer.clone(), committed.clone());
                 if !committed.load(Ordering::SeqCst) {
-                    // Its events wait for the outbox: try now.
+                    // Its events wait for the outbox: try now (their commit takes the answers' lock).
+                    drop(answers);
                     self.emitter.retry_held();
                 }
-                if committed.load(Ordering::SeqCst) {
-                    Ok(Some(Answer { repeated: true, ..answer.clone() }))
+                return if committed.load(Ordering::SeqCst) {
+                    Ok(Some(Answer { repeated: true, ..answer }))
                 } else {
                     Err(SubmitError::Storage(format!(
-                        "capture {} is recorded (evidence bundle {}) but the outbox cannot take its event yet",
+                        "capture {} is recorded (the evidence bundle of event {}) but the outbox cannot take its \
+                         event yet",
                         key.1, answer.event_id
                     )))
-                }
+                };
             }
         }
+        let stored = answers.index.answered(&key.0, key.1).map_err(|e| {
+            error!(phone = %key.0, capture = %key.1, error = %e, "cannot read the check-in index");
+            SubmitError::Storage(format!("the check-in index: {e}"))
+        })?;
+        if let Some(json) = stored {
+            return match parse_answer(&json) {
+                Some(answer) => Ok(Some(answer)),
+                None => {
+                    error!(phone = %key.0, capture = %key.1, answer = %json, "a stored answer is unreadable");
+                    Err(SubmitError::Storage("a stored answer is unreadable".into()))
+                }
+            };
+        }
+        answers.by_capture.insert(key.clone(), Answered::InFlight);
+        Ok(None)
     }
 }
 
@@ -317,18 +446,17 @@ impl Checkins for CheckinService {
             return Ok(answer);
         }
         let mut guard = InFlight { answers: &self.answers, key: Some(key.clone()) };
-        let claimed = self.claimed(&upload)?;
-
-        let (report, picture, faces) = if upload.revoked {
-            (self.revoked_report(&upload, claimed), None, Vec::new())
+        let event_id = uuid::Uuid::now_v7();
+        let (report, picture, faces, face_passed) = if upload.revoked {
+            (self.revoked_report(&upload), None, Vec::new(), false)
         } else {
-            let mut judged = self.judge.judge(&upload);
+            let mut judged = self.judge.judge(&upload, event_id)?;
             judged.report.checks.retain(|c| c.name != CheckName::Signature);
             judged.report.checks.insert(0, signature_check(&upload));
-            (judged.report, judged.picture, judged.faces)
+            (judged.report, judged.picture, judged.faces, judged.face_passed)
         };
-        let face_passed = report.checks.iter().any(|c| c.name == CheckName::Face && c.outcome == Outcome::Passed);
         let mut decision = Decision::new(&event_camera(&report), upload.received_at, decision_kind(report));
+        decision.id = event_id;
         decision.evidence = true;
         let report = report_of(&decision.kind);
         let request = CheckinRequest {
@@ -406,9 +534,21 @@ impl Checkins for CheckinService {
             chain_head(&head.unwrap_or_else(|| bundle.head())),
         );
         let sequence = bundle.sequence;
+        let (answers, stored) = (self.answers.clone(), serde_json::to_string(&answer).unwrap_or_default());
+        let (at, remembered) = (upload.received_at, key.clone());
         let announced = self.emitter.emit(announcement, move || {
             info!(for_event_id = %event_id, sequence, "check-in evidence bundle announced");
             committed.store(true, Ordering::SeqCst);
+            // Kept for a re-send (also after a restart); in memory only while the index cannot take it.
+            let mut answers = answers.lock().unwrap_or_else(|e| e.into_inner());
+            let key = remembered;
+            match answers.index.remember(&key.0, key.1, &stored, at) {
+                Ok(()) => {
+                    answers.by_capture.remove(&key);
+                }
+                Err(e) => warn!(phone = %key.0, capture = %key.1, error = %e,
+                    "cannot keep the check-in's answer in the index; a re-send gets it until the agent stops"),
+            }
         });
         if decided && announced {
             Ok(answer)
@@ -458,7 +598,7 @@ mod tests {
     use crate::evidence::keys::{DeviceKey, PublicKey};
     use crate::evidence::store::Store;
     use crate::outbox::{Outbox, Record};
-    use crate::phones::{Position, UploadMeta};
+    use crate::phones::{Outcome, Position, UploadMeta};
     use std::path::Path;
     use std::sync::atomic::AtomicUsize;
     use std::sync::mpsc;
@@ -475,7 +615,7 @@ mod tests {
     }
 
     impl Judge for Scripted {
-        fn judge(&self, upload: &SignedUpload) -> Judged {
+        fn judge(&self, upload: &SignedUpload, _event_id: uuid::Uuid) -> Result<Judged, SubmitError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             if let Some((entered, release)) = self.gate.lock().unwrap().take() {
                 entered.send(()).unwrap();
@@ -492,7 +632,8 @@ mod tests {
             let meta = &upload.meta;
             let claimed = meta.patient.clone().or(upload.phone.physician.clone()).unwrap();
             let bed = self.people.roster().inpatients.iter().find(|p| p.patient == claimed).cloned();
-            Judged {
+            let face_passed = !fail.iter().any(|f| f.0 == CheckName::Face);
+            Ok(Judged {
                 report: CheckReport {
                     capture_id: meta.capture_id,
                     phone_id: upload.phone.id.clone(),
@@ -509,7 +650,8 @@ mod tests {
                 },
                 picture: image::load_from_memory(&upload.photo).ok().map(|i| i.to_rgb8()),
                 faces: vec![[10.0, 8.0, 40.0, 44.0]],
-            }
+                face_passed,
+            })
         }
     }
 
@@ -522,6 +664,23 @@ mod tests {
         store: SharedStore,
         public: PublicKey,
         people: Arc<People>,
+        config: Config,
+        emitter: Emitter,
+    }
+
+    impl Fixture {
+        /// The service as a restarted agent has it: the same store, outbox and index, nothing in memory.
+        fn restarted(&self) -> CheckinService {
+            let index = ReplayIndex::open(&ReplayIndex::path_in(&self.root), 30).unwrap();
+            CheckinService::new(
+                &self.config,
+                self.people.clone(),
+                self.store.clone(),
+                self.emitter.clone(),
+                self.judge.clone(),
+                index,
+            )
+        }
     }
 
     fn fixture() -> Fixture {
@@ -564,9 +723,10 @@ mod tests {
             gate: Mutex::default(),
             people: people.clone(),
         });
-        let history = Arc::new(OccupancyHistory::new(Duration::from_secs(3600)));
-        let service = CheckinService::new(&config, people.clone(), history, store.clone(), emitter, judge.clone());
-        Fixture { _dir: dir, root, service, judge, outbox, store, public, people }
+        let index = ReplayIndex::open(&ReplayIndex::path_in(&root), 30).unwrap();
+        let service =
+            CheckinService::new(&config, people.clone(), store.clone(), emitter.clone(), judge.clone(), index);
+        Fixture { _dir: dir, root, config, service, judge, outbox, store, public, people, emitter }
     }
 
     fn phone(id: &str, mode: Mode) -> Phone {
@@ -816,11 +976,20 @@ mod tests {
         release.send(()).unwrap();
         let answer = first.join().unwrap().unwrap();
         assert_eq!(f.service.submit(up).unwrap().event_id, answer.event_id);
+    }
 
-        let mut bad = upload(phone("ph-a", Mode::Bedside), None);
-        assert!(matches!(f.service.submit(bad.clone()), Err(SubmitError::BadRequest(_))));
-        bad.meta.patient = Some("p-1".into());
-        assert!(!f.service.submit(bad).unwrap().repeated, "a refused upload left no mark");
+    /// After a restart, a re-sent capture still gets its answer (kept in the check-in index), without
+    /// a second judgement, bundle or event.
+    #[test]
+    fn answers_survive_a_restart() {
+        let f = fixture();
+        let up = upload(phone("ph-a", Mode::Bedside), Some("p-1"));
+        let first = f.service.submit(up.clone()).unwrap();
+        let restarted = f.restarted();
+        let again = restarted.submit(up).unwrap();
+        assert!(again.repeated);
+        assert_eq!(Answer { repeated: false, ..again }, first);
+        assert_eq!((f.judge.calls.load(Ordering::SeqCst), records(&f).len(), bundles(&f)), (1, 2, 1));
     }
 
     /// The ward's inpatients are the roster's patients in the beds of the ward's cameras.
