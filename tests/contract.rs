@@ -151,7 +151,7 @@ fn phone_check(
         })
         .collect();
     PhoneCheck {
-        report: CheckReport {
+        report: Box::new(CheckReport {
             capture_id: uuid::Uuid::now_v7(),
             phone_id: phone.into(),
             ward: "ward-3".into(),
@@ -164,7 +164,7 @@ fn phone_check(
             late,
             position: Some(Position { lat: position.0, lon: position.1, accuracy_m: position.2 }),
             checks,
-        },
+        }),
     }
 }
 

@@ -117,8 +117,9 @@ pub enum DecisionKind {
 /// and the evidence bundle are built from the report by `publish` and the runtime.
 #[derive(Debug, Clone, Serialize)]
 pub struct PhoneCheck {
+    /// Boxed: a report is large, and decisions of every kind travel by value.
     #[serde(skip)]
-    pub report: crate::phones::CheckReport,
+    pub report: Box<crate::phones::CheckReport>,
 }
 
 /// The payload of `rollcall_summary`.

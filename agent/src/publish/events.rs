@@ -731,9 +731,9 @@ impl Details {
                 Details::RecordingResumed(RecordingResumedDetails { stopped_secs: *stopped_secs })
             }
             DecisionKind::BedsideCheckVerified(c) | DecisionKind::BedsideCheckRejected(c) => {
-                Details::BedsideCheck((&c.report).into())
+                Details::BedsideCheck(c.report.as_ref().into())
             }
-            DecisionKind::PhysicianCheckin(c) => Details::PhysicianCheckin((&c.report).into()),
+            DecisionKind::PhysicianCheckin(c) => Details::PhysicianCheckin(c.report.as_ref().into()),
         }
     }
 }

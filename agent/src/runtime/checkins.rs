@@ -228,7 +228,7 @@ pub fn event_camera(report: &CheckReport) -> String {
 
 /// The decision an upload's report is.
 pub fn decision_kind(report: CheckReport) -> DecisionKind {
-    let check = PhoneCheck { report };
+    let check = PhoneCheck { report: Box::new(report) };
     match (check.report.mode, check.report.verified()) {
         (Mode::Physician, _) => DecisionKind::PhysicianCheckin(check),
         (Mode::Bedside, true) => DecisionKind::BedsideCheckVerified(check),
