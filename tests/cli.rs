@@ -93,13 +93,15 @@ fn check_config_accepts_the_shipped_configs() {
         "mqtt.tls.ca_file",
         "mqtt.tls.client_cert",
         "mqtt.tls.client_key",
+        "http.tls_cert",
+        "http.tls_key",
     ];
     assert_eq!(fields, files, "{stderr}");
 
     let etc = dir.path().join("etc");
     std::fs::create_dir(&etc).unwrap();
     let (_, public) = platform_key(&etc);
-    for file in ["mqtt-password", "platform-ca.pem", "edge-ward3.crt", "edge-ward3.key"] {
+    for file in ["mqtt-password", "platform-ca.pem", "edge-ward3.crt", "edge-ward3.key", "http.crt", "http.key"] {
         std::fs::write(etc.join(file), "stand-in: only readability is checked\n").unwrap();
     }
     assert_eq!(public, etc.join("platform-public.pem"));

@@ -807,6 +807,8 @@ fn built_commands() -> Vec<(String, String, Value)> {
         ("unenroll", json!({"id": "ins-1"})),
         ("roster", roster),
         ("rollcall", json!({})),
+        ("phone_add", json!({"ward": "ward-3", "name": "Li Na", "physician": "dr-0412"})),
+        ("phone_revoke", json!({"phone": "ph-k7m2q9x4ta", "reason": "lost on the ward"})),
     ]
     .into_iter()
     .collect();
@@ -857,6 +859,18 @@ fn built_results() -> Vec<(&'static str, Value)> {
         ],
     };
     let settled_at = t("2025-03-14T09:41:12.507Z");
+    let phone = vigil::phones::Phone {
+        id: "ph-k7m2q9x4ta".into(),
+        ward: "ward-3".into(),
+        name: "Li Na".into(),
+        mode: vigil::phones::Mode::Bedside,
+        physician: None,
+        public_key: None,
+        created_at: settled_at,
+        enrolled_at: None,
+        revoked_at: None,
+    };
+    let link = "https://vigil-ward3.lan:8443/ward/#enrol=q3Zp0V6m9sYg1kTzB8xWc2rN5uHj7aLd4eFi6oPy0bM";
     vec![
         ("ping", events::to_json(&results::Pong::at(t("2025-03-14T09:50:00.214Z")))),
         ("settlement", events::to_json(&results::SettlementWatching::new("window-1", "tx-1", settled_at))),
@@ -874,6 +888,11 @@ fn built_results() -> Vec<(&'static str, Value)> {
         ("enroll", events::to_json(&results::Enrolled::from(&report))),
         ("unenroll", events::to_json(&results::Unenrolled { removed: "ins-3301958842".into() })),
         ("roster", events::to_json(&results::RosterApplied { inpatients: 2, dialysis_sessions: 1, shifts: 3 })),
+        ("phone_add", events::to_json(&results::PhoneAdded::new(&phone, &link, t("2025-03-15T09:41:12.507Z")))),
+        (
+            "phone_revoke",
+            events::to_json(&results::PhoneRevoked::new("ph-k7m2q9x4ta", t("2025-03-14T09:41:12.507Z"), false)),
+        ),
     ]
 }
 

@@ -63,6 +63,9 @@ enum Command {
     SignCommand(cli::keys::SignCommandArgs),
     /// Place (or release) a legal hold on an event's evidence bundle: it is never pruned while held.
     Hold(cli::evidence::HoldArgs),
+    /// Ward phones: add one (its one-time enrolment link and QR code), list them, revoke one.
+    #[command(subcommand)]
+    Phones(cli::phones::Phones),
     /// Measurements (not tests): face-matching accuracy, model speed.
     #[command(subcommand)]
     Bench(cli::bench::Bench),
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
         Command::Gallery(cmd) => cli::enroll::gallery(cmd),
         Command::SignCommand(args) => cli::keys::sign_command(args),
         Command::Hold(args) => cli::evidence::hold(args),
+        Command::Phones(command) => cli::phones::phones(command),
         Command::Bench(bench) => cli::bench::bench(bench),
     };
     match result {

@@ -35,6 +35,7 @@ pub fn python() -> PathBuf {
 }
 
 pub mod agent;
+pub mod cdp;
 pub mod media;
 pub mod mqtt;
 pub mod photos;

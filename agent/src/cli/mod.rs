@@ -6,6 +6,7 @@ pub mod detect;
 pub mod enroll;
 pub mod evidence;
 pub mod keys;
+pub mod phones;
 pub mod run;
 
 use std::path::Path;

@@ -3,9 +3,9 @@
 //! checks (through [`super::load_for_run`]), so a file check-config calls OK does not fail at start-up.
 //!
 //! Checked: the platform's command key (readable and an Ed25519 public key), the state directories
-//! (directories, or creatable), and the MQTT password and TLS files (readable). Not checked here: the
-//! device key and the models, which `run` verifies itself with their own advice (`vigil keys init`,
-//! `scripts/setup`).
+//! (directories, or creatable), the MQTT password and TLS files, and the HTTPS certificate and key
+//! (readable). Not checked here: the device key and the models, which `run` verifies itself with their
+//! own advice (`vigil keys init`, `scripts/setup`).
 
 use std::path::Path;
 
@@ -41,6 +41,14 @@ pub fn check_files(config: &Config) -> Vec<FieldError> {
             files.push(("mqtt.tls.client_key", tls.client_key.as_deref()));
         }
         for (field, file) in files {
+            if let Some(Err(e)) = file.map(|f| input::read_limited(f, MAX_TEXT_BYTES)) {
+                add(field, e.to_string());
+            }
+        }
+    }
+    // The HTTPS certificate and key (an older version's ignored [http] names files nobody reads).
+    if let Some(http) = config.http() {
+        for (field, file) in [("http.tls_cert", http.tls_cert.as_deref()), ("http.tls_key", http.tls_key.as_deref())] {
             if let Some(Err(e)) = file.map(|f| input::read_limited(f, MAX_TEXT_BYTES)) {
                 add(field, e.to_string());
             }

@@ -86,7 +86,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 impl Config {
     /// What in the file is accepted but has no effect: the operator should remove it.
     pub fn warnings(&self) -> Vec<String> {
-        Vec::new()
+        self.http.iter().filter_map(|http| http.old_section()).collect()
+    }
+
+    /// `[http]` when the agent serves it (absent, or an older version's ignored section: None).
+    pub fn http(&self) -> Option<&HttpSettings> {
+        self.http.as_ref().filter(|http| http.old_section().is_none())
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -163,6 +168,9 @@ mod tests {
         for role in [Role::SettlementWindow, Role::DialysisRoom, Role::Ward] {
             assert!(config.cameras.iter().any(|c| c.role == role), "no {} camera in the example", role.as_str());
         }
+        assert!(config.http().is_some_and(|h| h.tls_cert.is_some()), "the example should show [http]");
+        let fences = config.wards.iter().map(|w| (w.geofence.center.is_some(), w.geofence.polygon.is_some()));
+        assert_eq!(fences.collect::<Vec<_>>(), vec![(true, false), (false, true)], "a circle and a polygon");
     }
 
     #[test]
@@ -185,6 +193,44 @@ mod tests {
         let config = load(&file).unwrap();
         assert_eq!(config.storage.data_dir, dir.path().join("state"));
         assert_eq!(config.storage.evidence_dir(), dir.path().join("state/evidence"));
+    }
+
+    /// A box upgraded with a file of an older version (whose `[http]` was documented, never served) still
+    /// starts, serves nothing it was not asked for, and says what to change.
+    #[test]
+    fn an_old_http_section_is_ignored_with_a_warning_naming_the_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vigil.toml");
+        let old = "[site]\nid = \"a\"\ndevice_id = \"b\"\n[http]\nenabled = true\nlisten = \"localhost\"\n\
+                   tls_cert = \"http.crt\"\n";
+        std::fs::write(&file, old).unwrap();
+        let config = load_for_run(&file).unwrap_or_else(|e| panic!("{e}"));
+        assert!(config.http().is_none(), "an old [http] must not start a server");
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("remove `enabled`") && warnings[0].contains("listen"), "{warnings:?}");
+        // Without `enabled`, the same section is a current one, validated as such.
+        std::fs::write(&file, old.replace("enabled = true\n", "")).unwrap();
+        let err = load(&file).unwrap_err().to_string();
+        assert!(err.contains("http.listen") && err.contains("http.tls_key"), "{err}");
+        // `enabled = false`: nothing was asked for; the advice is to remove the section.
+        std::fs::write(&file, old.replace("enabled = true", "enabled = false")).unwrap();
+        let config = load_for_run(&file).unwrap();
+        assert!(config.http().is_none() && config.warnings()[0].contains("remove the section"));
+    }
+
+    /// Plain HTTP on an address phones reach over the network is refused unless explicitly allowed.
+    #[test]
+    fn plain_http_is_refused_off_loopback() {
+        let base = "[site]\nid = \"a\"\ndevice_id = \"b\"\n[http]\nplain_http = true\n";
+        let on = |listen: &str, extra: &str| {
+            let config = parse(Path::new("x.toml"), &format!("{base}listen = \"{listen}\"\n{extra}")).unwrap();
+            validate(&config).into_iter().map(|e| e.to_string()).collect::<Vec<_>>()
+        };
+        let errors = on("0.0.0.0:8080", "");
+        assert!(errors.len() == 1 && errors[0].contains("http.plain_http"), "{errors:?}");
+        assert_eq!(on("127.0.0.1:8080", ""), Vec::<String>::new());
+        assert_eq!(on("0.0.0.0:8080", "insecure_plain_http = true"), Vec::<String>::new());
     }
 
     /// The example file shows no dead section.

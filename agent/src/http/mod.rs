@@ -1,7 +1,24 @@
 //! The HTTPS server inside `vigil run` (axum + rustls): the ward phones' page and API now; the console
 //! and operations endpoints later. Limits (body size, timeouts, concurrency, rate) are set once, as
 //! layers; every error answers with a stable code and a human message.
+//!
+//! - [`server`]: the router, its limits, start and graceful stop;
+//! - [`listener`]: accepting connections, TLS handshakes off the accept loop;
+//! - [`tls`]: the certificate (configured, or self-signed once);
+//! - [`limits`]: access log, rate limit, timeout, size, the upload line;
+//! - [`phones`]: the phones' API; [`assets`]: the phone page's files;
+//! - [`error`]: the one error type and its JSON body.
 
+pub mod assets;
+pub mod error;
+pub mod limits;
+pub mod listener;
+pub mod phones;
+pub mod server;
 pub mod settings;
+pub mod tls;
 
+pub use error::ApiError;
+pub use phones::PhoneApi;
+pub use server::{Server, ServerError};
 pub use settings::HttpSettings;

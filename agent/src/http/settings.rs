@@ -40,6 +40,12 @@ pub struct HttpSettings {
     /// Requests per minute one client address may make before it is answered 429 (default 120).
     #[serde(default = "default_rate_limit_per_minute")]
     pub rate_limit_per_minute: u32,
+    /// Not a setting: only files of older versions have it. Their `[http]` (`enabled`, `listen`,
+    /// `tls_cert`, `tls_key`) was documented but never served; a section with `enabled` is taken for
+    /// one of those and ignored, with a warning naming what to change ([`HttpSettings::old_section`]),
+    /// so an upgraded box keeps running and opens no port nobody chose.
+    #[serde(default)]
+    pub enabled: Option<bool>,
 }
 
 fn default_listen() -> String {
@@ -64,9 +70,29 @@ impl HttpSettings {
         self.listen.parse().ok()
     }
 
-    /// Every problem with these settings: (field within `[http]`, message). Pure: no file is read.
+    /// When this is an older version's `[http]` (it has `enabled`): the warning that says it is ignored
+    /// and what to change.
+    pub fn old_section(&self) -> Option<String> {
+        let enabled = self.enabled?;
+        let wanted = if enabled {
+            "to serve the ward phones' page now, remove `enabled` and check `listen` (an address and port, \
+             default 0.0.0.0:8443), `tls_cert` and `tls_key` against config/vigil.example.toml"
+        } else {
+            "remove the section (it asked for nothing), or remove `enabled` to serve the ward phones' page"
+        };
+        Some(format!(
+            "[http] has `enabled = {enabled}`, a field of an older version whose [http] was never served: the \
+             section is ignored and no HTTP is served; {wanted}"
+        ))
+    }
+
+    /// Every problem with these settings: (field within `[http]`, message). Pure: no file is read. An
+    /// older version's section ([`HttpSettings::old_section`]) has none: it is ignored.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
+        if self.old_section().is_some() {
+            return problems;
+        }
         match self.listen_addr() {
             None => problems
                 .push(("listen", format!("must be an address and port like \"0.0.0.0:8443\", got {:?}", self.listen))),
@@ -104,5 +130,33 @@ impl HttpSettings {
             problems.push(("rate_limit_per_minute", format!("must be 1..100000, got {}", self.rate_limit_per_minute)));
         }
         problems
+    }
+}
+
+impl HttpSettings {
+    /// What enrolment links start with: `public_url`, or the scheme and the listen address, a wildcard
+    /// address replaced by `host_name`.
+    pub fn public_url_or(&self, host_name: &str) -> String {
+        if let Some(url) = &self.public_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let scheme = if self.plain_http { "http" } else { "https" };
+        match self.listen_addr() {
+            Some(addr) if addr.ip().is_unspecified() => format!("{scheme}://{host_name}:{}", addr.port()),
+            Some(addr) => format!("{scheme}://{addr}"),
+            None => format!("{scheme}://{host_name}"),
+        }
+    }
+}
+
+/// This machine's host name (what a self-signed certificate and a default public URL name).
+pub fn host_name() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
+    let ok = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) } == 0;
+    let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
+    match std::str::from_utf8(&buffer[..end]) {
+        Ok(name) if ok && !name.is_empty() => name.to_owned(),
+        _ => "localhost".to_owned(),
     }
 }

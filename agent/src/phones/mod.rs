@@ -10,10 +10,12 @@ pub mod geofence;
 pub mod image;
 pub mod phash;
 pub mod protocol;
+pub mod registry;
 pub mod replay;
 pub mod report;
 pub mod service;
 pub mod settings;
+pub mod signature;
 
 pub use protocol::{Phone, UploadMeta};
 pub use report::{Check, CheckName, CheckReport, Mode, Outcome, Position};

@@ -199,3 +199,49 @@ mod tests {
         assert!(wire["images"][1]["quality"].is_null());
     }
 }
+
+/// `phone_add`: the new phone and its one-time enrolment link (a secret until used: hand it only to the
+/// phone's holder).
+#[derive(Debug, Serialize)]
+pub struct PhoneAdded {
+    pub phone: String,
+    pub ward: String,
+    pub name: String,
+    /// `bedside` or `physician`.
+    pub mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub physician: Option<String>,
+    pub enrolment_link: String,
+    pub expires_at: String,
+}
+
+impl PhoneAdded {
+    pub fn new(phone: &crate::phones::Phone, enrolment_link: &str, expires_at: SystemTime) -> PhoneAdded {
+        PhoneAdded {
+            phone: phone.id.clone(),
+            ward: phone.ward.clone(),
+            name: phone.name.clone(),
+            mode: match phone.mode {
+                crate::phones::Mode::Bedside => "bedside",
+                crate::phones::Mode::Physician => "physician",
+            },
+            physician: phone.physician.clone(),
+            enrolment_link: enrolment_link.to_owned(),
+            expires_at: time(expires_at),
+        }
+    }
+}
+
+/// `phone_revoke`: when the phone was revoked (the first time, when it already was).
+#[derive(Debug, Serialize)]
+pub struct PhoneRevoked {
+    pub phone: String,
+    pub revoked_at: String,
+    pub already_revoked: bool,
+}
+
+impl PhoneRevoked {
+    pub fn new(phone: &str, revoked_at: SystemTime, already_revoked: bool) -> PhoneRevoked {
+        PhoneRevoked { phone: phone.to_owned(), revoked_at: time(revoked_at), already_revoked }
+    }
+}

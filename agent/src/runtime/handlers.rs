@@ -294,3 +294,85 @@ pub fn rollcall_handler(presence: std::sync::Weak<super::presence::Presence>, pe
         Ok(crate::publish::events::to_json(&crate::publish::events::RollcallDetails::from(&report)))
     })
 }
+
+/// `phone_add {ward, name, physician?}`: a new phone and its one-time enrolment link (as `vigil phones
+/// add`). The link is a secret until used: it is in the result only, never in a log.
+pub fn phone_add_handler(config: Config, registry: Arc<crate::phones::registry::Registry>) -> Handler {
+    Box::new(move |command| {
+        let args = &command.args;
+        let ward = text(args, "ward", 64)?;
+        let name = text(args, "name", 100)?;
+        let physician = match &args["physician"] {
+            Value::Null => None,
+            _ => Some(text(args, "physician", 64)?),
+        };
+        let (invitation, link) =
+            super::http::invite(&config, &registry, &ward, &name, physician.as_deref(), SystemTime::now())?;
+        tracing::info!(phone = %invitation.phone.id, ward = %ward, mode = ?invitation.phone.mode,
+            expires_at = %humantime::format_rfc3339_seconds(invitation.expires_at), "phone added by command");
+        Ok(to_json(&crate::publish::results::PhoneAdded::new(&invitation.phone, &link, invitation.expires_at)))
+    })
+}
+
+/// `phone_revoke {phone, reason}`: the phone's requests are refused from now on (as `vigil phones
+/// revoke`); revoking a revoked phone answers its first revocation time.
+pub fn phone_revoke_handler(registry: Arc<crate::phones::registry::Registry>) -> Handler {
+    Box::new(move |command| {
+        let args = &command.args;
+        let phone = text(args, "phone", 64)?;
+        let reason = text(args, "reason", 500)?;
+        let revoked = registry.revoke(&phone, &reason, SystemTime::now()).map_err(|e| e.to_string())?;
+        if !revoked.already {
+            tracing::warn!(phone = %phone, reason = %reason, "phone revoked by command");
+        }
+        Ok(to_json(&crate::publish::results::PhoneRevoked::new(&phone, revoked.revoked_at, revoked.already)))
+    })
+}
+
+#[cfg(test)]
+mod phone_command_tests {
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::phones::registry::Registry;
+    use crate::publish::commands::Command;
+
+    fn command(name: &str, args: Value) -> Command {
+        Command { name: name.into(), nonce: "0123456789abcdef".into(), args }
+    }
+
+    /// `phone_add` answers the phone and its link (the registry has it), `phone_revoke` its time, the
+    /// same time again when repeated; bad arguments are named.
+    #[test]
+    fn phones_are_added_and_revoked_by_command() {
+        let text = "[site]\nid = \"h\"\ndevice_id = \"d\"\n[http]\npublic_url = \"https://box.lan:8443\"\n\
+                    [[wards]]\nid = \"ward-3\"\ngeofence = { center = [31.2, 121.4], radius_m = 80 }\n";
+        let config = crate::config::parse(Path::new("x.toml"), text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Arc::new(Registry::open(&Registry::path_in(dir.path())).unwrap());
+        let add = phone_add_handler(config, registry.clone());
+        let revoke = phone_revoke_handler(registry.clone());
+
+        let added =
+            add(&command("phone_add", json!({"ward": "ward-3", "name": "Dr Wang", "physician": "dr-0412"}))).unwrap();
+        let id = added["phone"].as_str().unwrap().to_owned();
+        assert_eq!((added["mode"].as_str(), added["physician"].as_str()), (Some("physician"), Some("dr-0412")));
+        assert!(added["enrolment_link"].as_str().unwrap().starts_with("https://box.lan:8443/ward/#enrol="));
+        assert!(added["expires_at"].is_string());
+        assert!(registry.get(&id).unwrap().is_some());
+        let err = add(&command("phone_add", json!({"ward": "ward-9", "name": "X"}))).unwrap_err();
+        assert!(err.contains("no ward \"ward-9\""), "{err}");
+        let err = add(&command("phone_add", json!({"ward": "ward-3"}))).unwrap_err();
+        assert!(err.contains("args.name"), "{err}");
+
+        let first = revoke(&command("phone_revoke", json!({"phone": id, "reason": "lost"}))).unwrap();
+        assert_eq!(first["already_revoked"], false);
+        let again = revoke(&command("phone_revoke", json!({"phone": id, "reason": "lost"}))).unwrap();
+        assert_eq!((again["already_revoked"].as_bool(), &again["revoked_at"]), (Some(true), &first["revoked_at"]));
+        let err = revoke(&command("phone_revoke", json!({"phone": "ph-nope", "reason": "x"}))).unwrap_err();
+        assert!(err.contains("no phone \"ph-nope\""), "{err}");
+        assert!(revoke(&command("phone_revoke", json!({"phone": id}))).unwrap_err().contains("args.reason"));
+    }
+}

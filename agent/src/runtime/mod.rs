@@ -4,7 +4,8 @@
 //! latest frame ([`camera`]). Decisions from all cameras, presence and the scheduler go through one
 //! channel to the decision task ([`sink`]), which commits each event to the outbox; evidence requests go
 //! to the evidence worker ([`evidence`]); the publisher delivers the outbox over MQTT and answers commands
-//! ([`handlers`]).
+//! ([`handlers`]). With `[http]`, the HTTPS server takes the ward phones' enrolments and uploads
+//! ([`http`]); it stops with the cameras, letting uploads being checked finish.
 //!
 //! Shutdown is bounded and phased ([`Shutdown`]): after SIGINT or SIGTERM the worker threads get
 //! [`SHUTDOWN_GRACE`] (10 s) in total — cameras stop in parallel, each within about 8.5 s even when its
@@ -26,6 +27,7 @@ pub mod camera;
 pub mod checkins;
 mod evidence;
 pub mod handlers;
+pub mod http;
 mod mqtt;
 pub mod people;
 pub mod presence;
@@ -101,6 +103,8 @@ struct Running {
     publisher: Option<tokio::task::JoinHandle<()>>,
     /// Phase 4: records the acknowledgements the publisher sent until it stopped.
     acks: JoinHandle<()>,
+    /// Phase 1: the HTTPS server (when `[http]` is set) stops taking requests; those in flight finish.
+    http: Option<crate::http::Server>,
 }
 
 impl Running {
@@ -129,7 +133,8 @@ impl Running {
             state.shared.gallery.clone(),
             config.faces.quality(),
         )?;
-        let registry = Arc::new(command_registry(config, &state, watches, enrolment, &presence));
+        let phones = http::open_registry(config)?;
+        let registry = Arc::new(command_registry(config, &state, watches, enrolment, &presence, &phones));
         let outbox = open_outbox(config)?;
         let wake = Arc::new(tokio::sync::Notify::new());
         let base = events::base_topic(
@@ -185,22 +190,29 @@ impl Running {
             retention::start(config, &shutdown, state.shared.settled.clone(), store)?,
         ];
         consumers.extend(timestamps::start(config, &shutdown)?);
-        Ok(Running { shutdown, producers, consumers, publisher, acks })
+        // Until the check-in service is merged: uploads are answered 503 (the phone keeps them).
+        let checkins: Arc<dyn crate::phones::service::Checkins> = Arc::new(http::NotWired::new(config));
+        let http = http::start(config, phones, checkins)?;
+        Ok(Running { shutdown, producers, consumers, publisher, acks, http })
     }
 
     /// Stops the phases in order within [`SHUTDOWN_GRACE`], then gives the publisher up to 5 s more.
     async fn stop(self) -> anyhow::Result<()> {
-        let Running { shutdown, producers, consumers, publisher, acks } = self;
+        let Running { shutdown, producers, consumers, publisher, acks, http } = self;
         shutdown.trigger();
         let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
-        let phases = shutdown.clone();
-        let left_behind = tokio::task::spawn_blocking(move || {
-            let mut left = join_within(producers, deadline);
-            phases.producers_done();
-            left.extend(join_within(consumers, deadline));
-            left
-        })
-        .await?;
+        // The server stops with the producers, before the decision task drains: uploads being checked
+        // finish and reach the outbox while the cameras stop.
+        let http_stopped = async move {
+            if let Some(server) = http {
+                server.stop(deadline.saturating_duration_since(std::time::Instant::now())).await;
+            }
+        };
+        let producers = tokio::task::spawn_blocking(move || join_within(producers, deadline));
+        let ((), left) = tokio::join!(http_stopped, producers);
+        let mut left_behind = left?;
+        shutdown.producers_done();
+        left_behind.extend(tokio::task::spawn_blocking(move || join_within(consumers, deadline)).await?);
         if !left_behind.is_empty() {
             warn!(threads = %left_behind.join(", "), grace_secs = SHUTDOWN_GRACE.as_secs(),
                 "threads still busy at the shutdown deadline are left behind; exiting without them \
@@ -372,6 +384,7 @@ fn command_registry(
     watches: HashMap<String, mpsc::Sender<Watch>>,
     enrolment: Enrolment,
     presence: &Arc<Presence>,
+    phones: &Arc<crate::phones::registry::Registry>,
 ) -> Registry {
     let mut registry = Registry::default();
     let watch_for = Duration::from_secs(config.settlement.watch_secs);
@@ -381,6 +394,8 @@ fn command_registry(
     registry.register("roster", roster_handler(config.clone(), state.shared.people.clone()));
     let people = state.shared.people.clone();
     registry.register("rollcall", handlers::rollcall_handler(Arc::downgrade(presence), people));
+    registry.register("phone_add", handlers::phone_add_handler(config.clone(), phones.clone()));
+    registry.register("phone_revoke", handlers::phone_revoke_handler(phones.clone()));
     registry
 }
 
