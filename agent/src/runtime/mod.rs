@@ -60,6 +60,7 @@ use crate::source::bounded::join_within;
 use crate::source::pipeline;
 use crate::storage_lock::DataDirLock;
 pub use camera::{CameraAnalysis, Shared, capture_reference, reference_path};
+use checkins::CheckinService;
 use handlers::{Enrolment, roster_handler, settlement_handler};
 pub use people::People;
 use presence::{OccupancyHistory, Presence, PresenceCamera};
@@ -176,6 +177,20 @@ impl Running {
             let started = camera::start_camera(config, camera, analysis, recordings, decisions_tx.clone(), &shutdown)?;
             producers.extend(started.threads);
         }
+        // Ward phones' check-ins, when phones are served: the checkers' face sessions are opened now,
+        // while the models' bytes are held.
+        let checkins = match config.http() {
+            Some(_) => Some(Arc::new(CheckinService::start(
+                config,
+                &models,
+                state.shared.gallery.clone(),
+                state.shared.people.clone(),
+                history.clone(),
+                store.clone(),
+                emitter.clone(),
+            )?)),
+            None => None,
+        };
         // Every session is open: the verified bytes are not needed twice.
         models.release_bytes();
         let people = &state.shared.people;
@@ -190,9 +205,10 @@ impl Running {
             retention::start(config, &shutdown, state.shared.settled.clone(), store)?,
         ];
         consumers.extend(timestamps::start(config, &shutdown)?);
-        // Until the check-in service is merged: uploads are answered 503 (the phone keeps them).
-        let checkins: Arc<dyn crate::phones::service::Checkins> = Arc::new(http::NotWired::new(config));
-        let http = http::start(config, phones, checkins)?;
+        let http = match checkins {
+            Some(checkins) => http::start(config, phones, checkins)?,
+            None => None,
+        };
         Ok(Running { shutdown, producers, consumers, publisher, acks, http })
     }
 
