@@ -560,6 +560,18 @@ fn ward_phone_uploads_are_judged_recorded_and_announced() {
         .count();
     assert_eq!(judged_events, ids.len(), "{:?}", kinds(&sub.messages.lock().unwrap()));
     common::agent::assert_evidence_verifies(&config, &data_dir.join("evidence"));
+    // And by docs/evidence.md alone (no Vigil code), with the key assert_evidence_verifies wrote.
+    let out = std::process::Command::new(common::python())
+        .arg(common::repo("tests/third_party_verify.py"))
+        .arg(config.with_file_name("device-public.pem"))
+        .arg(data_dir.join("evidence"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let bundle = vigil::evidence::store::find(&data_dir.join("evidence"), &ids[0].1).unwrap();
     assert_eq!(std::fs::read(bundle.join("photo.jpg")).unwrap(), verified.photo, "the photo as the phone sent it");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["checkin"]["bed"], "bed-1");
+    assert_eq!(manifest["annotated"]["faces"].as_array().map(Vec::len), Some(1), "{}", manifest["annotated"]);
+    assert!(image::open(bundle.join("annotated.jpg")).is_ok());
 }

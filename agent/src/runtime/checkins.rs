@@ -148,9 +148,16 @@ impl Judge for Checkers {
                 idle = self.returned.wait(idle).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let checked = checker.check(upload, event_id, &self.site);
+        // A panic in the checks (a bug) fails this upload, not the pool: the checker goes back either way.
+        let checked =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| checker.check(upload, event_id, &self.site)));
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(checker);
         self.returned.notify_one();
+        let checked = checked.map_err(|_| {
+            error!(phone = %upload.phone.id, capture = %upload.meta.capture_id,
+                "the checks panicked on this upload (a bug); it is not recorded and the phone will send it again");
+            SubmitError::Unavailable("the checks failed on this upload".into())
+        })?;
         let checked = checked.map_err(|e| match e {
             CheckError::Replay(e) => SubmitError::Storage(format!("the check-in index: {e}")),
             CheckError::Model(e) => SubmitError::Unavailable(format!("the face models failed: {e}")),
