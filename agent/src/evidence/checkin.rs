@@ -351,6 +351,33 @@ mod tests {
         assert!(verified(dir.path(), &public).problems.is_empty());
     }
 
+    /// Retention prunes a check-in bundle as any other: acknowledged and older than `evidence_days`, its
+    /// photo and annotated photo are removed, a prune record names them, and the chain still verifies.
+    #[test]
+    fn retention_prunes_a_checkin_bundle_like_any_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, public) = store(dir.path());
+        let req = request(jpeg_photo(), true);
+        let info = store.write_checkin(&req).unwrap();
+        let day = Duration::from_secs(86_400);
+        let now = SystemTime::now();
+        assert_eq!(store.prune(1, now + 2 * day).unwrap(), 0, "not acknowledged: kept");
+        store.acknowledge(&req.event_id.to_string(), now).unwrap();
+        store.set_clock(move || now + 2 * day);
+        assert_eq!(store.prune(1, now + 2 * day).unwrap(), 1);
+        assert!(!info.dir.join("photo.jpg").exists() && !info.dir.join("annotated.jpg").exists());
+        let prune = crate::evidence::store::bundles(&dir.path().join("evidence")).unwrap().last().unwrap().1.clone();
+        let prune: Value = serde_json::from_slice(&std::fs::read(prune.join("manifest.json")).unwrap()).unwrap();
+        let mut removed: Vec<String> =
+            serde_json::from_value(prune["record"]["targets"][0]["removed"].clone()).unwrap();
+        removed.sort();
+        assert_eq!(removed, ["annotated.jpg", "photo.jpg"]);
+        let report = verified(dir.path(), &public);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let (ok, out) = third_party(dir.path(), &public);
+        assert!(ok, "{out}");
+    }
+
     /// A changed byte of the photo, or a removed file, is named by `vigil verify`.
     #[test]
     fn tampering_with_a_checkin_bundle_is_found() {
