@@ -72,6 +72,12 @@ fn summary(topic: &str, json: Option<&serde_json::Value>, payload: &[u8]) -> Str
             json["details"]
         ),
         Some(json) if topic.contains("/cmd-result/") => format!("result of {leaf}: {json}"),
+        Some(json) if topic.ends_with("/evidence/head") => {
+            format!(
+                "evidence chain head (retained): sequence {}, manifest {}",
+                json["sequence"], json["manifest_sha256"]
+            )
+        }
         Some(json) => format!("{leaf}: {json}"),
         None => format!("{leaf}: {}", String::from_utf8_lossy(payload)),
     };

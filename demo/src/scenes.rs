@@ -5,7 +5,8 @@
 //! - `ward.mp4`: the same room with Obama lying in bed 1 (obama3.jpg); bed 2 stays empty.
 //!
 //! Each is a still picture with fresh sensor noise in every frame (a perfectly still picture is what a
-//! frozen camera sends), 1280×720, 10 fps, a keyframe every 2 s; the agent loops them.
+//! frozen camera sends), 20 s at 1280×720, 10 fps, a keyframe every 2 s; the agent loops them (a
+//! reference is taken from the fifth frame a camera decodes: a ward camera decodes keyframes only).
 //!
 //!     vigil-demo-scenes SAMPLES_DIR OUT_DIR
 
@@ -119,9 +120,9 @@ fn main() {
         let out = Path::new(out);
         std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
         let lying = photo("obama3.jpg")?;
-        still_clip(&out.join("window.mp4"), &window(&photo("obama2.jpg")?), 100)?;
-        still_clip(&out.join("ward-empty.mp4"), &ward(None), 100)?;
-        still_clip(&out.join("ward.mp4"), &ward(Some(&lying)), 100)?;
+        still_clip(&out.join("window.mp4"), &window(&photo("obama2.jpg")?), 200)?;
+        still_clip(&out.join("ward-empty.mp4"), &ward(None), 200)?;
+        still_clip(&out.join("ward.mp4"), &ward(Some(&lying)), 200)?;
         Ok(())
     };
     if let Err(e) = run() {
