@@ -14,7 +14,8 @@ use vigil::decide::dialysis::{PatientMatch, SessionOutcome, SessionVerdict};
 use vigil::decide::physicians::ShiftSummary;
 use vigil::decide::rollcall::{Absence, BedRef, RollcallSummary};
 use vigil::decide::settlement::FaceJudgement;
-use vigil::decide::{Decision, DecisionKind, RollcallReport, TamperKind};
+use vigil::decide::{Decision, DecisionKind, PhoneCheck, RollcallReport, TamperKind};
+use vigil::phones::{Check, CheckName, CheckReport, Mode, Position};
 use vigil::publish::commands::{self, CmdResult, Reject};
 use vigil::publish::events::{self, ChainHead, EventKind, EventPayload, EvidenceEpochDetails, EvidenceReadyDetails};
 use vigil::publish::results;
@@ -124,6 +125,62 @@ fn dialysis(
         patient_match,
         face: None,
     })
+}
+
+/// A judged phone upload with the facts of docs/mqtt-api.md's example: the checks as (outcome, reason)
+/// in check order.
+#[allow(clippy::too_many_arguments)]
+fn phone_check(
+    phone: &str,
+    mode: Mode,
+    claimed: &str,
+    bed: Option<&str>,
+    captured: &str,
+    received: &str,
+    late: bool,
+    position: (f64, f64, f64),
+    checks: [(&str, &str); 8],
+) -> PhoneCheck {
+    let checks = CheckName::ALL
+        .iter()
+        .zip(checks)
+        .map(|(name, (outcome, reason))| match outcome {
+            "passed" => Check::passed(*name, reason, "…"),
+            "failed" => Check::failed(*name, reason, "…"),
+            _ => Check::skipped(*name, reason, "…"),
+        })
+        .collect();
+    PhoneCheck {
+        report: Box::new(CheckReport {
+            capture_id: uuid::Uuid::now_v7(),
+            phone_id: phone.into(),
+            ward: "ward-3".into(),
+            mode,
+            claimed: claimed.into(),
+            bed: bed.map(str::to_owned),
+            camera: bed.map(|_| "ward3-room12".to_owned()),
+            captured_at: t(captured),
+            received_at: t(received),
+            late,
+            position: Some(Position { lat: position.0, lon: position.1, accuracy_m: position.2 }),
+            checks,
+        }),
+    }
+}
+
+const PASSED_UP_TO_FACE: [(&str, &str); 7] = [
+    ("passed", "registered_phone"),
+    ("passed", "decoded"),
+    ("passed", "browser_position"),
+    ("passed", "inside"),
+    ("passed", "on_time"),
+    ("passed", "new_photo"),
+    ("passed", "matches"),
+];
+
+fn with_bed_camera(outcome: &'static str, reason: &'static str) -> [(&'static str, &'static str); 8] {
+    let p = PASSED_UP_TO_FACE;
+    [p[0], p[1], p[2], p[3], p[4], p[5], p[6], (outcome, reason)]
 }
 
 fn bed(camera: &str, bed: &str, patient: Option<&str>) -> BedRef {
@@ -377,6 +434,53 @@ fn documented_decisions() -> Vec<Decision> {
             "2025-03-14T03:14:12.001Z",
             DecisionKind::RecordingResumed { stopped_secs: 720 },
         ),
+        decision(
+            "0195a0c4-1b2e-7d3a-9c41-5e2f7a8b9c01",
+            "ward3-room12",
+            "2025-03-14T09:12:40.218Z",
+            DecisionKind::BedsideCheckVerified(phone_check(
+                "ph-7Kq2mX9pLw",
+                Mode::Bedside,
+                "p-30118",
+                Some("bed-2"),
+                "2025-03-14T09:12:31.904Z",
+                "2025-03-14T09:12:40.218Z",
+                false,
+                (31.2304161, 121.4737009, 12.0),
+                with_bed_camera("passed", "occupied"),
+            )),
+        ),
+        decision("0195a11c-3d5a-7e61-8b0f-2c4d6e8fa013", "ward3-room12", "2025-03-14T11:02:07.530Z", {
+            let mut checks = with_bed_camera("failed", "bed_empty");
+            checks[3] = ("failed", "outside_geofence");
+            checks[4] = ("passed", "late");
+            DecisionKind::BedsideCheckRejected(phone_check(
+                "ph-7Kq2mX9pLw",
+                Mode::Bedside,
+                "p-30118",
+                Some("bed-2"),
+                "2025-03-14T10:31:55.002Z",
+                "2025-03-14T11:02:07.530Z",
+                true,
+                (31.241873, 121.490112, 8.5),
+                checks,
+            ))
+        }),
+        decision("0195a07d-52c1-7f3e-a6b4-9d0e1f2a3b4c", "phone:ph-Vd3sQ8nT2a", "2025-03-14T08:03:12.771Z", {
+            let mut checks = with_bed_camera("skipped", "not_applicable");
+            checks[3] = ("passed", "within_accuracy");
+            DecisionKind::PhysicianCheckin(phone_check(
+                "ph-Vd3sQ8nT2a",
+                Mode::Physician,
+                "dr-0412",
+                None,
+                "2025-03-14T08:03:10.120Z",
+                "2025-03-14T08:03:12.771Z",
+                false,
+                (31.230377, 121.474052, 31.0),
+                checks,
+            ))
+        }),
     ]
 }
 
@@ -658,6 +762,23 @@ fn more_events() -> Vec<(String, Value)> {
                 PatientMatch::Mismatch,
             ),
         ),
+        // A revoked phone's upload: no bed, no position; every check after `signature` skipped.
+        Decision::new("phone:ph-7Kq2mX9pLw", SystemTime::now(), {
+            let mut check = phone_check(
+                "ph-7Kq2mX9pLw",
+                Mode::Bedside,
+                "p-1",
+                None,
+                "2025-03-14T10:31:55.002Z",
+                "2025-03-14T11:02:07.530Z",
+                false,
+                (0.0, 0.0, 0.0),
+                [("skipped", "phone_revoked"); 8],
+            );
+            check.report.checks[0] = Check::failed(CheckName::Signature, "phone_revoked", "…");
+            check.report.position = None;
+            DecisionKind::BedsideCheckRejected(check)
+        }),
     ];
     decisions
         .into_iter()

@@ -300,6 +300,71 @@ fn crash_after_parent_synced_leaves_the_whole_bundle() {
     crash_after(Step::ParentSynced);
 }
 
+const CRASH_CHECKIN_ENV: &str = "VIGIL_TEST_CRASH_CHECKIN_AT";
+
+/// A ward phone's upload as the check-in service hands it to the store: a registry photo as sent, the
+/// decoded photo with a face box, the checks.
+fn checkin_request() -> vigil::evidence::checkin::CheckinRequest {
+    let photo = std::fs::read(common::face_images().join("obama.jpg")).unwrap();
+    let picture = image::load_from_memory(&photo).unwrap().to_rgb8();
+    let at = SystemTime::now();
+    let time = |t: SystemTime| humantime::format_rfc3339_millis(t).to_string();
+    vigil::evidence::checkin::CheckinRequest {
+        event_id: uuid::Uuid::now_v7(),
+        kind: "bedside_check_verified".into(),
+        camera: "phone:ph-0123456789".into(),
+        camera_info: None,
+        at,
+        details: BTreeMap::from([("patient".to_owned(), "p-obama".to_owned())]),
+        checkin: serde_json::json!({
+            "phone": "ph-0123456789", "ward": "w3", "mode": "bedside", "claimed": "p-obama",
+            "capture_id": uuid::Uuid::new_v4().to_string(), "captured_at": time(at), "received_at": time(at),
+            "late": false,
+            "checks": [{"name": "signature", "outcome": "passed", "reason": "registered_phone", "detail": "…"}],
+        }),
+        photo: photo.into(),
+        annotation: Some(vigil::evidence::checkin::Annotation {
+            picture,
+            faces: vec![[100.0, 80.0, 300.0, 320.0]],
+            face_passed: true,
+        }),
+    }
+}
+
+/// Not a test: the body of a check-in writer process killed at a given step.
+#[test]
+fn crash_checkin_writer_child() {
+    let Ok(spec) = std::env::var(CRASH_CHECKIN_ENV) else { return };
+    let (step, root) = spec.split_once(':').unwrap();
+    let mut store = open_store(Path::new(root));
+    store.crash_after = Some(Step::ALL[step.parse::<usize>().unwrap()]);
+    store.write_checkin(&checkin_request()).unwrap();
+    unreachable!("the writer should have died");
+}
+
+/// A check-in bundle follows the same protocol: a writer killed right after any step leaves the
+/// whole bundle (after the rename) or none of it; the store recovers and the chain continues.
+#[test]
+fn a_crash_at_any_step_of_a_checkin_bundle_leaves_all_of_it_or_none() {
+    for (index, step) in Step::ALL.iter().enumerate() {
+        let root = tempfile::tempdir().unwrap();
+        open_store(root.path()).write_checkin(&checkin_request()).unwrap();
+        let status = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "crash_checkin_writer_child", "--nocapture", "--test-threads=1"])
+            .env(CRASH_CHECKIN_ENV, format!("{index}:{}", root.path().display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!status.success(), "the writer was supposed to die after {step:?}");
+        let complete = store::bundles(&root.path().join("evidence")).unwrap();
+        assert_eq!(complete.len(), if *step >= Step::Renamed { 2 } else { 1 }, "after a crash at {step:?}");
+        let mut store = open_store(root.path());
+        assert_eq!(store.write_checkin(&checkin_request()).unwrap().sequence, complete.len() as u64 + 1);
+        assert_eq!(problems(root.path()), Vec::<String>::new(), "after a crash at {step:?}");
+    }
+}
+
 /// A window camera playing a file (10 fps, a keyframe every 2 s): the room for `view` of `frames`
 /// frames, then black; its config with `settings` (TOML sections) and a device key made by `vigil keys
 /// init` (whose output, the public key, is returned with the config's path).

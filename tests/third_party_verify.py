@@ -102,6 +102,68 @@ def target_of(f, path):
     return None if None in (seq, event_id, sha) else (seq, event_id, sha)
 
 
+PHOTO_FILES = ("photo.jpg", "photo.png", "photo.bin")
+
+
+def check_checkin_fields(f, m, problems):
+    """A phone upload's bundle (docs/evidence.md, "Check-in bundles"): the photo as sent, the annotated
+    photo when it decoded, the checks; no clip. Returns event.id."""
+    entry_id = f.want("event.id", "uuid")
+    for field in ("event.kind", "event.camera", "agent.name", "agent.version"):
+        f.want(field, "string")
+    f.want("event.at", "time")
+    for key, value in (f.want("event.details", "object") or {}).items():
+        if not isinstance(value, str):
+            problems.append(f"field event.details.{key} is {json.dumps(value)[:60]}, not string")
+    for i, d in enumerate(f.want("models", "list") or []):
+        g = Fields(d, problems, f"models[{i}].")
+        g.want("name", "string")
+        g.want("sha256", "sha256")
+    if f.get("camera", optional=True) is not None:
+        for field in ("camera.id", "camera.role", "camera.url_redacted"):
+            f.want(field, "string")
+        f.want("camera.name", "string", optional=True)
+    for field in ("checkin.phone", "checkin.ward", "checkin.mode", "checkin.claimed"):
+        f.want(field, "string")
+    f.want("checkin.bed", "string", optional=True)
+    f.want("checkin.camera", "string", optional=True)
+    f.want("checkin.capture_id", "uuid")
+    f.want("checkin.captured_at", "time")
+    f.want("checkin.received_at", "time")
+    f.want("checkin.late", "boolean")
+    if f.get("checkin.position", optional=True) is not None:
+        for field in ("lat", "lon", "accuracy_m"):
+            f.want("checkin.position." + field, "decimal string")
+    checks = f.want("checkin.checks", "list") or []
+    if not checks:
+        problems.append("field checkin.checks names no check")
+    for i, c in enumerate(checks):
+        g = Fields(c, problems, f"checkin.checks[{i}].")
+        for field in ("name", "reason", "detail"):
+            g.want(field, "string")
+        if g.want("outcome", "string") not in (None, "passed", "failed", "skipped"):
+            problems.append(f"field checkin.checks[{i}].outcome is not passed, failed or skipped")
+        for key, value in (g.want("facts", "object", optional=True) or {}).items():
+            if not isinstance(value, str):
+                problems.append(f"field checkin.checks[{i}].facts.{key} is not a string")
+    if f.get("annotated", optional=True) is not None:
+        f.want("annotated.width", "integer >= 0")
+        f.want("annotated.height", "integer >= 0")
+        for j, b in enumerate(f.want("annotated.faces", "list") or []):
+            if not CHECKS["box"](b):
+                problems.append(f"field annotated.faces[{j}] is not a box")
+    files = m.get("files")
+    if not isinstance(files, dict):
+        problems.append("field files is missing or not an object")
+    else:
+        photos = [name for name in PHOTO_FILES if name in files]
+        if len(photos) != 1:
+            problems.append(f"a check-in bundle lists exactly one of {', '.join(PHOTO_FILES)}; it lists {photos}")
+        if ("annotated" in m) != ("annotated.jpg" in files):
+            problems.append("files lists annotated.jpg if and only if the manifest has `annotated`")
+    return entry_id
+
+
 def check_fields(m, problems):
     """Field types and formats; returns (version, type, id, parsed record) — the record as a dict of what
     the cross-checks need, or None."""
@@ -124,7 +186,9 @@ def check_fields(m, problems):
         f.want(field, "string")
     f.want("created", "time")
     record = {}
-    if kind == "bundle":
+    if kind == "bundle" and version == 2 and "checkin" in m:
+        entry_id = check_checkin_fields(f, m, problems)
+    elif kind == "bundle":
         entry_id = f.want("event.id", "uuid")
         for field in ("event.kind", "event.camera"):
             f.want(field, "string")

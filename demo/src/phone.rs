@@ -167,6 +167,28 @@ impl Phone {
     }
 }
 
+/// The verdict as the phone page shows it, in one line per check.
+fn print_answer(status: u16, answer: &Value) {
+    let Some(checks) = answer["checks"].as_array() else {
+        println!("    HTTP {status}: {answer}");
+        return;
+    };
+    let late = if answer["late"] == true { " (late)" } else { "" };
+    println!("    HTTP {status}: {}{late}, event {}", answer["verdict"].as_str().unwrap_or("?"), answer["event_id"]);
+    for check in checks {
+        let mark = match check["outcome"].as_str() {
+            Some("passed") => "ok  ",
+            Some("failed") => "FAIL",
+            _ => "skip",
+        };
+        println!(
+            "      {mark} {:<10} {}",
+            check["name"].as_str().unwrap_or("?"),
+            check["detail"].as_str().unwrap_or("")
+        );
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -254,7 +276,7 @@ fn main() {
                 let phone = load(Path::new(&need(&args, "--state")?))?;
                 let photo = std::fs::read(need(&args, "--photo")?)?;
                 let (status, answer) = phone.send(&photo, &upload(&args)?)?;
-                println!("{}", serde_json::to_string(&json!({"status": status, "answer": answer}))?);
+                print_answer(status, &answer);
                 Ok(())
             }
             Some("bench") => {

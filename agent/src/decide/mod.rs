@@ -1,6 +1,7 @@
 //! Decisions: what Vigil concludes about the world, to be turned into evidence and events.
 //!
-//! Camera health, settlement verification, physician presence; bed and chair presence.
+//! Camera health, settlement verification, physician presence; bed and chair presence; ward phones'
+//! bedside photos and physicians' check-ins (judged by `phones`, carried here as decisions).
 
 pub mod camera;
 pub mod dialysis;
@@ -103,6 +104,22 @@ pub enum DecisionKind {
     RecordingStopped { reason: String },
     /// Recording works again after `recording_stopped`.
     RecordingResumed { stopped_secs: u64 },
+    /// A ward assistant's bedside photo of an inpatient passed every check.
+    BedsideCheckVerified(PhoneCheck),
+    /// A bedside photo failed one check or more (the report names them), or came from a revoked phone.
+    BedsideCheckRejected(PhoneCheck),
+    /// A physician checked in with their phone (their face, their position), verified or not; a verified
+    /// one is a sighting for the physician ledger.
+    PhysicianCheckin(PhoneCheck),
+}
+
+/// A judged phone upload: what was claimed and every check (docs/ward-phones.md, "Checks"). The event
+/// and the evidence bundle are built from the report by `publish` and the runtime.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhoneCheck {
+    /// Boxed: a report is large, and decisions of every kind travel by value.
+    #[serde(skip)]
+    pub report: Box<crate::phones::CheckReport>,
 }
 
 /// The payload of `rollcall_summary`.
@@ -144,6 +161,9 @@ impl Decision {
                 | DecisionKind::SettlementNoFace { .. }
                 | DecisionKind::IdentitySharedAcrossIds { .. }
                 | DecisionKind::BedAbsent(_)
+                | DecisionKind::BedsideCheckVerified(_)
+                | DecisionKind::BedsideCheckRejected(_)
+                | DecisionKind::PhysicianCheckin(_)
         ) || matches!(&self.kind, DecisionKind::Dialysis(o) if o.verdict != dialysis::SessionVerdict::Verified)
     }
 
@@ -174,6 +194,9 @@ impl Decision {
             DecisionKind::Dialysis(o) => o.verdict.name(),
             DecisionKind::RecordingStopped { .. } => "recording_stopped",
             DecisionKind::RecordingResumed { .. } => "recording_resumed",
+            DecisionKind::BedsideCheckVerified(_) => "bedside_check_verified",
+            DecisionKind::BedsideCheckRejected(_) => "bedside_check_rejected",
+            DecisionKind::PhysicianCheckin(_) => "physician_checkin",
         }
     }
 }

@@ -65,13 +65,16 @@ pub enum Media {
     Snapshot,
     /// `frame.jpg`: the decisive frame as the camera delivered it.
     Frame,
+    /// `annotated.jpg`: a phone's photo, decoded, with the faces found drawn on it (the photo itself
+    /// stays as the phone sent it, without credentials).
+    Annotated,
 }
 
 impl Media {
     pub fn format(self) -> &'static str {
         match self {
             Media::Clip => "video/mp4",
-            Media::Snapshot | Media::Frame => "image/jpeg",
+            Media::Snapshot | Media::Frame | Media::Annotated => "image/jpeg",
         }
     }
 
@@ -80,6 +83,7 @@ impl Media {
             Media::Clip => "clip.mp4",
             Media::Snapshot => "snapshot.jpg",
             Media::Frame => "frame.jpg",
+            Media::Annotated => "annotated.jpg",
         }
     }
 }
@@ -380,12 +384,17 @@ impl Credentials {
             c2pa::Builder::from_context(c2pa::Context::new()).with_definition(definition.to_string()).map_err(fail)?;
         // `c2pa.created`, digitalSourceType digitalCapture: a camera recorded it.
         builder.set_intent(c2pa::BuilderIntent::Create(c2pa::DigitalSourceType::DigitalCapture));
-        if media == Media::Snapshot {
+        let drawn = match media {
+            Media::Snapshot => Some("boxes of the detections listed in the bundle's manifest drawn over the frame"),
+            Media::Annotated => Some("boxes of the faces listed in the bundle's manifest drawn over the phone's photo"),
+            Media::Clip | Media::Frame => None,
+        };
+        if let Some(description) = drawn {
             builder
                 .add_action(json!({
                     "action": "c2pa.drawing",
                     "softwareAgent": {"name": "vigil", "version": env!("CARGO_PKG_VERSION")},
-                    "description": "boxes of the detections listed in the bundle's manifest drawn over the frame",
+                    "description": description,
                 }))
                 .map_err(fail)?;
         }

@@ -1,7 +1,8 @@
-//! Evidence: a signed hash chain of bundles (clip, snapshot, manifest) and records (ack, hold, release,
+//! Evidence: a signed hash chain of bundles (clip, snapshot, manifest; or a phone's photo) and records (ack, hold, release,
 //! prune, epoch) — docs/evidence.md.
 
 pub mod canonical;
+pub mod checkin;
 pub mod credentials;
 pub mod head;
 pub mod keys;

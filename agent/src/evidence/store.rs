@@ -164,7 +164,7 @@ pub struct Store {
     pub(super) key: DeviceKey,
     pub(super) site: String,
     pub(super) device: String,
-    models: Vec<(String, String)>,
+    pub(super) models: Vec<(String, String)>,
     pub(super) next_sequence: u64,
     pub(super) last_manifest_sha256: String,
     pub(super) epoch: u64,
@@ -379,7 +379,7 @@ impl Store {
         self.on_append = Some(callback);
     }
 
-    fn step(&self, step: Step) {
+    pub(super) fn step(&self, step: Step) {
         if self.crash_after == Some(step) {
             std::process::abort();
         }

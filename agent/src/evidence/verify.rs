@@ -423,7 +423,10 @@ pub fn parse_manifest(bytes: &[u8], problems: &mut Vec<String>) -> Option<Manife
     if sequence > 1 && previous == GENESIS {
         f.problems.push(format!("sequence {sequence} has the all-zeros previous_manifest_sha256 of sequence 1"));
     }
+    // A phone upload's bundle (v2): a photo and the checks instead of a clip and a snapshot.
+    let checkin = version == 2 && kind_name == "bundle" && manifest.get("checkin").is_some();
     let (kind, id) = match kind_name {
+        "bundle" if checkin => (Some(Kind::Bundle), checkin_fields(&mut f)),
         "bundle" => (Some(Kind::Bundle), bundle_fields(&mut f, version)),
         "ack" | "hold" | "release" | "prune" | "epoch" => record_fields(&mut f, kind_name, sequence, &previous),
         other => {
@@ -442,7 +445,7 @@ pub fn parse_manifest(bytes: &[u8], problems: &mut Vec<String>) -> Option<Manife
         if kind.as_ref().is_some_and(|k| *k != Kind::Bundle) {
             problems.push("a record lists files (only bundles have files)".into());
         }
-        files = file_list(&manifest, version, problems);
+        files = file_list(&manifest, version, checkin, problems);
     }
     Some(Manifest {
         version: version.max(1),
@@ -498,6 +501,62 @@ fn bundle_fields(f: &mut Fields<'_>, version: u8) -> String {
                 m.str("reason");
             });
         }
+    }
+    id
+}
+
+/// The fields of a check-in bundle (docs/evidence.md, "Check-in bundles"); returns `event.id`.
+fn checkin_fields(f: &mut Fields<'_>) -> String {
+    let id = f.uuid("event.id").unwrap_or("").to_owned();
+    f.str("event.kind");
+    f.str("event.camera");
+    f.time("event.at");
+    f.string_map("event.details", "a string", |_| true);
+    f.str("agent.name");
+    f.str("agent.version");
+    f.each("models", |m| {
+        m.str("name");
+        m.hex64("sha256");
+    });
+    // The bed's camera, when the bed has one.
+    if f.get("camera", true).is_some() {
+        f.str("camera.id");
+        f.str("camera.role");
+        f.str("camera.url_redacted");
+        f.typed("camera.name", "a string", true, Value::as_str);
+    }
+    for field in ["checkin.phone", "checkin.ward", "checkin.mode", "checkin.claimed"] {
+        f.str(field);
+    }
+    f.typed("checkin.bed", "a string", true, Value::as_str);
+    f.typed("checkin.camera", "a string", true, Value::as_str);
+    f.uuid("checkin.capture_id");
+    f.time("checkin.captured_at");
+    f.time("checkin.received_at");
+    f.boolean("checkin.late");
+    if f.get("checkin.position", true).is_some() {
+        for field in ["checkin.position.lat", "checkin.position.lon", "checkin.position.accuracy_m"] {
+            f.typed(field, "a decimal string", false, |v| v.as_str().filter(|s| is_decimal(s)));
+        }
+    }
+    let checks = f.each("checkin.checks", |c| {
+        c.str("name");
+        c.typed("outcome", "passed, failed or skipped", false, |v| {
+            v.as_str().filter(|s| ["passed", "failed", "skipped"].contains(s))
+        });
+        c.str("reason");
+        c.str("detail");
+        if c.get("facts", true).is_some() {
+            c.string_map("facts", "a string", |_| true);
+        }
+    });
+    if f.get("checkin.checks", false).is_some_and(Value::is_array) && checks == 0 {
+        f.problems.push("field checkin.checks is an empty list: a check-in names its checks".into());
+    }
+    if f.get("annotated", true).is_some() {
+        f.uint("annotated.width");
+        f.uint("annotated.height");
+        f.each("annotated.faces", |_| {});
     }
     id
 }
@@ -582,7 +641,12 @@ fn record_fields(f: &mut Fields<'_>, kind: &str, sequence: u64, previous: &str) 
 }
 
 /// `files`: name → {sha256, bytes}, names safe, and the media a bundle of this version has.
-fn file_list(manifest: &Value, version: u8, problems: &mut Vec<String>) -> Vec<(String, Option<String>, Option<u64>)> {
+fn file_list(
+    manifest: &Value,
+    version: u8,
+    checkin: bool,
+    problems: &mut Vec<String>,
+) -> Vec<(String, Option<String>, Option<u64>)> {
     let mut files = Vec::new();
     let Some(map) = manifest.get("files").and_then(Value::as_object) else {
         problems.push(match manifest.get("files") {
@@ -614,6 +678,21 @@ fn file_list(manifest: &Value, version: u8, problems: &mut Vec<String>) -> Vec<(
             ));
         }
         files.push((file.clone(), sha256.map(str::to_owned), bytes));
+    }
+    if checkin {
+        // Exactly one photo; `annotated.jpg` whenever the photo decoded (the manifest says so).
+        let photos: Vec<&str> =
+            super::checkin::PHOTO_FILES.into_iter().filter(|name| map.contains_key(*name)).collect();
+        if photos.len() != 1 {
+            problems.push(format!(
+                "a check-in bundle lists exactly one of photo.jpg, photo.png, photo.bin; it lists {}",
+                if photos.is_empty() { "none".to_owned() } else { photos.join(", ") }
+            ));
+        }
+        if manifest.get("annotated").is_some() != map.contains_key(super::checkin::ANNOTATED_FILE) {
+            problems.push("files lists annotated.jpg if and only if the manifest has `annotated`".into());
+        }
+        return files;
     }
     let media: &[&str] =
         if version == 2 { &["clip.mp4", "snapshot.jpg", "frame.jpg"] } else { &["clip.mp4", "snapshot.jpg"] };

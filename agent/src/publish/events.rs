@@ -19,6 +19,7 @@ use crate::decide::rollcall::{Absence, BedRef};
 use crate::decide::settlement::FaceJudgement;
 use crate::decide::{Decision, DecisionKind, RollcallReport};
 use crate::outbox::NewRecord;
+use crate::phones::{CheckName, CheckReport, Outcome, Position};
 
 pub const SCHEMA: &str = "vigil.event.v1";
 
@@ -66,10 +67,13 @@ pub enum EventKind {
     RecordingStopped,
     RecordingResumed,
     EvidenceEpoch,
+    BedsideCheckVerified,
+    BedsideCheckRejected,
+    PhysicianCheckin,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 22] = [
+    pub const ALL: [EventKind; 25] = [
         EventKind::CameraOffline,
         EventKind::CameraOnline,
         EventKind::CameraTamper,
@@ -92,6 +96,9 @@ impl EventKind {
         EventKind::RecordingStopped,
         EventKind::RecordingResumed,
         EventKind::EvidenceEpoch,
+        EventKind::BedsideCheckVerified,
+        EventKind::BedsideCheckRejected,
+        EventKind::PhysicianCheckin,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -118,6 +125,9 @@ impl EventKind {
             EventKind::RecordingStopped => "recording_stopped",
             EventKind::RecordingResumed => "recording_resumed",
             EventKind::EvidenceEpoch => "evidence_epoch",
+            EventKind::BedsideCheckVerified => "bedside_check_verified",
+            EventKind::BedsideCheckRejected => "bedside_check_rejected",
+            EventKind::PhysicianCheckin => "physician_checkin",
         }
     }
 
@@ -146,6 +156,9 @@ impl EventKind {
             },
             DecisionKind::RecordingStopped { .. } => EventKind::RecordingStopped,
             DecisionKind::RecordingResumed { .. } => EventKind::RecordingResumed,
+            DecisionKind::BedsideCheckVerified(_) => EventKind::BedsideCheckVerified,
+            DecisionKind::BedsideCheckRejected(_) => EventKind::BedsideCheckRejected,
+            DecisionKind::PhysicianCheckin(_) => EventKind::PhysicianCheckin,
         }
     }
 }
@@ -201,6 +214,9 @@ pub enum Details {
     RecordingStopped(ReasonDetails),
     RecordingResumed(RecordingResumedDetails),
     EvidenceEpoch(EvidenceEpochDetails),
+    /// `bedside_check_verified` and `bedside_check_rejected` share one shape; `failed` says which.
+    BedsideCheck(BedsideCheckDetails),
+    PhysicianCheckin(PhysicianCheckinDetails),
 }
 
 /// `camera_online`: `{}`.
@@ -530,6 +546,99 @@ pub struct RecordingResumedDetails {
     pub stopped_secs: u64,
 }
 
+/// A check as events name it: its name, outcome and reason (the facts are in the evidence bundle).
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckOutcome {
+    pub name: CheckName,
+    pub outcome: Outcome,
+    pub reason: String,
+}
+
+/// A phone's position on the wire: latitude and longitude as strings with six decimals (three would
+/// be 100 m: the one number format is too coarse for them), the accuracy in metres as a number.
+#[derive(Debug, Clone, Serialize)]
+pub struct PositionDetails {
+    pub lat: String,
+    pub lon: String,
+    pub accuracy_m: f64,
+}
+
+impl From<&Position> for PositionDetails {
+    fn from(p: &Position) -> PositionDetails {
+        PositionDetails { lat: format!("{:.6}", p.lat), lon: format!("{:.6}", p.lon), accuracy_m: real(p.accuracy_m) }
+    }
+}
+
+fn check_outcomes(report: &CheckReport) -> Vec<CheckOutcome> {
+    report.checks.iter().map(|c| CheckOutcome { name: c.name, outcome: c.outcome, reason: c.reason.clone() }).collect()
+}
+
+/// `bedside_check_verified`, `bedside_check_rejected`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BedsideCheckDetails {
+    pub phone: String,
+    pub ward: String,
+    pub patient: String,
+    /// The patient's bed in the roster (None: not on this ward's beds).
+    pub bed: Option<String>,
+    pub captured_at: String,
+    pub received_at: String,
+    pub late: bool,
+    pub position: Option<PositionDetails>,
+    /// The names of the checks that failed, in check order (empty when verified).
+    pub failed: Vec<&'static str>,
+    pub checks: Vec<CheckOutcome>,
+}
+
+impl From<&CheckReport> for BedsideCheckDetails {
+    fn from(r: &CheckReport) -> BedsideCheckDetails {
+        BedsideCheckDetails {
+            phone: r.phone_id.clone(),
+            ward: r.ward.clone(),
+            patient: r.claimed.clone(),
+            bed: r.bed.clone(),
+            captured_at: time(r.captured_at),
+            received_at: time(r.received_at),
+            late: r.late,
+            position: r.position.as_ref().map(PositionDetails::from),
+            failed: r.failed(),
+            checks: check_outcomes(r),
+        }
+    }
+}
+
+/// `physician_checkin`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhysicianCheckinDetails {
+    pub physician: String,
+    pub phone: String,
+    pub ward: String,
+    pub verified: bool,
+    pub captured_at: String,
+    pub received_at: String,
+    pub late: bool,
+    pub position: Option<PositionDetails>,
+    pub failed: Vec<&'static str>,
+    pub checks: Vec<CheckOutcome>,
+}
+
+impl From<&CheckReport> for PhysicianCheckinDetails {
+    fn from(r: &CheckReport) -> PhysicianCheckinDetails {
+        PhysicianCheckinDetails {
+            physician: r.claimed.clone(),
+            phone: r.phone_id.clone(),
+            ward: r.ward.clone(),
+            verified: r.verified(),
+            captured_at: time(r.captured_at),
+            received_at: time(r.received_at),
+            late: r.late,
+            position: r.position.as_ref().map(PositionDetails::from),
+            failed: r.failed(),
+            checks: check_outcomes(r),
+        }
+    }
+}
+
 impl Details {
     /// The wire details of a decision.
     pub fn of(kind: &DecisionKind) -> Details {
@@ -621,6 +730,10 @@ impl Details {
             DecisionKind::RecordingResumed { stopped_secs } => {
                 Details::RecordingResumed(RecordingResumedDetails { stopped_secs: *stopped_secs })
             }
+            DecisionKind::BedsideCheckVerified(c) | DecisionKind::BedsideCheckRejected(c) => {
+                Details::BedsideCheck(c.report.as_ref().into())
+            }
+            DecisionKind::PhysicianCheckin(c) => Details::PhysicianCheckin(c.report.as_ref().into()),
         }
     }
 }

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::http::{PhoneApi, Server};
-use crate::phones::Phone;
 use crate::phones::registry::Registry;
-use crate::phones::service::{Checkins, SignedUpload, SubmitError, WardView};
+use crate::phones::service::Checkins;
 
 /// Starts the server when the configuration has a (current) `[http]` section.
 pub fn start(config: &Config, registry: Arc<Registry>, checkins: Arc<dyn Checkins>) -> anyhow::Result<Option<Server>> {
@@ -29,43 +28,6 @@ pub fn start(config: &Config, registry: Arc<Registry>, checkins: Arc<dyn Checkin
 pub fn open_registry(config: &Config) -> anyhow::Result<Arc<Registry>> {
     let registry = Registry::open(&Registry::path_in(&config.storage.data_dir))?;
     Ok(Arc::new(registry))
-}
-
-/// Check-ins before the runtime's check-in service is wired in: every upload is answered `503
-/// unavailable` (the phone keeps it and re-sends), and the ward view names the ward without inpatients.
-pub struct NotWired {
-    wards: Vec<(String, String)>,
-}
-
-impl NotWired {
-    pub fn new(config: &Config) -> NotWired {
-        NotWired {
-            wards: config
-                .wards
-                .iter()
-                .map(|w| (w.id.clone(), w.name.clone().unwrap_or_else(|| w.id.clone())))
-                .collect(),
-        }
-    }
-}
-
-impl Checkins for NotWired {
-    fn submit(&self, _upload: SignedUpload) -> Result<crate::phones::service::Answer, SubmitError> {
-        Err(SubmitError::Unavailable("check-ins are not wired yet".into()))
-    }
-
-    fn ward_view(&self, phone: &Phone) -> WardView {
-        let ward_name = self.wards.iter().find(|(id, _)| *id == phone.ward).map_or(phone.ward.clone(), |w| w.1.clone());
-        WardView {
-            phone: phone.id.clone(),
-            phone_name: phone.name.clone(),
-            mode: phone.mode,
-            physician: phone.physician.clone(),
-            ward: phone.ward.clone(),
-            ward_name,
-            inpatients: Vec::new(),
-        }
-    }
 }
 
 /// A new phone for `ward` (physician mode when `physician` is given) and its enrolment link: what

@@ -24,6 +24,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 pub mod camera;
+pub mod checkins;
 mod evidence;
 pub mod handlers;
 pub mod http;
@@ -59,9 +60,10 @@ use crate::source::bounded::join_within;
 use crate::source::pipeline;
 use crate::storage_lock::DataDirLock;
 pub use camera::{CameraAnalysis, Shared, capture_reference, reference_path};
+use checkins::CheckinService;
 use handlers::{Enrolment, roster_handler, settlement_handler};
 pub use people::People;
-use presence::{Presence, PresenceCamera};
+use presence::{OccupancyHistory, Presence, PresenceCamera};
 pub use shutdown::Shutdown;
 use sink::{Emitter, Outlet};
 
@@ -120,7 +122,10 @@ impl Running {
         let pending = Arc::new(Pending::new(&config.storage.data_dir.join("evidence-pending")));
         let outlet =
             |camera: &str| Outlet::new(config, camera, pending.clone(), decisions_tx.clone(), evidence_tx.clone());
-        let presence = Arc::new(Presence::new(presence_cameras(config, outlet), config, decisions_tx.clone()));
+        // Bed occupancy over the hours an offline phone's photo may be late by (ward phones' bed check).
+        let history = Arc::new(OccupancyHistory::new(Duration::from_secs(config.phones.max_offline_hours * 3600)));
+        let presence =
+            Arc::new(Presence::new(presence_cameras(config, outlet, &history), config, decisions_tx.clone()));
         // One command channel per window camera: `settlement` opens a watch there.
         let (watches, mut watch_receivers) = watch_channels(config);
         let enrolment = Enrolment::start(
@@ -172,6 +177,20 @@ impl Running {
             let started = camera::start_camera(config, camera, analysis, recordings, decisions_tx.clone(), &shutdown)?;
             producers.extend(started.threads);
         }
+        // Ward phones' check-ins, when phones are served: the checkers' face sessions are opened now,
+        // while the models' bytes are held.
+        let checkins = match config.http() {
+            Some(_) => Some(Arc::new(CheckinService::start(
+                config,
+                &models,
+                state.shared.gallery.clone(),
+                state.shared.people.clone(),
+                history.clone(),
+                store.clone(),
+                emitter.clone(),
+            )?)),
+            None => None,
+        };
         // Every session is open: the verified bytes are not needed twice.
         models.release_bytes();
         let people = &state.shared.people;
@@ -186,9 +205,10 @@ impl Running {
             retention::start(config, &shutdown, state.shared.settled.clone(), store)?,
         ];
         consumers.extend(timestamps::start(config, &shutdown)?);
-        // Until the check-in service is merged: uploads are answered 503 (the phone keeps them).
-        let checkins: Arc<dyn crate::phones::service::Checkins> = Arc::new(http::NotWired::new(config));
-        let http = http::start(config, phones, checkins)?;
+        let http = match checkins {
+            Some(checkins) => http::start(config, phones, checkins)?,
+            None => None,
+        };
         Ok(Running { shutdown, producers, consumers, publisher, acks, http })
     }
 
@@ -233,12 +253,16 @@ impl Running {
 }
 
 /// Presence analysis for the cameras that watch beds or chairs.
-fn presence_cameras(config: &Config, outlet: impl Fn(&str) -> Outlet) -> Vec<Arc<PresenceCamera>> {
+fn presence_cameras(
+    config: &Config,
+    outlet: impl Fn(&str) -> Outlet,
+    history: &Arc<OccupancyHistory>,
+) -> Vec<Arc<PresenceCamera>> {
     config
         .cameras
         .iter()
         .filter(|c| c.role != Role::SettlementWindow && !c.regions.is_empty())
-        .map(|c| Arc::new(PresenceCamera::new(config, c, outlet(&c.id))))
+        .map(|c| Arc::new(PresenceCamera::new(config, c, outlet(&c.id)).keep_history(history.clone())))
         .collect()
 }
 

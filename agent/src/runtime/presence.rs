@@ -3,11 +3,12 @@
 //! Each ward or dialysis-room camera with regions has a [`PresenceCamera`]: the analysis thread feeds it
 //! every analysed frame with the person detector's boxes (and, during a dialysis session's identity
 //! window, the faces); the scheduler thread asks it for bed states at roll-calls and advances the
-//! dialysis sessions on its chairs. The empty reference of the regions is the frame an operator took
+//! dialysis sessions on its chairs; it keeps the regions' state changes of the last hours in an
+//! [`OccupancyHistory`] (was the bed occupied when a ward phone's photo was taken?). The empty reference of the regions is the frame an operator took
 //! with `vigil reference --empty` (the beds and chairs empty); without it, occupancy rests on the
 //! person detector alone, which misses many lying people.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, SystemTime};
@@ -19,7 +20,7 @@ use super::sink::Outlet;
 use crate::analyze::person_detector::Person;
 use crate::config::{Camera, Config, Role};
 use crate::decide::dialysis::{DialysisRules, Session, SessionCheck};
-use crate::decide::presence::{Occupancy, Polygon, PresenceSettings, RegionMonitor};
+use crate::decide::presence::{Occupancy, Polygon, PresenceSettings, RegionMonitor, StateChange};
 use crate::decide::rollcall::{BedCheck, RollcallTracker};
 use crate::decide::roster::Roster;
 use crate::decide::settlement::{FaceObservation, SettlementRules};
@@ -43,6 +44,105 @@ struct State {
     finished: HashSet<String>,
 }
 
+/// At most this many state changes are kept per region: a region flapping all day (a bad empty
+/// reference, a curtain in the wind) cannot grow the history without bound; the oldest go first.
+const MAX_CHANGES_PER_REGION: usize = 4096;
+
+/// The occupancy of every (camera, region) over the last hours, as the regions' trackers decided it:
+/// what a ward phone's bedside photo is compared with (was the bed occupied when the photo was taken?).
+/// A photo kept on the phone while it was offline arrives up to `[phones] max_offline_hours` late, so
+/// that is the horizon kept. Fed by each [`PresenceCamera`] with every analysed frame.
+pub struct OccupancyHistory {
+    horizon: Duration,
+    regions: Mutex<HashMap<(String, String), RegionHistory>>,
+}
+
+#[derive(Default)]
+struct RegionHistory {
+    /// (from, state): the region was in `state` from `from` until the next change; oldest first.
+    changes: VecDeque<(SystemTime, Occupancy)>,
+    /// Known time ends at the latest frame.
+    last_frame: Option<SystemTime>,
+}
+
+impl RegionHistory {
+    fn state_at(&self, t: SystemTime) -> Occupancy {
+        if self.last_frame.is_none_or(|last| t > last) {
+            return Occupancy::Unknown;
+        }
+        self.changes.iter().rev().find(|(from, _)| *from <= t).map_or(Occupancy::Unknown, |(_, state)| *state)
+    }
+}
+
+impl OccupancyHistory {
+    pub fn new(horizon: Duration) -> OccupancyHistory {
+        OccupancyHistory { horizon, regions: Mutex::default() }
+    }
+
+    /// A frame of `camera` analysed at `at`, and the change of `region`'s state it caused, if any (a
+    /// change may be backdated: it then replaces what was recorded from its time on).
+    pub fn record(&self, camera: &str, region: &str, at: SystemTime, change: Option<StateChange>) {
+        let mut regions = self.regions.lock().unwrap_or_else(|e| e.into_inner());
+        let history = regions.entry((camera.to_owned(), region.to_owned())).or_default();
+        if history.last_frame.is_none_or(|last| at > last) {
+            history.last_frame = Some(at);
+        }
+        if let Some(change) = change {
+            while history.changes.back().is_some_and(|(from, _)| *from >= change.at) {
+                history.changes.pop_back();
+            }
+            if history.changes.back().is_none_or(|(_, state)| *state != change.to) {
+                history.changes.push_back((change.at, change.to));
+            }
+        }
+        // The change in force at the horizon stays (it says what the state was then); older ones go.
+        if let Some(horizon) = at.checked_sub(self.horizon) {
+            while history.changes.get(1).is_some_and(|(from, _)| *from <= horizon) {
+                history.changes.pop_front();
+            }
+        }
+        while history.changes.len() > MAX_CHANGES_PER_REGION {
+            history.changes.pop_front();
+        }
+    }
+
+    /// The region's state at `t`: Unknown before anything was decided, while the camera did not deliver
+    /// frames (its gap is recorded as Unknown once frames resume), and after the latest frame.
+    pub fn at(&self, camera: &str, region: &str, t: SystemTime) -> Occupancy {
+        let regions = self.regions.lock().unwrap_or_else(|e| e.into_inner());
+        regions.get(&(camera.to_owned(), region.to_owned())).map_or(Occupancy::Unknown, |h| h.state_at(t))
+    }
+
+    /// The region's state around `t` (± `tolerance`, the presence `enter_secs`: a patient who lay down
+    /// a moment before the photo counts): Occupied when it was occupied at any time of the window the
+    /// camera saw, Empty when it was empty throughout what the camera saw of it, else Unknown.
+    pub fn around(&self, camera: &str, region: &str, t: SystemTime, tolerance: Duration) -> Occupancy {
+        let regions = self.regions.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(history) = regions.get(&(camera.to_owned(), region.to_owned())) else { return Occupancy::Unknown };
+        let (from, to) = (t.checked_sub(tolerance).unwrap_or(t), t + tolerance);
+        let Some(seen_to) = history.last_frame.map(|last| last.min(to)) else { return Occupancy::Unknown };
+        if from > seen_to {
+            return Occupancy::Unknown;
+        }
+        let states: Vec<Occupancy> = std::iter::once(history.state_at(from))
+            .chain(history.changes.iter().filter(|(at, _)| *at > from && *at <= seen_to).map(|(_, state)| *state))
+            .collect();
+        if states.contains(&Occupancy::Occupied) {
+            Occupancy::Occupied
+        } else if states.iter().all(|s| *s == Occupancy::Empty) {
+            Occupancy::Empty
+        } else {
+            Occupancy::Unknown
+        }
+    }
+
+    /// State changes kept for a region (tests, and to show the bound holds).
+    pub fn kept(&self, camera: &str, region: &str) -> usize {
+        let regions = self.regions.lock().unwrap_or_else(|e| e.into_inner());
+        regions.get(&(camera.to_owned(), region.to_owned())).map_or(0, |h| h.changes.len())
+    }
+}
+
 pub struct PresenceCamera {
     pub id: String,
     pub role: Role,
@@ -52,6 +152,8 @@ pub struct PresenceCamera {
     reference: Option<image::RgbImage>,
     state: Mutex<State>,
     outlet: Outlet,
+    /// Where the regions' state changes are kept for later questions (ward phones' bed check).
+    history: Option<Arc<OccupancyHistory>>,
 }
 
 impl PresenceCamera {
@@ -85,7 +187,14 @@ impl PresenceCamera {
                 finished: HashSet::new(),
             }),
             outlet,
+            history: None,
         }
+    }
+
+    /// Keeps the regions' state changes in `history` from now on.
+    pub fn keep_history(mut self, history: Arc<OccupancyHistory>) -> PresenceCamera {
+        self.history = Some(history);
+        self
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -102,6 +211,9 @@ impl PresenceCamera {
         }
         for monitor in &mut state.monitors {
             let update = monitor.observe(&frame.image, persons, frame.captured);
+            if let Some(history) = &self.history {
+                history.record(&self.id, &monitor.name, frame.captured, update.change);
+            }
             if let Some(change) = update.change {
                 info!(camera = %self.id, region = %monitor.name, from = ?change.from, to = ?change.to,
                     at = %humantime::format_rfc3339_seconds(change.at), "region occupancy changed");
@@ -397,5 +509,108 @@ impl Presence {
             camera.sync_sessions(&roster, self.rules, now);
             camera.tick_sessions(now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::presence::OccupancyTracker;
+
+    fn t(s: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
+    }
+
+    /// Feeds `history` one frame per second from `from` to `to` (exclusive) with the raw verdict
+    /// `occupied`, through a real tracker (enter 20 s, leave 60 s, gap 30 s).
+    fn feed(history: &OccupancyHistory, tracker: &mut OccupancyTracker, from: u64, to: u64, occupied: bool) {
+        for s in from..to {
+            let change = tracker.observe(t(s), occupied);
+            history.record("ward-3", "bed-2", t(s), change);
+        }
+    }
+
+    /// A bed watched for a while: its state at past times is what the tracker decided then — unknown
+    /// before the first decision, during a camera gap and after the latest frame.
+    #[test]
+    fn the_state_at_a_past_time_is_what_the_camera_decided_then() {
+        let history = OccupancyHistory::new(Duration::from_secs(24 * 3600));
+        let mut tracker = OccupancyTracker::new(PresenceSettings::default());
+        feed(&history, &mut tracker, 0, 300, true); // occupied from 0 (decided at 20 s, backdated)
+        feed(&history, &mut tracker, 300, 600, false); // empty from 300 (decided at 360 s)
+        // The camera stops at 599 and comes back at 700: the gap is unknown.
+        feed(&history, &mut tracker, 700, 900, true);
+        let at = |s| history.at("ward-3", "bed-2", t(s));
+        assert_eq!(at(10), Occupancy::Occupied, "backdated to when the patient was first seen");
+        assert_eq!(at(299), Occupancy::Occupied);
+        assert_eq!(at(450), Occupancy::Empty);
+        assert_eq!(at(650), Occupancy::Unknown, "the camera delivered nothing then");
+        assert_eq!(at(800), Occupancy::Occupied);
+        assert_eq!(at(950), Occupancy::Unknown, "after the latest frame nothing is known");
+        assert_eq!(history.at("ward-3", "bed-9", t(100)), Occupancy::Unknown, "a region never seen");
+        assert_eq!(history.at("ward-4", "bed-2", t(100)), Occupancy::Unknown, "another camera");
+    }
+
+    /// Around a photo's time (± enter_secs): occupied if the bed was occupied at any moment of it, empty
+    /// only when the camera saw it empty throughout.
+    #[test]
+    fn around_a_time_occupied_wins_and_empty_needs_the_whole_window() {
+        let history = OccupancyHistory::new(Duration::from_secs(24 * 3600));
+        let mut tracker = OccupancyTracker::new(PresenceSettings::default());
+        feed(&history, &mut tracker, 0, 300, true);
+        feed(&history, &mut tracker, 300, 600, false);
+        let around = |s| history.around("ward-3", "bed-2", t(s), Duration::from_secs(20));
+        assert_eq!(around(315), Occupancy::Occupied, "left 15 s before the photo: still counts");
+        assert_eq!(around(400), Occupancy::Empty);
+        assert_eq!(around(590), Occupancy::Empty, "the window runs past the latest frame: what was seen was empty");
+        assert_eq!(around(700), Occupancy::Unknown, "nothing seen in the window");
+        let fresh = OccupancyHistory::new(Duration::from_secs(3600));
+        let mut tracker = OccupancyTracker::new(PresenceSettings::default());
+        for s in 0..10 {
+            fresh.record("ward-3", "bed-2", t(s), tracker.observe(t(s), false));
+        }
+        assert_eq!(
+            fresh.around("ward-3", "bed-2", t(5), Duration::from_secs(20)),
+            Occupancy::Unknown,
+            "not decided yet (leave_secs not reached): unknown, never empty"
+        );
+    }
+
+    /// Two days of a flapping region: only the horizon is kept (and the change in force at it), never
+    /// more than the bound; older times are unknown.
+    #[test]
+    fn the_history_is_bounded_by_its_horizon_and_a_count() {
+        let history = OccupancyHistory::new(Duration::from_secs(3600));
+        let mut state = Occupancy::Empty;
+        for minute in 0..(48 * 60) {
+            let to = if state == Occupancy::Empty { Occupancy::Occupied } else { Occupancy::Empty };
+            let change = StateChange { from: state, to, at: t(minute * 60) };
+            state = to;
+            history.record("ward-3", "bed-2", t(minute * 60), Some(change));
+        }
+        assert!(history.kept("ward-3", "bed-2") <= 61, "{}", history.kept("ward-3", "bed-2"));
+        let last = t((48 * 60 - 1) * 60);
+        assert_eq!(history.at("ward-3", "bed-2", last), state);
+        assert_eq!(history.at("ward-3", "bed-2", last - Duration::from_secs(7200)), Occupancy::Unknown);
+
+        let history = OccupancyHistory::new(Duration::from_secs(7 * 24 * 3600));
+        for s in 0..(2 * MAX_CHANGES_PER_REGION as u64) {
+            let to = if s % 2 == 0 { Occupancy::Occupied } else { Occupancy::Empty };
+            history.record("ward-3", "bed-2", t(s), Some(StateChange { from: Occupancy::Unknown, to, at: t(s) }));
+        }
+        assert_eq!(history.kept("ward-3", "bed-2"), MAX_CHANGES_PER_REGION);
+    }
+
+    /// A backdated change replaces what was recorded from its time on (the tracker revises the last
+    /// `enter_secs` / `leave_secs`), and equal states are not repeated.
+    #[test]
+    fn a_backdated_change_replaces_the_later_ones() {
+        let history = OccupancyHistory::new(Duration::from_secs(3600));
+        let change = |to, at| Some(StateChange { from: Occupancy::Unknown, to, at: t(at) });
+        history.record("c", "r", t(10), change(Occupancy::Occupied, 0));
+        history.record("c", "r", t(100), change(Occupancy::Empty, 40));
+        history.record("c", "r", t(101), change(Occupancy::Occupied, 40));
+        assert_eq!(history.kept("c", "r"), 1, "empty lasted no time: occupied continues");
+        assert_eq!(history.at("c", "r", t(60)), Occupancy::Occupied);
     }
 }
