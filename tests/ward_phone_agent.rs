@@ -92,6 +92,15 @@ fn config(root: &Path, port: u16, platform: &Platform, clip: &str, http_port: u1
     )
 }
 
+/// The link `vigil phones add` printed.
+fn enrolment_link(printed: &str) -> String {
+    printed
+        .split_whitespace()
+        .find(|w| w.starts_with("https://") && w.contains("/ward/#enrol="))
+        .unwrap_or_else(|| panic!("no enrolment link in {printed:?}"))
+        .to_owned()
+}
+
 fn vigil_ok(args: &[&str], config: &Path) -> String {
     let out = common::vigil().args(args).arg("--config").arg(config).output().unwrap();
     assert!(out.status.success(), "vigil {args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -146,8 +155,9 @@ fn ward_phone_checks_in_with_the_real_agent() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
 
-    // The fake camera's three frames: Obama (obama2.jpg; enrolled from obama.jpg), then the same photo
-    // mirrored, then zoomed in: the same face, different pictures (no replay between them).
+    // The fake camera's frames: Obama (obama2.jpg; enrolled from obama.jpg), then the same photo
+    // mirrored, zoomed in, zoomed in and mirrored: the same face, different pictures (no replay between
+    // them; the page is given a new frame by replacing the file before it opens the camera again).
     let upright = ward_page::portrait_frame("obama2.jpg");
     let mirrored = image::imageops::flip_horizontal(&upright);
     let zoomed = image::imageops::resize(
@@ -156,7 +166,8 @@ fn ward_phone_checks_in_with_the_real_agent() {
         640,
         image::imageops::FilterType::Triangle,
     );
-    let hashes = [&upright, &mirrored, &zoomed].map(vigil::phones::phash::phash);
+    let zoomed_mirrored = image::imageops::flip_horizontal(&zoomed);
+    let hashes = [&upright, &mirrored, &zoomed, &zoomed_mirrored].map(vigil::phones::phash::phash);
     for (i, a) in hashes.iter().enumerate() {
         for b in &hashes[i + 1..] {
             assert!((a ^ b).count_ones() > NEAR_DUPLICATE_BITS + 4, "the camera's frames are too alike to test");
@@ -184,12 +195,9 @@ fn ward_phone_checks_in_with_the_real_agent() {
     std::fs::write(&config_file, config(root, broker.port, &platform, "ward.mp4", http_port)).unwrap();
     vigil_ok(&["keys", "init"], &config_file);
     common::agent::enroll(&config_file, "patient", &[("p-obama", "obama.jpg"), ("p-biden", "biden.jpg")]);
-    let printed = vigil_ok(&["phones", "add", "--ward", "ward-3", "--name", "Assistant Li"], &config_file);
-    let link = printed
-        .split_whitespace()
-        .find(|w| w.starts_with("https://") && w.contains("/ward/#enrol="))
-        .unwrap_or_else(|| panic!("no enrolment link in {printed:?}"))
-        .to_owned();
+    common::agent::enroll(&config_file, "physician", &[("d-biden", "biden.jpg")]);
+    let link =
+        enrolment_link(&vigil_ok(&["phones", "add", "--ward", "ward-3", "--name", "Assistant Li"], &config_file));
     let origin = link.split("/ward/").next().unwrap().to_owned();
     assert_eq!(origin, format!("https://127.0.0.1:{http_port}"));
 
@@ -293,6 +301,44 @@ fn ward_phone_checks_in_with_the_real_agent() {
     let reasons_zh = verdict_reasons(&tab);
     assert!(reasons_zh.iter().all(|r| !r.is_ascii()), "{reasons_zh:?}");
     screenshot(&tab, "rejected-zh");
+
+    // --- a physician's own phone: checking in from outside the ward with someone else's face -----------
+    let printed =
+        vigil_ok(&["phones", "add", "--ward", "ward-3", "--name", "Dr Biden", "--physician", "d-biden"], &config_file);
+    set_camera_frame(&zoomed_mirrored, &camera_file);
+    let doctor = browser.phone_tab("en-GB");
+    ward_page::enrol_from_link(&doctor, &origin, &enrolment_link(&printed), (OUTSIDE_LAT, LON, ACCURACY_M));
+    doctor.click("#message-action");
+    view_is(&doctor, "camera");
+    doctor.wait_for(
+        "document.getElementById('preview').videoWidth > 0 && !document.getElementById('shutter').disabled
+         && document.getElementById('position').dataset.state === 'ok'",
+        "the front camera and the position",
+        WAIT,
+    );
+    take_photo(&doctor);
+    view_is(&doctor, "verdict");
+    assert_eq!(verdict(&doctor), "rejected", "{}", doctor.text("#verdict"));
+    let checkin = wait_event(&sub, &agent, "physician_checkin", 1);
+    assert_eq!((&checkin["details"]["physician"], &checkin["details"]["verified"]), (&json!("d-biden"), &json!(false)));
+    assert_eq!(check(&checkin, "face")["reason"], "not_the_claimed_person", "{checkin}");
+    assert_eq!(check(&checkin, "geofence")["reason"], "outside_geofence", "{checkin}");
+    assert_eq!(check(&checkin, "replay")["reason"], "new_photo", "{checkin}");
+    // Said to the physician about their own face and position.
+    let reasons = verdict_reasons(&doctor);
+    assert_eq!(
+        reasons,
+        [
+            "You were about 274 m outside the ward. Check in on the ward.",
+            "The face does not match yours. Check in again with your own face."
+        ],
+        "{checkin}"
+    );
+    assert_eq!(doctor.text("#verdict-next"), "Check in again");
+    screenshot(&doctor, "physician-rejected-en");
+    set_language(&doctor, "zh-CN");
+    assert_eq!(doctor.text("#verdict-next"), "重新签到");
+    screenshot(&doctor, "physician-rejected-zh");
 
     let errors: Vec<_> =
         browser.page_errors().into_iter().filter(|e| !e.text.contains("Failed to load resource")).collect();

@@ -417,7 +417,9 @@ function showVerdict(result) {
     const photo = $("verdict-photo");
     photo.hidden = !state.photoUrl;
     if (state.photoUrl) photo.src = state.photoUrl;
-    $("verdict-next").textContent = t(state.phone.mode === "physician" ? "done" : "next_patient");
+    // A physician's "next" opens the camera again: after a rejection that is checking in again.
+    const physicianNext = ok || result.verdict === "refused" ? "done" : "checkin_again";
+    $("verdict-next").textContent = t(state.phone.mode === "physician" ? physicianNext : "next_patient");
     // A rejected bedside photo is usually taken again at once (a better angle, the right bed).
     const inpatient = ((state.ward && state.ward.inpatients) || []).find((p) => p.patient === result.patient);
     const retake = $("verdict-retake");
@@ -427,7 +429,8 @@ function showVerdict(result) {
     retake.onclick = () => openCamera(inpatient);
   });
   const physician = state.phone.mode === "physician";
-  waiting(physician ? "wait_done" : result.verdict === "refused" ? "wait_refused" : ok ? "wait_next" : "wait_rejected");
+  const physicianWait = result.verdict === "rejected" ? "wait_checkin_again" : "wait_done";
+  waiting(physician ? physicianWait : result.verdict === "refused" ? "wait_refused" : ok ? "wait_next" : "wait_rejected");
 }
 
 // --- the queue and the recent results ---------------------------------------------------------

@@ -20,6 +20,7 @@ export const STRINGS = {
     wait_next: "Done. Waiting for the next patient.",
     wait_rejected: "Waiting for you: take the photo again, or go on to the next patient.",
     wait_done: "Waiting for you to press Done.",
+    wait_checkin_again: "Waiting for you to press Check in again.",
     wait_refused: "Waiting for you to read the message above.",
     wait_enrol_link: "Waiting for the registration link (scan the QR code).",
     wait_start: "Waiting for you to press Start.",
@@ -85,6 +86,7 @@ export const STRINGS = {
     next_patient: "Next patient",
     retake: "Take the photo again",
     done: "Done",
+    checkin_again: "Check in again",
     taken_at: "Taken at {time}",
     checkin_of: "Your check-in",
 
@@ -160,6 +162,7 @@ export const STRINGS = {
     wait_next: "已完成。请继续下一位患者。",
     wait_rejected: "请重新拍照，或继续下一位患者。",
     wait_done: "请按“完成”。",
+    wait_checkin_again: "请按“重新签到”。",
     wait_refused: "请阅读上方的提示。",
     wait_enrol_link: "等待登记链接（请扫描二维码）。",
     wait_start: "请按“开始”。",
@@ -224,6 +227,7 @@ export const STRINGS = {
     next_patient: "下一位患者",
     retake: "重新拍照",
     done: "完成",
+    checkin_again: "重新签到",
     taken_at: "拍摄于 {time}",
     checkin_of: "您的签到",
 
