@@ -206,7 +206,7 @@ impl Api {
         let signed_header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(signed).unwrap());
         let headers = [
             ("Content-Type", "image/jpeg".to_owned()),
-            ("X-Vigil-TestPhone", phone_id.to_owned()),
+            ("X-Vigil-Phone", phone_id.to_owned()),
             ("X-Vigil-Meta", meta),
             ("X-Vigil-Signature", phone.sign(&upload_message(&signed_header))),
         ];
@@ -340,7 +340,7 @@ fn ward_phone_uploads_are_judged_recorded_and_announced() {
     // The page's list: the ward's inpatients from the roster, by bed.
     let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
     let signature = phone.sign(&get_message("/api/phones/ward", &time));
-    let headers = [("X-Vigil-TestPhone", phone.id.clone()), ("X-Vigil-Time", time), ("X-Vigil-Signature", signature)];
+    let headers = [("X-Vigil-Phone", phone.id.clone()), ("X-Vigil-Time", time), ("X-Vigil-Signature", signature)];
     let view = api.request("GET", "/api/phones/ward", &headers, b"");
     assert_eq!(view.status, 200, "{}", String::from_utf8_lossy(&view.body));
     assert_eq!(
