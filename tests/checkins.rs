@@ -20,13 +20,12 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use common::agent::{Agent, Platform, kinds};
 use common::mqtt::{Mosquitto, Subscriber};
+use common::phone::TestPhone;
 use common::photos::{self, ExifTags};
 use image::RgbImage;
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
 use tokio_rustls::rustls;
 use vigil::phones::protocol::{get_message, upload_message};
-use vigil::phones::registry::P256_SPKI_HEADER;
 use vigil::phones::{Mode, Position, UploadMeta};
 
 const W: u32 = 1280;
@@ -63,27 +62,6 @@ fn ward(occupied: bool) -> RgbImage {
         image::imageops::overlay(&mut img, &scaled, 120, 400);
     }
     img
-}
-
-/// A phone as the page makes one: a P-256 key pair, signing as WebCrypto does (r ‖ s, 64 bytes).
-struct Phone {
-    id: String,
-    pair: EcdsaKeyPair,
-    spki: Vec<u8>,
-}
-
-impl Phone {
-    fn new() -> Phone {
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
-        let spki = [&P256_SPKI_HEADER[..], pair.public_key().as_ref()].concat();
-        Phone { id: String::new(), pair, spki }
-    }
-
-    fn sign(&self, message: &[u8]) -> String {
-        URL_SAFE_NO_PAD.encode(self.pair.sign(&ring::rand::SystemRandom::new(), message).unwrap().as_ref())
-    }
 }
 
 /// One upload as the phone sends it: the photo's bytes and its signed metadata.
@@ -206,17 +184,24 @@ impl Api {
         Reply { status, body }
     }
 
-    fn enrol(&self, token: &str, phone: &Phone) -> Reply {
+    fn enrol(&self, token: &str, phone: &TestPhone) -> Reply {
         let body = json!({"token": token, "public_key": STANDARD.encode(&phone.spki)}).to_string();
         self.request("POST", "/api/phones/enrol", &[("Content-Type", "application/json".into())], body.as_bytes())
     }
 
     /// Sends `upload` from `phone`, signed over `signed` (its metadata, unless a test tampers).
-    fn send_as(&self, phone_id: &str, phone: &Phone, upload: &Upload, signed: &UploadMeta) -> Reply {
+    fn send_as(&self, phone_id: &str, phone: &TestPhone, upload: &Upload, signed: &UploadMeta) -> Reply {
         self.upload(phone_id, phone, upload, signed, true)
     }
 
-    fn upload(&self, phone_id: &str, phone: &Phone, upload: &Upload, signed: &UploadMeta, send_body: bool) -> Reply {
+    fn upload(
+        &self,
+        phone_id: &str,
+        phone: &TestPhone,
+        upload: &Upload,
+        signed: &UploadMeta,
+        send_body: bool,
+    ) -> Reply {
         let meta = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&upload.meta).unwrap());
         let signed_header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(signed).unwrap());
         let headers = [
@@ -228,7 +213,7 @@ impl Api {
         self.exchange("POST", "/api/phones/checkins", &headers, &upload.photo, send_body)
     }
 
-    fn send(&self, phone: &Phone, upload: &Upload) -> Reply {
+    fn send(&self, phone: &TestPhone, upload: &Upload) -> Reply {
         self.send_as(&phone.id, phone, upload, &upload.meta)
     }
 }
@@ -340,9 +325,9 @@ fn ward_phone_uploads_are_judged_recorded_and_announced() {
     );
     let cert = std::fs::read(data_dir.join("http/cert.pem")).unwrap();
     let api = Api::new(format!("127.0.0.1:{port}").parse().unwrap(), &cert);
-    let mut phone = Phone::new();
-    let mut doctor = Phone::new();
-    let mut lost = Phone::new();
+    let mut phone = TestPhone::new();
+    let mut doctor = TestPhone::new();
+    let mut lost = TestPhone::new();
     for (p, id, token) in [
         (&mut phone, bedside_id, bedside_token),
         (&mut doctor, doctor_id, doctor_token),
@@ -490,7 +475,7 @@ fn ward_phone_uploads_are_judged_recorded_and_announced() {
     other.patient = Some("p-biden".into());
     let reply = api.send_as(&phone.id, &phone, &forged, &other);
     assert_eq!((reply.status, reply.code()), (401, "bad_signature".into()));
-    let stranger = Phone::new();
+    let stranger = TestPhone::new();
     let reply = api.send_as("ph-nobody0000", &stranger, &forged, &forged.meta);
     assert_eq!((reply.status, reply.code()), (401, "unknown_phone".into()));
 

@@ -7,20 +7,22 @@
 //! The check-in service behind the server is the runtime's (tests/checkins.rs runs it end to end);
 //! here a recorder stands in for it, so the test sees exactly what the server hands over.
 
+mod common;
+
 use std::io::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use common::phone::TestPhone;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vigil::http::{HttpSettings, PhoneApi, Server};
 use vigil::phones::protocol::{get_message, upload_message};
-use vigil::phones::registry::{NewPhone, P256_SPKI_HEADER, Registry};
+use vigil::phones::registry::{NewPhone, Registry};
 use vigil::phones::service::{Answer, Checkins, SignedUpload, SubmitError, WardView};
 use vigil::phones::{Mode, Phone, UploadMeta};
 
@@ -219,26 +221,7 @@ async fn read_reply(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Reply {
     Reply { status, headers, body: raw[end + 4..].to_vec() }
 }
 
-/// A phone as the page makes one: a P-256 key pair, signing as WebCrypto does (r ‖ s).
-struct TestPhone {
-    id: String,
-    pair: EcdsaKeyPair,
-    spki: Vec<u8>,
-}
-
 impl TestPhone {
-    fn new() -> TestPhone {
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
-        let spki = [&P256_SPKI_HEADER[..], pair.public_key().as_ref()].concat();
-        TestPhone { id: String::new(), pair, spki }
-    }
-
-    fn sign(&self, message: &[u8]) -> String {
-        URL_SAFE_NO_PAD.encode(self.pair.sign(&ring::rand::SystemRandom::new(), message).unwrap().as_ref())
-    }
-
     /// The X-Vigil-Meta and X-Vigil-Signature of an upload of `photo`.
     fn sign_upload(&self, photo: &[u8]) -> (String, String) {
         let meta = UploadMeta {

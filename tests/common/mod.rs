@@ -38,6 +38,7 @@ pub mod agent;
 pub mod cdp;
 pub mod media;
 pub mod mqtt;
+pub mod phone;
 pub mod photos;
 pub mod scenes;
 pub mod ward_page;

@@ -105,18 +105,7 @@ impl Store {
         if let Some(path) = float_in(&req.checkin, "checkin") {
             return Err(EvidenceError::Manifest(format!("{path} is a floating-point number (write it as a string)")));
         }
-        let created = self.signing_time()?;
-        let tmp = self.dir.join(format!(".tmp-{}", req.event_id));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(io_error(&tmp))?;
-        }
-        std::fs::create_dir(&tmp).map_err(io_error(&tmp))?;
-        self.step(Step::TempDirCreated);
-        let result = self.write_checkin_into(&tmp, req, created);
-        if result.is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        result
+        self.in_temp_dir(req.event_id, |store, tmp, created| store.write_checkin_into(tmp, req, created))
     }
 
     fn write_checkin_into(

@@ -483,14 +483,25 @@ impl Store {
 
     /// Writes one bundle, following docs/evidence.md step by step.
     pub fn write(&mut self, req: &EvidenceRequest) -> Result<BundleInfo, EvidenceError> {
+        self.in_temp_dir(req.event_id, |store, tmp, created| store.write_into(tmp, req, created))
+    }
+
+    /// The first and last steps every bundle shares: the signing time, a fresh temp dir named after the
+    /// event (one left by an earlier failed attempt is replaced), then `write` fills and commits it; the
+    /// temp dir is removed when that fails, so nothing is left behind.
+    pub(super) fn in_temp_dir(
+        &mut self,
+        event_id: uuid::Uuid,
+        write: impl FnOnce(&mut Store, &Path, SystemTime) -> Result<BundleInfo, EvidenceError>,
+    ) -> Result<BundleInfo, EvidenceError> {
         let created = self.signing_time()?;
-        let tmp = self.dir.join(format!(".tmp-{}", req.event_id));
+        let tmp = self.dir.join(format!(".tmp-{event_id}"));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
         std::fs::create_dir(&tmp).map_err(io(&tmp))?;
         self.step(Step::TempDirCreated);
-        let result = self.write_into(&tmp, req, created);
+        let result = write(self, &tmp, created);
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
