@@ -340,6 +340,25 @@ fn ward_phone_checks_in_with_the_real_agent() {
     assert_eq!(doctor.text("#verdict-next"), "重新签到");
     screenshot(&doctor, "physician-rejected-zh");
 
+    // --- the bedside phone revoked (lost): its next photo is recorded, rejected, and not to be retaken ---
+    let phone = verified["details"]["phone"].as_str().unwrap();
+    vigil_ok(&["phones", "revoke", phone, "--reason", "lost on ward 3"], &config_file);
+    tab.click("#verdict-retake");
+    view_is(&tab, "camera");
+    tab.wait_for(
+        "document.getElementById('preview').videoWidth > 0 && !document.getElementById('shutter').disabled",
+        "the camera",
+        WAIT,
+    );
+    take_photo(&tab);
+    view_is(&tab, "verdict");
+    assert_eq!(verdict(&tab), "rejected", "{}", tab.text("#verdict"));
+    let revoked = wait_event(&sub, &agent, "bedside_check_rejected", 2);
+    assert_eq!(check(&revoked, "signature")["reason"], "phone_revoked", "{revoked}");
+    assert_eq!(verdict_reasons(&tab), ["本手机已被停用。请联系护士长。"]);
+    assert_eq!(tab.eval("document.getElementById('verdict-retake').hidden"), json!(true));
+    screenshot(&tab, "revoked-zh");
+
     let errors: Vec<_> =
         browser.page_errors().into_iter().filter(|e| !e.text.contains("Failed to load resource")).collect();
     assert!(errors.is_empty(), "page errors: {errors:#?}");

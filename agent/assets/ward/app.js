@@ -417,20 +417,25 @@ function showVerdict(result) {
     const photo = $("verdict-photo");
     photo.hidden = !state.photoUrl;
     if (state.photoUrl) photo.src = state.photoUrl;
+    // A revoked phone's upload is rejected whatever the photo: another one would be too.
+    const revoked = (result.failed || []).some((c) => c.reason === "phone_revoked");
+    const again = result.verdict === "rejected" && !revoked;
     // A physician's "next" opens the camera again: after a rejection that is checking in again.
-    const physicianNext = ok || result.verdict === "refused" ? "done" : "checkin_again";
+    const physicianNext = again ? "checkin_again" : "done";
     $("verdict-next").textContent = t(state.phone.mode === "physician" ? physicianNext : "next_patient");
     // A rejected bedside photo is usually taken again at once (a better angle, the right bed).
     const inpatient = ((state.ward && state.ward.inpatients) || []).find((p) => p.patient === result.patient);
     const retake = $("verdict-retake");
     // (not after a refusal: the phone itself is the problem, a new photo would be refused the same way)
-    retake.hidden = result.verdict !== "rejected" || result.mode !== "bedside" || !inpatient;
+    retake.hidden = !again || result.mode !== "bedside" || !inpatient;
     retake.textContent = t("retake");
     retake.onclick = () => openCamera(inpatient);
   });
   const physician = state.phone.mode === "physician";
-  const physicianWait = result.verdict === "rejected" ? "wait_checkin_again" : "wait_done";
-  waiting(physician ? physicianWait : result.verdict === "refused" ? "wait_refused" : ok ? "wait_next" : "wait_rejected");
+  const revoked = (result.failed || []).some((c) => c.reason === "phone_revoked");
+  const again = result.verdict === "rejected" && !revoked;
+  const bedsideWait = again ? "wait_rejected" : ok ? "wait_next" : "wait_refused";
+  waiting(physician ? (again ? "wait_checkin_again" : "wait_done") : bedsideWait);
 }
 
 // --- the queue and the recent results ---------------------------------------------------------
