@@ -9,9 +9,14 @@
 //! page shows the verdict, `bedside_check_verified` and its `evidence_ready` arrive on mosquitto; offline,
 //! a second photo (another frame, the phone moved a little) waits on the phone, and once the network
 //! is back it is sent and judged by its original capture time; a photo taken outside the geofence of
-//! the wrong patient for bed 14 is rejected with the box's real reasons in words. Every bundle verifies
-//! with `vigil verify`. Screenshots of the real verdicts (en, zh-CN) go to
-//! docs/screenshots/ward-agent-*.png.
+//! the wrong patient for bed 14 (empty) is rejected with the box's real reasons in words; a physician's
+//! phone checking in from outside the ward with someone else's face is told so in its own words
+//! (`physician_checkin`, not verified); the bedside phone revoked with `vigil phones revoke` while the
+//! agent runs gets `phone_revoked` in words and no retake. Every bundle verifies with `vigil verify`.
+//! Screenshots of the real verdicts (en, zh-CN) go to docs/screenshots/ward-agent-*.png.
+//!
+//! A second test checks the page has words, in both languages, for every reason a failed check can
+//! give (read from the checks' sources).
 
 mod common;
 
