@@ -33,8 +33,10 @@ use vigil::phones::report::{Check, CheckName, Mode, Position};
 use vigil::phones::service::{Answer, Inpatient, WardView};
 
 use common::cdp::{self, Browser, Tab};
+use common::ward_page::{
+    self, WAIT, open_bed, queued_captured_at, set_language, spy_on_camera, take_photo, verdict, view_is, wait_text,
+};
 
-const WAIT: Duration = Duration::from_secs(20);
 /// The box's verdict for this patient is a rejection (the others are verified).
 const REJECTED_PATIENT: &str = "p-2002";
 /// The DER header of a P-256 `id-ecPublicKey` SubjectPublicKeyInfo, before the 65-byte point.
@@ -271,83 +273,14 @@ async fn checkin(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -
 // --- the phone's side ----------------------------------------------------------------------------
 
 fn screenshot(tab: &Tab, name: &str) {
-    // Fonts and the camera frame settle a moment after the DOM does.
-    std::thread::sleep(Duration::from_millis(300));
-    tab.screenshot(&common::repo(&format!("docs/screenshots/ward-{name}.png")));
-}
-
-fn view_is(tab: &Tab, view: &str) {
-    tab.wait_for(&format!("document.body.dataset.view === '{view}'"), &format!("the {view} view"), WAIT);
+    ward_page::screenshot(tab, &format!("ward-{name}"));
 }
 
 /// The fake camera: a registry face photo, portrait, as a phone held upright sees a patient.
 fn fake_video(dir: &std::path::Path) -> PathBuf {
-    let photo = image::DynamicImage::ImageRgb8(common::face_photo("obama.jpg"));
-    let frame = photo.resize_to_fill(480, 640, image::imageops::FilterType::Triangle).to_rgb8();
     let path = dir.join("camera.y4m");
-    cdp::write_y4m(&frame, &path);
+    cdp::write_y4m(&ward_page::portrait_frame("obama.jpg"), &path);
     path
-}
-
-/// Records the constraints the page asks the camera for (which camera: `facingMode`).
-fn spy_on_camera(tab: &Tab) {
-    tab.eval(
-        "(() => { const md = navigator.mediaDevices; const original = md.getUserMedia.bind(md);
-           md.getUserMedia = (c) => { window.__facing = c.video.facingMode; return original(c); }; return true; })()",
-    );
-}
-
-/// Opens the camera for `patient`'s bed and waits until the frame and the position are there.
-fn open_bed(tab: &Tab, patient: &str) {
-    spy_on_camera(tab);
-    tab.click(&format!("button.bed[data-patient='{patient}']"));
-    view_is(tab, "camera");
-    tab.wait_for(
-        "document.getElementById('preview').videoWidth > 0 && !document.getElementById('shutter').disabled
-         && document.getElementById('position').dataset.state === 'ok'",
-        "the camera frame and the position",
-        WAIT,
-    );
-    assert_eq!(tab.eval("window.__facing"), json!("environment"), "bedside photos use the back camera");
-}
-
-fn take_photo(tab: &Tab) -> (SystemTime, SystemTime) {
-    let before = SystemTime::now();
-    tab.click("#shutter");
-    tab.wait_for(
-        "document.body.dataset.view === 'verdict' || document.getElementById('message-title').textContent !== ''
-           && document.body.dataset.view === 'message' && !document.getElementById('message-action').hidden",
-        "the verdict or the saved-offline message",
-        WAIT,
-    );
-    (before, SystemTime::now())
-}
-
-fn verdict(tab: &Tab) -> String {
-    tab.eval("document.getElementById('verdict').dataset.verdict").as_str().unwrap_or_default().to_owned()
-}
-
-fn queued_captured_at(tab: &Tab) -> Vec<String> {
-    serde_json::from_value(tab.eval(
-        "(async () => { const s = await import('/ward/store.js'); return (await s.queued()).map(i => i.meta.captured_at); })()",
-    ))
-    .unwrap()
-}
-
-/// Waits for `selector`'s text (the panels re-render after reading IndexedDB).
-fn wait_text(tab: &Tab, selector: &str, expected: &str) {
-    tab.wait_for(
-        &format!("document.querySelector({selector:?})?.innerText === {expected:?}"),
-        &format!("{selector} to read {expected:?} (it reads {:?})", tab.text(selector)),
-        WAIT,
-    );
-}
-
-fn set_language(tab: &Tab, lang: &str) {
-    if tab.eval("document.documentElement.lang") != json!(lang) {
-        tab.click("#lang");
-    }
-    assert_eq!(tab.eval("document.documentElement.lang"), json!(lang));
 }
 
 /// Resolved to 127.0.0.1 by the browser only; plain HTTP to it is not a secure context (no WebCrypto).
@@ -359,15 +292,7 @@ const ACCURACY_M: f64 = 12.0;
 
 /// Enrols a phone from its link in `tab` and waits for the "registered" card.
 fn enrol_from_link(tab: &Tab, phone_box: &PhoneBox, link: &str) {
-    tab.grant(&phone_box.base, &["geolocation", "videoCapture"]);
-    tab.set_geolocation(LAT, LON, ACCURACY_M);
-    tab.navigate(link);
-    tab.wait_for(
-        "document.body.dataset.view === 'message' && document.getElementById('message-card').classList.contains('ok')",
-        "the phone to be registered",
-        WAIT,
-    );
-    assert_eq!(tab.eval("location.hash"), json!(""), "the token stays in the address bar");
+    ward_page::enrol_from_link(tab, &phone_box.base, link, (LAT, LON, ACCURACY_M));
 }
 
 #[test]
@@ -463,8 +388,8 @@ fn ward_phones_enrol_photograph_queue_offline_and_check_in() {
         reasons,
         [
             "The photo was not taken on the ward.",
-            "The face is not the person chosen. Check the bed and the patient.",
-            "The ward camera saw this bed empty at that time.",
+            "The face does not match patient p-2002. Check the bed and the patient.",
+            "The ward camera saw bed 14 empty at that time.",
             // a reason this page does not know yet: the box's own sentence
             "An English sentence from the box.",
         ]

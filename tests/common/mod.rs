@@ -41,6 +41,7 @@ pub mod mqtt;
 pub mod phone;
 pub mod photos;
 pub mod scenes;
+pub mod ward_page;
 
 pub fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)

@@ -368,13 +368,24 @@ function errorText(status, code, messageText) {
   return i18n.has(key) ? t(key, { message: messageText }) : t("error.other", { status, message: messageText || code });
 }
 
-// The failed checks in words: the table's sentence for a known reason, the box's own (English)
-// sentence for one this page does not know yet; the same sentence once.
+// A failed check in words: the table's sentence for its reason (said to the physician in check-in
+// mode; how far outside the ward, when the box measured it), or the box's own (English) sentence for a
+// reason this page does not know yet.
+function reasonText(check, result) {
+  const outside = Number((check.facts || {}).distance_outside_m);
+  const reason = check.reason === "outside_geofence" && outside > 0 ? "outside_geofence_by" : check.reason;
+  const vars = { m: Math.round(outside), patient: result.patient, bed: result.bed };
+  for (const key of [`reason.${result.mode}.${reason}`, `reason.${reason}`]) {
+    if (i18n.has(key)) return t(key, vars);
+  }
+  return check.detail || check.reason;
+}
+
+// The failed checks in words, the same sentence once.
 function reasonsOf(result) {
   const lines = [];
   for (const check of result.failed || []) {
-    const key = `reason.${check.reason}`;
-    const text = i18n.has(key) ? t(key) : check.detail || check.reason;
+    const text = reasonText(check, result);
     if (!lines.includes(text)) lines.push(text);
   }
   return lines;
@@ -406,17 +417,25 @@ function showVerdict(result) {
     const photo = $("verdict-photo");
     photo.hidden = !state.photoUrl;
     if (state.photoUrl) photo.src = state.photoUrl;
-    $("verdict-next").textContent = t(state.phone.mode === "physician" ? "done" : "next_patient");
+    // A revoked phone's upload is rejected whatever the photo: another one would be too.
+    const revoked = (result.failed || []).some((c) => c.reason === "phone_revoked");
+    const again = result.verdict === "rejected" && !revoked;
+    // A physician's "next" opens the camera again: after a rejection that is checking in again.
+    const physicianNext = again ? "checkin_again" : "done";
+    $("verdict-next").textContent = t(state.phone.mode === "physician" ? physicianNext : "next_patient");
     // A rejected bedside photo is usually taken again at once (a better angle, the right bed).
     const inpatient = ((state.ward && state.ward.inpatients) || []).find((p) => p.patient === result.patient);
     const retake = $("verdict-retake");
     // (not after a refusal: the phone itself is the problem, a new photo would be refused the same way)
-    retake.hidden = result.verdict !== "rejected" || result.mode !== "bedside" || !inpatient;
+    retake.hidden = !again || result.mode !== "bedside" || !inpatient;
     retake.textContent = t("retake");
     retake.onclick = () => openCamera(inpatient);
   });
   const physician = state.phone.mode === "physician";
-  waiting(physician ? "wait_done" : result.verdict === "refused" ? "wait_refused" : ok ? "wait_next" : "wait_rejected");
+  const revoked = (result.failed || []).some((c) => c.reason === "phone_revoked");
+  const again = result.verdict === "rejected" && !revoked;
+  const bedsideWait = again ? "wait_rejected" : ok ? "wait_next" : "wait_refused";
+  waiting(physician ? (again ? "wait_checkin_again" : "wait_done") : bedsideWait);
 }
 
 // --- the queue and the recent results ---------------------------------------------------------

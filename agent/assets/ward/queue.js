@@ -112,7 +112,7 @@ function settle(item, { status, body }) {
       repeated: !!answer.repeated,
       failed: (answer.checks || [])
         .filter((c) => c.outcome === "failed")
-        .map((c) => ({ name: c.name, reason: c.reason, detail: c.detail })),
+        .map((c) => ({ name: c.name, reason: c.reason, detail: c.detail, facts: c.facts || {} })),
     };
   }
   return {
