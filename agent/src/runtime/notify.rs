@@ -79,10 +79,10 @@ impl Notifier {
 /// The watchdog interval systemd asked for (`$WATCHDOG_USEC`), unless `$WATCHDOG_PID` names another
 /// process (the variables were inherited, not meant for us).
 pub fn watchdog_interval() -> Option<Duration> {
-    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
-        if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
-            return None;
-        }
+    let another =
+        std::env::var("WATCHDOG_PID").is_ok_and(|pid| pid.trim().parse::<u32>().ok() != Some(std::process::id()));
+    if another {
+        return None;
     }
     let usec = std::env::var("WATCHDOG_USEC").ok()?;
     match usec.trim().parse::<u64>() {
