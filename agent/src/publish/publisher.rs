@@ -347,6 +347,9 @@ struct Ended {
     error: Option<ConnectionError>,
 }
 
+/// How often the publisher's loops turn at least, for its progress counter.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
 /// Counters, readable while running.
 #[derive(Default)]
 pub struct PublisherCounters {
@@ -356,6 +359,9 @@ pub struct PublisherCounters {
     pub commands: AtomicU64,
     pub commands_rejected: AtomicU64,
     pub connected: AtomicBool,
+    /// Turns of the publisher's loops, at least once a second while it runs, idle or not: standing still
+    /// means the publisher is stuck (the systemd watchdog watches it).
+    pub progress: Arc<AtomicU64>,
 }
 
 pub struct Publisher {
@@ -403,7 +409,12 @@ impl Publisher {
                 error!(host = %self.settings.host, error = %e,
                     "MQTT TLS settings unusable: nothing is delivered until they are fixed (events wait in the outbox)");
                 let mut shutdown = self.shutdown.clone();
-                while !*shutdown.borrow() && shutdown.changed().await.is_ok() {}
+                while !*shutdown.borrow() {
+                    self.counters.progress.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(Err(_)) = tokio::time::timeout(PROGRESS_EVERY, shutdown.changed()).await {
+                        break;
+                    }
+                }
                 return;
             }
         };
@@ -442,9 +453,13 @@ impl Publisher {
             let delay = backoff.delay();
             debug!(retry_in = %span(delay), "MQTT reconnecting");
             let mut shutdown = self.shutdown.clone();
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.changed() => {}
+            let retry_at = tokio::time::Instant::now() + delay;
+            while tokio::time::Instant::now() < retry_at {
+                self.counters.progress.fetch_add(1, Ordering::Relaxed);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(retry_at.min(tokio::time::Instant::now() + PROGRESS_EVERY)) => {}
+                    _ = shutdown.changed() => break,
+                }
             }
         }
         reporter.abort();
@@ -511,13 +526,23 @@ impl Publisher {
         });
         let mut connected: Option<Instant> = None;
         let mut shutdown = self.shutdown.clone();
-        let error = loop {
+        let mut progress = tokio::time::interval(PROGRESS_EVERY);
+        let error = 'session: loop {
             if *shutdown.borrow() {
                 break None;
             }
-            let event = tokio::select! {
-                e = eventloop.poll() => e,
-                _ = shutdown.changed() => break None,
+            self.counters.progress.fetch_add(1, Ordering::Relaxed);
+            // The poll is not cancelled by the progress ticks (an idle connection polls for seconds).
+            let poll = eventloop.poll();
+            tokio::pin!(poll);
+            let event = loop {
+                tokio::select! {
+                    e = &mut poll => break e,
+                    _ = progress.tick() => {
+                        self.counters.progress.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ = shutdown.changed() => break 'session None,
+                }
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {

@@ -221,6 +221,8 @@ impl CameraAnalysis {
 pub struct StartedCamera {
     pub threads: Vec<JoinHandle<()>>,
     pub slot: Arc<FrameSlot>,
+    /// Each thread's progress, for the systemd watchdog.
+    pub watched: Vec<super::notify::Watched>,
 }
 
 /// Starts the supervisor and analysis threads of one camera, recording into `recordings` if given.
@@ -249,9 +251,15 @@ pub fn start_camera(
     let stop = shutdown.clone();
     let camera_id = camera.id.clone();
     let frames = slot.clone();
+    let supervisor_progress = counters.progress.clone();
+    let progress = super::notify::Progress::default();
+    let analysed = progress.clone();
+    let hang = super::notify::hang_analysis(&camera.id);
     let thread = std::thread::Builder::new().name(format!("ana-{}", camera.id)).spawn(move || {
         let mut last_report = Instant::now();
         while !stop.is_set() {
+            // Bumped on every turn, a frame or the take's timeout: an idle camera is not a stuck thread.
+            analysed.fetch_add(1, Ordering::Relaxed);
             if last_report.elapsed() >= STATS_EVERY {
                 last_report = Instant::now();
                 info!(camera = %camera_id, frames = frames.delivered(), dropped = frames.dropped(),
@@ -265,10 +273,20 @@ pub fn start_camera(
             }
             if let Some(frame) = frames.take(Duration::from_millis(250)) {
                 analysis.on_frame(&frame);
+                if hang {
+                    warn!(camera = %camera_id, "VIGIL_TEST_HANG_ANALYSIS: this analysis thread now hangs (test-only)");
+                    while !stop.is_set() {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
             }
         }
     })?;
-    Ok(StartedCamera { threads: vec![supervisor, thread], slot })
+    let watched = vec![
+        super::notify::Watched::new(format!("cam-{}", camera.id), supervisor_progress),
+        super::notify::Watched::new(format!("ana-{}", camera.id), progress),
+    ];
+    Ok(StartedCamera { threads: vec![supervisor, thread], slot, watched })
 }
 
 /// Turns a settlement watch's outcome into decisions (with evidence for mismatch and no face), checks

@@ -90,11 +90,12 @@ pub fn start(
     shutdown: &Shutdown,
     emitter: Emitter,
     cameras: Vec<CameraIdentity>,
+    progress: super::notify::Progress,
 ) -> std::io::Result<JoinHandle<()>> {
     let stop = shutdown.clone();
     std::thread::Builder::new()
         .name("vigil-evidence".into())
-        .spawn(move || evidence_worker(store, &saved, requests, &stop, &emitter, &cameras))
+        .spawn(move || evidence_worker(store, &saved, requests, &stop, &emitter, &cameras, &progress))
 }
 
 fn evidence_worker(
@@ -104,6 +105,7 @@ fn evidence_worker(
     stop: &Shutdown,
     emitter: &Emitter,
     cameras: &[CameraIdentity],
+    progress: &super::notify::Progress,
 ) {
     const MARGIN: Duration = Duration::from_secs(3);
     let announce = |request: &EvidenceRequest, bundle: &store::BundleInfo, head: Option<Head>| {
@@ -164,6 +166,8 @@ fn evidence_worker(
     let mut failing_since: Option<std::time::Instant> = None;
     let mut open = true;
     while open || pending.iter().any(|w| !w.tried_at_stop) {
+        // Every turn, a request or the wait's timeout, is progress for the systemd watchdog.
+        progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         emitter.retry_held();
         match requests.recv_timeout(Duration::from_millis(500)) {
             Ok(request) => pending.push(waiting_for(request)),
@@ -174,6 +178,7 @@ fn evidence_worker(
         let now = SystemTime::now();
         let mut i = 0;
         while i < pending.len() {
+            progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let due = if stopping { !pending[i].tried_at_stop } else { pending[i].due <= now };
             if !due {
                 i += 1;

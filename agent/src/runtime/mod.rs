@@ -29,6 +29,7 @@ mod evidence;
 pub mod handlers;
 pub mod http;
 mod mqtt;
+mod notify;
 pub mod people;
 pub mod presence;
 mod retention;
@@ -81,12 +82,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 async fn run_async(config: Config) -> anyhow::Result<()> {
     // Listen before anything else, so a signal during start-up is a clean shutdown, not a kill.
     let signal = shutdown_signal()?;
+    let notifier = Arc::new(notify::Notifier::from_env());
+    notifier.status("starting");
     // One agent per data directory, before anything in it is opened; held until this function returns.
     let lock = DataDirLock::acquire(&config.storage.data_dir)?;
     info!(path = %lock.path().display(), pid = std::process::id(), "data directory locked");
-    let running = Running::start(&config)?;
+    let running = Running::start(&config, &notifier)?;
     info!(site = %config.site.id, device = %config.site.device_id, cameras = config.cameras.len(), "vigil started");
+    let delivery = match &config.mqtt {
+        Some(mqtt) => format!("MQTT to {}", redact_url(&mqtt.host)),
+        None => "no MQTT (events kept in the outbox)".to_owned(),
+    };
+    notifier.notify(&format!("READY=1\nSTATUS=running: {} cameras, {delivery}", config.cameras.len()));
     info!(signal = signal.await, "shutting down");
+    notifier.notify("STOPPING=1\nSTATUS=stopping");
     running.stop().await?;
     info!("stopped cleanly");
     drop(lock);
@@ -109,7 +118,9 @@ struct Running {
 }
 
 impl Running {
-    fn start(config: &Config) -> anyhow::Result<Running> {
+    /// Starts every worker; with systemd's watchdog on, also the thread that pings it while they all
+    /// make progress.
+    fn start(config: &Config, notifier: &Arc<notify::Notifier>) -> anyhow::Result<Running> {
         let mut models = load_models(config)?;
         let state = State::open(config)?;
         pipeline::init()?;
@@ -159,7 +170,13 @@ impl Running {
         let store = Arc::new(Mutex::new(store));
         let (ack_tx, acks) = evidence::start_acks(store.clone())?;
         let delivery = shutdown.delivery();
-        let publisher = start_publisher(config, &base, &outbox, &wake, delivery, registry, ack_tx, head_rx)?;
+        let publisher_counters = Arc::new(PublisherCounters::default());
+        let mut watched = Vec::new();
+        if config.mqtt.is_some() {
+            watched.push(notify::Watched::new("publisher", publisher_counters.progress.clone()));
+        }
+        let publisher =
+            start_publisher(config, &base, &outbox, &wake, delivery, registry, ack_tx, head_rx, publisher_counters)?;
         let mut producers = Vec::new();
         for camera in &config.cameras {
             info!(camera = %camera.id, role = camera.role.as_str(), url = %redact_url(&camera.url),
@@ -176,6 +193,7 @@ impl Running {
             let recordings = Some(config.storage.recordings_dir().join(&camera.id));
             let started = camera::start_camera(config, camera, analysis, recordings, decisions_tx.clone(), &shutdown)?;
             producers.extend(started.threads);
+            watched.extend(started.watched);
         }
         // Ward phones' check-ins, when phones are served: the checkers' face sessions are opened now,
         // while the models' bytes are held.
@@ -199,12 +217,25 @@ impl Running {
         // channels close and the decision and evidence workers finish.
         drop((presence, decisions_tx, evidence_tx));
         let cameras = config.cameras.iter().map(|c| sink::camera_identity(config, &c.id)).collect();
+        let evidence_progress = notify::Progress::default();
+        watched.push(notify::Watched::new("vigil-evidence", evidence_progress.clone()));
         let mut consumers = vec![
             sink::start_decision_task(decisions_rx, emitter.clone(), &shutdown)?,
-            evidence::start(store.clone(), pending, evidence_rx, &shutdown, emitter, cameras)?,
+            evidence::start(
+                store.clone(),
+                pending,
+                evidence_rx,
+                &shutdown,
+                emitter,
+                cameras,
+                evidence_progress.clone(),
+            )?,
             retention::start(config, &shutdown, state.shared.settled.clone(), store)?,
         ];
         consumers.extend(timestamps::start(config, &shutdown)?);
+        if let Some(interval) = notify::watchdog_interval().filter(|_| notifier.enabled()) {
+            consumers.push(notify::start_watchdog(notifier.clone(), watched, interval, &shutdown)?);
+        }
         let http = match checkins {
             Some(checkins) => http::start(config, phones, checkins)?,
             None => None,
@@ -426,6 +457,7 @@ fn start_publisher(
     registry: Arc<Registry>,
     acks: mpsc::Sender<evidence::Ack>,
     head: tokio::sync::watch::Receiver<Option<events::EvidenceHead>>,
+    counters: Arc<PublisherCounters>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(mqtt) = &config.mqtt else {
         warn!("no [mqtt] in the config: events are kept in the outbox until a broker is configured");
@@ -436,7 +468,7 @@ fn start_publisher(
         outbox: outbox.clone(),
         wake: wake.clone(),
         shutdown,
-        counters: Arc::new(PublisherCounters::default()),
+        counters,
         registry,
         on_delivered: Some(mqtt::acknowledge_bundles(acks)),
         head: Some(head),

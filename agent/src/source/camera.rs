@@ -76,6 +76,9 @@ pub struct CameraCounters {
     pub watchdog_offline: AtomicU64,
     /// Recording-branch failures (each restarts the pipeline without recording).
     pub recording_failures: AtomicU64,
+    /// Turns of the supervisor's loops (watching the bus, waiting to retry): standing still means the
+    /// supervisor is stuck (the systemd watchdog watches it).
+    pub progress: Arc<AtomicU64>,
 }
 
 impl CameraCounters {
@@ -179,6 +182,7 @@ impl CameraWorker {
         let mut supervisor =
             Supervisor::new(&self.camera.id, policy, self.supervision.clock.clone(), self.counters.clone());
         loop {
+            self.counters.progress.fetch_add(1, Ordering::Relaxed);
             if self.shutdown.load(Ordering::Relaxed) {
                 return;
             }
@@ -198,6 +202,7 @@ impl CameraWorker {
     fn sleep(&self, total: Duration) -> bool {
         let until = Instant::now() + total;
         while Instant::now() < until {
+            self.counters.progress.fetch_add(1, Ordering::Relaxed);
             if self.shutdown.load(Ordering::Relaxed) {
                 return false;
             }
@@ -312,6 +317,7 @@ impl CameraWorker {
         let Some(bus) = pipeline.bus() else { return supervisor.on(Event::WouldNotStart("no bus".into())) };
         let record = supervisor.recording();
         loop {
+            self.counters.progress.fetch_add(1, Ordering::Relaxed);
             if self.shutdown.load(Ordering::Relaxed) {
                 return supervisor.on(Event::Shutdown);
             }
