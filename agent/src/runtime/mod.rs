@@ -28,6 +28,7 @@ pub mod checkins;
 mod evidence;
 pub mod handlers;
 pub mod http;
+pub mod metrics;
 mod mqtt;
 pub mod people;
 pub mod presence;
@@ -159,8 +160,10 @@ impl Running {
         let store = Arc::new(Mutex::new(store));
         let (ack_tx, acks) = evidence::start_acks(store.clone())?;
         let delivery = shutdown.delivery();
-        let publisher = start_publisher(config, &base, &outbox, &wake, delivery, registry, ack_tx, head_rx)?;
-        let mut producers = Vec::new();
+        let mqtt_counters = Arc::new(PublisherCounters::default());
+        let publisher =
+            start_publisher(config, &base, &outbox, &wake, delivery, registry, ack_tx, head_rx, &mqtt_counters)?;
+        let (mut producers, mut cameras) = (Vec::new(), Vec::new());
         for camera in &config.cameras {
             info!(camera = %camera.id, role = camera.role.as_str(), url = %redact_url(&camera.url),
                 keyframes_only = camera.keyframes_only(), regions = camera.regions.len(), "camera configured");
@@ -176,7 +179,10 @@ impl Running {
             let recordings = Some(config.storage.recordings_dir().join(&camera.id));
             let started = camera::start_camera(config, camera, analysis, recordings, decisions_tx.clone(), &shutdown)?;
             producers.extend(started.threads);
+            cameras.push(started.metrics);
         }
+        // Every camera is started: what `/metrics` and `/readyz` read.
+        let metrics = metrics::Metrics::new(cameras, outbox.clone(), mqtt_counters, &emitter.counted);
         // Ward phones' check-ins, when phones are served: the checkers' face sessions are opened now,
         // while the models' bytes are held.
         let checkins = match config.http() {
@@ -206,7 +212,7 @@ impl Running {
         ];
         consumers.extend(timestamps::start(config, &shutdown)?);
         let http = match checkins {
-            Some(checkins) => http::start(config, phones, checkins)?,
+            Some(checkins) => http::start(config, phones, checkins, Arc::new(metrics))?,
             None => None,
         };
         Ok(Running { shutdown, producers, consumers, publisher, acks, http })
@@ -426,6 +432,7 @@ fn start_publisher(
     registry: Arc<Registry>,
     acks: mpsc::Sender<evidence::Ack>,
     head: tokio::sync::watch::Receiver<Option<events::EvidenceHead>>,
+    counters: &Arc<PublisherCounters>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(mqtt) = &config.mqtt else {
         warn!("no [mqtt] in the config: events are kept in the outbox until a broker is configured");
@@ -436,7 +443,7 @@ fn start_publisher(
         outbox: outbox.clone(),
         wake: wake.clone(),
         shutdown,
-        counters: Arc::new(PublisherCounters::default()),
+        counters: counters.clone(),
         registry,
         on_delivered: Some(mqtt::acknowledge_bundles(acks)),
         head: Some(head),
