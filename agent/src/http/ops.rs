@@ -59,3 +59,55 @@ async fn metrics(State(ops): State<Arc<dyn Operations>>) -> Response {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Readiness as the runtime would answer it, settable by the test.
+    struct Agent(Mutex<Vec<String>>);
+
+    impl Operations for Agent {
+        fn metrics(&self) -> String {
+            "# TYPE vigil_up gauge\nvigil_up 1\n# EOF\n".into()
+        }
+        fn not_ready(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    async fn get(router: &Router, uri: &str) -> (StatusCode, String, String) {
+        let response = router.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let kind = response.headers().get(header::CONTENT_TYPE).map_or("", |v| v.to_str().unwrap()).to_owned();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, kind, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn readyz_names_what_is_not_ready_and_metrics_is_openmetrics_text() {
+        let agent = Arc::new(Agent(Mutex::new(vec!["outbox: disk I/O error".into()])));
+        let router = router(Some(agent.clone()));
+        let (status, _, body) = get(&router, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body, serde_json::json!({ "ready": false, "not_ready": ["outbox: disk I/O error"] }));
+        agent.0.lock().unwrap().clear();
+        assert_eq!(get(&router, "/readyz").await.0, StatusCode::OK);
+        assert_eq!(get(&router, "/healthz").await.0, StatusCode::OK);
+        let (status, kind, body) = get(&router, "/metrics").await;
+        assert_eq!((status, kind.as_str()), (StatusCode::OK, METRICS_CONTENT_TYPE));
+        assert!(body.ends_with("# EOF\n"), "{body}");
+
+        // Without the runtime's operations only the process's liveness is served.
+        let bare = super::router(None);
+        assert_eq!(get(&bare, "/healthz").await.0, StatusCode::OK);
+        assert_eq!(get(&bare, "/metrics").await.0, StatusCode::NOT_FOUND);
+    }
+}

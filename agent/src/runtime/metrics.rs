@@ -219,3 +219,94 @@ impl Collector for Sources {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::http::Operations;
+    use crate::outbox::NewRecord;
+    use crate::source::supervisor::RetryReason;
+
+    fn record(n: usize) -> NewRecord {
+        NewRecord {
+            event_id: format!("e{n}"),
+            topic: "vigil/v1/h/d/events/camera_offline".into(),
+            payload: b"{}".to_vec(),
+            camera: None,
+            evidence: None,
+        }
+    }
+
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn a_scrape_reads_the_outbox_and_the_counters_as_they_are_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Arc::new(Mutex::new(Outbox::open(&dir.path().join("o.sqlite"), 100).unwrap()));
+        let ids = outbox.lock().unwrap().append_batch(&[record(1), record(2)]).unwrap();
+        let camera =
+            CameraSource { id: "w1".into(), counters: Arc::default(), slot: Arc::default(), offline: Arc::default() };
+        let (tx, rx) = mpsc::channel::<HealthReport>();
+        let health = Watched { inner: tx, offline: camera.offline.clone() };
+        let (mqtt, events) = (Arc::new(PublisherCounters::default()), EventCounters::default());
+        let metrics = Metrics::new(vec![camera.clone()], outbox.clone(), mqtt.clone(), &events);
+
+        let page = metrics.metrics();
+        assert_eq!(sample(&page, "vigil_camera_online{camera=\"w1\"}"), Some(0.0), "no frame yet:\n{page}");
+        assert_eq!(sample(&page, "vigil_outbox_undelivered"), Some(2.0), "{page}");
+        assert_eq!(sample(&page, "vigil_checkins_total{verdict=\"rejected\"}"), Some(0.0), "{page}");
+        assert!(page.ends_with("# EOF\n"), "{page}");
+
+        camera.counters.frames.fetch_add(25, Ordering::Relaxed);
+        events.decision("camera_offline");
+        events.checkin("verified");
+        mqtt.connected.store(true, Ordering::Relaxed);
+        outbox.lock().unwrap().delivered(ids[0]).unwrap();
+        let page = metrics.metrics();
+        assert_eq!(sample(&page, "vigil_camera_frames_decoded_total{camera=\"w1\"}"), Some(25.0), "{page}");
+        assert_eq!(sample(&page, "vigil_camera_online{camera=\"w1\"}"), Some(1.0), "{page}");
+        assert_eq!(sample(&page, "vigil_decisions_total{kind=\"camera_offline\"}"), Some(1.0), "{page}");
+        assert_eq!(sample(&page, "vigil_checkins_total{verdict=\"verified\"}"), Some(1.0), "{page}");
+        assert_eq!(sample(&page, "vigil_mqtt_connected"), Some(1.0), "{page}");
+        assert_eq!(sample(&page, "vigil_outbox_undelivered"), Some(1.0), "{page}");
+
+        // An outage announced: offline until frames flow again; every report still reaches the sink.
+        let at = SystemTime::now();
+        let offline =
+            HealthChange::Offline { reason: RetryReason::Eos, by: crate::source::health::Reporter::Supervisor };
+        health.report(HealthReport { camera: "w1".into(), at, change: offline });
+        assert_eq!(sample(&metrics.metrics(), "vigil_camera_online{camera=\"w1\"}"), Some(0.0));
+        let online = HealthChange::Online { down: std::time::Duration::from_secs(3) };
+        health.report(HealthReport { camera: "w1".into(), at, change: online });
+        assert_eq!(sample(&metrics.metrics(), "vigil_camera_online{camera=\"w1\"}"), Some(1.0));
+        assert_eq!(rx.try_iter().count(), 2);
+
+        outbox.lock().unwrap().delivered(ids[1]).unwrap();
+        let page = metrics.metrics();
+        assert_eq!(sample(&page, "vigil_outbox_undelivered"), Some(0.0), "{page}");
+        assert_eq!(sample(&page, "vigil_outbox_oldest_undelivered_age_seconds"), Some(0.0), "{page}");
+        assert!(metrics.not_ready().is_empty());
+    }
+
+    #[test]
+    fn readiness_names_an_outbox_that_cannot_be_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Arc::new(Mutex::new(Outbox::open(&dir.path().join("o.sqlite"), 100).unwrap()));
+        let metrics = Metrics::new(Vec::new(), outbox.clone(), Arc::default(), &EventCounters::default());
+        let holder = outbox.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = holder.lock().unwrap();
+            panic!("a thread dies holding the outbox");
+        })
+        .join();
+        let not_ready = metrics.not_ready();
+        assert_eq!(not_ready.len(), 1, "{not_ready:?}");
+        assert!(not_ready[0].starts_with("outbox: its lock is poisoned"), "{not_ready:?}");
+        // The outbox's gauges are left out rather than reported as a made-up value.
+        assert!(!metrics.metrics().contains("vigil_outbox_undelivered"));
+    }
+}
