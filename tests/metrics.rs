@@ -186,6 +186,7 @@ fn metrics_during_a_broker_outage_are_scraped_by_prometheus() {
     assert_eq!(samples["vigil_camera_frames_decoded_total{camera=\"window-2\"}"], 0.0, "{samples:?}");
     assert!(samples.contains_key("vigil_camera_frames_dropped_total{camera=\"window-1\"}"), "{samples:?}");
     assert_eq!(samples["vigil_mqtt_connected"], 0.0, "{samples:?}");
+    assert_eq!(samples["vigil_mqtt_delivered_total"], 0.0, "{samples:?}");
     assert_eq!(samples["vigil_checkins_total{verdict=\"verified\"}"], 0.0, "{samples:?}");
     assert!(samples["vigil_outbox_oldest_undelivered_age_seconds"] >= 0.0, "{samples:?}");
     assert!(outbox_kinds(root).contains(&"camera_offline".to_owned()), "{:?}", outbox_kinds(root));

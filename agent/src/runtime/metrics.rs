@@ -216,6 +216,15 @@ impl Collector for Sources {
             None,
             gauge.metric_type(),
         )?)?;
+        let publisher = [
+            ("vigil_mqtt_connections", "Sessions established with the broker", &self.mqtt.connections),
+            ("vigil_mqtt_publishes", "Outbox records published (QoS 1), resends included", &self.mqtt.published),
+            ("vigil_mqtt_delivered", "Outbox records the broker acknowledged (PUBACK)", &self.mqtt.delivered),
+        ];
+        for (name, help, count) in publisher {
+            let counter = ConstCounter::new(count.load(Ordering::Relaxed));
+            counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+        }
         Ok(())
     }
 }
@@ -265,6 +274,7 @@ mod tests {
         events.decision("camera_offline");
         events.checkin("verified");
         mqtt.connected.store(true, Ordering::Relaxed);
+        mqtt.delivered.fetch_add(1, Ordering::Relaxed);
         outbox.lock().unwrap().delivered(ids[0]).unwrap();
         let page = metrics.metrics();
         assert_eq!(sample(&page, "vigil_camera_frames_decoded_total{camera=\"w1\"}"), Some(25.0), "{page}");
@@ -272,6 +282,8 @@ mod tests {
         assert_eq!(sample(&page, "vigil_decisions_total{kind=\"camera_offline\"}"), Some(1.0), "{page}");
         assert_eq!(sample(&page, "vigil_checkins_total{verdict=\"verified\"}"), Some(1.0), "{page}");
         assert_eq!(sample(&page, "vigil_mqtt_connected"), Some(1.0), "{page}");
+        assert_eq!(sample(&page, "vigil_mqtt_delivered_total"), Some(1.0), "{page}");
+        assert_eq!(sample(&page, "vigil_mqtt_publishes_total"), Some(0.0), "{page}");
         assert_eq!(sample(&page, "vigil_outbox_undelivered"), Some(1.0), "{page}");
 
         // An outage announced: offline until frames flow again; every report still reaches the sink.
