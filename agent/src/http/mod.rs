@@ -7,18 +7,21 @@
 //! - [`tls`]: the certificate (configured, or self-signed once);
 //! - [`limits`]: access log, rate limit, timeout, size, the upload line;
 //! - [`phones`]: the phones' API; [`assets`]: the phone page's files;
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`error`]: the one error type and its JSON body.
 
 pub mod assets;
 pub mod error;
 pub mod limits;
 pub mod listener;
+pub mod ops;
 pub mod phones;
 pub mod server;
 pub mod settings;
 pub mod tls;
 
 pub use error::ApiError;
+pub use ops::Operations;
 pub use phones::PhoneApi;
 pub use server::{Server, ServerError};
 pub use settings::HttpSettings;

@@ -1,6 +1,7 @@
-//! The server: the router with its limits, bound to `[http] listen`, TLS or (loopback, or explicitly
-//! allowed) plain, started by the runtime and stopped at the first phase of its shutdown: it stops
-//! accepting, and requests in flight (an upload being checked) finish.
+//! The server: the router with its limits and the operations endpoints beside it ([`super::ops`]),
+//! bound to `[http] listen`, TLS or (loopback, or explicitly allowed) plain, started by the runtime and
+//! stopped at the first phase of its shutdown: it stops accepting, and requests in flight (an upload
+//! being checked) finish.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,6 +19,7 @@ use tower::ServiceBuilder;
 use super::error::ApiError;
 use super::limits::{self, RateLimiter, UploadGate};
 use super::listener::{self, ClientAddr};
+use super::ops::{self, Operations};
 use super::phones::{self, PhoneApi};
 use super::tls::{self, CertInfo, TlsError};
 use super::{HttpSettings, assets};
@@ -73,8 +75,14 @@ pub struct Server {
 
 impl Server {
     /// Binds and starts serving (on the current tokio runtime). `data_dir` holds the self-signed
-    /// certificate when none is configured.
-    pub fn start(settings: &HttpSettings, data_dir: &Path, api: PhoneApi) -> Result<Server, ServerError> {
+    /// certificate when none is configured. `/healthz` is always served; `/readyz` and `/metrics` when
+    /// `ops` is given (see [`ops`]).
+    pub fn start(
+        settings: &HttpSettings,
+        data_dir: &Path,
+        api: PhoneApi,
+        ops: Option<Arc<dyn Operations>>,
+    ) -> Result<Server, ServerError> {
         let listen_error = |source| ServerError::Listen { addr: settings.listen.clone(), source };
         let addr =
             settings.listen_addr().ok_or_else(|| listen_error(std::io::Error::other("not an address and port")))?;
@@ -94,7 +102,8 @@ impl Server {
         // Idle longer than a whole request may take: nothing legitimate is cut off.
         let idle = Duration::from_secs(settings.request_timeout_secs + 15);
         let incoming = listener::incoming(tcp, tls, stopped.clone(), idle).map_err(listen_error)?;
-        let app = router(settings, api).into_make_service_with_connect_info::<ClientAddr>();
+        // The operations endpoints are merged outside the phones' limits (see `ops`).
+        let app = router(settings, api).merge(ops::router(ops)).into_make_service_with_connect_info::<ClientAddr>();
         let mut signal = stopped;
         let task = tokio::spawn(async move {
             let graceful = async move {

@@ -233,6 +233,13 @@ impl Outbox {
         Ok(n as u64)
     }
 
+    /// When the oldest undelivered record was appended (None: nothing is waiting).
+    pub fn oldest_created(&self) -> Result<Option<SystemTime>, OutboxError> {
+        let ms: Option<i64> =
+            self.conn.query_row("SELECT MIN(created_ms) FROM records", [], |r| r.get(0)).map_err(self.db())?;
+        Ok(ms.map(|ms| UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64)))
+    }
+
     pub fn is_empty(&self) -> Result<bool, OutboxError> {
         Ok(self.len()? == 0)
     }

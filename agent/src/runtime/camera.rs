@@ -34,6 +34,7 @@ use crate::source::pipeline;
 use crate::source::slot::FrameSlot;
 use crate::source::tamper::TamperDetector;
 
+use super::metrics::{CameraSource, Watched};
 use super::people::People;
 use super::presence::{self, PresenceCamera};
 use super::sink::Outlet;
@@ -223,6 +224,8 @@ pub struct StartedCamera {
     pub slot: Arc<FrameSlot>,
     /// Each thread's progress, for the systemd watchdog.
     pub watched: Vec<super::notify::Watched>,
+    /// Its counters and health, for the metrics.
+    pub metrics: CameraSource,
 }
 
 /// Starts the supervisor and analysis threads of one camera, recording into `recordings` if given.
@@ -236,13 +239,20 @@ pub fn start_camera(
 ) -> anyhow::Result<StartedCamera> {
     let slot = Arc::new(FrameSlot::default());
     let counters = Arc::new(CameraCounters::default());
+    let offline = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let metrics = CameraSource {
+        id: camera.id.clone(),
+        counters: counters.clone(),
+        slot: slot.clone(),
+        offline: offline.clone(),
+    };
     let worker = CameraWorker {
         camera: camera.stream(),
         recordings,
         segment: Duration::from_secs(10),
         max_recording_bytes: config.retention.recordings_max_bytes_per_camera.0,
         slot: slot.clone(),
-        health: Arc::new(decisions),
+        health: Arc::new(Watched { inner: decisions, offline }),
         shutdown: shutdown.flag(),
         counters: counters.clone(),
         supervision: Supervision::default(),
@@ -286,7 +296,7 @@ pub fn start_camera(
         super::notify::Watched::new(format!("cam-{}", camera.id), supervisor_progress),
         super::notify::Watched::new(format!("ana-{}", camera.id), progress),
     ];
-    Ok(StartedCamera { threads: vec![supervisor, thread], slot, watched })
+    Ok(StartedCamera { threads: vec![supervisor, thread], slot, watched, metrics })
 }
 
 /// Turns a settlement watch's outcome into decisions (with evidence for mismatch and no face), checks

@@ -516,6 +516,8 @@ impl Checkins for CheckinService {
         };
         let record = events::decision_record(&self.emitter.base, &self.emitter.site, &self.emitter.device, &decision);
         let (name, event_id, camera) = (decision.name(), decision.id, decision.camera.clone());
+        self.emitter.counted.decision(name);
+        self.emitter.counted.checkin(answer.verdict);
         let people = self.people.clone();
         let (phone, capture) = key.clone();
         let decided = self.emitter.emit(record, move || {

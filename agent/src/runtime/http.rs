@@ -6,12 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::http::{PhoneApi, Server};
+use crate::http::{Operations, PhoneApi, Server};
 use crate::phones::registry::Registry;
 use crate::phones::service::Checkins;
 
-/// Starts the server when the configuration has a (current) `[http]` section.
-pub fn start(config: &Config, registry: Arc<Registry>, checkins: Arc<dyn Checkins>) -> anyhow::Result<Option<Server>> {
+/// Starts the server when the configuration has a (current) `[http]` section, with the operations
+/// endpoints reading `ops` (the agent's metrics and readiness).
+pub fn start(
+    config: &Config,
+    registry: Arc<Registry>,
+    checkins: Arc<dyn Checkins>,
+    ops: Arc<dyn Operations>,
+) -> anyhow::Result<Option<Server>> {
     let Some(settings) = config.http() else {
         return Ok(None);
     };
@@ -21,7 +27,7 @@ pub fn start(config: &Config, registry: Arc<Registry>, checkins: Arc<dyn Checkin
         skew: Duration::from_secs(config.phones.skew_secs),
         max_body_bytes: settings.max_body_bytes,
     };
-    Ok(Some(Server::start(settings, &config.storage.data_dir, api)?))
+    Ok(Some(Server::start(settings, &config.storage.data_dir, api, Some(ops))?))
 }
 
 /// The phone registry of the data directory (the CLI opens the same file).

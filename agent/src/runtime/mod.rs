@@ -28,6 +28,7 @@ pub mod checkins;
 mod evidence;
 pub mod handlers;
 pub mod http;
+pub mod metrics;
 mod mqtt;
 mod notify;
 pub mod people;
@@ -176,8 +177,8 @@ impl Running {
             watched.push(notify::Watched::new("publisher", publisher_counters.progress.clone()));
         }
         let publisher =
-            start_publisher(config, &base, &outbox, &wake, delivery, registry, ack_tx, head_rx, publisher_counters)?;
-        let mut producers = Vec::new();
+            start_publisher(config, &base, &outbox, &wake, delivery, registry, ack_tx, head_rx, &publisher_counters)?;
+        let (mut producers, mut cameras) = (Vec::new(), Vec::new());
         for camera in &config.cameras {
             info!(camera = %camera.id, role = camera.role.as_str(), url = %redact_url(&camera.url),
                 keyframes_only = camera.keyframes_only(), regions = camera.regions.len(), "camera configured");
@@ -194,7 +195,10 @@ impl Running {
             let started = camera::start_camera(config, camera, analysis, recordings, decisions_tx.clone(), &shutdown)?;
             producers.extend(started.threads);
             watched.extend(started.watched);
+            cameras.push(started.metrics);
         }
+        // Every camera is started: what `/metrics` and `/readyz` read.
+        let metrics = metrics::Metrics::new(cameras, outbox.clone(), publisher_counters, &emitter.counted);
         // Ward phones' check-ins, when phones are served: the checkers' face sessions are opened now,
         // while the models' bytes are held.
         let checkins = match config.http() {
@@ -237,7 +241,7 @@ impl Running {
             consumers.push(notify::start_watchdog(notifier.clone(), watched, interval, &shutdown)?);
         }
         let http = match checkins {
-            Some(checkins) => http::start(config, phones, checkins)?,
+            Some(checkins) => http::start(config, phones, checkins, Arc::new(metrics))?,
             None => None,
         };
         Ok(Running { shutdown, producers, consumers, publisher, acks, http })
@@ -457,7 +461,7 @@ fn start_publisher(
     registry: Arc<Registry>,
     acks: mpsc::Sender<evidence::Ack>,
     head: tokio::sync::watch::Receiver<Option<events::EvidenceHead>>,
-    counters: Arc<PublisherCounters>,
+    counters: &Arc<PublisherCounters>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(mqtt) = &config.mqtt else {
         warn!("no [mqtt] in the config: events are kept in the outbox until a broker is configured");
@@ -468,7 +472,7 @@ fn start_publisher(
         outbox: outbox.clone(),
         wake: wake.clone(),
         shutdown,
-        counters,
+        counters: counters.clone(),
         registry,
         on_delivered: Some(mqtt::acknowledge_bundles(acks)),
         head: Some(head),

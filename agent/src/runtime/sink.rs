@@ -202,6 +202,8 @@ pub struct Emitter {
     pub(super) device: String,
     /// Events the outbox could not take yet (disk full, I/O error), oldest first.
     held: Arc<Mutex<Held>>,
+    /// Decisions and check-ins recorded, for the metrics.
+    pub(super) counted: super::metrics::EventCounters,
 }
 
 /// At most this many events wait in memory for the outbox; beyond, the oldest is lost (ERROR each).
@@ -234,6 +236,7 @@ impl Emitter {
             base: base.to_owned(),
             site: site.to_owned(),
             device: device.to_owned(),
+            counted: Default::default(),
             held: Arc::default(),
         }
     }
@@ -306,6 +309,7 @@ impl Emitter {
 pub fn record_decision(emitter: &Emitter, decision: Decision) {
     let record = events::decision_record(&emitter.base, &emitter.site, &emitter.device, &decision);
     let (name, camera, id) = (decision.name(), decision.camera.clone(), decision.id);
+    emitter.counted.decision(name);
     if !emitter.emit(record, move || log_decision(&decision)) {
         error!(decision = name, %camera, event_id = %id,
             "DECISION NOT RECORDED YET: the outbox refused its event; it waits in memory and is retried");

@@ -1,0 +1,113 @@
+//! The operations endpoints: `GET /healthz` (the process answers: 200), `GET /readyz` (200 when the
+//! agent is ready, else 503 naming what is not) and `GET /metrics` (Prometheus text). What they report
+//! comes from the runtime through [`Operations`]; they sit outside the phones' rate limit, so a
+//! scraper never competes with a ward's phones for it.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+/// What the operations endpoints read, provided by the runtime.
+pub trait Operations: Send + Sync + 'static {
+    /// The metrics, in the Prometheus (OpenMetrics) text format.
+    fn metrics(&self) -> String;
+    /// What is not ready yet, each as a short phrase; empty when the agent is ready.
+    fn not_ready(&self) -> Vec<String>;
+}
+
+/// The content type of [`Operations::metrics`].
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// `/healthz` always; `/readyz` and `/metrics` when the runtime provides them.
+pub fn router(ops: Option<Arc<dyn Operations>>) -> Router {
+    let healthz = Router::new().route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }));
+    match ops {
+        Some(ops) => {
+            healthz.merge(Router::new().route("/readyz", get(readyz)).route("/metrics", get(metrics)).with_state(ops))
+        }
+        None => healthz,
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Readiness {
+    ready: bool,
+    not_ready: Vec<String>,
+}
+
+async fn readyz(State(ops): State<Arc<dyn Operations>>) -> Response {
+    // Readiness reads the outbox (a blocking lock and a query): off the async workers.
+    let not_ready = match tokio::task::spawn_blocking(move || ops.not_ready()).await {
+        Ok(not_ready) => not_ready,
+        Err(e) => vec![format!("readiness check failed: {e}")],
+    };
+    let status = if not_ready.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(Readiness { ready: not_ready.is_empty(), not_ready })).into_response()
+}
+
+async fn metrics(State(ops): State<Arc<dyn Operations>>) -> Response {
+    match tokio::task::spawn_blocking(move || ops.metrics()).await {
+        Ok(text) => ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics could not be gathered");
+            (StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be gathered\n").into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Readiness as the runtime would answer it, settable by the test.
+    struct Agent(Mutex<Vec<String>>);
+
+    impl Operations for Agent {
+        fn metrics(&self) -> String {
+            "# TYPE vigil_up gauge\nvigil_up 1\n# EOF\n".into()
+        }
+        fn not_ready(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    async fn get(router: &Router, uri: &str) -> (StatusCode, String, String) {
+        let response = router.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let kind = response.headers().get(header::CONTENT_TYPE).map_or("", |v| v.to_str().unwrap()).to_owned();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, kind, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn readyz_names_what_is_not_ready_and_metrics_is_openmetrics_text() {
+        let agent = Arc::new(Agent(Mutex::new(vec!["outbox: disk I/O error".into()])));
+        let router = router(Some(agent.clone()));
+        let (status, _, body) = get(&router, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body, serde_json::json!({ "ready": false, "not_ready": ["outbox: disk I/O error"] }));
+        agent.0.lock().unwrap().clear();
+        assert_eq!(get(&router, "/readyz").await.0, StatusCode::OK);
+        assert_eq!(get(&router, "/healthz").await.0, StatusCode::OK);
+        let (status, kind, body) = get(&router, "/metrics").await;
+        assert_eq!((status, kind.as_str()), (StatusCode::OK, METRICS_CONTENT_TYPE));
+        assert!(body.ends_with("# EOF\n"), "{body}");
+
+        // Without the runtime's operations only the process's liveness is served.
+        let bare = super::router(None);
+        assert_eq!(get(&bare, "/healthz").await.0, StatusCode::OK);
+        assert_eq!(get(&bare, "/metrics").await.0, StatusCode::NOT_FOUND);
+    }
+}
