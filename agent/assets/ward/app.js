@@ -422,7 +422,9 @@ function showVerdict(result) {
     const again = result.verdict === "rejected" && !revoked;
     // A physician's "next" opens the camera again: after a rejection that is checking in again.
     const physicianNext = again ? "checkin_again" : "done";
-    $("verdict-next").textContent = t(state.phone.mode === "physician" ? physicianNext : "next_patient");
+    // A revoked phone has nothing next: "Done", whatever its mode.
+    const bedsideNext = revoked ? "done" : "next_patient";
+    $("verdict-next").textContent = t(state.phone.mode === "physician" ? physicianNext : bedsideNext);
     // A rejected bedside photo is usually taken again at once (a better angle, the right bed).
     const inpatient = ((state.ward && state.ward.inpatients) || []).find((p) => p.patient === result.patient);
     const retake = $("verdict-retake");

@@ -239,20 +239,15 @@ impl Checker {
         let phash = decoded.as_ref().ok().map(|d| phash::phash(&d.pixels));
         report.checks.push(match phash {
             None => Check::skipped(CheckName::Replay, "no_image", "The photo did not decode: nothing to compare."),
-            Some(hash) => {
-                let check =
-                    self.replay_check(&phone.ward, meta.capture_id, &checked.sha256, hash, upload.received_at)?;
-                self.replay.record(&Upload {
-                    ward: phone.ward.clone(),
-                    capture_id: meta.capture_id,
-                    phone: phone.id.clone(),
-                    sha256: checked.sha256.clone(),
-                    phash: hash,
-                    received_at: upload.received_at,
-                    event_id,
-                })?;
-                check
-            }
+            Some(hash) => self.replay_check(&Upload {
+                ward: phone.ward.clone(),
+                capture_id: meta.capture_id,
+                phone: phone.id.clone(),
+                sha256: checked.sha256.clone(),
+                phash: hash,
+                received_at: upload.received_at,
+                event_id,
+            })?,
         });
 
         // face
@@ -432,14 +427,8 @@ impl Checker {
         (facts(on_time(late, age)), late)
     }
 
-    fn replay_check(
-        &self,
-        ward: &str,
-        capture_id: uuid::Uuid,
-        sha256: &str,
-        hash: u64,
-        now: SystemTime,
-    ) -> Result<Check, ReplayError> {
+    /// Judges the upload against the ward's earlier ones and records it, in one transaction.
+    fn replay_check(&mut self, upload: &Upload) -> Result<Check, ReplayError> {
         let name = CheckName::Replay;
         let days = self.settings.replay_window_days;
         let earlier = |c: Check, e: &super::replay::Earlier| {
@@ -448,7 +437,7 @@ impl Checker {
                 .with("earlier_phone", &e.phone)
                 .with("earlier_received_at", times::format(e.received_at))
         };
-        let check = match self.replay.seen(ward, capture_id, sha256, hash, self.settings.near_duplicate_bits, now)? {
+        let check = match self.replay.seen_then_record(upload, self.settings.near_duplicate_bits)? {
             Seen::New => {
                 Check::passed(name, "new_photo", format!("Not a photo this ward sent in the last {days} days."))
             }
@@ -473,7 +462,7 @@ impl Checker {
             )
             .with("hamming_bits", e.hamming_bits),
         };
-        Ok(check.with("phash", format!("{hash:016x}")))
+        Ok(check.with("phash", format!("{:016x}", upload.phash)))
     }
 
     /// The `face` check and every detected face's box.

@@ -191,9 +191,32 @@ impl ReplayIndex {
         Ok(near.map_or(Seen::New, Seen::Near))
     }
 
+    /// [`ReplayIndex::seen`] and [`ReplayIndex::record`] as one write transaction (`BEGIN IMMEDIATE`):
+    /// the checkers each have their own connection, and without it two copies of one photo judged at the
+    /// same instant would both find nothing and both pass.
+    pub fn seen_then_record(&mut self, upload: &Upload, max_bits: u32) -> Result<Seen, ReplayError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(self.db())?;
+        let result = self
+            .seen(&upload.ward, upload.capture_id, &upload.sha256, upload.phash, max_bits, upload.received_at)
+            .and_then(|seen| self.insert(upload).map(|()| seen));
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        if let Err(e) = self.conn.execute_batch(end).map_err(self.db()) {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+        let seen = result?;
+        self.prune_now_and_then(upload.received_at)?;
+        Ok(seen)
+    }
+
     /// Records a judged upload (a re-send of the same capture replaces its row), and prunes rows older
     /// than the window now and then.
     pub fn record(&mut self, upload: &Upload) -> Result<(), ReplayError> {
+        self.insert(upload)?;
+        self.prune_now_and_then(upload.received_at)
+    }
+
+    fn insert(&self, upload: &Upload) -> Result<(), ReplayError> {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO uploads (ward, capture_id, phone, sha256, phash, received_ms, event_id)
@@ -209,7 +232,10 @@ impl ReplayIndex {
                 ],
             )
             .map_err(self.db())?;
-        let now = upload.received_at;
+        Ok(())
+    }
+
+    fn prune_now_and_then(&mut self, now: SystemTime) -> Result<(), ReplayError> {
         if self.last_prune.is_none_or(|last| now.duration_since(last).unwrap_or_default() >= PRUNE_EVERY) {
             self.prune(now)?;
         }
@@ -273,6 +299,34 @@ mod tests {
             phash,
             received_at: at,
             event_id: uuid::Uuid::from_u128(1000 + n),
+        }
+    }
+
+    /// Two checkers (two connections) judging copies of one photo at the same time: exactly one is new,
+    /// whatever the interleaving.
+    #[test]
+    fn one_photo_judged_twice_at_once_is_new_only_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = ReplayIndex::path_in(dir.path());
+        let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for round in 0..20u128 {
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+            // Opened here, one after the other (as the runtime opens its checkers' connections).
+            let indexes: Vec<ReplayIndex> = (0..2).map(|_| ReplayIndex::open(&path, 30).unwrap()).collect();
+            let judges: Vec<_> = (0..2u128)
+                .zip(indexes)
+                .map(|(n, mut index)| {
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        let sha = format!("{round:064x}");
+                        barrier.wait();
+                        index.seen_then_record(&upload("w", round * 2 + n, &sha, round as u64, at), 0).unwrap()
+                    })
+                })
+                .collect();
+            let seen: Vec<Seen> = judges.into_iter().map(|j| j.join().unwrap()).collect();
+            let new = seen.iter().filter(|s| matches!(s, Seen::New)).count();
+            assert_eq!(new, 1, "round {round}: {seen:?}");
         }
     }
 
