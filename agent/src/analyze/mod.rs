@@ -16,8 +16,6 @@ pub mod runtime;
 pub mod session;
 pub mod settings;
 
-use std::path::PathBuf;
-
 use embedder::Embedder;
 use face_detector::{FaceDetector, FaceDetectorOptions};
 use faces::FaceAnalyzer;
@@ -60,8 +58,7 @@ impl Models {
         person_options: &PersonDetectorOptions,
     ) -> Result<Models, AnalyzeError> {
         let runtime = runtime::init(models.ort_library.as_deref())?;
-        let dir: PathBuf = models.dir.clone().unwrap_or_else(ModelSet::default_dir);
-        let set = ModelSet::open(&dir)?;
+        let set = ModelSet::open(&models.models_dir().path)?;
         Ok(Models { set, runtime, threads: models.threads, faces: *face_options, persons: *person_options })
     }
 

@@ -101,9 +101,10 @@ pub struct ModelSet {
 }
 
 impl ModelSet {
-    /// The default location scripts/setup installs to.
+    /// Where the bundle is when the config does not say: scripts/setup's cache, else the
+    /// vigil-runtime package's directory ([`ModelSettings::models_dir`](super::settings::ModelSettings::models_dir)).
     pub fn default_dir() -> PathBuf {
-        crate::cache::dir().join("models")
+        super::settings::ModelSettings::default().models_dir().path
     }
 
     /// Hashes every model in `dir` against the compiled-in manifest.

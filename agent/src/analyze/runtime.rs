@@ -1,9 +1,11 @@
-//! ONNX Runtime: finding the shared library scripts/setup installed, loading it once, and telling its
+//! ONNX Runtime: finding the shared library (scripts/setup's cache or the vigil-runtime package), loading it once, and telling its
 //! version. Loaded dynamically (ort's `load-dynamic`) so the build never downloads binaries.
 
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+use crate::cache::{self, Located};
 
 /// The ONNX Runtime release scripts/setup installs and ort's `api-31` accepts.
 pub const ORT_VERSION: &str = "1.32.0";
@@ -11,25 +13,26 @@ pub const ORT_VERSION: &str = "1.32.0";
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error(
-        "ONNX Runtime library not found at {path} ({origin}); run scripts/setup, or set models.ort_library in the config or ORT_DYLIB_PATH"
+        "ONNX Runtime library not found at {} ({}); run scripts/setup or install the vigil-runtime package, or set models.ort_library in the config or ORT_DYLIB_PATH",
+        .0.path.display(), .0.origin
     )]
-    Missing { path: PathBuf, origin: &'static str },
+    Missing(Located),
     #[error("cannot load ONNX Runtime from {path}: {message}")]
     Load { path: PathBuf, message: String },
 }
 
-/// Which library to load: the config's `models.ort_library`, else `$ORT_DYLIB_PATH`, else the cache.
-/// Returns the path and where the choice came from, for messages.
-pub fn library_path(configured: Option<&Path>) -> (PathBuf, &'static str) {
-    if let Some(path) = configured {
-        return (path.to_owned(), "from models.ort_library");
-    }
-    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()) {
-        return (PathBuf::from(path), "from ORT_DYLIB_PATH");
-    }
-    let default =
-        crate::cache::dir().join("onnxruntime").join(ORT_VERSION).join(format!("libonnxruntime.so.{ORT_VERSION}"));
-    (default, "the default installed by scripts/setup")
+/// Which library to load: the config's `models.ort_library`, else `$ORT_DYLIB_PATH`, else the cache's
+/// copy (scripts/setup) when it exists, else the vigil-runtime package's (see [`crate::cache::locate`]).
+/// Says where the choice came from, for messages and `vigil --version`.
+pub fn library_path(configured: Option<&Path>) -> Located {
+    let file = format!("libonnxruntime.so.{ORT_VERSION}");
+    cache::locate(
+        configured.map(|p| (p, "models.ort_library")),
+        cache::env_path("ORT_DYLIB_PATH"),
+        cache::dir().join("onnxruntime").join(ORT_VERSION).join(&file),
+        Path::new(cache::INSTALLED_ORT_DIR).join(&file),
+        Path::is_file,
+    )
 }
 
 /// A loaded ONNX Runtime: where from, which version, and the environment sessions are built in.
@@ -47,10 +50,11 @@ pub fn init(configured: Option<&Path>) -> Result<&'static Runtime, RuntimeError>
     if let Some(runtime) = LOADED.get() {
         return Ok(runtime);
     }
-    let (path, origin) = library_path(configured);
-    if !path.exists() {
-        return Err(RuntimeError::Missing { path, origin });
+    let located = library_path(configured);
+    if !located.path.exists() {
+        return Err(RuntimeError::Missing(located));
     }
+    let path = located.path;
     let version = read_version(&path)?;
     let load_err = |message: String| RuntimeError::Load { path: path.clone(), message };
     let environment = ort::init_from(&path)

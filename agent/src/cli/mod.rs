@@ -112,17 +112,20 @@ pub fn parse_size(text: &str) -> Result<(u32, u32), String> {
 
 pub fn print_version() {
     println!("vigil {}", env!("CARGO_PKG_VERSION"));
-    let (path, origin) = runtime::library_path(None);
-    match runtime::read_version(&path) {
-        Ok(version) => println!("onnxruntime {version} ({})", path.display()),
-        Err(_) if !path.exists() => println!("onnxruntime not installed ({} not found, {origin})", path.display()),
-        Err(e) => println!("onnxruntime unusable: {e}"),
+    let ort = runtime::library_path(None);
+    match runtime::read_version(&ort.path) {
+        Ok(version) => println!("onnxruntime {version} ({}, {})", ort.path.display(), ort.origin),
+        Err(_) if !ort.path.exists() => {
+            println!("onnxruntime not installed ({} not found, {})", ort.path.display(), ort.origin)
+        }
+        Err(e) => println!("onnxruntime unusable: {e} ({})", ort.origin),
     }
     let manifest = model_set::manifest();
     let names: Vec<&str> = manifest.models.iter().map(|m| m.name.as_str()).collect();
-    let status = match ModelSet::open(&ModelSet::default_dir()) {
-        Ok(b) => format!("verified in {}", b.dir.display()),
-        Err(e) => format!("not usable: {e}"),
+    let dir = vigil::analyze::ModelSettings::default().models_dir();
+    let status = match ModelSet::open(&dir.path) {
+        Ok(b) => format!("verified in {} ({})", b.dir.display(), dir.origin),
+        Err(e) => format!("not usable: {e} ({})", dir.origin),
     };
     println!("models {} ({}): {status}", manifest.bundle, names.join(", "));
 }
