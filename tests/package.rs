@@ -1,0 +1,221 @@
+//! The packages as a hospital box without internet gets them. `scripts/package --profile dev
+//! --offline-bundle` packages the binaries already built (target/debug/vigil by cargo, the arm64 one by
+//! scripts/cross-arm64) with the dependency closure for a Debian 12 minbase system.
+//!
+//! amd64: a clean minbase root (debootstrap'd once by scripts/package, cached as a tarball in
+//! $VIGIL_CACHE/package) gets `apt-get install ./*.deb` in a chroot inside a network namespace with no
+//! interface up: nothing can be downloaded. Then `vigil --version` finds ONNX Runtime and the models
+//! where vigil-runtime put them; an upgrade to a newer vigil keeps an edited config and the state;
+//! purge deletes /etc/vigil and the cache, keeps /var/lib/vigil and says what it left.
+//!
+//! arm64: no binfmt_misc here, so no chroot: the packages and their closure are unpacked into an arm64
+//! minbase root, and `qemu-aarch64 -L ROOT` runs the packaged binary with the aarch64 ONNX Runtime.
+//!
+//! Needs root (chroot, unshare) and, on a cold cache, Debian's mirror (the base root, the closure).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const INSTALLED_ORT: &str =
+    "onnxruntime 1.32.0 (/usr/lib/vigil/libonnxruntime.so.1.32.0, installed by the vigil-runtime package)";
+const INSTALLED_MODELS: &str = "verified in /usr/share/vigil/models (installed by the vigil-runtime package)";
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// Runs `command`, panicking with its output unless it succeeds; returns stdout and stderr.
+fn run(command: &mut Command) -> String {
+    let output = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    let said = text(&output);
+    assert!(output.status.success(), "{command:?} failed ({}):\n{said}", output.status);
+    said
+}
+
+/// Builds the packages of `arch` (dev profile, with the offline bundle) and returns their directory.
+fn packages(arch: &str) -> PathBuf {
+    assert!(unsafe { libc::geteuid() } == 0, "tests/package.rs needs root (chroot, unshare, mount)");
+    let out = repo("target/package-test");
+    let output = Command::new(repo("scripts/package"))
+        .args(["--arch", arch, "--profile", "dev", "--no-build", "--offline-bundle", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "scripts/package --arch {arch} failed (for arm64: run scripts/cross-arm64 first, it builds the binary):\n{}",
+        text(&output)
+    );
+    let dir = out.join(arch);
+    for prefix in ["vigil_", "vigil-runtime_"] {
+        assert!(deb(&dir, prefix).is_some(), "no {prefix}*_{arch}.deb in {}", dir.display());
+    }
+    dir
+}
+
+fn deb(dir: &Path, prefix: &str) -> Option<PathBuf> {
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).find(|p| {
+        p.file_name().unwrap().to_string_lossy().starts_with(prefix) && p.extension().is_some_and(|e| e == "deb")
+    })
+}
+
+/// A fresh copy of the cached minbase root of `arch`, in a directory removed at the end.
+fn base_root(arch: &str) -> tempfile::TempDir {
+    let tarball = vigil::cache::dir().join(format!("package/bookworm-minbase-{arch}.tar.zst"));
+    assert!(tarball.is_file(), "{} missing: scripts/package --offline-bundle makes it", tarball.display());
+    let root = tempfile::Builder::new().prefix("package-root-").tempdir_in(repo("target")).unwrap();
+    run(Command::new("tar").arg("-C").arg(root.path()).args(["--zstd", "-xf"]).arg(&tarball));
+    root
+}
+
+/// A command in the chroot `root`, with a clean environment (no VIGIL_CACHE or ORT_DYLIB_PATH of ours).
+fn chroot(root: &Path, script: &str) -> Command {
+    let mut command = Command::new("chroot");
+    command.arg(root).args(["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LC_ALL=C.UTF-8"]);
+    command.args(["DEBIAN_FRONTEND=noninteractive", "sh", "-c", script]);
+    command
+}
+
+/// The same, in a new network namespace (only a loopback, down) and mount namespace (its /proc mount
+/// goes away with it): what a box without internet does.
+fn offline(root: &Path, script: &str) -> Command {
+    let chrooted = chroot(root, script);
+    let mut args: Vec<String> = vec![chrooted.get_program().to_string_lossy().into_owned()];
+    args.extend(chrooted.get_args().map(|a| format!("'{}'", a.to_string_lossy().replace('\'', r"'\''"))));
+    let inner = format!("mount -t proc proc '{}/proc' && exec {}", root.display(), args.join(" "));
+    let mut command = Command::new("unshare");
+    command.args(["--net", "--mount", "--fork", "sh", "-c", &inner]);
+    command
+}
+
+fn sha256(path: &Path) -> String {
+    let out = run(Command::new("sha256sum").arg(path));
+    out.split_whitespace().next().unwrap().to_owned()
+}
+
+/// The vigil package again under a higher version: an upgrade as dpkg sees it.
+fn bumped(deb: &Path, into: &Path) -> PathBuf {
+    let tree = into.join("bumped");
+    run(Command::new("dpkg-deb").arg("-R").arg(deb).arg(&tree));
+    let control = tree.join("DEBIAN/control");
+    let old = std::fs::read_to_string(&control).unwrap();
+    let version = old.lines().find_map(|l| l.strip_prefix("Version: ")).unwrap().to_owned();
+    std::fs::write(&control, old.replace(&format!("Version: {version}\n"), &format!("Version: {version}+1\n")))
+        .unwrap();
+    let arch = old.lines().find_map(|l| l.strip_prefix("Architecture: ")).unwrap();
+    let out = into.join(format!("vigil_{version}+1_{arch}.deb"));
+    run(Command::new("dpkg-deb").args(["--root-owner-group", "-Zgzip", "-z1", "--build"]).arg(&tree).arg(&out));
+    std::fs::remove_dir_all(&tree).unwrap();
+    out
+}
+
+#[test]
+fn amd64_installs_offline_from_the_bundle_upgrades_keeping_state_and_purges_keeping_evidence() {
+    let dir = packages("amd64");
+    let root = base_root("amd64");
+    let r = root.path();
+    // As in any chroot: no service may start (the closure has daemons' packages).
+    std::fs::write(r.join("usr/sbin/policy-rc.d"), "#!/bin/sh\nexit 101\n").unwrap();
+    run(Command::new("chmod").arg("0755").arg(r.join("usr/sbin/policy-rc.d")));
+    let bundle = r.join("root/bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, bundle.join(path.file_name().unwrap())).unwrap();
+    }
+
+    let apt = "cd /root/bundle && apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-unsafe-io";
+    let said = run(&mut offline(r, &format!("{apt} ./*.deb")));
+    assert!(said.contains("Setting up vigil (") && said.contains("Setting up vigil-runtime ("), "{said}");
+    assert!(said.contains("the service is disabled and not started until this box is configured"), "{said}");
+
+    let version = run(&mut chroot(r, "vigil --version"));
+    assert!(version.contains(INSTALLED_ORT) && version.contains(INSTALLED_MODELS), "{version}");
+    let check = run(&mut chroot(r, "vigil check-config /etc/vigil/vigil.toml"));
+    assert!(check.contains("OK") && check.contains("0 cameras"), "{check}");
+    let owners = run(&mut chroot(
+        r,
+        "getent passwd vigil && stat -c '%a %U:%G %n' /etc/vigil /etc/vigil/vigil.toml /var/lib/vigil /var/cache/vigil",
+    ));
+    for line in [
+        "750 root:vigil /etc/vigil\n",
+        "640 root:vigil /etc/vigil/vigil.toml\n",
+        "750 vigil:vigil /var/lib/vigil\n",
+        "750 vigil:vigil /var/cache/vigil\n",
+    ] {
+        assert!(owners.contains(line), "{line:?} not in\n{owners}");
+    }
+    assert!(r.join("lib/systemd/system/vigil.service").is_file());
+    assert!(
+        !r.join("etc/systemd/system/multi-user.target.wants/vigil.service").exists(),
+        "a fresh install must not enable the unit (the config has no cameras)"
+    );
+
+    // The box in use: an edited config, a device key, evidence, an outbox.
+    let config = r.join("etc/vigil/vigil.toml");
+    let edited = std::fs::read_to_string(&config).unwrap().replace("unconfigured-site", "hosp-0427");
+    std::fs::write(&config, &edited).unwrap();
+    run(&mut chroot(r, "runuser -u vigil -- vigil keys init --config /etc/vigil/vigil.toml"));
+    let state = [
+        "var/lib/vigil/keys/device-ed25519.pem",
+        "var/lib/vigil/evidence/2026-12-06/evt-1/manifest.json",
+        "var/lib/vigil/outbox.sqlite",
+    ];
+    for file in &state[1..] {
+        std::fs::create_dir_all(r.join(file).parent().unwrap()).unwrap();
+        std::fs::write(r.join(file), format!("{file}: kept across upgrade and purge")).unwrap();
+    }
+    let hashes: Vec<String> = state.iter().map(|f| sha256(&r.join(f))).collect();
+
+    let newer = bumped(&deb(&dir, "vigil_").unwrap(), &bundle);
+    let name = newer.file_name().unwrap().to_string_lossy().into_owned();
+    let said = run(&mut offline(r, &format!("{apt} ./{name}")));
+    assert!(said.contains("Unpacking vigil (") && said.contains("over ("), "not an upgrade:\n{said}");
+    assert!(
+        !said.contains("the service is disabled and not started"),
+        "upgrade printed the first-install note:\n{said}"
+    );
+    let installed = run(&mut chroot(r, "dpkg-query -W -f '${Version}' vigil"));
+    assert!(installed.ends_with("+1"), "{installed}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), edited, "the upgrade replaced the edited config");
+    let after: Vec<String> = state.iter().map(|f| sha256(&r.join(f))).collect();
+    assert_eq!(after, hashes, "the upgrade changed state in /var/lib/vigil");
+
+    let said = run(&mut offline(r, "apt-get purge -y -q vigil"));
+    assert!(said.contains("left behind on purpose"), "{said}");
+    assert!(said.contains("/var/lib/vigil/evidence") && said.contains("retention policy"), "{said}");
+    assert!(!r.join("etc/vigil").exists(), "purge left /etc/vigil");
+    assert!(!r.join("var/cache/vigil").exists(), "purge left /var/cache/vigil");
+    let after: Vec<String> = state.iter().map(|f| sha256(&r.join(f))).collect();
+    assert_eq!(after, hashes, "purge touched /var/lib/vigil");
+}
+
+#[test]
+fn arm64_package_runs_under_qemu_with_its_own_runtime() {
+    let dir = packages("arm64");
+    let root = base_root("arm64");
+    let r = root.path();
+    // dpkg-deb -x would replace the merged-/usr symlinks (/lib → usr/lib) with directories.
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        run(Command::new("sh").arg("-c").arg(format!(
+            "dpkg-deb --fsys-tarfile '{}' | tar -C '{}' --keep-directory-symlink -xf -",
+            path.display(),
+            r.display()
+        )));
+    }
+    let qemu = |args: &[&str]| {
+        let mut command = Command::new("qemu-aarch64");
+        command.env_clear().env("PATH", "/usr/bin:/bin").env("HOME", "/nonexistent");
+        command.arg("-L").arg(r).arg(r.join("usr/bin/vigil")).args(args);
+        command
+    };
+    let version = run(&mut qemu(&["--version"]));
+    assert!(version.contains(INSTALLED_ORT) && version.contains(INSTALLED_MODELS), "{version}");
+    let check = run(&mut qemu(&["check-config", "/etc/vigil/vigil.toml"]));
+    assert!(check.contains("OK") && check.contains("0 cameras"), "{check}");
+}
