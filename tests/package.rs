@@ -148,7 +148,7 @@ fn amd64_installs_offline_from_the_bundle_upgrades_keeping_state_and_purges_keep
         "getent passwd vigil && stat -c '%a %U:%G %n' /etc/vigil /etc/vigil/vigil.toml /var/lib/vigil /var/cache/vigil",
     ));
     for line in [
-        "750 root:vigil /etc/vigil\n",
+        "770 root:vigil /etc/vigil\n",
         "640 root:vigil /etc/vigil/vigil.toml\n",
         "750 vigil:vigil /var/lib/vigil\n",
         "750 vigil:vigil /var/cache/vigil\n",
