@@ -186,7 +186,7 @@ fn check(active: &Active, text: &str) -> Result<Active, String> {
     let config = config::for_run_from_text(&active.path, text).map_err(|e| match e {
         ConfigError::Invalid { errors, .. } => refusal(&errors),
         // Syntax, unknown fields, wrong types: the TOML parser stops at the first one (as check-config).
-        ConfigError::Parse { message, .. } => format!("configuration refused: {message}"),
+        ConfigError::Parse { .. } => format!("configuration refused: {}", parse_problem(text)),
         other => format!("configuration refused: {other}"),
     })?;
     let errors = not_in_place(&active.config, &config);
@@ -194,6 +194,23 @@ fn check(active: &Active, text: &str) -> Result<Active, String> {
         return Err(refusal(&errors));
     }
     Ok(Active { path: active.path.clone(), text: text.to_owned(), config })
+}
+
+/// The TOML parser's complaint without the source line it quotes, and with credentials in quoted values
+/// masked: the line may hold a camera's password, and the answer goes over MQTT and into the log.
+fn parse_problem(text: &str) -> String {
+    let Err(e) = toml::from_str::<Config>(text) else { return "cannot be parsed".into() };
+    let message: String = e
+        .message()
+        .split('"')
+        .enumerate()
+        .map(|(i, part)| if i % 2 == 1 { crate::redact::redact_url(part) } else { part.to_owned() })
+        .collect::<Vec<_>>()
+        .join("\"");
+    match e.span() {
+        Some(span) => format!("line {}: {message}", text[..span.start.min(text.len())].matches('\n').count() + 1),
+        None => message,
+    }
 }
 
 /// `configuration refused, N errors: path: message; path: message`.
@@ -230,7 +247,9 @@ pub fn not_in_place(running: &Config, new: &Config) -> Vec<FieldError> {
         refuse("models.ort_library", "ONNX Runtime is loaded once per process: change it on the box and restart");
     }
     match (&running.mqtt, &new.mqtt) {
-        (Some(_), None) => refuse("mqtt", "cannot be removed by a command that came over MQTT: the box would be unreachable"),
+        (Some(_), None) => {
+            refuse("mqtt", "cannot be removed by a command that came over MQTT: the box would be unreachable")
+        }
         (Some(old), Some(new)) if old.platform_public_key != new.platform_public_key => refuse(
             "mqtt.platform_public_key",
             "verifies the platform's commands: changed on the box only (a wrong key would lock the platform out)",
@@ -292,17 +311,18 @@ impl Probe {
 
 /// How a trial ended.
 enum Verdict {
-    Healthy { after: Duration },
-    Unhealthy { offline: Vec<String>, mqtt_connected: Option<bool> },
+    Healthy {
+        after: Duration,
+    },
+    Unhealthy {
+        offline: Vec<String>,
+        mqtt_connected: Option<bool>,
+    },
     /// SIGTERM or SIGINT during the trial: the agent stops; the marker rolls back at the next start.
     Stopped(&'static str),
 }
 
-async fn trial(
-    probe: &Probe,
-    within: Duration,
-    signal: &mut (impl Future<Output = &'static str> + Unpin),
-) -> Verdict {
+async fn trial(probe: &Probe, within: Duration, signal: &mut (impl Future<Output = &'static str> + Unpin)) -> Verdict {
     let start = Instant::now();
     let mut healthy_since: Option<Instant> = None;
     loop {
@@ -344,17 +364,18 @@ pub async fn apply(
     signal: &mut (impl Future<Output = &'static str> + Unpin),
 ) -> anyhow::Result<Applied> {
     notifier.notify("RELOADING=1\nSTATUS=applying a new configuration (config_apply)");
-    // systemd's watchdog sees no worker while the agent restarts: pinged here, for a bounded time.
-    let pinging = ping_while_restarting(notifier.clone(), request.confirm_within + RESTART_ALLOWANCE);
+    // systemd's watchdog sees no worker while the agent restarts: pinged here, for a bounded time; the
+    // started agent's own watchdog thread takes over.
+    let pinging = ping_while_restarting(notifier.clone());
     running.stop().await?;
     let previous = std::mem::replace(active, request.new);
     let (nonce, within) = (request.nonce, request.confirm_within);
     info!(nonce = %nonce, config_sha256 = %active.sha256(), "configuration trial: starting with the new configuration");
     let started = Running::start(&active.config, notifier, Some(reconfigure(active, requests)));
+    pinging.shutdown.trigger();
     let (cameras_offline, mqtt_connected, reason, detail) = match started {
         Ok(running) => match trial(&running.probe, within, signal).await {
             Verdict::Healthy { after } => {
-                pinging.shutdown.trigger();
                 let details = ConfigAppliedDetails {
                     nonce: nonce.clone(),
                     config_sha256: active.sha256(),
@@ -371,7 +392,6 @@ pub async fn apply(
                 return Ok(Applied { running, signal: None });
             }
             Verdict::Stopped(name) => {
-                pinging.shutdown.trigger();
                 warn!(signal = name, "stopping during a configuration trial: the next start rolls it back");
                 return Ok(Applied { running, signal: Some(name) });
             }
@@ -383,7 +403,10 @@ pub async fn apply(
                 let detail = format!("not healthy within {} s: {}", within.as_secs(), wrong.join(", "));
                 warn!(nonce = %nonce, cameras_offline = %offline.join(","), mqtt_connected = ?mqtt_connected,
                     "{detail}: rolling back to the previous configuration");
-                running.stop().await?;
+                let pinging = ping_while_restarting(notifier.clone());
+                let stopped = running.stop().await;
+                pinging.shutdown.trigger();
+                stopped?;
                 (offline, mqtt_connected, "unhealthy", detail)
             }
         },
@@ -396,9 +419,10 @@ pub async fn apply(
     *active = previous;
     crate::fsio::write(&active.path, active.text.as_bytes(), file_mode(&active.path))
         .with_context(|| format!("cannot write the previous configuration back to {}", active.path.display()))?;
-    let running = Running::start(&active.config, notifier, Some(reconfigure(active, requests)))
-        .context("the previous configuration did not start again")?;
+    let pinging = ping_while_restarting(notifier.clone());
+    let running = Running::start(&active.config, notifier, Some(reconfigure(active, requests)));
     pinging.shutdown.trigger();
+    let running = running.context("the previous configuration did not start again")?;
     let details = ConfigRolledBackDetails {
         nonce: nonce.clone(),
         config_sha256: active.sha256(),
@@ -417,23 +441,22 @@ pub async fn apply(
     Ok(Applied { running, signal: None })
 }
 
-/// Stopping and starting take at most this much besides the trial itself (stop ≤ 15 s, models and
-/// cameras at start).
+/// A stop or a start takes at most this long (stop ≤ 15 s; models and cameras at start on a slow box).
 const RESTART_ALLOWANCE: Duration = Duration::from_secs(120);
 
-/// A thread that pings systemd's watchdog every half interval until its `shutdown` is set or `limit`
-/// passes (then systemd's watchdog takes over again: a restart that hangs is still caught).
+/// A thread that pings systemd's watchdog every half interval until its `shutdown` is set or
+/// [`RESTART_ALLOWANCE`] passes (then the pings stop: a restart that hangs is still caught).
 struct Pinging {
     shutdown: Shutdown,
 }
 
-fn ping_while_restarting(notifier: Arc<Notifier>, limit: Duration) -> Pinging {
+fn ping_while_restarting(notifier: Arc<Notifier>) -> Pinging {
     let shutdown = Shutdown::new();
     let Some(interval) = super::notify::watchdog_interval().filter(|_| notifier.enabled()) else {
         return Pinging { shutdown };
     };
     let stop = shutdown.clone();
-    let until = Instant::now() + limit;
+    let until = Instant::now() + RESTART_ALLOWANCE;
     let spawned = std::thread::Builder::new().name("vigil-reload-wd".into()).spawn(move || {
         while !stop.is_set() && Instant::now() < until {
             notifier.notify("WATCHDOG=1");
@@ -516,8 +539,9 @@ pub fn recover(active: &mut Active) -> anyhow::Result<Option<Details>> {
         return Ok(None);
     }
     let previous_file = previous_path(&active.path);
-    let text = crate::input::read_text_limited(&previous_file, crate::input::MAX_TEXT_BYTES)
-        .with_context(|| format!("a configuration trial was interrupted, but {} cannot be read", previous_file.display()))?;
+    let text = crate::input::read_text_limited(&previous_file, crate::input::MAX_TEXT_BYTES).with_context(|| {
+        format!("a configuration trial was interrupted, but {} cannot be read", previous_file.display())
+    })?;
     if sha256_hex(text.as_bytes()) != trial.previous_sha256 {
         anyhow::bail!(
             "a configuration trial was interrupted, but {} is not the configuration it replaced (sha256 {}): \
@@ -528,7 +552,10 @@ pub fn recover(active: &mut Active) -> anyhow::Result<Option<Details>> {
         );
     }
     let config = config::for_run_from_text(&active.path, &text).with_context(|| {
-        format!("a configuration trial was interrupted, and the previous configuration {} is no longer valid", previous_file.display())
+        format!(
+            "a configuration trial was interrupted, and the previous configuration {} is no longer valid",
+            previous_file.display()
+        )
     })?;
     crate::fsio::write(&active.path, text.as_bytes(), file_mode(&active.path))
         .with_context(|| format!("cannot write the previous configuration back to {}", active.path.display()))?;
@@ -586,6 +613,16 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&running.path).unwrap(), BASE);
     }
 
+    /// A syntax or type error names its line, never quotes the line, and masks a password in a value.
+    #[test]
+    fn parse_errors_do_not_echo_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = config(dir.path(), BASE);
+        let bad = format!("{BASE}[mqtt]\nhost = \"b\"\nport = \"rtsp://admin:hunter2@cam/live\"\n");
+        let err = check(&running, &bad).err().unwrap();
+        assert!(err.starts_with("configuration refused: line 8: ") && !err.contains("hunter2"), "{err}");
+    }
+
     /// An interrupted trial: the tried file is replaced by the previous one at start, with the event
     /// owed; already replaced, only the event; a file changed by hand is left alone.
     #[test]
@@ -612,7 +649,10 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&old.path).unwrap(), BASE, "the previous file is back");
         match owed {
             Details::ConfigRolledBack(d) => {
-                assert_eq!((d.reason, d.rejected_sha256, d.config_sha256), ("interrupted", tried.sha256(), old.sha256()))
+                assert_eq!(
+                    (d.reason, d.rejected_sha256, d.config_sha256),
+                    ("interrupted", tried.sha256(), old.sha256())
+                )
             }
             _ => panic!("not a config_rolled_back"),
         }

@@ -75,7 +75,9 @@ use sink::{Emitter, Outlet};
 pub fn run(config: Config, file: &std::path::Path) -> anyhow::Result<()> {
     let text = crate::input::read_text_limited(file, crate::input::MAX_TEXT_BYTES)
         .with_context(|| format!("cannot read {} again", file.display()))?;
-    let active = config_apply::Active { path: file.to_owned(), text, config };
+    // Absolute: `config_apply` writes it (and `<config>.previous` beside it) whatever the directory then.
+    let path = std::path::absolute(file).unwrap_or_else(|_| file.to_owned());
+    let active = config_apply::Active { path, text, config };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("vigil-rt")
@@ -98,12 +100,10 @@ async fn run_async(mut active: config_apply::Active) -> anyhow::Result<()> {
     // A configuration trial the agent did not see through is rolled back before anything starts.
     let owed = config_apply::recover(&mut active)?;
     let (requests, mut applies) = tokio::sync::mpsc::unbounded_channel();
-    let mut running =
-        Running::start(&active.config, &notifier, Some(config_apply::reconfigure(&active, &requests)))?;
+    let mut running = Running::start(&active.config, &notifier, Some(config_apply::reconfigure(&active, &requests)))?;
     if let Some(owed) = owed {
         config_apply::finish_recovery(&running, &active, owed);
     }
-    let mut stopped_by = None;
     loop {
         let config = &active.config;
         info!(site = %config.site.id, device = %config.site.device_id, cameras = config.cameras.len(), "vigil started");
@@ -112,10 +112,6 @@ async fn run_async(mut active: config_apply::Active) -> anyhow::Result<()> {
             None => "no MQTT (events kept in the outbox)".to_owned(),
         };
         notifier.notify(&format!("READY=1\nSTATUS=running: {} cameras, {delivery}", config.cameras.len()));
-        if let Some(name) = stopped_by {
-            info!(signal = name, "shutting down");
-            break;
-        }
         tokio::select! {
             name = &mut signal => {
                 info!(signal = name, "shutting down");
@@ -125,7 +121,10 @@ async fn run_async(mut active: config_apply::Active) -> anyhow::Result<()> {
                 let applied =
                     config_apply::apply(running, &mut active, apply, &notifier, &requests, &mut signal).await?;
                 running = applied.running;
-                stopped_by = applied.signal;
+                if let Some(name) = applied.signal {
+                    info!(signal = name, "shutting down");
+                    break;
+                }
             }
         }
     }
