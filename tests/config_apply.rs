@@ -3,7 +3,8 @@
 //! every one of them and changes nothing; a valid one (a second camera) is applied in process, tried and
 //! kept (`config_applied`, the second camera online, `<config>.previous` kept); one that kills the
 //! camera (its file does not exist) is rolled back by the agent itself after its short trial
-//! (`config_rolled_back` naming the camera, the file restored, the cameras online again).
+//! (`config_rolled_back` naming the camera, the file restored, the cameras online again); an agent killed
+//! during a trial rolls it back when it starts again.
 
 mod common;
 
@@ -183,4 +184,25 @@ fn broken_refused_valid_applied_dead_cameras_rolled_back() {
 
     let log = agent.stop();
     assert!(log.contains("configuration applied") && log.contains("configuration rolled back"), "{log}");
+
+    // (d) Killed (SIGKILL) during a trial: the next start writes the previous file back before anything
+    // starts and says so.
+    let agent = Agent::start(&file, dir.join("agent-2.log"));
+    assert!(up(&["window-1", "window-2"], 90), "not online after a restart: {}", agent.log_text());
+    let result = command(&platform_side, &platform, "config_apply", json!({"config": dead, "confirm_within_s": 60}));
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), dead, "the tried file is in place during its trial");
+    drop(agent);
+    let agent = Agent::start(&file, dir.join("agent-3.log"));
+    let nonce = result["nonce"].as_str().unwrap();
+    let rolled = event(&platform_side, "config_rolled_back", nonce, Duration::from_secs(90))
+        .unwrap_or_else(|| panic!("no config_rolled_back after the restart:\n{}", agent.log_text()));
+    assert_eq!(
+        (&rolled["details"]["reason"], &rolled["details"]["mqtt_connected"]),
+        (&json!("interrupted"), &Value::Null)
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), second, "the previous file is back");
+    assert!(up(&["window-1", "window-2"], 60), "not online after the rollback at start: {:?}", online(http_port));
+    assert!(!dir.join("state/config-trial.json").exists());
+    agent.stop();
 }
