@@ -140,6 +140,7 @@ fn broken_refused_valid_applied_dead_cameras_rolled_back() {
     let nonce = result["nonce"].as_str().unwrap();
     let applied = event(&platform_side, "config_applied", nonce, Duration::from_secs(90))
         .unwrap_or_else(|| panic!("no config_applied:\n{}", agent.log_text()));
+    eprintln!("config_applied: {applied}");
     let details = &applied["details"];
     assert_eq!(details["cameras"], json!(["window-1", "window-2"]), "{applied}");
     assert_eq!(
@@ -166,6 +167,7 @@ fn broken_refused_valid_applied_dead_cameras_rolled_back() {
     let nonce = result["nonce"].as_str().unwrap();
     let rolled = event(&platform_side, "config_rolled_back", nonce, Duration::from_secs(90))
         .unwrap_or_else(|| panic!("no config_rolled_back:\n{}", agent.log_text()));
+    eprintln!("config_rolled_back: {rolled}");
     let details = &rolled["details"];
     assert_eq!(
         (&details["reason"], &details["cameras_offline"]),
