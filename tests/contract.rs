@@ -574,7 +574,54 @@ fn built_events() -> BTreeMap<&'static str, Value> {
     }
     assert_eq!(from_record, documented, "epoch_record and epoch_payload build the same event");
     built.insert("evidence_epoch", events::to_json(&documented_evidence_epoch()));
+    for (kind, payload) in documented_config_events() {
+        let record = events::config_record("vigil/v1/h/d", SITE, DEVICE, payload.details.clone());
+        assert_eq!(record.topic, format!("vigil/v1/h/d/events/{kind}"));
+        let mut from_record: Value = serde_json::from_slice(&record.payload).unwrap();
+        let mut documented = events::to_json(&payload);
+        for v in [&mut from_record, &mut documented] {
+            let o = v.as_object_mut().unwrap();
+            o.remove("event_id");
+            o.remove("at");
+        }
+        assert_eq!(from_record, documented, "config_record and config_payload build the same {kind}");
+        built.insert(kind, events::to_json(&payload));
+    }
     built
+}
+
+const NEW_CONFIG: &str = "9d4c1f0e7b2a5c8d3e6f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d";
+const OLD_CONFIG: &str = "2b7e9a4c1d0f8e3a6b5c4d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a";
+
+/// `config_applied` and `config_rolled_back` with the facts of the doc's examples.
+fn documented_config_events() -> Vec<(&'static str, EventPayload)> {
+    let applied = events::Details::ConfigApplied(events::ConfigAppliedDetails {
+        nonce: "5b0e2c9a7d4f4e1a9c3b8d6e2f1a0b9c".into(),
+        config_sha256: NEW_CONFIG.into(),
+        previous_sha256: OLD_CONFIG.into(),
+        cameras: vec!["window-1".into(), "window-2".into()],
+        trial_secs: events::real(7.5123),
+    });
+    let rolled_back = events::Details::ConfigRolledBack(events::ConfigRolledBackDetails {
+        nonce: "c41d7e2a9b0f4a6e8d3c5b1a7f9e2d0c".into(),
+        config_sha256: NEW_CONFIG.into(),
+        rejected_sha256: "e0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f".into(),
+        reason: "unhealthy",
+        cameras_offline: vec!["window-1".into()],
+        mqtt_connected: Some(true),
+        detail: "not healthy within 30 s: camera window-1 offline".into(),
+    });
+    let mut out = Vec::new();
+    for (kind, details, id, at) in [
+        ("config_applied", applied, "0195a2b8-6f31-7c4e-8a1d-3b5c7e9f0a12", "2025-03-14T11:20:41.318Z"),
+        ("config_rolled_back", rolled_back, "0195a2c2-0d4e-7b3a-9f5c-1e2d3c4b5a69", "2025-03-14T11:31:09.870Z"),
+    ] {
+        let mut payload = events::config_payload(SITE, DEVICE, details, t(at));
+        assert_eq!(payload.kind.as_str(), kind);
+        payload.event_id = id.into();
+        out.push((kind, payload));
+    }
+    out
 }
 
 fn documented_evidence_epoch_details() -> EvidenceEpochDetails {
@@ -780,14 +827,27 @@ fn more_events() -> Vec<(String, Value)> {
             DecisionKind::BedsideCheckRejected(check)
         }),
     ];
-    decisions
+    let mut out: Vec<(String, Value)> = decisions
         .into_iter()
         .map(|mut d| {
             d.evidence = d.needs_evidence();
             let record = events::decision_record("b", SITE, DEVICE, &d);
             (format!("events/{}.schema.json", d.name()), serde_json::from_slice(&record.payload).unwrap())
         })
-        .collect()
+        .collect();
+    // A trial interrupted by a restart: no camera list, MQTT state unknown.
+    let interrupted = events::Details::ConfigRolledBack(events::ConfigRolledBackDetails {
+        nonce: "c41d7e2a9b0f4a6e8d3c5b1a7f9e2d0c".into(),
+        config_sha256: NEW_CONFIG.into(),
+        rejected_sha256: OLD_CONFIG.into(),
+        reason: "interrupted",
+        cameras_offline: vec![],
+        mqtt_connected: None,
+        detail: "the agent stopped during the trial".into(),
+    });
+    let record = events::config_record("b", SITE, DEVICE, interrupted);
+    out.push(("events/config_rolled_back.schema.json".into(), serde_json::from_slice(&record.payload).unwrap()));
+    out
 }
 
 /// What the code signs for each command, in both forms, with the doc's roster as the roster's args.
@@ -809,6 +869,10 @@ fn built_commands() -> Vec<(String, String, Value)> {
         ("rollcall", json!({})),
         ("phone_add", json!({"ward": "ward-3", "name": "Li Na", "physician": "dr-0412"})),
         ("phone_revoke", json!({"phone": "ph-k7m2q9x4ta", "reason": "lost on the ward"})),
+        (
+            "config_apply",
+            json!({"config": "[site]\nid = \"hosp-0427\"\ndevice_id = \"edge-ward3\"\n", "confirm_within_s": 90}),
+        ),
     ]
     .into_iter()
     .collect();
@@ -892,6 +956,15 @@ fn built_results() -> Vec<(&'static str, Value)> {
         (
             "phone_revoke",
             events::to_json(&results::PhoneRevoked::new("ph-k7m2q9x4ta", t("2025-03-14T09:41:12.507Z"), false)),
+        ),
+        (
+            "config_apply",
+            events::to_json(&results::ConfigAccepted {
+                accepted: true,
+                config_sha256: NEW_CONFIG.into(),
+                previous_sha256: OLD_CONFIG.into(),
+                confirm_within_s: 90,
+            }),
         ),
     ]
 }

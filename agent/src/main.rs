@@ -122,11 +122,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// INFO, except the c2pa crate's, which logs each phase of every manifest it signs at INFO (a dozen lines
+/// per evidence bundle in the journal); its warnings and errors still show.
+const DEFAULT_LOG_FILTER: &str = "info,c2pa=warn";
+
 fn init_logging(format: LogFormat, level: Option<&str>) {
     use tracing_subscriber::EnvFilter;
     let filter = match level {
         Some(level) => EnvFilter::new(level),
-        None => EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        None => EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER)),
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);

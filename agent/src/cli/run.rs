@@ -15,7 +15,7 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> CliResult {
     let config = config::load_for_run(&args.config).map_err(|e| CliError::Usage(e.to_string()))?;
-    runtime::run(config).map_err(|e| {
+    runtime::run(config, &args.config).map_err(|e| {
         tracing::error!("{e:#}");
         CliError::Failed(format!("vigil: {e:#}"))
     })

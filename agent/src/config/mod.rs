@@ -52,7 +52,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             source: std::io::Error::other(format!("larger than {limit} bytes: not a configuration file")),
         },
     })?;
-    let mut config = parse(path, &text)?;
+    from_text(path, &text)
+}
+
+/// [`load`] of text that is not (yet) in the file: parsed and validated as if it were `path`'s content,
+/// relative paths resolved against `path`'s directory (`config_apply` checks a new file this way before
+/// writing it).
+pub fn from_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let mut config = parse(path, text)?;
     for warning in config.warnings() {
         tracing::warn!(file = %path.display(), "{warning}");
     }
@@ -69,7 +76,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// [`load`], then [`check_files`]: what `vigil check-config` and `vigil run` accept, so that a file
 /// check-config calls OK does not fail at start-up for a missing key or a state directory that is a file.
 pub fn load_for_run(path: &Path) -> Result<Config, ConfigError> {
-    let config = load(path)?;
+    with_files_checked(path, load(path)?)
+}
+
+/// [`from_text`], then [`check_files`]: what [`load_for_run`] would accept were `text` in `path`.
+pub fn for_run_from_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    with_files_checked(path, from_text(path, text)?)
+}
+
+fn with_files_checked(path: &Path, config: Config) -> Result<Config, ConfigError> {
     let errors = check_files(&config);
     if !errors.is_empty() {
         return Err(ConfigError::Invalid { path: path.to_owned(), errors });

@@ -342,8 +342,8 @@ pub fn sign_jws(
 
 /// Every command the box answers: `…/cmd/{name}` and `…/cmd-result/{name}` (docs/mqtt-api.md,
 /// docs/contract/asyncapi.json). [`Registry::register`] takes only these names.
-pub const COMMANDS: [&str; 8] =
-    ["ping", "settlement", "enroll", "unenroll", "roster", "rollcall", "phone_add", "phone_revoke"];
+pub const COMMANDS: [&str; 9] =
+    ["ping", "settlement", "enroll", "unenroll", "roster", "rollcall", "phone_add", "phone_revoke", "config_apply"];
 
 pub type Handler = Box<dyn Fn(&Command) -> Result<Value, String> + Send + Sync>;
 

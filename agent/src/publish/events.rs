@@ -70,10 +70,12 @@ pub enum EventKind {
     BedsideCheckVerified,
     BedsideCheckRejected,
     PhysicianCheckin,
+    ConfigApplied,
+    ConfigRolledBack,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 25] = [
+    pub const ALL: [EventKind; 27] = [
         EventKind::CameraOffline,
         EventKind::CameraOnline,
         EventKind::CameraTamper,
@@ -99,6 +101,8 @@ impl EventKind {
         EventKind::BedsideCheckVerified,
         EventKind::BedsideCheckRejected,
         EventKind::PhysicianCheckin,
+        EventKind::ConfigApplied,
+        EventKind::ConfigRolledBack,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -128,6 +132,8 @@ impl EventKind {
             EventKind::BedsideCheckVerified => "bedside_check_verified",
             EventKind::BedsideCheckRejected => "bedside_check_rejected",
             EventKind::PhysicianCheckin => "physician_checkin",
+            EventKind::ConfigApplied => "config_applied",
+            EventKind::ConfigRolledBack => "config_rolled_back",
         }
     }
 
@@ -217,6 +223,8 @@ pub enum Details {
     /// `bedside_check_verified` and `bedside_check_rejected` share one shape; `failed` says which.
     BedsideCheck(BedsideCheckDetails),
     PhysicianCheckin(PhysicianCheckinDetails),
+    ConfigApplied(ConfigAppliedDetails),
+    ConfigRolledBack(ConfigRolledBackDetails),
 }
 
 /// `camera_online`: `{}`.
@@ -264,6 +272,41 @@ pub struct EvidenceEpochDetails {
     /// The last head written before the store was found empty.
     pub previous_head: ChainHead,
     pub reason: String,
+}
+
+/// `config_applied`: a configuration sent by `config_apply` is in force, every camera online (and MQTT
+/// connected) within the trial. Digests only: a configuration may hold camera passwords.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigAppliedDetails {
+    /// The `config_apply` command's nonce.
+    pub nonce: String,
+    /// SHA-256 (hex) of the file now in force.
+    pub config_sha256: String,
+    /// SHA-256 of the file it replaced (kept as `<config>.previous`).
+    pub previous_sha256: String,
+    /// The cameras of the new configuration, all online.
+    pub cameras: Vec<String>,
+    /// Seconds from the restart with the new configuration to the healthy check.
+    pub trial_secs: f64,
+}
+
+/// `config_rolled_back`: the configuration sent by `config_apply` was not healthy within its trial (or
+/// did not start, or the agent stopped during the trial); the previous file is back in force.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigRolledBackDetails {
+    pub nonce: String,
+    /// SHA-256 of the file in force again (the previous one).
+    pub config_sha256: String,
+    /// SHA-256 of the file that was tried and given up.
+    pub rejected_sha256: String,
+    /// `unhealthy`, `start_failed` or `interrupted`.
+    pub reason: &'static str,
+    /// Cameras of the tried configuration that were not online at the deadline (empty unless unhealthy).
+    pub cameras_offline: Vec<String>,
+    /// Whether the publisher was connected at the deadline; `null` without `[mqtt]` or unless unhealthy.
+    pub mqtt_connected: Option<bool>,
+    /// What happened, for a person.
+    pub detail: String,
 }
 
 /// The retained `…/evidence/head` message: the chain's head, republished after every new entry and on
@@ -888,6 +931,37 @@ pub fn epoch_payload(site: &str, device: &str, details: EvidenceEpochDetails, at
         camera: None,
         at: time(at),
         details: Details::EvidenceEpoch(details),
+        evidence: None,
+    }
+}
+
+/// The payload of a box event about its configuration (`config_applied`, `config_rolled_back`).
+pub fn config_payload(site: &str, device: &str, details: Details, at: SystemTime) -> EventPayload {
+    let kind = match details {
+        Details::ConfigRolledBack(_) => EventKind::ConfigRolledBack,
+        _ => EventKind::ConfigApplied,
+    };
+    EventPayload {
+        schema: SCHEMA,
+        event_id: uuid::Uuid::now_v7().to_string(),
+        kind,
+        site: site.to_owned(),
+        device: device.to_owned(),
+        camera: None,
+        at: time(at),
+        details,
+        evidence: None,
+    }
+}
+
+/// The outbox record of a [`config_payload`].
+pub fn config_record(base: &str, site: &str, device: &str, details: Details) -> NewRecord {
+    let payload = config_payload(site, device, details, SystemTime::now());
+    NewRecord {
+        event_id: payload.event_id.clone(),
+        topic: format!("{base}/events/{}", payload.kind.as_str()),
+        payload: serde_json::to_vec(&to_json(&payload)).unwrap_or_default(),
+        camera: None,
         evidence: None,
     }
 }

@@ -245,3 +245,16 @@ impl PhoneRevoked {
         PhoneRevoked { phone: phone.to_owned(), revoked_at: time(revoked_at), already_revoked }
     }
 }
+
+/// `config_apply`: the new configuration is valid and written; the agent restarts with it and tries it
+/// until `trial_until`, then says `config_applied` or `config_rolled_back` (events).
+#[derive(Debug, Serialize)]
+pub struct ConfigAccepted {
+    pub accepted: bool,
+    /// SHA-256 (hex) of the new file.
+    pub config_sha256: String,
+    /// SHA-256 of the file it replaces, kept as `<config>.previous`.
+    pub previous_sha256: String,
+    /// The trial's length, seconds (`confirm_within_s`, bounded).
+    pub confirm_within_s: u64,
+}

@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime};
 
 pub mod camera;
 pub mod checkins;
+mod config_apply;
 mod evidence;
 pub mod handlers;
 pub mod http;
@@ -69,33 +70,64 @@ use presence::{OccupancyHistory, Presence, PresenceCamera};
 pub use shutdown::Shutdown;
 use sink::{Emitter, Outlet};
 
-/// Runs the agent with a validated configuration until SIGINT or SIGTERM.
-pub fn run(config: Config) -> anyhow::Result<()> {
+/// Runs the agent with a validated configuration, read from `file` (which `config_apply` replaces),
+/// until SIGINT or SIGTERM.
+pub fn run(config: Config, file: &std::path::Path) -> anyhow::Result<()> {
+    let text = crate::input::read_text_limited(file, crate::input::MAX_TEXT_BYTES)
+        .with_context(|| format!("cannot read {} again", file.display()))?;
+    // Absolute: `config_apply` writes it (and `<config>.previous` beside it) whatever the directory then.
+    let path = std::path::absolute(file).unwrap_or_else(|_| file.to_owned());
+    let active = config_apply::Active { path, text, config };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("vigil-rt")
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(run_async(config))
+    rt.block_on(run_async(active))
 }
 
-/// The composition root: opens the state, wires the stages, waits for the signal, stops in order.
-async fn run_async(config: Config) -> anyhow::Result<()> {
+/// The composition root: opens the state, wires the stages, waits for the signal, stops in order; in
+/// between, restarts in process with each configuration `config_apply` hands over.
+async fn run_async(mut active: config_apply::Active) -> anyhow::Result<()> {
     // Listen before anything else, so a signal during start-up is a clean shutdown, not a kill.
-    let signal = shutdown_signal()?;
+    let mut signal = std::pin::pin!(shutdown_signal()?);
     let notifier = Arc::new(notify::Notifier::from_env());
     notifier.status("starting");
-    // One agent per data directory, before anything in it is opened; held until this function returns.
-    let lock = DataDirLock::acquire(&config.storage.data_dir)?;
+    // One agent per data directory, before anything in it is opened; held until this function returns,
+    // across the restarts of `config_apply`.
+    let lock = DataDirLock::acquire(&active.config.storage.data_dir)?;
     info!(path = %lock.path().display(), pid = std::process::id(), "data directory locked");
-    let running = Running::start(&config, &notifier)?;
-    info!(site = %config.site.id, device = %config.site.device_id, cameras = config.cameras.len(), "vigil started");
-    let delivery = match &config.mqtt {
-        Some(mqtt) => format!("MQTT to {}", redact_url(&mqtt.host)),
-        None => "no MQTT (events kept in the outbox)".to_owned(),
-    };
-    notifier.notify(&format!("READY=1\nSTATUS=running: {} cameras, {delivery}", config.cameras.len()));
-    info!(signal = signal.await, "shutting down");
+    // A configuration trial the agent did not see through is rolled back before anything starts.
+    let owed = config_apply::recover(&mut active)?;
+    let (requests, mut applies) = tokio::sync::mpsc::unbounded_channel();
+    let mut running = Running::start(&active.config, &notifier, Some(config_apply::reconfigure(&active, &requests)))?;
+    if let Some(owed) = owed {
+        config_apply::finish_recovery(&running, &active, owed);
+    }
+    loop {
+        let config = &active.config;
+        info!(site = %config.site.id, device = %config.site.device_id, cameras = config.cameras.len(), "vigil started");
+        let delivery = match &config.mqtt {
+            Some(mqtt) => format!("MQTT to {}", redact_url(&mqtt.host)),
+            None => "no MQTT (events kept in the outbox)".to_owned(),
+        };
+        notifier.notify(&format!("READY=1\nSTATUS=running: {} cameras, {delivery}", config.cameras.len()));
+        tokio::select! {
+            name = &mut signal => {
+                info!(signal = name, "shutting down");
+                break;
+            }
+            Some(apply) = applies.recv() => {
+                let applied =
+                    config_apply::apply(running, &mut active, apply, &notifier, &requests, &mut signal).await?;
+                running = applied.running;
+                if let Some(name) = applied.signal {
+                    info!(signal = name, "shutting down");
+                    break;
+                }
+            }
+        }
+    }
     notifier.notify("STOPPING=1\nSTATUS=stopping");
     running.stop().await?;
     info!("stopped cleanly");
@@ -116,19 +148,43 @@ struct Running {
     acks: JoinHandle<()>,
     /// Phase 1: the HTTPS server (when `[http]` is set) stops taking requests; those in flight finish.
     http: Option<crate::http::Server>,
+    /// What a `config_apply` trial watches: the cameras' and the publisher's counters.
+    probe: config_apply::Probe,
+    /// Events of the agent itself (`config_applied`, `config_rolled_back`) go out through it.
+    emitter: Emitter,
 }
 
 impl Running {
     /// Starts every worker; with systemd's watchdog on, also the thread that pings it while they all
-    /// make progress.
-    fn start(config: &Config, notifier: &Arc<notify::Notifier>) -> anyhow::Result<Running> {
+    /// make progress. With `reconfigure`, `config_apply` is among the commands. A start that fails
+    /// half-way stops what it had started (all phases at once), so that a restart can follow in the
+    /// same process.
+    fn start(
+        config: &Config,
+        notifier: &Arc<notify::Notifier>,
+        reconfigure: Option<config_apply::Reconfigure>,
+    ) -> anyhow::Result<Running> {
+        let shutdown = Shutdown::new();
+        let started = Running::start_with(config, notifier, reconfigure, &shutdown);
+        if started.is_err() {
+            shutdown.stop_delivery();
+        }
+        started
+    }
+
+    fn start_with(
+        config: &Config,
+        notifier: &Arc<notify::Notifier>,
+        reconfigure: Option<config_apply::Reconfigure>,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<Running> {
+        let shutdown = shutdown.clone();
         let mut models = load_models(config)?;
         let state = State::open(config)?;
         pipeline::init()?;
         let mut store = open_store(config, &models)?;
         // Says now, at WARN, when evidence times would rest on an unsynchronised clock.
         crate::clock_sync::observe();
-        let shutdown = Shutdown::new();
         let (decisions_tx, decisions_rx) = mpsc::channel::<Decision>();
         let (evidence_tx, evidence_rx) = mpsc::channel::<EvidenceRequest>();
         let pending = Arc::new(Pending::new(&config.storage.data_dir.join("evidence-pending")));
@@ -147,7 +203,11 @@ impl Running {
             config.faces.quality(),
         )?;
         let phones = http::open_registry(config)?;
-        let registry = Arc::new(command_registry(config, &state, watches, enrolment, &presence, &phones));
+        let mut registry = command_registry(config, &state, watches, enrolment, &presence, &phones);
+        if let Some(reconfigure) = reconfigure {
+            registry.register("config_apply", config_apply::handler(reconfigure));
+        }
+        let registry = Arc::new(registry);
         let outbox = open_outbox(config)?;
         let wake = Arc::new(tokio::sync::Notify::new());
         let base = events::base_topic(
@@ -156,6 +216,7 @@ impl Running {
             &config.site.device_id,
         );
         let emitter = Emitter::new(outbox.clone(), wake.clone(), &base, &config.site.id, &config.site.device_id);
+        let own_events = emitter.clone();
         announce_epoch(&store, &emitter);
         // The chain's head, retained on MQTT: now, and after every entry appended.
         let head_now = |head: &crate::evidence::head::Head| {
@@ -197,6 +258,10 @@ impl Running {
             watched.extend(started.watched);
             cameras.push(started.metrics);
         }
+        let probe = config_apply::Probe {
+            cameras: cameras.clone(),
+            mqtt: config.mqtt.as_ref().map(|_| publisher_counters.clone()),
+        };
         // Every camera is started: what `/metrics` and `/readyz` read.
         let metrics = metrics::Metrics::new(cameras, outbox.clone(), publisher_counters, &emitter.counted);
         // Ward phones' check-ins, when phones are served: the checkers' face sessions are opened now,
@@ -244,12 +309,12 @@ impl Running {
             Some(checkins) => http::start(config, phones, checkins, Arc::new(metrics))?,
             None => None,
         };
-        Ok(Running { shutdown, producers, consumers, publisher, acks, http })
+        Ok(Running { shutdown, producers, consumers, publisher, acks, http, probe, emitter: own_events })
     }
 
     /// Stops the phases in order within [`SHUTDOWN_GRACE`], then gives the publisher up to 5 s more.
     async fn stop(self) -> anyhow::Result<()> {
-        let Running { shutdown, producers, consumers, publisher, acks, http } = self;
+        let Running { shutdown, producers, consumers, publisher, acks, http, probe: _, emitter: _ } = self;
         shutdown.trigger();
         let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
         // The server stops with the producers, before the decision task drains: uploads being checked
