@@ -8,8 +8,9 @@
 //! where vigil-runtime put them; an upgrade to a newer vigil keeps an edited config and the state;
 //! purge deletes /etc/vigil and the cache, keeps /var/lib/vigil and says what it left.
 //!
-//! arm64: no binfmt_misc here, so no chroot: the packages and their closure are unpacked into an arm64
-//! minbase root, and `qemu-aarch64 -L ROOT` runs the packaged binary with the aarch64 ONNX Runtime.
+//! arm64: no binfmt_misc here, so dpkg cannot run arm64 maintainer scripts: the packages and their
+//! closure are unpacked into an arm64 minbase root, and qemu-user-static, started explicitly inside a
+//! chroot of it, runs the packaged binary with the aarch64 ONNX Runtime.
 //!
 //! Needs root (chroot, unshare) and, on a cold cache, Debian's mirror (the base root, the closure).
 
@@ -218,10 +219,22 @@ fn arm64_package_runs_under_qemu_with_its_own_runtime() {
             r.display()
         )));
     }
+    // qemu-user-static inside the root, started explicitly (no binfmt_misc needed): every path the arm64
+    // binary opens or stats is the root's. (`qemu-aarch64 -L ROOT` is not enough: it maps open() into
+    // ROOT but not statx(), so the agent would not see /usr/lib/vigil.) /proc and /sys in a private
+    // mount namespace: ONNX Runtime reads the CPU's description there.
+    std::fs::copy("/usr/bin/qemu-aarch64-static", r.join("usr/bin/qemu-aarch64-static"))
+        .expect("/usr/bin/qemu-aarch64-static: run scripts/setup (qemu-user-static)");
     let qemu = |args: &[&str]| {
-        let mut command = Command::new("qemu-aarch64");
-        command.env_clear().env("PATH", "/usr/bin:/bin").env("HOME", "/nonexistent");
-        command.arg("-L").arg(r).arg(r.join("usr/bin/vigil")).args(args);
+        let script = format!(
+            "mount -t proc proc '{root}/proc' && mount --bind /sys '{root}/sys' && \
+             exec chroot '{root}' /usr/bin/qemu-aarch64-static /usr/bin/vigil {args}",
+            root = r.display(),
+            args = args.join(" ")
+        );
+        let mut command = Command::new("unshare");
+        command.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").env("HOME", "/root");
+        command.args(["--mount", "--fork", "sh", "-c", &script]);
         command
     };
     let version = run(&mut qemu(&["--version"]));
