@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 pub use crate::redact::redact_url;
 pub use check::check_files;
 pub use raw::{
-    Camera, Config, Dialysis, Evidence, Faces, Geofence, HttpSettings, Models, Mqtt, MqttTls, OutboxSettings, Persons,
+    Camera, Config, Dialysis, Evidence, Faces, Geofence, HttpSettings, MetricsSettings, Models, Mqtt, MqttTls, OutboxSettings, Persons,
     PhoneSettings, Physicians, Presence, Retention, Role, Rollcalls, RosterSettings, Settlement, Site, Storage, Tamper,
     Transport, Ward,
 };
@@ -92,6 +92,16 @@ impl Config {
     /// `[http]` when the agent serves it (absent, or an older version's ignored section: None).
     pub fn http(&self) -> Option<&HttpSettings> {
         self.http.as_ref().filter(|http| http.old_section().is_none())
+    }
+
+    /// The metrics listener to start, and whether the file asked for it: `[metrics]` as written
+    /// (None when `enabled = false`), else the default on loopback when `[http]` is off (with `[http]`
+    /// the metrics are on the HTTPS server).
+    pub fn metrics_listener(&self) -> Option<(MetricsSettings, bool)> {
+        match &self.metrics {
+            Some(metrics) => metrics.enabled.then(|| (metrics.clone(), true)),
+            None => self.http().is_none().then(|| (MetricsSettings::default(), false)),
+        }
     }
 
     fn resolve_paths(&mut self, base: &Path) {

@@ -173,6 +173,11 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
             errors.add(format!("http.{field}"), message);
         }
     }
+    if let Some(metrics) = &config.metrics {
+        for (field, message) in metrics.problems() {
+            errors.add(format!("metrics.{field}"), message);
+        }
+    }
     for (field, message) in config.phones.problems() {
         errors.add(format!("phones.{field}"), message);
     }

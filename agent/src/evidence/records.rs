@@ -370,6 +370,7 @@ impl Store {
             let bundle = self.index.get_mut(sequence).expect("indexed");
             bundle.pruned.extend(files.iter().cloned());
             remove_files(&bundle.dir, files.iter())?;
+            self.counters.bundles_pruned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(removing.len())
     }
