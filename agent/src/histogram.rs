@@ -42,7 +42,11 @@ impl Histogram {
     /// Bounds must increase (checked in debug builds: they are constants).
     pub fn new(bounds: &'static [f64]) -> Histogram {
         debug_assert!(bounds.windows(2).all(|w| w[0] < w[1]), "bounds must increase: {bounds:?}");
-        Histogram { bounds, counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(), sum_nanos: AtomicU64::new(0) }
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
+        }
     }
 
     pub fn observe(&self, d: Duration) {

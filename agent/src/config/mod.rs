@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 pub use crate::redact::redact_url;
 pub use check::check_files;
 pub use raw::{
-    Camera, Config, Dialysis, Evidence, Faces, Geofence, HttpSettings, MetricsSettings, Models, Mqtt, MqttTls, OutboxSettings, Persons,
-    PhoneSettings, Physicians, Presence, Retention, Role, Rollcalls, RosterSettings, Settlement, Site, Storage, Tamper,
-    Transport, Ward,
+    Camera, Config, Dialysis, Evidence, Faces, Geofence, HttpSettings, MetricsSettings, Models, Mqtt, MqttTls,
+    OutboxSettings, Persons, PhoneSettings, Physicians, Presence, Retention, Role, Rollcalls, RosterSettings,
+    Settlement, Site, Storage, Tamper, Transport, Ward,
 };
 pub use size::ByteSize;
 pub use validate::{FieldError, TEST_PATTERNS, validate};

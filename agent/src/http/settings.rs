@@ -191,8 +191,10 @@ impl MetricsSettings {
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
         match self.listen_addr() {
-            None => problems
-                .push(("listen", format!("must be an address and port like \"127.0.0.1:9464\", got {:?}", self.listen))),
+            None => problems.push((
+                "listen",
+                format!("must be an address and port like \"127.0.0.1:9464\", got {:?}", self.listen),
+            )),
             Some(addr) if !addr.ip().is_loopback() && !self.insecure_plain_http => problems.push((
                 "listen",
                 format!(

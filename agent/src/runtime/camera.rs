@@ -26,13 +26,13 @@ use crate::evidence::store::Detection;
 use crate::gallery::PersonKind;
 use crate::gallery::search::SearchIndex;
 use crate::gallery::settlements::SettlementLog;
+use crate::histogram::Histogram;
 use crate::publish::events;
 use crate::source::Frame;
 use crate::source::bounded::join_within;
 use crate::source::camera::{CameraCounters, CameraWorker, Supervision};
 use crate::source::pipeline;
 use crate::source::slot::FrameSlot;
-use crate::histogram::Histogram;
 use crate::source::tamper::{TamperChange, TamperDetector, TamperKind};
 
 use super::metrics::{CameraSource, Watched};

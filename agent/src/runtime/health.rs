@@ -56,7 +56,11 @@ struct Essentials {
 impl Essentials {
     fn of(sources: &Sources) -> Essentials {
         Essentials {
-            cameras: sources.cameras.iter().map(|c| (c.online(), c.analysis.tampered.load(Ordering::Relaxed))).collect(),
+            cameras: sources
+                .cameras
+                .iter()
+                .map(|c| (c.online(), c.analysis.tampered.load(Ordering::Relaxed)))
+                .collect(),
             ready: sources.not_ready().is_empty(),
             backlog: sources.outbox().map(|o| o.undelivered >= BACKLOG_RECORDS),
             connections: sources.mqtt.connections.load(Ordering::Relaxed),
@@ -147,8 +151,11 @@ pub fn start(
             let due = sent.as_ref().is_none_or(|(was, at)| *was != essentials || at.elapsed() >= SEND_EVERY);
             if due {
                 let health = reporter.build(&sources, SystemTime::now());
-                tracing::debug!(ready = health.ready, cameras_online = health.cameras.iter().filter(|c| c.online).count(),
-                    "health message built");
+                tracing::debug!(
+                    ready = health.ready,
+                    cameras_online = health.cameras.iter().filter(|c| c.online).count(),
+                    "health message built"
+                );
                 tx.send_replace(Some(health));
                 sent = Some((essentials, Instant::now()));
             }
@@ -198,7 +205,10 @@ mod tests {
         let (sources, camera) = sources(dir.path());
         let mut reporter = Reporter::new("hosp-0427", "edge-ward3");
         let first = reporter.build(&sources, SystemTime::now());
-        assert_eq!((first.schema, first.site.as_str(), first.device.as_str()), (HEALTH_SCHEMA, "hosp-0427", "edge-ward3"));
+        assert_eq!(
+            (first.schema, first.site.as_str(), first.device.as_str()),
+            (HEALTH_SCHEMA, "hosp-0427", "edge-ward3")
+        );
         assert!(first.ready && first.not_ready.is_empty());
         let cam = &first.cameras[0];
         assert_eq!((cam.id.as_str(), cam.online, cam.fps, cam.restarts), ("ward3-bed1", false, 0.0, 0));

@@ -417,7 +417,12 @@ impl Collector for Collect {
             .encode_histogram::<NoLabelSet>(acks.sum, acks.count, &acks.buckets, None)?;
         let evidence = &sources.evidence;
         let help = "Evidence bundles written (camera events and check-ins)";
-        counter(&mut encoder, "vigil_evidence_bundles_written", help, evidence.bundles_written.load(Ordering::Relaxed))?;
+        counter(
+            &mut encoder,
+            "vigil_evidence_bundles_written",
+            help,
+            evidence.bundles_written.load(Ordering::Relaxed),
+        )?;
         let help = "Evidence bundles whose media retention removed (manifests are kept)";
         counter(&mut encoder, "vigil_evidence_bundles_pruned", help, evidence.bundles_pruned.load(Ordering::Relaxed))?;
         let help = "Evidence requests saved and not yet written and announced";
@@ -427,8 +432,18 @@ impl Collector for Collect {
             gauge(&mut encoder, "vigil_storage_free_bytes", help, free as i64)?;
         }
         if let Some(p) = ProcessStats::read() {
-            counter(&mut encoder, "process_cpu_seconds", "Total user and system CPU time spent in seconds", p.cpu_seconds)?;
-            gauge(&mut encoder, "process_resident_memory_bytes", "Resident memory size in bytes", p.resident_bytes as i64)?;
+            counter(
+                &mut encoder,
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds",
+                p.cpu_seconds,
+            )?;
+            gauge(
+                &mut encoder,
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                p.resident_bytes as i64,
+            )?;
             gauge(&mut encoder, "process_open_fds", "Number of open file descriptors", p.open_fds as i64)?;
             let help = "Start time of the process since unix epoch in seconds";
             gauge(&mut encoder, "process_start_time_seconds", help, p.start_time)?;
@@ -444,7 +459,6 @@ mod tests {
     use super::*;
     use crate::http::Operations;
     use crate::outbox::NewRecord;
-    use crate::source::supervisor::RetryReason;
 
     fn record(n: usize) -> NewRecord {
         NewRecord {
@@ -453,6 +467,23 @@ mod tests {
             payload: b"{}".to_vec(),
             camera: None,
             evidence: None,
+        }
+    }
+
+    fn sources(
+        dir: &std::path::Path,
+        cameras: Vec<CameraSource>,
+        outbox: Arc<Mutex<Outbox>>,
+        mqtt: Arc<PublisherCounters>,
+    ) -> Sources {
+        Sources {
+            cameras,
+            outbox,
+            mqtt,
+            models: ModelTimings::default(),
+            evidence: Arc::default(),
+            pending: Arc::new(Pending::new(&dir.join("evidence-pending"))),
+            data_dir: dir.to_owned(),
         }
     }
 
@@ -465,12 +496,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Arc::new(Mutex::new(Outbox::open(&dir.path().join("o.sqlite"), 100).unwrap()));
         let ids = outbox.lock().unwrap().append_batch(&[record(1), record(2)]).unwrap();
-        let camera =
-            CameraSource { id: "w1".into(), counters: Arc::default(), slot: Arc::default(), offline: Arc::default() };
+        let camera = CameraSource {
+            id: "w1".into(),
+            counters: Arc::default(),
+            slot: Arc::default(),
+            offline: Arc::default(),
+            analysis: Arc::default(),
+        };
         let (tx, rx) = mpsc::channel::<HealthReport>();
         let health = Watched { inner: tx, offline: camera.offline.clone() };
         let (mqtt, events) = (Arc::new(PublisherCounters::default()), EventCounters::default());
-        let metrics = Metrics::new(vec![camera.clone()], outbox.clone(), mqtt.clone(), &events);
+        let sources = sources(dir.path(), vec![camera.clone()], outbox.clone(), mqtt.clone());
+        let (timings, evidence) = (sources.models.embedder.clone(), sources.evidence.clone());
+        let metrics = Metrics::new(sources, &events);
 
         let page = metrics.metrics();
         assert_eq!(sample(&page, "vigil_camera_online{camera=\"w1\"}"), Some(0.0), "no frame yet:\n{page}");
@@ -494,6 +532,44 @@ mod tests {
         assert_eq!(sample(&page, "vigil_mqtt_publishes_total"), Some(0.0), "{page}");
         assert_eq!(sample(&page, "vigil_outbox_undelivered"), Some(1.0), "{page}");
 
+        // Analysis, restarts by reason, tamper, the histograms, evidence, the process.
+        camera.analysis.frames.fetch_add(7, Ordering::Relaxed);
+        camera.counters.restarts_by_reason[RetryReason::Eos.index()].fetch_add(2, Ordering::Relaxed);
+        camera.counters.recording_failures.fetch_add(1, Ordering::Relaxed);
+        let moved = crate::runtime::camera::tamper_bit(crate::source::tamper::TamperKind::Moved);
+        camera.analysis.tampered.fetch_or(moved, Ordering::Relaxed);
+        timings.observe(std::time::Duration::from_millis(30));
+        mqtt.ack_latency.observe(std::time::Duration::from_millis(3));
+        evidence.bundles_written.fetch_add(4, Ordering::Relaxed);
+        let page = metrics.metrics();
+        assert_eq!(sample(&page, "vigil_camera_frames_analysed_total{camera=\"w1\"}"), Some(7.0), "{page}");
+        let restarts =
+            |reason: &str| sample(&page, &format!("vigil_camera_restarts_total{{camera=\"w1\",reason=\"{reason}\"}}"));
+        assert_eq!(restarts("end_of_stream"), Some(2.0), "{page}");
+        assert_eq!(restarts("stalled"), Some(0.0), "{page}");
+        assert_eq!(restarts("recording_failed"), Some(1.0), "{page}");
+        let tampered = |c: &str| sample(&page, &format!("vigil_camera_tampered{{camera=\"w1\",condition=\"{c}\"}}"));
+        assert_eq!((tampered("moved"), tampered("covered")), (Some(1.0), Some(0.0)), "{page}");
+        let embedder = |le: &str| {
+            sample(&page, &format!("vigil_analysis_duration_seconds_bucket{{le=\"{le}\",model=\"embedder\"}}"))
+        };
+        assert_eq!(
+            (embedder("0.025"), embedder("0.05"), embedder("+Inf")),
+            (Some(0.0), Some(1.0), Some(1.0)),
+            "{page}"
+        );
+        assert_eq!(sample(&page, "vigil_analysis_duration_seconds_count{model=\"person_detector\"}"), Some(0.0));
+        assert_eq!(sample(&page, "vigil_mqtt_puback_duration_seconds_count"), Some(1.0), "{page}");
+        assert_eq!(sample(&page, "vigil_mqtt_puback_duration_seconds_bucket{le=\"+Inf\"}"), Some(1.0), "{page}");
+        assert_eq!(sample(&page, "vigil_evidence_bundles_written_total"), Some(4.0), "{page}");
+        assert_eq!(sample(&page, "vigil_evidence_pending"), Some(0.0), "{page}");
+        assert!(sample(&page, "vigil_storage_free_bytes").is_some_and(|b| b > 0.0), "{page}");
+        assert!(sample(&page, "process_resident_memory_bytes").is_some_and(|b| b > 1e6), "{page}");
+        assert!(sample(&page, "process_cpu_seconds_total").is_some_and(|s| s > 0.0), "{page}");
+        let started = sample(&page, "process_start_time_seconds").unwrap();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+        assert!(started <= now && started > now - 86_400.0 * 365.0, "{started} vs {now}");
+
         // An outage announced: offline until frames flow again; every report still reaches the sink.
         let at = SystemTime::now();
         let offline =
@@ -516,7 +592,8 @@ mod tests {
     fn readiness_names_an_outbox_that_cannot_be_read() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Arc::new(Mutex::new(Outbox::open(&dir.path().join("o.sqlite"), 100).unwrap()));
-        let metrics = Metrics::new(Vec::new(), outbox.clone(), Arc::default(), &EventCounters::default());
+        let metrics =
+            Metrics::new(sources(dir.path(), Vec::new(), outbox.clone(), Arc::default()), &EventCounters::default());
         let holder = outbox.clone();
         let _ = std::thread::spawn(move || {
             let _guard = holder.lock().unwrap();
