@@ -17,7 +17,11 @@ const HEALTH: &str = "vigil/v1/hosp/edge/health";
 
 /// The health messages received, in order, with their retained flag.
 fn healths(sub: &Subscriber) -> Vec<(Value, bool)> {
-    let messages = sub.messages.lock().unwrap();
+    healths_in(&sub.messages.lock().unwrap())
+}
+
+/// The same, of the messages [`Subscriber::wait_for`] hands over (it holds their lock).
+fn healths_in(messages: &[(String, Vec<u8>, bool)]) -> Vec<(Value, bool)> {
     messages
         .iter()
         .filter(|(t, _, _)| t == HEALTH)
@@ -83,16 +87,12 @@ fn the_retained_health_message_follows_a_camera_going_offline() {
 
     // Both cameras deliver frames: a health message says so (the first one may come before any frame).
     let both_online = |h: &Value| camera(h, "window-1")["online"] == true && camera(h, "window-2")["online"] == true;
-    let seen = platform_side
-        .wait_for(Duration::from_secs(60), |_| healths(&platform_side).iter().any(|(h, _)| both_online(h)));
+    let seen = platform_side.wait_for(Duration::from_secs(60), |m| healths_in(m).iter().any(|(h, _)| both_online(h)));
     assert!(seen, "no health message with both cameras online: {:?}\n{}", healths(&platform_side), agent.log_text());
     // The camera is unplugged: its clip plays to the end, and every retry then fails.
     std::fs::remove_file(root.join("unplugged-soon.mp4")).unwrap();
-    let offline = platform_side.wait_for(Duration::from_secs(60), |_| {
-        healths(&platform_side)
-            .iter()
-            .skip_while(|(h, _)| !both_online(h))
-            .any(|(h, _)| camera(h, "window-2")["online"] == false)
+    let offline = platform_side.wait_for(Duration::from_secs(60), |m| {
+        healths_in(m).iter().skip_while(|(h, _)| !both_online(h)).any(|(h, _)| camera(h, "window-2")["online"] == false)
     });
     assert!(offline, "no health message with window-2 offline: {:?}\n{}", healths(&platform_side), agent.log_text());
 
