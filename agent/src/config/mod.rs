@@ -205,6 +205,25 @@ mod tests {
         assert_eq!(config.storage.evidence_dir(), dir.path().join("state/evidence"));
     }
 
+    #[test]
+    fn the_metrics_listener_is_on_loopback_by_default_and_elsewhere_only_when_allowed() {
+        let base = "[site]\nid = \"a\"\ndevice_id = \"b\"\n";
+        let parsed = |extra: &str| parse(Path::new("x.toml"), &format!("{base}{extra}")).unwrap();
+        let (default, explicit) = parsed("").metrics_listener().unwrap();
+        assert_eq!((default.listen.as_str(), explicit), ("127.0.0.1:9464", false));
+        assert!(parsed("[http]\n").metrics_listener().is_none(), "with [http] they are on the HTTPS server");
+        let (both, explicit) = parsed("[http]\n[metrics]\nlisten = \"127.0.0.1:9100\"\n").metrics_listener().unwrap();
+        assert_eq!((both.listen.as_str(), explicit), ("127.0.0.1:9100", true));
+        assert!(parsed("[metrics]\nenabled = false\n").metrics_listener().is_none());
+
+        let errors = validate(&parsed("[metrics]\nlisten = \"0.0.0.0:9464\"\n"));
+        assert!(errors.len() == 1 && errors[0].to_string().contains("metrics.listen"), "{errors:?}");
+        assert!(errors[0].to_string().contains("insecure_plain_http"), "{errors:?}");
+        let errors = validate(&parsed("[metrics]\nlisten = \"9464\"\n"));
+        assert!(errors.len() == 1 && errors[0].to_string().contains("address and port"), "{errors:?}");
+        assert!(validate(&parsed("[metrics]\nlisten = \"0.0.0.0:9464\"\ninsecure_plain_http = true\n")).is_empty());
+    }
+
     /// A box upgraded with a file of an older version (whose `[http]` was documented, never served) still
     /// starts, serves nothing it was not asked for, and says what to change.
     #[test]
