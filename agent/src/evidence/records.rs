@@ -701,6 +701,8 @@ mod tests {
         store.release(&b[1].1, "case closed").unwrap();
         assert_eq!(store.prune(1, t0() + 3 * day).unwrap(), 1);
         assert!(!b[1].0.join("snapshot.jpg").exists());
+        // The metrics' count: each bundle once, however many prune runs.
+        assert_eq!(store.counters.bundles_pruned.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 
     #[test]

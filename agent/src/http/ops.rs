@@ -160,4 +160,23 @@ mod tests {
         assert_eq!(get(&bare, "/healthz").await.0, StatusCode::OK);
         assert_eq!(get(&bare, "/metrics").await.0, StatusCode::NOT_FOUND);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_listener_serves_the_endpoints_and_names_an_address_it_cannot_take() {
+        let agent: Arc<dyn Operations> = Arc::new(Agent(Mutex::new(Vec::new())));
+        let listener = OpsListener::start("127.0.0.1:0", agent.clone()).unwrap();
+        let url = format!("http://{}/metrics", listener.local_addr);
+        let body = tokio::task::spawn_blocking(move || ureq::get(&url).call().unwrap().body_mut().read_to_string())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(body.contains("vigil_up 1"), "{body}");
+        // The port is taken: the error names the setting and the address.
+        let taken = listener.local_addr.to_string();
+        let err = OpsListener::start(&taken, agent.clone()).err().expect("the port is taken").to_string();
+        assert!(err.starts_with(&format!("metrics.listen {taken}: cannot listen")), "{err}");
+        let err = OpsListener::start("localhost", agent).err().expect("no port").to_string();
+        assert!(err.contains("not an address and port"), "{err}");
+        listener.stop(std::time::Duration::from_secs(5)).await;
+    }
 }
