@@ -222,6 +222,10 @@ mod tests {
         let errors = validate(&parsed("[metrics]\nlisten = \"9464\"\n"));
         assert!(errors.len() == 1 && errors[0].to_string().contains("address and port"), "{errors:?}");
         assert!(validate(&parsed("[metrics]\nlisten = \"0.0.0.0:9464\"\ninsecure_plain_http = true\n")).is_empty());
+        let errors = validate(&parsed(
+            "[http]\nlisten = \"127.0.0.1:8443\"\nplain_http = true\n[metrics]\nlisten = \"127.0.0.1:8443\"\n",
+        ));
+        assert!(errors.len() == 1 && errors[0].to_string().contains("[http]'s listen address"), "{errors:?}");
     }
 
     /// A box upgraded with a file of an older version (whose `[http]` was documented, never served) still
