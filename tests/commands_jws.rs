@@ -121,6 +121,7 @@ fn jws_commands_from_stock_tools_are_verified_and_refusals_named() {
         registry: Arc::new(Registry::default()),
         on_delivered: None,
         head: None,
+        health: None,
     };
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();

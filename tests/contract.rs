@@ -642,6 +642,44 @@ fn evidence_head_matches_its_documented_example() {
     assert_eq!(events::head_topic("vigil/v1/h/d"), "vigil/v1/h/d/evidence/head");
 }
 
+/// The retained health message as the runtime builds it, with the facts of the doc's example.
+fn documented_health() -> Value {
+    use vigil::publish::health::{
+        CameraHealth, EvidenceHealth, HEALTH_SCHEMA, Health, OutboxHealth, ProcessHealth, StorageHealth,
+    };
+    let health = Health {
+        schema: HEALTH_SCHEMA,
+        site: SITE.into(),
+        device: DEVICE.into(),
+        at: "2025-03-14T09:42:00.118Z".into(),
+        version: "0.1.0".into(),
+        uptime_secs: 86_412,
+        ready: true,
+        not_ready: Vec::new(),
+        cameras: vec![
+            CameraHealth::new("ward3-room12", true, 5.0, Vec::new(), 0),
+            CameraHealth::new("ward3-door", false, 0.0, Vec::new(), 4),
+            CameraHealth::new("window-1", true, 4.983_251, vec!["moved"], 1),
+        ],
+        outbox: OutboxHealth { undelivered: Some(3), oldest_undelivered_age_secs: Some(42) },
+        evidence: EvidenceHealth { pending: 1, bundles_written: 17 },
+        storage: StorageHealth { free_bytes: Some(98_765_422_592) },
+        process: ProcessHealth::new(1834.270_4, 412_876_800),
+    };
+    serde_json::to_value(health).unwrap()
+}
+
+#[test]
+fn health_matches_its_documented_example() {
+    let blocks = doc_blocks();
+    let documented: Vec<&Block> = blocks.iter().filter(|b| b.value["schema"] == "vigil.health.v1").collect();
+    assert_eq!(documented.len(), 1, "one health example in docs/mqtt-api.md");
+    let mut diffs = Vec::new();
+    differences("", &documented_health(), &documented[0].value, &mut diffs);
+    assert!(diffs.is_empty(), "health (docs/mqtt-api.md line {}):\n{}", documented[0].line, diffs.join("\n"));
+    assert_eq!(vigil::publish::health::health_topic("vigil/v1/h/d"), "vigil/v1/h/d/health");
+}
+
 /// One cmd-result per outcome: `ok`, and each refusal reason, with the facts of the doc's examples.
 fn built_cmd_results() -> BTreeMap<String, Value> {
     let nonce = Some("9f1c2a7be04d4e1b8c3d5a6f7e8b9c0d");
@@ -1025,6 +1063,7 @@ fn payloads_and_examples_validate_against_the_json_schemas() {
         case(format!("status {status}"), "status.schema.json".into(), json!(status));
     }
     case("built evidence head".into(), "evidence-head.schema.json".into(), documented_evidence_head());
+    case("built health".into(), "health.schema.json".into(), documented_health());
     for (label, schema, value) in built_commands() {
         case(label, schema, value);
     }
@@ -1036,6 +1075,8 @@ fn payloads_and_examples_validate_against_the_json_schemas() {
             format!("events/{}.schema.json", v["kind"].as_str().unwrap())
         } else if v["schema"] == "vigil.evidence-head.v1" {
             "evidence-head.schema.json".into()
+        } else if v["schema"] == "vigil.health.v1" {
+            "health.schema.json".into()
         } else if v["schema"] == "vigil.cmd-result.v1" {
             let name = v["name"].as_str().unwrap();
             if commands::COMMANDS.contains(&name) {
@@ -1095,6 +1136,7 @@ fn asyncapi_lists_exactly_the_topics_the_code_uses() {
         EventKind::ALL.iter().map(|k| format!("{base}events/{}", k.as_str())).collect();
     expected.insert(format!("{base}status"));
     expected.insert(format!("{base}evidence/head"));
+    expected.insert(format!("{base}health"));
     for name in commands::COMMANDS {
         expected.insert(format!("{base}cmd/{name}"));
         expected.insert(format!("{base}cmd-result/{name}"));

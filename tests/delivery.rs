@@ -64,6 +64,7 @@ fn start_publisher_with(outbox: Arc<Mutex<Outbox>>, settings: vigil::publish::pu
         registry: Arc::new(Registry::default()),
         on_delivered: None,
         head: None,
+        health: None,
     };
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
@@ -115,6 +116,7 @@ fn start_publisher_logged(
         registry: Arc::new(Registry::default()),
         on_delivered: None,
         head: None,
+        health: None,
     };
     let log = Log::default();
     let writer = log.clone();
@@ -182,6 +184,7 @@ fn each_puback_is_reported_with_the_record_s_evidence_event() {
         registry: Arc::new(Registry::default()),
         on_delivered: Some(Arc::new(move |d: &Delivered| seen.lock().unwrap().push(d.clone()))),
         head: None,
+        health: None,
     };
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();

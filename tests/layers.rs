@@ -35,6 +35,7 @@ const LAYERS: &[(&str, Layer)] = &[
     ("clock", Layer::Foundation),
     ("clock_sync", Layer::Foundation),
     ("memory", Layer::Foundation),
+    ("histogram", Layer::Foundation),
     ("source", Layer::Stage(1)),
     ("analyze", Layer::Stage(2)),
     ("gallery", Layer::Stage(3)),

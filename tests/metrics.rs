@@ -1,8 +1,14 @@
-//! `/metrics`, `/readyz` and `/healthz` of a real `vigil run` during a broker outage: one camera
-//! playing a generated clip, one whose file is missing (it goes offline: a `camera_offline` event that
-//! waits in the outbox), MQTT pointed at a port where no broker runs. The page parses as Prometheus
-//! text, `vigil_outbox_undelivered` is the number of records in the outbox file, and a real Prometheus
-//! (Debian's `prometheus`, started here on 127.0.0.1) scrapes it and answers a query with that number.
+//! `/metrics`, `/readyz` and `/healthz` of a real `vigil run`, scraped by a real Prometheus (Debian's
+//! `prometheus`, started here on 127.0.0.1):
+//! - during a broker outage, on the HTTPS server's port (plain HTTP on loopback): one camera playing a
+//!   generated clip, one whose file is missing (it goes offline: a `camera_offline` event that waits in
+//!   the outbox), MQTT pointed at a port where no broker runs. The page parses as Prometheus text,
+//!   `vigil_outbox_undelivered` is the number of records in the outbox file, and Prometheus's query
+//!   answers with that number;
+//! - without `[http]`, on the `[metrics]` loopback listener, with a real mosquitto: a ward camera whose
+//!   person detector runs on every frame, and the missing camera again (its offline event is delivered).
+//!   Frames analysed, the model-call and PUBACK histograms (its count is the records delivered), restarts
+//!   by reason, disk free (against `df`), the process's memory and start time.
 
 mod common;
 
@@ -52,11 +58,12 @@ fn parse(text: &str) -> HashMap<String, f64> {
             let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample line {line:?}"));
             let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
             let name = series.split('{').next().unwrap();
+            let suffixes = [Some(""), Some("_total"), Some("_bucket"), Some("_sum"), Some("_count")];
             assert!(
-                declared.iter().any(|d| name == d || name.strip_prefix(d.as_str()) == Some("_total")),
+                declared.iter().any(|d| suffixes.contains(&name.strip_prefix(d.as_str()))),
                 "sample of an undeclared metric: {line:?}"
             );
-            assert!(name.starts_with("vigil_"), "{line:?}");
+            assert!(name.starts_with("vigil_") || name.starts_with("process_"), "{line:?}");
             samples.insert(series.to_owned(), value);
         }
     }
@@ -211,6 +218,100 @@ fn metrics_during_a_broker_outage_are_scraped_by_prometheus() {
     let log = std::fs::read_to_string(root.join("prometheus.log")).unwrap_or_default();
     assert!(queried.is_some_and(|v| v >= 1.0), "Prometheus's vigil_outbox_undelivered never matched the outbox\n{log}");
     assert_eq!(prometheus.query("up"), Some(1.0), "the scrape target is not up\n{log}");
+    drop(prometheus);
+    agent.stop();
+}
+
+/// Free bytes for an unprivileged user on `path`'s file system, as `df` says.
+fn df_available(path: &Path) -> f64 {
+    let out = Command::new("df").args(["--output=avail", "-B1"]).arg(path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn without_http_the_loopback_listener_serves_the_metrics_prometheus_scrapes() {
+    let started = std::time::SystemTime::now();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let view = vigil::analyze::image::frame_from(&common::face_photo("obama.jpg"), 640, 360);
+    common::media::still_clip(&root.join("ward.mp4"), &view, 50, 3);
+    let platform = Platform::new(root);
+    let broker = common::mqtt::Mosquitto::start(root);
+    let metrics_port = free_port();
+    let config_file = root.join("vigil.toml");
+    let config = format!(
+        "{}\
+         [rollcalls]\nrandom_per_day = 0\n\
+         [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+         [[cameras]]\nid = \"ward-1\"\nrole = \"ward\"\nurl = \"file://{}\"\nloop = true\n\
+         [cameras.regions]\nbed-1 = [[0.05, 0.3], [0.5, 0.3], [0.5, 0.95], [0.05, 0.95]]\n\
+         [[cameras]]\nid = \"gone\"\nrole = \"settlement_window\"\nurl = \"file://{}\"\n",
+        common::agent::config_head(broker.port, &platform),
+        root.join("ward.mp4").display(),
+        root.join("unplugged.mp4").display(),
+    );
+    std::fs::write(&config_file, config).unwrap();
+    let out = common::vigil().args(["keys", "init", "--config"]).arg(&config_file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let agent = Agent::start(&config_file, root.join("agent.log"));
+    let base = format!("http://127.0.0.1:{metrics_port}");
+
+    let healthz = wait_for(Duration::from_secs(60), || get(&format!("{base}/healthz")));
+    assert_eq!(healthz.map(|(s, _)| s), Some(200), "no /healthz on the metrics listener\n{}", agent.log_text());
+    let (status, body) = get(&format!("{base}/readyz")).unwrap();
+    assert_eq!(status, 200, "{body}");
+    // The ward camera is analysed (the person detector on every frame) and the missing camera's outage
+    // is delivered to the broker.
+    let samples = wait_for(Duration::from_secs(60), || {
+        let samples = parse(&get(&format!("{base}/metrics"))?.1);
+        let analysed = *samples.get("vigil_camera_frames_analysed_total{camera=\"ward-1\"}")?;
+        let delivered = *samples.get("vigil_mqtt_delivered_total")?;
+        let outage_delivered = outbox_kinds(root).is_empty() && delivered >= 1.0;
+        (analysed > 0.0 && outage_delivered).then_some(samples)
+    })
+    .unwrap_or_else(|| panic!("no frame analysed or nothing delivered\n{}", agent.log_text()));
+    let delivered = samples["vigil_mqtt_delivered_total"];
+    assert_eq!(samples["vigil_mqtt_puback_duration_seconds_count"], delivered, "one PUBACK timed per delivery");
+    assert_eq!(samples["vigil_mqtt_puback_duration_seconds_bucket{le=\"+Inf\"}"], delivered, "{samples:?}");
+    assert!(samples["vigil_mqtt_puback_duration_seconds_sum"] > 0.0, "{samples:?}");
+    assert_eq!(samples["vigil_mqtt_connected"], 1.0, "{samples:?}");
+    let person_calls = samples["vigil_analysis_duration_seconds_count{model=\"person_detector\"}"];
+    assert!(person_calls >= samples["vigil_camera_frames_analysed_total{camera=\"ward-1\"}"] - 1.0, "{samples:?}");
+    assert!(samples["vigil_analysis_duration_seconds_sum{model=\"person_detector\"}"] > 0.0, "{samples:?}");
+    assert_eq!(samples["vigil_analysis_duration_seconds_count{model=\"embedder\"}"], 0.0, "no face was looked for");
+    assert_eq!(samples["vigil_camera_online{camera=\"gone\"}"], 0.0, "{samples:?}");
+    let restarts: f64 = samples
+        .iter()
+        .filter(|(k, _)| k.starts_with("vigil_camera_restarts_total{camera=\"gone\""))
+        .map(|(_, v)| v)
+        .sum();
+    assert!(restarts >= 1.0, "the missing camera's restarts are counted by reason: {samples:?}");
+    assert_eq!(samples["vigil_camera_tampered{camera=\"ward-1\",condition=\"covered\"}"], 0.0, "{samples:?}");
+    assert_eq!(samples["vigil_evidence_pending"], 0.0, "{samples:?}");
+    // Disk free is the data directory's file system's, as df sees it (other writers move it a little).
+    let free = samples["vigil_storage_free_bytes"];
+    let df = df_available(&root.join("state"));
+    assert!((free - df).abs() <= (df * 0.01).max(64e6), "vigil_storage_free_bytes {free} vs df {df}");
+    assert!(samples["process_resident_memory_bytes"] > 10e6, "{samples:?}");
+    assert!(samples["process_cpu_seconds_total"] > 0.0 && samples["process_open_fds"] > 3.0, "{samples:?}");
+    let since_epoch = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let start_time = samples["process_start_time_seconds"];
+    assert!(start_time >= since_epoch(started) - 1.0 && start_time <= since_epoch(std::time::SystemTime::now()));
+
+    // Prometheus scrapes the loopback listener: analysed frames, and PUBACKs timed as records delivered.
+    let prometheus = Prometheus::start(root, metrics_port);
+    let analysed = wait_for(Duration::from_secs(60), || {
+        prometheus.query("vigil_camera_frames_analysed_total%7Bcamera%3D%22ward-1%22%7D").filter(|v| *v > 0.0)
+    });
+    let log = std::fs::read_to_string(root.join("prometheus.log")).unwrap_or_default();
+    assert!(analysed.is_some(), "Prometheus never saw ward-1's analysed frames\n{log}");
+    let matched = wait_for(Duration::from_secs(30), || {
+        let count = prometheus.query("vigil_mqtt_puback_duration_seconds_count")?;
+        let delivered = prometheus.query("vigil_mqtt_delivered_total")?;
+        (count == delivered && count >= 1.0).then_some(count)
+    });
+    assert!(matched.is_some(), "PUBACK histogram count vs delivered records in Prometheus\n{log}");
     drop(prometheus);
     agent.stop();
 }

@@ -6,7 +6,8 @@
 //!
 //! Then, as an installer would see it: the service reaches READY (`Type=notify`: systemd calls it active
 //! only after READY=1) with its STATUS= line; under the unit's hardening a signed settlement command is
-//! verified (MQTT, GStreamer decoding and both face models work inside the sandbox); `systemd-analyze
+//! verified (MQTT, GStreamer decoding and both face models work inside the sandbox); a `config_apply` is
+//! written and applied in process without systemd restarting anything; `systemd-analyze
 //! security` scores it ≤ 2.0; and with the test-only fault injection hanging the camera's analysis
 //! thread, the watchdog pings stop and systemd kills and restarts the agent.
 
@@ -236,6 +237,22 @@ fn the_unit_reaches_ready_works_hardened_and_the_watchdog_restarts_a_hung_agent(
     sub.publish("vigil/v1/hosp/edge/cmd/settlement", platform.sign("settlement", &args));
     let verified = sub.wait_for(Duration::from_secs(60), |m| kinds(m).iter().any(|k| k == "settlement_verified"));
     assert!(verified, "no settlement_verified: {:?}\n{}", kinds(&sub.messages.lock().unwrap()), container.journal());
+
+    // config_apply under the unit: the agent may rewrite /etc/vigil/vigil.toml (ReadWritePaths=, the
+    // directory is the vigil group's), restarts in process (RELOADING=1, then READY=1 again) and systemd
+    // neither kills nor restarts it.
+    let applied_config = format!(
+        "{}[outbox]\nmax_records = 200000\n",
+        config(Path::new("/var/lib/vigil"), Path::new("/etc/vigil/platform.pem"), "/opt/clips/window.mp4")
+    );
+    let args = serde_json::json!({"config": applied_config, "confirm_within_s": 60});
+    sub.publish("vigil/v1/hosp/edge/cmd/config_apply", platform.sign("config_apply", &args));
+    let applied = sub.wait_for(Duration::from_secs(90), |m| kinds(m).iter().any(|k| k == "config_applied"));
+    assert!(applied, "no config_applied: {:?}\n{}", kinds(&sub.messages.lock().unwrap()), container.journal());
+    assert_eq!(std::fs::read_to_string(root.join("etc/vigil/vigil.toml")).unwrap(), applied_config);
+    assert!(root.join("etc/vigil/vigil.toml.previous").exists());
+    assert_eq!((container.show("ActiveState"), container.show("NRestarts")), ("active".to_owned(), "0".to_owned()));
+    assert!(container.show("StatusText").starts_with("running: 1 cameras"), "{}", container.show("StatusText"));
 
     // The score systemd gives the unit, as loaded.
     let security = container.run(&["systemd-analyze", "security", "vigil", "--no-pager"]);

@@ -13,6 +13,7 @@ pub mod fsio;
 pub mod fuzzing;
 pub mod gallery;
 pub mod hashing;
+pub mod histogram;
 pub mod http;
 pub mod input;
 pub mod memory;

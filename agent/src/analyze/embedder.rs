@@ -17,11 +17,13 @@ pub struct Embedder {
     input: Vec<f32>,
     /// Timing of the last call, for benchmarks.
     pub last: CallTiming,
+    /// Where each call's `session.run` time is also counted (the runtime's metrics), if anywhere.
+    pub timings: Option<std::sync::Arc<crate::histogram::Histogram>>,
 }
 
 impl Embedder {
     pub fn new(session: Session) -> Embedder {
-        Embedder { session, input: Vec::new(), last: CallTiming::default() }
+        Embedder { session, input: Vec::new(), last: CallTiming::default(), timings: None }
     }
 
     /// Embeds aligned chips (from [`super::align::extract_chip`]), one batch per call.
@@ -49,6 +51,9 @@ impl Embedder {
             TensorRef::from_array_view(([chips.len(), 3, side, side], self.input.as_slice())).map_err(run_err)?;
         let outputs = self.session.run(ort::inputs!["input" => tensor]).map_err(run_err)?;
         self.last.run = watch.lap();
+        if let Some(timings) = &self.timings {
+            timings.observe(self.last.run);
+        }
         let (shape, data) = outputs["embedding"]
             .try_extract_tensor::<f32>()
             .map_err(|e| ModelError::Output { model: "dlib-resnet-v1", message: e.to_string() })?;

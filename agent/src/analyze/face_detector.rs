@@ -59,11 +59,13 @@ pub struct FaceDetector {
     input: Vec<f32>,
     /// Timing of the last call, for benchmarks.
     pub last: CallTiming,
+    /// Where each call's `session.run` time is also counted (the runtime's metrics), if anywhere.
+    pub timings: Option<std::sync::Arc<crate::histogram::Histogram>>,
 }
 
 impl FaceDetector {
     pub fn new(session: Session, options: FaceDetectorOptions) -> FaceDetector {
-        FaceDetector { session, options, input: Vec::new(), last: CallTiming::default() }
+        FaceDetector { session, options, input: Vec::new(), last: CallTiming::default(), timings: None }
     }
 
     pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<Face>, ModelError> {
@@ -82,6 +84,9 @@ impl FaceDetector {
         let tensor = TensorRef::from_array_view(([1usize, 3, ih, iw], self.input.as_slice())).map_err(run_err)?;
         let outputs = self.session.run(ort::inputs![INPUT => tensor]).map_err(run_err)?;
         self.last.run = watch.lap();
+        if let Some(timings) = &self.timings {
+            timings.observe(self.last.run);
+        }
 
         let out = |name: &str| -> Result<&[f32], ModelError> {
             let (shape, data) = outputs[name]

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 pub use crate::redact::redact_url;
 pub use check::check_files;
 pub use raw::{
-    Camera, Config, Dialysis, Evidence, Faces, Geofence, HttpSettings, Models, Mqtt, MqttTls, OutboxSettings, Persons,
-    PhoneSettings, Physicians, Presence, Retention, Role, Rollcalls, RosterSettings, Settlement, Site, Storage, Tamper,
-    Transport, Ward,
+    Camera, Config, Dialysis, Evidence, Faces, Geofence, HttpSettings, MetricsSettings, Models, Mqtt, MqttTls,
+    OutboxSettings, Persons, PhoneSettings, Physicians, Presence, Retention, Role, Rollcalls, RosterSettings,
+    Settlement, Site, Storage, Tamper, Transport, Ward,
 };
 pub use size::ByteSize;
 pub use validate::{FieldError, TEST_PATTERNS, validate};
@@ -107,6 +107,16 @@ impl Config {
     /// `[http]` when the agent serves it (absent, or an older version's ignored section: None).
     pub fn http(&self) -> Option<&HttpSettings> {
         self.http.as_ref().filter(|http| http.old_section().is_none())
+    }
+
+    /// The metrics listener to start, and whether the file asked for it: `[metrics]` as written
+    /// (None when `enabled = false`), else the default on loopback when `[http]` is off (with `[http]`
+    /// the metrics are on the HTTPS server).
+    pub fn metrics_listener(&self) -> Option<(MetricsSettings, bool)> {
+        match &self.metrics {
+            Some(metrics) => metrics.enabled.then(|| (metrics.clone(), true)),
+            None => self.http().is_none().then(|| (MetricsSettings::default(), false)),
+        }
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -208,6 +218,29 @@ mod tests {
         let config = load(&file).unwrap();
         assert_eq!(config.storage.data_dir, dir.path().join("state"));
         assert_eq!(config.storage.evidence_dir(), dir.path().join("state/evidence"));
+    }
+
+    #[test]
+    fn the_metrics_listener_is_on_loopback_by_default_and_elsewhere_only_when_allowed() {
+        let base = "[site]\nid = \"a\"\ndevice_id = \"b\"\n";
+        let parsed = |extra: &str| parse(Path::new("x.toml"), &format!("{base}{extra}")).unwrap();
+        let (default, explicit) = parsed("").metrics_listener().unwrap();
+        assert_eq!((default.listen.as_str(), explicit), ("127.0.0.1:9464", false));
+        assert!(parsed("[http]\n").metrics_listener().is_none(), "with [http] they are on the HTTPS server");
+        let (both, explicit) = parsed("[http]\n[metrics]\nlisten = \"127.0.0.1:9100\"\n").metrics_listener().unwrap();
+        assert_eq!((both.listen.as_str(), explicit), ("127.0.0.1:9100", true));
+        assert!(parsed("[metrics]\nenabled = false\n").metrics_listener().is_none());
+
+        let errors = validate(&parsed("[metrics]\nlisten = \"0.0.0.0:9464\"\n"));
+        assert!(errors.len() == 1 && errors[0].to_string().contains("metrics.listen"), "{errors:?}");
+        assert!(errors[0].to_string().contains("insecure_plain_http"), "{errors:?}");
+        let errors = validate(&parsed("[metrics]\nlisten = \"9464\"\n"));
+        assert!(errors.len() == 1 && errors[0].to_string().contains("address and port"), "{errors:?}");
+        assert!(validate(&parsed("[metrics]\nlisten = \"0.0.0.0:9464\"\ninsecure_plain_http = true\n")).is_empty());
+        let errors = validate(&parsed(
+            "[http]\nlisten = \"127.0.0.1:8443\"\nplain_http = true\n[metrics]\nlisten = \"127.0.0.1:8443\"\n",
+        ));
+        assert!(errors.len() == 1 && errors[0].to_string().contains("[http]'s listen address"), "{errors:?}");
     }
 
     /// A box upgraded with a file of an older version (whose `[http]` was documented, never served) still

@@ -32,6 +32,9 @@ pub struct Config {
     pub mqtt: Option<Mqtt>,
     /// The HTTPS server (phone page and API); absent: no HTTP is served.
     pub http: Option<HttpSettings>,
+    /// The metrics listener (`/metrics`, `/healthz`, `/readyz`, plain HTTP); absent: on 127.0.0.1:9464
+    /// when `[http]` is off.
+    pub metrics: Option<MetricsSettings>,
     #[serde(default)]
     pub phones: PhoneSettings,
     #[serde(default)]
@@ -79,7 +82,7 @@ pub struct Config {
 
 /// `[evidence]`: owned by the evidence stage.
 pub use crate::evidence::settings::EvidenceSettings as Evidence;
-pub use crate::http::HttpSettings;
+pub use crate::http::{HttpSettings, MetricsSettings};
 pub use crate::phones::{Geofence, PhoneSettings, Ward};
 
 /// `[tamper]`: owned by the source stage, which detects tampering.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
-use super::raw::{Camera, Config, Role};
+use super::raw::{Camera, Config, HttpSettings, Role};
 use crate::redact::redact_url;
 
 /// One problem in the configuration, e.g. `cameras[2].regions.bed-7: polygon needs ≥3 points, got 2`.
@@ -171,6 +171,19 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
     if let Some(http) = &config.http {
         for (field, message) in http.problems() {
             errors.add(format!("http.{field}"), message);
+        }
+    }
+    if let Some(metrics) = &config.metrics {
+        for (field, message) in metrics.problems() {
+            errors.add(format!("metrics.{field}"), message);
+        }
+        // Two listeners cannot share a port (port 0, "any free port", can).
+        let same = |http: &HttpSettings| {
+            let (a, b) = (http.listen_addr(), metrics.listen_addr());
+            a.is_some_and(|a| a.port() != 0 && Some(a) == b)
+        };
+        if metrics.enabled && config.http().is_some_and(same) {
+            errors.add("metrics.listen", format!("{} is [http]'s listen address: choose another port", metrics.listen));
         }
     }
     for (field, message) in config.phones.problems() {

@@ -110,6 +110,16 @@ impl Pending {
         std::fs::File::open(&self.dir)?.sync_all()
     }
 
+    /// Requests saved and not yet removed (their bundle not yet written, or written and not yet
+    /// announced); 0 when the directory cannot be read (it does not exist before the first one).
+    pub fn count(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return 0 };
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".json") && !n.starts_with(".tmp-")))
+            .count()
+    }
+
     /// Whether the request is on disk (its save may have failed on a full disk).
     pub fn is_saved(&self, event_id: uuid::Uuid) -> bool {
         self.dir.join(format!("{event_id}.json")).exists()

@@ -370,6 +370,7 @@ impl Store {
             let bundle = self.index.get_mut(sequence).expect("indexed");
             bundle.pruned.extend(files.iter().cloned());
             remove_files(&bundle.dir, files.iter())?;
+            self.counters.bundles_pruned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(removing.len())
     }
@@ -700,6 +701,8 @@ mod tests {
         store.release(&b[1].1, "case closed").unwrap();
         assert_eq!(store.prune(1, t0() + 3 * day).unwrap(), 1);
         assert!(!b[1].0.join("snapshot.jpg").exists());
+        // The metrics' count: each bundle once, however many prune runs.
+        assert_eq!(store.counters.bundles_pruned.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use image::RgbImage;
@@ -184,6 +186,17 @@ pub struct Store {
     pub crash_before_prune_removal: bool,
     /// C2PA signing credentials: with them, media files carry Content Credentials (`credentials`).
     pub credentials: Option<super::credentials::Credentials>,
+    /// Bundles written and pruned since the store was opened (the runtime's metrics read them).
+    pub counters: Arc<StoreCounters>,
+}
+
+/// What the store did since it was opened, readable without its lock.
+#[derive(Debug, Default)]
+pub struct StoreCounters {
+    /// Bundles written (camera events and phone check-ins).
+    pub bundles_written: AtomicU64,
+    /// Bundles whose media retention removed.
+    pub bundles_pruned: AtomicU64,
 }
 
 pub use crate::hashing::sha256_hex;
@@ -294,6 +307,7 @@ impl Store {
             crash_after: None,
             crash_before_prune_removal: false,
             credentials: None,
+            counters: Arc::default(),
         };
         let last = scan.last.as_ref().map(|l| l.head.clone());
         if let Some(l) = &scan.last {
@@ -502,8 +516,9 @@ impl Store {
         std::fs::create_dir(&tmp).map_err(io(&tmp))?;
         self.step(Step::TempDirCreated);
         let result = write(self, &tmp, created);
-        if result.is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
+        match &result {
+            Ok(_) => drop(self.counters.bundles_written.fetch_add(1, Ordering::Relaxed)),
+            Err(_) => drop(std::fs::remove_dir_all(&tmp)),
         }
         result
     }

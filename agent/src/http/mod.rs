@@ -24,4 +24,4 @@ pub use error::ApiError;
 pub use ops::Operations;
 pub use phones::PhoneApi;
 pub use server::{Server, ServerError};
-pub use settings::HttpSettings;
+pub use settings::{HttpSettings, MetricsSettings};

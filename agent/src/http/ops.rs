@@ -1,7 +1,9 @@
 //! The operations endpoints: `GET /healthz` (the process answers: 200), `GET /readyz` (200 when the
 //! agent is ready, else 503 naming what is not) and `GET /metrics` (Prometheus text). What they report
 //! comes from the runtime through [`Operations`]; they sit outside the phones' rate limit, so a
-//! scraper never competes with a ward's phones for it.
+//! scraper never competes with a ward's phones for it. Served on the HTTPS server beside the phones'
+//! routes, and by [`OpsListener`] on a plain-HTTP listener of their own (`[metrics]`; the default when
+//! `[http]` is off).
 
 use std::sync::Arc;
 
@@ -60,6 +62,54 @@ async fn metrics(State(ops): State<Arc<dyn Operations>>) -> Response {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("metrics.listen {addr}: cannot listen: {source}")]
+pub struct ListenError {
+    pub addr: String,
+    pub source: std::io::Error,
+}
+
+/// The operations endpoints alone, plain HTTP, on their own listener: started by the runtime, stopped
+/// at the first phase of its shutdown.
+pub struct OpsListener {
+    pub local_addr: std::net::SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl OpsListener {
+    /// Binds `listen` and serves [`router`] on the current tokio runtime.
+    pub fn start(listen: &str, ops: Arc<dyn Operations>) -> Result<OpsListener, ListenError> {
+        let error = |source| ListenError { addr: listen.to_owned(), source };
+        let addr: std::net::SocketAddr =
+            listen.parse().map_err(|_| error(std::io::Error::other("not an address and port")))?;
+        let std_listener = std::net::TcpListener::bind(addr).map_err(error)?;
+        std_listener.set_nonblocking(true).map_err(error)?;
+        let tcp = tokio::net::TcpListener::from_std(std_listener).map_err(error)?;
+        let local_addr = tcp.local_addr().map_err(error)?;
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let app = router(Some(ops));
+        let task = tokio::spawn(async move {
+            let graceful = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(tcp, app).with_graceful_shutdown(graceful).await {
+                tracing::error!(error = %e, "the metrics listener failed; /metrics is no longer served");
+            }
+        });
+        tracing::info!(address = %local_addr, "metrics listener serving /metrics, /healthz, /readyz (plain HTTP)");
+        Ok(OpsListener { local_addr, stop, task })
+    }
+
+    /// Stops accepting; scrapes in flight finish within `grace`.
+    pub async fn stop(self, grace: std::time::Duration) {
+        self.stop.send_replace(true);
+        if tokio::time::timeout(grace, self.task).await.is_err() {
+            tracing::warn!("metrics requests still running at the deadline; left behind");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -109,5 +159,24 @@ mod tests {
         let bare = super::router(None);
         assert_eq!(get(&bare, "/healthz").await.0, StatusCode::OK);
         assert_eq!(get(&bare, "/metrics").await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_listener_serves_the_endpoints_and_names_an_address_it_cannot_take() {
+        let agent: Arc<dyn Operations> = Arc::new(Agent(Mutex::new(Vec::new())));
+        let listener = OpsListener::start("127.0.0.1:0", agent.clone()).unwrap();
+        let url = format!("http://{}/metrics", listener.local_addr);
+        let body = tokio::task::spawn_blocking(move || ureq::get(&url).call().unwrap().body_mut().read_to_string())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(body.contains("vigil_up 1"), "{body}");
+        // The port is taken: the error names the setting and the address.
+        let taken = listener.local_addr.to_string();
+        let err = OpsListener::start(&taken, agent.clone()).err().expect("the port is taken").to_string();
+        assert!(err.starts_with(&format!("metrics.listen {taken}: cannot listen")), "{err}");
+        let err = OpsListener::start("localhost", agent).err().expect("no port").to_string();
+        assert!(err.contains("not an address and port"), "{err}");
+        listener.stop(std::time::Duration::from_secs(5)).await;
     }
 }

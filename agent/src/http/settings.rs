@@ -149,6 +149,65 @@ impl HttpSettings {
     }
 }
 
+/// `[metrics]`: `/metrics`, `/healthz` and `/readyz` on a listener of their own, plain HTTP. Without the
+/// section the agent serves them at the default address when `[http]` is off (with `[http]` they are on
+/// the HTTPS server); with it, as it says, whether `[http]` is on or not.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Address and port to listen on (default "127.0.0.1:9464", loopback: a local Prometheus or agent
+    /// scrapes it).
+    #[serde(default = "default_metrics_listen")]
+    pub listen: String,
+    /// Required to listen on a non-loopback address: the listener is plain HTTP without authentication,
+    /// and anyone who reaches it reads the metrics (camera ids, counts; never a person). Default false.
+    #[serde(default)]
+    pub insecure_plain_http: bool,
+    /// false: no metrics listener at all (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9464".to_owned()
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings { listen: default_metrics_listen(), insecure_plain_http: false, enabled: true }
+    }
+}
+
+impl MetricsSettings {
+    /// The listen address, when it parses.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
+
+    /// Every problem with these settings: (field within `[metrics]`, message). Pure.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        match self.listen_addr() {
+            None => problems.push((
+                "listen",
+                format!("must be an address and port like \"127.0.0.1:9464\", got {:?}", self.listen),
+            )),
+            Some(addr) if !addr.ip().is_loopback() && !self.insecure_plain_http => problems.push((
+                "listen",
+                format!(
+                    "{addr} is not a loopback address: the metrics listener is plain HTTP without authentication; \
+                     listen on 127.0.0.1, or set insecure_plain_http = true to serve it on the network"
+                ),
+            )),
+            Some(_) => {}
+        }
+        problems
+    }
+}
+
 /// This machine's host name (what a self-signed certificate and a default public URL name).
 pub fn host_name() -> String {
     let mut buffer = [0u8; 256];

@@ -2,5 +2,6 @@
 
 pub mod commands;
 pub mod events;
+pub mod health;
 pub mod publisher;
 pub mod results;

@@ -25,7 +25,9 @@ use tracing::{debug, error, info, warn};
 
 use super::commands::{self, Registry};
 use super::events::{self, EvidenceHead};
+use super::health::{self as health_payload, Health};
 use crate::evidence::keys::PublicKey;
+use crate::histogram::Histogram;
 use crate::outbox::Outbox;
 
 /// Everything the publisher needs from the configuration.
@@ -351,7 +353,6 @@ struct Ended {
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Counters, readable while running.
-#[derive(Default)]
 pub struct PublisherCounters {
     pub connections: AtomicU64,
     pub published: AtomicU64,
@@ -362,6 +363,23 @@ pub struct PublisherCounters {
     /// Turns of the publisher's loops, at least once a second while it runs, idle or not: standing still
     /// means the publisher is stuck (the systemd watchdog watches it).
     pub progress: Arc<AtomicU64>,
+    /// From a record's PUBLISH leaving to its PUBACK, for each record counted in `delivered`.
+    pub ack_latency: Histogram,
+}
+
+impl Default for PublisherCounters {
+    fn default() -> Self {
+        PublisherCounters {
+            connections: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            commands: AtomicU64::new(0),
+            commands_rejected: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            progress: Arc::default(),
+            ack_latency: Histogram::new(crate::histogram::ACK_BOUNDS),
+        }
+    }
 }
 
 pub struct Publisher {
@@ -380,6 +398,10 @@ pub struct Publisher {
     /// The evidence chain's head, published retained on `…/evidence/head` on every connection and
     /// whenever it changes (the runtime passes it in: the publisher reads no evidence files).
     pub head: Option<tokio::sync::watch::Receiver<Option<EvidenceHead>>>,
+    /// The box's health, published retained on `…/health` on every connection and whenever the runtime
+    /// sends a new one. Not through the outbox: a state, of which only the newest matters, so while the
+    /// broker is away the channel keeps the last one instead of queueing them all.
+    pub health: Option<tokio::sync::watch::Receiver<Option<Health>>>,
 }
 
 /// A record the broker acknowledged.
@@ -493,7 +515,8 @@ impl Publisher {
         let (client, mut eventloop) = AsyncClient::new(self.options(tls), 64);
         // The record (or None for a non-record publish) of each publish call, in call order.
         let tied: Arc<Mutex<VecDeque<Option<i64>>>> = Arc::new(Mutex::new(VecDeque::new()));
-        let mut by_pkid: HashMap<u16, Option<i64>> = HashMap::new();
+        // The record (or None) of each pkid in flight, and when its PUBLISH left.
+        let mut by_pkid: HashMap<u16, (Option<i64>, Instant)> = HashMap::new();
         let window = Arc::new(Semaphore::new(self.settings.inflight.max(1)));
         let (extra_tx, extra_rx) = mpsc::unbounded_channel::<Extra>();
         let mut extra_rx = Some(extra_rx);
@@ -568,16 +591,17 @@ impl Publisher {
                             base: self.settings.base_topic.clone(),
                             counters: self.counters.clone(),
                             head: self.head.clone(),
+                            health: self.health.clone(),
                         })));
                     }
                 }
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                     let record = tied.lock().unwrap().pop_front().flatten();
-                    by_pkid.insert(pkid, record);
+                    by_pkid.insert(pkid, (record, Instant::now()));
                 }
                 Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                    if let Some(Some(id)) = by_pkid.remove(&ack.pkid) {
-                        self.delivered(id);
+                    if let Some((Some(id), sent)) = by_pkid.remove(&ack.pkid) {
+                        self.delivered(id, sent.elapsed());
                         window.add_permits(1);
                     }
                 }
@@ -595,13 +619,13 @@ impl Publisher {
             while tokio::time::Instant::now() < deadline {
                 match tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await {
                     Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
-                        if let Some(Some(id)) = by_pkid.remove(&ack.pkid) {
-                            self.delivered(id);
+                        if let Some((Some(id), sent)) = by_pkid.remove(&ack.pkid) {
+                            self.delivered(id, sent.elapsed());
                         }
                     }
                     Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
                         let record = tied.lock().unwrap().pop_front().flatten();
-                        by_pkid.insert(pkid, record);
+                        by_pkid.insert(pkid, (record, Instant::now()));
                     }
                     Ok(Ok(Event::Outgoing(Outgoing::Disconnect))) | Ok(Err(_)) => break,
                     _ => {}
@@ -615,10 +639,12 @@ impl Publisher {
         Ended { connected_for: connected.map(|at| at.elapsed()), error }
     }
 
-    fn delivered(&self, id: i64) {
+    /// Record `id` was acknowledged `latency` after its PUBLISH left.
+    fn delivered(&self, id: i64, latency: Duration) {
         let result = self.outbox.lock().unwrap().delivered(id);
         match result {
             Ok(evidence) => {
+                self.counters.ack_latency.observe(latency);
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
                 if let Some(hook) = &self.on_delivered {
                     hook(&Delivered { record: id, evidence });
@@ -727,10 +753,12 @@ struct SendLoop {
     base: String,
     counters: Arc<PublisherCounters>,
     head: Option<tokio::sync::watch::Receiver<Option<EvidenceHead>>>,
+    health: Option<tokio::sync::watch::Receiver<Option<Health>>>,
 }
 
-/// Resolves when the head changes; never without a head to watch (or once its sender is gone).
-async fn head_changed(head: &mut Option<tokio::sync::watch::Receiver<Option<EvidenceHead>>>) {
+/// Resolves when a retained state (the head, the health) changes; never without one to watch (or once
+/// its sender is gone).
+async fn head_changed<T>(head: &mut Option<tokio::sync::watch::Receiver<Option<T>>>) {
     if let Some(rx) = head {
         if rx.changed().await.is_ok() {
             return;
@@ -741,10 +769,7 @@ async fn head_changed(head: &mut Option<tokio::sync::watch::Receiver<Option<Evid
 
 /// The head to publish now: the current one when `all` (a new connection, or [`head_changed`] fired),
 /// else only one that changed meanwhile.
-fn head_to_send(
-    head: &mut Option<tokio::sync::watch::Receiver<Option<EvidenceHead>>>,
-    all: bool,
-) -> Option<EvidenceHead> {
+fn head_to_send<T: Clone>(head: &mut Option<tokio::sync::watch::Receiver<Option<T>>>, all: bool) -> Option<T> {
     let rx = head.as_mut()?;
     if !all && !rx.has_changed().unwrap_or(false) {
         return None;
@@ -766,13 +791,20 @@ async fn send_loop(mut s: SendLoop) {
         return;
     }
     let head_topic = events::head_topic(&s.base);
-    // The current head on a new connection, then each change.
-    let mut send_head = true;
+    let health_topic = health_payload::health_topic(&s.base);
+    // The current head and health on a new connection, then each change.
+    let (mut send_head, mut send_health) = (true, true);
     let mut last_sent = 0i64;
     loop {
         if let Some(head) = head_to_send(&mut s.head, std::mem::take(&mut send_head)) {
             let payload = serde_json::to_vec(&events::to_json(&head)).unwrap_or_default();
             if !publish(&s, None, head_topic.clone(), payload, true).await {
+                return;
+            }
+        }
+        if let Some(health) = head_to_send(&mut s.health, std::mem::take(&mut send_health)) {
+            let payload = serde_json::to_vec(&health).unwrap_or_default();
+            if !publish(&s, None, health_topic.clone(), payload, true).await {
                 return;
             }
         }
@@ -803,6 +835,7 @@ async fn send_loop(mut s: SendLoop) {
                         }
                     }
                     _ = head_changed(&mut s.head) => send_head = true,
+                    _ = head_changed(&mut s.health) => send_health = true,
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
             }

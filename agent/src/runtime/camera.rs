@@ -4,7 +4,7 @@
 //! `vigil run` and `vigil bench cameras` run this same code.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -26,13 +26,14 @@ use crate::evidence::store::Detection;
 use crate::gallery::PersonKind;
 use crate::gallery::search::SearchIndex;
 use crate::gallery::settlements::SettlementLog;
+use crate::histogram::Histogram;
 use crate::publish::events;
 use crate::source::Frame;
 use crate::source::bounded::join_within;
 use crate::source::camera::{CameraCounters, CameraWorker, Supervision};
 use crate::source::pipeline;
 use crate::source::slot::FrameSlot;
-use crate::source::tamper::TamperDetector;
+use crate::source::tamper::{TamperChange, TamperDetector, TamperKind};
 
 use super::metrics::{CameraSource, Watched};
 use super::people::People;
@@ -51,11 +52,50 @@ pub struct Shared {
     pub people: Arc<People>,
 }
 
-/// Frames analysed and faces embedded by one camera's analysis (read by `vigil bench cameras`).
+/// Frames analysed and faces embedded by one camera's analysis (read by `vigil bench cameras` and the
+/// metrics), and its tamper conditions now.
 #[derive(Debug, Default)]
 pub struct AnalysisCounters {
     pub frames: AtomicU64,
     pub faces_embedded: AtomicU64,
+    /// The tamper conditions raised and not cleared, one bit per [`TamperKind`] ([`tamper_bit`]).
+    pub tampered: AtomicU8,
+}
+
+impl AnalysisCounters {
+    /// The tamper conditions that hold now.
+    pub fn tampered(&self) -> Vec<TamperKind> {
+        let bits = self.tampered.load(Ordering::Relaxed);
+        TAMPER_KINDS.into_iter().filter(|k| bits & tamper_bit(*k) != 0).collect()
+    }
+}
+
+/// Every tamper condition, in the order metrics and health list them.
+pub const TAMPER_KINDS: [TamperKind; 3] = [TamperKind::Covered, TamperKind::Frozen, TamperKind::Moved];
+
+/// The bit of `kind` in [`AnalysisCounters::tampered`].
+pub fn tamper_bit(kind: TamperKind) -> u8 {
+    match kind {
+        TamperKind::Covered => 1,
+        TamperKind::Frozen => 2,
+        TamperKind::Moved => 4,
+    }
+}
+
+/// `session.run` times of every camera's model calls, by model (shared by all cameras: a label per
+/// model, not per camera, keeps the series few).
+#[derive(Debug)]
+pub struct ModelTimings {
+    pub face_detector: Arc<Histogram>,
+    pub embedder: Arc<Histogram>,
+    pub person_detector: Arc<Histogram>,
+}
+
+impl Default for ModelTimings {
+    fn default() -> Self {
+        let h = || Arc::new(Histogram::new(crate::histogram::MODEL_CALL_BOUNDS));
+        ModelTimings { face_detector: h(), embedder: h(), person_detector: h() }
+    }
 }
 
 /// How often each camera's counters are logged.
@@ -120,6 +160,17 @@ impl CameraAnalysis {
             out,
             counters: Arc::default(),
         })
+    }
+
+    /// Counts each model call's `session.run` time in `timings`.
+    pub fn time_models(&mut self, timings: &ModelTimings) {
+        if let Some(faces) = self.faces.as_mut() {
+            faces.detector.timings = Some(timings.face_detector.clone());
+            faces.embedder.timings = Some(timings.embedder.clone());
+        }
+        if let Some(persons) = self.persons.as_mut() {
+            persons.timings = Some(timings.person_detector.clone());
+        }
     }
 
     /// Faces in a frame: every detected face's box, with its embedding when it passes the quality gate.
@@ -209,6 +260,10 @@ impl CameraAnalysis {
             self.tamper.set_reference(&frame.image);
         }
         for change in self.tamper.observe(&frame.image, frame.captured) {
+            match change {
+                TamperChange::Raised(kind) => self.counters.tampered.fetch_or(tamper_bit(kind), Ordering::Relaxed),
+                TamperChange::Cleared(kind) => self.counters.tampered.fetch_and(!tamper_bit(kind), Ordering::Relaxed),
+            };
             let details = [("tamper".to_owned(), change.kind().as_str().to_owned())].into();
             let onset = self.tamper.onset(change.kind()).unwrap_or(frame.captured);
             let kind = crate::decide::tamper::decision_kind(change, onset);
@@ -245,6 +300,7 @@ pub fn start_camera(
         counters: counters.clone(),
         slot: slot.clone(),
         offline: offline.clone(),
+        analysis: analysis.counters.clone(),
     };
     let worker = CameraWorker {
         camera: camera.stream(),

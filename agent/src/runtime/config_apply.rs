@@ -297,11 +297,10 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Cameras not online: no frame decoded yet, or an outage announced and not over.
+    /// Cameras not online ([`CameraSource::online`], as `/metrics` says it): no frame decoded yet, or an
+    /// outage announced and not over.
     pub fn offline(&self) -> Vec<String> {
-        let online =
-            |c: &CameraSource| c.counters.frames.load(Ordering::Relaxed) > 0 && !c.offline.load(Ordering::Relaxed);
-        self.cameras.iter().filter(|c| !online(c)).map(|c| c.id.clone()).collect()
+        self.cameras.iter().filter(|c| !c.online()).map(|c| c.id.clone()).collect()
     }
 
     pub fn mqtt_connected(&self) -> Option<bool> {

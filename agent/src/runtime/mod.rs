@@ -28,6 +28,7 @@ pub mod checkins;
 mod config_apply;
 mod evidence;
 pub mod handlers;
+mod health;
 pub mod http;
 pub mod metrics;
 mod mqtt;
@@ -148,6 +149,8 @@ struct Running {
     acks: JoinHandle<()>,
     /// Phase 1: the HTTPS server (when `[http]` is set) stops taking requests; those in flight finish.
     http: Option<crate::http::Server>,
+    /// Phase 1: the metrics listener.
+    ops: Option<crate::http::ops::OpsListener>,
     /// What a `config_apply` trial watches: the cameras' and the publisher's counters.
     probe: config_apply::Probe,
     /// Events of the agent itself (`config_applied`, `config_rolled_back`) go out through it.
@@ -229,6 +232,7 @@ impl Running {
             let head = evidence::chain_head(&entry.head());
             head_tx.send_replace(Some(events::EvidenceHead::new(&site, &device, &head, SystemTime::now())));
         }));
+        let store_counters = store.counters.clone();
         let store = Arc::new(Mutex::new(store));
         let (ack_tx, acks) = evidence::start_acks(store.clone())?;
         let delivery = shutdown.delivery();
@@ -237,13 +241,18 @@ impl Running {
         if config.mqtt.is_some() {
             watched.push(notify::Watched::new("publisher", publisher_counters.progress.clone()));
         }
+        // The health message: the publisher takes the channel now, the thread that fills it comes once
+        // the metrics' sources exist.
+        let (health_tx, health_rx) = health::channel();
+        let retained = Retained { head: head_rx, health: health_rx };
         let publisher =
-            start_publisher(config, &base, &outbox, &wake, delivery, registry, ack_tx, head_rx, &publisher_counters)?;
+            start_publisher(config, &base, &outbox, &wake, delivery, registry, ack_tx, retained, &publisher_counters)?;
+        let timings = camera::ModelTimings::default();
         let (mut producers, mut cameras) = (Vec::new(), Vec::new());
         for camera in &config.cameras {
             info!(camera = %camera.id, role = camera.role.as_str(), url = %redact_url(&camera.url),
                 keyframes_only = camera.keyframes_only(), regions = camera.regions.len(), "camera configured");
-            let analysis = CameraAnalysis::new(
+            let mut analysis = CameraAnalysis::new(
                 config,
                 camera,
                 &models,
@@ -252,6 +261,7 @@ impl Running {
                 watch_receivers.remove(&camera.id),
                 outlet(&camera.id),
             )?;
+            analysis.time_models(&timings);
             let recordings = Some(config.storage.recordings_dir().join(&camera.id));
             let started = camera::start_camera(config, camera, analysis, recordings, decisions_tx.clone(), &shutdown)?;
             producers.extend(started.threads);
@@ -262,8 +272,17 @@ impl Running {
             cameras: cameras.clone(),
             mqtt: config.mqtt.as_ref().map(|_| publisher_counters.clone()),
         };
-        // Every camera is started: what `/metrics` and `/readyz` read.
-        let metrics = metrics::Metrics::new(cameras, outbox.clone(), publisher_counters, &emitter.counted);
+        // Every camera is started: what `/metrics`, `/readyz` and the health message read.
+        let sources = metrics::Sources {
+            cameras,
+            outbox: outbox.clone(),
+            mqtt: publisher_counters,
+            models: timings,
+            evidence: store_counters,
+            pending: pending.clone(),
+            data_dir: config.storage.data_dir.clone(),
+        };
+        let metrics = Arc::new(metrics::Metrics::new(sources, &emitter.counted));
         // Ward phones' check-ins, when phones are served: the checkers' face sessions are opened now,
         // while the models' bytes are held.
         let checkins = match config.http() {
@@ -305,16 +324,21 @@ impl Running {
         if let Some(interval) = notify::watchdog_interval().filter(|_| notifier.enabled()) {
             consumers.push(notify::start_watchdog(notifier.clone(), watched, interval, &shutdown)?);
         }
+        if config.mqtt.is_some() {
+            let reporter = health::Reporter::new(&config.site.id, &config.site.device_id);
+            consumers.push(health::start(metrics.sources(), reporter, health_tx, &shutdown)?);
+        }
+        let ops = start_ops_listener(config, &metrics)?;
         let http = match checkins {
-            Some(checkins) => http::start(config, phones, checkins, Arc::new(metrics))?,
+            Some(checkins) => http::start(config, phones, checkins, metrics)?,
             None => None,
         };
-        Ok(Running { shutdown, producers, consumers, publisher, acks, http, probe, emitter: own_events })
+        Ok(Running { shutdown, producers, consumers, publisher, acks, http, ops, probe, emitter: own_events })
     }
 
     /// Stops the phases in order within [`SHUTDOWN_GRACE`], then gives the publisher up to 5 s more.
     async fn stop(self) -> anyhow::Result<()> {
-        let Running { shutdown, producers, consumers, publisher, acks, http, probe: _, emitter: _ } = self;
+        let Running { shutdown, producers, consumers, publisher, acks, http, ops, probe: _, emitter: _ } = self;
         shutdown.trigger();
         let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
         // The server stops with the producers, before the decision task drains: uploads being checked
@@ -322,6 +346,9 @@ impl Running {
         let http_stopped = async move {
             if let Some(server) = http {
                 server.stop(deadline.saturating_duration_since(std::time::Instant::now())).await;
+            }
+            if let Some(ops) = ops {
+                ops.stop(deadline.saturating_duration_since(std::time::Instant::now())).await;
             }
         };
         let producers = tokio::task::spawn_blocking(move || join_within(producers, deadline));
@@ -515,6 +542,31 @@ fn command_registry(
     registry
 }
 
+/// The metrics listener of `[metrics]`, or the default one on loopback when `[http]` is off. A port
+/// the operator chose that cannot be bound stops the start; the default one only warns (another
+/// exporter may hold 9464, and nobody asked for this one).
+fn start_ops_listener(
+    config: &Config,
+    metrics: &Arc<metrics::Metrics>,
+) -> anyhow::Result<Option<crate::http::ops::OpsListener>> {
+    let Some((settings, explicit)) = config.metrics_listener() else { return Ok(None) };
+    match crate::http::ops::OpsListener::start(&settings.listen, metrics.clone()) {
+        Ok(listener) => Ok(Some(listener)),
+        Err(e) if !explicit => {
+            warn!(error = %e, "the default metrics listener could not start: /metrics is not served \
+                (set [metrics] listen to a free port, or enabled = false)");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What the publisher keeps retained on the broker, as the runtime updates it.
+struct Retained {
+    head: tokio::sync::watch::Receiver<Option<events::EvidenceHead>>,
+    health: tokio::sync::watch::Receiver<Option<crate::publish::health::Health>>,
+}
+
 /// The MQTT publisher task, when `[mqtt]` is configured.
 #[allow(clippy::too_many_arguments)]
 fn start_publisher(
@@ -525,7 +577,7 @@ fn start_publisher(
     shutdown: tokio::sync::watch::Receiver<bool>,
     registry: Arc<Registry>,
     acks: mpsc::Sender<evidence::Ack>,
-    head: tokio::sync::watch::Receiver<Option<events::EvidenceHead>>,
+    retained: Retained,
     counters: &Arc<PublisherCounters>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(mqtt) = &config.mqtt else {
@@ -540,7 +592,8 @@ fn start_publisher(
         counters: counters.clone(),
         registry,
         on_delivered: Some(mqtt::acknowledge_bundles(acks)),
-        head: Some(head),
+        head: Some(retained.head),
+        health: Some(retained.health),
     };
     info!(host = %redact_url(&mqtt.host), topics = %base, "MQTT delivery configured");
     Ok(Some(tokio::spawn(publisher.run())))

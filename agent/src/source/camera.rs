@@ -62,6 +62,8 @@ pub struct CameraCounters {
     pub starts: AtomicU64,
     /// Restarts after a failure, end or stall.
     pub restarts: AtomicU64,
+    /// The same restarts by reason, indexed as [`RetryReason::LABELS`].
+    pub restarts_by_reason: [AtomicU64; 4],
     /// Frames decoded over all pipeline runs.
     pub frames: AtomicU64,
     /// Segments deleted to keep the recording ring within budget.

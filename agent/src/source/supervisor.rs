@@ -51,6 +51,20 @@ pub enum RetryReason {
     StateChange(String),
 }
 
+impl RetryReason {
+    /// Short, stable names of the reasons (metrics labels), indexed by [`RetryReason::index`].
+    pub const LABELS: [&'static str; 4] = ["error", "end_of_stream", "stalled", "start_failed"];
+
+    pub fn index(&self) -> usize {
+        match self {
+            RetryReason::Error(_) => 0,
+            RetryReason::Eos => 1,
+            RetryReason::Timeout(_) => 2,
+            RetryReason::StateChange(_) => 3,
+        }
+    }
+}
+
 impl std::fmt::Display for RetryReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -271,6 +285,7 @@ impl Supervisor {
     /// An outage: announce it, retry after the backoff, which grows for the next one.
     fn failed(&mut self, reason: RetryReason) -> Step {
         self.counters.restarts.fetch_add(1, Ordering::Relaxed);
+        self.counters.restarts_by_reason[reason.index()].fetch_add(1, Ordering::Relaxed);
         let delay = Backoff::jitter(self.delay, &mut self.seed);
         self.delay = self.policy.backoff.next(self.delay);
         Step { next: Next::Retry { delay }, announce: vec![Announcement::Offline(reason)] }
@@ -507,6 +522,9 @@ mod tests {
         assert!(matches!(&changes[2], HealthChange::Offline { reason: RetryReason::StateChange(_), .. }));
         assert_eq!(h.counters.starts.load(Ordering::Relaxed), 8);
         assert_eq!(h.counters.restarts.load(Ordering::Relaxed), 8);
+        // By reason: seven refusals, one start that did not come up.
+        let by_reason: Vec<u64> = h.counters.restarts_by_reason.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        assert_eq!(by_reason, [7, 0, 0, 1], "{:?}", RetryReason::LABELS);
     }
 
     /// No frame for `stall` after the last one (or after the start) ends the run as a timeout.

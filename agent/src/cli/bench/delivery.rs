@@ -90,6 +90,7 @@ pub fn delivery(scratch: &Path, port: u16, appends: usize, events: usize, rate: 
             }
         })),
         head: None,
+        health: None,
     };
     let thread = std::thread::spawn(move || {
         tokio::runtime::Builder::new_multi_thread()
