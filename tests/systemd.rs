@@ -185,6 +185,7 @@ fn the_unit_reaches_ready_works_hardened_and_the_watchdog_restarts_a_hung_agent(
 
     // A settlement window watching a looped clip of Obama (another photo of him is enrolled as a patient).
     let broker = Mosquitto::start(&dir.join("broker"));
+    let metrics_port = common::mqtt::free_port();
     let platform = Platform::new(dir);
     let clip = root.join("opt/clips/window.mp4");
     std::fs::create_dir_all(clip.parent().unwrap()).unwrap();
@@ -195,6 +196,7 @@ fn the_unit_reaches_ready_works_hardened_and_the_watchdog_restarts_a_hung_agent(
         format!(
             "[site]\nid = \"hosp\"\ndevice_id = \"edge\"\n[storage]\ndata_dir = \"{}\"\n\
              [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nkeepalive_secs = 5\nplatform_public_key = \"{}\"\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
              [[cameras]]\nid = \"window\"\nrole = \"settlement_window\"\nurl = \"file://{clip}\"\nloop = true\n",
             data_dir.display(),
             broker.port,
@@ -237,6 +239,19 @@ fn the_unit_reaches_ready_works_hardened_and_the_watchdog_restarts_a_hung_agent(
     sub.publish("vigil/v1/hosp/edge/cmd/settlement", platform.sign("settlement", &args));
     let verified = sub.wait_for(Duration::from_secs(60), |m| kinds(m).iter().any(|k| k == "settlement_verified"));
     assert!(verified, "no settlement_verified: {:?}\n{}", kinds(&sub.messages.lock().unwrap()), container.journal());
+
+    // The metrics listener, and what the agent reads of /proc/self and the data directory under the unit.
+    let page = ureq::get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .call()
+        .and_then(|mut r| r.body_mut().read_to_string())
+        .unwrap_or_else(|e| panic!("GET /metrics of the container's agent: {e}\n{}", container.journal()));
+    let sample = |series: &str| -> f64 {
+        let line = page.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series}:\n{page}"));
+        line.rsplit_once(' ').unwrap().1.parse().unwrap()
+    };
+    assert!(sample("process_resident_memory_bytes") > 10e6, "{page}");
+    assert!(sample("vigil_storage_free_bytes") > 0.0, "{page}");
+    assert!(sample("vigil_camera_frames_analysed_total{camera=\"window\"}") > 0.0, "{page}");
 
     // config_apply under the unit: the agent may rewrite /etc/vigil/vigil.toml (ReadWritePaths=, the
     // directory is the vigil group's), restarts in process (RELOADING=1, then READY=1 again) and systemd

@@ -50,6 +50,10 @@ pub struct SearchBench {
     /// With `--compare`: queries whose match differed between the two (id or distance).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disagreements: Option<usize>,
+    /// SHA-256 of every query's match (id, role, exact distance), unfiltered and among physicians: two
+    /// machines' searches agree exactly iff these do (x86-64 with AVX2 against ARM64 with NEON in
+    /// tests/arm64.rs).
+    pub results_sha256: String,
 }
 
 /// xorshift: reproducible synthetic embeddings without a dependency (the search and gallery benches).
@@ -114,6 +118,13 @@ pub fn search(entries: usize, queries: usize, rounds: usize, compare: bool, cold
             old_rounds.push(stats);
         }
     }
+    // Untimed. `{:?}` prints each distance in the shortest form that reads back to the same bits.
+    let mut matches = String::new();
+    for q in &query_set {
+        for role in [None, Some(PersonKind::Physician)] {
+            matches.push_str(&format!("{:?}\n", index.best(q, role)));
+        }
+    }
     let total = (queries * rounds) as f64;
     SearchBench {
         entries,
@@ -124,6 +135,7 @@ pub fn search(entries: usize, queries: usize, rounds: usize, compare: bool, cold
         int8: figures(new_rounds, new_found as f64 / total),
         bf16_baseline: compare.then(|| figures(old_rounds, old_found as f64 / total)),
         disagreements: compare.then_some(disagreements),
+        results_sha256: vigil::hashing::sha256_hex(matches.as_bytes()),
     }
 }
 
