@@ -8,7 +8,10 @@
 //! supervisor and analysis thread, the evidence writer, the publisher — made progress within the
 //! interval: each bumps a counter in its loop, waits included (an idle worker waiting on a channel
 //! still turns its loop), so a counter that stands still means a stuck thread. The pings then stop, the
-//! stuck workers are named in a WARN and in `STATUS=`, and systemd restarts the agent.
+//! stuck workers are named in a WARN and in `STATUS=`, and systemd restarts the agent. The thread
+//! starts with the workers, before the agent is ready; it pings only once `READY=1` is sent (systemd
+//! arms the watchdog when start-up is complete, and a ping before READY=1 would say "alive" for an
+//! agent that has not said it works).
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -26,6 +29,9 @@ pub struct Notifier {
     target: Option<(UnixDatagram, SocketAddr)>,
     /// A failed send is logged once (a socket that went away stays away).
     failed: AtomicBool,
+    /// `READY=1` was sent: systemd arms the watchdog once start-up is complete, and no ping may
+    /// precede it (the watchdog thread starts with the workers, before the agent says it is ready).
+    ready: AtomicBool,
 }
 
 impl Notifier {
@@ -49,7 +55,7 @@ impl Notifier {
                 }
             }
         });
-        Notifier { target, failed: AtomicBool::new(false) }
+        Notifier { target, failed: AtomicBool::new(false), ready: AtomicBool::new(false) }
     }
 
     /// Whether notifications go anywhere.
@@ -59,6 +65,18 @@ impl Notifier {
 
     /// Sends `state` (newline-separated `KEY=value` lines).
     pub fn notify(&self, state: &str) {
+        self.send(state);
+        if state.lines().any(|line| line == "READY=1") {
+            self.ready.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether `READY=1` has been sent.
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    fn send(&self, state: &str) {
         let Some((socket, addr)) = &self.target else { return };
         match socket.send_to_addr(state.as_bytes(), addr) {
             Ok(_) => debug!(state, "systemd notified"),
@@ -141,7 +159,9 @@ pub fn start_watchdog(
                 }
             }
             if stuck.is_empty() {
-                notifier.notify("WATCHDOG=1");
+                if notifier.ready() {
+                    notifier.notify("WATCHDOG=1");
+                }
                 if !stuck_before.is_empty() {
                     info!(threads = %stuck_before.join(", "), "the stuck threads made progress again; watchdog pings resume");
                     notifier.status("running");
@@ -176,7 +196,7 @@ mod tests {
         let path = dir.path().join("notify");
         let listener = UnixDatagram::bind(&path).unwrap();
         let target = Some((UnixDatagram::unbound().unwrap(), SocketAddr::from_pathname(&path).unwrap()));
-        Notifier { target, failed: AtomicBool::new(false) }.notify("READY=1");
+        Notifier { target, failed: AtomicBool::new(false), ready: AtomicBool::new(false) }.notify("READY=1");
         let mut buf = [0u8; 64];
         let n = listener.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1");
@@ -184,8 +204,11 @@ mod tests {
         let name = format!("vigil-test-{}", std::process::id());
         let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
         let listener = UnixDatagram::bind_addr(&addr).unwrap();
-        let notifier =
-            Notifier { target: Some((UnixDatagram::unbound().unwrap(), addr)), failed: AtomicBool::new(false) };
+        let notifier = Notifier {
+            target: Some((UnixDatagram::unbound().unwrap(), addr)),
+            failed: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+        };
         notifier.status("running:\n2 cameras");
         let n = listener.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"STATUS=running: 2 cameras");
