@@ -44,8 +44,10 @@ const LAYERS: &[(&str, Layer)] = &[
     ("evidence", Layer::Stage(6)),
     ("outbox", Layer::Stage(7)),
     ("publish", Layer::Stage(8)),
+    // The console's accounts, sessions and audit log: below HTTP, so `vigil users` uses it without it.
+    ("console", Layer::Stage(9)),
     // The HTTP surface: the last stage (it serves what the others made; only the runtime starts it).
-    ("http", Layer::Stage(9)),
+    ("http", Layer::Stage(10)),
     ("config", Layer::Config),
     // `app` is being renamed `runtime`; both names are the composition root.
     ("app", Layer::Runtime),

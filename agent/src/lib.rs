@@ -7,6 +7,7 @@ pub mod cache;
 pub mod clock;
 pub mod clock_sync;
 pub mod config;
+pub mod console;
 pub mod decide;
 pub mod evidence;
 pub mod fsio;

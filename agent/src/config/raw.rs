@@ -37,6 +37,9 @@ pub struct Config {
     pub metrics: Option<MetricsSettings>,
     #[serde(default)]
     pub phones: PhoneSettings,
+    /// The console's sign-in (served on `[http]`'s server).
+    #[serde(default)]
+    pub console: ConsoleSettings,
     #[serde(default)]
     pub wards: Vec<Ward>,
     /// ONNX Runtime and the model bundle.
@@ -80,6 +83,7 @@ pub struct Config {
     pub outbox: OutboxSettings,
 }
 
+pub use crate::console::ConsoleSettings;
 /// `[evidence]`: owned by the evidence stage.
 pub use crate::evidence::settings::EvidenceSettings as Evidence;
 pub use crate::http::{HttpSettings, MetricsSettings};

@@ -189,6 +189,9 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
     for (field, message) in config.phones.problems() {
         errors.add(format!("phones.{field}"), message);
     }
+    for (field, message) in config.console.problems() {
+        errors.add(format!("console.{field}"), message);
+    }
     let mut ward_ids = std::collections::HashSet::new();
     for (i, ward) in config.wards.iter().enumerate() {
         for (field, message) in ward.problems() {
