@@ -114,7 +114,7 @@ async fn start(extra: &str, delay: Duration) -> Served {
         skew: Duration::from_secs(300),
         max_body_bytes: settings.max_body_bytes,
     };
-    let server = Server::start(&settings, dir.path(), api, None).unwrap();
+    let server = Server::start(&settings, dir.path(), api, None, None).unwrap();
     // The phone is told to trust this certificate (its fingerprint was logged).
     let pem = std::fs::read(dir.path().join("http/cert.pem")).unwrap();
     let cert = CertificateDer::from_pem_slice(&pem).unwrap();
@@ -459,7 +459,7 @@ async fn plain_http_only_on_loopback_unless_explicitly_allowed() {
         skew: Duration::from_secs(300),
         max_body_bytes: plain.max_body_bytes,
     };
-    let server = Server::start(&plain, dir.path(), api, None).unwrap();
+    let server = Server::start(&plain, dir.path(), api, None, None).unwrap();
     assert!(server.cert.is_none() && !dir.path().join("http").exists());
     let mut tcp = tokio::net::TcpStream::connect(server.local_addr).await.unwrap();
     tcp.write_all(b"GET / HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n").await.unwrap();

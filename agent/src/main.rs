@@ -66,6 +66,9 @@ enum Command {
     /// Ward phones: add one (its one-time enrolment link and QR code), list them, revoke one.
     #[command(subcommand)]
     Phones(cli::phones::Phones),
+    /// Console users: add one with a role (installer, supervisor, viewer), list, remove, new password.
+    #[command(subcommand)]
+    Users(cli::users::Users),
     /// Measurements (not tests): face-matching accuracy, model speed.
     #[command(subcommand)]
     Bench(cli::bench::Bench),
@@ -114,6 +117,7 @@ fn main() -> ExitCode {
         Command::SignCommand(args) => cli::keys::sign_command(args),
         Command::Hold(args) => cli::evidence::hold(args),
         Command::Phones(command) => cli::phones::phones(command),
+        Command::Users(command) => cli::users::users(command),
         Command::Bench(bench) => cli::bench::bench(bench),
     };
     match result {

@@ -8,6 +8,7 @@ pub mod evidence;
 pub mod keys;
 pub mod phones;
 pub mod run;
+pub mod users;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -51,6 +51,20 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     Internal(String),
+    /// The console: no session, or an ended one.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The console: the session's role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The console: a state-changing request without its session's CSRF token, or from another origin.
+    #[error("refused as a possible cross-site request: {0}")]
+    Csrf(String),
+    /// The console's sign-in: never says which of the two is wrong.
+    #[error("{}", crate::console::LoginError::BadCredentials)]
+    BadCredentials,
+    #[error("{}", crate::console::LoginError::Locked { retry_after: *retry_after })]
+    Locked { retry_after: Duration },
 }
 
 /// Seconds a phone waits before re-sending when the box cannot take an upload now.
@@ -73,6 +87,9 @@ impl ApiError {
             ApiError::Busy { .. } | ApiError::Unavailable(_) | ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unauthorized(_) | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) | ApiError::Csrf(_) => StatusCode::FORBIDDEN,
+            ApiError::Locked { .. } => StatusCode::LOCKED,
         }
     }
 
@@ -98,12 +115,19 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Internal(_) => "internal",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::Csrf(_) => "csrf",
+            ApiError::BadCredentials => "bad_credentials",
+            ApiError::Locked { .. } => "locked",
         }
     }
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            ApiError::RateLimited { retry_after } | ApiError::Busy { retry_after } => Some(*retry_after),
+            ApiError::RateLimited { retry_after }
+            | ApiError::Busy { retry_after }
+            | ApiError::Locked { retry_after } => Some(*retry_after),
             ApiError::Unavailable(_) | ApiError::Storage(_) => Some(RETRY_LATER),
             _ => None,
         }

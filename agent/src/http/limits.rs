@@ -54,7 +54,7 @@ pub async fn access_log(request: Request, next: Next) -> Response {
     }
     if status >= 500 {
         line!(warn);
-    } else if status >= 400 || path.starts_with("/api/") {
+    } else if status >= 400 || path.starts_with("/api/") || path.starts_with("/console/api/") {
         line!(info);
     } else {
         line!(debug);

@@ -1,16 +1,17 @@
-//! The HTTPS server inside `vigil run` (axum + rustls): the ward phones' page and API now; the console
-//! and operations endpoints later. Limits (body size, timeouts, concurrency, rate) are set once, as
+//! The HTTPS server inside `vigil run` (axum + rustls): the ward phones' page and API, the console's
+//! API, and the operations endpoints. Limits (body size, timeouts, concurrency, rate) are set once, as
 //! layers; every error answers with a stable code and a human message.
 //!
 //! - [`server`]: the router, its limits, start and graceful stop;
 //! - [`listener`]: accepting connections, TLS handshakes off the accept loop;
 //! - [`tls`]: the certificate (configured, or self-signed once);
 //! - [`limits`]: access log, rate limit, timeout, size, the upload line;
-//! - [`phones`]: the phones' API; [`assets`]: the phone page's files;
+//! - [`phones`]: the phones' API; [`console`]: the console's sign-in, CSRF and role guard; [`assets`]: the phone page's files;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`error`]: the one error type and its JSON body.
 
 pub mod assets;
+pub mod console;
 pub mod error;
 pub mod limits;
 pub mod listener;
@@ -20,6 +21,7 @@ pub mod server;
 pub mod settings;
 pub mod tls;
 
+pub use console::ConsoleApi;
 pub use error::ApiError;
 pub use ops::Operations;
 pub use phones::PhoneApi;

@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use tokio::sync::watch;
 use tower::ServiceBuilder;
 
+use super::console::{self, ConsoleApi};
 use super::error::ApiError;
 use super::limits::{self, RateLimiter, UploadGate};
 use super::listener::{self, ClientAddr};
@@ -37,22 +38,27 @@ pub enum ServerError {
 /// ward's phones coming back online waits rather than being refused.
 pub const MAX_WAITING_UPLOADS: usize = 64;
 
-/// The routes and their limits, set once.
-pub fn router(settings: &HttpSettings, api: PhoneApi) -> Router {
+/// The routes and their limits, set once (the console's when `console` is given).
+pub fn router(settings: &HttpSettings, api: PhoneApi, console: Option<ConsoleApi>) -> Router {
     let gate = Arc::new(UploadGate::new(settings.max_concurrent_uploads, MAX_WAITING_UPLOADS));
     let limiter = Arc::new(RateLimiter::new(settings.rate_limit_per_minute));
     let timeout = Duration::from_secs(settings.request_timeout_secs);
-    Router::new()
+    let phones = Router::new()
         .route("/", get(|| async { Redirect::to("/ward/") }))
         .route("/api/phones/enrol", post(phones::enrol))
         .route("/api/phones/ward", get(phones::ward))
         .route("/api/phones/checkins", post(phones::checkin).route_layer(from_fn_with_state(gate, limits::upload_gate)))
         .merge(assets::router())
+        .with_state(api.clone());
+    let routes = match console {
+        Some(console) => phones.merge(console::router(console)),
+        None => phones,
+    };
+    routes
         .fallback(|request: Request| async move { ApiError::NotFound(request.uri().path().to_owned()).into_response() })
         .method_not_allowed_fallback(|request: Request| async move {
             ApiError::MethodNotAllowed(format!("{} {}", request.method(), request.uri().path())).into_response()
         })
-        .with_state(api.clone())
         .layer(
             ServiceBuilder::new()
                 .layer(from_fn(limits::access_log))
@@ -76,11 +82,12 @@ pub struct Server {
 impl Server {
     /// Binds and starts serving (on the current tokio runtime). `data_dir` holds the self-signed
     /// certificate when none is configured. `/healthz` is always served; `/readyz` and `/metrics` when
-    /// `ops` is given (see [`ops`]).
+    /// `ops` is given (see [`ops`]); the console's API when `console` is.
     pub fn start(
         settings: &HttpSettings,
         data_dir: &Path,
         api: PhoneApi,
+        console: Option<ConsoleApi>,
         ops: Option<Arc<dyn Operations>>,
     ) -> Result<Server, ServerError> {
         let listen_error = |source| ServerError::Listen { addr: settings.listen.clone(), source };
@@ -103,7 +110,8 @@ impl Server {
         let idle = Duration::from_secs(settings.request_timeout_secs + 15);
         let incoming = listener::incoming(tcp, tls, stopped.clone(), idle).map_err(listen_error)?;
         // The operations endpoints are merged outside the phones' limits (see `ops`).
-        let app = router(settings, api).merge(ops::router(ops)).into_make_service_with_connect_info::<ClientAddr>();
+        let app =
+            router(settings, api, console).merge(ops::router(ops)).into_make_service_with_connect_info::<ClientAddr>();
         let mut signal = stopped;
         let task = tokio::spawn(async move {
             let graceful = async move {

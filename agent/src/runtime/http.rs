@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::http::{Operations, PhoneApi, Server};
+use crate::console::Store;
+use crate::http::{ConsoleApi, Operations, PhoneApi, Server};
 use crate::phones::registry::Registry;
 use crate::phones::service::Checkins;
 
@@ -27,7 +28,17 @@ pub fn start(
         skew: Duration::from_secs(config.phones.skew_secs),
         max_body_bytes: settings.max_body_bytes,
     };
-    Ok(Some(Server::start(settings, &config.storage.data_dir, api, Some(ops))?))
+    let console = if config.console.enabled {
+        Some(ConsoleApi { store: open_console(config)?, policy: config.console.policy() })
+    } else {
+        None
+    };
+    Ok(Some(Server::start(settings, &config.storage.data_dir, api, console, Some(ops))?))
+}
+
+/// The console's store of the data directory (`vigil users` opens the same file).
+pub fn open_console(config: &Config) -> anyhow::Result<Arc<Store>> {
+    Ok(Arc::new(Store::open(&Store::path_in(&config.storage.data_dir))?))
 }
 
 /// The phone registry of the data directory (the CLI opens the same file).
