@@ -125,6 +125,8 @@ fn sign_in_sessions_csrf_roles_lock_out_and_the_audit_log() {
         assert!(!bytes.windows(8).any(|w| w == b"ana's lo"), "no password in the store's files");
     }
 
+    let keys = common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap();
+    assert!(keys.status.success(), "{}", String::from_utf8_lossy(&keys.stderr));
     let agent = Agent::start(&config, root.join("agent.log"));
     let console = Console {
         base: format!("http://127.0.0.1:{port}"),
@@ -240,7 +242,7 @@ fn sign_in_sessions_csrf_roles_lock_out_and_the_audit_log() {
         "ana login ok 127.0.0.1",
         "ana request refused 127.0.0.1 csrf",
         "ana request refused 127.0.0.1 csrf",
-        "ana request refused 127.0.0.1 csrf",
+        "ana request refused 127.0.0.1 origin",
         "vic login ok 127.0.0.1",
         "vic request refused 127.0.0.1 role",
         "sun login ok 127.0.0.1",

@@ -401,7 +401,9 @@ impl Store {
             (locked, user)
         };
         if let Some(until) = locked {
-            let retry_after = until.duration_since(now).unwrap_or_default();
+            // Whole seconds, rounded up: a client that waits this long finds the lock gone.
+            let left = until.duration_since(now).unwrap_or_default();
+            let retry_after = Duration::from_secs(left.as_millis().div_ceil(1000) as u64);
             let details = serde_json::json!({"retry_after_secs": retry_after.as_secs()});
             self.audit(Audit { who: &who, role: None, action: "login", address, outcome: "locked", details }, now)?;
             return Err(LoginError::Locked { retry_after });

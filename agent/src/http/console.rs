@@ -131,19 +131,20 @@ impl FromRequestParts<ConsoleApi> for SignedIn {
             )
         })?;
         if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
-            check_origin(&parts.headers)?;
             let sent = parts.headers.get(CSRF_HEADER).map(HeaderValue::as_bytes).unwrap_or_default();
-            let refused = if sent.is_empty() {
-                Some(format!("the {CSRF_HEADER} header is missing (the token of GET /console/api/me)"))
+            let refused = if let Err(ApiError::Csrf(reason)) = check_origin(&parts.headers) {
+                Some(("origin", reason))
+            } else if sent.is_empty() {
+                Some(("csrf", format!("the {CSRF_HEADER} header is missing (the token of GET /console/api/me)")))
             } else if !bool::from(sent.ct_eq(session.csrf.as_bytes())) {
-                Some(format!("the {CSRF_HEADER} header is not this session's token"))
+                Some(("csrf", format!("the {CSRF_HEADER} header is not this session's token")))
             } else {
                 None
             };
-            if let Some(reason) = refused {
+            if let Some((check, reason)) = refused {
                 tracing::warn!(client = %address, user = %session.user, path = %parts.uri.path(), reason = %reason,
-                    "console request refused: CSRF");
-                refusal(api, &session, &address, parts, "csrf").await?;
+                    "console request refused: possible cross-site request");
+                refusal(api, &session, &address, parts, check).await?;
                 return Err(ApiError::Csrf(reason));
             }
         }
