@@ -3,8 +3,8 @@
 //! standard input), sign-in with a right and a wrong password, the cookie's attributes, `/me` without a
 //! session, a state-changing request without (or with the wrong) CSRF token or from another origin,
 //! a viewer refused the audit log, five wrong passwords locking a name out even for the right one until
-//! the (short, configured) lock-out has passed, a user removed from the command line while signed in,
-//! and the audit log holding a row for each of these.
+//! the (short, configured) lock-out has passed, a user removed (and one re-passworded) from the command
+//! line while signed in, and the audit log holding a row for each of these.
 
 mod common;
 
@@ -264,6 +264,16 @@ fn sign_in_sessions_csrf_roles_lock_out_and_the_audit_log() {
     assert_eq!(rows, expected);
     let first = &log.body["entries"].as_array().unwrap().last().unwrap()["details"];
     assert_eq!(first, &json!({"name": "ana", "role": "installer"}));
+
+    // A new password from the command line ends the user's sessions; the new one signs in.
+    let passwd = users(&config, &["passwd", "--name", "sun"], "sun's new long password\n");
+    assert!(passwd.status.success(), "{}", String::from_utf8_lossy(&passwd.stderr));
+    assert_eq!(console.call("GET", "/console/api/me", &[("cookie", &supervisor)], None).status, 401);
+    assert_eq!(console.login("sun", "sun's long password").status, 401);
+    console.session("sun", "sun's new long password");
+    let nobody = users(&config, &["passwd", "--name", "nobody"], "whatever long enough\n");
+    assert_eq!(nobody.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("no console user \"nobody\""), "{nobody:?}");
 
     let log = agent.stop();
     assert!(log.contains("console sign-in refused: locked out"), "the lock-out is logged");
