@@ -5,7 +5,7 @@
 //!
 //! - [`store`]: `<data_dir>/console.sqlite`: users, sessions, failures, audit;
 //! - [`password`]: argon2id hashing, its parameters and measured cost;
-//! - [`settings`]: `[console]`.
+//! - [`settings`]: the `[console]` table.
 
 pub mod password;
 pub mod settings;

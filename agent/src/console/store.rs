@@ -239,7 +239,8 @@ impl Store {
     }
 
     /// Appends one row to the audit log. Errors are the caller's to report: a change whose audit row
-    /// cannot be written must not be reported as done.
+    /// cannot be written must not be reported as done. (Sending each row as an `audit` MQTT event is
+    /// later work, by the caller through the runtime's emitter: docs/console.md, "Not done yet".)
     pub fn audit(&self, entry: Audit<'_>, now: SystemTime) -> Result<i64, StoreError> {
         let conn = self.lock();
         insert_audit(&conn, &entry, now).map_err(self.db())?;
@@ -455,7 +456,7 @@ impl Store {
         Ok(NewSession { id, session: Session { user: name.to_owned(), role, csrf, created_at: time(ms(now)) } })
     }
 
-    /// The session of a cookie's id, marked used now; or why it signs nobody in (an expired one is
+    /// The session of a cookie's id, marked used now (to the minute); or why it signs nobody in (an expired one is
     /// deleted).
     pub fn session(
         &self,
@@ -486,8 +487,12 @@ impl Store {
             conn.execute("DELETE FROM sessions WHERE id_sha256 = ?1", [&key]).map_err(self.db())?;
             return Ok(Err(end));
         }
-        conn.execute("UPDATE sessions SET used_ms = ?1 WHERE id_sha256 = ?2", params![ms(now), key])
-            .map_err(self.db())?;
+        // Marked used at most once a minute: a page polling every few seconds does not write (and sync)
+        // the file at each request; the idle limit is in minutes.
+        if ms(now) - used_ms >= 60_000 {
+            conn.execute("UPDATE sessions SET used_ms = ?1 WHERE id_sha256 = ?2", params![ms(now), key])
+                .map_err(self.db())?;
+        }
         let Some(role) = Role::parse(&role) else { return Ok(Err(SessionEnd::Unknown)) };
         Ok(Ok(Session { user, role, csrf, created_at: time(created_ms) }))
     }
