@@ -52,3 +52,19 @@ pub fn vigil() -> Command {
     cmd.env_remove("VIGIL_LOG").env_remove("RUST_BACKTRACE");
     cmd
 }
+
+/// Runs tests/contract_validate.py over `cases` (`[{"label", "schema", "instance"}]`, schemas named
+/// relative to docs/contract): its exit status and report.
+pub fn validate_against_contract(cases: &[serde_json::Value]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(python())
+        .arg(repo("tests/contract_validate.py"))
+        .arg(repo("docs/contract"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&serde_json::to_vec(cases).unwrap()).unwrap();
+    child.wait_with_output().unwrap()
+}
