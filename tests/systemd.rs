@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use common::agent::{Platform, kinds};
 use common::mqtt::{Mosquitto, Subscriber, wait};
+use common::run_ok;
 
 /// A booted container, powered off (or killed) on drop.
 struct Container {
@@ -119,13 +120,6 @@ fn children(pid: u32) -> Vec<u32> {
     found
 }
 
-fn sh(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{cmd:?} failed: {text}");
-    text
-}
-
 /// Copies `from` to `to` with its directories, readable by all (the agent's user reads it).
 fn install(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -134,7 +128,7 @@ fn install(from: &Path, to: &Path) {
 
 /// Makes every file under `dir` belong to `uid:gid`.
 fn chown_tree(dir: &Path, uid: u32, gid: u32) {
-    sh(Command::new("chown").arg("-R").arg(format!("{uid}:{gid}")).arg(dir));
+    run_ok(Command::new("chown").arg("-R").arg(format!("{uid}:{gid}")).arg(dir));
 }
 
 #[test]
@@ -150,11 +144,11 @@ fn the_unit_reaches_ready_works_hardened_and_the_watchdog_restarts_a_hung_agent(
     let dir = scratch.path();
     let root = dir.join("root");
     std::fs::create_dir(&root).unwrap();
-    sh(Command::new("tar").arg("-C").arg(&root).arg("-xzf").arg(&tarball));
+    run_ok(Command::new("tar").arg("-C").arg(&root).arg("-xzf").arg(&tarball));
 
     // What the vigil package installs, by hand: the user, the binary, the unit, ONNX Runtime and the
     // models where the unit's VIGIL_CACHE points.
-    sh(Command::new("chroot").arg(&root).args([
+    run_ok(Command::new("chroot").arg(&root).args([
         "useradd",
         "--system",
         "--home-dir",
@@ -164,7 +158,7 @@ fn the_unit_reaches_ready_works_hardened_and_the_watchdog_restarts_a_hung_agent(
         "/usr/sbin/nologin",
         "vigil",
     ]));
-    let ids = sh(Command::new("chroot").arg(&root).args(["id", "vigil"]));
+    let ids = run_ok(Command::new("chroot").arg(&root).args(["id", "vigil"]));
     let id = |key: &str| -> u32 {
         ids.split_whitespace().find_map(|p| p.strip_prefix(key)?.split('(').next()?.parse().ok()).unwrap()
     };
@@ -212,10 +206,10 @@ fn the_unit_reaches_ready_works_hardened_and_the_watchdog_restarts_a_hung_agent(
     let state = root.join("var/lib/vigil");
     let host_config = dir.join("host.toml");
     std::fs::write(&host_config, config(&state, &platform.public_pem, &clip.display().to_string())).unwrap();
-    sh(common::vigil().args(["keys", "init", "--config"]).arg(&host_config));
+    run_ok(common::vigil().args(["keys", "init", "--config"]).arg(&host_config));
     common::agent::enroll(&host_config, "patient", &[("p-obama", "obama.jpg")]);
     chown_tree(&state, uid, gid);
-    sh(Command::new("chown").arg(format!("0:{gid}")).arg(root.join("etc/vigil")));
+    run_ok(Command::new("chown").arg(format!("0:{gid}")).arg(root.join("etc/vigil")));
     std::fs::set_permissions(root.join("etc/vigil"), std::os::unix::fs::PermissionsExt::from_mode(0o770)).unwrap();
     assert_eq!(std::fs::metadata(state.join("keys")).unwrap().uid(), uid);
 
