@@ -49,20 +49,24 @@ impl Container {
             .spawn()
             .expect("script (util-linux) runs systemd-nspawn");
         let mut container = Container { child, init: 0, console: console.to_owned() };
-        // script → systemd-nspawn → systemd.
-        let found = wait(Duration::from_secs(30), || {
-            let nspawn = children(container.child.id()).into_iter().next();
-            if let Some(init) = nspawn.and_then(|n| children(n).into_iter().next()) {
-                container.init = init;
+        // script → systemd-nspawn → (nspawn's short-lived helpers) → systemd: the init is the descendant that runs
+        // systemd, looked for again until the boot is seen, since a helper may be caught before it exits.
+        let mut state = String::new();
+        let booted = wait(Duration::from_secs(120), || {
+            container.init = container_init(container.child.id()).unwrap_or(0);
+            if container.init == 0 {
+                state = "systemd not started yet".to_owned();
+                return false;
             }
-            container.init != 0
-        });
-        assert!(found, "systemd-nspawn did not start systemd:\n{}", container.console_text());
-        let booted = wait(Duration::from_secs(60), || {
-            let state = container.run(&["systemctl", "is-system-running"]);
+            state = container.run(&["systemctl", "is-system-running"]);
             state.contains("running") || state.contains("degraded")
         });
-        assert!(booted, "the container did not finish booting:\n{}", container.console_text());
+        assert!(
+            booted,
+            "the container did not finish booting (last state: {state:?}, init pid {}):\n{}",
+            container.init,
+            container.console_text()
+        );
         container
     }
 
@@ -103,6 +107,21 @@ impl Drop for Container {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The pid of the `systemd` process started under `script` (its grandchild or deeper), if it runs yet.
+fn container_init(script: u32) -> Option<u32> {
+    let mut generation = vec![script];
+    for _ in 0..4 {
+        generation = generation.into_iter().flat_map(children).collect();
+        let init = generation.iter().copied().find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "systemd")
+        });
+        if init.is_some() {
+            return init;
+        }
+    }
+    None
 }
 
 /// The pids whose parent is `pid`.
