@@ -1093,18 +1093,7 @@ fn payloads_and_examples_validate_against_the_json_schemas() {
         };
         case(label, schema, v);
     }
-    let input = serde_json::to_vec(&cases).unwrap();
-    let mut child = std::process::Command::new(common::python())
-        .arg(common::repo("tests/contract_validate.py"))
-        .arg(common::repo("docs/contract"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(&input).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::validate_against_contract(&cases);
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "JSON Schema validation failed:\n{stdout}\n{stderr}");
     eprintln!("{stdout}");

@@ -40,17 +40,7 @@ fn assert_valid(payloads: &[Value]) {
         .enumerate()
         .map(|(i, p)| serde_json::json!({"label": format!("health #{i}"), "schema": "health.schema.json", "instance": p}))
         .collect();
-    let mut child = std::process::Command::new(common::python())
-        .arg(common::repo("tests/contract_validate.py"))
-        .arg(common::repo("docs/contract"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(&serde_json::to_vec(&cases).unwrap()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::validate_against_contract(&cases);
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "health messages fail the schema:\n{stdout}\n{stderr}");
 }

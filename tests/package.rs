@@ -14,34 +14,22 @@
 //!
 //! Needs root (chroot, unshare) and, on a cold cache, Debian's mirror (the base root, the closure).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use common::{output_text, run_ok};
 
 const INSTALLED_ORT: &str =
     "onnxruntime 1.32.0 (/usr/lib/vigil/libonnxruntime.so.1.32.0, installed by the vigil-runtime package)";
 const INSTALLED_MODELS: &str = "verified in /usr/share/vigil/models (installed by the vigil-runtime package)";
 
-fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
-}
-
-fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
-
-/// Runs `command`, panicking with its output unless it succeeds; returns stdout and stderr.
-fn run(command: &mut Command) -> String {
-    let output = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    let said = text(&output);
-    assert!(output.status.success(), "{command:?} failed ({}):\n{said}", output.status);
-    said
-}
-
 /// Builds the packages of `arch` (dev profile, with the offline bundle) and returns their directory.
 fn packages(arch: &str) -> PathBuf {
     assert!(unsafe { libc::geteuid() } == 0, "tests/package.rs needs root (chroot, unshare, mount)");
-    let out = repo("target/package-test");
-    let output = Command::new(repo("scripts/package"))
+    let out = common::repo("target/package-test");
+    let output = Command::new(common::repo("scripts/package"))
         .args(["--arch", arch, "--profile", "dev", "--no-build", "--offline-bundle", "--out"])
         .arg(&out)
         .output()
@@ -49,7 +37,7 @@ fn packages(arch: &str) -> PathBuf {
     assert!(
         output.status.success(),
         "scripts/package --arch {arch} failed (for arm64: run scripts/cross-arm64 first, it builds the binary):\n{}",
-        text(&output)
+        output_text(&output)
     );
     let dir = out.join(arch);
     let ours: Vec<PathBuf> = ["vigil_", "vigil-runtime_"]
@@ -59,7 +47,7 @@ fn packages(arch: &str) -> PathBuf {
     // Debian's own checker: no error and no warning (vigil-runtime overrides the two it cannot fix: the
     // copies of curl and mbedtls inside Microsoft's ONNX Runtime build).
     let said =
-        run(Command::new("lintian").args(["--fail-on", "error,warning", "--tag-display-limit", "0"]).args(&ours));
+        run_ok(Command::new("lintian").args(["--fail-on", "error,warning", "--tag-display-limit", "0"]).args(&ours));
     assert!(!said.lines().any(|l| l.starts_with("E: ") || l.starts_with("W: ")), "{said}");
     dir
 }
@@ -74,8 +62,8 @@ fn deb(dir: &Path, prefix: &str) -> Option<PathBuf> {
 fn base_root(arch: &str) -> tempfile::TempDir {
     let tarball = vigil::cache::dir().join(format!("package/bookworm-minbase-{arch}.tar.zst"));
     assert!(tarball.is_file(), "{} missing: scripts/package --offline-bundle makes it", tarball.display());
-    let root = tempfile::Builder::new().prefix("package-root-").tempdir_in(repo("target")).unwrap();
-    run(Command::new("tar").arg("-C").arg(root.path()).args(["--zstd", "-xf"]).arg(&tarball));
+    let root = tempfile::Builder::new().prefix("package-root-").tempdir_in(common::repo("target")).unwrap();
+    run_ok(Command::new("tar").arg("-C").arg(root.path()).args(["--zstd", "-xf"]).arg(&tarball));
     root
 }
 
@@ -100,14 +88,14 @@ fn offline(root: &Path, script: &str) -> Command {
 }
 
 fn sha256(path: &Path) -> String {
-    let out = run(Command::new("sha256sum").arg(path));
+    let out = run_ok(Command::new("sha256sum").arg(path));
     out.split_whitespace().next().unwrap().to_owned()
 }
 
 /// The vigil package again under a higher version: an upgrade as dpkg sees it.
 fn bumped(deb: &Path, into: &Path) -> PathBuf {
     let tree = into.join("bumped");
-    run(Command::new("dpkg-deb").arg("-R").arg(deb).arg(&tree));
+    run_ok(Command::new("dpkg-deb").arg("-R").arg(deb).arg(&tree));
     let control = tree.join("DEBIAN/control");
     let old = std::fs::read_to_string(&control).unwrap();
     let version = old.lines().find_map(|l| l.strip_prefix("Version: ")).unwrap().to_owned();
@@ -115,7 +103,7 @@ fn bumped(deb: &Path, into: &Path) -> PathBuf {
         .unwrap();
     let arch = old.lines().find_map(|l| l.strip_prefix("Architecture: ")).unwrap();
     let out = into.join(format!("vigil_{version}+1_{arch}.deb"));
-    run(Command::new("dpkg-deb").args(["--root-owner-group", "-Zgzip", "-z1", "--build"]).arg(&tree).arg(&out));
+    run_ok(Command::new("dpkg-deb").args(["--root-owner-group", "-Zgzip", "-z1", "--build"]).arg(&tree).arg(&out));
     std::fs::remove_dir_all(&tree).unwrap();
     out
 }
@@ -127,7 +115,7 @@ fn amd64_installs_offline_from_the_bundle_upgrades_keeping_state_and_purges_keep
     let r = root.path();
     // As in any chroot: no service may start (the closure has daemons' packages).
     std::fs::write(r.join("usr/sbin/policy-rc.d"), "#!/bin/sh\nexit 101\n").unwrap();
-    run(Command::new("chmod").arg("0755").arg(r.join("usr/sbin/policy-rc.d")));
+    run_ok(Command::new("chmod").arg("0755").arg(r.join("usr/sbin/policy-rc.d")));
     let bundle = r.join("root/bundle");
     std::fs::create_dir_all(&bundle).unwrap();
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -137,18 +125,18 @@ fn amd64_installs_offline_from_the_bundle_upgrades_keeping_state_and_purges_keep
 
     let apt = "cd /root/bundle && apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-unsafe-io";
     let started = std::time::Instant::now();
-    let said = run(&mut offline(r, &format!("{apt} ./*.deb")));
+    let said = run_ok(&mut offline(r, &format!("{apt} ./*.deb")));
     // A measurement for docs/install.md, not an assertion.
     let count = std::fs::read_dir(&bundle).unwrap().count();
     eprintln!("offline install of {count} packages into a minbase root: {:.0?}", started.elapsed());
     assert!(said.contains("Setting up vigil (") && said.contains("Setting up vigil-runtime ("), "{said}");
     assert!(said.contains("the service is disabled and not started until this box is configured"), "{said}");
 
-    let version = run(&mut chroot(r, "vigil --version"));
+    let version = run_ok(&mut chroot(r, "vigil --version"));
     assert!(version.contains(INSTALLED_ORT) && version.contains(INSTALLED_MODELS), "{version}");
-    let check = run(&mut chroot(r, "vigil check-config /etc/vigil/vigil.toml"));
+    let check = run_ok(&mut chroot(r, "vigil check-config /etc/vigil/vigil.toml"));
     assert!(check.contains("OK") && check.contains("0 cameras"), "{check}");
-    let owners = run(&mut chroot(
+    let owners = run_ok(&mut chroot(
         r,
         "getent passwd vigil && stat -c '%a %U:%G %n' /etc/vigil /etc/vigil/vigil.toml /var/lib/vigil /var/cache/vigil",
     ));
@@ -170,7 +158,7 @@ fn amd64_installs_offline_from_the_bundle_upgrades_keeping_state_and_purges_keep
     let config = r.join("etc/vigil/vigil.toml");
     let edited = std::fs::read_to_string(&config).unwrap().replace("unconfigured-site", "hosp-0427");
     std::fs::write(&config, &edited).unwrap();
-    run(&mut chroot(r, "runuser -u vigil -- vigil keys init --config /etc/vigil/vigil.toml"));
+    run_ok(&mut chroot(r, "runuser -u vigil -- vigil keys init --config /etc/vigil/vigil.toml"));
     let state = [
         "var/lib/vigil/keys/device-ed25519.pem",
         "var/lib/vigil/evidence/2026-12-06/evt-1/manifest.json",
@@ -184,19 +172,19 @@ fn amd64_installs_offline_from_the_bundle_upgrades_keeping_state_and_purges_keep
 
     let newer = bumped(&deb(&dir, "vigil_").unwrap(), &bundle);
     let name = newer.file_name().unwrap().to_string_lossy().into_owned();
-    let said = run(&mut offline(r, &format!("{apt} ./{name}")));
+    let said = run_ok(&mut offline(r, &format!("{apt} ./{name}")));
     assert!(said.contains("Unpacking vigil (") && said.contains("over ("), "not an upgrade:\n{said}");
     assert!(
         !said.contains("the service is disabled and not started"),
         "upgrade printed the first-install note:\n{said}"
     );
-    let installed = run(&mut chroot(r, "dpkg-query -W -f '${Version}' vigil"));
+    let installed = run_ok(&mut chroot(r, "dpkg-query -W -f '${Version}' vigil"));
     assert!(installed.ends_with("+1"), "{installed}");
     assert_eq!(std::fs::read_to_string(&config).unwrap(), edited, "the upgrade replaced the edited config");
     let after: Vec<String> = state.iter().map(|f| sha256(&r.join(f))).collect();
     assert_eq!(after, hashes, "the upgrade changed state in /var/lib/vigil");
 
-    let said = run(&mut offline(r, "apt-get purge -y -q vigil"));
+    let said = run_ok(&mut offline(r, "apt-get purge -y -q vigil"));
     assert!(said.contains("left behind on purpose"), "{said}");
     assert!(said.contains("/var/lib/vigil/evidence") && said.contains("retention policy"), "{said}");
     assert!(!r.join("etc/vigil").exists(), "purge left /etc/vigil");
@@ -213,7 +201,7 @@ fn arm64_package_runs_under_qemu_with_its_own_runtime() {
     // dpkg-deb -x would replace the merged-/usr symlinks (/lib → usr/lib) with directories.
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        run(Command::new("sh").arg("-c").arg(format!(
+        run_ok(Command::new("sh").arg("-c").arg(format!(
             "dpkg-deb --fsys-tarfile '{}' | tar -C '{}' --keep-directory-symlink -xf -",
             path.display(),
             r.display()
@@ -237,8 +225,8 @@ fn arm64_package_runs_under_qemu_with_its_own_runtime() {
         command.args(["--mount", "--fork", "sh", "-c", &script]);
         command
     };
-    let version = run(&mut qemu(&["--version"]));
+    let version = run_ok(&mut qemu(&["--version"]));
     assert!(version.contains(INSTALLED_ORT) && version.contains(INSTALLED_MODELS), "{version}");
-    let check = run(&mut qemu(&["check-config", "/etc/vigil/vigil.toml"]));
+    let check = run_ok(&mut qemu(&["check-config", "/etc/vigil/vigil.toml"]));
     assert!(check.contains("OK") && check.contains("0 cameras"), "{check}");
 }

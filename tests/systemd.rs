@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use common::agent::{Platform, kinds};
 use common::mqtt::{Mosquitto, Subscriber, wait};
+use common::run_ok;
 
 /// A booted container, powered off (or killed) on drop.
 struct Container {
@@ -48,20 +49,24 @@ impl Container {
             .spawn()
             .expect("script (util-linux) runs systemd-nspawn");
         let mut container = Container { child, init: 0, console: console.to_owned() };
-        // script → systemd-nspawn → systemd.
-        let found = wait(Duration::from_secs(30), || {
-            let nspawn = children(container.child.id()).into_iter().next();
-            if let Some(init) = nspawn.and_then(|n| children(n).into_iter().next()) {
-                container.init = init;
+        // script → systemd-nspawn → (nspawn's short-lived helpers) → systemd: the init is the descendant that runs
+        // systemd, looked for again until the boot is seen, since a helper may be caught before it exits.
+        let mut state = String::new();
+        let booted = wait(Duration::from_secs(120), || {
+            container.init = container_init(container.child.id()).unwrap_or(0);
+            if container.init == 0 {
+                state = "systemd not started yet".to_owned();
+                return false;
             }
-            container.init != 0
-        });
-        assert!(found, "systemd-nspawn did not start systemd:\n{}", container.console_text());
-        let booted = wait(Duration::from_secs(60), || {
-            let state = container.run(&["systemctl", "is-system-running"]);
+            state = container.run(&["systemctl", "is-system-running"]);
             state.contains("running") || state.contains("degraded")
         });
-        assert!(booted, "the container did not finish booting:\n{}", container.console_text());
+        assert!(
+            booted,
+            "the container did not finish booting (last state: {state:?}, init pid {}):\n{}",
+            container.init,
+            container.console_text()
+        );
         container
     }
 
@@ -104,6 +109,21 @@ impl Drop for Container {
     }
 }
 
+/// The pid of the `systemd` process started under `script` (its grandchild or deeper), if it runs yet.
+fn container_init(script: u32) -> Option<u32> {
+    let mut generation = vec![script];
+    for _ in 0..4 {
+        generation = generation.into_iter().flat_map(children).collect();
+        let init = generation.iter().copied().find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "systemd")
+        });
+        if init.is_some() {
+            return init;
+        }
+    }
+    None
+}
+
 /// The pids whose parent is `pid`.
 fn children(pid: u32) -> Vec<u32> {
     let mut found = Vec::new();
@@ -119,13 +139,6 @@ fn children(pid: u32) -> Vec<u32> {
     found
 }
 
-fn sh(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{cmd:?} failed: {text}");
-    text
-}
-
 /// Copies `from` to `to` with its directories, readable by all (the agent's user reads it).
 fn install(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -134,7 +147,7 @@ fn install(from: &Path, to: &Path) {
 
 /// Makes every file under `dir` belong to `uid:gid`.
 fn chown_tree(dir: &Path, uid: u32, gid: u32) {
-    sh(Command::new("chown").arg("-R").arg(format!("{uid}:{gid}")).arg(dir));
+    run_ok(Command::new("chown").arg("-R").arg(format!("{uid}:{gid}")).arg(dir));
 }
 
 #[test]
@@ -150,11 +163,11 @@ fn the_unit_reaches_ready_works_hardened_and_the_watchdog_restarts_a_hung_agent(
     let dir = scratch.path();
     let root = dir.join("root");
     std::fs::create_dir(&root).unwrap();
-    sh(Command::new("tar").arg("-C").arg(&root).arg("-xzf").arg(&tarball));
+    run_ok(Command::new("tar").arg("-C").arg(&root).arg("-xzf").arg(&tarball));
 
     // What the vigil package installs, by hand: the user, the binary, the unit, ONNX Runtime and the
     // models where the unit's VIGIL_CACHE points.
-    sh(Command::new("chroot").arg(&root).args([
+    run_ok(Command::new("chroot").arg(&root).args([
         "useradd",
         "--system",
         "--home-dir",
@@ -164,7 +177,7 @@ fn the_unit_reaches_ready_works_hardened_and_the_watchdog_restarts_a_hung_agent(
         "/usr/sbin/nologin",
         "vigil",
     ]));
-    let ids = sh(Command::new("chroot").arg(&root).args(["id", "vigil"]));
+    let ids = run_ok(Command::new("chroot").arg(&root).args(["id", "vigil"]));
     let id = |key: &str| -> u32 {
         ids.split_whitespace().find_map(|p| p.strip_prefix(key)?.split('(').next()?.parse().ok()).unwrap()
     };
@@ -212,10 +225,10 @@ fn the_unit_reaches_ready_works_hardened_and_the_watchdog_restarts_a_hung_agent(
     let state = root.join("var/lib/vigil");
     let host_config = dir.join("host.toml");
     std::fs::write(&host_config, config(&state, &platform.public_pem, &clip.display().to_string())).unwrap();
-    sh(common::vigil().args(["keys", "init", "--config"]).arg(&host_config));
+    run_ok(common::vigil().args(["keys", "init", "--config"]).arg(&host_config));
     common::agent::enroll(&host_config, "patient", &[("p-obama", "obama.jpg")]);
     chown_tree(&state, uid, gid);
-    sh(Command::new("chown").arg(format!("0:{gid}")).arg(root.join("etc/vigil")));
+    run_ok(Command::new("chown").arg(format!("0:{gid}")).arg(root.join("etc/vigil")));
     std::fs::set_permissions(root.join("etc/vigil"), std::os::unix::fs::PermissionsExt::from_mode(0o770)).unwrap();
     assert_eq!(std::fs::metadata(state.join("keys")).unwrap().uid(), uid);
 

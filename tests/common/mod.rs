@@ -52,3 +52,32 @@ pub fn vigil() -> Command {
     cmd.env_remove("VIGIL_LOG").env_remove("RUST_BACKTRACE");
     cmd
 }
+
+/// Runs tests/contract_validate.py over `cases` (`[{"label", "schema", "instance"}]`, schemas named
+/// relative to docs/contract): its exit status and report.
+pub fn validate_against_contract(cases: &[serde_json::Value]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(python())
+        .arg(repo("tests/contract_validate.py"))
+        .arg(repo("docs/contract"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&serde_json::to_vec(cases).unwrap()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// stdout then stderr of a finished command, as text.
+pub fn output_text(output: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// Runs `command`, panicking with its output unless it succeeds; returns stdout and stderr.
+pub fn run_ok(command: &mut Command) -> String {
+    let output = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    let said = output_text(&output);
+    assert!(output.status.success(), "{command:?} failed ({}):\n{said}", output.status);
+    said
+}

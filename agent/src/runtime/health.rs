@@ -62,7 +62,7 @@ impl Essentials {
                 .map(|c| (c.online(), c.analysis.tampered.load(Ordering::Relaxed)))
                 .collect(),
             ready: sources.not_ready().is_empty(),
-            backlog: sources.outbox().map(|o| o.undelivered >= BACKLOG_RECORDS),
+            backlog: sources.undelivered().map(|n| n >= BACKLOG_RECORDS),
             connections: sources.mqtt.connections.load(Ordering::Relaxed),
         }
     }

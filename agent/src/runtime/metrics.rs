@@ -166,6 +166,11 @@ impl Sources {
         Some(OutboxState { undelivered, oldest_age })
     }
 
+    /// Records not yet delivered (one count; [`Sources::outbox`] also reads the oldest one's age).
+    pub fn undelivered(&self) -> Option<u64> {
+        self.outbox.lock().ok()?.len().ok()
+    }
+
     /// Free bytes on the data directory's file system, for the agent's user.
     pub fn free_bytes(&self) -> Option<u64> {
         crate::source::recorder::free_bytes(&self.data_dir).ok()
