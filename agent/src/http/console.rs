@@ -45,6 +45,8 @@ const MAX_LOGIN_BYTES: usize = 4 << 10;
 pub struct ConsoleApi {
     pub store: Arc<Store>,
     pub policy: Policy,
+    /// The cameras' routes ([`super::console_cameras`]), when the runtime provides them.
+    pub cameras: Option<Arc<dyn super::console_cameras::ConsoleCameras>>,
 }
 
 /// The console's routes, with their state.
@@ -54,7 +56,8 @@ pub fn router(api: ConsoleApi) -> Router {
         .route("/console/api/logout", post(logout))
         .route("/console/api/me", get(me))
         .route("/console/api/audit", get(audit_log))
-        .with_state(api)
+        .with_state(api.clone())
+        .merge(super::console_cameras::router(api))
 }
 
 /// Runs a store call (SQLite, argon2) off the async threads.

@@ -98,6 +98,37 @@ impl Default for ModelTimings {
     }
 }
 
+/// A window camera's face window in pixels: the polygon and its bounding box, where faces are looked for.
+#[derive(Debug, Clone)]
+pub struct FaceWindow {
+    polygon: crate::decide::presence::Polygon,
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl FaceWindow {
+    /// The window of normalised `points` in a `width` × `height` frame (None when it is no polygon there).
+    pub fn new(points: &[Vec<f64>], width: u32, height: u32) -> Option<FaceWindow> {
+        let polygon = crate::decide::presence::Polygon::from_config(points, width, height).ok()?;
+        let b = polygon.bounds();
+        let x = (b[0].max(0.0).floor() as u32).min(width.saturating_sub(1));
+        let y = (b[1].max(0.0).floor() as u32).min(height.saturating_sub(1));
+        let right = (b[2].ceil() as u32).clamp(x + 1, width);
+        let bottom = (b[3].ceil() as u32).clamp(y + 1, height);
+        Some(FaceWindow { polygon, x, y, width: right - x, height: bottom - y })
+    }
+
+    /// A face found in the window's crop, in frame coordinates; None when its centre is outside the polygon.
+    pub fn place(&self, mut face: FaceObservation) -> Option<FaceObservation> {
+        let (dx, dy) = (self.x as f32, self.y as f32);
+        face.bbox = [face.bbox[0] + dx, face.bbox[1] + dy, face.bbox[2] + dx, face.bbox[3] + dy];
+        let (cx, cy) = ((face.bbox[0] + face.bbox[2]) / 2.0, (face.bbox[1] + face.bbox[3]) / 2.0);
+        self.polygon.contains(f64::from(cx), f64::from(cy)).then_some(face)
+    }
+}
+
 /// How often each camera's counters are logged.
 const STATS_EVERY: Duration = Duration::from_secs(300);
 
@@ -121,8 +152,39 @@ pub struct CameraAnalysis {
     sightings: SightingFilter,
     tamper: TamperDetector,
     reference_path: PathBuf,
+    /// `<data_dir>/references/<camera>-empty.png`, written when the console takes the empty reference.
+    empty_reference_path: PathBuf,
+    /// Window cameras: where faces are looked for (the console changes it live).
+    face_window: Arc<RwLock<Option<Vec<Vec<f64>>>>>,
+    /// References asked for by the console, taken from the next analysed frame.
+    references: mpsc::Receiver<ReferenceRequest>,
+    references_tx: mpsc::Sender<ReferenceRequest>,
     out: Outlet,
     pub counters: Arc<AnalysisCounters>,
+}
+
+/// A reference the console asks the running camera for: `empty` also makes it the regions' empty
+/// reference; a uniform picture is refused unless `uniform_ok`. Answered on `reply` from the next frame.
+pub struct ReferenceRequest {
+    pub empty: bool,
+    pub uniform_ok: bool,
+    pub reply: mpsc::Sender<Result<(), ReferenceRefused>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceRefused {
+    #[error("the camera shows a uniform picture (covered?); not usable as a reference unless confirmed")]
+    Uniform,
+    #[error("cannot save the reference: {0}")]
+    Save(String),
+}
+
+/// What the console changes in a running camera's analysis: its face window, its references, its regions.
+#[derive(Clone)]
+pub struct LiveAnalysis {
+    pub face_window: Arc<RwLock<Option<Vec<Vec<f64>>>>>,
+    pub references: mpsc::Sender<ReferenceRequest>,
+    pub presence: Option<Arc<PresenceCamera>>,
 }
 
 impl CameraAnalysis {
@@ -140,6 +202,7 @@ impl CameraAnalysis {
         let wants_faces = camera.role == Role::SettlementWindow || camera.watch_physicians() || chairs;
         let reference_path = reference_path(&config.storage.data_dir, &camera.id);
         let reference = load_reference(&reference_path);
+        let (references_tx, references) = mpsc::channel();
         Ok(CameraAnalysis {
             camera: camera.id.clone(),
             faces: if wants_faces { Some(models.face_analyzer()?) } else { None },
@@ -157,9 +220,41 @@ impl CameraAnalysis {
             sightings: SightingFilter::new(config.physicians.sighting_matches, Duration::from_secs(60)),
             tamper: TamperDetector::new(config.tamper.clone(), reference.as_ref()),
             reference_path,
+            empty_reference_path: presence::empty_reference_path(&config.storage.data_dir, &camera.id),
+            face_window: Arc::new(RwLock::new(camera.face_window.clone())),
+            references,
+            references_tx,
             out,
             counters: Arc::default(),
         })
+    }
+
+    /// The handle through which the console changes this analysis while it runs.
+    pub fn live(&self) -> LiveAnalysis {
+        LiveAnalysis {
+            face_window: self.face_window.clone(),
+            references: self.references_tx.clone(),
+            presence: self.presence.clone(),
+        }
+    }
+
+    /// A reference the console asked for, from this frame: the tamper detector's (and, for `empty`,
+    /// the regions') from now on, saved where `vigil reference` saves them.
+    fn take_reference(&mut self, frame: &Frame, request: &ReferenceRequest) -> Result<(), ReferenceRefused> {
+        if !request.uniform_ok && !TamperDetector::usable_as_reference(&frame.image) {
+            return Err(ReferenceRefused::Uniform);
+        }
+        write_reference(&self.reference_path, &frame.image).map_err(ReferenceRefused::Save)?;
+        if request.empty {
+            write_reference(&self.empty_reference_path, &frame.image).map_err(ReferenceRefused::Save)?;
+        }
+        self.tamper.set_reference(&frame.image);
+        if let (true, Some(presence)) = (request.empty, &self.presence) {
+            presence.set_reference(frame.image.clone());
+        }
+        info!(camera = %self.camera, empty = request.empty, uniform_ok = request.uniform_ok,
+            "reference taken from the running camera (console); tamper detection compares with it from now on");
+        Ok(())
     }
 
     /// Counts each model call's `session.run` time in `timings`.
@@ -176,6 +271,16 @@ impl CameraAnalysis {
     /// Faces in a frame: every detected face's box, with its embedding when it passes the quality gate.
     fn observe_faces(&mut self, img: &image::RgbImage) -> Vec<FaceObservation> {
         let Some(faces) = self.faces.as_mut() else { return Vec::new() };
+        let window = self.face_window.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let window = window.and_then(|points| FaceWindow::new(&points, img.width(), img.height()));
+        let cropped;
+        let img = match &window {
+            Some(w) => {
+                cropped = image::imageops::crop_imm(img, w.x, w.y, w.width, w.height).to_image();
+                &cropped
+            }
+            None => img,
+        };
         let analysed = match faces.analyse(img, &self.gate) {
             Ok(f) => f,
             Err(e) => {
@@ -195,6 +300,10 @@ impl CameraAnalysis {
                 }
                 FaceObservation { bbox: f.face.bbox, score: f.face.score, embedding }
             })
+            .filter_map(|f| match &window {
+                Some(w) => w.place(f),
+                None => Some(f),
+            })
             .collect()
     }
 
@@ -203,13 +312,18 @@ impl CameraAnalysis {
         if let Some(rx) = &self.watches {
             self.open.extend(rx.try_iter());
         }
+        let requests: Vec<ReferenceRequest> = self.references.try_iter().collect();
+        for request in requests {
+            let taken = self.take_reference(frame, &request);
+            let _ = request.reply.send(taken);
+        }
         // Physicians are looked for every few seconds, and only while one is on shift.
         let scan_physicians = self.physicians_every.is_some_and(|every| {
             self.last_scan.is_none_or(|t| t.elapsed() >= every) && self.shared.people.any_shift_on(frame.captured)
         });
         // Beds and chairs: the person detector on every analysed frame.
         let chair_faces = match (&self.presence, self.persons.as_mut()) {
-            (Some(p), Some(detector)) => {
+            (Some(p), Some(detector)) if p.has_regions() => {
                 let persons = detector.detect(&frame.image).unwrap_or_else(|e| {
                     warn!(camera = %self.camera, error = %e, "person detection failed on a frame");
                     Vec::new()
@@ -281,6 +395,8 @@ pub struct StartedCamera {
     pub watched: Vec<super::notify::Watched>,
     /// Its counters and health, for the metrics.
     pub metrics: CameraSource,
+    /// What the console reads and changes.
+    pub handle: CameraHandle,
 }
 
 /// Starts the supervisor and analysis threads of one camera, recording into `recordings` if given.
@@ -302,18 +418,39 @@ pub fn start_camera(
         offline: offline.clone(),
         analysis: analysis.counters.clone(),
     };
-    let worker = CameraWorker {
-        camera: camera.stream(),
-        recordings,
-        segment: Duration::from_secs(10),
-        max_recording_bytes: config.retention.recordings_max_bytes_per_camera.0,
-        slot: slot.clone(),
-        health: Arc::new(Watched { inner: decisions, offline }),
-        shutdown: shutdown.flag(),
-        counters: counters.clone(),
-        supervision: Supervision::default(),
-    };
-    let supervisor = std::thread::Builder::new().name(format!("cam-{}", camera.id)).spawn(move || worker.run())?;
+    let control = Arc::new(StreamControl {
+        next: Mutex::new(camera.stream()),
+        current: Mutex::new(Arc::default()),
+        started: Mutex::new(Instant::now()),
+    });
+    let live = analysis.live();
+    let (run_control, global, slot_for_worker) = (control.clone(), shutdown.flag(), slot.clone());
+    let health: Arc<dyn crate::source::health::HealthSink> = Arc::new(Watched { inner: decisions, offline });
+    let (max_recording_bytes, worker_counters) = (config.retention.recordings_max_bytes_per_camera.0, counters.clone());
+    // One worker after another on this thread: a new one when the console changes the camera's URL
+    // (`StreamControl::restart`), none after the agent's shutdown.
+    let supervisor = std::thread::Builder::new().name(format!("cam-{}", camera.id)).spawn(move || {
+        loop {
+            let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            *run_control.current.lock().unwrap_or_else(|e| e.into_inner()) = restart.clone();
+            let worker = CameraWorker {
+                camera: run_control.next.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                recordings: recordings.clone(),
+                segment: Duration::from_secs(10),
+                max_recording_bytes,
+                slot: slot_for_worker.clone(),
+                health: health.clone(),
+                shutdown: global.clone(),
+                restart: Some(restart),
+                counters: worker_counters.clone(),
+                supervision: Supervision::default(),
+            };
+            worker.run();
+            if global.load(Ordering::Relaxed) {
+                return;
+            }
+        }
+    })?;
     let stop = shutdown.clone();
     let camera_id = camera.id.clone();
     let frames = slot.clone();
@@ -339,6 +476,7 @@ pub fn start_camera(
             }
             if let Some(frame) = frames.take(Duration::from_millis(250)) {
                 analysis.on_frame(&frame);
+                frames.keep(frame);
                 if hang {
                     warn!(camera = %camera_id, "VIGIL_TEST_HANG_ANALYSIS: this analysis thread now hangs (test-only)");
                     while !stop.is_set() {
@@ -352,7 +490,42 @@ pub fn start_camera(
         super::notify::Watched::new(format!("cam-{}", camera.id), supervisor_progress),
         super::notify::Watched::new(format!("ana-{}", camera.id), progress),
     ];
-    Ok(StartedCamera { threads: vec![supervisor, thread], slot, watched, metrics })
+    let handle = CameraHandle { id: camera.id.clone(), source: metrics.clone(), live, stream: control };
+    Ok(StartedCamera { threads: vec![supervisor, thread], slot, watched, metrics, handle })
+}
+
+/// The stream settings of a camera's next worker, and the flag that stops the current one.
+struct StreamControl {
+    next: Mutex<crate::source::settings::StreamSettings>,
+    current: Mutex<Arc<std::sync::atomic::AtomicBool>>,
+    /// When the current worker started (the console's uptime of a camera).
+    started: Mutex<Instant>,
+}
+
+/// A running camera as the console sees and changes it: counters, frames, its analysis' live settings,
+/// and its stream's restart.
+#[derive(Clone)]
+pub struct CameraHandle {
+    pub id: String,
+    pub source: CameraSource,
+    pub live: LiveAnalysis,
+    stream: Arc<StreamControl>,
+}
+
+impl CameraHandle {
+    /// Stops the camera's pipeline and starts it again with `stream` (a new URL); the analysis thread,
+    /// its counters and every other camera go on.
+    pub fn restart(&self, stream: crate::source::settings::StreamSettings) {
+        *self.stream.next.lock().unwrap_or_else(|e| e.into_inner()) = stream;
+        *self.stream.started.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.stream.current.lock().unwrap_or_else(|e| e.into_inner()).store(true, Ordering::Relaxed);
+        info!(camera = %self.id, "camera restarting with its new stream settings (console)");
+    }
+
+    /// Since when the camera's current stream runs (its start, or its last restart by the console).
+    pub fn running_since(&self) -> Instant {
+        *self.stream.started.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Turns a settlement watch's outcome into decisions (with evidence for mismatch and no face), checks
@@ -473,6 +646,7 @@ pub fn capture_reference(
         slot: slot.clone(),
         health: Arc::new(tx),
         shutdown: stop.flag(),
+        restart: None,
         counters: Arc::new(CameraCounters::default()),
         supervision: Supervision::default(),
     };
@@ -514,16 +688,19 @@ pub fn capture_reference(
 }
 
 fn save_reference(path: &Path, img: &image::RgbImage, camera: &str) {
-    let mut png = Vec::new();
-    let result = img
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| e.to_string())
-        .and_then(|()| crate::fsio::write(path, &png, crate::fsio::PRIVATE_FILE).map_err(|e| e.to_string()));
-    match result {
+    match write_reference(path, img) {
         Ok(()) => {
             info!(camera, path = %path.display(), "reference frame captured (view-moved detection compares with it; \
             after re-aiming the camera, replace it with `vigil reference` and restart)")
         }
         Err(e) => warn!(camera, path = %path.display(), error = %e, "cannot save the reference frame"),
     }
+}
+
+/// A reference frame as PNG, written durably.
+fn write_reference(path: &Path, img: &image::RgbImage) -> Result<(), String> {
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| e.to_string())
+        .and_then(|()| crate::fsio::write(path, &png, crate::fsio::PRIVATE_FILE).map_err(|e| e.to_string()))
 }

@@ -18,6 +18,7 @@ pub fn start(
     registry: Arc<Registry>,
     checkins: Arc<dyn Checkins>,
     ops: Arc<dyn Operations>,
+    cameras: Arc<dyn crate::http::console_cameras::ConsoleCameras>,
 ) -> anyhow::Result<Option<Server>> {
     let Some(settings) = config.http() else {
         return Ok(None);
@@ -29,7 +30,7 @@ pub fn start(
         max_body_bytes: settings.max_body_bytes,
     };
     let console = if config.console.enabled {
-        Some(ConsoleApi { store: open_console(config)?, policy: config.console.policy() })
+        Some(ConsoleApi { store: open_console(config)?, policy: config.console.policy(), cameras: Some(cameras) })
     } else {
         None
     };

@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime};
 pub mod camera;
 pub mod checkins;
 mod config_apply;
+mod console_cameras;
 mod evidence;
 pub mod handlers;
 mod health;
@@ -100,28 +101,42 @@ async fn run_async(mut active: config_apply::Active) -> anyhow::Result<()> {
     info!(path = %lock.path().display(), pid = std::process::id(), "data directory locked");
     // A configuration trial the agent did not see through is rolled back before anything starts.
     let owed = config_apply::recover(&mut active)?;
-    let (requests, mut applies) = tokio::sync::mpsc::unbounded_channel();
-    let mut running = Running::start(&active.config, &notifier, Some(config_apply::reconfigure(&active, &requests)))?;
+    let (applies_tx, mut applies) = tokio::sync::mpsc::unbounded_channel();
+    let (cameras_tx, mut camera_updates) = tokio::sync::mpsc::unbounded_channel();
+    let requests = config_apply::Inbox { applies: applies_tx, cameras: cameras_tx };
+    let mut running = Running::start(&active.config, &notifier, config_apply::reconfigure(&active, &requests))?;
     if let Some(owed) = owed {
         config_apply::finish_recovery(&running, &active, owed);
     }
+    // Said at the start and after each restart `config_apply` makes; a console camera change is no restart.
+    let mut started = true;
     loop {
-        let config = &active.config;
-        info!(site = %config.site.id, device = %config.site.device_id, cameras = config.cameras.len(), "vigil started");
-        let delivery = match &config.mqtt {
-            Some(mqtt) => format!("MQTT to {}", redact_url(&mqtt.host)),
-            None => "no MQTT (events kept in the outbox)".to_owned(),
-        };
-        notifier.notify(&format!("READY=1\nSTATUS=running: {} cameras, {delivery}", config.cameras.len()));
+        if std::mem::take(&mut started) {
+            let config = &active.config;
+            info!(site = %config.site.id, device = %config.site.device_id, cameras = config.cameras.len(), "vigil started");
+            let delivery = match &config.mqtt {
+                Some(mqtt) => format!("MQTT to {}", redact_url(&mqtt.host)),
+                None => "no MQTT (events kept in the outbox)".to_owned(),
+            };
+            notifier.notify(&format!("READY=1\nSTATUS=running: {} cameras, {delivery}", config.cameras.len()));
+        }
         tokio::select! {
             name = &mut signal => {
                 info!(signal = name, "shutting down");
                 break;
             }
+            Some(update) = camera_updates.recv() => {
+                // On this loop, as `config_apply`'s restarts: one writer of the file, and the
+                // configuration in force follows.
+                let reply = update.reply.clone();
+                let done = console_cameras::apply(&mut active, &running.active, &running.cameras, &running.people, update);
+                let _ = reply.send(done);
+            }
             Some(apply) = applies.recv() => {
                 let applied =
                     config_apply::apply(running, &mut active, apply, &notifier, &requests, &mut signal).await?;
                 running = applied.running;
+                started = true;
                 if let Some(name) = applied.signal {
                     info!(signal = name, "shutting down");
                     break;
@@ -155,17 +170,23 @@ struct Running {
     probe: config_apply::Probe,
     /// Events of the agent itself (`config_applied`, `config_rolled_back`) go out through it.
     emitter: Emitter,
+    /// The configuration in force as the handlers read it (the console's camera changes replace it).
+    active: console_cameras::ActiveView,
+    /// What the console changes in the running cameras.
+    cameras: Vec<camera::CameraHandle>,
+    /// The roster in force (a camera change may not drop a bed or chair it names).
+    people: Arc<People>,
 }
 
 impl Running {
     /// Starts every worker; with systemd's watchdog on, also the thread that pings it while they all
-    /// make progress. With `reconfigure`, `config_apply` is among the commands. A start that fails
+    /// make progress. `reconfigure` is what `config_apply` and the console's camera changes need. A start that fails
     /// half-way stops what it had started (all phases at once), so that a restart can follow in the
     /// same process.
     fn start(
         config: &Config,
         notifier: &Arc<notify::Notifier>,
-        reconfigure: Option<config_apply::Reconfigure>,
+        reconfigure: config_apply::Reconfigure,
     ) -> anyhow::Result<Running> {
         let shutdown = Shutdown::new();
         let started = Running::start_with(config, notifier, reconfigure, &shutdown);
@@ -178,7 +199,7 @@ impl Running {
     fn start_with(
         config: &Config,
         notifier: &Arc<notify::Notifier>,
-        reconfigure: Option<config_apply::Reconfigure>,
+        reconfigure: config_apply::Reconfigure,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Running> {
         let shutdown = shutdown.clone();
@@ -207,9 +228,8 @@ impl Running {
         )?;
         let phones = http::open_registry(config)?;
         let mut registry = command_registry(config, &state, watches, enrolment, &presence, &phones);
-        if let Some(reconfigure) = reconfigure {
-            registry.register("config_apply", config_apply::handler(reconfigure));
-        }
+        let (active_view, camera_updates) = (reconfigure.active.clone(), reconfigure.requests.cameras.clone());
+        registry.register("config_apply", config_apply::handler(reconfigure));
         let registry = Arc::new(registry);
         let outbox = open_outbox(config)?;
         let wake = Arc::new(tokio::sync::Notify::new());
@@ -248,7 +268,7 @@ impl Running {
         let publisher =
             start_publisher(config, &base, &outbox, &wake, delivery, registry, ack_tx, retained, &publisher_counters)?;
         let timings = camera::ModelTimings::default();
-        let (mut producers, mut cameras) = (Vec::new(), Vec::new());
+        let (mut producers, mut cameras, mut handles) = (Vec::new(), Vec::new(), Vec::new());
         for camera in &config.cameras {
             info!(camera = %camera.id, role = camera.role.as_str(), url = %redact_url(&camera.url),
                 keyframes_only = camera.keyframes_only(), regions = camera.regions.len(), "camera configured");
@@ -267,6 +287,7 @@ impl Running {
             producers.extend(started.threads);
             watched.extend(started.watched);
             cameras.push(started.metrics);
+            handles.push(started.handle);
         }
         let probe = config_apply::Probe {
             cameras: cameras.clone(),
@@ -330,15 +351,31 @@ impl Running {
         }
         let ops = start_ops_listener(config, &metrics)?;
         let http = match checkins {
-            Some(checkins) => http::start(config, phones, checkins, metrics)?,
+            Some(checkins) => {
+                let console = Arc::new(console_cameras::Cameras::new(handles.clone(), active_view.clone(), camera_updates));
+                http::start(config, phones, checkins, metrics, console)?
+            }
             None => None,
         };
-        Ok(Running { shutdown, producers, consumers, publisher, acks, http, ops, probe, emitter: own_events })
+        Ok(Running {
+            shutdown,
+            producers,
+            consumers,
+            publisher,
+            acks,
+            http,
+            ops,
+            probe,
+            emitter: own_events,
+            active: active_view,
+            cameras: handles,
+            people: state.shared.people.clone(),
+        })
     }
 
     /// Stops the phases in order within [`SHUTDOWN_GRACE`], then gives the publisher up to 5 s more.
     async fn stop(self) -> anyhow::Result<()> {
-        let Running { shutdown, producers, consumers, publisher, acks, http, ops, probe: _, emitter: _ } = self;
+        let Running { shutdown, producers, consumers, publisher, acks, http, ops, .. } = self;
         shutdown.trigger();
         let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
         // The server stops with the producers, before the decision task drains: uploads being checked
@@ -388,7 +425,8 @@ fn presence_cameras(
     config
         .cameras
         .iter()
-        .filter(|c| c.role != Role::SettlementWindow && !c.regions.is_empty())
+        // Every ward and dialysis-room camera, with regions or not yet: the console may draw them live.
+        .filter(|c| c.role != Role::SettlementWindow)
         .map(|c| Arc::new(PresenceCamera::new(config, c, outlet(&c.id)).keep_history(history.clone())))
         .collect()
 }
