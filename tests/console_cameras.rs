@@ -86,14 +86,26 @@ impl Console {
     }
 
     /// Polls the camera list until `done` holds of `id`'s object; panics with the log after `within`.
-    fn wait_for(&self, cookie: &str, id: &str, within: Duration, agent: &Agent, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    fn wait_for(
+        &self,
+        cookie: &str,
+        id: &str,
+        within: Duration,
+        agent: &Agent,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let started = Instant::now();
         loop {
             let camera = self.camera(cookie, id);
             if done(&camera) {
                 return camera;
             }
-            assert!(started.elapsed() < within, "{what}: not within {within:?}; last {camera}\nlog:\n{}", agent.log_text());
+            assert!(
+                started.elapsed() < within,
+                "{what}: not within {within:?}; last {camera}\nlog:\n{}",
+                agent.log_text()
+            );
             std::thread::sleep(Duration::from_millis(250));
         }
     }
@@ -219,7 +231,8 @@ fn cameras_are_shown_edited_live_and_their_references_taken() {
     });
     let refused = console.call("PUT", "/console/api/cameras/ward-1", &with_token, Some(bad));
     assert_eq!((refused.status, refused.code()), (422, "invalid_config"), "{:?}", refused.body);
-    let problems: Vec<&str> = refused.body["problems"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    let problems: Vec<&str> =
+        refused.body["problems"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
     for wanted in [
         "cameras[ward-1].url:",
         "cameras[ward-1].regions.bed-1[1]: coordinates are normalised to 0..1, got 1.5",
@@ -262,7 +275,12 @@ fn cameras_are_shown_edited_live_and_their_references_taken() {
     // A URL change restarts that camera alone.
     let black = json!({"url": "test://black", "regions": {}});
     let restarted = console.call("PUT", "/console/api/cameras/window-1", &with_token, Some(black));
-    assert_eq!((restarted.status, restarted.body["applied"].as_str()), (200, Some("camera_restarted")), "{:?}", restarted.body);
+    assert_eq!(
+        (restarted.status, restarted.body["applied"].as_str()),
+        (200, Some("camera_restarted")),
+        "{:?}",
+        restarted.body
+    );
     assert_eq!(restarted.body["url"], "test://black");
     assert_ne!(console.camera(&installer, "window-1")["stream_started_at"], window_stream);
     assert_eq!(console.camera(&installer, "ward-1")["stream_started_at"], ward_stream);
@@ -313,4 +331,27 @@ fn cameras_are_shown_edited_live_and_their_references_taken() {
     // One process start, never restarted in it.
     let log = agent.stop();
     assert_eq!(log.matches("vigil started").count(), 1, "{log}");
+}
+
+/// `face_window` doing its work with the real face detector: two people at the counter, the window
+/// drawn around the right one. Without the window both faces are found; with it only the right one,
+/// placed back in frame coordinates.
+#[test]
+fn the_face_window_keeps_only_the_faces_inside_it() {
+    let mut models = common::models();
+    let (left, right) = (common::face_photo("biden.jpg"), common::face_photo("obama.jpg"));
+    let half = |img: &image::RgbImage| image::imageops::resize(img, 480, 480, image::imageops::FilterType::Triangle);
+    let mut frame = image::RgbImage::new(960, 480);
+    image::imageops::replace(&mut frame, &half(&left), 0, 0);
+    image::imageops::replace(&mut frame, &half(&right), 480, 0);
+    let gate = vigil::analyze::quality::QualityThresholds::default();
+    let everyone = vigil::runtime::camera::faces_in(&mut models.faces, &frame, &gate, None).unwrap();
+    let centres: Vec<f32> = everyone.iter().map(|f| (f.bbox[0] + f.bbox[2]) / 2.0).collect();
+    assert!(centres.iter().any(|x| *x < 480.0) && centres.iter().any(|x| *x > 480.0), "both faces: {centres:?}");
+    let window = vec![vec![0.52, 0.02], vec![0.98, 0.02], vec![0.98, 0.98], vec![0.52, 0.98]];
+    let inside = vigil::runtime::camera::faces_in(&mut models.faces, &frame, &gate, Some(&window)).unwrap();
+    assert_eq!(inside.len(), 1, "{:?}", inside.iter().map(|f| f.bbox).collect::<Vec<_>>());
+    let [x1, y1, x2, y2] = inside[0].bbox;
+    assert!(x1 > 480.0 && x2 < 960.0 && y1 >= 0.0 && y2 <= 480.0, "in frame coordinates: {:?}", inside[0].bbox);
+    assert!(inside[0].embedding.is_some(), "the face in the window is embedded");
 }

@@ -179,10 +179,14 @@ host = "b" # broker
             ..CameraEdit::default()
         };
         let out = edit_camera(TEXT, "ward-3", &edit).unwrap();
-        for kept in ["# The box at ward 3.", "# by the door", "# Bed 1 is by the window.", "# the counter", "# broker"] {
+        for kept in ["# The box at ward 3.", "# by the door", "# Bed 1 is by the window.", "# the counter", "# broker"]
+        {
             assert!(out.contains(kept), "{kept} lost:\n{out}");
         }
-        assert!(out.contains("bed-1 = [[0.1, 0.1], [0.4, 0.1], [0.4, 0.6], [0.1, 0.6]]"), "unchanged text kept:\n{out}");
+        assert!(
+            out.contains("bed-1 = [[0.1, 0.1], [0.4, 0.1], [0.4, 0.6], [0.1, 0.6]]"),
+            "unchanged text kept:\n{out}"
+        );
         assert!(!out.contains("bed-2"), "{out}");
         let parsed: crate::config::Config = toml::from_str(&out).unwrap();
         let ward = &parsed.cameras[0];
@@ -210,7 +214,10 @@ host = "b" # broker
 
         let inline = "[site]\nid = \"h\"\ndevice_id = \"d\"\n[[cameras]]\nid = \"d-1\"\nrole = \"dialysis_room\"\nurl = \"test://ball\"\n\
                       regions = { chair-1 = [[0.1, 0.1], [0.3, 0.1], [0.3, 0.3]] }\n";
-        let edit = CameraEdit { regions: regions(&[("chair-2", &[[0.5, 0.5], [0.7, 0.5], [0.7, 0.7]])]), ..Default::default() };
+        let edit = CameraEdit {
+            regions: regions(&[("chair-2", &[[0.5, 0.5], [0.7, 0.5], [0.7, 0.7]])]),
+            ..Default::default()
+        };
         let out = edit_camera(inline, "d-1", &edit).unwrap();
         let parsed: crate::config::Config = toml::from_str(&out).unwrap();
         assert_eq!(parsed.cameras[0].regions, edit.regions);

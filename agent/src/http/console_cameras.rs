@@ -128,7 +128,9 @@ pub enum CameraError {
     /// Another change of the configuration is under way.
     #[error("{0}")]
     Busy(String),
-    #[error("camera {0:?} shows a uniform picture (covered?); if the view really is a bare wall or counter, confirm with uniform_ok")]
+    #[error(
+        "camera {0:?} shows a uniform picture (covered?); if the view really is a bare wall or counter, confirm with uniform_ok"
+    )]
     Uniform(String),
     #[error("camera {0:?} delivered no frame within 10 s (offline?)")]
     Offline(String),
@@ -274,13 +276,16 @@ async fn reference(
     let who = installer.0;
     let cameras = cameras(&api).map_err(IntoResponse::into_response)?;
     let request: ReferenceRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!("the body must be JSON {{\"kind\": \"empty\"|\"view\", \"uniform_ok\": bool}}: {e}"))
-            .into_response()
+        ApiError::BadRequest(format!(
+            "the body must be JSON {{\"kind\": \"empty\"|\"view\", \"uniform_ok\": bool}}: {e}"
+        ))
+        .into_response()
     })?;
     let camera = id.clone();
     let (kind, uniform_ok) = (request.kind, request.uniform_ok);
-    let result =
-        blocking(move || cameras.take_reference(&camera, kind, uniform_ok)).await.map_err(IntoResponse::into_response)?;
+    let result = blocking(move || cameras.take_reference(&camera, kind, uniform_ok))
+        .await
+        .map_err(IntoResponse::into_response)?;
     let outcome = match &result {
         Ok(_) => "ok".to_owned(),
         Err(e) => e.code().to_owned(),
@@ -304,7 +309,8 @@ async fn audit(api: &ConsoleApi, who: &SignedIn, action: &str, outcome: &str, de
     let (user, role, address) = (who.session.user.clone(), who.session.role, who.address.clone());
     let (action, outcome) = (action.to_owned(), outcome.to_owned());
     blocking(move || {
-        let entry = Audit { who: &user, role: Some(role), action: &action, address: &address, outcome: &outcome, details };
+        let entry =
+            Audit { who: &user, role: Some(role), action: &action, address: &address, outcome: &outcome, details };
         store.audit(entry, SystemTime::now())
     })
     .await?

@@ -129,6 +129,37 @@ impl FaceWindow {
     }
 }
 
+/// Faces in a frame: every detected face's box (frame coordinates), with its embedding when it passes
+/// the quality gate. With a face window (`[[cameras]] face_window`), the detector sees the window's
+/// bounding box only (a smaller picture: faster, and the customer's face larger in it), and a face whose
+/// centre is outside the polygon is dropped.
+pub fn faces_in(
+    faces: &mut FaceAnalyzer,
+    img: &image::RgbImage,
+    gate: &QualityThresholds,
+    window: Option<&[Vec<f64>]>,
+) -> Result<Vec<FaceObservation>, AnalyzeError> {
+    let window = window.and_then(|points| FaceWindow::new(points, img.width(), img.height()));
+    let cropped;
+    let img = match &window {
+        Some(w) => {
+            cropped = image::imageops::crop_imm(img, w.x, w.y, w.width, w.height).to_image();
+            &cropped
+        }
+        None => img,
+    };
+    let observed = faces.analyse(img, gate)?.into_iter().map(|f| {
+        if !f.quality.ok() {
+            tracing::trace!(problems = %f.quality.problems.join("; "), "face below the quality gate");
+        }
+        FaceObservation { bbox: f.face.bbox, score: f.face.score, embedding: f.embedding.ok() }
+    });
+    Ok(match &window {
+        Some(w) => observed.filter_map(|f| w.place(f)).collect(),
+        None => observed.collect(),
+    })
+}
+
 /// How often each camera's counters are logged.
 const STATS_EVERY: Duration = Duration::from_secs(300);
 
@@ -272,39 +303,17 @@ impl CameraAnalysis {
     fn observe_faces(&mut self, img: &image::RgbImage) -> Vec<FaceObservation> {
         let Some(faces) = self.faces.as_mut() else { return Vec::new() };
         let window = self.face_window.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let window = window.and_then(|points| FaceWindow::new(&points, img.width(), img.height()));
-        let cropped;
-        let img = match &window {
-            Some(w) => {
-                cropped = image::imageops::crop_imm(img, w.x, w.y, w.width, w.height).to_image();
-                &cropped
+        match faces_in(faces, img, &self.gate, window.as_deref()) {
+            Ok(observed) => {
+                let embedded = observed.iter().filter(|f| f.embedding.is_some()).count() as u64;
+                self.counters.faces_embedded.fetch_add(embedded, Ordering::Relaxed);
+                observed
             }
-            None => img,
-        };
-        let analysed = match faces.analyse(img, &self.gate) {
-            Ok(f) => f,
             Err(e) => {
                 warn!(camera = %self.camera, error = %e, "face detection failed on a frame");
-                return Vec::new();
+                Vec::new()
             }
-        };
-        analysed
-            .into_iter()
-            .map(|f| {
-                if !f.quality.ok() {
-                    tracing::trace!(problems = %f.quality.problems.join("; "), "face below the quality gate");
-                }
-                let embedding = f.embedding.ok();
-                if embedding.is_some() {
-                    self.counters.faces_embedded.fetch_add(1, Ordering::Relaxed);
-                }
-                FaceObservation { bbox: f.face.bbox, score: f.face.score, embedding }
-            })
-            .filter_map(|f| match &window {
-                Some(w) => w.place(f),
-                None => Some(f),
-            })
-            .collect()
+        }
     }
 
     /// Everything the camera's role asks of one analysed frame.
@@ -703,4 +712,26 @@ fn write_reference(path: &Path, img: &image::RgbImage) -> Result<(), String> {
     img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| e.to_string())
         .and_then(|()| crate::fsio::write(path, &png, crate::fsio::PRIVATE_FILE).map_err(|e| e.to_string()))
+}
+
+#[cfg(test)]
+mod face_window_tests {
+    use super::*;
+
+    fn face(bbox: [f32; 4]) -> FaceObservation {
+        FaceObservation { bbox, score: 0.9, embedding: None }
+    }
+
+    /// The crop is the polygon's bounding box; a face found in it is moved back into the frame, and kept
+    /// only when its centre is inside the polygon (a triangle here: its bounding box's corners are not).
+    #[test]
+    fn faces_are_placed_back_and_kept_only_inside_the_polygon() {
+        let points = vec![vec![0.25, 0.5], vec![0.75, 0.5], vec![0.5, 1.0]];
+        let w = FaceWindow::new(&points, 800, 400).unwrap();
+        assert_eq!((w.x, w.y, w.width, w.height), (200, 200, 400, 200));
+        let centre = w.place(face([180.0, 20.0, 220.0, 60.0])).expect("centre (400, 240) is inside");
+        assert_eq!(centre.bbox, [380.0, 220.0, 420.0, 260.0]);
+        assert!(w.place(face([0.0, 0.0, 40.0, 40.0])).is_none(), "the crop's top-left corner is outside the triangle");
+        assert!(FaceWindow::new(&[vec![0.1, 0.1], vec![0.2, 0.2]], 800, 400).is_none());
+    }
 }

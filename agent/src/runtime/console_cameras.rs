@@ -83,7 +83,9 @@ impl Cameras {
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         let samples = samples.entry(id.to_owned()).or_insert_with(|| VecDeque::from([(self.started, 0)]));
         samples.push_back((now, frames));
-        while samples.len() > 2 && samples.get(1).is_some_and(|(t, _)| now.duration_since(*t) >= Duration::from_secs(60)) {
+        while samples.len() > 2
+            && samples.get(1).is_some_and(|(t, _)| now.duration_since(*t) >= Duration::from_secs(60))
+        {
             samples.pop_front();
         }
         let (t0, f0) = samples[0];
@@ -92,7 +94,9 @@ impl Cameras {
     }
 
     fn view(&self, camera: &Camera) -> CameraView {
-        view(camera, self.handles.iter().find(|h| h.id == camera.id), &self.data_dir, |frames| self.fps(&camera.id, frames))
+        view(camera, self.handles.iter().find(|h| h.id == camera.id), &self.data_dir, |frames| {
+            self.fps(&camera.id, frames)
+        })
     }
 }
 
@@ -101,7 +105,12 @@ fn read(active: &ActiveView) -> Arc<Active> {
 }
 
 /// The console's object of a camera: the configuration's fields and, when it runs, its health.
-fn view(camera: &Camera, handle: Option<&CameraHandle>, data_dir: &std::path::Path, fps: impl FnOnce(u64) -> f64) -> CameraView {
+fn view(
+    camera: &Camera,
+    handle: Option<&CameraHandle>,
+    data_dir: &std::path::Path,
+    fps: impl FnOnce(u64) -> f64,
+) -> CameraView {
     let taken = |path: PathBuf| {
         let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
         Some(Taken { taken_at: humantime::format_rfc3339_seconds(modified).to_string() })
@@ -170,7 +179,8 @@ impl ConsoleCameras for Cameras {
         let mut image = frame.image;
         if image.width() > MAX_FRAME_WIDTH {
             let height = (u64::from(image.height()) * u64::from(MAX_FRAME_WIDTH) / u64::from(image.width())).max(1);
-            image = image::imageops::resize(&image, MAX_FRAME_WIDTH, height as u32, image::imageops::FilterType::Triangle);
+            image =
+                image::imageops::resize(&image, MAX_FRAME_WIDTH, height as u32, image::imageops::FilterType::Triangle);
         }
         let mut jpeg = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY)
@@ -188,9 +198,9 @@ impl ConsoleCameras for Cameras {
         }
         // The loop answers once it wrote and applied the change (or refused it); a restart under way
         // (`config_apply`) drops the request, and the sender with it.
-        answer
-            .recv_timeout(Duration::from_secs(120))
-            .unwrap_or_else(|_| Err(CameraError::Busy("the agent restarted before applying the change: try again".into())))
+        answer.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| {
+            Err(CameraError::Busy("the agent restarted before applying the change: try again".into()))
+        })
     }
 
     fn take_reference(&self, id: &str, kind: ReferenceKind, uniform_ok: bool) -> Result<CameraView, CameraError> {
@@ -207,7 +217,8 @@ impl ConsoleCameras for Cameras {
             Err(_) => return Err(CameraError::Offline(id.to_owned())),
         }
         let active = read(&self.active);
-        let camera = active.config.cameras.iter().find(|c| c.id == id).ok_or_else(|| CameraError::NotFound(id.to_owned()))?;
+        let camera =
+            active.config.cameras.iter().find(|c| c.id == id).ok_or_else(|| CameraError::NotFound(id.to_owned()))?;
         Ok(self.view(camera))
     }
 }
@@ -222,9 +233,12 @@ pub fn apply(
 ) -> Result<Updated, CameraError> {
     let id = update.camera.as_str();
     if config_apply::trial_in_progress(&active.config) {
-        return Err(CameraError::Busy("a configuration trial (config_apply) is in progress: wait for its event".into()));
+        return Err(CameraError::Busy(
+            "a configuration trial (config_apply) is in progress: wait for its event".into(),
+        ));
     }
-    let index = active.config.cameras.iter().position(|c| c.id == id).ok_or_else(|| CameraError::NotFound(id.to_owned()))?;
+    let index =
+        active.config.cameras.iter().position(|c| c.id == id).ok_or_else(|| CameraError::NotFound(id.to_owned()))?;
     let old = active.config.cameras[index].clone();
     let change = update.change;
     let edit = CameraEdit {
@@ -339,7 +353,10 @@ mod tests {
     fn problems_name_cameras_by_id() {
         let ids = vec!["door".to_owned(), "ward-1".to_owned()];
         assert_eq!(
-            name_cameras("cameras[1].regions.bed-7[2]: coordinates are normalised to 0..1, got 1.5 in [1.5, 0.2]", &ids),
+            name_cameras(
+                "cameras[1].regions.bed-7[2]: coordinates are normalised to 0..1, got 1.5 in [1.5, 0.2]",
+                &ids
+            ),
             "cameras[ward-1].regions.bed-7[2]: coordinates are normalised to 0..1, got 1.5 in [1.5, 0.2]"
         );
         assert_eq!(name_cameras("mqtt.host: must not be empty", &ids), "mqtt.host: must not be empty");

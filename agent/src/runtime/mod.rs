@@ -352,7 +352,8 @@ impl Running {
         let ops = start_ops_listener(config, &metrics)?;
         let http = match checkins {
             Some(checkins) => {
-                let console = Arc::new(console_cameras::Cameras::new(handles.clone(), active_view.clone(), camera_updates));
+                let console =
+                    Arc::new(console_cameras::Cameras::new(handles.clone(), active_view.clone(), camera_updates));
                 http::start(config, phones, checkins, metrics, console)?
             }
             None => None,

@@ -209,8 +209,11 @@ impl PresenceCamera {
         let size = frame.image.dimensions();
         if state.size != size {
             let reference = scaled(state.reference.as_ref(), size);
-            state.monitors =
-                state.regions.iter().filter_map(|(name, points)| self.monitor(name, points, size, reference.as_ref())).collect();
+            state.monitors = state
+                .regions
+                .iter()
+                .filter_map(|(name, points)| self.monitor(name, points, size, reference.as_ref()))
+                .collect();
             state.size = size;
         }
         for monitor in &mut state.monitors {
@@ -270,9 +273,8 @@ impl PresenceCamera {
         let size = state.size;
         let reference = scaled(state.reference.as_ref(), size);
         let old = std::mem::take(&mut state.monitors);
-        let unchanged = |name: &str, points: &Vec<Vec<f64>>| {
-            state.regions.iter().any(|(n, p)| n == name && p == points)
-        };
+        let unchanged =
+            |name: &str, points: &Vec<Vec<f64>>| state.regions.iter().any(|(n, p)| n == name && p == points);
         let mut fresh = Vec::new();
         let mut monitors = Vec::new();
         let mut old: HashMap<String, RegionMonitor> = old.into_iter().map(|m| (m.name.clone(), m)).collect();
@@ -332,7 +334,9 @@ impl PresenceCamera {
                     .iter()
                     .find(|m| &m.name == name)
                     .filter(|m| {
-                        m.tracker.last_frame().is_some_and(|t| now.duration_since(t).unwrap_or_default() <= self.max_gap)
+                        m.tracker
+                            .last_frame()
+                            .is_some_and(|t| now.duration_since(t).unwrap_or_default() <= self.max_gap)
                     })
                     .map_or(Occupancy::Unknown, |m| m.tracker.state());
                 (name.clone(), state)
