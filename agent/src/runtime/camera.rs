@@ -731,7 +731,10 @@ mod face_window_tests {
         assert_eq!((w.x, w.y, w.width, w.height), (200, 200, 400, 200));
         let centre = w.place(face([180.0, 20.0, 220.0, 60.0])).expect("centre (400, 240) is inside");
         assert_eq!(centre.bbox, [380.0, 220.0, 420.0, 260.0]);
-        assert!(w.place(face([0.0, 0.0, 40.0, 40.0])).is_none(), "the crop's top-left corner is outside the triangle");
+        assert!(
+            w.place(face([0.0, 60.0, 40.0, 100.0])).is_none(),
+            "the crop's lower-left corner is outside the triangle"
+        );
         assert!(FaceWindow::new(&[vec![0.1, 0.1], vec![0.2, 0.2]], 800, 400).is_none());
     }
 }
