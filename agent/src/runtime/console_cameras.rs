@@ -363,6 +363,34 @@ mod tests {
         assert_eq!(name_cameras("cameras[5].id: x", &ids), "cameras[5].id: x");
     }
 
+    /// A bed the roster in force puts a patient in may not go: the problem names camera, bed and patient.
+    #[test]
+    fn the_roster_in_force_keeps_its_beds() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[site]\nid = \"h\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"state\"\n\
+                    [[cameras]]\nid = \"ward-3\"\nrole = \"ward\"\nurl = \"test://ball\"\n\
+                    regions = { bed-1 = [[0.1, 0.1], [0.4, 0.1], [0.4, 0.6]], bed-2 = [[0.5, 0.1], [0.9, 0.1], [0.9, 0.6]] }\n";
+        let path = dir.path().join("vigil.toml");
+        std::fs::write(&path, text).unwrap();
+        let config = config::load(&path).unwrap();
+        let people = People::load(&config);
+        let json = serde_json::json!({"inpatients": [{"patient": "p-7", "camera": "ward-3", "bed": "bed-2"}]});
+        let roster = crate::decide::roster::Roster::parse(&json, &config).unwrap();
+        people.apply(roster, SystemTime::now()).unwrap();
+        let keep: BTreeMap<String, Vec<Vec<f64>>> = config.cameras[0].regions.clone();
+        assert!(roster_problems(&people, "ward-3", &keep).is_empty());
+        let mut renamed = keep.clone();
+        let points = renamed.remove("bed-2").unwrap();
+        renamed.insert("bed-7".into(), points);
+        let problems = roster_problems(&people, "ward-3", &renamed);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("cameras[ward-3].regions.bed-2: the roster in force has patient p-7"),
+            "{problems:?}"
+        );
+        assert!(roster_problems(&people, "ward-4", &BTreeMap::new()).is_empty(), "another camera");
+    }
+
     #[test]
     fn region_changes_are_named() {
         let r = |pairs: &[(&str, f64)]| -> BTreeMap<String, Vec<Vec<f64>>> {
