@@ -253,17 +253,16 @@ pub fn apply(
     })?;
     let ids: Vec<String> = active.config.cameras.iter().map(|c| c.id.clone()).collect();
     let named = |path: &str| name_cameras(path, &ids);
-    let mut problems = match config::for_run_from_text(&active.path, &text) {
-        Ok(_) => Vec::new(),
-        Err(ConfigError::Invalid { errors, .. }) => errors.iter().map(|e| named(&e.to_string())).collect(),
-        Err(e) => vec![e.to_string()],
+    let (config, mut problems) = match config::for_run_from_text(&active.path, &text) {
+        Ok(config) => (Some(config), Vec::new()),
+        Err(ConfigError::Invalid { errors, .. }) => (None, errors.iter().map(|e| named(&e.to_string())).collect()),
+        Err(e) => (None, vec![e.to_string()]),
     };
     problems.extend(roster_problems(people, id, &change.regions));
-    if !problems.is_empty() {
+    let Some(config) = config.filter(|_| problems.is_empty()) else {
         warn!(camera = %id, problems = problems.len(), "camera change refused: {}", problems.join("; "));
         return Err(CameraError::Invalid(problems));
-    }
-    let config = config::for_run_from_text(&active.path, &text).map_err(|e| CameraError::Internal(e.to_string()))?;
+    };
     let mode = config_apply::file_mode(&active.path);
     crate::fsio::write(&config_apply::previous_path(&active.path), active.text.as_bytes(), mode)
         .and_then(|()| crate::fsio::write(&active.path, text.as_bytes(), mode))
