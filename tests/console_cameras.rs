@@ -6,9 +6,12 @@
 //!   the CSRF token;
 //! - a change with several bad values is refused with every problem named, the file byte for byte as
 //!   it was and no `.previous` written;
+//! - a bed the roster in force names may not be removed or renamed;
 //! - moving the ward's bed region from the wall onto the bed: the file is changed (comments kept,
 //!   `.previous` holding the old text) and the bed's occupancy goes from empty to occupied without a
-//!   restart (same process start, the other camera's stream untouched);
+//!   restart (same process start, the other camera's stream untouched) — in the console's list and in a
+//!   `rollcall` command's result (the patient absent before, present after); a bed drawn live can be
+//!   given a patient by the next `roster` command;
 //! - a URL change restarts that camera alone; a face window on the window camera is saved and shown;
 //! - references from the running cameras: the empty one written where `vigil reference --empty`
 //!   writes it; a uniform view refused unless confirmed;
@@ -19,8 +22,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::agent::Agent;
-use common::mqtt::free_port;
+use common::agent::{Agent, Platform};
+use common::mqtt::{Mosquitto, Subscriber, free_port};
 use common::scenes::{Action, Event, Scene};
 use serde_json::{Value, json};
 
@@ -129,6 +132,15 @@ fn polygon(points: &[[f64; 2]]) -> Value {
     json!(points.iter().map(|p| vec![p[0], p[1]]).collect::<Vec<_>>())
 }
 
+/// Sends a signed command and waits for its cmd-result (the `n`-th on the broker).
+fn command(sub: &Subscriber, platform: &Platform, name: &str, args: Value, n: usize, agent: &Agent) -> Value {
+    sub.publish(&format!("vigil/v1/hosp/edge/cmd/{name}"), platform.sign(name, &args));
+    let arrived =
+        sub.wait_for(Duration::from_secs(20), |m| m.iter().filter(|(t, _, _)| t.contains("/cmd-result/")).count() >= n);
+    assert!(arrived, "no cmd-result for {name}\n{}", agent.log_text());
+    sub.payloads("/cmd-result/")[n - 1].clone()
+}
+
 #[test]
 fn cameras_are_shown_edited_live_and_their_references_taken() {
     let dir = tempfile::tempdir().unwrap();
@@ -145,10 +157,13 @@ fn cameras_are_shown_edited_live_and_their_references_taken() {
     scene.empty_reference().save(&empty).unwrap();
     let seeded = std::fs::read(&empty).unwrap();
 
+    let broker = Mosquitto::start(root);
+    let sub = Subscriber::start(broker.port, "vigil/v1/hosp/edge/cmd-result/#");
+    let platform = Platform::new(root);
     let wall = polygon(&ON_THE_WALL);
     let config = root.join("vigil.toml");
     let text = format!(
-        "# Ward 3's box.\n[site]\nid = \"hosp\"\ndevice_id = \"edge\"\n[storage]\ndata_dir = \"state\"\n\
+        "# Ward 3's box.\n{}\
          [rollcalls]\nrandom_per_day = 0\n\
          [presence]\nenter_secs = 2\nleave_secs = 2\n\
          [http]\nlisten = \"127.0.0.1:{port}\"\nplain_http = true\n\n\
@@ -156,6 +171,7 @@ fn cameras_are_shown_edited_live_and_their_references_taken() {
          keyframes_only = false\nanalysis_fps = 2\n\n\
          [cameras.regions]\n# Bed 1, by the window.\nbed-1 = {wall}\n\n\
          [[cameras]]\nid = \"window-1\"\nrole = \"settlement_window\"\nurl = \"test://smpte\"\n",
+        common::agent::config_head(broker.port, &platform),
         clip.display()
     );
     std::fs::write(&config, &text).unwrap();
@@ -192,6 +208,17 @@ fn cameras_are_shown_edited_live_and_their_references_taken() {
     assert!(ward["references"]["empty"]["taken_at"].is_string(), "{ward}");
     let window = console.camera(&installer, "window-1");
     assert_eq!((window["face_window"].clone(), window["occupancy"].clone()), (Value::Null, json!({})), "{window}");
+
+    // The roster puts a patient in bed 1; a roll-call finds the bed (still drawn on the wall) empty.
+    let roster = json!({"inpatients": [{"patient": "p-12", "camera": "ward-1", "bed": "bed-1"}]});
+    let applied = command(&sub, &platform, "roster", roster, 1, &agent);
+    assert_eq!(applied["ok"], true, "{applied}");
+    let before = command(&sub, &platform, "rollcall", json!({}), 2, &agent);
+    assert_eq!(
+        (before["result"]["summary"]["absent"].as_u64(), before["result"]["summary"]["present"].as_u64()),
+        (Some(1), Some(0)),
+        "{before}"
+    );
 
     // The latest frame, as JPEG, to any signed-in user.
     let frame = console.call("GET", "/console/api/cameras/ward-1/frame.jpg", &[("cookie", &viewer)], None);
@@ -247,6 +274,12 @@ fn cameras_are_shown_edited_live_and_their_references_taken() {
     let refused_window = console.call("PUT", "/console/api/cameras/window-1", &with_token, Some(regions_on_window));
     assert_eq!(refused_window.status, 422, "{:?}", refused_window.body);
     assert!(refused_window.body["problems"][0].as_str().unwrap().starts_with("cameras[window-1].regions:"));
+    // Renaming the roster's bed: refused, naming the patient.
+    let renamed = json!({"regions": {"bed-7": polygon(&ON_THE_BED)}});
+    let refused_rename = console.call("PUT", "/console/api/cameras/ward-1", &with_token, Some(renamed));
+    assert_eq!(refused_rename.status, 422, "{:?}", refused_rename.body);
+    let problem = refused_rename.body["problems"][0].as_str().unwrap();
+    assert!(problem.starts_with("cameras[ward-1].regions.bed-1: the roster in force has patient p-12"), "{problem}");
     assert_eq!(std::fs::read_to_string(&config).unwrap(), text, "the file is byte for byte as it was");
     assert!(!root.join("vigil.toml.previous").exists());
 
@@ -255,6 +288,7 @@ fn cameras_are_shown_edited_live_and_their_references_taken() {
     let window_stream = console.camera(&installer, "window-1")["stream_started_at"].clone();
     let ward_stream = console.camera(&installer, "ward-1")["stream_started_at"].clone();
     let frames_before = console.camera(&installer, "ward-1")["frames_decoded"].as_u64().unwrap();
+    let change = json!({"regions": {"bed-1": polygon(&ON_THE_BED), "bed-2": wall}});
     let moved = console.call("PUT", "/console/api/cameras/ward-1", &with_token, Some(change));
     assert_eq!(moved.status, 200, "{:?}", moved.body);
     assert_eq!(moved.body["applied"], "live");
@@ -271,6 +305,17 @@ fn cameras_are_shown_edited_live_and_their_references_taken() {
     assert!(ward["frames_decoded"].as_u64().unwrap() > frames_before, "the ward's counters go on: {ward}");
     assert_eq!(ward["stream_started_at"], ward_stream, "the ward camera was not restarted");
     assert_eq!(console.camera(&installer, "window-1")["stream_started_at"], window_stream);
+    let after = command(&sub, &platform, "rollcall", json!({}), 3, &agent);
+    assert_eq!(
+        (after["result"]["summary"]["absent"].as_u64(), after["result"]["summary"]["present"].as_u64()),
+        (Some(0), Some(1)),
+        "{after}"
+    );
+    // The bed drawn a moment ago is one the roster may use.
+    let roster = json!({"inpatients": [{"patient": "p-12", "camera": "ward-1", "bed": "bed-1"},
+                                       {"patient": "p-13", "camera": "ward-1", "bed": "bed-2"}]});
+    let applied = command(&sub, &platform, "roster", roster, 4, &agent);
+    assert_eq!(applied["ok"], true, "{applied}");
 
     // A URL change restarts that camera alone.
     let black = json!({"url": "test://black", "regions": {}});
@@ -323,10 +368,11 @@ fn cameras_are_shown_edited_live_and_their_references_taken() {
         .map(|e| (e["action"].as_str().unwrap().to_owned(), e["outcome"].as_str().unwrap().to_owned()))
         .collect();
     let count = |action: &str, outcome: &str| rows.iter().filter(|(a, o)| a == action && o == outcome).count();
-    assert_eq!((count("camera_update", "ok"), count("camera_update", "refused")), (3, 2), "{rows:?}");
+    assert_eq!((count("camera_update", "ok"), count("camera_update", "refused")), (3, 3), "{rows:?}");
     assert_eq!((count("reference_take", "ok"), count("reference_take", "uniform_view")), (2, 1), "{rows:?}");
     let text = audit.body.to_string();
     assert!(text.contains("\"regions_changed\":[\"bed-1\"]") && text.contains("\"url_changed\":true"), "{text}");
+    assert!(text.contains("\"regions_added\":[\"bed-2\"]"), "{text}");
 
     // One process start, never restarted in it.
     let log = agent.stop();

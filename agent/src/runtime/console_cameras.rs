@@ -302,6 +302,16 @@ fn view_of(camera: &Camera, handle: Option<&CameraHandle>, data_dir: &std::path:
     view(camera, handle, data_dir, |_| 0.0)
 }
 
+/// The `roster` command's handler (`handlers::roster_handler`) checking each roster against the
+/// configuration in force at the time, not the one the agent started with: a bed drawn in the console
+/// can be given a patient at once.
+pub fn roster_handler(active: ActiveView, people: Arc<People>) -> crate::publish::commands::Handler {
+    Box::new(move |command| {
+        let config = read(&active).config.clone();
+        (super::handlers::roster_handler(config, people.clone()))(command)
+    })
+}
+
 /// `cameras[2].regions.bed-7: …` → `cameras[ward-1].regions.bed-7: …`: the page names cameras by id.
 fn name_cameras(problem: &str, ids: &[String]) -> String {
     let Some(rest) = problem.strip_prefix("cameras[") else { return problem.to_owned() };

@@ -229,6 +229,8 @@ impl Running {
         let phones = http::open_registry(config)?;
         let mut registry = command_registry(config, &state, watches, enrolment, &presence, &phones);
         let (active_view, camera_updates) = (reconfigure.active.clone(), reconfigure.requests.cameras.clone());
+        // A roster is checked against the cameras' regions in force, which the console changes live.
+        registry.register("roster", console_cameras::roster_handler(active_view.clone(), state.shared.people.clone()));
         registry.register("config_apply", config_apply::handler(reconfigure));
         let registry = Arc::new(registry);
         let outbox = open_outbox(config)?;
