@@ -216,6 +216,8 @@ pub struct LiveAnalysis {
     pub face_window: Arc<RwLock<Option<Vec<Vec<f64>>>>>,
     pub references: mpsc::Sender<ReferenceRequest>,
     pub presence: Option<Arc<PresenceCamera>>,
+    /// The camera's name, role and URL in evidence manifests.
+    pub identity: Arc<RwLock<crate::evidence::manifest::CameraIdentity>>,
 }
 
 impl CameraAnalysis {
@@ -266,6 +268,7 @@ impl CameraAnalysis {
             face_window: self.face_window.clone(),
             references: self.references_tx.clone(),
             presence: self.presence.clone(),
+            identity: self.out.identity(),
         }
     }
 

@@ -281,6 +281,8 @@ pub fn apply(
             presence.set_regions(&new.regions);
         }
         *handle.live.face_window.write().unwrap_or_else(|e| e.into_inner()) = new.face_window.clone();
+        *handle.live.identity.write().unwrap_or_else(|e| e.into_inner()) =
+            super::sink::camera_identity(&active.config, id);
         if url_changed {
             handle.restart(new.stream());
         }

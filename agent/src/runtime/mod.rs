@@ -212,8 +212,19 @@ impl Running {
         let (decisions_tx, decisions_rx) = mpsc::channel::<Decision>();
         let (evidence_tx, evidence_rx) = mpsc::channel::<EvidenceRequest>();
         let pending = Arc::new(Pending::new(&config.storage.data_dir.join("evidence-pending")));
-        let outlet =
-            |camera: &str| Outlet::new(config, camera, pending.clone(), decisions_tx.clone(), evidence_tx.clone());
+        // One identity per camera, shared by its outlets (analysis, presence): the console renames it live.
+        let identities: HashMap<String, _> = config
+            .cameras
+            .iter()
+            .map(|c| (c.id.clone(), Arc::new(RwLock::new(sink::camera_identity(config, &c.id)))))
+            .collect();
+        let outlet = |camera: &str| {
+            let outlet = Outlet::new(config, camera, pending.clone(), decisions_tx.clone(), evidence_tx.clone());
+            match identities.get(camera) {
+                Some(identity) => outlet.with_identity(identity.clone()),
+                None => outlet,
+            }
+        };
         // Bed occupancy over the hours an offline phone's photo may be late by (ward phones' bed check).
         let history = Arc::new(OccupancyHistory::new(Duration::from_secs(config.phones.max_offline_hours * 3600)));
         let presence =
