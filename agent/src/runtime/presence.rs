@@ -705,6 +705,51 @@ mod tests {
         assert_eq!(history.kept("ward-3", "bed-2"), MAX_CHANGES_PER_REGION);
     }
 
+    /// The console's live changes: a region with the same points keeps its state, a changed or new one
+    /// starts afresh (unknown), a removed one goes; a new empty reference is taken without a reset.
+    #[test]
+    fn regions_are_swapped_live_and_only_changed_ones_start_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[site]\nid = \"h\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"state\"\n\
+                    [presence]\nenter_secs = 2\nleave_secs = 2\n\
+                    [[cameras]]\nid = \"ward-1\"\nrole = \"ward\"\nurl = \"test://ball\"\n\
+                    regions = { bed-1 = [[0.1, 0.1], [0.4, 0.1], [0.4, 0.6]], bed-2 = [[0.5, 0.1], [0.9, 0.1], [0.9, 0.6]] }\n";
+        let path = dir.path().join("vigil.toml");
+        std::fs::write(&path, text).unwrap();
+        let config = crate::config::load(&path).unwrap();
+        let (decisions, _d) = mpsc::channel();
+        let (evidence, _e) = mpsc::channel();
+        let pending = Arc::new(crate::evidence::pending::Pending::new(dir.path()));
+        let outlet = Outlet::new(&config, "ward-1", pending, decisions, evidence);
+        let camera = PresenceCamera::new(&config, &config.cameras[0], outlet);
+        let frame = |s: u64| Frame { image: image::RgbImage::new(64, 48), captured: t(s), seq: s, keyframe: true };
+        for s in 0..6 {
+            camera.observe(&frame(s), &[]);
+        }
+        let states = |now| camera.occupancy(t(now)).into_iter().collect::<HashMap<_, _>>();
+        assert_eq!(states(5), HashMap::from([("bed-1".into(), Occupancy::Empty), ("bed-2".into(), Occupancy::Empty)]));
+
+        let mut regions: std::collections::BTreeMap<String, Vec<Vec<f64>>> = config.cameras[0].regions.clone();
+        regions.insert("bed-2".into(), vec![vec![0.5, 0.2], vec![0.9, 0.2], vec![0.9, 0.7]]);
+        regions.insert("bed-3".into(), vec![vec![0.1, 0.7], vec![0.4, 0.7], vec![0.4, 0.95]]);
+        assert_eq!(camera.set_regions(&regions), ["bed-2", "bed-3"]);
+        let now = states(5);
+        assert_eq!(now["bed-1"], Occupancy::Empty, "unchanged: its state goes on");
+        assert_eq!((now["bed-2"], now["bed-3"]), (Occupancy::Unknown, Occupancy::Unknown), "afresh");
+        for s in 6..10 {
+            camera.observe(&frame(s), &[]);
+        }
+        assert!(states(9).values().all(|s| *s == Occupancy::Empty), "{:?}", states(9));
+
+        regions.remove("bed-1");
+        assert!(camera.set_regions(&regions).is_empty());
+        assert_eq!(camera.occupancy(t(9)).len(), 2, "bed-1 removed");
+        assert!(!camera.has_reference());
+        camera.set_reference(image::RgbImage::new(64, 48));
+        assert!(camera.has_reference());
+        assert!(states(9).values().all(|s| *s == Occupancy::Empty), "a new reference resets nothing");
+    }
+
     /// A backdated change replaces what was recorded from its time on (the tracker revises the last
     /// `enter_secs` / `leave_secs`), and equal states are not repeated.
     #[test]
