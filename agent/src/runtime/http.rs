@@ -12,12 +12,13 @@ use crate::phones::registry::Registry;
 use crate::phones::service::Checkins;
 
 /// Starts the server when the configuration has a (current) `[http]` section, with the operations
-/// endpoints reading `ops` (the agent's metrics and readiness).
+/// endpoints reading `ops` (the agent's metrics and readiness) and the console's events reading `events`.
 pub fn start(
     config: &Config,
     registry: Arc<Registry>,
     checkins: Arc<dyn Checkins>,
     ops: Arc<dyn Operations>,
+    events: Option<Arc<dyn crate::http::console_events::Evidence>>,
 ) -> anyhow::Result<Option<Server>> {
     let Some(settings) = config.http() else {
         return Ok(None);
@@ -29,7 +30,7 @@ pub fn start(
         max_body_bytes: settings.max_body_bytes,
     };
     let console = if config.console.enabled {
-        Some(ConsoleApi { store: open_console(config)?, policy: config.console.policy() })
+        Some(ConsoleApi { store: open_console(config)?, policy: config.console.policy(), events })
     } else {
         None
     };
