@@ -458,7 +458,12 @@ fn events_stream_verification_files_and_legal_hold() {
             "ana legal_hold_release ok changed=true",
         ]
     );
-    let hold_row = log["entries"].as_array().unwrap().iter().find(|e| e["action"] == "legal_hold").unwrap();
+    let hold_row = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "legal_hold" && e["details"]["changed"] == true)
+        .unwrap();
     assert_eq!(hold_row["details"]["event_id"], first.as_str());
     assert_eq!(hold_row["details"]["record_sequence"], record_seq);
 
