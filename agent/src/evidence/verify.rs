@@ -1413,6 +1413,89 @@ fn check_heads(entries: &[Entry], heads: &[Head], report: &mut Report) {
 mod tests {
     use super::*;
 
+    /// A store of three check-in bundles (the quickest real bundles: no clip to cut) and a hold.
+    fn three_bundles(dir: &Path) -> (crate::evidence::store::Store, Vec<(PathBuf, String)>, PublicKey) {
+        use crate::evidence::checkin::CheckinRequest;
+        use crate::evidence::keys::DeviceKey;
+        use crate::evidence::store::Store;
+        let key = DeviceKey::init(&dir.join("device.key")).unwrap();
+        let public = key.public();
+        let evidence = dir.join("evidence");
+        let mut store = Store::open(&evidence, key, "hosp", "edge", vec![("m".into(), "ab".repeat(32))]).unwrap();
+        let at = std::time::SystemTime::now();
+        let time = |t| humantime::format_rfc3339_millis(t).to_string();
+        let mut written = Vec::new();
+        for _ in 0..3 {
+            let request = CheckinRequest {
+                event_id: uuid::Uuid::now_v7(),
+                kind: "bedside_check_rejected".into(),
+                camera: "phone:ph-1".into(),
+                camera_info: None,
+                at,
+                details: [("patient".to_owned(), "p-1".to_owned())].into(),
+                checkin: serde_json::json!({
+                    "phone": "ph-abcdefghij", "ward": "w3", "mode": "bedside", "claimed": "p-1",
+                    "bed": "bed-2", "camera": "ward3-room12", "capture_id": uuid::Uuid::new_v4().to_string(),
+                    "captured_at": time(at), "received_at": time(at), "late": false,
+                    "position": {"lat": "31.230416", "lon": "121.473701", "accuracy_m": "12.0"},
+                    "checks": [{"name": "signature", "outcome": "passed", "reason": "registered_phone",
+                                "detail": "Signed.", "facts": {"phone": "ph-abcdefghij"}}],
+                }),
+                photo: b"not a picture".to_vec().into(),
+                annotation: None,
+            };
+            let info = store.write_checkin(&request).unwrap();
+            written.push((info.dir, request.event_id.to_string()));
+        }
+        (store, written, public)
+    }
+
+    #[test]
+    fn one_entry_is_verified_with_its_links_and_the_records_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, bundles, key) = three_bundles(dir.path());
+        let evidence = store.dir().to_owned();
+        let report = verify_entry(&evidence, 2, &[], &key);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.chain, "entry 2 of 3: links to entry 1, entry 3 links to it: verified");
+        let first = verify_entry(&evidence, 1, &[], &key);
+        assert_eq!(first.chain, "entry 1 of 3: starts the chain (genesis), entry 2 links to it: verified");
+        let last = verify_entry(&evidence, 3, &[], &key);
+        assert_eq!(last.chain, "entry 3 of 3: links to entry 2, the newest entry: verified");
+        assert!(verify_entry(&evidence, 9, &[], &key).problems[0].contains("entry 9 is not in the store"));
+
+        // The entry before it replaced (its manifest changed): the link is broken, the entry itself is fine.
+        let manifest = bundles[0].0.join("manifest.json");
+        let original = std::fs::read(&manifest).unwrap();
+        std::fs::write(&manifest, [&original[..], b" "].concat()).unwrap();
+        let report = verify_entry(&evidence, 2, &[], &key);
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert!(report.problems[0].contains("chain broken"), "{:?}", report.problems);
+        assert!(
+            report.chain.ends_with("does not link to entry 1, entry 3 links to it: NOT verified"),
+            "{}",
+            report.chain
+        );
+        std::fs::write(&manifest, &original).unwrap();
+
+        // Its own photo altered: named.
+        std::fs::write(bundles[1].0.join("photo.bin"), b"another picture").unwrap();
+        let report = verify_entry(&evidence, 2, &[], &key);
+        assert!(report.problems.iter().any(|p| p.contains("photo.bin was modified")), "{:?}", report.problems);
+        assert!(report.chain.ends_with(": verified"), "the links still hold: {}", report.chain);
+
+        // A hold record naming entry 1 is checked with it (signature, target); given for another entry, it
+        // changes nothing there.
+        let hold = store.hold(&bundles[0].1, "court case 42").unwrap().unwrap();
+        assert!(verify_entry(&evidence, 1, &[hold.dir.clone()], &key).problems.is_empty());
+        let wrong = verify_entry(&evidence, 3, &[hold.dir], &key);
+        assert!(
+            wrong.problems.is_empty(),
+            "a record naming another bundle is not held against this one: {:?}",
+            wrong.problems
+        );
+    }
+
     #[test]
     fn entry_names_are_strict() {
         let id = "0190f3a2-6c1e-7b7a-9f1e-2f0c5a7d9e11";
