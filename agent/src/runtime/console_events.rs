@@ -271,3 +271,84 @@ impl Evidence for EvidenceReview {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::evidence::checkin::CheckinRequest;
+    use crate::evidence::keys::DeviceKey;
+
+    /// A check-in bundle (no clip to cut): `verified` or rejected.
+    fn checkin(verified: bool) -> CheckinRequest {
+        let at = SystemTime::now();
+        let time = |t| humantime::format_rfc3339_millis(t).to_string();
+        CheckinRequest {
+            event_id: uuid::Uuid::now_v7(),
+            kind: if verified { "bedside_check_verified" } else { "bedside_check_rejected" }.into(),
+            camera: "phone:ph-1".into(),
+            camera_info: None,
+            at,
+            details: [("patient".to_owned(), "p-1".to_owned())].into(),
+            checkin: serde_json::json!({
+                "phone": "ph-abcdefghij", "ward": "w3", "mode": "bedside", "claimed": "p-1",
+                "bed": "bed-2", "camera": "ward3-room12", "capture_id": uuid::Uuid::new_v4().to_string(),
+                "captured_at": time(at), "received_at": time(at), "late": false,
+                "position": {"lat": "31.230416", "lon": "121.473701", "accuracy_m": "12.0"},
+                "checks": [{"name": "signature", "outcome": "passed", "reason": "registered_phone",
+                            "detail": "Signed.", "facts": {"phone": "ph-abcdefghij"}}],
+            }),
+            photo: b"not a picture".to_vec().into(),
+            annotation: None,
+        }
+    }
+
+    /// Bundles written before and after the index is built are listed; a new one reaches the streams;
+    /// a hold moves `held`; a file retention removed is named with its prune record, and the bundle
+    /// still verifies (the prune record accounts for it).
+    #[test]
+    fn the_index_follows_the_store_and_a_pruned_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = DeviceKey::init(&dir.path().join("device.key")).unwrap();
+        let mut store = Store::open(&dir.path().join("evidence"), key, "hosp", "edge", Vec::new()).unwrap();
+        let before = checkin(false);
+        store.write_checkin(&before).unwrap();
+        let index = EventIndex::build(&mut store).unwrap();
+        let mut streamed = index.new.subscribe();
+        let after = checkin(true);
+        store.write_checkin(&after).unwrap();
+        assert_eq!(streamed.try_recv().unwrap().event_id, after.event_id.to_string());
+        let shared = Arc::new(Mutex::new(store));
+        let review = EvidenceReview::new(index, shared.clone());
+
+        let all = review.list(&Filter { limit: 100, ..Filter::default() });
+        let ids: Vec<&str> = all.events.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, [after.event_id.to_string(), before.event_id.to_string()]);
+        assert_eq!((all.events[0].verdict, all.events[1].verdict), (Some("verified"), Some("rejected")));
+        let page = review.list(&Filter { limit: 1, ..Filter::default() });
+        assert_eq!(page.next_before, Some(all.events[0].seq));
+        let rejected = review.list(&Filter { limit: 100, verdict: Some(Some("rejected")), ..Filter::default() });
+        assert_eq!(rejected.events.len(), 1);
+
+        let (old, new) = (before.event_id.to_string(), after.event_id.to_string());
+        let held = review.hold(&old, true, "court case 42").unwrap();
+        assert!(held.changed && held.holds.len() == 1 && held.holds[0].on);
+        assert!(!review.hold(&old, true, "again").unwrap().changed);
+        assert!(review.list(&Filter { limit: 100, ..Filter::default() }).events[1].held);
+        assert!(matches!(review.hold("no-such-event", true, "x"), Err(ReviewError::UnknownEvent(_))));
+
+        {
+            let mut store = lock(&shared);
+            store.acknowledge(&new, SystemTime::now()).unwrap();
+            assert_eq!(store.prune(0, SystemTime::now() + Duration::from_secs(1)).unwrap(), 1);
+        }
+        let gone = review.file(&new, "photo.bin").unwrap_err().to_string();
+        assert!(gone.contains("was removed by retention (prune record at sequence"), "{gone}");
+        let unlisted = review.file(&new, "manifest.json").unwrap_err().to_string();
+        assert!(unlisted.contains("is not a file of the bundle"), "{unlisted}");
+        assert!(review.file(&old, "photo.bin").unwrap().exists(), "the held bundle is kept");
+        let detail = review.detail(&new).unwrap();
+        assert!(detail.verification.ok, "{:?}", detail.verification.problems);
+    }
+}
