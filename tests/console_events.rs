@@ -182,9 +182,10 @@ fn events_stream_verification_files_and_legal_hold() {
     let evidence = root.join("state/evidence");
 
     let agent = Agent::start(&config, root.join("agent.log"));
+    // A fresh connection per request: a request refused before its body is read closes its connection.
     let console = Console {
         base: format!("http://127.0.0.1:{port}"),
-        agent: ureq::Agent::config_builder().http_status_as_error(false).build().into(),
+        agent: ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections(0).build().into(),
     };
     while ureq::get(&format!("{}/healthz", console.base)).call().is_err() {
         assert!(started.elapsed() < Duration::from_secs(60), "the agent did not serve; log:\n{}", agent.log_text());
