@@ -65,6 +65,12 @@ pub enum ApiError {
     BadCredentials,
     #[error("{}", crate::console::LoginError::Locked { retry_after: *retry_after })]
     Locked { retry_after: Duration },
+    /// The console's enrolment: one uploaded photo over the per-photo limit.
+    #[error("photo {photo} is larger than {limit} bytes (each photo may have at most {limit} bytes)")]
+    PhotoTooLarge { photo: String, limit: u64 },
+    /// The console's enrolment: every photo was rejected; the details carry each photo's verdict.
+    #[error("{message}")]
+    NoPhotoAccepted { message: String, details: Value },
 }
 
 /// Seconds a phone waits before re-sending when the box cannot take an upload now.
@@ -82,7 +88,7 @@ impl ApiError {
             | ApiError::BadSignature(_)
             | ApiError::ClockSkew(_) => StatusCode::UNAUTHORIZED,
             ApiError::PhoneRevoked { .. } => StatusCode::FORBIDDEN,
-            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge { .. } | ApiError::PhotoTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Busy { .. } | ApiError::Unavailable(_) | ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -90,6 +96,7 @@ impl ApiError {
             ApiError::Unauthorized(_) | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::Csrf(_) => StatusCode::FORBIDDEN,
             ApiError::Locked { .. } => StatusCode::LOCKED,
+            ApiError::NoPhotoAccepted { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
@@ -120,6 +127,8 @@ impl ApiError {
             ApiError::Csrf(_) => "csrf",
             ApiError::BadCredentials => "bad_credentials",
             ApiError::Locked { .. } => "locked",
+            ApiError::PhotoTooLarge { .. } => "too_large",
+            ApiError::NoPhotoAccepted { .. } => "no_photo_accepted",
         }
     }
 
@@ -137,7 +146,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = json!({"code": self.code(), "message": self.to_string()});
-        if let ApiError::PhoneRevoked { details: Some(details), .. } = &self {
+        if let ApiError::PhoneRevoked { details: Some(details), .. } | ApiError::NoPhotoAccepted { details, .. } = &self
+        {
             error["details"] = details.clone();
         }
         let mut response = (self.status(), Json(json!({ "error": error }))).into_response();

@@ -7,17 +7,19 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::console::Store;
+use crate::http::console_people::PeopleService;
 use crate::http::{ConsoleApi, Operations, PhoneApi, Server};
 use crate::phones::registry::Registry;
 use crate::phones::service::Checkins;
 
 /// Starts the server when the configuration has a (current) `[http]` section, with the operations
-/// endpoints reading `ops` (the agent's metrics and readiness).
+/// endpoints reading `ops` (the agent's metrics and readiness) and the console's people pages `people`.
 pub fn start(
     config: &Config,
     registry: Arc<Registry>,
     checkins: Arc<dyn Checkins>,
     ops: Arc<dyn Operations>,
+    people: Arc<dyn PeopleService>,
 ) -> anyhow::Result<Option<Server>> {
     let Some(settings) = config.http() else {
         return Ok(None);
@@ -29,7 +31,7 @@ pub fn start(
         max_body_bytes: settings.max_body_bytes,
     };
     let console = if config.console.enabled {
-        Some(ConsoleApi { store: open_console(config)?, policy: config.console.policy() })
+        Some(ConsoleApi { store: open_console(config)?, policy: config.console.policy(), people })
     } else {
         None
     };

@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime};
 pub mod camera;
 pub mod checkins;
 mod config_apply;
+mod console_people;
 mod evidence;
 pub mod handlers;
 mod health;
@@ -206,6 +207,9 @@ impl Running {
             config.faces.quality(),
         )?;
         let phones = http::open_registry(config)?;
+        // The console enrols on the same thread as the `enroll` command.
+        let console_people =
+            Arc::new(console_people::ConsolePeople::new(config, enrolment.clone(), state.shared.people.clone()));
         let mut registry = command_registry(config, &state, watches, enrolment, &presence, &phones);
         if let Some(reconfigure) = reconfigure {
             registry.register("config_apply", config_apply::handler(reconfigure));
@@ -330,7 +334,7 @@ impl Running {
         }
         let ops = start_ops_listener(config, &metrics)?;
         let http = match checkins {
-            Some(checkins) => http::start(config, phones, checkins, metrics)?,
+            Some(checkins) => http::start(config, phones, checkins, metrics, console_people)?,
             None => None,
         };
         Ok(Running { shutdown, producers, consumers, publisher, acks, http, ops, probe, emitter: own_events })
