@@ -15,13 +15,14 @@
 //! [`PeopleService`] (http may not import the runtime). Each enrolment and removal is an audit row.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::rejection::PathRejection;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::{DefaultBodyLimit, Extension, Multipart, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Serialize;
@@ -29,6 +30,7 @@ use serde_json::{Value, json};
 
 use super::console::{ConsoleApi, Installer, Require, SignedIn, blocking, no_store, store_failed};
 use super::error::ApiError;
+use super::limits::UploadGate;
 use crate::console::Audit;
 use crate::decide::roster::Roster;
 use crate::gallery::PersonKind;
@@ -44,6 +46,11 @@ pub const MAX_PHOTO_BYTES: u64 = 10 << 20;
 /// The whole form as the multipart reader takes it (the photos, the role field, the parts' headers). A
 /// request declaring a length is first held to `[http] max_body_bytes` by the server's size layer.
 const MAX_FORM_BYTES: usize = MAX_PHOTOS * (MAX_PHOTO_BYTES as usize) + (64 << 10);
+
+/// Enrolments read and examined at once, and how many more may wait (holding only their headers):
+/// each holds its photos in memory, and the enrolment thread takes one at a time anyway.
+const ENROLMENTS_AT_ONCE: usize = 1;
+const ENROLMENTS_WAITING: usize = 2;
 
 /// The `role` field: `patient` or `physician`.
 const MAX_ROLE_BYTES: u64 = 32;
@@ -128,7 +135,9 @@ pub fn routes() -> Router<ConsoleApi> {
             "/console/api/people/{id}/enrol",
             // The form is limited here (the photos one by one as they are read); axum's default of
             // 2 MB for a multipart body would refuse a single phone photo.
-            post(enrol).route_layer(DefaultBodyLimit::max(MAX_FORM_BYTES)),
+            post(enrol)
+                .route_layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+                .route_layer(Extension(Arc::new(UploadGate::new(ENROLMENTS_AT_ONCE, ENROLMENTS_WAITING)))),
         )
         .route("/console/api/people/{id}", delete(remove))
 }
@@ -179,10 +188,13 @@ struct Form {
 async fn enrol(
     State(api): State<ConsoleApi>,
     installer: Require<Installer>,
+    Extension(gate): Extension<Arc<UploadGate>>,
     id: Result<Path<String>, PathRejection>,
     form: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let (who, id) = (installer.0, person_id(id)?);
+    // Signed in and allowed: now wait for the turn to read the photos (503 `busy` when the line is full).
+    let _turn = gate.enter().await?;
     let form = form.map_err(|e| {
         ApiError::BadRequest(format!(
             "the body must be multipart/form-data with a role field and photos files: {}",
