@@ -54,7 +54,10 @@ const SCHEMA: &str = "
     CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;";
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TABLE IF NOT EXISTS relay (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL);";
 
 const SCHEMA_VERSION: i64 = 1;
 
@@ -239,8 +242,8 @@ impl Store {
     }
 
     /// Appends one row to the audit log. Errors are the caller's to report: a change whose audit row
-    /// cannot be written must not be reported as done. (Sending each row as an `audit` MQTT event is
-    /// later work, by the caller through the runtime's emitter: docs/console.md, "Not done yet".)
+    /// cannot be written must not be reported as done. The agent's audit relay (`runtime::audit`) sends
+    /// every row, the CLI's too, as a `console_audit` MQTT event.
     pub fn audit(&self, entry: Audit<'_>, now: SystemTime) -> Result<i64, StoreError> {
         let conn = self.lock();
         insert_audit(&conn, &entry, now).map_err(self.db())?;
@@ -249,14 +252,61 @@ impl Store {
 
     /// The newest `limit` rows of the audit log, newest first.
     pub fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        let conn = self.lock();
-        let mut statement = conn
-            .prepare(
-                "SELECT id, at_ms, who, role, action, address, outcome, details FROM audit ORDER BY id DESC LIMIT ?1",
+        self.audit_rows(
+            "SELECT id, at_ms, who, role, action, address, outcome, details FROM audit ORDER BY id DESC LIMIT ?2",
+            0,
+            limit,
+        )
+    }
+
+    /// At most `limit` rows after the row `after`, oldest first (what the audit relay sends next).
+    pub fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit_rows(
+            "SELECT id, at_ms, who, role, action, address, outcome, details FROM audit WHERE id > ?1 ORDER BY id \
+             LIMIT ?2",
+            after,
+            limit,
+        )
+    }
+
+    /// Where the audit relay stands: this store's instance id (random, made with the file: an audit row's
+    /// event id is derived from it and the row's id, so a store made again never repeats an earlier
+    /// event's id) and the last row the outbox took.
+    pub fn relay_cursor(&self) -> Result<(String, i64), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(self.db())?;
+        tx.execute(
+            "INSERT OR IGNORE INTO relay (key, value) VALUES ('instance', ?1)",
+            [uuid::Uuid::new_v4().to_string()],
+        )
+        .map_err(self.db())?;
+        let instance: String =
+            tx.query_row("SELECT value FROM relay WHERE key = 'instance'", [], |r| r.get(0)).map_err(self.db())?;
+        let sent: Option<String> = tx
+            .query_row("SELECT value FROM relay WHERE key = 'sent'", [], |r| r.get(0))
+            .optional()
+            .map_err(self.db())?;
+        tx.commit().map_err(self.db())?;
+        Ok((instance, sent.and_then(|s| s.parse().ok()).unwrap_or(0)))
+    }
+
+    /// Records that the outbox has taken every audit row up to `id`.
+    pub fn set_relay_cursor(&self, id: i64) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "INSERT INTO relay (key, value) VALUES ('sent', ?1) ON CONFLICT(key) DO UPDATE SET value = ?1 \
+                 WHERE CAST(value AS INTEGER) < ?2",
+                params![id.to_string(), id],
             )
             .map_err(self.db())?;
+        Ok(())
+    }
+
+    fn audit_rows(&self, query: &str, after: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let conn = self.lock();
+        let mut statement = conn.prepare(query).map_err(self.db())?;
         let rows = statement
-            .query_map([limit], |r| {
+            .query_map(params![after, limit], |r| {
                 let details: String = r.get(7)?;
                 Ok(AuditEntry {
                     id: r.get(0)?,
@@ -618,6 +668,34 @@ mod tests {
         let mut log = store.audit_log(100).unwrap();
         log.reverse();
         log.into_iter().map(|e| (e.who, e.action, e.outcome)).collect()
+    }
+
+    #[test]
+    fn the_relay_reads_rows_after_its_cursor_which_only_moves_forward_and_keeps_its_instance() {
+        let (dir, store) = store();
+        let (instance, sent) = store.relay_cursor().unwrap();
+        assert_eq!(sent, 0);
+        for i in 0..3 {
+            let entry = Audit {
+                who: "li.na",
+                role: Some(Role::Installer),
+                action: "camera_update",
+                address: "10.0.0.9",
+                outcome: "ok",
+                details: serde_json::json!({"n": i}),
+            };
+            store.audit(entry, now()).unwrap();
+        }
+        let ids: Vec<i64> = store.audit_after(0, 10).unwrap().iter().map(|e| e.id).collect();
+        assert_eq!(ids, [1, 2, 3], "oldest first");
+        assert_eq!(store.audit_after(1, 1).unwrap()[0].details["n"], 1);
+        store.set_relay_cursor(2).unwrap();
+        store.set_relay_cursor(1).unwrap();
+        drop(store);
+        let store = Store::open(&Store::path_in(dir.path())).unwrap();
+        assert_eq!(store.relay_cursor().unwrap(), (instance, 2), "kept, and never moved back");
+        let (_other, other) = self::store();
+        assert_ne!(other.relay_cursor().unwrap().0, store.relay_cursor().unwrap().0, "a new file, a new instance");
     }
 
     #[test]
