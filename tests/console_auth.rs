@@ -342,5 +342,46 @@ fn sign_in_sessions_csrf_roles_lock_out_and_the_audit_log() {
         .map(|e| (e["details"]["who"].as_str().unwrap(), e["details"]["action"].as_str().unwrap()))
         .collect();
     assert_eq!(actions, [("ana", "login")], "only the row written since");
-    agent.stop();
+
+    // A one-time password (what the demo prints): it signs in, but allows nothing until its holder has
+    // chosen their own password.
+    let added = users(&config, &["add", "--name", "root", "--role", "installer", "--one-time"], "");
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let printed = String::from_utf8_lossy(&added.stdout).into_owned();
+    let one_time = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("one-time password for root: "))
+        .unwrap_or_else(|| panic!("no password printed: {printed}"))
+        .to_owned();
+    assert_eq!(one_time.len(), 23, "four groups of five: {one_time}");
+    let signed = console.login("root", &one_time);
+    assert_eq!((signed.status, &signed.body["must_change_password"]), (200, &json!(true)), "{:?}", signed.body);
+    let (root, root_csrf) = console.session("root", &one_time);
+    let refused = console.call("GET", "/console/api/audit", &[("cookie", &root)], None);
+    assert_eq!((refused.status, refused.code()), (403, "password_change_required"), "{:?}", refused.body);
+    assert_eq!(console.call("GET", "/console/api/me", &[("cookie", &root)], None).status, 200);
+    let change = |current: &str, new: &str| {
+        let headers = [("cookie", root.as_str()), ("x-csrf-token", root_csrf.as_str())];
+        console.call("POST", "/console/api/password", &headers, Some(json!({"current": current, "new": new})))
+    };
+    assert_eq!(change("not it at all", "root's own long password").code(), "wrong_password");
+    let short = change(&one_time, "short");
+    assert_eq!((short.status, short.code()), (400, "bad_request"), "{:?}", short.body);
+    assert!(short.message().contains("at least 10 characters"), "{}", short.message());
+    assert_eq!(change(&one_time, "root's own long password").status, 204);
+    assert_eq!(console.call("GET", "/console/api/audit", &[("cookie", &root)], None).status, 200, "the same session");
+    assert_eq!(console.login("root", &one_time).status, 401, "the one-time password is spent");
+    let again = console.login("root", "root's own long password");
+    assert_eq!(again.body["must_change_password"], json!(false));
+    let log = console.call("GET", "/console/api/audit?limit=20", &[("cookie", &root)], None);
+    let changes: Vec<&str> = log.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "password_change")
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(changes, ["ok", "refused"], "newest first");
+    let log = agent.stop();
+    assert!(!log.contains(&one_time) && !log.contains("own long password"), "no password in the log");
 }
