@@ -28,7 +28,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::listener::ClientAddr;
-use crate::console::{Audit, LoginError, Policy, Role, Session, SessionEnd, Store};
+use crate::console::{Audit, ChangeError, LoginError, Policy, Role, Session, SessionEnd, Store, StoreError};
 
 /// The session cookie's name; the `__Host-` prefix makes the browser refuse it unless it is Secure,
 /// has Path=/ and no Domain (no sibling host can set or shadow it).
@@ -45,7 +45,11 @@ const MAX_LOGIN_BYTES: usize = 4 << 10;
 pub struct ConsoleApi {
     pub store: Arc<Store>,
     pub policy: Policy,
-    /// The cameras' routes ([`super::console_cameras`]), when the runtime provides them.
+    /// The evidence store, read and held through the runtime (events and evidence).
+    pub events: Option<Arc<dyn super::console_events::Evidence>>,
+    /// The roster, the gallery and the enrolment thread (`console_people`).
+    pub people: Arc<dyn super::console_people::PeopleService>,
+    /// The cameras (`console_cameras`), when the runtime provides them.
     pub cameras: Option<Arc<dyn super::console_cameras::ConsoleCameras>>,
 }
 
@@ -55,17 +59,20 @@ pub fn router(api: ConsoleApi) -> Router {
         .route("/console/api/login", post(login))
         .route("/console/api/logout", post(logout))
         .route("/console/api/me", get(me))
+        .route("/console/api/password", post(change_password))
         .route("/console/api/audit", get(audit_log))
-        .with_state(api.clone())
-        .merge(super::console_cameras::router(api))
+        .merge(super::console_events::router())
+        .merge(super::console_people::routes())
+        .merge(super::console_cameras::routes())
+        .with_state(api)
 }
 
 /// Runs a store call (SQLite, argon2) off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("a worker failed: {e}")))
 }
 
-fn store_failed(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn store_failed(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "the console store cannot be used");
     ApiError::Internal("the console store cannot be used".into())
 }
@@ -151,9 +158,16 @@ impl FromRequestParts<ConsoleApi> for SignedIn {
                 return Err(ApiError::Csrf(reason));
             }
         }
+        // A one-time password buys nothing but choosing one's own (and seeing who one is, signing out).
+        if session.must_change && !ONE_TIME_PATHS.contains(&parts.uri.path()) {
+            return Err(ApiError::PasswordChangeRequired);
+        }
         Ok(SignedIn { session, id, address })
     }
 }
+
+/// What a session signed in with a one-time password may use.
+const ONE_TIME_PATHS: &[&str] = &["/console/api/me", "/console/api/logout", "/console/api/password"];
 
 /// Audits a signed-in request refused by the guard (`request`, outcome `refused`, the method, path and
 /// which check refused it).
@@ -279,7 +293,49 @@ fn me_body(session: &Session) -> serde_json::Value {
         "role": session.role,
         "csrf_token": session.csrf,
         "signed_in_at": humantime::format_rfc3339_millis(session.created_at).to_string(),
+        "must_change_password": session.must_change,
     })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordRequest {
+    current: String,
+    new: String,
+}
+
+/// `POST /console/api/password {"current", "new"}` (CSRF token required): the signed-in user's own new
+/// password (at least 10 characters, not the current one). Ends their other sessions; 204. The only
+/// endpoint besides `/me` and `/logout` a one-time password may use.
+async fn change_password(
+    State(api): State<ConsoleApi>,
+    signed_in: SignedIn,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    if body.len() > MAX_LOGIN_BYTES {
+        return Err(ApiError::TooLarge { limit: MAX_LOGIN_BYTES as u64 });
+    }
+    let request: PasswordRequest = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::BadRequest("the body must be JSON {\"current\": ..., \"new\": ...}".into()))?;
+    let store = api.store.clone();
+    let SignedIn { session, address, .. } = signed_in;
+    let user = session.user.clone();
+    let changed =
+        blocking(move || store.change_password(&session, &request.current, &request.new, &address, SystemTime::now()))
+            .await?;
+    match changed {
+        Ok(()) => {
+            tracing::info!(user = %user, "console password changed by its user");
+            Ok(no_store(StatusCode::NO_CONTENT.into_response()))
+        }
+        Err(ChangeError::WrongCurrent) => {
+            tracing::warn!(user = %user, "console password change refused: wrong current password");
+            Err(ApiError::WrongPassword)
+        }
+        Err(ChangeError::Store(StoreError::Password(e))) => Err(ApiError::BadRequest(e.to_string())),
+        Err(ChangeError::Store(StoreError::Invalid(e))) => Err(ApiError::BadRequest(e)),
+        Err(ChangeError::Store(e)) => Err(store_failed(e)),
+    }
 }
 
 /// `GET /console/api/me` → `{name, role, csrf_token, signed_in_at}`.
@@ -311,7 +367,7 @@ async fn audit_log(
 }
 
 /// Console answers name people and carry tokens: never cached.
-fn no_store(mut response: Response) -> Response {
+pub(super) fn no_store(mut response: Response) -> Response {
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

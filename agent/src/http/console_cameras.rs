@@ -178,17 +178,14 @@ impl IntoResponse for CameraError {
     }
 }
 
-/// The camera routes, when the runtime provides cameras.
-pub fn router(api: ConsoleApi) -> Router {
-    if api.cameras.is_none() {
-        return Router::new();
-    }
+/// The camera routes (the console's state is given by `console::router`). Without cameras from the
+/// runtime they answer 404.
+pub fn routes() -> Router<ConsoleApi> {
     Router::new()
         .route("/console/api/cameras", get(list))
         .route("/console/api/cameras/{id}/frame.jpg", get(frame))
         .route("/console/api/cameras/{id}", axum::routing::put(update))
         .route("/console/api/cameras/{id}/reference", post(reference))
-        .with_state(api)
 }
 
 fn cameras(api: &ConsoleApi) -> Result<Arc<dyn ConsoleCameras>, ApiError> {

@@ -65,6 +65,18 @@ pub enum ApiError {
     BadCredentials,
     #[error("{}", crate::console::LoginError::Locked { retry_after: *retry_after })]
     Locked { retry_after: Duration },
+    /// The console: signed in with a one-time password; only choosing one's own is allowed.
+    #[error("choose your own password first (POST /console/api/password): this sign-in used a one-time password")]
+    PasswordChangeRequired,
+    /// The console's password change: the current password given is wrong.
+    #[error("{}", crate::console::ChangeError::WrongCurrent)]
+    WrongPassword,
+    /// The console's enrolment: one uploaded photo over the per-photo limit.
+    #[error("photo {photo} is larger than {limit} bytes (each photo may have at most {limit} bytes)")]
+    PhotoTooLarge { photo: String, limit: u64 },
+    /// The console's enrolment: every photo was rejected; the details carry each photo's verdict.
+    #[error("{message}")]
+    NoPhotoAccepted { message: String, details: Value },
 }
 
 /// Seconds a phone waits before re-sending when the box cannot take an upload now.
@@ -82,14 +94,17 @@ impl ApiError {
             | ApiError::BadSignature(_)
             | ApiError::ClockSkew(_) => StatusCode::UNAUTHORIZED,
             ApiError::PhoneRevoked { .. } => StatusCode::FORBIDDEN,
-            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge { .. } | ApiError::PhotoTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Busy { .. } | ApiError::Unavailable(_) | ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unauthorized(_) | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) | ApiError::Csrf(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Csrf(_) | ApiError::PasswordChangeRequired | ApiError::WrongPassword => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::Locked { .. } => StatusCode::LOCKED,
+            ApiError::NoPhotoAccepted { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
@@ -120,6 +135,10 @@ impl ApiError {
             ApiError::Csrf(_) => "csrf",
             ApiError::BadCredentials => "bad_credentials",
             ApiError::Locked { .. } => "locked",
+            ApiError::PasswordChangeRequired => "password_change_required",
+            ApiError::WrongPassword => "wrong_password",
+            ApiError::PhotoTooLarge { .. } => "too_large",
+            ApiError::NoPhotoAccepted { .. } => "no_photo_accepted",
         }
     }
 
@@ -137,7 +156,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = json!({"code": self.code(), "message": self.to_string()});
-        if let ApiError::PhoneRevoked { details: Some(details), .. } = &self {
+        if let ApiError::PhoneRevoked { details: Some(details), .. } | ApiError::NoPhotoAccepted { details, .. } = &self
+        {
             error["details"] = details.clone();
         }
         let mut response = (self.status(), Json(json!({ "error": error }))).into_response();

@@ -7,17 +7,23 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::console::Store;
+use crate::http::console_people::PeopleService;
 use crate::http::{ConsoleApi, Operations, PhoneApi, Server};
 use crate::phones::registry::Registry;
 use crate::phones::service::Checkins;
 
 /// Starts the server when the configuration has a (current) `[http]` section, with the operations
-/// endpoints reading `ops` (the agent's metrics and readiness).
+/// endpoints reading `ops` (the agent's metrics and readiness) and the console on `console` (the store
+/// [`open_console`] opened when `[console]` is enabled), its events reading `events`, its people pages reading
+/// `people`.
 pub fn start(
     config: &Config,
     registry: Arc<Registry>,
     checkins: Arc<dyn Checkins>,
     ops: Arc<dyn Operations>,
+    console: Option<Arc<Store>>,
+    events: Option<Arc<dyn crate::http::console_events::Evidence>>,
+    people: Arc<dyn PeopleService>,
     cameras: Arc<dyn crate::http::console_cameras::ConsoleCameras>,
 ) -> anyhow::Result<Option<Server>> {
     let Some(settings) = config.http() else {
@@ -29,11 +35,13 @@ pub fn start(
         skew: Duration::from_secs(config.phones.skew_secs),
         max_body_bytes: settings.max_body_bytes,
     };
-    let console = if config.console.enabled {
-        Some(ConsoleApi { store: open_console(config)?, policy: config.console.policy(), cameras: Some(cameras) })
-    } else {
-        None
-    };
+    let console = console.map(|store| ConsoleApi {
+        store,
+        policy: config.console.policy(),
+        events,
+        people,
+        cameras: Some(cameras),
+    });
     Ok(Some(Server::start(settings, &config.storage.data_dir, api, console, Some(ops))?))
 }
 

@@ -23,10 +23,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
+mod audit;
 pub mod camera;
 pub mod checkins;
 mod config_apply;
 mod console_cameras;
+mod console_events;
+mod console_people;
 mod evidence;
 pub mod handlers;
 mod health;
@@ -166,6 +169,8 @@ struct Running {
     http: Option<crate::http::Server>,
     /// Phase 1: the metrics listener.
     ops: Option<crate::http::ops::OpsListener>,
+    /// Phase 1: the console's evidence view (its event streams are closed).
+    review: Option<Arc<console_events::EvidenceReview>>,
     /// What a `config_apply` trial watches: the cameras' and the publisher's counters.
     probe: config_apply::Probe,
     /// Events of the agent itself (`config_applied`, `config_rolled_back`) go out through it.
@@ -238,6 +243,9 @@ impl Running {
             config.faces.quality(),
         )?;
         let phones = http::open_registry(config)?;
+        // The console enrols on the same thread as the `enroll` command.
+        let console_people =
+            Arc::new(console_people::ConsolePeople::new(config, enrolment.clone(), state.shared.people.clone()));
         let mut registry = command_registry(config, &state, watches, enrolment, &presence, &phones);
         let (active_view, camera_updates) = (reconfigure.active.clone(), reconfigure.requests.cameras.clone());
         // A roster is checked against the cameras' regions in force, which the console changes live.
@@ -265,8 +273,14 @@ impl Running {
             let head = evidence::chain_head(&entry.head());
             head_tx.send_replace(Some(events::EvidenceHead::new(&site, &device, &head, SystemTime::now())));
         }));
+        // The console's list of bundles, when the console is served.
+        let events = match config.http() {
+            Some(_) if config.console.enabled => Some(console_events::EventIndex::build(&mut store)?),
+            _ => None,
+        };
         let store_counters = store.counters.clone();
         let store = Arc::new(Mutex::new(store));
+        let review = events.map(|index| console_events::EvidenceReview::new(index, store.clone()));
         let (ack_tx, acks) = evidence::start_acks(store.clone())?;
         let delivery = shutdown.delivery();
         let publisher_counters = Arc::new(PublisherCounters::default());
@@ -334,6 +348,11 @@ impl Running {
         // Every session is open: the verified bytes are not needed twice.
         models.release_bytes();
         let people = &state.shared.people;
+        // The console's accounts and audit log: the server signs in against it, the relay sends its rows.
+        let console = if config.console.enabled { Some(http::open_console(config)?) } else { None };
+        if let Some(store) = &console {
+            producers.push(audit::start(store.clone(), emitter.clone(), outbox.clone(), &shutdown)?);
+        }
         producers.push(scheduler::start(config, people, &presence, decisions_tx.clone(), &SystemClock, &shutdown)?);
         // Only the producers may hold decision senders from here on: when they are joined at shutdown, the
         // channels close and the decision and evidence workers finish.
@@ -365,9 +384,10 @@ impl Running {
         let ops = start_ops_listener(config, &metrics)?;
         let http = match checkins {
             Some(checkins) => {
-                let console =
+                let events = review.clone().map(|r| r as Arc<dyn crate::http::console_events::Evidence>);
+                let cameras =
                     Arc::new(console_cameras::Cameras::new(handles.clone(), active_view.clone(), camera_updates));
-                http::start(config, phones, checkins, metrics, console)?
+                http::start(config, phones, checkins, metrics, console, events, console_people, cameras)?
             }
             None => None,
         };
@@ -379,6 +399,7 @@ impl Running {
             acks,
             http,
             ops,
+            review,
             probe,
             emitter: own_events,
             active: active_view,
@@ -389,8 +410,12 @@ impl Running {
 
     /// Stops the phases in order within [`SHUTDOWN_GRACE`], then gives the publisher up to 5 s more.
     async fn stop(self) -> anyhow::Result<()> {
-        let Running { shutdown, producers, consumers, publisher, acks, http, ops, .. } = self;
+        let Running { shutdown, producers, consumers, publisher, acks, http, ops, review, .. } = self;
         shutdown.trigger();
+        // The console's event streams end first: the server's graceful stop waits for open responses.
+        if let Some(review) = review {
+            review.close();
+        }
         let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
         // The server stops with the producers, before the decision task drains: uploads being checked
         // finish and reach the outbox while the cameras stop.
