@@ -212,6 +212,10 @@ fn ward_phone_checks_in_with_the_real_agent() {
         "agent not online\n{}",
         agent.log_text()
     );
+    // The HTTPS server starts after MQTT: the page is opened once it listens.
+    let listening =
+        common::mqtt::wait(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", http_port)).is_ok());
+    assert!(listening, "the HTTPS server does not listen\n{}", agent.log_text());
     let browser = Browser::start(&cdp::Options { fake_video: camera_file.clone(), extra_args: Vec::new() });
 
     // --- enrolment from the printed link, the ward's beds from the roster -------------------------------
