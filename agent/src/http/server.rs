@@ -23,7 +23,7 @@ use super::listener::{self, ClientAddr};
 use super::ops::{self, Operations};
 use super::phones::{self, PhoneApi};
 use super::tls::{self, CertInfo, TlsError};
-use super::{HttpSettings, assets};
+use super::{HttpSettings, assets, console_page};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -51,7 +51,7 @@ pub fn router(settings: &HttpSettings, api: PhoneApi, console: Option<ConsoleApi
         .merge(assets::router())
         .with_state(api.clone());
     let routes = match console {
-        Some(console) => phones.merge(console::router(console)),
+        Some(console) => phones.merge(console::router(console)).merge(console_page::router()),
         None => phones,
     };
     routes
