@@ -156,7 +156,7 @@ function update() {
   list.forEach((camera, i) => {
     cards[i].querySelector(".camera-text").replaceWith(cardText(camera));
     cards[i].querySelector(".overlay").replaceWith(regionsOverlay(camera));
-    cards[i].frame.reload(stamp);
+    if (camera.online) cards[i].frame.reload(stamp);
   });
 }
 
