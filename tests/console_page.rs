@@ -37,8 +37,8 @@ use vigil::http::console::{Installer, Require, Reviewer, SignedIn};
 
 use common::cdp::{Browser, Options, Tab};
 use common::console::{
-    WAIT, draw_region, fill, frame_point, screenshot, set_language, show_frame, sign_in, view_is, wait_for_element,
-    wait_text,
+    WAIT, draw_region, fill, frame_point, screenshot, screenshot_of, set_language, show_frame, sign_in, view_is,
+    wait_for_element, wait_text,
 };
 use common::scenes::Scene;
 
@@ -665,7 +665,10 @@ fn an_installer_draws_regions_reviews_evidence_and_enrols_in_the_console() {
         stand_in.state.lock().unwrap().enrolments,
         [("p-1002".to_owned(), vec!["obama2.jpg".to_owned(), "32bit.png".to_owned()])]
     );
-    screenshot(&tab, "console-people-en");
+    screenshot_of(&tab, "#enrol-box", "console-people-en");
+    // A removal asks for a second press.
+    tab.click("button[data-remove='dr-li']");
+    wait_text(&tab, "button[data-remove='dr-li']", "Press again");
     tab.click("button[data-remove='dr-li']");
     wait_text(&tab, "#remove-message", "dr-li removed");
 

@@ -20,6 +20,13 @@ pub fn screenshot(tab: &Tab, name: &str) {
     tab.screenshot(&super::repo(&format!("docs/screenshots/{name}.png")));
 }
 
+/// A screenshot like [`screenshot`] with `selector`'s element scrolled to the top of the viewport.
+pub fn screenshot_of(tab: &Tab, selector: &str, name: &str) {
+    tab.eval(&format!("document.querySelector({selector:?}).scrollIntoView({{block: 'start'}})"));
+    std::thread::sleep(Duration::from_millis(400));
+    tab.screenshot(&super::repo(&format!("docs/screenshots/{name}.png")));
+}
+
 /// Waits for the page's view (`signin`, `cameras`, `editor`, `events`, `evidence`, `people`, `audit`).
 pub fn view_is(tab: &Tab, view: &str) {
     tab.wait_for(&format!("document.body.dataset.view === '{view}'"), &format!("the {view} view"), WAIT);

@@ -34,6 +34,7 @@ function regionsOf(camera) {
 export async function enter(context, id) {
   app = context;
   app.waiting("wait_camera", { id });
+  replace($("view-editor"), el("a", { href: "#/cameras", class: "back" }, t("back_cameras")), el("h2", { id: "editor-title" }, id));
   const answer = await api.cameras();
   const camera = (answer.cameras || []).find((c) => c.id === id);
   if (!camera) {

@@ -274,12 +274,12 @@ async function setHold(on) {
   const reason = input.value.trim();
   if (reason.length < 1 || reason.length > 200) {
     ev.holdMessage = ["bad", t("hold_reason_needed")];
-    renderEvidence();
+    renderHold();
     $("hold-reason").focus();
     return;
   }
   ev.busy = true;
-  renderEvidence();
+  renderHold();
   app.waiting("wait_hold");
   try {
     const answer = await api.hold(ev.data.event.event_id, on, reason);
@@ -287,36 +287,24 @@ async function setHold(on) {
     ev.data.holds = answer.holds || ev.data.holds;
     ev.data.event.held = on;
     ev.holdMessage = ["ok", t(answer.changed === false ? "hold_unchanged" : on ? "hold_placed" : "hold_released")];
+    ev.reason = "";
   } catch (e) {
     if (!ev) return;
     ev.holdMessage = ["bad", describe(e)];
   } finally {
     if (ev) {
       ev.busy = false;
-      renderEvidence();
+      renderHold();
       app.waiting("wait_evidence_done");
     }
   }
 }
 
-function renderEvidence() {
-  const section = $("view-evidence");
-  if (!ev || !ev.data) return;
-  const { event, manifest, boxes = [], verification = {}, holds = [] } = ev.data;
-  const files = event.files || [];
-  const id = event.event_id;
-  const clip = files.find((f) => f.endsWith(".mp4"));
-  const images = files.filter((f) => /\.(jpe?g|png)$/i.test(f));
-  const problems = verification.problems || [];
-  const signature = el(
-    "div",
-    { id: "signature", class: `card ${verification.ok ? "ok" : "bad"}`, dataset: { ok: String(!!verification.ok) } },
-    el("h3", {}, verification.ok ? t("signature_valid") : t("signature_invalid", { problems: problems.join("; ") || "?" })),
-    verification.chain ? el("p", {}, verification.chain) : null,
-    verification.checked_at ? el("p", { class: "muted" }, t("checked_at", { time: formatTime(verification.checked_at) })) : null,
-  );
+// The legal hold's card, rebuilt alone when the hold changes (the clip keeps playing).
+function holdBox() {
+  const { event, holds = [] } = ev.data;
   const held = !!event.held;
-  const holdBox = el(
+  return el(
     "div",
     { id: "hold", class: `card ${held ? "warn" : ""}` },
     el("h3", {}, t(held ? "hold_on" : "hold_off")),
@@ -333,6 +321,29 @@ function renderEvidence() {
         )
       : null,
     ev.holdMessage ? el("p", { id: "hold-message", class: `message ${ev.holdMessage[0]}`, role: "alert" }, ev.holdMessage[1]) : null,
+  );
+}
+
+function renderHold() {
+  const box = $("hold");
+  if (box) box.replaceWith(holdBox());
+}
+
+function renderEvidence() {
+  const section = $("view-evidence");
+  if (!ev || !ev.data) return;
+  const { event, manifest, boxes = [], verification = {} } = ev.data;
+  const files = event.files || [];
+  const id = event.event_id;
+  const clip = files.find((f) => f.endsWith(".mp4"));
+  const images = files.filter((f) => /\.(jpe?g|png)$/i.test(f));
+  const problems = verification.problems || [];
+  const signature = el(
+    "div",
+    { id: "signature", class: `card ${verification.ok ? "ok" : "bad"}`, dataset: { ok: String(!!verification.ok) } },
+    el("h3", {}, verification.ok ? t("signature_valid") : t("signature_invalid", { problems: problems.join("; ") || "?" })),
+    verification.chain ? el("p", {}, verification.chain) : null,
+    verification.checked_at ? el("p", { class: "muted" }, t("checked_at", { time: formatTime(verification.checked_at) })) : null,
   );
   const rows = facts(manifest || {});
   replace(
@@ -351,7 +362,7 @@ function renderEvidence() {
           : el("p", { class: "note" }, t("no_clip")),
         images.map((f) => snapshot(id, f, boxes)),
       ),
-      el("div", { class: "evidence-side" }, signature, holdBox, el("h3", {}, t("files")), el("ul", { class: "plain" }, files.map((f) => el("li", {}, el("a", { href: api.fileUrl(id, f), download: f }, f))))),
+      el("div", { class: "evidence-side" }, signature, holdBox(), el("h3", {}, t("files")), el("ul", { class: "plain" }, files.map((f) => el("li", {}, el("a", { href: api.fileUrl(id, f), download: f }, f))))),
     ),
     el("h3", {}, t("facts")),
     table([t("fact"), t("value")], rows.map(([k, v]) => [k, v]), "facts-table"),

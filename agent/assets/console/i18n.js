@@ -28,6 +28,7 @@ const EN = {
   cancel: "Cancel",
   delete: "Delete",
   remove: "Remove",
+  remove_confirm: "Press again to remove",
 
   wait_opening: "Opening the console…",
   wait_session: "Checking whether you are signed in…",
@@ -295,6 +296,7 @@ const ZH = {
   cancel: "取消",
   delete: "删除",
   remove: "移除",
+  remove_confirm: "再按一次以移除",
 
   wait_opening: "正在打开控制台…",
   wait_session: "正在确认您是否已登录…",

@@ -11,6 +11,8 @@ let app = null;
 let data = null;
 const form = { id: "", role: "patient", files: [], urls: [], busy: false, result: null, message: null };
 let removeMessage = null;
+// The id whose Remove was pressed once: a second press removes (one slip of a finger must not).
+let confirming = null;
 
 const yes = (v) => el("span", { class: `badge ${v ? "ok" : "warn"}` }, t(v ? "enrolled_yes" : "enrolled_no"));
 
@@ -77,6 +79,12 @@ async function enrol(event) {
 }
 
 async function remove(id) {
+  if (confirming !== id) {
+    confirming = id;
+    render();
+    return;
+  }
+  confirming = null;
   app.waiting("wait_removing", { id });
   try {
     await api.removePerson(id);
@@ -176,7 +184,7 @@ export function render() {
             t(`person.${p.role}`),
             p.enrolled_at ? formatTime(p.enrolled_at) : "",
             String(p.faces ?? ""),
-            ...(can ? [el("button", { type: "button", class: "danger small", dataset: { remove: p.id }, onclick: () => remove(p.id) }, t("remove"))] : []),
+            ...(can ? [el("button", { type: "button", class: confirming === p.id ? "danger small primary-danger" : "danger small", dataset: { remove: p.id }, onclick: () => remove(p.id) }, t(confirming === p.id ? "remove_confirm" : "remove"))] : []),
           ]),
         )
       : el("p", { class: "muted" }, t("none")),
