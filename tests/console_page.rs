@@ -154,8 +154,12 @@ async fn update_camera(
     if let Some(window) = change.get("face_window") {
         camera["face_window"] = window.clone();
     }
+    let restarted = change.get("url").is_some();
+    if let Some(url) = change.get("url") {
+        camera["url"] = url.clone();
+    }
     let mut answer = camera.clone();
-    answer["applied"] = json!("live");
+    answer["applied"] = json!(if restarted { "camera_restarted" } else { "live" });
     audit(&api, who, "camera_update", json!({ "camera": id, "regions": regions.keys().collect::<Vec<_>>() }));
     Json(answer).into_response()
 }
@@ -574,6 +578,14 @@ fn an_installer_draws_regions_reviews_evidence_and_enrols_in_the_console() {
         (first[0].as_f64().unwrap() - 0.15).abs() < 0.004 && (first[1].as_f64().unwrap() - 0.25).abs() < 0.004,
         "{sent}"
     );
+
+    // A new address (the shown one has no credentials: it is sent only when typed).
+    fill(&tab, "#camera-url", "rtsp://10.0.0.9/ward-1-main");
+    tab.click("#save");
+    wait_text(&tab, "#editor-message", "the camera restarted");
+    let (_, sent) = stand_in.state.lock().unwrap().puts.last().cloned().unwrap();
+    assert_eq!(sent["url"], "rtsp://10.0.0.9/ward-1-main", "{sent}");
+    assert_eq!(stand_in.state.lock().unwrap().puts[0].1.get("url"), None, "no address unless one is typed");
 
     // References: a uniform picture refused with what to do, then taken as uniform; the empty one.
     tab.click("#ref-empty");

@@ -46,6 +46,7 @@ export async function enter(context, id) {
   ed = {
     camera,
     name: camera.name || "",
+    url: "",
     regions: regionsOf(camera),
     selected: null,
     drawing: null,
@@ -231,6 +232,16 @@ function pointerUp(event) {
   renderOverlay();
 }
 
+// A field typed in: the buttons follow without rebuilding the panel (the field keeps its focus).
+function typed() {
+  ed.dirty = true;
+  const save = $("save");
+  if (save) save.disabled = ed.busy || !!ed.drawing;
+  const discard = $("discard");
+  if (discard) discard.disabled = ed.busy;
+  idle();
+}
+
 function changed() {
   ed.dirty = true;
   ed.message = null;
@@ -312,6 +323,8 @@ async function save() {
   }
   if (camera.role === "settlement_window" && !change.face_window) change.face_window = null;
   if (ed.name.trim() && ed.name.trim() !== (camera.name || "")) change.name = ed.name.trim();
+  // The address is shown without its credentials, so it is sent only when a new one is typed.
+  if (ed.url.trim()) change.url = ed.url.trim();
   ed.busy = true;
   ed.problems = [];
   ed.message = null;
@@ -324,6 +337,7 @@ async function save() {
     ed.camera = { ...camera, ...saved };
     ed.regions = regionsOf(ed.camera);
     ed.name = ed.camera.name || "";
+    ed.url = "";
     ed.dirty = false;
     ed.message = ["ok", t(applied === "camera_restarted" ? "saved_restarted" : "saved_live")];
   } catch (e) {
@@ -343,6 +357,7 @@ async function save() {
 function discard() {
   ed.regions = regionsOf(ed.camera);
   ed.name = ed.camera.name || "";
+  ed.url = "";
   ed.drawing = null;
   ed.selected = null;
   ed.dirty = false;
@@ -458,7 +473,20 @@ function renderList(full) {
   if (can) {
     parts.push(
       el("label", { for: "camera-name" }, t("camera_name")),
-      el("input", { id: "camera-name", value: ed.name, oninput: (e) => { ed.name = e.target.value; ed.dirty = true; idle(); } }),
+      el("input", { id: "camera-name", value: ed.name, oninput: (e) => { ed.name = e.target.value; typed(); } }),
+      el("label", { for: "camera-url" }, t("camera_url")),
+      el("input", {
+        id: "camera-url",
+        value: ed.url,
+        placeholder: ed.camera.url || "",
+        autocapitalize: "none",
+        spellcheck: false,
+        oninput: (e) => {
+          ed.url = e.target.value;
+          typed();
+        },
+      }),
+      el("p", { class: "muted hint" }, t("camera_url_hint")),
     );
   }
   if (ed.message) parts.push(el("p", { id: "editor-message", class: `message ${ed.message[0]}`, role: "alert" }, ed.message[1]));

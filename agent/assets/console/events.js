@@ -113,6 +113,8 @@ function openStream() {
     renderLive();
     if (app && app.view === "events") idle();
   });
+  // The box's stream fell behind and skipped bundles: the list is read again.
+  stream.addEventListener("lagged", () => load().catch((e) => app.failed(e)));
   stream.addEventListener("bundle", (message) => {
     let event;
     try {

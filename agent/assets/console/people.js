@@ -11,6 +11,8 @@ let app = null;
 let data = null;
 const form = { id: "", role: "patient", files: [], urls: [], busy: false, result: null, message: null };
 let removeMessage = null;
+// The file input is kept across renders: a new one would say "no file chosen" beside the photos.
+let fileInput = null;
 // The id whose Remove was pressed once: a second press removes (one slip of a finger must not).
 let confirming = null;
 
@@ -69,7 +71,9 @@ async function enrol(event) {
     form.message = form.result.enrolled ? ["ok", t("enrol_done", { id })] : ["bad", t("enrol_none", { id })];
     await load();
   } catch (e) {
-    form.result = e.body && e.body.photos ? e.body : null;
+    // No photo accepted: the answer is an error whose details hold each photo's verdict.
+    const details = e.body && e.body.error && e.body.error.details;
+    form.result = details && details.photos ? details : null;
     form.message = ["bad", describe(e)];
     app.waiting("wait_people_done");
   } finally {
@@ -131,7 +135,7 @@ function renderForm() {
         ["patient", "physician"].map((r) => el("option", { value: r, selected: form.role === r }, t(`person.${r}`))),
       ),
       el("label", { for: "enrol-photos" }, t("enrol_photos")),
-      el("input", { id: "enrol-photos", type: "file", accept: "image/jpeg,image/png", multiple: true, onchange: (e) => pick(e.target) }),
+      fileInput || (fileInput = el("input", { id: "enrol-photos", type: "file", accept: "image/jpeg,image/png", multiple: true, onchange: (e) => pick(e.target) })),
       form.files.length ? el("ul", { class: "photos" }, form.files.map(photo)) : null,
       form.message ? el("p", { id: "enrol-message", class: `message ${form.message[0]}`, role: "alert" }, form.message[1]) : null,
       el("button", { type: "submit", id: "enrol-submit", class: "primary", disabled: form.busy }, t(form.busy ? "enrolling" : "enrol_submit")),
