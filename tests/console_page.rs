@@ -701,6 +701,7 @@ fn an_installer_draws_regions_reviews_evidence_and_enrols_in_the_console() {
     view_is(&tab, "evidence");
     assert_eq!(tab.eval("document.documentElement.lang"), json!("zh-CN"), "the language is remembered");
     wait_text(&tab, "#signature", "签名有效");
+    tab.wait_for("document.getElementById('evidence-video').readyState >= 3", "the clip's first frames", WAIT);
     screenshot(&tab, "console-evidence-zh");
     tab.click("#nav a[data-nav='events']");
     view_is(&tab, "events");

@@ -360,7 +360,7 @@ function renderEvidence() {
         "div",
         { class: "evidence-media" },
         clip
-          ? el("video", { id: "evidence-video", controls: true, preload: "metadata", playsInline: true, src: api.fileUrl(id, clip) })
+          ? el("video", { id: "evidence-video", controls: true, preload: "auto", playsInline: true, src: api.fileUrl(id, clip) })
           : el("p", { class: "note" }, t("no_clip")),
         images.map((f) => snapshot(id, f, boxes)),
       ),
