@@ -11,8 +11,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::agent::Agent;
-use common::mqtt::free_port;
+use common::agent::{Agent, Platform, config_head};
+use common::mqtt::{Mosquitto, Subscriber, free_port};
 use serde_json::{Value, json};
 
 /// A response: status, the headers asked for, the JSON body (Null when empty).
@@ -80,7 +80,8 @@ fn users(config: &Path, args: &[&str], stdin: &str) -> std::process::Output {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    // A command refused before it reads the password (an unknown user) may be gone already.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
     child.wait_with_output().unwrap()
 }
 
@@ -95,14 +96,17 @@ fn sign_in_sessions_csrf_roles_lock_out_and_the_audit_log() {
     let root = dir.path();
     let port = free_port();
     let config = root.join("vigil.toml");
+    let broker = Mosquitto::start(root);
+    let platform = Platform::new(root);
+    let events = Subscriber::start(broker.port, "vigil/v1/hosp/edge/events/console_audit");
     // A lock-out of 3 s, so the test sees it end.
     std::fs::write(
         &config,
         format!(
-            "[site]\nid = \"hosp\"\ndevice_id = \"edge\"\n[storage]\ndata_dir = \"state\"\n\
-             [rollcalls]\nrandom_per_day = 0\n\
+            "{}[rollcalls]\nrandom_per_day = 0\n\
              [http]\nlisten = \"127.0.0.1:{port}\"\nplain_http = true\n\
-             [console]\nlockout_failures = 5\nlockout_mins = 0.05\n"
+             [console]\nlockout_failures = 5\nlockout_mins = 0.05\n",
+            config_head(broker.port, &platform)
         ),
     )
     .unwrap();
@@ -275,7 +279,109 @@ fn sign_in_sessions_csrf_roles_lock_out_and_the_audit_log() {
     assert_eq!(nobody.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&nobody.stderr).contains("no console user \"nobody\""), "{nobody:?}");
 
+    // Every row of the log, the command line's too, reached the platform as a console_audit event, in
+    // order, each valid against the contract.
+    let log = console.call("GET", "/console/api/audit?limit=1000", &[("cookie", &installer)], None);
+    let mut rows: Vec<Value> = log.body["entries"].as_array().unwrap().clone();
+    rows.reverse();
+    let all_sent = |messages: &[(String, Vec<u8>, bool)]| messages.len() >= rows.len();
+    assert!(
+        events.wait_for(Duration::from_secs(20), all_sent),
+        "audit events: {}",
+        events.messages.lock().unwrap().len()
+    );
+    let sent: Vec<Value> =
+        events.messages.lock().unwrap().iter().map(|(_, p, _)| serde_json::from_slice(p).unwrap()).collect();
+    // Compared as JSON values: an object's keys need not come in the same order.
+    let facts = |who: &Value, action: &Value, outcome: &Value, details: &Value| json!([who, action, outcome, details]);
+    let sent_facts: Vec<Value> = sent
+        .iter()
+        .take(rows.len())
+        .map(|e| {
+            let d = &e["details"];
+            facts(&d["who"], &d["action"], &d["outcome"], &d["details"])
+        })
+        .collect();
+    let row_facts: Vec<Value> =
+        rows.iter().map(|r| facts(&r["who"], &r["action"], &r["outcome"], &r["details"])).collect();
+    assert_eq!(sent_facts, row_facts);
+    let ids: Vec<i64> = sent.iter().map(|e| e["details"]["audit_id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in the log's order: {ids:?}");
+    let cases: Vec<Value> = sent
+        .iter()
+        .map(|e| json!({"label": e["details"]["action"], "schema": "events/console_audit.schema.json", "instance": e}))
+        .collect();
+    let out = common::validate_against_contract(&cases);
+    assert!(out.status.success(), "console_audit events fail the schema:\n{}", String::from_utf8_lossy(&out.stdout));
+
     let log = agent.stop();
     assert!(log.contains("console sign-in refused: locked out"), "the lock-out is logged");
     assert!(!log.contains("long password"), "no password in the log");
+
+    // After a restart the relay goes on from where the outbox took it: no row is sent twice.
+    let before = events.messages.lock().unwrap().len();
+    let agent = Agent::start(&config, root.join("agent-2.log"));
+    let started = Instant::now();
+    while ureq::get(&format!("{}/healthz", console.base)).call().is_err() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the agent did not serve again:\n{}", agent.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    console.session("ana", "ana's long password");
+    assert!(events.wait_for(Duration::from_secs(20), |m| m.len() > before), "the new sign-in is sent");
+    std::thread::sleep(Duration::from_secs(2));
+    let after: Vec<Value> = events
+        .messages
+        .lock()
+        .unwrap()
+        .iter()
+        .skip(before)
+        .map(|(_, p, _)| serde_json::from_slice(p).unwrap())
+        .collect();
+    let actions: Vec<(&str, &str)> = after
+        .iter()
+        .map(|e| (e["details"]["who"].as_str().unwrap(), e["details"]["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(actions, [("ana", "login")], "only the row written since");
+
+    // A one-time password (what the demo prints): it signs in, but allows nothing until its holder has
+    // chosen their own password.
+    let added = users(&config, &["add", "--name", "root", "--role", "installer", "--one-time"], "");
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let printed = String::from_utf8_lossy(&added.stdout).into_owned();
+    let one_time = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("one-time password for root: "))
+        .unwrap_or_else(|| panic!("no password printed: {printed}"))
+        .to_owned();
+    assert_eq!(one_time.len(), 23, "four groups of five: {one_time}");
+    let signed = console.login("root", &one_time);
+    assert_eq!((signed.status, &signed.body["must_change_password"]), (200, &json!(true)), "{:?}", signed.body);
+    let (root, root_csrf) = console.session("root", &one_time);
+    let refused = console.call("GET", "/console/api/audit", &[("cookie", &root)], None);
+    assert_eq!((refused.status, refused.code()), (403, "password_change_required"), "{:?}", refused.body);
+    assert_eq!(console.call("GET", "/console/api/me", &[("cookie", &root)], None).status, 200);
+    let change = |current: &str, new: &str| {
+        let headers = [("cookie", root.as_str()), ("x-csrf-token", root_csrf.as_str())];
+        console.call("POST", "/console/api/password", &headers, Some(json!({"current": current, "new": new})))
+    };
+    assert_eq!(change("not it at all", "root's own long password").code(), "wrong_password");
+    let short = change(&one_time, "short");
+    assert_eq!((short.status, short.code()), (400, "bad_request"), "{:?}", short.body);
+    assert!(short.message().contains("at least 10 characters"), "{}", short.message());
+    assert_eq!(change(&one_time, "root's own long password").status, 204);
+    assert_eq!(console.call("GET", "/console/api/audit", &[("cookie", &root)], None).status, 200, "the same session");
+    assert_eq!(console.login("root", &one_time).status, 401, "the one-time password is spent");
+    let again = console.login("root", "root's own long password");
+    assert_eq!(again.body["must_change_password"], json!(false));
+    let log = console.call("GET", "/console/api/audit?limit=20", &[("cookie", &root)], None);
+    let changes: Vec<&str> = log.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "password_change")
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(changes, ["ok", "refused"], "newest first");
+    let log = agent.stop();
+    assert!(!log.contains(&one_time) && !log.contains("own long password"), "no password in the log");
 }

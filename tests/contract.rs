@@ -587,7 +587,29 @@ fn built_events() -> BTreeMap<&'static str, Value> {
         assert_eq!(from_record, documented, "config_record and config_payload build the same {kind}");
         built.insert(kind, events::to_json(&payload));
     }
+    built.insert("console_audit", documented_console_audit());
     built
+}
+
+/// `console_audit` as the audit relay builds it, with the facts of the doc's example: the event id is the
+/// one derived from the audit store's instance id and the row's id.
+fn documented_console_audit() -> Value {
+    let instance = uuid::Uuid::parse_str("6f1c2b3a-4d5e-4f60-8a7b-9c0d1e2f3a4b").unwrap();
+    let details = || events::ConsoleAuditDetails {
+        audit_id: 42,
+        who: "zhang.wei".into(),
+        role: "supervisor".into(),
+        action: "legal_hold".into(),
+        address: "10.20.3.41".into(),
+        outcome: "ok".into(),
+        details: json!({"event_id": "0195a1f0-7c2d-7e4a-9b1c-5d3e2f1a0b9c", "reason": "insurer's inquiry 2025-117"}),
+    };
+    let at = t("2025-03-14T10:02:17.415Z");
+    let record = events::audit_record("vigil/v1/h/d", SITE, DEVICE, &instance, details(), at);
+    assert_eq!(record.topic, "vigil/v1/h/d/events/console_audit");
+    let payload = events::to_json(&events::audit_payload(SITE, DEVICE, &instance, details(), at));
+    assert_eq!(serde_json::from_slice::<Value>(&record.payload).unwrap(), payload, "the same row, the same event");
+    payload
 }
 
 const NEW_CONFIG: &str = "9d4c1f0e7b2a5c8d3e6f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d";

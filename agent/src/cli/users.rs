@@ -27,6 +27,10 @@ pub enum Users {
         /// installer: sets the box up; supervisor: reviews events, legal holds, the audit log; viewer: looks.
         #[arg(long, value_enum)]
         role: Role,
+        /// Generate a one-time password and print it (nothing is read): at their first sign-in the console
+        /// lets the user do nothing but choose their own.
+        #[arg(long)]
+        one_time: bool,
     },
     /// List the console users.
     List {
@@ -49,13 +53,24 @@ pub enum Users {
         config: PathBuf,
         #[arg(long)]
         name: String,
+        /// Generate a one-time password and print it instead (for a user who forgot theirs): they choose
+        /// their own at the next sign-in.
+        #[arg(long)]
+        one_time: bool,
     },
 }
 
 pub fn users(command: Users) -> CliResult {
     match command {
-        Users::Add { config, name, role } => {
+        Users::Add { config, name, role, one_time } => {
             let store = open(&config)?;
+            if one_time {
+                let (user, password) =
+                    store.add_user_one_time(&name, role, CLI, SystemTime::now()).map_err(usage("add"))?;
+                println!("console user {} added ({})", user.name, user.role);
+                print_one_time(&user.name, &password);
+                return Ok(());
+            }
             let password = read_password(&format!("password for {name}: "))?;
             let user = store.add_user(&name, role, &password, CLI, SystemTime::now()).map_err(usage("add"))?;
             println!("console user {} added ({})", user.name, user.role);
@@ -84,11 +99,17 @@ pub fn users(command: Users) -> CliResult {
             println!("console user {name} removed; their sessions ended");
             Ok(())
         }
-        Users::Passwd { config, name } => {
+        Users::Passwd { config, name, one_time } => {
             let store = open(&config)?;
             // Refused before the password is asked when there is no such user.
             if !store.users().map_err(failed("passwd"))?.iter().any(|u| u.name == name) {
                 return Err(CliError::Usage(format!("vigil users passwd: no console user {name:?}")));
+            }
+            if one_time {
+                let password = store.reset_password(&name, CLI, SystemTime::now()).map_err(usage("passwd"))?;
+                println!("password of {name} reset; their sessions ended");
+                print_one_time(&name, &password);
+                return Ok(());
             }
             let password = read_password(&format!("new password for {name}: "))?;
             store.set_password(&name, &password, CLI, SystemTime::now()).map_err(usage("passwd"))?;
@@ -96,6 +117,12 @@ pub fn users(command: Users) -> CliResult {
             Ok(())
         }
     }
+}
+
+/// The one place a one-time password is shown: it is not stored anywhere but as its hash.
+fn print_one_time(name: &str, password: &str) {
+    println!("one-time password for {name}: {password}");
+    println!("(shown once; at the first sign-in the console asks {name} to choose their own)");
 }
 
 fn usage(command: &'static str) -> impl Fn(vigil::console::StoreError) -> CliError {

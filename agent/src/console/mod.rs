@@ -12,7 +12,9 @@ pub mod settings;
 pub mod store;
 
 pub use settings::ConsoleSettings;
-pub use store::{Audit, AuditEntry, LoginError, Policy, Role, Session, SessionEnd, Store, StoreError, User};
+pub use store::{
+    Audit, AuditEntry, ChangeError, LoginError, Policy, Role, Session, SessionEnd, Store, StoreError, User,
+};
 
 impl ConsoleSettings {
     /// The sign-in policy these settings make.

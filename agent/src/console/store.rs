@@ -30,7 +30,8 @@ const SCHEMA: &str = "
         role TEXT NOT NULL,
         password TEXT NOT NULL,
         created_ms INTEGER NOT NULL,
-        changed_ms INTEGER NOT NULL);
+        changed_ms INTEGER NOT NULL,
+        must_change INTEGER NOT NULL DEFAULT 0);
     CREATE TABLE IF NOT EXISTS sessions (
         id_sha256 TEXT PRIMARY KEY,
         user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
@@ -54,9 +55,13 @@ const SCHEMA: &str = "
     CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;";
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TABLE IF NOT EXISTS relay (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL);";
 
-const SCHEMA_VERSION: i64 = 1;
+/// 2: `users.must_change` (a one-time password, changed at the first sign-in).
+const SCHEMA_VERSION: i64 = 2;
 
 /// What a console user may do. Checked by the HTTP layer's role guard (`http::console::Require`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -123,6 +128,10 @@ pub struct Session {
     /// The token the page sends back in `X-CSRF-Token` on every state-changing request.
     pub csrf: String,
     pub created_at: SystemTime,
+    /// The user signed in with a one-time password: nothing but choosing their own is allowed.
+    pub must_change: bool,
+    /// The SHA-256 of the session's id, as the store keys it.
+    key: String,
 }
 
 /// A new session: the id goes into the cookie (and nowhere else).
@@ -148,6 +157,15 @@ pub enum LoginError {
     BadCredentials,
     #[error("too many failed sign-ins for this name or from this address: locked for {} s more", retry_after.as_secs().max(1))]
     Locked { retry_after: Duration },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a password change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("the current password is wrong")]
+    WrongCurrent,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -220,6 +238,9 @@ impl Store {
             return Err(StoreError::TooNew { path: name, found });
         }
         let tx = conn.transaction().map_err(db)?;
+        if found == 1 {
+            tx.execute_batch("ALTER TABLE users ADD COLUMN must_change INTEGER NOT NULL DEFAULT 0").map_err(db)?;
+        }
         tx.execute_batch(SCHEMA).map_err(db)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(db)?;
         tx.commit().map_err(db)?;
@@ -239,8 +260,8 @@ impl Store {
     }
 
     /// Appends one row to the audit log. Errors are the caller's to report: a change whose audit row
-    /// cannot be written must not be reported as done. (Sending each row as an `audit` MQTT event is
-    /// later work, by the caller through the runtime's emitter: docs/console.md, "Not done yet".)
+    /// cannot be written must not be reported as done. The agent's audit relay (`runtime::audit`) sends
+    /// every row, the CLI's too, as a `console_audit` MQTT event.
     pub fn audit(&self, entry: Audit<'_>, now: SystemTime) -> Result<i64, StoreError> {
         let conn = self.lock();
         insert_audit(&conn, &entry, now).map_err(self.db())?;
@@ -249,14 +270,61 @@ impl Store {
 
     /// The newest `limit` rows of the audit log, newest first.
     pub fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        let conn = self.lock();
-        let mut statement = conn
-            .prepare(
-                "SELECT id, at_ms, who, role, action, address, outcome, details FROM audit ORDER BY id DESC LIMIT ?1",
+        self.audit_rows(
+            "SELECT id, at_ms, who, role, action, address, outcome, details FROM audit ORDER BY id DESC LIMIT ?2",
+            0,
+            limit,
+        )
+    }
+
+    /// At most `limit` rows after the row `after`, oldest first (what the audit relay sends next).
+    pub fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit_rows(
+            "SELECT id, at_ms, who, role, action, address, outcome, details FROM audit WHERE id > ?1 ORDER BY id \
+             LIMIT ?2",
+            after,
+            limit,
+        )
+    }
+
+    /// Where the audit relay stands: this store's instance id (random, made with the file: an audit row's
+    /// event id is derived from it and the row's id, so a store made again never repeats an earlier
+    /// event's id) and the last row the outbox took.
+    pub fn relay_cursor(&self) -> Result<(String, i64), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(self.db())?;
+        tx.execute(
+            "INSERT OR IGNORE INTO relay (key, value) VALUES ('instance', ?1)",
+            [uuid::Uuid::new_v4().to_string()],
+        )
+        .map_err(self.db())?;
+        let instance: String =
+            tx.query_row("SELECT value FROM relay WHERE key = 'instance'", [], |r| r.get(0)).map_err(self.db())?;
+        let sent: Option<String> = tx
+            .query_row("SELECT value FROM relay WHERE key = 'sent'", [], |r| r.get(0))
+            .optional()
+            .map_err(self.db())?;
+        tx.commit().map_err(self.db())?;
+        Ok((instance, sent.and_then(|s| s.parse().ok()).unwrap_or(0)))
+    }
+
+    /// Records that the outbox has taken every audit row up to `id`.
+    pub fn set_relay_cursor(&self, id: i64) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "INSERT INTO relay (key, value) VALUES ('sent', ?1) ON CONFLICT(key) DO UPDATE SET value = ?1 \
+                 WHERE CAST(value AS INTEGER) < ?2",
+                params![id.to_string(), id],
             )
             .map_err(self.db())?;
+        Ok(())
+    }
+
+    fn audit_rows(&self, query: &str, after: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let conn = self.lock();
+        let mut statement = conn.prepare(query).map_err(self.db())?;
         let rows = statement
-            .query_map([limit], |r| {
+            .query_map(params![after, limit], |r| {
                 let details: String = r.get(7)?;
                 Ok(AuditEntry {
                     id: r.get(0)?,
@@ -273,7 +341,7 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(self.db())
     }
 
-    /// A new user (audited as `by`, from `address`).
+    /// A new user (audited as `by`).
     pub fn add_user(
         &self,
         name: &str,
@@ -282,8 +350,33 @@ impl Store {
         by: &str,
         now: SystemTime,
     ) -> Result<User, StoreError> {
-        check_name(name)?;
         password::check_new(password)?;
+        self.insert_user(name, role, password, false, by, now)
+    }
+
+    /// A new user with a generated one-time password, returned once and stored only as its hash: the
+    /// console lets its holder do nothing but choose their own password ([`Store::change_password`]).
+    pub fn add_user_one_time(
+        &self,
+        name: &str,
+        role: Role,
+        by: &str,
+        now: SystemTime,
+    ) -> Result<(User, String), StoreError> {
+        let password = one_time_password();
+        Ok((self.insert_user(name, role, &password, true, by, now)?, password))
+    }
+
+    fn insert_user(
+        &self,
+        name: &str,
+        role: Role,
+        password: &str,
+        one_time: bool,
+        by: &str,
+        now: SystemTime,
+    ) -> Result<User, StoreError> {
+        check_name(name)?;
         let phc = password::hash(password)?;
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(self.db())?;
@@ -296,11 +389,14 @@ impl Store {
             return Err(StoreError::UserExists(name.to_owned()));
         }
         tx.execute(
-            "INSERT INTO users (name, role, password, created_ms, changed_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
-            params![name, role.as_str(), phc, ms(now)],
+            "INSERT INTO users (name, role, password, created_ms, changed_ms, must_change) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+            params![name, role.as_str(), phc, ms(now), one_time],
         )
         .map_err(self.db())?;
-        let details = serde_json::json!({"name": name, "role": role});
+        let mut details = serde_json::json!({"name": name, "role": role});
+        if one_time {
+            details["one_time_password"] = true.into();
+        }
         insert_audit(
             &tx,
             &Audit { who: by, role: None, action: "user_add", address: "-", outcome: "ok", details },
@@ -350,17 +446,42 @@ impl Store {
     /// A new password for a user; their sessions end.
     pub fn set_password(&self, name: &str, password: &str, by: &str, now: SystemTime) -> Result<(), StoreError> {
         password::check_new(password)?;
+        self.replace_password(name, password, false, by, now)
+    }
+
+    /// A generated one-time password for a user (returned once), who must choose their own at the next
+    /// sign-in; their sessions end. For a user who forgot theirs.
+    pub fn reset_password(&self, name: &str, by: &str, now: SystemTime) -> Result<String, StoreError> {
+        let password = one_time_password();
+        self.replace_password(name, &password, true, by, now)?;
+        Ok(password)
+    }
+
+    fn replace_password(
+        &self,
+        name: &str,
+        password: &str,
+        one_time: bool,
+        by: &str,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
         let phc = password::hash(password)?;
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(self.db())?;
         let changed = tx
-            .execute("UPDATE users SET password = ?1, changed_ms = ?2 WHERE name = ?3", params![phc, ms(now), name])
+            .execute(
+                "UPDATE users SET password = ?1, changed_ms = ?2, must_change = ?3 WHERE name = ?4",
+                params![phc, ms(now), one_time, name],
+            )
             .map_err(self.db())?;
         if changed == 0 {
             return Err(StoreError::UnknownUser(name.to_owned()));
         }
         let ended = tx.execute("DELETE FROM sessions WHERE user = ?1", [name]).map_err(self.db())?;
-        let details = serde_json::json!({"name": name, "sessions_ended": ended});
+        let mut details = serde_json::json!({"name": name, "sessions_ended": ended});
+        if one_time {
+            details["one_time_password"] = true.into();
+        }
         insert_audit(
             &tx,
             &Audit { who: by, role: None, action: "user_passwd", address: "-", outcome: "ok", details },
@@ -368,6 +489,57 @@ impl Store {
         )
         .map_err(self.db())?;
         tx.commit().map_err(self.db())
+    }
+
+    /// A signed-in user chooses a new password, giving their current one (a session left open on a shared
+    /// screen cannot be turned into a lasting sign-in). Clears a one-time password; the user's other
+    /// sessions end, this one goes on. Audited `password_change` (refused: outcome `refused`).
+    pub fn change_password(
+        &self,
+        session: &Session,
+        current: &str,
+        new: &str,
+        address: &str,
+        now: SystemTime,
+    ) -> Result<(), ChangeError> {
+        let phc: Option<String> = self
+            .lock()
+            .query_row("SELECT password FROM users WHERE name = ?1", [&session.user], |r| r.get(0))
+            .optional()
+            .map_err(self.db())?;
+        let Some(phc) = phc else { return Err(StoreError::UnknownUser(session.user.clone()).into()) };
+        let audit = |outcome: &'static str, details: serde_json::Value| Audit {
+            who: &session.user,
+            role: Some(session.role),
+            action: "password_change",
+            address,
+            outcome,
+            details,
+        };
+        if !password::verify(current, &phc) {
+            self.audit(audit("refused", serde_json::json!({"reason": "wrong current password"})), now)?;
+            return Err(ChangeError::WrongCurrent);
+        }
+        password::check_new(new).map_err(|e| ChangeError::Store(e.into()))?;
+        if new == current {
+            return Err(ChangeError::Store(StoreError::Invalid(
+                "the new password must differ from the current one".into(),
+            )));
+        }
+        let phc = password::hash(new).map_err(|e| ChangeError::Store(e.into()))?;
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(self.db())?;
+        tx.execute(
+            "UPDATE users SET password = ?1, changed_ms = ?2, must_change = 0 WHERE name = ?3",
+            params![phc, ms(now), session.user],
+        )
+        .map_err(self.db())?;
+        let ended = tx
+            .execute("DELETE FROM sessions WHERE user = ?1 AND id_sha256 != ?2", params![session.user, session.key])
+            .map_err(self.db())?;
+        insert_audit(&tx, &audit("ok", serde_json::json!({"other_sessions_ended": ended})), now).map_err(self.db())?;
+        tx.commit().map_err(self.db())?;
+        Ok(())
     }
 
     /// Signs `name` in from `address`: a new session, or why not. Every outcome is audited. A locked
@@ -395,8 +567,10 @@ impl Store {
                 .map_err(self.db())?
                 .into_iter()
                 .max();
-            let user: Option<(String, String)> = conn
-                .query_row("SELECT role, password FROM users WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?)))
+            let user: Option<(String, String, bool)> = conn
+                .query_row("SELECT role, password, must_change FROM users WHERE name = ?1", [name], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
                 .optional()
                 .map_err(self.db())?;
             (locked, user)
@@ -409,9 +583,9 @@ impl Store {
             self.audit(Audit { who: &who, role: None, action: "login", address, outcome: "locked", details }, now)?;
             return Err(LoginError::Locked { retry_after });
         }
-        let (role, phc) = match &user {
-            Some((role, phc)) => (Role::parse(role), phc.as_str()),
-            None => (None, password::decoy()),
+        let (role, phc, must_change) = match &user {
+            Some((role, phc, must_change)) => (Role::parse(role), phc.as_str(), *must_change),
+            None => (None, password::decoy(), false),
         };
         let matches = password::verify(password, phc) && user.is_some();
         let mut conn = self.lock();
@@ -433,9 +607,10 @@ impl Store {
         }
         let id = random_token();
         let csrf = random_token();
+        let key = sha256_hex(id.as_bytes());
         tx.execute(
             "INSERT INTO sessions (id_sha256, user, csrf, address, created_ms, used_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            params![sha256_hex(id.as_bytes()), name, csrf, address, ms(now)],
+            params![key, name, csrf, address, ms(now)],
         )
         .map_err(self.db())?;
         // Expired sessions go at each sign-in: the table holds only live ones and a few stale ones.
@@ -449,11 +624,12 @@ impl Store {
             action: "login",
             address,
             outcome: "ok",
-            details: serde_json::json!({}),
+            details: if must_change { serde_json::json!({"one_time_password": true}) } else { serde_json::json!({}) },
         };
         insert_audit(&tx, &entry, now).map_err(self.db())?;
         tx.commit().map_err(self.db())?;
-        Ok(NewSession { id, session: Session { user: name.to_owned(), role, csrf, created_at: time(ms(now)) } })
+        let session = Session { user: name.to_owned(), role, csrf, created_at: time(ms(now)), must_change, key };
+        Ok(NewSession { id, session })
     }
 
     /// The session of a cookie's id, marked used now (to the minute); or why it signs nobody in (an expired one is
@@ -466,16 +642,18 @@ impl Store {
     ) -> Result<Result<Session, SessionEnd>, StoreError> {
         let key = sha256_hex(id.as_bytes());
         let conn = self.lock();
-        let found: Option<(String, String, String, i64, i64)> = conn
+        let found: Option<(String, String, String, i64, i64, bool)> = conn
             .query_row(
-                "SELECT s.user, u.role, s.csrf, s.created_ms, s.used_ms FROM sessions s JOIN users u ON u.name = s.user \
-                 WHERE s.id_sha256 = ?1",
+                "SELECT s.user, u.role, s.csrf, s.created_ms, s.used_ms, u.must_change FROM sessions s \
+                 JOIN users u ON u.name = s.user WHERE s.id_sha256 = ?1",
                 [&key],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )
             .optional()
             .map_err(self.db())?;
-        let Some((user, role, csrf, created_ms, used_ms)) = found else { return Ok(Err(SessionEnd::Unknown)) };
+        let Some((user, role, csrf, created_ms, used_ms, must_change)) = found else {
+            return Ok(Err(SessionEnd::Unknown));
+        };
         let end = if ms(now) - created_ms >= policy.max_age.as_millis() as i64 {
             Some(SessionEnd::MaxAge)
         } else if ms(now) - used_ms >= policy.idle.as_millis() as i64 {
@@ -494,7 +672,7 @@ impl Store {
                 .map_err(self.db())?;
         }
         let Some(role) = Role::parse(&role) else { return Ok(Err(SessionEnd::Unknown)) };
-        Ok(Ok(Session { user, role, csrf, created_at: time(created_ms) }))
+        Ok(Ok(Session { user, role, csrf, created_at: time(created_ms), must_change, key }))
     }
 
     /// Ends the session of a cookie's id (audited as its user's logout).
@@ -571,6 +749,23 @@ fn count_failure(conn: &Connection, key: &str, policy: &Policy, now: SystemTime)
 }
 
 /// 256 random bits, base64url without padding.
+/// A generated one-time password: 20 characters of an alphabet without look-alikes (0/O, 1/l/I), about
+/// 100 bits, in groups of five to read out or type.
+fn one_time_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyz23456789";
+    let random = ring::rand::SystemRandom::new();
+    let mut chars = Vec::with_capacity(20);
+    while chars.len() < 20 {
+        let mut byte = [0u8; 1];
+        ring::rand::SecureRandom::fill(&random, &mut byte).expect("the system's random source");
+        // 231 = 7 × 33: larger draws are redrawn, so that every character is equally likely.
+        if byte[0] < 231 {
+            chars.push(ALPHABET[usize::from(byte[0]) % ALPHABET.len()] as char);
+        }
+    }
+    chars.chunks(5).map(|group| group.iter().collect::<String>()).collect::<Vec<_>>().join("-")
+}
+
 fn random_token() -> String {
     let mut bytes = [0u8; 32];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).expect("the system's random source");
@@ -618,6 +813,73 @@ mod tests {
         let mut log = store.audit_log(100).unwrap();
         log.reverse();
         log.into_iter().map(|e| (e.who, e.action, e.outcome)).collect()
+    }
+
+    #[test]
+    fn a_one_time_password_signs_in_once_and_must_be_changed_and_a_version_1_file_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Store::path_in(dir.path());
+        // A store as version 1 left it: no must_change column.
+        let v1 = Connection::open(&path).unwrap();
+        v1.execute_batch(&SCHEMA.replace(",\n        must_change INTEGER NOT NULL DEFAULT 0", "")).unwrap();
+        v1.pragma_update(None, "user_version", 1).unwrap();
+        drop(v1);
+        let store = Store::open(&path).unwrap();
+        let t0 = now();
+        store.add_user("old", Role::Viewer, "an old long password", CLI, t0).unwrap();
+        assert!(!store.login("old", "an old long password", "10.0.0.9", &POLICY, t0).unwrap().session.must_change);
+
+        let (user, password) = store.add_user_one_time("admin", Role::Installer, CLI, t0).unwrap();
+        assert_eq!(user.role, Role::Installer);
+        assert!(password.split('-').all(|g| g.len() == 5 && g.chars().all(|c| c.is_ascii_alphanumeric())));
+        let new = store.login("admin", &password, "10.0.0.9", &POLICY, t0).unwrap();
+        assert!(new.session.must_change);
+        let other = store.login("admin", &password, "10.0.0.8", &POLICY, t0).unwrap();
+        assert!(matches!(
+            store.change_password(&new.session, "wrong", "a brand new password", "10.0.0.9", t0),
+            Err(ChangeError::WrongCurrent)
+        ));
+        assert!(matches!(
+            store.change_password(&new.session, &password, &password, "10.0.0.9", t0),
+            Err(ChangeError::Store(StoreError::Invalid(_)))
+        ));
+        store.change_password(&new.session, &password, "a brand new password", "10.0.0.9", t0).unwrap();
+        let kept = store.session(&new.id, &POLICY, t0).unwrap().unwrap();
+        assert!(!kept.must_change, "this session goes on, now unrestricted");
+        assert_eq!(store.session(&other.id, &POLICY, t0).unwrap().unwrap_err(), SessionEnd::Unknown, "others end");
+        assert!(store.login("admin", &password, "10.0.0.9", &POLICY, t0).is_err());
+
+        let reset = store.reset_password("admin", CLI, t0).unwrap();
+        assert_ne!(reset, password);
+        assert!(store.login("admin", &reset, "10.0.0.9", &POLICY, t0).unwrap().session.must_change);
+    }
+
+    #[test]
+    fn the_relay_reads_rows_after_its_cursor_which_only_moves_forward_and_keeps_its_instance() {
+        let (dir, store) = store();
+        let (instance, sent) = store.relay_cursor().unwrap();
+        assert_eq!(sent, 0);
+        for i in 0..3 {
+            let entry = Audit {
+                who: "li.na",
+                role: Some(Role::Installer),
+                action: "camera_update",
+                address: "10.0.0.9",
+                outcome: "ok",
+                details: serde_json::json!({"n": i}),
+            };
+            store.audit(entry, now()).unwrap();
+        }
+        let ids: Vec<i64> = store.audit_after(0, 10).unwrap().iter().map(|e| e.id).collect();
+        assert_eq!(ids, [1, 2, 3], "oldest first");
+        assert_eq!(store.audit_after(1, 1).unwrap()[0].details["n"], 1);
+        store.set_relay_cursor(2).unwrap();
+        store.set_relay_cursor(1).unwrap();
+        drop(store);
+        let store = Store::open(&Store::path_in(dir.path())).unwrap();
+        assert_eq!(store.relay_cursor().unwrap(), (instance, 2), "kept, and never moved back");
+        let (_other, other) = self::store();
+        assert_ne!(other.relay_cursor().unwrap().0, store.relay_cursor().unwrap().0, "a new file, a new instance");
     }
 
     #[test]

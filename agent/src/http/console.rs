@@ -28,7 +28,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::listener::ClientAddr;
-use crate::console::{Audit, LoginError, Policy, Role, Session, SessionEnd, Store};
+use crate::console::{Audit, ChangeError, LoginError, Policy, Role, Session, SessionEnd, Store, StoreError};
 
 /// The session cookie's name; the `__Host-` prefix makes the browser refuse it unless it is Secure,
 /// has Path=/ and no Domain (no sibling host can set or shadow it).
@@ -53,6 +53,7 @@ pub fn router(api: ConsoleApi) -> Router {
         .route("/console/api/login", post(login))
         .route("/console/api/logout", post(logout))
         .route("/console/api/me", get(me))
+        .route("/console/api/password", post(change_password))
         .route("/console/api/audit", get(audit_log))
         .with_state(api)
 }
@@ -148,9 +149,16 @@ impl FromRequestParts<ConsoleApi> for SignedIn {
                 return Err(ApiError::Csrf(reason));
             }
         }
+        // A one-time password buys nothing but choosing one's own (and seeing who one is, signing out).
+        if session.must_change && !ONE_TIME_PATHS.contains(&parts.uri.path()) {
+            return Err(ApiError::PasswordChangeRequired);
+        }
         Ok(SignedIn { session, id, address })
     }
 }
+
+/// What a session signed in with a one-time password may use.
+const ONE_TIME_PATHS: &[&str] = &["/console/api/me", "/console/api/logout", "/console/api/password"];
 
 /// Audits a signed-in request refused by the guard (`request`, outcome `refused`, the method, path and
 /// which check refused it).
@@ -276,7 +284,49 @@ fn me_body(session: &Session) -> serde_json::Value {
         "role": session.role,
         "csrf_token": session.csrf,
         "signed_in_at": humantime::format_rfc3339_millis(session.created_at).to_string(),
+        "must_change_password": session.must_change,
     })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordRequest {
+    current: String,
+    new: String,
+}
+
+/// `POST /console/api/password {"current", "new"}` (CSRF token required): the signed-in user's own new
+/// password (at least 10 characters, not the current one). Ends their other sessions; 204. The only
+/// endpoint besides `/me` and `/logout` a one-time password may use.
+async fn change_password(
+    State(api): State<ConsoleApi>,
+    signed_in: SignedIn,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    if body.len() > MAX_LOGIN_BYTES {
+        return Err(ApiError::TooLarge { limit: MAX_LOGIN_BYTES as u64 });
+    }
+    let request: PasswordRequest = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::BadRequest("the body must be JSON {\"current\": ..., \"new\": ...}".into()))?;
+    let store = api.store.clone();
+    let SignedIn { session, address, .. } = signed_in;
+    let user = session.user.clone();
+    let changed =
+        blocking(move || store.change_password(&session, &request.current, &request.new, &address, SystemTime::now()))
+            .await?;
+    match changed {
+        Ok(()) => {
+            tracing::info!(user = %user, "console password changed by its user");
+            Ok(no_store(StatusCode::NO_CONTENT.into_response()))
+        }
+        Err(ChangeError::WrongCurrent) => {
+            tracing::warn!(user = %user, "console password change refused: wrong current password");
+            Err(ApiError::WrongPassword)
+        }
+        Err(ChangeError::Store(StoreError::Password(e))) => Err(ApiError::BadRequest(e.to_string())),
+        Err(ChangeError::Store(StoreError::Invalid(e))) => Err(ApiError::BadRequest(e)),
+        Err(ChangeError::Store(e)) => Err(store_failed(e)),
+    }
 }
 
 /// `GET /console/api/me` → `{name, role, csrf_token, signed_in_at}`.

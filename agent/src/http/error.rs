@@ -65,6 +65,12 @@ pub enum ApiError {
     BadCredentials,
     #[error("{}", crate::console::LoginError::Locked { retry_after: *retry_after })]
     Locked { retry_after: Duration },
+    /// The console: signed in with a one-time password; only choosing one's own is allowed.
+    #[error("choose your own password first (POST /console/api/password): this sign-in used a one-time password")]
+    PasswordChangeRequired,
+    /// The console's password change: the current password given is wrong.
+    #[error("{}", crate::console::ChangeError::WrongCurrent)]
+    WrongPassword,
 }
 
 /// Seconds a phone waits before re-sending when the box cannot take an upload now.
@@ -88,7 +94,9 @@ impl ApiError {
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unauthorized(_) | ApiError::BadCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) | ApiError::Csrf(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Csrf(_) | ApiError::PasswordChangeRequired | ApiError::WrongPassword => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::Locked { .. } => StatusCode::LOCKED,
         }
     }
@@ -120,6 +128,8 @@ impl ApiError {
             ApiError::Csrf(_) => "csrf",
             ApiError::BadCredentials => "bad_credentials",
             ApiError::Locked { .. } => "locked",
+            ApiError::PasswordChangeRequired => "password_change_required",
+            ApiError::WrongPassword => "wrong_password",
         }
     }
 

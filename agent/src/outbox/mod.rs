@@ -228,6 +228,16 @@ impl Outbox {
         Ok(evidence.flatten())
     }
 
+    /// Whether a record with this event id waits in the outbox.
+    pub fn contains(&self, event_id: &str) -> Result<bool, OutboxError> {
+        let found: Option<i64> = self
+            .conn
+            .query_row("SELECT id FROM records WHERE event_id = ?1", [event_id], |r| r.get(0))
+            .optional()
+            .map_err(self.db())?;
+        Ok(found.is_some())
+    }
+
     pub fn len(&self) -> Result<u64, OutboxError> {
         let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0)).map_err(self.db())?;
         Ok(n as u64)

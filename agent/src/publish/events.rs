@@ -72,10 +72,11 @@ pub enum EventKind {
     PhysicianCheckin,
     ConfigApplied,
     ConfigRolledBack,
+    ConsoleAudit,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 27] = [
+    pub const ALL: [EventKind; 28] = [
         EventKind::CameraOffline,
         EventKind::CameraOnline,
         EventKind::CameraTamper,
@@ -103,6 +104,7 @@ impl EventKind {
         EventKind::PhysicianCheckin,
         EventKind::ConfigApplied,
         EventKind::ConfigRolledBack,
+        EventKind::ConsoleAudit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -134,6 +136,7 @@ impl EventKind {
             EventKind::PhysicianCheckin => "physician_checkin",
             EventKind::ConfigApplied => "config_applied",
             EventKind::ConfigRolledBack => "config_rolled_back",
+            EventKind::ConsoleAudit => "console_audit",
         }
     }
 
@@ -225,6 +228,7 @@ pub enum Details {
     PhysicianCheckin(PhysicianCheckinDetails),
     ConfigApplied(ConfigAppliedDetails),
     ConfigRolledBack(ConfigRolledBackDetails),
+    ConsoleAudit(ConsoleAuditDetails),
 }
 
 /// `camera_online`: `{}`.
@@ -950,6 +954,76 @@ pub fn config_payload(site: &str, device: &str, details: Details, at: SystemTime
         camera: None,
         at: time(at),
         details,
+        evidence: None,
+    }
+}
+
+/// `console_audit`: one row of the console's append-only audit log (docs/console.md): a change made in
+/// the console or by `vigil users`, a sign-in, a refused request. Never a password, token or face image.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsoleAuditDetails {
+    /// The row's id in the box's audit log (increasing).
+    pub audit_id: i64,
+    /// The console user, `cli` for `vigil users`, or the name tried at a failed sign-in.
+    pub who: String,
+    /// Their role, `-` when none.
+    pub role: String,
+    /// What was done, snake_case (`login`, `camera_update`, `legal_hold`, …).
+    pub action: String,
+    /// The client's address, `-` for the command line.
+    pub address: String,
+    /// `ok`, `refused`, `locked`, `failed`.
+    pub outcome: String,
+    /// What was changed, as the audit log holds it.
+    pub details: Value,
+}
+
+/// The outbox record of an audit row. Its event id is derived from the audit store's instance id and the
+/// row's id, so the row sent again (after a crash between the outbox and the relay's cursor) is the same
+/// event, which the platform deduplicates.
+pub fn audit_record(
+    base: &str,
+    site: &str,
+    device: &str,
+    instance: &uuid::Uuid,
+    details: ConsoleAuditDetails,
+    at: SystemTime,
+) -> NewRecord {
+    let payload = audit_payload(site, device, instance, details, at);
+    NewRecord {
+        event_id: payload.event_id.clone(),
+        topic: format!("{base}/events/{}", EventKind::ConsoleAudit.as_str()),
+        payload: serde_json::to_vec(&to_json(&payload)).unwrap_or_default(),
+        camera: None,
+        evidence: None,
+    }
+}
+
+/// The payload of an audit row's event (see [`audit_record`]).
+pub fn audit_payload(
+    site: &str,
+    device: &str,
+    instance: &uuid::Uuid,
+    details: ConsoleAuditDetails,
+    at: SystemTime,
+) -> EventPayload {
+    // A UUIDv7 like every event id (its time the row's), its random bits taken from a hash of the store's
+    // instance and the row's id instead of drawn: the same row always gives the same id.
+    let millis = at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let digest =
+        ring::digest::digest(&ring::digest::SHA256, format!("{instance}/audit/{}", details.audit_id).as_bytes());
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&digest.as_ref()[..10]);
+    let event_id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+    EventPayload {
+        schema: SCHEMA,
+        event_id: event_id.to_string(),
+        kind: EventKind::ConsoleAudit,
+        site: site.to_owned(),
+        device: device.to_owned(),
+        camera: None,
+        at: time(at),
+        details: Details::ConsoleAudit(details),
         evidence: None,
     }
 }

@@ -12,12 +12,14 @@ use crate::phones::registry::Registry;
 use crate::phones::service::Checkins;
 
 /// Starts the server when the configuration has a (current) `[http]` section, with the operations
-/// endpoints reading `ops` (the agent's metrics and readiness).
+/// endpoints reading `ops` (the agent's metrics and readiness) and the console on `console` (the store
+/// [`open_console`] opened when `[console]` is enabled).
 pub fn start(
     config: &Config,
     registry: Arc<Registry>,
     checkins: Arc<dyn Checkins>,
     ops: Arc<dyn Operations>,
+    console: Option<Arc<Store>>,
 ) -> anyhow::Result<Option<Server>> {
     let Some(settings) = config.http() else {
         return Ok(None);
@@ -28,11 +30,7 @@ pub fn start(
         skew: Duration::from_secs(config.phones.skew_secs),
         max_body_bytes: settings.max_body_bytes,
     };
-    let console = if config.console.enabled {
-        Some(ConsoleApi { store: open_console(config)?, policy: config.console.policy() })
-    } else {
-        None
-    };
+    let console = console.map(|store| ConsoleApi { store, policy: config.console.policy() });
     Ok(Some(Server::start(settings, &config.storage.data_dir, api, console, Some(ops))?))
 }
 

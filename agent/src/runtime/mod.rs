@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
+mod audit;
 pub mod camera;
 pub mod checkins;
 mod config_apply;
@@ -300,6 +301,11 @@ impl Running {
         // Every session is open: the verified bytes are not needed twice.
         models.release_bytes();
         let people = &state.shared.people;
+        // The console's accounts and audit log: the server signs in against it, the relay sends its rows.
+        let console = if config.console.enabled { Some(http::open_console(config)?) } else { None };
+        if let Some(store) = &console {
+            producers.push(audit::start(store.clone(), emitter.clone(), outbox.clone(), &shutdown)?);
+        }
         producers.push(scheduler::start(config, people, &presence, decisions_tx.clone(), &SystemClock, &shutdown)?);
         // Only the producers may hold decision senders from here on: when they are joined at shutdown, the
         // channels close and the decision and evidence workers finish.
@@ -330,7 +336,7 @@ impl Running {
         }
         let ops = start_ops_listener(config, &metrics)?;
         let http = match checkins {
-            Some(checkins) => http::start(config, phones, checkins, metrics)?,
+            Some(checkins) => http::start(config, phones, checkins, metrics, console)?,
             None => None,
         };
         Ok(Running { shutdown, producers, consumers, publisher, acks, http, ops, probe, emitter: own_events })
