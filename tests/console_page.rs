@@ -381,6 +381,8 @@ fn jpeg(image: &image::RgbImage) -> Vec<u8> {
 
 struct StandIn {
     base: String,
+    /// `li`'s one-time password (an installer handed a first account over).
+    one_time: String,
     state: Shared,
     _runtime: tokio::runtime::Runtime,
 }
@@ -394,6 +396,7 @@ fn start(dir: &Path) -> StandIn {
     ] {
         store.add_user(name, role, password, "cli", SystemTime::now()).unwrap();
     }
+    let (_, one_time) = store.add_user_one_time("li", Role::Supervisor, "cli", SystemTime::now()).unwrap();
     let policy = Policy {
         idle: Duration::from_secs(3600),
         max_age: Duration::from_secs(8 * 3600),
@@ -465,7 +468,7 @@ fn start(dir: &Path) -> StandIn {
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
-    StandIn { base: format!("http://{addr}"), state, _runtime: runtime }
+    StandIn { base: format!("http://{addr}"), one_time, state, _runtime: runtime }
 }
 
 fn browser(dir: &Path) -> Browser {
@@ -736,6 +739,22 @@ fn an_installer_draws_regions_reviews_evidence_and_enrols_in_the_console() {
     );
     tab.navigate(&format!("{url}#/audit"));
     view_is(&tab, "cameras");
+    tab.click("#signout");
+
+    // A one-time password: nothing but choosing one's own, then the console.
+    sign_in(&tab, "li", &stand_in.one_time);
+    view_is(&tab, "password");
+    assert_eq!(tab.eval("document.getElementById('nav').hidden"), json!(true));
+    fill(&tab, "#password-current", &stand_in.one_time);
+    fill(&tab, "#password-new", "li's own long password");
+    fill(&tab, "#password-again", "li's own password, mistyped");
+    tab.click("#password-submit");
+    wait_text(&tab, "#password-error", "not the same");
+    fill(&tab, "#password-again", "li's own long password");
+    screenshot(&tab, "console-password-en");
+    tab.click("#password-submit");
+    view_is(&tab, "cameras");
+    wait_text(&tab, "#who", "li · supervisor");
     tab.click("#signout");
 
     // Five wrong passwords: locked out, the right one too, with the minutes left.

@@ -22,10 +22,15 @@ export class ApiError extends Error {
   }
 }
 
-// Called when a request finds the session ended (401): the app shows the sign-in again.
+// Called when a request finds the session ended (401): the app shows the sign-in again; or signed in
+// with a one-time password (403 password_change_required): the app asks for the user's own.
 let onSignedOut = () => {};
+let onMustChange = () => {};
 export function whenSignedOut(callback) {
   onSignedOut = callback;
+}
+export function whenPasswordMustChange(callback) {
+  onMustChange = callback;
 }
 
 export async function call(method, path, body, { raw = false } = {}) {
@@ -56,6 +61,7 @@ export async function call(method, path, body, { raw = false } = {}) {
   if (!response.ok) {
     const error = new ApiError(response.status, answer, Number(response.headers.get("retry-after")) || null);
     if (response.status === 401 && !path.endsWith("/login")) onSignedOut(error);
+    if (error.code === "password_change_required") onMustChange(error);
     throw error;
   }
   return answer;
@@ -66,6 +72,7 @@ const enc = encodeURIComponent;
 export const me = () => call("GET", "/console/api/me");
 export const login = (name, password) => call("POST", "/console/api/login", { name, password });
 export const logout = () => call("POST", "/console/api/logout");
+export const changePassword = (current, next) => call("POST", "/console/api/password", { current, new: next });
 export const audit = (limit = 200) => call("GET", `/console/api/audit?limit=${limit}`);
 
 export const cameras = () => call("GET", "/console/api/cameras");

@@ -71,12 +71,13 @@ function show(section) {
 }
 
 async function route() {
-  if (!app.session) return;
+  if (!app.session || app.session.must_change_password) return;
   let [name, arg] = parseHash();
   const view = VIEWS[name];
   if (view.roles && !app.can(...view.roles)) {
     name = "cameras";
     arg = null;
+    history.replaceState(null, "", "#/cameras");
   }
   if (app.module && app.module.leave) app.module.leave();
   app.view = name;
@@ -190,9 +191,52 @@ function signedIn(session) {
   app.session = session;
   api.setCsrf(session.csrf_token);
   $("signin-error").hidden = true;
+  if (session.must_change_password) return askPassword();
   renderStatic();
   if (!location.hash || location.hash === "#" || location.hash === "#/") location.hash = "#/cameras";
   else route();
+}
+
+// --- a one-time password: the user chooses their own before anything else -------------------
+
+function askPassword() {
+  if (app.module && app.module.leave) app.module.leave();
+  app.module = null;
+  app.view = "password";
+  renderStatic();
+  $("nav").hidden = true;
+  show("password");
+  $("password-error").hidden = true;
+  app.waiting("wait_password");
+  $("password-current").focus();
+}
+
+async function choosePassword(event) {
+  event.preventDefault();
+  const current = $("password-current").value;
+  const next = $("password-new").value;
+  const error = $("password-error");
+  const say = (text, code) => {
+    error.hidden = false;
+    error.textContent = text;
+    error.dataset.code = code;
+  };
+  if (!current || !next) return say(t("password_missing"), "missing");
+  if (next.length < 10) return say(t("password_short"), "short");
+  if (next !== $("password-again").value) return say(t("password_differ"), "differ");
+  if (next === current) return say(t("password_same"), "same");
+  $("password-submit").disabled = true;
+  app.waiting("wait_password_saving");
+  try {
+    await api.changePassword(current, next);
+    for (const id of ["password-current", "password-new", "password-again"]) $(id).value = "";
+    signedIn(await api.me());
+  } catch (e) {
+    say(e.code === "wrong_password" ? t("password_wrong") : describe(e), e.code);
+    app.waiting("wait_password");
+  } finally {
+    $("password-submit").disabled = false;
+  }
 }
 
 async function signOut() {
@@ -218,6 +262,8 @@ async function start() {
   $("lang").addEventListener("click", switchLanguage);
   $("signout").addEventListener("click", signOut);
   $("signin-form").addEventListener("submit", signIn);
+  $("password-form").addEventListener("submit", choosePassword);
+  api.whenPasswordMustChange(() => askPassword());
   window.addEventListener("hashchange", route);
   api.whenSignedOut(() => showSignin(t("signin_again")));
   app.waiting("wait_session");

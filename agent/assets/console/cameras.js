@@ -11,6 +11,8 @@ let app = null;
 let list = [];
 let timer = null;
 let stamp = Date.now();
+// Bumped by every enter and leave: an answer that comes after the view was left is dropped.
+let visit = 0;
 
 // A region's kind from its name, as installers name them: bed-7 → bed, chair-3 → chair.
 export function kindOf(name) {
@@ -128,19 +130,22 @@ function card(camera) {
 
 export async function enter(context) {
   app = context;
+  const mine = ++visit;
   app.waiting("wait_cameras");
-  await refresh(true);
+  await refresh(true, mine);
+  if (mine !== visit) return;
   timer = setInterval(() => refresh(false).catch((e) => app.failed(e)), REFRESH_MS);
 }
 
 export function leave() {
+  visit++;
   clearInterval(timer);
   timer = null;
 }
 
-async function refresh(first) {
+async function refresh(first, mine = visit) {
   const answer = await api.cameras();
-  if (!timer && !first) return;
+  if (mine !== visit || (!timer && !first)) return;
   list = answer.cameras || [];
   stamp = Date.now();
   if (first) render();

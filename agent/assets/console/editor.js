@@ -24,6 +24,8 @@ const HIT_PX = 22;
 let app = null;
 let ed = null;
 let timer = null;
+// Bumped by every enter and leave: an answer that comes after the view was left is dropped.
+let visit = 0;
 
 function regionsOf(camera) {
   const regions = Object.entries(camera.regions || {}).map(([name, points]) => ({ name, kind: kindOf(name), points: points.map((p) => [...p]) }));
@@ -33,9 +35,11 @@ function regionsOf(camera) {
 
 export async function enter(context, id) {
   app = context;
+  const mine = ++visit;
   app.waiting("wait_camera", { id });
   replace($("view-editor"), el("a", { href: "#/cameras", class: "back" }, t("back_cameras")), el("h2", { id: "editor-title" }, id));
   const answer = await api.cameras();
+  if (mine !== visit) return;
   const camera = (answer.cameras || []).find((c) => c.id === id);
   if (!camera) {
     ed = null;
@@ -63,6 +67,7 @@ export async function enter(context, id) {
 }
 
 export function leave() {
+  visit++;
   clearInterval(timer);
   timer = null;
   ed = null;

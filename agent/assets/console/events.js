@@ -30,6 +30,8 @@ const VERDICTS = ["matched", "mismatch", "no_face", "verified", "rejected"];
 let app = null;
 const list = { events: [], next: null, filters: { kind: "", camera: "", verdict: "", since: "", until: "" }, cameras: [], live: "off", fresh: new Set() };
 let stream = null;
+// Bumped by every enter and leave: an answer that comes after the view was left is dropped.
+let visit = 0;
 
 export const kindName = (kind) => (has(`kind.${kind}`) ? t(`kind.${kind}`) : kind);
 const verdictName = (v) => (v ? (has(`verdict.${v}`) ? t(`verdict.${v}`) : v) : "");
@@ -52,6 +54,7 @@ function matches(event) {
 
 export async function enter(context) {
   app = context;
+  const mine = ++visit;
   app.waiting("wait_events");
   render();
   api
@@ -61,19 +64,21 @@ export async function enter(context) {
       renderFilters();
     })
     .catch(() => {});
-  await load();
-  openStream();
+  await load(mine);
+  if (mine === visit) openStream();
 }
 
 export function leave() {
+  visit++;
   if (stream) stream.close();
   stream = null;
   list.live = "off";
 }
 
-async function load() {
+async function load(mine = visit) {
   app.waiting("wait_events");
   const answer = await api.events(query());
+  if (mine !== visit) return;
   list.events = answer.events || [];
   list.next = answer.next_before ?? null;
   list.fresh.clear();
