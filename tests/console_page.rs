@@ -779,3 +779,203 @@ fn set_files(tab: &Tab, selector: &str, files: &[&Path]) {
     let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     tab.call("DOM.setFileInputFiles", json!({ "nodeId": node, "files": files }));
 }
+
+// --- against the real agent -------------------------------------------------------------------
+
+/// The bed region on the wall, above the bed, where nobody ever is (the installer's first guess).
+const ON_THE_WALL: [[f64; 2]; 4] = [[0.02, 0.02], [0.30, 0.02], [0.30, 0.20], [0.02, 0.20]];
+/// Where the scene's bed is (tests/common/scenes.rs).
+const ON_THE_BED: [(f64, f64); 4] = [(0.12, 0.30), (0.63, 0.30), (0.63, 0.66), (0.12, 0.66)];
+
+fn add_user(config: &Path, name: &str, role: &str, password: &str) {
+    use std::io::Write as _;
+    let mut child = common::vigil()
+        .args(["users", "add", "--name", name, "--role", role, "--config"])
+        .arg(config)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The roll-call summaries received so far: (present, absent) of each.
+fn rollcalls(sub: &common::mqtt::Subscriber) -> Vec<(u64, u64)> {
+    sub.payloads("/events/")
+        .iter()
+        .filter(|e| e["kind"] == "rollcall_summary")
+        .map(|e| {
+            let s = &e["details"]["summary"];
+            (s["present"].as_u64().unwrap_or(0), s["absent"].as_u64().unwrap_or(0))
+        })
+        .collect()
+}
+
+/// The issue's scenario in the browser against `vigil run` with a generated ward clip (a patient lying
+/// in the bed throughout) and a camera whose lens is covered: sign in; draw the bed where it is on
+/// ward-1's picture and save → the bed is seen occupied and the roll-call finds the patient present
+/// (absent before), without a restart; take the empty reference; open the covered camera's
+/// camera_tamper event, its clip plays, "Signature valid"; place a legal hold and see it in the
+/// audit log; five wrong passwords lock the name out.
+#[test]
+fn the_console_against_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let port = common::mqtt::free_port();
+    let broker = common::mqtt::Mosquitto::start(root);
+    let sub = common::mqtt::Subscriber::start(broker.port, "vigil/v1/hosp/edge/#");
+    let platform = common::agent::Platform::new(root);
+
+    let (w, h) = (640, 360);
+    let scene = Scene::new(
+        w,
+        h,
+        8.0,
+        vec![common::scenes::Event { action: common::scenes::Action::LieInBed, from: 0.0, to: 9.0 }],
+    );
+    let ward_clip = root.join("ward.mp4");
+    scene.encode(&ward_clip, 5);
+    // The empty room as the regions' empty reference, as `vigil reference --empty` took it at installation.
+    std::fs::create_dir_all(root.join("state/references")).unwrap();
+    scene.empty_reference().save(root.join("state/references/ward-1-empty.png")).unwrap();
+    // A lens covered by a hand: one uniform colour with the sensor's noise.
+    let covered_clip = root.join("covered.mp4");
+    common::media::still_clip(&covered_clip, &image::RgbImage::from_pixel(w, h, image::Rgb([40, 36, 34])), 40, 2);
+
+    let polygon = |points: &[[f64; 2]]| json!(points).to_string();
+    let config = root.join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}[http]\nlisten = \"127.0.0.1:{port}\"\nplain_http = true\n\
+             [presence]\nenter_secs = 2\nleave_secs = 2\n\
+             [rollcalls]\nrandom_per_day = 0\n\
+             [tamper]\ncovered_secs = 2\n\
+             [evidence]\npre_roll_secs = 2\npost_roll_secs = 2\n\
+             [[cameras]]\nid = \"ward-1\"\nname = \"Ward 3 · room 12\"\nrole = \"ward\"\nurl = \"file://{}\"\nloop = true\n\
+             keyframes_only = false\nanalysis_fps = 2\n\
+             [cameras.regions]\nbed-1 = {}\n\
+             [[cameras]]\nid = \"hall-1\"\nrole = \"ward\"\nurl = \"file://{}\"\nloop = true\nkeyframes_only = false\nanalysis_fps = 2\n\
+             [cameras.regions]\nbed-9 = {}\n",
+            common::agent::config_head(broker.port, &platform),
+            ward_clip.display(),
+            polygon(&ON_THE_WALL),
+            covered_clip.display(),
+            polygon(&ON_THE_WALL),
+        ),
+    )
+    .unwrap();
+    add_user(&config, INSTALLER.0, "installer", INSTALLER.1);
+    let keys = common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap();
+    assert!(keys.status.success(), "{}", String::from_utf8_lossy(&keys.stderr));
+    let agent = common::agent::Agent::start(&config, root.join("agent.log"));
+    let online = |m: &[(String, Vec<u8>, bool)]| m.iter().any(|(t, p, _)| t.ends_with("/status") && p == b"online");
+    assert!(sub.wait_for(Duration::from_secs(30), online), "agent not online:\n{}", agent.log_text());
+    let roster = json!({ "inpatients": [{ "patient": "p-ward-a", "camera": "ward-1", "bed": "bed-1" }] });
+    sub.publish("vigil/v1/hosp/edge/cmd/roster", platform.sign("roster", &roster));
+    let rollcall = |n: usize| {
+        sub.publish("vigil/v1/hosp/edge/cmd/rollcall", platform.sign("rollcall", &json!({})));
+        let got = sub.wait_for(Duration::from_secs(20), |_| rollcalls(&sub).len() == n);
+        assert!(got, "no roll-call summary {n}: {:?}\n{}", rollcalls(&sub), agent.log_text());
+        rollcalls(&sub)[n - 1]
+    };
+
+    let browser = browser(root);
+    let tab = browser.desk_tab("en-US", 1280, 800);
+    let url = format!("http://127.0.0.1:{port}/console/");
+    tab.navigate(&url);
+    sign_in(&tab, INSTALLER.0, INSTALLER.1);
+    view_is(&tab, "cameras");
+    tab.wait_for(
+        "document.querySelector(\".camera-card[data-camera='ward-1'] img.frame\")?.naturalWidth === 640",
+        "ward-1's frame",
+        Duration::from_secs(30),
+    );
+
+    // The bed where the installer guessed (on the wall) is empty: the patient is absent.
+    tab.click(".camera-card[data-camera='ward-1']");
+    view_is(&tab, "editor");
+    tab.wait_for(
+        "document.querySelector(\"[data-occupancy='bed-1']\")?.textContent === 'empty'",
+        "bed-1 on the wall seen empty",
+        Duration::from_secs(30),
+    );
+    assert_eq!(rollcall(1), (0, 1), "the patient is absent while the bed is on the wall");
+
+    // Drawn again where the bed is and saved: occupied, present, without a restart.
+    // When ward-1's stream started, as the box says (the same after a live change).
+    let stream_started = || {
+        tab.eval("fetch('/console/api/cameras').then(r => r.json()).then(a => a.cameras.find(c => c.id === 'ward-1').stream_started_at ?? null)")
+    };
+    let started = stream_started();
+    tab.click("button[data-delete='bed-1']");
+    draw_region(&tab, "#add-bed", &ON_THE_BED);
+    wait_for_element(&tab, "#editor-svg g.shape[data-region='bed-1']");
+    tab.click("#save");
+    wait_text(&tab, "#editor-message", "Saved and applied");
+    tab.wait_for(
+        "document.querySelector(\"[data-occupancy='bed-1']\")?.textContent === 'occupied'",
+        "bed-1 seen occupied",
+        Duration::from_secs(30),
+    );
+    assert_eq!(rollcall(2), (1, 0), "the patient is present in the bed drawn");
+    assert_eq!(stream_started(), started, "the camera was not restarted");
+    let saved = std::fs::read_to_string(&config).unwrap();
+    assert!(saved.contains("0.63") && root.join("vigil.toml.previous").exists(), "{saved}");
+    screenshot(&tab, "console-agent-editor-en");
+
+    // The empty reference, from the running camera.
+    tab.click("#ref-empty");
+    tab.wait_for(
+        "['Empty reference taken', 'The picture is uniform'].some(s => (document.getElementById('editor-message')?.innerText ?? '').includes(s))",
+        "the reference's answer",
+        Duration::from_secs(30),
+    );
+    wait_text(&tab, "#editor-message", "Empty reference taken");
+    wait_text(&tab, "#editor-refs", "Empty reference taken");
+
+    // The covered camera's tamper event: its clip plays, its signature is valid; a legal hold.
+    tab.click("#nav a[data-nav='events']");
+    view_is(&tab, "events");
+    tab.wait_for(
+        "!!document.querySelector(\".event-row[data-kind='camera_tamper']\")",
+        "hall-1's camera_tamper event",
+        Duration::from_secs(40),
+    );
+    tab.click(".event-row[data-kind='camera_tamper']");
+    view_is(&tab, "evidence");
+    wait_text(&tab, "#signature", "Signature valid");
+    tab.eval("document.getElementById('evidence-video').play().then(() => true)");
+    tab.wait_for(
+        "(() => { const v = document.getElementById('evidence-video'); return !v.paused && v.currentTime > 0.2; })()",
+        "the clip to play",
+        WAIT,
+    );
+    fill(&tab, "#hold-reason", "incident 2026-0412");
+    tab.click("#hold-toggle");
+    wait_text(&tab, "#hold-message", "Legal hold placed");
+    screenshot(&tab, "console-agent-evidence-en");
+    tab.click("#nav a[data-nav='audit']");
+    view_is(&tab, "audit");
+    wait_text(&tab, ".audit-table", "legal hold placed");
+    wait_text(&tab, ".audit-table", "incident 2026-0412");
+    tab.click("#signout");
+
+    // Five wrong passwords: locked out, the right one too.
+    for _ in 0..5 {
+        sign_in(&tab, INSTALLER.0, "a wrong password");
+        tab.wait_for(
+            "!document.getElementById('signin-submit').disabled && !document.getElementById('signin-error').hidden",
+            "the answer",
+            WAIT,
+        );
+    }
+    sign_in(&tab, INSTALLER.0, INSTALLER.1);
+    wait_text(&tab, "#signin-error", "locked out");
+    no_page_errors(&browser);
+    drop(tab);
+    drop(browser);
+    agent.stop();
+}
