@@ -22,6 +22,7 @@ export function leave() {}
 function details(value) {
   if (!value || typeof value !== "object") return value === null || value === undefined ? "" : String(value);
   return Object.entries(value)
+    .filter(([, v]) => v !== null && v !== undefined)
     .map(([k, v]) => `${k}: ${typeof v === "object" && v !== null ? JSON.stringify(v) : v}`)
     .join(" · ");
 }

@@ -344,11 +344,11 @@ async function save() {
     ed.name = ed.camera.name || "";
     ed.url = "";
     ed.dirty = false;
-    ed.message = ["ok", t(applied === "camera_restarted" ? "saved_restarted" : "saved_live")];
+    ed.message = ["ok", () => t(applied === "camera_restarted" ? "saved_restarted" : "saved_live")];
   } catch (e) {
     if (!ed) return;
     ed.problems = e.problems;
-    ed.message = ["bad", e.code === "invalid_config" ? t("save_refused", { n: e.problems.length }) : describe(e)];
+    ed.message = ["bad", () => e.code === "invalid_config" ? t("save_refused", { n: e.problems.length }) : describe(e)];
   } finally {
     if (ed) {
       ed.busy = false;
@@ -381,11 +381,11 @@ async function reference(kind, uniformOk) {
   try {
     await api.takeReference(ed.camera.id, kind, uniformOk);
     if (!ed) return;
-    ed.message = ["ok", t(kind === "empty" ? "ref_empty_done" : "ref_uniform_done")];
+    ed.message = ["ok", () => t(kind === "empty" ? "ref_empty_done" : "ref_uniform_done")];
     await poll();
   } catch (e) {
     if (!ed) return;
-    ed.message = ["bad", e.code === "uniform_view" ? t("ref_uniform_refused") : describe(e)];
+    ed.message = ["bad", () => e.code === "uniform_view" ? t("ref_uniform_refused") : describe(e)];
   } finally {
     if (ed) {
       ed.busy = false;
@@ -494,7 +494,7 @@ function renderList(full) {
       el("p", { class: "muted hint" }, t("camera_url_hint")),
     );
   }
-  if (ed.message) parts.push(el("p", { id: "editor-message", class: `message ${ed.message[0]}`, role: "alert" }, ed.message[1]));
+  if (ed.message) parts.push(el("p", { id: "editor-message", class: `message ${ed.message[0]}`, role: "alert" }, ed.message[1]()));
   if (ed.problems.length) parts.push(el("ul", { id: "editor-problems", class: "problems" }, ed.problems.map((p) => el("li", {}, p))));
   if (can) {
     parts.push(

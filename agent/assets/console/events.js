@@ -280,7 +280,7 @@ async function setHold(on) {
   const input = $("hold-reason");
   const reason = input.value.trim();
   if (reason.length < 1 || reason.length > 200) {
-    ev.holdMessage = ["bad", t("hold_reason_needed")];
+    ev.holdMessage = ["bad", () => t("hold_reason_needed")];
     renderHold();
     $("hold-reason").focus();
     return;
@@ -293,11 +293,11 @@ async function setHold(on) {
     if (!ev) return;
     ev.data.holds = answer.holds || ev.data.holds;
     ev.data.event.held = on;
-    ev.holdMessage = ["ok", t(answer.changed === false ? "hold_unchanged" : on ? "hold_placed" : "hold_released")];
+    ev.holdMessage = ["ok", () => t(answer.changed === false ? "hold_unchanged" : on ? "hold_placed" : "hold_released")];
     ev.reason = "";
   } catch (e) {
     if (!ev) return;
-    ev.holdMessage = ["bad", describe(e)];
+    ev.holdMessage = ["bad", () => describe(e)];
   } finally {
     if (ev) {
       ev.busy = false;
@@ -327,7 +327,7 @@ function holdBox() {
           el("button", { type: "submit", id: "hold-toggle", class: held ? "" : "primary", disabled: ev.busy }, t(held ? "hold_release" : "hold_place")),
         )
       : null,
-    ev.holdMessage ? el("p", { id: "hold-message", class: `message ${ev.holdMessage[0]}`, role: "alert" }, ev.holdMessage[1]) : null,
+    ev.holdMessage ? el("p", { id: "hold-message", class: `message ${ev.holdMessage[0]}`, role: "alert" }, ev.holdMessage[1]()) : null,
   );
 }
 

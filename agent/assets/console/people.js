@@ -55,7 +55,7 @@ async function enrol(event) {
   form.id = id;
   form.role = $("enrol-role").value;
   if (!id || !form.files.length) {
-    form.message = ["bad", t(!id ? "enrol_need_id" : "enrol_need_photo")];
+    form.message = ["bad", () => t(!id ? "enrol_need_id" : "enrol_need_photo")];
     renderForm();
     return;
   }
@@ -68,13 +68,13 @@ async function enrol(event) {
   app.waiting("wait_enrolling");
   try {
     form.result = await api.enrol(id, body);
-    form.message = form.result.enrolled ? ["ok", t("enrol_done", { id })] : ["bad", t("enrol_none", { id })];
+    form.message = form.result.enrolled ? ["ok", () => t("enrol_done", { id })] : ["bad", () => t("enrol_none", { id })];
     await load();
   } catch (e) {
     // No photo accepted: the answer is an error whose details hold each photo's verdict.
     const details = e.body && e.body.error && e.body.error.details;
     form.result = details && details.photos ? details : null;
-    form.message = ["bad", describe(e)];
+    form.message = ["bad", () => describe(e)];
     app.waiting("wait_people_done");
   } finally {
     form.busy = false;
@@ -92,10 +92,10 @@ async function remove(id) {
   app.waiting("wait_removing", { id });
   try {
     await api.removePerson(id);
-    removeMessage = ["ok", t("removed", { id })];
+    removeMessage = ["ok", () => t("removed", { id })];
     await load();
   } catch (e) {
-    removeMessage = ["bad", describe(e)];
+    removeMessage = ["bad", () => describe(e)];
     render();
     app.failed(e);
   }
@@ -137,7 +137,7 @@ function renderForm() {
       el("label", { for: "enrol-photos" }, t("enrol_photos")),
       fileInput || (fileInput = el("input", { id: "enrol-photos", type: "file", accept: "image/jpeg,image/png", multiple: true, onchange: (e) => pick(e.target) })),
       form.files.length ? el("ul", { class: "photos" }, form.files.map(photo)) : null,
-      form.message ? el("p", { id: "enrol-message", class: `message ${form.message[0]}`, role: "alert" }, form.message[1]) : null,
+      form.message ? el("p", { id: "enrol-message", class: `message ${form.message[0]}`, role: "alert" }, form.message[1]()) : null,
       el("button", { type: "submit", id: "enrol-submit", class: "primary", disabled: form.busy }, t(form.busy ? "enrolling" : "enrol_submit")),
     ),
   );
@@ -177,7 +177,7 @@ export function render() {
   parts.push(shifts.length ? generic(shifts) : el("p", { class: "muted" }, t("none")));
   const enrolled = data.enrolled || [];
   parts.push(el("h3", {}, t("enrolled_title", { n: enrolled.length })));
-  if (removeMessage) parts.push(el("p", { id: "remove-message", class: `message ${removeMessage[0]}`, role: "alert" }, removeMessage[1]));
+  if (removeMessage) parts.push(el("p", { id: "remove-message", class: `message ${removeMessage[0]}`, role: "alert" }, removeMessage[1]()));
   const can = app.can("installer");
   parts.push(
     enrolled.length
