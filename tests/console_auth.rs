@@ -132,9 +132,10 @@ fn sign_in_sessions_csrf_roles_lock_out_and_the_audit_log() {
     let keys = common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap();
     assert!(keys.status.success(), "{}", String::from_utf8_lossy(&keys.stderr));
     let agent = Agent::start(&config, root.join("agent.log"));
+    // A fresh connection per request: a request refused before its body is read closes its connection.
     let console = Console {
         base: format!("http://127.0.0.1:{port}"),
-        agent: ureq::Agent::config_builder().http_status_as_error(false).build().into(),
+        agent: ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections(0).build().into(),
     };
     let started = Instant::now();
     while ureq::get(&format!("{}/healthz", console.base)).call().is_err() {

@@ -323,21 +323,25 @@ impl Store {
     fn audit_rows(&self, query: &str, after: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
         let conn = self.lock();
         let mut statement = conn.prepare(query).map_err(self.db())?;
-        let rows = statement
-            .query_map(params![after, limit], |r| {
-                let details: String = r.get(7)?;
-                Ok(AuditEntry {
-                    id: r.get(0)?,
-                    at: time(r.get(1)?),
-                    who: r.get(2)?,
-                    role: r.get(3)?,
-                    action: r.get(4)?,
-                    address: r.get(5)?,
-                    outcome: r.get(6)?,
-                    details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
-                })
-            })
-            .map_err(self.db())?;
+        let rows = statement.query_map(params![after, limit], audit_row).map_err(self.db())?;
+        rows.collect::<Result<_, _>>().map_err(self.db())
+    }
+
+    /// The rows of the audit log with one of `actions` whose details have `key` = `value` (a string),
+    /// oldest first: e.g. who placed the legal holds of one event.
+    pub fn audit_about(&self, actions: &[&str], key: &str, value: &str) -> Result<Vec<AuditEntry>, StoreError> {
+        let conn = self.lock();
+        let marks = vec!["?"; actions.len()].join(", ");
+        let sql = format!(
+            "SELECT id, at_ms, who, role, action, address, outcome, details FROM audit \
+             WHERE action IN ({marks}) AND json_extract(details, ?) = ? ORDER BY id"
+        );
+        let mut statement = conn.prepare(&sql).map_err(self.db())?;
+        let path = format!("$.{key}");
+        let mut params: Vec<&dyn rusqlite::ToSql> = actions.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
+        params.push(&path);
+        params.push(&value);
+        let rows = statement.query_map(params.as_slice(), audit_row).map_err(self.db())?;
         rows.collect::<Result<_, _>>().map_err(self.db())
     }
 
@@ -774,6 +778,21 @@ fn random_token() -> String {
 
 fn ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// An audit row as `SELECT id, at_ms, who, role, action, address, outcome, details` reads it.
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    let details: String = r.get(7)?;
+    Ok(AuditEntry {
+        id: r.get(0)?,
+        at: time(r.get(1)?),
+        who: r.get(2)?,
+        role: r.get(3)?,
+        action: r.get(4)?,
+        address: r.get(5)?,
+        outcome: r.get(6)?,
+        details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+    })
 }
 
 fn time(ms: i64) -> SystemTime {

@@ -156,7 +156,9 @@ pub struct StartedEpoch {
     pub reason: String,
 }
 
-/// Called with each entry appended (the runtime publishes the new head).
+/// Called with each entry appended, once it is durable (the runtime publishes the new head; the
+/// console's event list learns of new bundles and holds). Runs with the store locked: it must not lock
+/// the store again, and should be quick.
 pub type OnAppend = Box<dyn Fn(&EntryInfo) + Send>;
 
 /// The only writer of a chain: everything that appends goes through one `Store` (the runtime shares it
@@ -177,7 +179,7 @@ pub struct Store {
     pub(super) index: BTreeMap<u64, BundleState>,
     pub(super) head_file: Option<PathBuf>,
     pub(super) clock: Box<dyn Fn() -> SystemTime + Send>,
-    pub(super) on_append: Option<OnAppend>,
+    pub(super) on_append: Vec<OnAppend>,
     /// The epoch record written at open, when the store was found wiped.
     pub(super) started_epoch: Option<StartedEpoch>,
     /// Test hook: abort the process right after this step (crash tests).
@@ -302,7 +304,7 @@ impl Store {
             index: std::mem::take(&mut scan.bundles),
             head_file: options.head_file.clone(),
             clock: Box::new(SystemTime::now),
-            on_append: None,
+            on_append: Vec::new(),
             started_epoch: None,
             crash_after: None,
             crash_before_prune_removal: false,
@@ -388,9 +390,19 @@ impl Store {
         self.clock = Box::new(clock);
     }
 
-    /// Called with each entry appended from now on.
+    /// Adds a listener called with each entry appended from now on (after those added before).
     pub fn on_append(&mut self, callback: OnAppend) {
-        self.on_append = Some(callback);
+        self.on_append.push(callback);
+    }
+
+    /// The public half of the key the store signs with (what `vigil verify` checks against).
+    pub fn public_key(&self) -> super::keys::PublicKey {
+        self.key.public()
+    }
+
+    /// The state of the bundle at `sequence` (None: no bundle there).
+    pub fn bundle_at(&self, sequence: u64) -> Option<&BundleState> {
+        self.index.get(&sequence)
     }
 
     pub(super) fn step(&self, step: Step) {
@@ -464,7 +476,7 @@ impl Store {
                     "cannot record the evidence head outside the store (it is adopted from the store at the next start)");
             }
         }
-        if let Some(callback) = &self.on_append {
+        for callback in &self.on_append {
             callback(&info);
         }
         Ok(info)

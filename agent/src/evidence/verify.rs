@@ -1246,6 +1246,144 @@ fn cross_check(entries: &[Entry], complete: bool, problems: &mut Vec<String>, wa
     }
 }
 
+/// One entry of a store checked where it stands (the console's evidence view): how it was checked.
+#[derive(Debug, Default)]
+pub struct EntryReport {
+    /// Every failure, each naming the entry and what is wrong; empty: the entry verified.
+    pub problems: Vec<String>,
+    /// Things worth knowing that do not make it invalid.
+    pub warnings: Vec<String>,
+    /// Its place in the chain in one line: `entry N of M, …`.
+    pub chain: String,
+}
+
+/// Verifies the entry at `sequence` of the store `store` without reading the whole chain: the entry on
+/// its own, as [`verify`] checks every entry (signature, key, fields, name, each file's hash and size);
+/// its link to the entry before it (its `previous_manifest_sha256` is the SHA-256 of that entry's
+/// manifest, or the genesis at sequence 1) and the entry after it linking back to it; and `records`
+/// (the record entries naming it), each checked on its own and held against it as the chain check does
+/// (a prune record accounts for the media it removed).
+pub fn verify_entry(store: &Path, sequence: u64, records: &[PathBuf], key: &PublicKey) -> EntryReport {
+    let mut report = EntryReport::default();
+    let mut at: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let mut last = 0;
+    match std::fs::read_dir(store) {
+        Ok(items) => {
+            for item in items.flatten() {
+                let name = item.file_name().to_string_lossy().into_owned();
+                if let Some((seq, _)) = parse_entry_name(&name) {
+                    last = last.max(seq);
+                    if seq + 1 >= sequence && seq <= sequence + 1 {
+                        at.entry(seq).or_default().push(name);
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            report.problems.push(format!("{}: cannot read: {e}", store.display()));
+            report.chain = "not checked: the store cannot be read".into();
+            return report;
+        }
+    }
+    let one = |report: &mut EntryReport, seq: u64| -> Option<String> {
+        match at.get(&seq).map(Vec::as_slice) {
+            Some([name]) => Some(name.clone()),
+            Some(names) => {
+                report
+                    .problems
+                    .push(format!("{}: both claim sequence {seq} (a sequence number reused)", names.join(" and ")));
+                None
+            }
+            None => None,
+        }
+    };
+    let Some(name) = one(&mut report, sequence) else {
+        report.problems.push(format!("entry {sequence} is not in the store"));
+        report.chain = format!("entry {sequence} of {last}: not found");
+        return report;
+    };
+    let mut entries = vec![check_entry(&store.join(&name), &name, key, &mut report.problems)];
+    for record in records {
+        let record_name = record.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        entries.push(check_entry(record, &record_name, key, &mut report.problems));
+    }
+    cross_check(&entries, false, &mut report.problems, &mut report.warnings);
+    let this = &entries[0];
+    let links_before = report.problems.len();
+    let previous = this.manifest.as_ref().map(|m| m.previous_manifest_sha256.clone());
+    let before = if sequence == 1 {
+        if previous.as_deref().is_some_and(|p| p != GENESIS) {
+            report.problems.push(format!("{name}: sequence 1 does not start from the genesis"));
+        }
+        "starts the chain (genesis)".to_owned()
+    } else {
+        match one(&mut report, sequence - 1) {
+            None => {
+                report.problems.push(format!("{name}: entry {} before it is missing", sequence - 1));
+                format!("entry {} before it is missing", sequence - 1)
+            }
+            Some(prev) => {
+                let sha = read_plain(&store.join(&prev).join("manifest.json"), crate::input::MAX_JSON_BYTES)
+                    .map(|bytes| sha256_hex(&bytes));
+                match (sha, &previous) {
+                    (Ok(sha), Some(previous)) if &sha == previous => format!("links to entry {}", sequence - 1),
+                    (Ok(_), Some(_)) => {
+                        report.problems.push(format!(
+                            "{name}: chain broken: its previous_manifest_sha256 is not the hash of {prev}'s manifest \
+                             (entries reordered or replaced)"
+                        ));
+                        format!("does not link to entry {}", sequence - 1)
+                    }
+                    (Err(e), _) => {
+                        report.problems.push(format!("{prev}: manifest.json unreadable: {e}"));
+                        format!("entry {} before it is unreadable", sequence - 1)
+                    }
+                    (_, None) => {
+                        format!("link to entry {} not checked (its own manifest did not verify)", sequence - 1)
+                    }
+                }
+            }
+        }
+    };
+    let after = match one(&mut report, sequence + 1) {
+        None if sequence >= last => "the newest entry".to_owned(),
+        None => {
+            report.problems.push(format!("{name}: entry {} after it is missing", sequence + 1));
+            format!("entry {} after it is missing", sequence + 1)
+        }
+        Some(next) => {
+            let dir = store.join(&next);
+            let bytes = read_plain(&dir.join("manifest.json"), crate::input::MAX_JSON_BYTES);
+            let signature = read_plain(&dir.join("manifest.sig"), 64);
+            let linked = bytes
+                .as_ref()
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+                .and_then(|m| m.get("previous_manifest_sha256").and_then(Value::as_str).map(str::to_owned));
+            let signed = matches!((&bytes, &signature), (Ok(b), Ok(s)) if key.verify(b, s));
+            match (signed, linked) {
+                (true, Some(link)) if this.manifest_sha256.as_deref() == Some(link.as_str()) => {
+                    format!("entry {} links to it", sequence + 1)
+                }
+                (true, _) => {
+                    report.problems.push(format!(
+                        "{next}: chain broken: its previous_manifest_sha256 is not the hash of {name}'s manifest \
+                         (entries reordered or replaced)"
+                    ));
+                    format!("entry {} does not link to it", sequence + 1)
+                }
+                (false, _) => {
+                    report.problems.push(format!("{next}: bad signature on the entry after {name}"));
+                    format!("entry {} after it is not signed by this key", sequence + 1)
+                }
+            }
+        }
+    };
+    let verdict = if report.problems.len() == links_before { "verified" } else { "NOT verified" };
+    report.chain = format!("entry {sequence} of {last}: {before}, {after}: {verdict}");
+    report
+}
+
 /// Every head the platform holds must be an entry given, with that manifest hash.
 fn check_heads(entries: &[Entry], heads: &[Head], report: &mut Report) {
     let last = entries.iter().map(|e| e.sequence).max().unwrap_or(0);
@@ -1274,6 +1412,89 @@ fn check_heads(entries: &[Entry], heads: &[Head], report: &mut Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store of three check-in bundles (the quickest real bundles: no clip to cut) and a hold.
+    fn three_bundles(dir: &Path) -> (crate::evidence::store::Store, Vec<(PathBuf, String)>, PublicKey) {
+        use crate::evidence::checkin::CheckinRequest;
+        use crate::evidence::keys::DeviceKey;
+        use crate::evidence::store::Store;
+        let key = DeviceKey::init(&dir.join("device.key")).unwrap();
+        let public = key.public();
+        let evidence = dir.join("evidence");
+        let mut store = Store::open(&evidence, key, "hosp", "edge", vec![("m".into(), "ab".repeat(32))]).unwrap();
+        let at = std::time::SystemTime::now();
+        let time = |t| humantime::format_rfc3339_millis(t).to_string();
+        let mut written = Vec::new();
+        for _ in 0..3 {
+            let request = CheckinRequest {
+                event_id: uuid::Uuid::now_v7(),
+                kind: "bedside_check_rejected".into(),
+                camera: "phone:ph-1".into(),
+                camera_info: None,
+                at,
+                details: [("patient".to_owned(), "p-1".to_owned())].into(),
+                checkin: serde_json::json!({
+                    "phone": "ph-abcdefghij", "ward": "w3", "mode": "bedside", "claimed": "p-1",
+                    "bed": "bed-2", "camera": "ward3-room12", "capture_id": uuid::Uuid::new_v4().to_string(),
+                    "captured_at": time(at), "received_at": time(at), "late": false,
+                    "position": {"lat": "31.230416", "lon": "121.473701", "accuracy_m": "12.0"},
+                    "checks": [{"name": "signature", "outcome": "passed", "reason": "registered_phone",
+                                "detail": "Signed.", "facts": {"phone": "ph-abcdefghij"}}],
+                }),
+                photo: b"not a picture".to_vec().into(),
+                annotation: None,
+            };
+            let info = store.write_checkin(&request).unwrap();
+            written.push((info.dir, request.event_id.to_string()));
+        }
+        (store, written, public)
+    }
+
+    #[test]
+    fn one_entry_is_verified_with_its_links_and_the_records_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, bundles, key) = three_bundles(dir.path());
+        let evidence = store.dir().to_owned();
+        let report = verify_entry(&evidence, 2, &[], &key);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.chain, "entry 2 of 3: links to entry 1, entry 3 links to it: verified");
+        let first = verify_entry(&evidence, 1, &[], &key);
+        assert_eq!(first.chain, "entry 1 of 3: starts the chain (genesis), entry 2 links to it: verified");
+        let last = verify_entry(&evidence, 3, &[], &key);
+        assert_eq!(last.chain, "entry 3 of 3: links to entry 2, the newest entry: verified");
+        assert!(verify_entry(&evidence, 9, &[], &key).problems[0].contains("entry 9 is not in the store"));
+
+        // The entry before it replaced (its manifest changed): the link is broken, the entry itself is fine.
+        let manifest = bundles[0].0.join("manifest.json");
+        let original = std::fs::read(&manifest).unwrap();
+        std::fs::write(&manifest, [&original[..], b" "].concat()).unwrap();
+        let report = verify_entry(&evidence, 2, &[], &key);
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert!(report.problems[0].contains("chain broken"), "{:?}", report.problems);
+        assert!(
+            report.chain.ends_with("does not link to entry 1, entry 3 links to it: NOT verified"),
+            "{}",
+            report.chain
+        );
+        std::fs::write(&manifest, &original).unwrap();
+
+        // Its own photo altered: named.
+        std::fs::write(bundles[1].0.join("photo.bin"), b"another picture").unwrap();
+        let report = verify_entry(&evidence, 2, &[], &key);
+        assert!(report.problems.iter().any(|p| p.contains("photo.bin was modified")), "{:?}", report.problems);
+        assert!(report.chain.ends_with(": verified"), "the links still hold: {}", report.chain);
+
+        // A hold record naming entry 1 is checked with it (signature, target); given for another entry, it
+        // changes nothing there.
+        let hold = store.hold(&bundles[0].1, "court case 42").unwrap().unwrap();
+        assert!(verify_entry(&evidence, 1, &[hold.dir.clone()], &key).problems.is_empty());
+        let wrong = verify_entry(&evidence, 3, &[hold.dir], &key);
+        assert!(
+            wrong.problems.is_empty(),
+            "a record naming another bundle is not held against this one: {:?}",
+            wrong.problems
+        );
+    }
 
     #[test]
     fn entry_names_are_strict() {

@@ -45,6 +45,8 @@ const MAX_LOGIN_BYTES: usize = 4 << 10;
 pub struct ConsoleApi {
     pub store: Arc<Store>,
     pub policy: Policy,
+    /// The evidence store, read and held through the runtime (events and evidence).
+    pub events: Option<Arc<dyn super::console_events::Evidence>>,
 }
 
 /// The console's routes, with their state.
@@ -55,6 +57,7 @@ pub fn router(api: ConsoleApi) -> Router {
         .route("/console/api/me", get(me))
         .route("/console/api/password", post(change_password))
         .route("/console/api/audit", get(audit_log))
+        .merge(super::console_events::router())
         .with_state(api)
 }
 

@@ -8,11 +8,13 @@
 //! - [`limits`]: access log, rate limit, timeout, size, the upload line;
 //! - [`phones`]: the phones' API; [`console`]: the console's sign-in, CSRF and role guard; [`assets`]: the phone page's files;
 //!   [`console_page`]: the console page's files;
+//! - [`console_events`]: the console's events and evidence (list, stream, verification, files, legal hold);
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`error`]: the one error type and its JSON body.
 
 pub mod assets;
 pub mod console;
+pub mod console_events;
 pub mod console_page;
 pub mod error;
 pub mod limits;

@@ -38,10 +38,17 @@ pub enum ServerError {
 /// ward's phones coming back online waits rather than being refused.
 pub const MAX_WAITING_UPLOADS: usize = 64;
 
+/// How many times the phones' `rate_limit_per_minute` one address may make of console requests.
+pub const CONSOLE_RATE_FACTOR: u32 = 10;
+
 /// The routes and their limits, set once (the console's when `console` is given).
 pub fn router(settings: &HttpSettings, api: PhoneApi, console: Option<ConsoleApi>) -> Router {
     let gate = Arc::new(UploadGate::new(settings.max_concurrent_uploads, MAX_WAITING_UPLOADS));
     let limiter = Arc::new(RateLimiter::new(settings.rate_limit_per_minute));
+    // The console's page refreshes each camera's frame every few seconds and seeks in clips: its own
+    // allowance, ten times the phones' (its sign-in has its own lock-out).
+    let console_limiter =
+        Arc::new(RateLimiter::new(settings.rate_limit_per_minute.saturating_mul(CONSOLE_RATE_FACTOR)));
     let timeout = Duration::from_secs(settings.request_timeout_secs);
     let phones = Router::new()
         .route("/", get(|| async { Redirect::to("/ward/") }))
@@ -49,9 +56,14 @@ pub fn router(settings: &HttpSettings, api: PhoneApi, console: Option<ConsoleApi
         .route("/api/phones/ward", get(phones::ward))
         .route("/api/phones/checkins", post(phones::checkin).route_layer(from_fn_with_state(gate, limits::upload_gate)))
         .merge(assets::router())
-        .with_state(api.clone());
+        .with_state(api.clone())
+        .route_layer(from_fn_with_state(limiter, limits::rate_limit));
     let routes = match console {
-        Some(console) => phones.merge(console::router(console)).merge(console_page::router()),
+        Some(console) => phones.merge(
+            console::router(console)
+                .merge(console_page::router())
+                .route_layer(from_fn_with_state(console_limiter, limits::rate_limit)),
+        ),
         None => phones,
     };
     routes
@@ -62,7 +74,6 @@ pub fn router(settings: &HttpSettings, api: PhoneApi, console: Option<ConsoleApi
         .layer(
             ServiceBuilder::new()
                 .layer(from_fn(limits::access_log))
-                .layer(from_fn_with_state(limiter, limits::rate_limit))
                 .layer(from_fn_with_state(timeout, limits::timeout))
                 .layer(from_fn_with_state(api.max_body_bytes, limits::declared_size)),
         )

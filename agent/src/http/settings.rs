@@ -37,7 +37,8 @@ pub struct HttpSettings {
     /// Uploads being checked at once; more wait in line (default 4). Bounds memory under a burst.
     #[serde(default = "default_max_concurrent_uploads")]
     pub max_concurrent_uploads: usize,
-    /// Requests per minute one client address may make before it is answered 429 (default 120).
+    /// Requests per minute one client address may make to the phones' page and API before it is answered
+    /// 429 (default 120); the console allows ten times as many (its page refreshes camera frames).
     #[serde(default = "default_rate_limit_per_minute")]
     pub rate_limit_per_minute: u32,
     /// Not a setting: only files of older versions have it. Their `[http]` (`enabled`, `listen`,

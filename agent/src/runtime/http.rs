@@ -13,13 +13,14 @@ use crate::phones::service::Checkins;
 
 /// Starts the server when the configuration has a (current) `[http]` section, with the operations
 /// endpoints reading `ops` (the agent's metrics and readiness) and the console on `console` (the store
-/// [`open_console`] opened when `[console]` is enabled).
+/// [`open_console`] opened when `[console]` is enabled), its events reading `events`.
 pub fn start(
     config: &Config,
     registry: Arc<Registry>,
     checkins: Arc<dyn Checkins>,
     ops: Arc<dyn Operations>,
     console: Option<Arc<Store>>,
+    events: Option<Arc<dyn crate::http::console_events::Evidence>>,
 ) -> anyhow::Result<Option<Server>> {
     let Some(settings) = config.http() else {
         return Ok(None);
@@ -30,7 +31,7 @@ pub fn start(
         skew: Duration::from_secs(config.phones.skew_secs),
         max_body_bytes: settings.max_body_bytes,
     };
-    let console = console.map(|store| ConsoleApi { store, policy: config.console.policy() });
+    let console = console.map(|store| ConsoleApi { store, policy: config.console.policy(), events });
     Ok(Some(Server::start(settings, &config.storage.data_dir, api, console, Some(ops))?))
 }
 

@@ -27,6 +27,7 @@ mod audit;
 pub mod camera;
 pub mod checkins;
 mod config_apply;
+mod console_events;
 mod evidence;
 pub mod handlers;
 mod health;
@@ -152,6 +153,8 @@ struct Running {
     http: Option<crate::http::Server>,
     /// Phase 1: the metrics listener.
     ops: Option<crate::http::ops::OpsListener>,
+    /// Phase 1: the console's evidence view (its event streams are closed).
+    review: Option<Arc<console_events::EvidenceReview>>,
     /// What a `config_apply` trial watches: the cameras' and the publisher's counters.
     probe: config_apply::Probe,
     /// Events of the agent itself (`config_applied`, `config_rolled_back`) go out through it.
@@ -233,8 +236,14 @@ impl Running {
             let head = evidence::chain_head(&entry.head());
             head_tx.send_replace(Some(events::EvidenceHead::new(&site, &device, &head, SystemTime::now())));
         }));
+        // The console's list of bundles, when the console is served.
+        let events = match config.http() {
+            Some(_) if config.console.enabled => Some(console_events::EventIndex::build(&mut store)?),
+            _ => None,
+        };
         let store_counters = store.counters.clone();
         let store = Arc::new(Mutex::new(store));
+        let review = events.map(|index| console_events::EvidenceReview::new(index, store.clone()));
         let (ack_tx, acks) = evidence::start_acks(store.clone())?;
         let delivery = shutdown.delivery();
         let publisher_counters = Arc::new(PublisherCounters::default());
@@ -336,16 +345,23 @@ impl Running {
         }
         let ops = start_ops_listener(config, &metrics)?;
         let http = match checkins {
-            Some(checkins) => http::start(config, phones, checkins, metrics, console)?,
+            Some(checkins) => {
+                let events = review.clone().map(|r| r as Arc<dyn crate::http::console_events::Evidence>);
+                http::start(config, phones, checkins, metrics, console, events)?
+            }
             None => None,
         };
-        Ok(Running { shutdown, producers, consumers, publisher, acks, http, ops, probe, emitter: own_events })
+        Ok(Running { shutdown, producers, consumers, publisher, acks, http, ops, review, probe, emitter: own_events })
     }
 
     /// Stops the phases in order within [`SHUTDOWN_GRACE`], then gives the publisher up to 5 s more.
     async fn stop(self) -> anyhow::Result<()> {
-        let Running { shutdown, producers, consumers, publisher, acks, http, ops, probe: _, emitter: _ } = self;
+        let Running { shutdown, producers, consumers, publisher, acks, http, ops, review, probe: _, emitter: _ } = self;
         shutdown.trigger();
+        // The console's event streams end first: the server's graceful stop waits for open responses.
+        if let Some(review) = review {
+            review.close();
+        }
         let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
         // The server stops with the producers, before the decision task drains: uploads being checked
         // finish and reach the outbox while the cameras stop.
