@@ -47,6 +47,8 @@ pub struct ConsoleApi {
     pub policy: Policy,
     /// The evidence store, read and held through the runtime (events and evidence).
     pub events: Option<Arc<dyn super::console_events::Evidence>>,
+    /// The roster, the gallery and the enrolment thread (`console_people`).
+    pub people: Arc<dyn super::console_people::PeopleService>,
 }
 
 /// The console's routes, with their state.
@@ -58,15 +60,16 @@ pub fn router(api: ConsoleApi) -> Router {
         .route("/console/api/password", post(change_password))
         .route("/console/api/audit", get(audit_log))
         .merge(super::console_events::router())
+        .merge(super::console_people::routes())
         .with_state(api)
 }
 
 /// Runs a store call (SQLite, argon2) off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("a worker failed: {e}")))
 }
 
-fn store_failed(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn store_failed(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "the console store cannot be used");
     ApiError::Internal("the console store cannot be used".into())
 }
@@ -361,7 +364,7 @@ async fn audit_log(
 }
 
 /// Console answers name people and carry tokens: never cached.
-fn no_store(mut response: Response) -> Response {
+pub(super) fn no_store(mut response: Response) -> Response {
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

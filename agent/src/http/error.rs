@@ -71,6 +71,12 @@ pub enum ApiError {
     /// The console's password change: the current password given is wrong.
     #[error("{}", crate::console::ChangeError::WrongCurrent)]
     WrongPassword,
+    /// The console's enrolment: one uploaded photo over the per-photo limit.
+    #[error("photo {photo} is larger than {limit} bytes (each photo may have at most {limit} bytes)")]
+    PhotoTooLarge { photo: String, limit: u64 },
+    /// The console's enrolment: every photo was rejected; the details carry each photo's verdict.
+    #[error("{message}")]
+    NoPhotoAccepted { message: String, details: Value },
 }
 
 /// Seconds a phone waits before re-sending when the box cannot take an upload now.
@@ -88,7 +94,7 @@ impl ApiError {
             | ApiError::BadSignature(_)
             | ApiError::ClockSkew(_) => StatusCode::UNAUTHORIZED,
             ApiError::PhoneRevoked { .. } => StatusCode::FORBIDDEN,
-            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge { .. } | ApiError::PhotoTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Busy { .. } | ApiError::Unavailable(_) | ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -98,6 +104,7 @@ impl ApiError {
                 StatusCode::FORBIDDEN
             }
             ApiError::Locked { .. } => StatusCode::LOCKED,
+            ApiError::NoPhotoAccepted { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
@@ -130,6 +137,8 @@ impl ApiError {
             ApiError::Locked { .. } => "locked",
             ApiError::PasswordChangeRequired => "password_change_required",
             ApiError::WrongPassword => "wrong_password",
+            ApiError::PhotoTooLarge { .. } => "too_large",
+            ApiError::NoPhotoAccepted { .. } => "no_photo_accepted",
         }
     }
 
@@ -147,7 +156,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = json!({"code": self.code(), "message": self.to_string()});
-        if let ApiError::PhoneRevoked { details: Some(details), .. } = &self {
+        if let ApiError::PhoneRevoked { details: Some(details), .. } | ApiError::NoPhotoAccepted { details, .. } = &self
+        {
             error["details"] = details.clone();
         }
         let mut response = (self.status(), Json(json!({ "error": error }))).into_response();

@@ -9,6 +9,7 @@
 //! - [`phones`]: the phones' API; [`console`]: the console's sign-in, CSRF and role guard; [`assets`]: the phone page's files;
 //!   [`console_page`]: the console page's files;
 //! - [`console_events`]: the console's events and evidence (list, stream, verification, files, legal hold);
+//! - [`console_people`]: the console's roster view, enrolment from uploaded photos, removal;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`error`]: the one error type and its JSON body.
 
@@ -16,6 +17,7 @@ pub mod assets;
 pub mod console;
 pub mod console_events;
 pub mod console_page;
+pub mod console_people;
 pub mod error;
 pub mod limits;
 pub mod listener;

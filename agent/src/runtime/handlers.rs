@@ -102,13 +102,25 @@ pub struct Enrolment {
     pub index: Arc<RwLock<SearchIndex>>,
 }
 
-/// One `enroll` command for the enrolment thread, and where its report goes.
+/// One enrolment (an `enroll` command, a console upload) for the enrolment thread, and where its
+/// report goes. The photos are named as the report names them, and dropped with the job.
 struct EnrolJob {
     id: String,
     role: PersonKind,
-    photos: Vec<Vec<u8>>,
+    photos: Vec<(String, Vec<u8>)>,
     embeddings: Vec<Vec<f32>>,
-    reply: mpsc::Sender<Result<EnrollReport, String>>,
+    reply: mpsc::Sender<Result<EnrollReport, EnrolError>>,
+}
+
+/// Why an enrolment or a removal did not happen (its photos were never the reason: those are in the
+/// report).
+#[derive(Debug, thiserror::Error)]
+pub enum EnrolError {
+    #[error("the enrolment thread stopped")]
+    Stopped,
+    /// The gallery could not be written; nothing changed on disk.
+    #[error("the gallery cannot be saved: {0}")]
+    Save(String),
 }
 
 /// Nice value of the enrolment thread: enrolment is background work, the cameras' analysis comes first
@@ -153,15 +165,14 @@ fn enrol_one(
     index: &RwLock<SearchIndex>,
     id: String,
     role: PersonKind,
-    images: &[Vec<u8>],
+    images: &[(String, Vec<u8>)],
     embeddings: Vec<Vec<f32>>,
     thresholds: &QualityThresholds,
-) -> Result<EnrollReport, String> {
-    let photos: Vec<Photo> =
-        images.iter().enumerate().map(|(i, bytes)| Photo::Bytes { name: format!("images[{i}]"), bytes }).collect();
+) -> Result<EnrollReport, EnrolError> {
+    let photos: Vec<Photo> = images.iter().map(|(name, bytes)| Photo::Bytes { name: name.clone(), bytes }).collect();
     let mut gallery = gallery.lock().unwrap_or_else(|e| e.into_inner());
-    let report =
-        enrol::enroll(faces, &mut gallery, &id, role, &photos, embeddings, thresholds).map_err(|e| format!("{e:#}"))?;
+    let report = enrol::enroll(faces, &mut gallery, &id, role, &photos, embeddings, thresholds)
+        .map_err(|e| EnrolError::Save(format!("{e:#}")))?;
     if report.enrolled {
         *index.write().unwrap_or_else(|e| e.into_inner()) = SearchIndex::build(gallery.entries());
     }
@@ -207,7 +218,8 @@ impl Enrolment {
                     })
                     .collect()
             };
-            let images = list("images")?;
+            let images: Vec<(String, Vec<u8>)> =
+                list("images")?.into_iter().enumerate().map(|(i, bytes)| (format!("images[{i}]"), bytes)).collect();
             let embeddings = list("embeddings")?
                 .into_iter()
                 .enumerate()
@@ -216,11 +228,7 @@ impl Enrolment {
             if images.is_empty() && embeddings.is_empty() {
                 return Err("give args.images and/or args.embeddings".into());
             }
-            let (reply, answer) = mpsc::channel();
-            self.jobs
-                .send(EnrolJob { id: id.clone(), role, photos: images, embeddings, reply })
-                .map_err(|_| "the enrolment thread stopped".to_owned())?;
-            let report = answer.recv().map_err(|_| "the enrolment thread stopped".to_owned())??;
+            let report = self.enrol(&id, role, images, embeddings).map_err(|e| e.to_string())?;
             if !report.enrolled {
                 let why: Vec<String> = report
                     .images
@@ -238,15 +246,43 @@ impl Enrolment {
     pub fn unenroll_handler(self) -> Handler {
         Box::new(move |command| {
             let id = text(&command.args, "id", 64)?;
-            let mut gallery = self.gallery.lock().unwrap_or_else(|e| e.into_inner());
-            if !gallery.remove(&id) {
+            if !self.remove(&id).map_err(|e| e.to_string())? {
                 return Err(format!("no {id:?} in the gallery"));
             }
-            gallery.save().map_err(|e| e.to_string())?;
-            *self.index.write().unwrap_or_else(|e| e.into_inner()) = SearchIndex::build(gallery.entries());
             tracing::info!(id = %id, "removed from the gallery by command");
             Ok(to_json(&Unenrolled { removed: id }))
         })
+    }
+
+    /// Enrols `id` on the enrolment thread from named photos (each checked as `vigil enroll` checks
+    /// it) and embeddings; waits for the report. The photos go with the job and are dropped after it.
+    pub fn enrol(
+        &self,
+        id: &str,
+        role: PersonKind,
+        photos: Vec<(String, Vec<u8>)>,
+        embeddings: Vec<Vec<f32>>,
+    ) -> Result<EnrollReport, EnrolError> {
+        let (reply, answer) = mpsc::channel();
+        self.jobs
+            .send(EnrolJob { id: id.to_owned(), role, photos, embeddings, reply })
+            .map_err(|_| EnrolError::Stopped)?;
+        answer.recv().map_err(|_| EnrolError::Stopped)?
+    }
+
+    /// Removes `id` from the gallery (saved) and the search index; false when it was not enrolled. A
+    /// gallery that cannot be saved keeps the person, in memory as on disk.
+    pub fn remove(&self, id: &str) -> Result<bool, EnrolError> {
+        let mut gallery = self.gallery.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(at) = gallery.entries().iter().position(|e| e.id == id) else { return Ok(false) };
+        let entry = gallery.entries()[at].clone();
+        gallery.remove(id);
+        if let Err(e) = gallery.save() {
+            gallery.upsert(entry);
+            return Err(EnrolError::Save(e.to_string()));
+        }
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = SearchIndex::build(gallery.entries());
+        Ok(true)
     }
 }
 

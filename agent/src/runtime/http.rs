@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::console::Store;
+use crate::http::console_people::PeopleService;
 use crate::http::{ConsoleApi, Operations, PhoneApi, Server};
 use crate::phones::registry::Registry;
 use crate::phones::service::Checkins;
 
 /// Starts the server when the configuration has a (current) `[http]` section, with the operations
 /// endpoints reading `ops` (the agent's metrics and readiness) and the console on `console` (the store
-/// [`open_console`] opened when `[console]` is enabled), its events reading `events`.
+/// [`open_console`] opened when `[console]` is enabled), its events reading `events`, its people pages reading
+/// `people`.
 pub fn start(
     config: &Config,
     registry: Arc<Registry>,
@@ -21,6 +23,7 @@ pub fn start(
     ops: Arc<dyn Operations>,
     console: Option<Arc<Store>>,
     events: Option<Arc<dyn crate::http::console_events::Evidence>>,
+    people: Arc<dyn PeopleService>,
 ) -> anyhow::Result<Option<Server>> {
     let Some(settings) = config.http() else {
         return Ok(None);
@@ -31,7 +34,7 @@ pub fn start(
         skew: Duration::from_secs(config.phones.skew_secs),
         max_body_bytes: settings.max_body_bytes,
     };
-    let console = console.map(|store| ConsoleApi { store, policy: config.console.policy(), events });
+    let console = console.map(|store| ConsoleApi { store, policy: config.console.policy(), events, people });
     Ok(Some(Server::start(settings, &config.storage.data_dir, api, console, Some(ops))?))
 }
 

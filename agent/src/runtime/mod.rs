@@ -28,6 +28,7 @@ pub mod camera;
 pub mod checkins;
 mod config_apply;
 mod console_events;
+mod console_people;
 mod evidence;
 pub mod handlers;
 mod health;
@@ -210,6 +211,9 @@ impl Running {
             config.faces.quality(),
         )?;
         let phones = http::open_registry(config)?;
+        // The console enrols on the same thread as the `enroll` command.
+        let console_people =
+            Arc::new(console_people::ConsolePeople::new(config, enrolment.clone(), state.shared.people.clone()));
         let mut registry = command_registry(config, &state, watches, enrolment, &presence, &phones);
         if let Some(reconfigure) = reconfigure {
             registry.register("config_apply", config_apply::handler(reconfigure));
@@ -347,7 +351,7 @@ impl Running {
         let http = match checkins {
             Some(checkins) => {
                 let events = review.clone().map(|r| r as Arc<dyn crate::http::console_events::Evidence>);
-                http::start(config, phones, checkins, metrics, console, events)?
+                http::start(config, phones, checkins, metrics, console, events, console_people)?
             }
             None => None,
         };
