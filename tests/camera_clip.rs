@@ -28,6 +28,7 @@ fn record(dir: &std::path::Path) {
         slot: Arc::new(FrameSlot::default()),
         health: Arc::new(tx),
         shutdown: stop.clone(),
+        restart: None,
         counters: Arc::new(CameraCounters::default()),
         supervision: Default::default(),
     };

@@ -116,6 +116,7 @@ fn worker(camera: Camera, recordings: Option<PathBuf>, supervision: Supervision)
         slot: slot.clone(),
         health: Arc::new(tx),
         shutdown: stop.clone(),
+        restart: None,
         counters: counters.clone(),
         supervision,
     };

@@ -108,6 +108,7 @@ fn stream_survives_an_rtsp_server_restart() {
         slot: slot.clone(),
         health: Arc::new(tx),
         shutdown: stop.clone(),
+        restart: None,
         counters: counters.clone(),
         supervision: Default::default(),
     };

@@ -2,6 +2,7 @@
 //! (relative paths resolved against the file's directory) by [`load`].
 
 mod check;
+pub mod edit;
 mod raw;
 mod size;
 mod validate;

@@ -139,6 +139,11 @@ pub struct Camera {
     /// chairs in a dialysis room. Each is a list of at least three `[x, y]` points.
     #[serde(default)]
     pub regions: BTreeMap<String, Vec<Vec<f64>>>,
+    /// settlement_window cameras only: the polygon (normalised, at least three `[x, y]` points) where a
+    /// customer's face appears at the counter. Faces are looked for in its bounding box only, and a face
+    /// whose centre is outside the polygon (a cashier, someone queueing behind) is ignored. Default: the
+    /// whole picture.
+    pub face_window: Option<Vec<Vec<f64>>>,
     /// RTSP transport: "tcp" (default; survives NAT and lossy links) or "udp".
     #[serde(default)]
     pub transport: Transport,

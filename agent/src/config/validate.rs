@@ -306,6 +306,23 @@ fn check_camera(errors: &mut Errors, path: &str, camera: &Camera) {
     if camera.role == Role::Ward && camera.regions.is_empty() {
         errors.add(format!("{path}.regions"), "a ward camera needs at least one bed region; none given");
     }
+    if camera.role == Role::SettlementWindow && !camera.regions.is_empty() {
+        let names: Vec<&str> = camera.regions.keys().map(String::as_str).collect();
+        errors.add(
+            format!("{path}.regions"),
+            format!("a settlement_window camera has no beds or chairs (got {}); use face_window", names.join(", ")),
+        );
+    }
+    if let Some(window) = &camera.face_window {
+        if camera.role == Role::SettlementWindow {
+            check_polygon(errors, &format!("{path}.face_window"), window);
+        } else {
+            errors.add(
+                format!("{path}.face_window"),
+                format!("only a settlement_window camera has a face window; this one is {}", camera.role.as_str()),
+            );
+        }
+    }
     for (name, points) in &camera.regions {
         let region_path = format!("{path}.regions.{name}");
         check_id(errors, &region_path, name);

@@ -49,6 +49,8 @@ pub struct ConsoleApi {
     pub events: Option<Arc<dyn super::console_events::Evidence>>,
     /// The roster, the gallery and the enrolment thread (`console_people`).
     pub people: Arc<dyn super::console_people::PeopleService>,
+    /// The cameras (`console_cameras`), when the runtime provides them.
+    pub cameras: Option<Arc<dyn super::console_cameras::ConsoleCameras>>,
 }
 
 /// The console's routes, with their state.
@@ -61,6 +63,7 @@ pub fn router(api: ConsoleApi) -> Router {
         .route("/console/api/audit", get(audit_log))
         .merge(super::console_events::router())
         .merge(super::console_people::routes())
+        .merge(super::console_cameras::routes())
         .with_state(api)
 }
 

@@ -8,6 +8,7 @@
 //! - [`limits`]: access log, rate limit, timeout, size, the upload line;
 //! - [`phones`]: the phones' API; [`console`]: the console's sign-in, CSRF and role guard; [`assets`]: the phone page's files;
 //!   [`console_page`]: the console page's files;
+//! - [`console_cameras`]: the console's cameras (health, latest frame, regions, references);
 //! - [`console_events`]: the console's events and evidence (list, stream, verification, files, legal hold);
 //! - [`console_people`]: the console's roster view, enrolment from uploaded photos, removal;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`;
@@ -15,6 +16,7 @@
 
 pub mod assets;
 pub mod console;
+pub mod console_cameras;
 pub mod console_events;
 pub mod console_page;
 pub mod console_people;

@@ -98,6 +98,68 @@ impl Default for ModelTimings {
     }
 }
 
+/// A window camera's face window in pixels: the polygon and its bounding box, where faces are looked for.
+#[derive(Debug, Clone)]
+pub struct FaceWindow {
+    polygon: crate::decide::presence::Polygon,
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl FaceWindow {
+    /// The window of normalised `points` in a `width` × `height` frame (None when it is no polygon there).
+    pub fn new(points: &[Vec<f64>], width: u32, height: u32) -> Option<FaceWindow> {
+        let polygon = crate::decide::presence::Polygon::from_config(points, width, height).ok()?;
+        let b = polygon.bounds();
+        let x = (b[0].max(0.0).floor() as u32).min(width.saturating_sub(1));
+        let y = (b[1].max(0.0).floor() as u32).min(height.saturating_sub(1));
+        let right = (b[2].ceil() as u32).clamp(x + 1, width);
+        let bottom = (b[3].ceil() as u32).clamp(y + 1, height);
+        Some(FaceWindow { polygon, x, y, width: right - x, height: bottom - y })
+    }
+
+    /// A face found in the window's crop, in frame coordinates; None when its centre is outside the polygon.
+    pub fn place(&self, mut face: FaceObservation) -> Option<FaceObservation> {
+        let (dx, dy) = (self.x as f32, self.y as f32);
+        face.bbox = [face.bbox[0] + dx, face.bbox[1] + dy, face.bbox[2] + dx, face.bbox[3] + dy];
+        let (cx, cy) = ((face.bbox[0] + face.bbox[2]) / 2.0, (face.bbox[1] + face.bbox[3]) / 2.0);
+        self.polygon.contains(f64::from(cx), f64::from(cy)).then_some(face)
+    }
+}
+
+/// Faces in a frame: every detected face's box (frame coordinates), with its embedding when it passes
+/// the quality gate. With a face window (`[[cameras]] face_window`), the detector sees the window's
+/// bounding box only (a smaller picture: faster, and the customer's face larger in it), and a face whose
+/// centre is outside the polygon is dropped.
+pub fn faces_in(
+    faces: &mut FaceAnalyzer,
+    img: &image::RgbImage,
+    gate: &QualityThresholds,
+    window: Option<&[Vec<f64>]>,
+) -> Result<Vec<FaceObservation>, AnalyzeError> {
+    let window = window.and_then(|points| FaceWindow::new(points, img.width(), img.height()));
+    let cropped;
+    let img = match &window {
+        Some(w) => {
+            cropped = image::imageops::crop_imm(img, w.x, w.y, w.width, w.height).to_image();
+            &cropped
+        }
+        None => img,
+    };
+    let observed = faces.analyse(img, gate)?.into_iter().map(|f| {
+        if !f.quality.ok() {
+            tracing::trace!(problems = %f.quality.problems.join("; "), "face below the quality gate");
+        }
+        FaceObservation { bbox: f.face.bbox, score: f.face.score, embedding: f.embedding.ok() }
+    });
+    Ok(match &window {
+        Some(w) => observed.filter_map(|f| w.place(f)).collect(),
+        None => observed.collect(),
+    })
+}
+
 /// How often each camera's counters are logged.
 const STATS_EVERY: Duration = Duration::from_secs(300);
 
@@ -121,8 +183,41 @@ pub struct CameraAnalysis {
     sightings: SightingFilter,
     tamper: TamperDetector,
     reference_path: PathBuf,
+    /// `<data_dir>/references/<camera>-empty.png`, written when the console takes the empty reference.
+    empty_reference_path: PathBuf,
+    /// Window cameras: where faces are looked for (the console changes it live).
+    face_window: Arc<RwLock<Option<Vec<Vec<f64>>>>>,
+    /// References asked for by the console, taken from the next analysed frame.
+    references: mpsc::Receiver<ReferenceRequest>,
+    references_tx: mpsc::Sender<ReferenceRequest>,
     out: Outlet,
     pub counters: Arc<AnalysisCounters>,
+}
+
+/// A reference the console asks the running camera for: `empty` also makes it the regions' empty
+/// reference; a uniform picture is refused unless `uniform_ok`. Answered on `reply` from the next frame.
+pub struct ReferenceRequest {
+    pub empty: bool,
+    pub uniform_ok: bool,
+    pub reply: mpsc::Sender<Result<(), ReferenceRefused>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceRefused {
+    #[error("the camera shows a uniform picture (covered?); not usable as a reference unless confirmed")]
+    Uniform,
+    #[error("cannot save the reference: {0}")]
+    Save(String),
+}
+
+/// What the console changes in a running camera's analysis: its face window, its references, its regions.
+#[derive(Clone)]
+pub struct LiveAnalysis {
+    pub face_window: Arc<RwLock<Option<Vec<Vec<f64>>>>>,
+    pub references: mpsc::Sender<ReferenceRequest>,
+    pub presence: Option<Arc<PresenceCamera>>,
+    /// The camera's name, role and URL in evidence manifests.
+    pub identity: Arc<RwLock<crate::evidence::manifest::CameraIdentity>>,
 }
 
 impl CameraAnalysis {
@@ -140,6 +235,7 @@ impl CameraAnalysis {
         let wants_faces = camera.role == Role::SettlementWindow || camera.watch_physicians() || chairs;
         let reference_path = reference_path(&config.storage.data_dir, &camera.id);
         let reference = load_reference(&reference_path);
+        let (references_tx, references) = mpsc::channel();
         Ok(CameraAnalysis {
             camera: camera.id.clone(),
             faces: if wants_faces { Some(models.face_analyzer()?) } else { None },
@@ -157,9 +253,42 @@ impl CameraAnalysis {
             sightings: SightingFilter::new(config.physicians.sighting_matches, Duration::from_secs(60)),
             tamper: TamperDetector::new(config.tamper.clone(), reference.as_ref()),
             reference_path,
+            empty_reference_path: presence::empty_reference_path(&config.storage.data_dir, &camera.id),
+            face_window: Arc::new(RwLock::new(camera.face_window.clone())),
+            references,
+            references_tx,
             out,
             counters: Arc::default(),
         })
+    }
+
+    /// The handle through which the console changes this analysis while it runs.
+    pub fn live(&self) -> LiveAnalysis {
+        LiveAnalysis {
+            face_window: self.face_window.clone(),
+            references: self.references_tx.clone(),
+            presence: self.presence.clone(),
+            identity: self.out.identity(),
+        }
+    }
+
+    /// A reference the console asked for, from this frame: the tamper detector's (and, for `empty`,
+    /// the regions') from now on, saved where `vigil reference` saves them.
+    fn take_reference(&mut self, frame: &Frame, request: &ReferenceRequest) -> Result<(), ReferenceRefused> {
+        if !request.uniform_ok && !TamperDetector::usable_as_reference(&frame.image) {
+            return Err(ReferenceRefused::Uniform);
+        }
+        write_reference(&self.reference_path, &frame.image).map_err(ReferenceRefused::Save)?;
+        if request.empty {
+            write_reference(&self.empty_reference_path, &frame.image).map_err(ReferenceRefused::Save)?;
+        }
+        self.tamper.set_reference(&frame.image);
+        if let (true, Some(presence)) = (request.empty, &self.presence) {
+            presence.set_reference(frame.image.clone());
+        }
+        info!(camera = %self.camera, empty = request.empty, uniform_ok = request.uniform_ok,
+            "reference taken from the running camera (console); tamper detection compares with it from now on");
+        Ok(())
     }
 
     /// Counts each model call's `session.run` time in `timings`.
@@ -176,26 +305,18 @@ impl CameraAnalysis {
     /// Faces in a frame: every detected face's box, with its embedding when it passes the quality gate.
     fn observe_faces(&mut self, img: &image::RgbImage) -> Vec<FaceObservation> {
         let Some(faces) = self.faces.as_mut() else { return Vec::new() };
-        let analysed = match faces.analyse(img, &self.gate) {
-            Ok(f) => f,
+        let window = self.face_window.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match faces_in(faces, img, &self.gate, window.as_deref()) {
+            Ok(observed) => {
+                let embedded = observed.iter().filter(|f| f.embedding.is_some()).count() as u64;
+                self.counters.faces_embedded.fetch_add(embedded, Ordering::Relaxed);
+                observed
+            }
             Err(e) => {
                 warn!(camera = %self.camera, error = %e, "face detection failed on a frame");
-                return Vec::new();
+                Vec::new()
             }
-        };
-        analysed
-            .into_iter()
-            .map(|f| {
-                if !f.quality.ok() {
-                    tracing::trace!(problems = %f.quality.problems.join("; "), "face below the quality gate");
-                }
-                let embedding = f.embedding.ok();
-                if embedding.is_some() {
-                    self.counters.faces_embedded.fetch_add(1, Ordering::Relaxed);
-                }
-                FaceObservation { bbox: f.face.bbox, score: f.face.score, embedding }
-            })
-            .collect()
+        }
     }
 
     /// Everything the camera's role asks of one analysed frame.
@@ -203,13 +324,18 @@ impl CameraAnalysis {
         if let Some(rx) = &self.watches {
             self.open.extend(rx.try_iter());
         }
+        let requests: Vec<ReferenceRequest> = self.references.try_iter().collect();
+        for request in requests {
+            let taken = self.take_reference(frame, &request);
+            let _ = request.reply.send(taken);
+        }
         // Physicians are looked for every few seconds, and only while one is on shift.
         let scan_physicians = self.physicians_every.is_some_and(|every| {
             self.last_scan.is_none_or(|t| t.elapsed() >= every) && self.shared.people.any_shift_on(frame.captured)
         });
         // Beds and chairs: the person detector on every analysed frame.
         let chair_faces = match (&self.presence, self.persons.as_mut()) {
-            (Some(p), Some(detector)) => {
+            (Some(p), Some(detector)) if p.has_regions() => {
                 let persons = detector.detect(&frame.image).unwrap_or_else(|e| {
                     warn!(camera = %self.camera, error = %e, "person detection failed on a frame");
                     Vec::new()
@@ -281,6 +407,8 @@ pub struct StartedCamera {
     pub watched: Vec<super::notify::Watched>,
     /// Its counters and health, for the metrics.
     pub metrics: CameraSource,
+    /// What the console reads and changes.
+    pub handle: CameraHandle,
 }
 
 /// Starts the supervisor and analysis threads of one camera, recording into `recordings` if given.
@@ -302,18 +430,39 @@ pub fn start_camera(
         offline: offline.clone(),
         analysis: analysis.counters.clone(),
     };
-    let worker = CameraWorker {
-        camera: camera.stream(),
-        recordings,
-        segment: Duration::from_secs(10),
-        max_recording_bytes: config.retention.recordings_max_bytes_per_camera.0,
-        slot: slot.clone(),
-        health: Arc::new(Watched { inner: decisions, offline }),
-        shutdown: shutdown.flag(),
-        counters: counters.clone(),
-        supervision: Supervision::default(),
-    };
-    let supervisor = std::thread::Builder::new().name(format!("cam-{}", camera.id)).spawn(move || worker.run())?;
+    let control = Arc::new(StreamControl {
+        next: Mutex::new(camera.stream()),
+        current: Mutex::new(Arc::default()),
+        started: Mutex::new(Instant::now()),
+    });
+    let live = analysis.live();
+    let (run_control, global, slot_for_worker) = (control.clone(), shutdown.flag(), slot.clone());
+    let health: Arc<dyn crate::source::health::HealthSink> = Arc::new(Watched { inner: decisions, offline });
+    let (max_recording_bytes, worker_counters) = (config.retention.recordings_max_bytes_per_camera.0, counters.clone());
+    // One worker after another on this thread: a new one when the console changes the camera's URL
+    // (`StreamControl::restart`), none after the agent's shutdown.
+    let supervisor = std::thread::Builder::new().name(format!("cam-{}", camera.id)).spawn(move || {
+        loop {
+            let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            *run_control.current.lock().unwrap_or_else(|e| e.into_inner()) = restart.clone();
+            let worker = CameraWorker {
+                camera: run_control.next.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                recordings: recordings.clone(),
+                segment: Duration::from_secs(10),
+                max_recording_bytes,
+                slot: slot_for_worker.clone(),
+                health: health.clone(),
+                shutdown: global.clone(),
+                restart: Some(restart),
+                counters: worker_counters.clone(),
+                supervision: Supervision::default(),
+            };
+            worker.run();
+            if global.load(Ordering::Relaxed) {
+                return;
+            }
+        }
+    })?;
     let stop = shutdown.clone();
     let camera_id = camera.id.clone();
     let frames = slot.clone();
@@ -339,6 +488,7 @@ pub fn start_camera(
             }
             if let Some(frame) = frames.take(Duration::from_millis(250)) {
                 analysis.on_frame(&frame);
+                frames.keep(frame);
                 if hang {
                     warn!(camera = %camera_id, "VIGIL_TEST_HANG_ANALYSIS: this analysis thread now hangs (test-only)");
                     while !stop.is_set() {
@@ -352,7 +502,42 @@ pub fn start_camera(
         super::notify::Watched::new(format!("cam-{}", camera.id), supervisor_progress),
         super::notify::Watched::new(format!("ana-{}", camera.id), progress),
     ];
-    Ok(StartedCamera { threads: vec![supervisor, thread], slot, watched, metrics })
+    let handle = CameraHandle { id: camera.id.clone(), source: metrics.clone(), live, stream: control };
+    Ok(StartedCamera { threads: vec![supervisor, thread], slot, watched, metrics, handle })
+}
+
+/// The stream settings of a camera's next worker, and the flag that stops the current one.
+struct StreamControl {
+    next: Mutex<crate::source::settings::StreamSettings>,
+    current: Mutex<Arc<std::sync::atomic::AtomicBool>>,
+    /// When the current worker started (the console's uptime of a camera).
+    started: Mutex<Instant>,
+}
+
+/// A running camera as the console sees and changes it: counters, frames, its analysis' live settings,
+/// and its stream's restart.
+#[derive(Clone)]
+pub struct CameraHandle {
+    pub id: String,
+    pub source: CameraSource,
+    pub live: LiveAnalysis,
+    stream: Arc<StreamControl>,
+}
+
+impl CameraHandle {
+    /// Stops the camera's pipeline and starts it again with `stream` (a new URL); the analysis thread,
+    /// its counters and every other camera go on.
+    pub fn restart(&self, stream: crate::source::settings::StreamSettings) {
+        *self.stream.next.lock().unwrap_or_else(|e| e.into_inner()) = stream;
+        *self.stream.started.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.stream.current.lock().unwrap_or_else(|e| e.into_inner()).store(true, Ordering::Relaxed);
+        info!(camera = %self.id, "camera restarting with its new stream settings (console)");
+    }
+
+    /// Since when the camera's current stream runs (its start, or its last restart by the console).
+    pub fn running_since(&self) -> Instant {
+        *self.stream.started.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Turns a settlement watch's outcome into decisions (with evidence for mismatch and no face), checks
@@ -473,6 +658,7 @@ pub fn capture_reference(
         slot: slot.clone(),
         health: Arc::new(tx),
         shutdown: stop.flag(),
+        restart: None,
         counters: Arc::new(CameraCounters::default()),
         supervision: Supervision::default(),
     };
@@ -514,16 +700,44 @@ pub fn capture_reference(
 }
 
 fn save_reference(path: &Path, img: &image::RgbImage, camera: &str) {
-    let mut png = Vec::new();
-    let result = img
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| e.to_string())
-        .and_then(|()| crate::fsio::write(path, &png, crate::fsio::PRIVATE_FILE).map_err(|e| e.to_string()));
-    match result {
+    match write_reference(path, img) {
         Ok(()) => {
             info!(camera, path = %path.display(), "reference frame captured (view-moved detection compares with it; \
             after re-aiming the camera, replace it with `vigil reference` and restart)")
         }
         Err(e) => warn!(camera, path = %path.display(), error = %e, "cannot save the reference frame"),
+    }
+}
+
+/// A reference frame as PNG, written durably.
+fn write_reference(path: &Path, img: &image::RgbImage) -> Result<(), String> {
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| e.to_string())
+        .and_then(|()| crate::fsio::write(path, &png, crate::fsio::PRIVATE_FILE).map_err(|e| e.to_string()))
+}
+
+#[cfg(test)]
+mod face_window_tests {
+    use super::*;
+
+    fn face(bbox: [f32; 4]) -> FaceObservation {
+        FaceObservation { bbox, score: 0.9, embedding: None }
+    }
+
+    /// The crop is the polygon's bounding box; a face found in it is moved back into the frame, and kept
+    /// only when its centre is inside the polygon (a triangle here: its bounding box's corners are not).
+    #[test]
+    fn faces_are_placed_back_and_kept_only_inside_the_polygon() {
+        let points = vec![vec![0.25, 0.5], vec![0.75, 0.5], vec![0.5, 1.0]];
+        let w = FaceWindow::new(&points, 800, 400).unwrap();
+        assert_eq!((w.x, w.y, w.width, w.height), (200, 200, 400, 200));
+        let centre = w.place(face([180.0, 20.0, 220.0, 60.0])).expect("centre (400, 240) is inside");
+        assert_eq!(centre.bbox, [380.0, 220.0, 420.0, 260.0]);
+        assert!(
+            w.place(face([0.0, 60.0, 40.0, 100.0])).is_none(),
+            "the crop's lower-left corner is outside the triangle"
+        );
+        assert!(FaceWindow::new(&[vec![0.1, 0.1], vec![0.2, 0.2]], 800, 400).is_none());
     }
 }

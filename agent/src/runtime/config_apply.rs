@@ -81,11 +81,19 @@ pub struct Apply {
     pub confirm_within: Duration,
 }
 
-/// What the handler needs: the file and text in force, and the runtime loop's inbox.
+/// What the handler needs: the file and text in force (the console's camera changes replace it on the
+/// runtime loop), and the runtime loop's inbox.
 #[derive(Clone)]
 pub struct Reconfigure {
-    pub active: Arc<Active>,
-    pub requests: tokio::sync::mpsc::UnboundedSender<Apply>,
+    pub active: super::console_cameras::ActiveView,
+    pub requests: Inbox,
+}
+
+/// The runtime loop's inbox: configurations to restart with, the console's camera changes.
+#[derive(Clone)]
+pub struct Inbox {
+    pub applies: tokio::sync::mpsc::UnboundedSender<Apply>,
+    pub cameras: tokio::sync::mpsc::UnboundedSender<super::console_cameras::Update>,
 }
 
 /// What the marker records (JSON, in the data directory).
@@ -101,6 +109,11 @@ struct Trial {
 
 fn marker_path(config: &Config) -> PathBuf {
     config.storage.data_dir.join(MARKER)
+}
+
+/// A `config_apply` trial is under way (its marker is there): nothing else may write the file now.
+pub fn trial_in_progress(config: &Config) -> bool {
+    marker_path(config).exists()
 }
 
 /// `<config>.previous`.
@@ -137,7 +150,7 @@ pub fn handler(reconfigure: Reconfigure) -> Handler {
                 }
             },
         };
-        let active = &reconfigure.active;
+        let active = &*reconfigure.active.read().unwrap_or_else(|e| e.into_inner()).clone();
         let new = check(active, &text)?;
         let (previous_sha256, config_sha256) = (active.sha256(), new.sha256());
         if config_sha256 == previous_sha256 {
@@ -160,7 +173,7 @@ pub fn handler(reconfigure: Reconfigure) -> Handler {
             format!("cannot write the configuration: {e}; nothing changed")
         })?;
         let apply = Apply { nonce: command.nonce.clone(), new, confirm_within: Duration::from_secs(confirm_secs) };
-        if reconfigure.requests.send(apply).is_err() {
+        if reconfigure.requests.applies.send(apply).is_err() {
             // The agent is stopping: leave nothing half-done.
             let undone = crate::fsio::write(&active.path, active.text.as_bytes(), file_mode(&active.path))
                 .and_then(|()| std::fs::remove_file(&marker));
@@ -266,7 +279,7 @@ pub fn not_in_place(running: &Config, new: &Config) -> Vec<FieldError> {
 }
 
 /// The file's permission bits, to keep them (0600 for a file that is not there).
-fn file_mode(path: &Path) -> u32 {
+pub fn file_mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).map_or(crate::fsio::PRIVATE_FILE, |m| m.permissions().mode() & 0o777)
 }
@@ -359,7 +372,7 @@ pub async fn apply(
     active: &mut Active,
     request: Apply,
     notifier: &Arc<Notifier>,
-    requests: &tokio::sync::mpsc::UnboundedSender<Apply>,
+    requests: &Inbox,
     signal: &mut (impl Future<Output = &'static str> + Unpin),
 ) -> anyhow::Result<Applied> {
     notifier.notify("RELOADING=1\nSTATUS=applying a new configuration (config_apply)");
@@ -370,7 +383,7 @@ pub async fn apply(
     let previous = std::mem::replace(active, request.new);
     let (nonce, within) = (request.nonce, request.confirm_within);
     info!(nonce = %nonce, config_sha256 = %active.sha256(), "configuration trial: starting with the new configuration");
-    let started = Running::start(&active.config, notifier, Some(reconfigure(active, requests)));
+    let started = Running::start(&active.config, notifier, reconfigure(active, requests));
     pinging.shutdown.trigger();
     let (cameras_offline, mqtt_connected, reason, detail) = match started {
         Ok(running) => match trial(&running.probe, within, signal).await {
@@ -419,7 +432,7 @@ pub async fn apply(
     crate::fsio::write(&active.path, active.text.as_bytes(), file_mode(&active.path))
         .with_context(|| format!("cannot write the previous configuration back to {}", active.path.display()))?;
     let pinging = ping_while_restarting(notifier.clone());
-    let running = Running::start(&active.config, notifier, Some(reconfigure(active, requests)));
+    let running = Running::start(&active.config, notifier, reconfigure(active, requests));
     pinging.shutdown.trigger();
     let running = running.context("the previous configuration did not start again")?;
     let details = ConfigRolledBackDetails {
@@ -472,8 +485,8 @@ fn ping_while_restarting(notifier: Arc<Notifier>) -> Pinging {
 }
 
 /// The handler's view of what is now in force.
-pub fn reconfigure(active: &Active, requests: &tokio::sync::mpsc::UnboundedSender<Apply>) -> Reconfigure {
-    Reconfigure { active: Arc::new(active.clone()), requests: requests.clone() }
+pub fn reconfigure(active: &Active, requests: &Inbox) -> Reconfigure {
+    Reconfigure { active: Arc::new(std::sync::RwLock::new(Arc::new(active.clone()))), requests: requests.clone() }
 }
 
 fn emit(emitter: &Emitter, details: Details, on_commit: impl FnOnce() + Send + 'static) {

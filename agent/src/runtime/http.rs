@@ -24,6 +24,7 @@ pub fn start(
     console: Option<Arc<Store>>,
     events: Option<Arc<dyn crate::http::console_events::Evidence>>,
     people: Arc<dyn PeopleService>,
+    cameras: Arc<dyn crate::http::console_cameras::ConsoleCameras>,
 ) -> anyhow::Result<Option<Server>> {
     let Some(settings) = config.http() else {
         return Ok(None);
@@ -34,7 +35,13 @@ pub fn start(
         skew: Duration::from_secs(config.phones.skew_secs),
         max_body_bytes: settings.max_body_bytes,
     };
-    let console = console.map(|store| ConsoleApi { store, policy: config.console.policy(), events, people });
+    let console = console.map(|store| ConsoleApi {
+        store,
+        policy: config.console.policy(),
+        events,
+        people,
+        cameras: Some(cameras),
+    });
     Ok(Some(Server::start(settings, &config.storage.data_dir, api, console, Some(ops))?))
 }
 

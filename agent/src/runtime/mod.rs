@@ -27,6 +27,7 @@ mod audit;
 pub mod camera;
 pub mod checkins;
 mod config_apply;
+mod console_cameras;
 mod console_events;
 mod console_people;
 mod evidence;
@@ -103,28 +104,42 @@ async fn run_async(mut active: config_apply::Active) -> anyhow::Result<()> {
     info!(path = %lock.path().display(), pid = std::process::id(), "data directory locked");
     // A configuration trial the agent did not see through is rolled back before anything starts.
     let owed = config_apply::recover(&mut active)?;
-    let (requests, mut applies) = tokio::sync::mpsc::unbounded_channel();
-    let mut running = Running::start(&active.config, &notifier, Some(config_apply::reconfigure(&active, &requests)))?;
+    let (applies_tx, mut applies) = tokio::sync::mpsc::unbounded_channel();
+    let (cameras_tx, mut camera_updates) = tokio::sync::mpsc::unbounded_channel();
+    let requests = config_apply::Inbox { applies: applies_tx, cameras: cameras_tx };
+    let mut running = Running::start(&active.config, &notifier, config_apply::reconfigure(&active, &requests))?;
     if let Some(owed) = owed {
         config_apply::finish_recovery(&running, &active, owed);
     }
+    // Said at the start and after each restart `config_apply` makes; a console camera change is no restart.
+    let mut started = true;
     loop {
-        let config = &active.config;
-        info!(site = %config.site.id, device = %config.site.device_id, cameras = config.cameras.len(), "vigil started");
-        let delivery = match &config.mqtt {
-            Some(mqtt) => format!("MQTT to {}", redact_url(&mqtt.host)),
-            None => "no MQTT (events kept in the outbox)".to_owned(),
-        };
-        notifier.notify(&format!("READY=1\nSTATUS=running: {} cameras, {delivery}", config.cameras.len()));
+        if std::mem::take(&mut started) {
+            let config = &active.config;
+            info!(site = %config.site.id, device = %config.site.device_id, cameras = config.cameras.len(), "vigil started");
+            let delivery = match &config.mqtt {
+                Some(mqtt) => format!("MQTT to {}", redact_url(&mqtt.host)),
+                None => "no MQTT (events kept in the outbox)".to_owned(),
+            };
+            notifier.notify(&format!("READY=1\nSTATUS=running: {} cameras, {delivery}", config.cameras.len()));
+        }
         tokio::select! {
             name = &mut signal => {
                 info!(signal = name, "shutting down");
                 break;
             }
+            Some(update) = camera_updates.recv() => {
+                // On this loop, as `config_apply`'s restarts: one writer of the file, and the
+                // configuration in force follows.
+                let reply = update.reply.clone();
+                let done = console_cameras::apply(&mut active, &running.active, &running.cameras, &running.people, update);
+                let _ = reply.send(done);
+            }
             Some(apply) = applies.recv() => {
                 let applied =
                     config_apply::apply(running, &mut active, apply, &notifier, &requests, &mut signal).await?;
                 running = applied.running;
+                started = true;
                 if let Some(name) = applied.signal {
                     info!(signal = name, "shutting down");
                     break;
@@ -160,17 +175,23 @@ struct Running {
     probe: config_apply::Probe,
     /// Events of the agent itself (`config_applied`, `config_rolled_back`) go out through it.
     emitter: Emitter,
+    /// The configuration in force as the handlers read it (the console's camera changes replace it).
+    active: console_cameras::ActiveView,
+    /// What the console changes in the running cameras.
+    cameras: Vec<camera::CameraHandle>,
+    /// The roster in force (a camera change may not drop a bed or chair it names).
+    people: Arc<People>,
 }
 
 impl Running {
     /// Starts every worker; with systemd's watchdog on, also the thread that pings it while they all
-    /// make progress. With `reconfigure`, `config_apply` is among the commands. A start that fails
+    /// make progress. `reconfigure` is what `config_apply` and the console's camera changes need. A start that fails
     /// half-way stops what it had started (all phases at once), so that a restart can follow in the
     /// same process.
     fn start(
         config: &Config,
         notifier: &Arc<notify::Notifier>,
-        reconfigure: Option<config_apply::Reconfigure>,
+        reconfigure: config_apply::Reconfigure,
     ) -> anyhow::Result<Running> {
         let shutdown = Shutdown::new();
         let started = Running::start_with(config, notifier, reconfigure, &shutdown);
@@ -183,7 +204,7 @@ impl Running {
     fn start_with(
         config: &Config,
         notifier: &Arc<notify::Notifier>,
-        reconfigure: Option<config_apply::Reconfigure>,
+        reconfigure: config_apply::Reconfigure,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Running> {
         let shutdown = shutdown.clone();
@@ -196,8 +217,19 @@ impl Running {
         let (decisions_tx, decisions_rx) = mpsc::channel::<Decision>();
         let (evidence_tx, evidence_rx) = mpsc::channel::<EvidenceRequest>();
         let pending = Arc::new(Pending::new(&config.storage.data_dir.join("evidence-pending")));
-        let outlet =
-            |camera: &str| Outlet::new(config, camera, pending.clone(), decisions_tx.clone(), evidence_tx.clone());
+        // One identity per camera, shared by its outlets (analysis, presence): the console renames it live.
+        let identities: HashMap<String, _> = config
+            .cameras
+            .iter()
+            .map(|c| (c.id.clone(), Arc::new(RwLock::new(sink::camera_identity(config, &c.id)))))
+            .collect();
+        let outlet = |camera: &str| {
+            let outlet = Outlet::new(config, camera, pending.clone(), decisions_tx.clone(), evidence_tx.clone());
+            match identities.get(camera) {
+                Some(identity) => outlet.with_identity(identity.clone()),
+                None => outlet,
+            }
+        };
         // Bed occupancy over the hours an offline phone's photo may be late by (ward phones' bed check).
         let history = Arc::new(OccupancyHistory::new(Duration::from_secs(config.phones.max_offline_hours * 3600)));
         let presence =
@@ -215,9 +247,10 @@ impl Running {
         let console_people =
             Arc::new(console_people::ConsolePeople::new(config, enrolment.clone(), state.shared.people.clone()));
         let mut registry = command_registry(config, &state, watches, enrolment, &presence, &phones);
-        if let Some(reconfigure) = reconfigure {
-            registry.register("config_apply", config_apply::handler(reconfigure));
-        }
+        let (active_view, camera_updates) = (reconfigure.active.clone(), reconfigure.requests.cameras.clone());
+        // A roster is checked against the cameras' regions in force, which the console changes live.
+        registry.register("roster", console_cameras::roster_handler(active_view.clone(), state.shared.people.clone()));
+        registry.register("config_apply", config_apply::handler(reconfigure));
         let registry = Arc::new(registry);
         let outbox = open_outbox(config)?;
         let wake = Arc::new(tokio::sync::Notify::new());
@@ -262,7 +295,7 @@ impl Running {
         let publisher =
             start_publisher(config, &base, &outbox, &wake, delivery, registry, ack_tx, retained, &publisher_counters)?;
         let timings = camera::ModelTimings::default();
-        let (mut producers, mut cameras) = (Vec::new(), Vec::new());
+        let (mut producers, mut cameras, mut handles) = (Vec::new(), Vec::new(), Vec::new());
         for camera in &config.cameras {
             info!(camera = %camera.id, role = camera.role.as_str(), url = %redact_url(&camera.url),
                 keyframes_only = camera.keyframes_only(), regions = camera.regions.len(), "camera configured");
@@ -281,6 +314,7 @@ impl Running {
             producers.extend(started.threads);
             watched.extend(started.watched);
             cameras.push(started.metrics);
+            handles.push(started.handle);
         }
         let probe = config_apply::Probe {
             cameras: cameras.clone(),
@@ -351,16 +385,32 @@ impl Running {
         let http = match checkins {
             Some(checkins) => {
                 let events = review.clone().map(|r| r as Arc<dyn crate::http::console_events::Evidence>);
-                http::start(config, phones, checkins, metrics, console, events, console_people)?
+                let cameras =
+                    Arc::new(console_cameras::Cameras::new(handles.clone(), active_view.clone(), camera_updates));
+                http::start(config, phones, checkins, metrics, console, events, console_people, cameras)?
             }
             None => None,
         };
-        Ok(Running { shutdown, producers, consumers, publisher, acks, http, ops, review, probe, emitter: own_events })
+        Ok(Running {
+            shutdown,
+            producers,
+            consumers,
+            publisher,
+            acks,
+            http,
+            ops,
+            review,
+            probe,
+            emitter: own_events,
+            active: active_view,
+            cameras: handles,
+            people: state.shared.people.clone(),
+        })
     }
 
     /// Stops the phases in order within [`SHUTDOWN_GRACE`], then gives the publisher up to 5 s more.
     async fn stop(self) -> anyhow::Result<()> {
-        let Running { shutdown, producers, consumers, publisher, acks, http, ops, review, probe: _, emitter: _ } = self;
+        let Running { shutdown, producers, consumers, publisher, acks, http, ops, review, .. } = self;
         shutdown.trigger();
         // The console's event streams end first: the server's graceful stop waits for open responses.
         if let Some(review) = review {
@@ -414,7 +464,8 @@ fn presence_cameras(
     config
         .cameras
         .iter()
-        .filter(|c| c.role != Role::SettlementWindow && !c.regions.is_empty())
+        // Every ward and dialysis-room camera, with regions or not yet: the console may draw them live.
+        .filter(|c| c.role != Role::SettlementWindow)
         .map(|c| Arc::new(PresenceCamera::new(config, c, outlet(&c.id)).keep_history(history.clone())))
         .collect()
 }

@@ -35,6 +35,10 @@ pub fn empty_reference_path(data_dir: &Path, camera: &str) -> PathBuf {
 }
 
 struct State {
+    /// The regions as configured (the console changes them live, [`PresenceCamera::set_regions`]).
+    regions: Vec<(String, Vec<Vec<f64>>)>,
+    /// The regions' empty look (`vigil reference --empty`, or taken live from the console).
+    reference: Option<image::RgbImage>,
     /// Built at the first frame, when the frame size is known.
     monitors: Vec<RegionMonitor>,
     size: (u32, u32),
@@ -146,10 +150,8 @@ impl OccupancyHistory {
 pub struct PresenceCamera {
     pub id: String,
     pub role: Role,
-    regions: Vec<(String, Vec<Vec<f64>>)>,
     settings: PresenceSettings,
     max_gap: Duration,
-    reference: Option<image::RgbImage>,
     state: Mutex<State>,
     outlet: Outlet,
     /// Where the regions' state changes are kept for later questions (ward phones' bed check).
@@ -175,11 +177,11 @@ impl PresenceCamera {
         PresenceCamera {
             id: camera.id.clone(),
             role: camera.role,
-            regions: camera.regions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             settings: config.presence.settings(&config.persons),
             max_gap: Duration::from_secs(config.presence.max_gap_secs),
-            reference,
             state: Mutex::new(State {
+                regions: camera.regions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                reference,
                 monitors: Vec::new(),
                 size: (0, 0),
                 last_frame: None,
@@ -206,7 +208,12 @@ impl PresenceCamera {
         let mut state = self.state();
         let size = frame.image.dimensions();
         if state.size != size {
-            state.monitors = self.monitors(&frame.image);
+            let reference = scaled(state.reference.as_ref(), size);
+            state.monitors = state
+                .regions
+                .iter()
+                .filter_map(|(name, points)| self.monitor(name, points, size, reference.as_ref()))
+                .collect();
             state.size = size;
         }
         for monitor in &mut state.monitors {
@@ -223,31 +230,116 @@ impl PresenceCamera {
         state.last_frame = Some(frame.clone());
     }
 
-    fn monitors(&self, frame: &image::RgbImage) -> Vec<RegionMonitor> {
-        let (w, h) = frame.dimensions();
-        let reference = self.reference.as_ref().map(|r| {
-            if r.dimensions() == (w, h) {
-                r.clone()
-            } else {
-                image::imageops::resize(r, w, h, image::imageops::FilterType::Triangle)
-            }
-        });
-        self.regions
-            .iter()
-            .filter_map(|(name, points)| match Polygon::from_config(points, w, h) {
-                Ok(polygon) => {
-                    let mut monitor = RegionMonitor::new(name, polygon, self.settings);
-                    if let Some(r) = &reference {
-                        if !monitor.set_reference(r) {
-                            warn!(camera = %self.id, region = %name, "region not comparable in the empty reference");
-                        }
+    /// The monitor of one region at a frame size, compared with the (scaled) empty reference if any.
+    fn monitor(
+        &self,
+        name: &str,
+        points: &[Vec<f64>],
+        (w, h): (u32, u32),
+        reference: Option<&image::RgbImage>,
+    ) -> Option<RegionMonitor> {
+        match Polygon::from_config(points, w, h) {
+            Ok(polygon) => {
+                let mut monitor = RegionMonitor::new(name, polygon, self.settings);
+                if let Some(r) = reference {
+                    if !monitor.set_reference(r) {
+                        warn!(camera = %self.id, region = %name, "region not comparable in the empty reference");
                     }
-                    Some(monitor)
                 }
-                Err(e) => {
-                    warn!(camera = %self.id, region = %name, error = ?e, "region unusable");
-                    None
+                Some(monitor)
+            }
+            Err(e) => {
+                warn!(camera = %self.id, region = %name, error = ?e, "region unusable");
+                None
+            }
+        }
+    }
+
+    /// Whether the camera has regions to watch (a dialysis room may have none yet).
+    pub fn has_regions(&self) -> bool {
+        !self.state().regions.is_empty()
+    }
+
+    /// The regions now.
+    pub fn regions(&self) -> Vec<(String, Vec<Vec<f64>>)> {
+        self.state().regions.clone()
+    }
+
+    /// New regions, live (the console's editor): a region whose points did not change keeps its state
+    /// and its timeline; a changed or new one starts afresh (unknown until its tracker decides); a
+    /// removed one is dropped. Returns the names of the regions that start afresh.
+    pub fn set_regions(&self, regions: &std::collections::BTreeMap<String, Vec<Vec<f64>>>) -> Vec<String> {
+        let mut state = self.state();
+        let size = state.size;
+        let reference = scaled(state.reference.as_ref(), size);
+        let old = std::mem::take(&mut state.monitors);
+        let unchanged =
+            |name: &str, points: &Vec<Vec<f64>>| state.regions.iter().any(|(n, p)| n == name && p == points);
+        let mut fresh = Vec::new();
+        let mut monitors = Vec::new();
+        let mut old: HashMap<String, RegionMonitor> = old.into_iter().map(|m| (m.name.clone(), m)).collect();
+        for (name, points) in regions {
+            if unchanged(name, points) {
+                if let Some(monitor) = old.remove(name) {
+                    monitors.push(monitor);
+                    continue;
                 }
+                if size == (0, 0) {
+                    continue;
+                }
+            } else {
+                fresh.push(name.clone());
+            }
+            if size != (0, 0) {
+                monitors.extend(self.monitor(name, points, size, reference.as_ref()));
+            }
+        }
+        state.monitors = monitors;
+        state.regions = regions.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        info!(camera = %self.id, regions = state.regions.len(), changed = %fresh.join(","), "regions replaced live");
+        fresh
+    }
+
+    /// A new empty reference of the regions, live: every region compares with it from the next frame
+    /// (their states and timelines go on).
+    pub fn set_reference(&self, empty: image::RgbImage) {
+        let mut state = self.state();
+        let reference = scaled(Some(&empty), state.size);
+        if let Some(r) = &reference {
+            for monitor in &mut state.monitors {
+                if !monitor.set_reference(r) {
+                    warn!(camera = %self.id, region = %monitor.name, "region not comparable in the empty reference");
+                }
+            }
+        }
+        state.reference = Some(empty);
+        info!(camera = %self.id, "empty reference of the regions reloaded");
+    }
+
+    /// Whether an empty reference of the regions is loaded.
+    pub fn has_reference(&self) -> bool {
+        self.state().reference.is_some()
+    }
+
+    /// Each region's state now (unknown before its first frame, or after a gap longer than
+    /// `[presence] max_gap_secs`).
+    pub fn occupancy(&self, now: SystemTime) -> Vec<(String, Occupancy)> {
+        let state = self.state();
+        state
+            .regions
+            .iter()
+            .map(|(name, _)| {
+                let state = state
+                    .monitors
+                    .iter()
+                    .find(|m| &m.name == name)
+                    .filter(|m| {
+                        m.tracker
+                            .last_frame()
+                            .is_some_and(|t| now.duration_since(t).unwrap_or_default() <= self.max_gap)
+                    })
+                    .map_or(Occupancy::Unknown, |m| m.tracker.state());
+                (name.clone(), state)
             })
             .collect()
     }
@@ -297,7 +389,7 @@ impl PresenceCamera {
         let state = self.state();
         if state.monitors.is_empty() {
             // No frame since start: every bed is unknown (never absent).
-            return self
+            return state
                 .regions
                 .iter()
                 .map(|(bed, _)| BedCheck {
@@ -393,6 +485,18 @@ impl PresenceCamera {
                 share = outcome.share, "dialysis session judged");
             self.decide_on_region(outcome.at, &chair, DecisionKind::Dialysis(outcome), details);
         }
+    }
+}
+
+/// The empty reference at the frame size (`None` before the first frame).
+fn scaled(reference: Option<&image::RgbImage>, (w, h): (u32, u32)) -> Option<image::RgbImage> {
+    let r = reference?;
+    if (w, h) == (0, 0) {
+        None
+    } else if r.dimensions() == (w, h) {
+        Some(r.clone())
+    } else {
+        Some(image::imageops::resize(r, w, h, image::imageops::FilterType::Triangle))
     }
 }
 
@@ -599,6 +703,51 @@ mod tests {
             history.record("ward-3", "bed-2", t(s), Some(StateChange { from: Occupancy::Unknown, to, at: t(s) }));
         }
         assert_eq!(history.kept("ward-3", "bed-2"), MAX_CHANGES_PER_REGION);
+    }
+
+    /// The console's live changes: a region with the same points keeps its state, a changed or new one
+    /// starts afresh (unknown), a removed one goes; a new empty reference is taken without a reset.
+    #[test]
+    fn regions_are_swapped_live_and_only_changed_ones_start_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[site]\nid = \"h\"\ndevice_id = \"d\"\n[storage]\ndata_dir = \"state\"\n\
+                    [presence]\nenter_secs = 2\nleave_secs = 2\n\
+                    [[cameras]]\nid = \"ward-1\"\nrole = \"ward\"\nurl = \"test://ball\"\n\
+                    regions = { bed-1 = [[0.1, 0.1], [0.4, 0.1], [0.4, 0.6]], bed-2 = [[0.5, 0.1], [0.9, 0.1], [0.9, 0.6]] }\n";
+        let path = dir.path().join("vigil.toml");
+        std::fs::write(&path, text).unwrap();
+        let config = crate::config::load(&path).unwrap();
+        let (decisions, _d) = mpsc::channel();
+        let (evidence, _e) = mpsc::channel();
+        let pending = Arc::new(crate::evidence::pending::Pending::new(dir.path()));
+        let outlet = Outlet::new(&config, "ward-1", pending, decisions, evidence);
+        let camera = PresenceCamera::new(&config, &config.cameras[0], outlet);
+        let frame = |s: u64| Frame { image: image::RgbImage::new(64, 48), captured: t(s), seq: s, keyframe: true };
+        for s in 0..6 {
+            camera.observe(&frame(s), &[]);
+        }
+        let states = |now| camera.occupancy(t(now)).into_iter().collect::<HashMap<_, _>>();
+        assert_eq!(states(5), HashMap::from([("bed-1".into(), Occupancy::Empty), ("bed-2".into(), Occupancy::Empty)]));
+
+        let mut regions: std::collections::BTreeMap<String, Vec<Vec<f64>>> = config.cameras[0].regions.clone();
+        regions.insert("bed-2".into(), vec![vec![0.5, 0.2], vec![0.9, 0.2], vec![0.9, 0.7]]);
+        regions.insert("bed-3".into(), vec![vec![0.1, 0.7], vec![0.4, 0.7], vec![0.4, 0.95]]);
+        assert_eq!(camera.set_regions(&regions), ["bed-2", "bed-3"]);
+        let now = states(5);
+        assert_eq!(now["bed-1"], Occupancy::Empty, "unchanged: its state goes on");
+        assert_eq!((now["bed-2"], now["bed-3"]), (Occupancy::Unknown, Occupancy::Unknown), "afresh");
+        for s in 6..10 {
+            camera.observe(&frame(s), &[]);
+        }
+        assert!(states(9).values().all(|s| *s == Occupancy::Empty), "{:?}", states(9));
+
+        regions.remove("bed-1");
+        assert!(camera.set_regions(&regions).is_empty());
+        assert_eq!(camera.occupancy(t(9)).len(), 2, "bed-1 removed");
+        assert!(!camera.has_reference());
+        camera.set_reference(image::RgbImage::new(64, 48));
+        assert!(camera.has_reference());
+        assert!(states(9).values().all(|s| *s == Occupancy::Empty), "a new reference resets nothing");
     }
 
     /// A backdated change replaces what was recorded from its time on (the tracker revises the last

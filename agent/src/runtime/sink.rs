@@ -35,7 +35,7 @@ fn evidence_request(
         event_id: decision.id,
         kind: decision.name().to_owned(),
         camera: decision.camera.clone(),
-        camera_info: outlet.identity.clone(),
+        camera_info: outlet.identity.read().unwrap_or_else(|e| e.into_inner()).clone(),
         at: decision.at,
         onset,
         thresholds: outlet.thresholds.of(&decision.kind),
@@ -141,7 +141,8 @@ pub struct Outlet {
     recordings: PathBuf,
     pre_roll: Duration,
     post_roll: Duration,
-    identity: CameraIdentity,
+    /// Shared by the camera's outlets; the console's camera changes (name, URL) replace it.
+    identity: Arc<std::sync::RwLock<CameraIdentity>>,
     thresholds: Thresholds,
 }
 
@@ -161,9 +162,20 @@ impl Outlet {
             recordings: config.storage.recordings_dir().join(camera),
             pre_roll: Duration::from_secs(config.evidence.pre_roll_secs),
             post_roll: Duration::from_secs(config.evidence.post_roll_secs),
-            identity: camera_identity(config, camera),
+            identity: Arc::new(std::sync::RwLock::new(camera_identity(config, camera))),
             thresholds: Thresholds::new(config),
         }
+    }
+
+    /// This outlet names its camera as `identity` does (one per camera, shared by its outlets).
+    pub fn with_identity(mut self, identity: Arc<std::sync::RwLock<CameraIdentity>>) -> Outlet {
+        self.identity = identity;
+        self
+    }
+
+    /// The camera's name, role and URL as evidence manifests record them, changed in place by the console.
+    pub fn identity(&self) -> Arc<std::sync::RwLock<CameraIdentity>> {
+        self.identity.clone()
     }
 
     /// Sends a decision taken at `at` on `frame`, with an evidence request when the kind needs one and

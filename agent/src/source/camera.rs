@@ -142,11 +142,19 @@ pub struct CameraWorker {
     /// Where outages and recording failures are reported (`decide::camera` makes decisions of them).
     pub health: Arc<dyn HealthSink>,
     pub shutdown: Arc<AtomicBool>,
+    /// Set to stop this worker alone (the camera's settings changed: its owner starts a new one);
+    /// `None` when only `shutdown` stops it.
+    pub restart: Option<Arc<AtomicBool>>,
     pub counters: Arc<CameraCounters>,
     pub supervision: Supervision,
 }
 
 impl CameraWorker {
+    /// The agent stops, or this worker is to make way for a new one.
+    fn stopping(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed) || self.restart.as_ref().is_some_and(|r| r.load(Ordering::Relaxed))
+    }
+
     /// Runs until `shutdown` is set. Call on a dedicated thread.
     pub fn run(self) {
         let clock = self.supervision.clock.clone();
@@ -185,7 +193,7 @@ impl CameraWorker {
             Supervisor::new(&self.camera.id, policy, self.supervision.clock.clone(), self.counters.clone());
         loop {
             self.counters.progress.fetch_add(1, Ordering::Relaxed);
-            if self.shutdown.load(Ordering::Relaxed) {
+            if self.stopping() {
                 return;
             }
             match self.run_once(&mut supervisor, liveness) {
@@ -205,12 +213,12 @@ impl CameraWorker {
         let until = Instant::now() + total;
         while Instant::now() < until {
             self.counters.progress.fetch_add(1, Ordering::Relaxed);
-            if self.shutdown.load(Ordering::Relaxed) {
+            if self.stopping() {
                 return false;
             }
             std::thread::sleep(Duration::from_millis(100).min(until - Instant::now()));
         }
-        !self.shutdown.load(Ordering::Relaxed)
+        !self.stopping()
     }
 
     /// One pipeline run: build, start, watch until the supervisor wants something else, stop.
@@ -242,7 +250,7 @@ impl CameraWorker {
         // Announced before the teardown, which may take until its deadline.
         let next = self.announce(liveness, step);
         self.stop(pipeline, next == Next::Shutdown && record);
-        self.counters.frames.fetch_add(stats.frames.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.counters.frames.fetch_add(stats.uncounted(), Ordering::Relaxed);
         next
     }
 
@@ -320,7 +328,8 @@ impl CameraWorker {
         let record = supervisor.recording();
         loop {
             self.counters.progress.fetch_add(1, Ordering::Relaxed);
-            if self.shutdown.load(Ordering::Relaxed) {
+            self.counters.frames.fetch_add(stats.uncounted(), Ordering::Relaxed);
+            if self.stopping() {
                 return supervisor.on(Event::Shutdown);
             }
             let event = bus.timed_pop(gst::ClockTime::from_mseconds(200)).and_then(|msg| {

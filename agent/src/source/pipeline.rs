@@ -39,9 +39,18 @@ pub struct PipelineStats {
     /// Set once the supervisor has given up on this pipeline: its frames are dropped from then on, so a
     /// pipeline being torn down (or left behind, stuck) never ends an outage the supervisor announced.
     retired: RwLock<bool>,
+    /// Of `frames`, those already added to the camera's counters ([`PipelineStats::uncounted`]).
+    counted: AtomicU64,
 }
 
 impl PipelineStats {
+    /// Frames decoded since the last call: the camera's running total follows its pipeline while it runs
+    /// (not only when the run ends), so `/metrics` and the console see a camera that never restarts.
+    pub fn uncounted(&self) -> u64 {
+        let frames = self.frames.load(Ordering::Relaxed);
+        frames.saturating_sub(self.counted.swap(frames, Ordering::Relaxed))
+    }
+
     /// The wall time of the last frame, if any came.
     pub fn last_frame(&self) -> Option<SystemTime> {
         let ms = self.last_frame_ms.load(Ordering::Relaxed);
