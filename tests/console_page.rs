@@ -116,13 +116,20 @@ impl Platformed<'_> {
     }
 }
 
-/// The entry directory of the evidence store whose manifest names `event_id`.
-fn entry_of(evidence: &Path, event_id: &str) -> PathBuf {
-    std::fs::read_dir(evidence)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|dir| std::fs::read_to_string(dir.join("manifest.json")).is_ok_and(|m| m.contains(event_id)))
-        .unwrap_or_else(|| panic!("no entry of {event_id} in {}", evidence.display()))
+/// A file of the bundle of `event_id` in the evidence store (not its manifest; the hold record names
+/// the event too, but holds no file).
+fn bundle_file(evidence: &Path, event_id: &str) -> PathBuf {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(evidence).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    entries
+        .iter()
+        .filter(|dir| std::fs::read_to_string(dir.join("manifest.json")).is_ok_and(|m| m.contains(event_id)))
+        .flat_map(|dir| std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()))
+        .find(|f| {
+            let name = f.file_name().unwrap().to_string_lossy();
+            !name.starts_with("manifest") && name != "timestamp.tsr"
+        })
+        .unwrap_or_else(|| panic!("no file of {event_id}'s bundle in {}", evidence.display()))
 }
 
 /// What a JS expression evaluates to in `tab`, as a string (empty when not one).
@@ -347,12 +354,7 @@ fn the_console_against_the_agent() {
     tab.set_size(1280, 800, false);
 
     // A bundle altered on the box is called INVALID.
-    let entry = entry_of(&root.join("state/evidence"), &tamper_id);
-    let altered = std::fs::read_dir(&entry)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|f| !f.file_name().unwrap().to_string_lossy().starts_with("manifest") && !f.ends_with("timestamp.tsr"))
-        .unwrap_or_else(|| panic!("no file but the manifest in {}", entry.display()));
+    let altered = bundle_file(&root.join("state/evidence"), &tamper_id);
     let mut bytes = std::fs::read(&altered).unwrap();
     bytes.push(0);
     std::fs::write(&altered, bytes).unwrap();
