@@ -204,6 +204,11 @@ fn the_console_against_the_agent() {
         "shifts": [{ "physician": "dr-li", "start": shift_start, "end": shift_end }],
     });
     sub.publish("vigil/v1/hosp/edge/cmd/roster", platform.sign("roster", &roster));
+    let started = std::time::Instant::now();
+    while ureq::get(&format!("http://127.0.0.1:{port}/healthz")).call().is_err() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the agent does not serve:\n{}", agent.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let box_ = Platformed { sub: &sub, platform: &platform, agent: &agent };
 
     let browser = browser(root);

@@ -534,7 +534,10 @@ export function render() {
   const [w, h] = ed.size;
   const stage = el("div", { class: "stage editing" });
   stage.style.aspectRatio = `${w} / ${h}`;
+  const mine = ed;
   ed.frame = liveFrame(camera, (nw, nh) => {
+    // A frame that arrives after the editor was left (or re-rendered) has nothing to resize.
+    if (ed !== mine) return;
     // The frame's own size wins over the reported one (a camera without a frame yet reports 0).
     if (nw && nh && (nw !== ed.size[0] || nh !== ed.size[1]) && !(camera.width > 0)) {
       ed.size = [nw, nh];
