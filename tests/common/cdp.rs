@@ -204,6 +204,35 @@ impl Browser {
         tab
     }
 
+    /// A new tab in a new browser context at desk size (`width`×`height` CSS pixels, mouse, no touch),
+    /// with `locale` as the browser's language. [`Tab::set_size`] turns it into a tablet or a phone.
+    pub fn desk_tab(&self, locale: &str, width: u32, height: u32) -> Tab {
+        let context = self.call("Target.createBrowserContext", json!({ "disposeOnDetach": true }))["browserContextId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let target =
+            self.call("Target.createTarget", json!({ "url": "about:blank", "browserContextId": context }))["targetId"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        let session = self.call("Target.attachToTarget", json!({ "targetId": target, "flatten": true }))["sessionId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let tab = Tab { connection: self.connection.clone(), session, context, target };
+        for domain in ["Page.enable", "Runtime.enable", "Log.enable", "Network.enable"] {
+            tab.call(domain, json!({}));
+        }
+        tab.call(
+            "Network.setUserAgentOverride",
+            json!({ "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Vigil test", "acceptLanguage": locale }),
+        );
+        tab.call("Emulation.setLocaleOverride", json!({ "locale": locale }));
+        tab.set_size(width, height, false);
+        tab
+    }
+
     /// Errors the pages reported so far (uncaught exceptions, console errors, CSP violations).
     pub fn page_errors(&self) -> Vec<PageError> {
         self.connection.borrow().errors.clone()
@@ -333,6 +362,60 @@ impl Tab {
             "Network.emulateNetworkConditions",
             json!({ "offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1 }),
         );
+    }
+
+    /// The viewport's size in CSS pixels; `touch`: a mobile device with a touch screen (a tablet, a phone).
+    pub fn set_size(&self, width: u32, height: u32, touch: bool) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": touch }),
+        );
+        self.call("Emulation.setTouchEmulationEnabled", json!({ "enabled": touch, "maxTouchPoints": 5 }));
+    }
+
+    /// The centre of `selector`'s element in viewport CSS pixels, scrolled into view first.
+    pub fn centre(&self, selector: &str) -> (f64, f64) {
+        let at = self.eval(&format!(
+            "(() => {{ const e = document.querySelector({selector:?}); if (!e) return null; e.scrollIntoView({{block: 'center'}});
+               const r = e.getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; }})()"
+        ));
+        let at = at.as_array().unwrap_or_else(|| panic!("no element {selector}"));
+        (at[0].as_f64().unwrap(), at[1].as_f64().unwrap())
+    }
+
+    /// A mouse press, moves in `steps` and release from `from` to `to` (a click when they are equal), as
+    /// real input events: the page sees pointerdown / pointermove / pointerup.
+    pub fn mouse_drag(&self, from: (f64, f64), to: (f64, f64), steps: u32) {
+        let event = |kind: &str, (x, y): (f64, f64), buttons: u32| {
+            self.call(
+                "Input.dispatchMouseEvent",
+                json!({ "type": kind, "x": x, "y": y, "button": "left", "buttons": buttons, "clickCount": 1 }),
+            );
+        };
+        event("mouseMoved", from, 0);
+        event("mousePressed", from, 1);
+        for i in 1..=steps {
+            let f = f64::from(i) / f64::from(steps.max(1));
+            event("mouseMoved", (from.0 + (to.0 - from.0) * f, from.1 + (to.1 - from.1) * f), 1);
+        }
+        event("mouseReleased", to, 0);
+    }
+
+    /// A finger put down at `from`, moved to `to` in `steps` and lifted (a tap when they are equal);
+    /// needs a touch tab ([`Tab::set_size`] with `touch`).
+    pub fn touch_drag(&self, from: (f64, f64), to: (f64, f64), steps: u32) {
+        let touch = |kind: &str, points: Value| {
+            self.call("Input.dispatchTouchEvent", json!({ "type": kind, "touchPoints": points }));
+        };
+        touch("touchStart", json!([{ "x": from.0, "y": from.1, "id": 1 }]));
+        for i in 1..=steps {
+            let f = f64::from(i) / f64::from(steps.max(1));
+            touch(
+                "touchMove",
+                json!([{ "x": from.0 + (to.0 - from.0) * f, "y": from.1 + (to.1 - from.1) * f, "id": 1 }]),
+            );
+        }
+        touch("touchEnd", json!([]));
     }
 
     /// A PNG of the viewport.

@@ -36,6 +36,7 @@ pub fn python() -> PathBuf {
 
 pub mod agent;
 pub mod cdp;
+pub mod console;
 pub mod media;
 pub mod mqtt;
 pub mod phone;

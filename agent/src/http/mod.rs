@@ -7,6 +7,7 @@
 //! - [`tls`]: the certificate (configured, or self-signed once);
 //! - [`limits`]: access log, rate limit, timeout, size, the upload line;
 //! - [`phones`]: the phones' API; [`console`]: the console's sign-in, CSRF and role guard; [`assets`]: the phone page's files;
+//!   [`console_page`]: the console page's files;
 //! - [`console_cameras`]: the console's cameras (health, latest frame, regions, references);
 //! - [`console_events`]: the console's events and evidence (list, stream, verification, files, legal hold);
 //! - [`console_people`]: the console's roster view, enrolment from uploaded photos, removal;
@@ -17,6 +18,7 @@ pub mod assets;
 pub mod console;
 pub mod console_cameras;
 pub mod console_events;
+pub mod console_page;
 pub mod console_people;
 pub mod error;
 pub mod limits;

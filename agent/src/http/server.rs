@@ -23,7 +23,7 @@ use super::listener::{self, ClientAddr};
 use super::ops::{self, Operations};
 use super::phones::{self, PhoneApi};
 use super::tls::{self, CertInfo, TlsError};
-use super::{HttpSettings, assets};
+use super::{HttpSettings, assets, console_page};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -59,9 +59,11 @@ pub fn router(settings: &HttpSettings, api: PhoneApi, console: Option<ConsoleApi
         .with_state(api.clone())
         .route_layer(from_fn_with_state(limiter, limits::rate_limit));
     let routes = match console {
-        Some(console) => {
-            phones.merge(console::router(console).route_layer(from_fn_with_state(console_limiter, limits::rate_limit)))
-        }
+        Some(console) => phones.merge(
+            console::router(console)
+                .merge(console_page::router())
+                .route_layer(from_fn_with_state(console_limiter, limits::rate_limit)),
+        ),
         None => phones,
     };
     routes
