@@ -28,10 +28,11 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 /// The page may use the camera and the position, nothing else, and nothing in a frame.
 const PERMISSIONS: &str = "camera=(self), geolocation=(self), microphone=(), payment=(), usb=()";
 
-struct Asset {
-    name: &'static str,
-    bytes: &'static [u8],
-    content_type: &'static str,
+/// One file of a page compiled into the binary.
+pub(super) struct Asset {
+    pub name: &'static str,
+    pub bytes: &'static [u8],
+    pub content_type: &'static str,
 }
 
 macro_rules! asset {
@@ -58,51 +59,73 @@ const ASSETS: &[Asset] = &[
 /// The page's routes: `/ward` (redirect), `/ward/` (index.html) and `/ward/<file>`; anything else
 /// under `/ward/` is a 404. The HTTP server merges this into its router.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route("/ward", get(|| async { Redirect::permanent(PREFIX) }))
-        .route("/ward/", get(|headers: HeaderMap| async move { serve("index.html", &headers) }))
-        .route(
-            "/ward/{file}",
-            get(|Path(file): Path<String>, headers: HeaderMap| async move { serve(&file, &headers) }),
-        )
+    PAGE.router("/ward")
 }
 
-fn serve(name: &str, request: &HeaderMap) -> Response {
-    let Some((index, asset)) = ASSETS.iter().enumerate().find(|(_, a)| a.name == name) else {
-        let mut response = (StatusCode::NOT_FOUND, "no such file on this page\n").into_response();
-        security_headers(response.headers_mut());
-        return response;
-    };
-    let etag = &etags()[index];
-    let fresh = request
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
-    let mut response = if fresh {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        let mut response = asset.bytes.into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+static PAGE: Page = Page::new(ASSETS, CSP, PERMISSIONS);
+
+/// A page's files with its headers: what the ward phones' page and the console's page
+/// (`super::console_page`) both serve the same way.
+pub(super) struct Page {
+    assets: &'static [Asset],
+    csp: &'static str,
+    permissions: &'static str,
+    /// A strong ETag per asset (its SHA-256, shortened), in `assets` order; computed once.
+    etags: OnceLock<Vec<String>>,
+}
+
+impl Page {
+    pub const fn new(assets: &'static [Asset], csp: &'static str, permissions: &'static str) -> Page {
+        Page { assets, csp, permissions, etags: OnceLock::new() }
+    }
+
+    /// `<at>` (a redirect to `<at>/`), `<at>/` (index.html) and `<at>/<file>`; any other file of one
+    /// segment is a 404.
+    pub fn router<S: Clone + Send + Sync + 'static>(&'static self, at: &str) -> Router<S> {
+        let prefix = format!("{at}/");
+        Router::new()
+            .route(at, get(move || std::future::ready(Redirect::permanent(&prefix))))
+            .route(&format!("{at}/"), get(move |headers: HeaderMap| async move { self.serve("index.html", &headers) }))
+            .route(
+                &format!("{at}/{{file}}"),
+                get(move |Path(file): Path<String>, headers: HeaderMap| async move { self.serve(&file, &headers) }),
+            )
+    }
+
+    fn serve(&self, name: &str, request: &HeaderMap) -> Response {
+        let Some((index, asset)) = self.assets.iter().enumerate().find(|(_, a)| a.name == name) else {
+            let mut response = (StatusCode::NOT_FOUND, "no such file on this page\n").into_response();
+            self.security_headers(response.headers_mut());
+            return response;
+        };
+        let etags = self.etags.get_or_init(|| {
+            self.assets.iter().map(|a| format!("\"{}\"", &crate::hashing::sha256_hex(a.bytes)[..32])).collect()
+        });
+        let etag = &etags[index];
+        let fresh = request
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+        let mut response = if fresh {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            let mut response = asset.bytes.into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+            response
+        };
+        let headers = response.headers_mut();
+        headers.insert(header::ETAG, HeaderValue::from_str(etag).expect("hex is a valid header value"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        self.security_headers(headers);
         response
-    };
-    let headers = response.headers_mut();
-    headers.insert(header::ETAG, HeaderValue::from_str(etag).expect("hex is a valid header value"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    security_headers(headers);
-    response
-}
+    }
 
-fn security_headers(headers: &mut HeaderMap) {
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(HeaderName::from_static("permissions-policy"), HeaderValue::from_static(PERMISSIONS));
-}
-
-/// A strong ETag per asset (its SHA-256, shortened), in [`ASSETS`] order; computed once.
-fn etags() -> &'static [String] {
-    static ETAGS: OnceLock<Vec<String>> = OnceLock::new();
-    ETAGS.get_or_init(|| ASSETS.iter().map(|a| format!("\"{}\"", &crate::hashing::sha256_hex(a.bytes)[..32])).collect())
+    fn security_headers(&self, headers: &mut HeaderMap) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(self.csp));
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        headers.insert(HeaderName::from_static("permissions-policy"), HeaderValue::from_static(self.permissions));
+    }
 }
 
 #[cfg(test)]

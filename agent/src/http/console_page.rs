@@ -8,14 +8,9 @@
 //! 304) and never mixes an old script with a new page after an upgrade. There is no service worker:
 //! the console is useless without the box, and a cached console would show stale evidence.
 
-use std::sync::OnceLock;
-
 use axum::Router;
-use axum::extract::Path;
-use axum::http::StatusCode;
-use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+
+use super::assets::{Asset, Page};
 
 /// Where the page lives.
 pub const PREFIX: &str = "/console/";
@@ -27,12 +22,6 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 
 /// The console needs no device of the browser.
 const PERMISSIONS: &str = "camera=(), geolocation=(), microphone=(), payment=(), usb=()";
-
-struct Asset {
-    name: &'static str,
-    bytes: &'static [u8],
-    content_type: &'static str,
-}
 
 macro_rules! asset {
     ($name:literal, $type:literal) => {
@@ -60,57 +49,16 @@ const ASSETS: &[Asset] = &[
 /// else of one segment under `/console/` is a 404 (the API is under `/console/api/`, two segments and
 /// more, merged beside this by the server).
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route("/console", get(|| async { Redirect::permanent(PREFIX) }))
-        .route("/console/", get(|headers: HeaderMap| async move { serve("index.html", &headers) }))
-        .route(
-            "/console/{file}",
-            get(|Path(file): Path<String>, headers: HeaderMap| async move { serve(&file, &headers) }),
-        )
+    PAGE.router("/console")
 }
 
-fn serve(name: &str, request: &HeaderMap) -> Response {
-    let Some((index, asset)) = ASSETS.iter().enumerate().find(|(_, a)| a.name == name) else {
-        let mut response = (StatusCode::NOT_FOUND, "no such file on this page\n").into_response();
-        security_headers(response.headers_mut());
-        return response;
-    };
-    let etag = &etags()[index];
-    let fresh = request
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
-    let mut response = if fresh {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        let mut response = asset.bytes.into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
-        response
-    };
-    let headers = response.headers_mut();
-    headers.insert(header::ETAG, HeaderValue::from_str(etag).expect("hex is a valid header value"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    security_headers(headers);
-    response
-}
-
-fn security_headers(headers: &mut HeaderMap) {
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(HeaderName::from_static("permissions-policy"), HeaderValue::from_static(PERMISSIONS));
-}
-
-/// A strong ETag per asset (its SHA-256, shortened), in [`ASSETS`] order; computed once.
-fn etags() -> &'static [String] {
-    static ETAGS: OnceLock<Vec<String>> = OnceLock::new();
-    ETAGS.get_or_init(|| ASSETS.iter().map(|a| format!("\"{}\"", &crate::hashing::sha256_hex(a.bytes)[..32])).collect())
-}
+static PAGE: Page = Page::new(ASSETS, CSP, PERMISSIONS);
 
 #[cfg(test)]
 mod tests {
     use axum::body::Body;
-    use axum::http::Request;
+    use axum::http::{Request, StatusCode, header};
+    use axum::response::Response;
     use tower::ServiceExt;
 
     use super::*;
