@@ -19,7 +19,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::agent::{Agent, Platform};
@@ -114,20 +113,6 @@ impl Console {
     }
 }
 
-fn add_user(config: &Path, name: &str, role: &str, password: &str) {
-    use std::io::Write as _;
-    let mut child = common::vigil()
-        .args(["users", "add", "--name", name, "--role", role, "--config"])
-        .arg(config)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 fn polygon(points: &[[f64; 2]]) -> Value {
     json!(points.iter().map(|p| vec![p[0], p[1]]).collect::<Vec<_>>())
 }
@@ -175,8 +160,8 @@ fn cameras_are_shown_edited_live_and_their_references_taken() {
         clip.display()
     );
     std::fs::write(&config, &text).unwrap();
-    add_user(&config, "ana", "installer", "ana's long password");
-    add_user(&config, "vic", "viewer", "vic's long password");
+    common::agent::add_console_user(&config, "ana", "installer", "ana's long password");
+    common::agent::add_console_user(&config, "vic", "viewer", "vic's long password");
     let keys = common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap();
     assert!(keys.status.success(), "{}", String::from_utf8_lossy(&keys.stderr));
 

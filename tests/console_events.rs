@@ -88,20 +88,6 @@ impl Console {
     }
 }
 
-fn add_user(config: &Path, name: &str, role: &str, password: &str) {
-    use std::io::Write as _;
-    let mut child = common::vigil()
-        .args(["users", "add", "--name", name, "--role", role, "--config"])
-        .arg(config)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// A room for `seconds`, then dark from `dark_from` s: looped by the camera, a covered lens every loop.
 fn tamper_clip(path: &Path, photo: &str, seconds: usize, dark_from: usize) {
     let room = vigil::analyze::image::frame_from(
@@ -174,9 +160,9 @@ fn events_stream_verification_files_and_legal_hold() {
         ),
     )
     .unwrap();
-    add_user(&config, "ana", "installer", "ana's long password");
-    add_user(&config, "sun", "supervisor", "sun's long password");
-    add_user(&config, "vic", "viewer", "vic's long password");
+    common::agent::add_console_user(&config, "ana", "installer", "ana's long password");
+    common::agent::add_console_user(&config, "sun", "supervisor", "sun's long password");
+    common::agent::add_console_user(&config, "vic", "viewer", "vic's long password");
     let keys = common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap();
     assert!(keys.status.success(), "{}", String::from_utf8_lossy(&keys.stderr));
     let evidence = root.join("state/evidence");

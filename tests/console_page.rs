@@ -69,20 +69,6 @@ const ON_THE_WALL: [[f64; 2]; 4] = [[0.02, 0.02], [0.30, 0.02], [0.30, 0.20], [0
 /// Where the scene's bed is (tests/common/scenes.rs).
 const ON_THE_BED: [(f64, f64); 4] = [(0.12, 0.30), (0.63, 0.30), (0.63, 0.66), (0.12, 0.66)];
 
-fn add_user(config: &Path, name: &str, role: &str, password: &str) {
-    use std::io::Write as _;
-    let mut child = common::vigil()
-        .args(["users", "add", "--name", name, "--role", role, "--config"])
-        .arg(config)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// The roll-call summaries among `messages`: (present, absent) of each.
 fn rollcalls(messages: &[(String, Vec<u8>, bool)]) -> Vec<(u64, u64)> {
     messages
@@ -183,9 +169,9 @@ fn the_console_against_the_agent() {
         ),
     )
     .unwrap();
-    add_user(&config, INSTALLER.0, "installer", INSTALLER.1);
-    add_user(&config, VIEWER.0, "viewer", VIEWER.1);
-    add_user(&config, "sun", "supervisor", "sun's long password");
+    common::agent::add_console_user(&config, INSTALLER.0, "installer", INSTALLER.1);
+    common::agent::add_console_user(&config, VIEWER.0, "viewer", VIEWER.1);
+    common::agent::add_console_user(&config, "sun", "supervisor", "sun's long password");
     let added = common::run_ok(
         common::vigil()
             .args(["users", "add", "--name", "li", "--role", "supervisor", "--one-time", "--config"])

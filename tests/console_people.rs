@@ -112,20 +112,6 @@ fn form(fields: &[(&str, &str)], files: &[(&str, &str, &str, &[u8])]) -> Body {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-fn add_user(config: &Path, name: &str, role: &str, password: &str) {
-    use std::io::Write as _;
-    let mut child = common::vigil()
-        .args(["users", "add", "--name", name, "--role", role, "--config"])
-        .arg(config)
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
@@ -210,9 +196,9 @@ fn roster_enrolment_from_uploaded_photos_removal_and_their_audit() {
         ),
     )
     .unwrap();
-    add_user(&config, "ana", "installer", "ana's long password");
-    add_user(&config, "sun", "supervisor", "sun's long password");
-    add_user(&config, "vic", "viewer", "vic's long password");
+    common::agent::add_console_user(&config, "ana", "installer", "ana's long password");
+    common::agent::add_console_user(&config, "sun", "supervisor", "sun's long password");
+    common::agent::add_console_user(&config, "vic", "viewer", "vic's long password");
     let keys = common::vigil().args(["keys", "init", "--config"]).arg(&config).output().unwrap();
     assert!(keys.status.success(), "{}", String::from_utf8_lossy(&keys.stderr));
 

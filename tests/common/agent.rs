@@ -114,3 +114,18 @@ pub fn assert_evidence_verifies(config: &Path, evidence: &Path) {
     let verify = super::vigil().args(["verify", "--key"]).arg(&pem).arg(evidence).output().unwrap();
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
 }
+
+/// `vigil users add` of a console user with `role`, the password given on standard input.
+pub fn add_console_user(config: &Path, name: &str, role: &str, password: &str) {
+    use std::io::Write as _;
+    let mut child = super::vigil()
+        .args(["users", "add", "--name", name, "--role", role, "--config"])
+        .arg(config)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+}
