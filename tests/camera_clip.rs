@@ -31,6 +31,7 @@ fn record(dir: &std::path::Path) {
         restart: None,
         counters: Arc::new(CameraCounters::default()),
         supervision: Default::default(),
+        decode: Default::default(),
     };
     let thread = std::thread::spawn(move || worker.run());
     std::thread::sleep(Duration::from_secs(14));

@@ -119,6 +119,7 @@ fn worker(camera: Camera, recordings: Option<PathBuf>, supervision: Supervision)
         restart: None,
         counters: counters.clone(),
         supervision,
+        decode: Default::default(),
     };
     let thread = std::thread::Builder::new().name("cam-door".into()).spawn(move || worker.run()).unwrap();
     Running { slot, decisions, stop, counters, thread: Some(thread) }

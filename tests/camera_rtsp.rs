@@ -111,6 +111,7 @@ fn stream_survives_an_rtsp_server_restart() {
         restart: None,
         counters: counters.clone(),
         supervision: Default::default(),
+        decode: Default::default(),
     };
     let thread = std::thread::spawn(move || worker.run());
 

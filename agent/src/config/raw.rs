@@ -205,7 +205,12 @@ impl Camera {
             transport: self.transport,
             analysis_fps: self.analysis_fps(),
             analysis_max_width: self.analysis_max_width,
-            keyframes_only: self.keyframes_only(),
+            decode: if self.keyframes_only() {
+                crate::source::settings::Decode::Keyframes
+            } else {
+                crate::source::settings::Decode::All
+            },
+            detect_url: None,
             loop_file: self.loop_file,
             stall_secs: self.stall_secs,
         }

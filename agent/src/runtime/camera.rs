@@ -456,6 +456,7 @@ pub fn start_camera(
                 restart: Some(restart),
                 counters: worker_counters.clone(),
                 supervision: Supervision::default(),
+                decode: Arc::new(crate::source::decode::DecodeControl::new(crate::source::decode::DecodeMode::Full)),
             };
             worker.run();
             if global.load(Ordering::Relaxed) {
@@ -661,6 +662,7 @@ pub fn capture_reference(
         restart: None,
         counters: Arc::new(CameraCounters::default()),
         supervision: Supervision::default(),
+        decode: Arc::new(crate::source::decode::DecodeControl::new(crate::source::decode::DecodeMode::Full)),
     };
     let thread = std::thread::Builder::new().name(format!("cam-{}", camera.id)).spawn(move || worker.run())?;
     let started = std::time::Instant::now();

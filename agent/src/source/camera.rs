@@ -42,6 +42,7 @@ use tracing::{debug, error, info, warn};
 
 use super::SourceError;
 use super::bounded;
+use super::decode::DecodeControl;
 use super::health::{HealthChange, HealthSink, Reporter};
 use super::liveness::{Liveness, Watchdog};
 use super::pipeline::{self, PipelineOptions, PipelineStats};
@@ -147,6 +148,8 @@ pub struct CameraWorker {
     pub restart: Option<Arc<AtomicBool>>,
     pub counters: Arc<CameraCounters>,
     pub supervision: Supervision,
+    /// The decode mode the camera's analysis asks for; outlives pipeline restarts.
+    pub decode: Arc<DecodeControl>,
 }
 
 impl CameraWorker {
@@ -229,6 +232,7 @@ impl CameraWorker {
             recordings: self.recordings.clone().filter(|_| record),
             segment: self.segment,
             clock: self.supervision.clock.clone(),
+            decode: self.decode.clone(),
         };
         let pipeline = match pipeline::build(&self.camera, &options, self.slot.clone(), stats.clone()) {
             Ok(p) => p,

@@ -3,9 +3,33 @@
 //! ```text
 //! source (rtspsrc | filesrc+demux | videotestsrc+x264enc) ! h264parse ! h264timestamper ! tee
 //!   tee ! queue ! splitmuxsink (≈10 s fragmented MP4 segments, H.264 as received: no re-encode)
-//!   tee ! queue (leaky) ! [drop delta units] ! avdec_h264 ! [videorate] ! videoconvert ! videoscale
-//!       ! RGB ! appsink → FrameSlot (latest frame wins)
+//!   tee ! queue (leaky) ! identity name=gate ! avdec_h264 max-threads=1 ! videoconvertscale
+//!       ! RGB ≤ analysis_max_width ! appsink → FrameSlot (latest frame wins)
 //! ```
+//! With a `detect_url` (a camera's low-resolution sub-stream) there is no tee: `url`'s source feeds the
+//! recording branch and `detect_url`'s the decoding branch, in the same pipeline, so one supervisor runs
+//! both and a failure of either restarts both.
+//!
+//! The decoding branch, stage by stage, and why:
+//! - The queue before the decoder is leaky (8 units): a decoder that falls behind loses frames, never
+//!   the recording. A probe on its sink pad numbers the units (in the buffer's `offset`) so the gate
+//!   sees what the queue dropped.
+//! - `gate` carries a buffer probe on its sink pad driving [`DecodeGate`]: keyframes only, every frame,
+//!   or as the camera's [`DecodeControl`] says, with the GOP replayed on a switch to full (pushed on
+//!   the gate's source pad from the probe, on the same streaming thread, so order is kept); and no
+//!   delta after a gap until the next keyframe, so no corrupt frame is decoded (see [`super::decode`]).
+//! - `avdec_h264 max-threads=1`: cameras are the parallelism (as ONNX Runtime's `threads = 1`); frame
+//!   threads would each hold frames and add a frame of latency per thread. 1080p25 fits one thread.
+//! - Except for cameras that decode keyframes only, a [`RateGate`] on the decoder's source pad drops
+//!   decoded frames beyond `analysis_fps` (by timestamp, fractions exact) before they are converted;
+//!   keyframes (0.5 fps at a 2 s GOP) pass unthinned. It replaces `videorate drop-only`, which holds
+//!   each frame until the next arrives: a GOP of latency when only keyframes come.
+//! - `videoconvertscale` (GStreamer ≥ 1.22; `videoconvert ! videoscale` before) scales and converts in
+//!   one pass, from the decoder's I420 straight to RGB at the output size: no full-size RGB frame and
+//!   no pool of them.
+//! - appsink keeps one buffer and drops older ones; its callback copies the frame out (respecting the
+//!   row stride) into the [`FrameSlot`].
+//!
 //! Segments are fragmented MP4 (a fragment per second), so a segment open when the process is killed
 //! still plays up to its last complete fragment (the file sink is unbuffered). Each segment file is named by the wall-clock time of
 //! its first frame (Unix milliseconds), which is how clips are found later.
@@ -22,8 +46,9 @@ use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 use image::RgbImage;
 
+use super::decode::{Action, DecodeControl, DecodeGate, StoreLimits, Unit};
 use super::rate::RateGate;
-use super::settings::{StreamSettings as Camera, Transport};
+use super::settings::{Decode, StreamSettings as Camera, Transport};
 use super::slot::FrameSlot;
 use super::{Frame, SourceError};
 use crate::clock::Clock;
@@ -72,6 +97,8 @@ pub struct PipelineOptions {
     pub segment: Duration,
     /// The wall clock frames and segments are stamped with.
     pub clock: Arc<dyn Clock>,
+    /// The decode mode the camera's analysis asks for (obeyed with [`Decode::OnDemand`]).
+    pub decode: Arc<DecodeControl>,
 }
 
 pub fn init() -> Result<(), SourceError> {
@@ -82,9 +109,9 @@ fn element_exists(name: &str) -> bool {
     gst::ElementFactory::find(name).is_some()
 }
 
-/// The launch description up to the encoded H.264 elementary stream.
-fn source_description(camera: &Camera) -> Result<String, SourceError> {
-    let url = camera.url.as_str();
+/// The launch description up to the encoded H.264 elementary stream of `url`, its source element named
+/// `name`.
+fn source_description(camera: &Camera, url: &str, name: &str) -> Result<String, SourceError> {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     Ok(match scheme {
         "rtsp" | "rtsps" => {
@@ -94,16 +121,16 @@ fn source_description(camera: &Camera) -> Result<String, SourceError> {
             };
             // The location is set as a property afterwards, so credentials never pass through a string
             // GStreamer could echo in an error.
-            format!("rtspsrc name=src protocols={protocols} latency=200 tcp-timeout=5000000 ! rtph264depay")
+            format!("rtspsrc name={name} protocols={protocols} latency=200 tcp-timeout=5000000 ! rtph264depay")
         }
         "file" => {
             let demux = if rest.to_ascii_lowercase().ends_with(".mkv") { "matroskademux" } else { "qtdemux" };
             // Paced to the clock, so a file behaves like a live camera: recording, analysis and the
             // latest-frame hand-over see frames at the rate they were shot.
-            format!("filesrc name=src ! {demux} ! identity sync=true")
+            format!("filesrc name={name} ! {demux} ! identity sync=true")
         }
         "test" => format!(
-            "videotestsrc is-live=true pattern={rest} ! video/x-raw,format=I420,width=1280,height=720,framerate=25/1 \
+            "videotestsrc name={name} is-live=true pattern={rest} ! video/x-raw,format=I420,width=1280,height=720,framerate=25/1 \
              ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=50 bitrate=2000 \
              ! video/x-h264,profile=main"
         ),
@@ -118,55 +145,67 @@ pub fn build(
     slot: Arc<FrameSlot>,
     stats: Arc<PipelineStats>,
 ) -> Result<gst::Pipeline, SourceError> {
-    let keyframes_only = camera.keyframes_only;
     let timestamper = if element_exists("h264timestamper") { "! h264timestamper " } else { "" };
-    let drop_deltas = if keyframes_only { "! identity drop-buffer-flags=delta-unit " } else { "" };
-    // A keyframe every second or two needs no frame-threaded decoder (each thread holds frames).
-    let decoder_threads = if keyframes_only { "max-threads=1 " } else { "" };
-    // videorate cuts to the whole rate above (cheaply, before conversion); the gate makes it exact.
-    let rate = if keyframes_only {
-        String::new()
-    } else {
-        format!("! videorate drop-only=true max-rate={} ", camera.analysis_fps.ceil().max(1.0) as i32)
-    };
-    let mut gate = (!keyframes_only).then(|| RateGate::new(camera.analysis_fps));
+    let convert = if element_exists("videoconvertscale") { "videoconvertscale" } else { "videoconvert ! videoscale" };
     // Set in the description, not afterwards: linking requests splitmuxsink's pad, which creates the
     // first muxer with whatever properties are set at that moment. muxer-properties take effect only
     // with async-finalize. The file sink is unbuffered (buffer-mode 2): each 1 s fragment reaches the
     // disk at once, so a clip can be cut from the open segment even of a camera that sends a few kB/s
     // (a covered lens). splitmuxsink cuts before the GOP that would cross max-size-time, so a little
     // over the target keeps segments at the target length.
-    let record = if options.recordings.is_some() {
+    let record = |input: &str| {
         format!(
-            "t. ! queue name=recq max-size-buffers=0 max-size-bytes=0 max-size-time=5000000000 \
+            "{input} ! queue name=recq max-size-buffers=0 max-size-bytes=0 max-size-time=5000000000 \
              ! splitmuxsink name=rec async-finalize=true muxer-factory=mp4mux \
              muxer-properties=\"properties,fragment-duration=(uint)1000\" \
              sink-properties=\"properties,buffer-mode=(int)2\" max-size-time={} ",
             (options.segment + Duration::from_millis(100)).as_nanos()
         )
-    } else {
-        String::new()
     };
-    let description = format!(
-        "{source} ! h264parse config-interval=-1 {timestamper}! tee name=t \
-         {record}\
-         t. ! queue leaky=downstream max-size-buffers=8 max-size-bytes=0 max-size-time=0 {drop_deltas}\
-         ! avdec_h264 {decoder_threads}{rate}! videoconvert ! videoscale \
+    let parse = format!("h264parse config-interval=-1 {timestamper}");
+    let decode = format!(
+        "queue name=decq leaky=downstream max-size-buffers=8 max-size-bytes=0 max-size-time=0 \
+         ! identity name=gate silent=true ! avdec_h264 name=dec max-threads=1 ! {convert} \
          ! video/x-raw,format=RGB,width=[16,{width}],pixel-aspect-ratio=1/1 ! appsink name=frames",
-        source = source_description(camera)?,
         width = camera.analysis_max_width,
     );
+    let recording = options.recordings.is_some();
+    let description = match &camera.detect_url {
+        None => format!(
+            "{source} ! {parse}! tee name=t {record}t. ! {decode}",
+            source = source_description(camera, &camera.url, "src")?,
+            record = if recording { record("t.") } else { String::new() },
+        ),
+        // Without recording the main stream is not read at all.
+        Some(detect) => format!(
+            "{record}{source} ! {parse}! {decode}",
+            source = source_description(camera, detect, "dsrc")?,
+            record = if recording {
+                record(&format!("{} ! {parse}", source_description(camera, &camera.url, "src")?))
+            } else {
+                String::new()
+            },
+        ),
+    };
     let pipeline = gst::parse::launch(&description)
         .map_err(|e| SourceError::Build(format!("{e} (pipeline: {description})")))?
         .downcast::<gst::Pipeline>()
         .map_err(|_| SourceError::Build("not a pipeline".into()))?;
 
     let by_name = |name: &str| pipeline.by_name(name).ok_or_else(|| SourceError::Build(format!("no element {name}")));
-    let url = camera.url.as_str();
-    if let Some(rest) = url.strip_prefix("file://") {
-        by_name("src")?.set_property("location", rest);
-    } else if url.starts_with("rtsp") {
-        by_name("src")?.set_property("location", url);
+    let sources = [("src", Some(&camera.url)), ("dsrc", camera.detect_url.as_ref())];
+    for (name, url) in sources {
+        let Some(url) = url else { continue };
+        let Some(element) = pipeline.by_name(name) else { continue };
+        if let Some(rest) = url.strip_prefix("file://") {
+            element.set_property("location", rest);
+        } else if url.starts_with("rtsp") {
+            element.set_property("location", url.as_str());
+        }
+    }
+    install_gate(&by_name("decq")?, &by_name("gate")?, camera.decode, options.decode.clone())?;
+    if camera.decode != Decode::Keyframes {
+        install_rate_gate(&by_name("dec")?, camera.analysis_fps)?;
     }
 
     if let Some(dir) = &options.recordings {
@@ -198,12 +237,6 @@ pub fn build(
                 if *retired {
                     return Ok(gst::FlowSuccess::Ok);
                 }
-                let pts = sample.buffer().and_then(|b| b.pts()).map(|t| Duration::from_nanos(t.nseconds()));
-                if let (Some(gate), Some(pts)) = (gate.as_mut(), pts) {
-                    if !gate.admit(pts) {
-                        return Ok(gst::FlowSuccess::Ok);
-                    }
-                }
                 let frame = to_frame(sink.upcast_ref(), &sample, stats.frames.load(Ordering::Relaxed), &*clock)
                     .map_err(|e| {
                         gst::element_error!(sink, gst::StreamError::Decode, ("camera {camera_id}: {e}"));
@@ -218,6 +251,73 @@ pub fn build(
             .build(),
     );
     Ok(pipeline)
+}
+
+/// Numbers the encoded units entering the decoder's queue and puts the [`DecodeGate`] on `gate`'s sink
+/// pad, pushing replays on its source pad.
+fn install_gate(
+    queue: &gst::Element,
+    gate: &gst::Element,
+    decode: Decode,
+    control: Arc<DecodeControl>,
+) -> Result<(), SourceError> {
+    let pad = |element: &gst::Element, name: &str| {
+        element.static_pad(name).ok_or_else(|| SourceError::Build(format!("no pad {name} on {}", element.name())))
+    };
+    let next = AtomicU64::new(0);
+    // Runs on the upstream thread, before the queue may leak. tee hands the same buffer to the
+    // recording branch: making it writable copies the buffer's header only, not its data.
+    pad(queue, "sink")?.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data {
+            buffer.make_mut().set_offset(next.fetch_add(1, Ordering::Relaxed));
+        }
+        gst::PadProbeReturn::Ok
+    });
+    let src = pad(gate, "src")?;
+    let state = std::sync::Mutex::new(DecodeGate::new(decode, control, StoreLimits::default()));
+    pad(gate, "sink")?.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(gst::PadProbeData::Buffer(buffer)) = &info.data else { return gst::PadProbeReturn::Ok };
+        let unit = Unit {
+            keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+            seq: Some(buffer.offset()),
+            bytes: buffer.size(),
+            time: buffer.dts_or_pts().map(|t| Duration::from_nanos(t.nseconds())),
+            buffer: buffer.clone(),
+        };
+        let action = state.lock().unwrap_or_else(|e| e.into_inner()).admit(unit);
+        match action {
+            Action::Pass => gst::PadProbeReturn::Ok,
+            Action::Drop => gst::PadProbeReturn::Drop,
+            Action::Replay(stored) => {
+                // The stream lock held here is the gate's sink pad's; pushing on its source pad goes
+                // straight to the decoder, ahead of the unit being probed.
+                for buffer in stored {
+                    if src.push(buffer).is_err() {
+                        // Flushing or shutting down: the unit being probed meets the same fate.
+                        return gst::PadProbeReturn::Drop;
+                    }
+                }
+                gst::PadProbeReturn::Ok
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Thins decoded frames to `fps` on the decoder's source pad, before conversion.
+fn install_rate_gate(decoder: &gst::Element, fps: f64) -> Result<(), SourceError> {
+    let src = decoder.static_pad("src").ok_or_else(|| SourceError::Build("no pad src on the decoder".into()))?;
+    let gate = std::sync::Mutex::new(RateGate::new(fps));
+    src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(gst::PadProbeData::Buffer(buffer)) = &info.data else { return gst::PadProbeReturn::Ok };
+        let Some(pts) = buffer.pts() else { return gst::PadProbeReturn::Ok };
+        if gate.lock().unwrap_or_else(|e| e.into_inner()).admit(Duration::from_nanos(pts.nseconds())) {
+            gst::PadProbeReturn::Ok
+        } else {
+            gst::PadProbeReturn::Drop
+        }
+    });
+    Ok(())
 }
 
 /// Whether a bus message comes from the recording branch (its queue, splitmuxsink, or the muxer and
@@ -272,12 +372,20 @@ fn to_frame(element: &gst::Element, sample: &gst::Sample, seq: u64, clock: &dyn 
     Ok(Frame { image, captured, seq, keyframe })
 }
 
-/// The URL as it may appear in logs (credentials replaced, see [`crate::redact`]).
+/// The URL as it may appear in logs (credentials replaced, see [`crate::redact`]), with the analysis
+/// sub-stream's if there is one.
 pub fn display_url(camera: &Camera) -> String {
-    redact_url(&camera.url)
+    match &camera.detect_url {
+        None => redact_url(&camera.url),
+        Some(detect) => format!("{} (analysis: {})", redact_url(&camera.url), redact_url(detect)),
+    }
 }
 
-/// Text GStreamer produced with the camera's credentials removed, in case it echoed the URL.
+/// Text GStreamer produced with the camera's credentials removed, in case it echoed a URL.
 pub fn scrub(text: &str, camera: &Camera) -> String {
-    crate::redact::scrub_text(text, &camera.url)
+    let text = crate::redact::scrub_text(text, &camera.url);
+    match &camera.detect_url {
+        None => text,
+        Some(detect) => crate::redact::scrub_text(&text, detect),
+    }
 }

@@ -79,6 +79,21 @@ pub enum Transport {
     Udp,
 }
 
+/// Which frames a camera decodes (see [`super::decode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decode {
+    /// Keyframes only (one frame per GOP, about 7x less CPU than every frame); the decode control is
+    /// ignored.
+    Keyframes,
+    /// Every frame, thinned to `analysis_fps` after the decoder; the decode control is ignored.
+    All,
+    /// As the camera's [`super::decode::DecodeControl`] says, switched at run time by its analysis:
+    /// keyframes while idle, every frame while a duty needs them (with the current GOP replayed).
+    #[default]
+    OnDemand,
+}
+
 /// What the source stage needs to know of one camera: where its stream is and how to read it. The
 /// configuration's camera section (`config::Camera::stream`) yields it with the role's defaults applied.
 #[derive(Debug, Clone)]
@@ -92,8 +107,11 @@ pub struct StreamSettings {
     pub analysis_fps: f64,
     /// Widest decoded frame handed to analysis; larger frames are scaled down.
     pub analysis_max_width: u32,
-    /// Decode keyframes only (presence cameras): about 7x less CPU.
-    pub keyframes_only: bool,
+    /// Which frames are decoded.
+    pub decode: Decode,
+    /// A second stream of the same camera (usually its low-resolution sub-stream) decoded for analysis
+    /// instead of `url`, which is then only recorded. Same schemes as `url`; may hold credentials.
+    pub detect_url: Option<String>,
     /// A `file://` source starts again at its end instead of ending.
     pub loop_file: bool,
     /// Seconds without a frame before the stream counts as stalled.
