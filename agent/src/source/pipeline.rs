@@ -253,6 +253,11 @@ pub fn build(
     Ok(pipeline)
 }
 
+/// What a buffer probe returns to drop the buffer. `Handled` (the probe consumed it), not `Drop`: with
+/// gstreamer-rs, which takes the buffer out of the probe's info, GStreamer 1.22 then unrefs a null
+/// pointer for `Drop` and logs a critical warning on every dropped buffer.
+const DROP: gst::PadProbeReturn = gst::PadProbeReturn::Handled;
+
 /// Numbers the encoded units entering the decoder's queue and puts the [`DecodeGate`] on `gate`'s sink
 /// pad, pushing replays on its source pad.
 fn install_gate(
@@ -287,14 +292,14 @@ fn install_gate(
         let action = state.lock().unwrap_or_else(|e| e.into_inner()).admit(unit);
         match action {
             Action::Pass => gst::PadProbeReturn::Ok,
-            Action::Drop => gst::PadProbeReturn::Drop,
+            Action::Drop => DROP,
             Action::Replay(stored) => {
                 // The stream lock held here is the gate's sink pad's; pushing on its source pad goes
                 // straight to the decoder, ahead of the unit being probed.
                 for buffer in stored {
                     if src.push(buffer).is_err() {
                         // Flushing or shutting down: the unit being probed meets the same fate.
-                        return gst::PadProbeReturn::Drop;
+                        return DROP;
                     }
                 }
                 gst::PadProbeReturn::Ok
@@ -314,7 +319,7 @@ fn install_rate_gate(decoder: &gst::Element, fps: f64) -> Result<(), SourceError
         if gate.lock().unwrap_or_else(|e| e.into_inner()).admit(Duration::from_nanos(pts.nseconds())) {
             gst::PadProbeReturn::Ok
         } else {
-            gst::PadProbeReturn::Drop
+            DROP
         }
     });
     Ok(())
