@@ -243,6 +243,8 @@ impl<B> DecodeGate<B> {
                 self.control.replayed_units.fetch_add(stored.len() as u64, Ordering::Relaxed);
                 Action::Replay(stored)
             }
+            // Nothing will ever be replayed: keep nothing.
+            DecodeMode::Keyframes if self.decode == Decode::Keyframes => Action::Drop,
             DecodeMode::Keyframes => {
                 let span = match (self.gop_start, unit.time) {
                     (Some(start), Some(time)) => time.saturating_sub(start),
@@ -306,6 +308,7 @@ mod tests {
     fn fixed_policies_ignore_the_control() {
         let (mut keyframes, _) = gate(Decode::Keyframes, DecodeMode::Full);
         assert_eq!(run(&mut keyframes, stream(150, 50), |_| {}), vec![0, 50, 100]);
+        assert_eq!(keyframes.stored(), 0, "a camera that never decodes deltas stores none");
         let (mut all, _) = gate(Decode::All, DecodeMode::Keyframes);
         assert_eq!(run(&mut all, stream(150, 50), |_| {}), (0..150).collect::<Vec<_>>());
     }
