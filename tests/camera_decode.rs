@@ -3,6 +3,8 @@
 //! keyframe), every replayed frame is the picture a full decode gives (no corruption), and it goes back
 //! to keyframes.
 //!
+//! A camera with a `detect_url` records `url` and analyses `detect_url`, in one pipeline.
+//!
 //! The camera reads a generated 12 s clip (640×360, 25 fps, a keyframe every 50 frames, a picture that
 //! moves every frame) paced like a live camera. The switches happen at exact stream positions (a probe
 //! before the gate sets the control when unit 120, then 210, comes), so the expected frames are known.
@@ -37,9 +39,13 @@ fn index(pts: gst::ClockTime, first: gst::ClockTime) -> u64 {
 }
 
 fn make_clip(path: &Path) {
+    make_clip_sized(path, 640, 360, FRAMES);
+}
+
+fn make_clip_sized(path: &Path, width: u32, height: u32, frames: u64) {
     let status = Command::new("gst-launch-1.0")
-        .args(["-q", "videotestsrc", &format!("num-buffers={FRAMES}"), "pattern=smpte", "horizontal-speed=4", "!"])
-        .args([&format!("video/x-raw,format=I420,width=640,height=360,framerate={FPS}/1"), "!"])
+        .args(["-q", "videotestsrc", &format!("num-buffers={frames}"), "pattern=smpte", "horizontal-speed=4", "!"])
+        .args([&format!("video/x-raw,format=I420,width={width},height={height},framerate={FPS}/1"), "!"])
         .args(["x264enc", &format!("key-int-max={GOP}"), "bframes=0", "speed-preset=ultrafast", "bitrate=1500", "!"])
         .args(["video/x-h264,profile=main", "!", "h264parse", "!", "mp4mux", "!", "filesink"])
         .arg(format!("location={}", path.display()))
@@ -206,4 +212,53 @@ fn keyframes_then_a_replayed_gop_at_full_rate_then_keyframes_again() {
         first.at.duration_since(switched).as_secs_f64() * 1000.0,
         150 - TO_FULL
     );
+}
+
+#[test]
+fn a_sub_stream_is_analysed_while_the_main_stream_is_recorded() {
+    vigil::source::pipeline::init().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (main, sub) = (dir.path().join("main.mp4"), dir.path().join("sub.mp4"));
+    make_clip_sized(&main, 640, 360, 150);
+    make_clip_sized(&sub, 320, 180, 150);
+    let text = format!("id = \"s\"\nrole = \"settlement_window\"\nurl = \"file://{}\"\n", main.display());
+    let camera: Camera = toml::from_str(&text).unwrap();
+    let mut stream = camera.stream();
+    stream.detect_url = Some(format!("file://{}", sub.display()));
+    let recordings = dir.path().join("rec");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (health, _rx) = mpsc::channel::<vigil::source::health::HealthReport>();
+    let slot = Arc::new(FrameSlot::default());
+    let counters = Arc::new(CameraCounters::default());
+    let worker = CameraWorker {
+        camera: stream,
+        recordings: Some(recordings.clone()),
+        segment: Duration::from_secs(2),
+        max_recording_bytes: 1 << 30,
+        slot: slot.clone(),
+        health: Arc::new(health),
+        shutdown: stop.clone(),
+        restart: None,
+        counters: counters.clone(),
+        supervision: Default::default(),
+        decode: Default::default(),
+    };
+    let thread = std::thread::spawn(move || worker.run());
+    let mut sizes = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Some(frame) = slot.take(Duration::from_millis(200)) {
+            sizes.push(frame.image.dimensions());
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    thread.join().unwrap();
+    assert!(sizes.len() >= 10, "frames at 5 fps for 5 s, got {}", sizes.len());
+    assert!(sizes.iter().all(|&s| s == (320, 180)), "analysis sees the sub-stream: {sizes:?}");
+    assert_eq!(counters.starts.load(Ordering::Relaxed), 1, "one pipeline for both streams");
+    let segments = vigil::source::recorder::segments(&recordings).unwrap();
+    assert!(!segments.is_empty(), "the main stream is recorded");
+    let out = Command::new("gst-discoverer-1.0").arg(&segments[0].path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Width: 640") && text.contains("Height: 360"), "the main stream is recorded:\n{text}");
 }

@@ -22,8 +22,10 @@
 //!   threads would each hold frames and add a frame of latency per thread. 1080p25 fits one thread.
 //! - Except for cameras that decode keyframes only, a [`RateGate`] on the decoder's source pad drops
 //!   decoded frames beyond `analysis_fps` (by timestamp, fractions exact) before they are converted;
-//!   keyframes (0.5 fps at a 2 s GOP) pass unthinned. It replaces `videorate drop-only`, which holds
-//!   each frame until the next arrives: a GOP of latency when only keyframes come.
+//!   keyframes (0.5 fps at a 2 s GOP) pass unthinned. It replaces `videorate drop-only max-rate` (a
+//!   whole-fps first cut, blind to streams that report a variable frame rate) with the exact cut at
+//!   the same place; a replay burst is thinned there too, so only the frames analysis gets are
+//!   converted.
 //! - `videoconvertscale` (GStreamer ≥ 1.22; `videoconvert ! videoscale` before) scales and converts in
 //!   one pass, from the decoder's I420 straight to RGB at the output size: no full-size RGB frame and
 //!   no pool of them.
