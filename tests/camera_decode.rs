@@ -56,13 +56,8 @@ fn make_clip_sized(path: &Path, width: u32, height: u32, frames: u64) {
 
 /// Every frame of the clip fully decoded and converted as the camera pipeline converts, by frame index.
 fn full_decode(path: &Path) -> BTreeMap<u64, Vec<u8>> {
-    let convert = if gst::ElementFactory::find("videoconvertscale").is_some() {
-        "videoconvertscale"
-    } else {
-        "videoconvert ! videoscale"
-    };
     let pipeline = gst::parse::launch(&format!(
-        "filesrc location={} ! qtdemux ! h264parse ! avdec_h264 ! {convert} \
+        "filesrc location={} ! qtdemux ! h264parse ! avdec_h264 ! videoscale ! videoconvert \
          ! video/x-raw,format=RGB,pixel-aspect-ratio=1/1 ! appsink name=s sync=false",
         path.display()
     ))
