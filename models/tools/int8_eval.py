@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Maintainer script: int8 variants of the bundle's face models against their bounds (docs/models.md, "int8").
+
+    int8_eval.py [--runs N] [--out results.json] NAME:EMBEDDER_TABLE:DETECTOR_TABLE...
+
+Each variant names a calibration table for the embedder and/or the detector ("-" keeps the float model).
+For each, the tables are turned into int8 models twice with quantize.py (same SHA-256 both times, or
+the variant is not deterministic), then measured with Vigil's face pipeline in numpy (peer_bench.py,
+a bit-exact port of agent/src/analyze) and ONNX Runtime on 1 thread:
+
+  parity        cosine(int8 embedder, dlib's network) on the chips of tests/models.rs's six photos
+                (the chips the variant's own pipeline cuts), as onnx_embeddings_match_dlib_on_the_same_chips
+  shift         |f32 - int8| (Euclidean) of every pair-list photo's main-face embedding, whole pipeline
+  pair list     models/face-pairs.csv as `vigil bench faces --pairs` scores it (largest face of each
+                photo, threshold 0.6): TAR, FAR, separated, largest genuine and smallest impostor
+                distance, photos without a face; also int8 probes against float "gallery" embeddings
+  dlib pipeline distance of our whole pipeline to dlib's (HOG, 5 points, get_face_chip, network) on the
+                six photos, as whole_pipeline_agrees_with_dlib_and_separates_people
+  speed         median ms of `session.run` over --runs calls of each model, float and int8 alternating
+                (A B A B) in one process, embedder batch 1, detector at 640x384 and 192x192
+
+Prints a JSON report (and writes it to --out).
+"""
+import argparse
+import hashlib
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TOOLS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TOOLS))
+import calibrate  # noqa: E402
+import peer_bench as pb  # noqa: E402
+
+PARITY_PHOTOS = ["obama.jpg", "obama2.jpg", "obama3.jpg", "obama_partial_face.jpg", "obama_partial_face2.jpg",
+                 "biden.jpg"]
+THRESHOLD = 0.6
+
+
+def cosine(a, b):
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def dist(a, b):
+    return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+
+
+def main_face(detector, embedder, img):
+    """(chip, embedding) of the largest face, or None, as vigil's main_face."""
+    chip = calibrate.main_face_chip(detector, img)
+    if chip is None:
+        return None
+    return chip, embedder.decode(embedder.run(embedder.preprocess([chip])[0]), None)[0]
+
+
+def pair_scores(pairs, emb_a, emb_b):
+    """TAR/FAR at 0.6 of every pair, a's embedding from emb_a, b's from emb_b."""
+    genuine, impostor, skipped = [], [], 0
+    for a, b, same in pairs:
+        if emb_a.get(a) is None or emb_b.get(b) is None:
+            skipped += 1
+            continue
+        (genuine if same else impostor).append(dist(emb_a[a], emb_b[b]))
+    g, i = np.array(genuine), np.array(impostor)
+    return {"evaluated": len(g) + len(i), "skipped_pairs": skipped, "tar": float((g < THRESHOLD).mean()),
+            "far": float((i < THRESHOLD).mean()), "false_accepts": int((i < THRESHOLD).sum()),
+            "impostor_pairs": len(i), "separated": bool(g.max() < i.min()),
+            "genuine_max": round(float(g.max()), 4), "impostor_min": round(float(i.min()), 4)}
+
+
+def quantized(table, tmp, tag):
+    """Quantises the table's model twice; returns (path, sha256, deterministic, seconds)."""
+    table_data = json.loads(Path(table).read_text())
+    src = calibrate.model_path(table_data["model"])
+    digests, started = [], time.monotonic()
+    for i in (1, 2):
+        out = Path(tmp) / f"{tag}-{i}.onnx"
+        subprocess.run([sys.executable, str(TOOLS / "quantize.py"), "--in", str(src), "--table", str(table),
+                        "--out", str(out)], check=True)
+        digests.append(hashlib.sha256(out.read_bytes()).hexdigest())
+    return str(Path(tmp) / f"{tag}-1.onnx"), digests[0], digests[0] == digests[1], (time.monotonic() - started) / 2
+
+
+def median_run_ms(sessions, feed, runs):
+    """Median session.run time of each session, calls alternating between them."""
+    times = [[] for _ in sessions]
+    for s in sessions:
+        s.run(None, feed)
+    for _ in range(runs):
+        for k, s in enumerate(sessions):
+            t = time.perf_counter()
+            s.run(None, feed)
+            times[k].append(time.perf_counter() - t)
+    return [round(float(np.median(t)) * 1000, 2) for t in times]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=100, help="timed calls per model (detector: a fifth)")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("variants", nargs="+", metavar="NAME:EMBEDDER_TABLE:DETECTOR_TABLE")
+    args = parser.parse_args()
+    logging.getLogger().setLevel(logging.ERROR)
+    import dlib  # noqa: PLC0415
+
+    samples = calibrate.cache_dir() / "samples"
+    photos = calibrate.pair_photos()
+    pairs = []
+    with open(calibrate.REPO / "models/face-pairs.csv") as f:
+        for line in f:
+            if not line.startswith("#"):
+                a, b, kind = line.strip().split(",")
+                pairs.append((a, b, kind == "same"))
+    parity = [f"face_recognition-test-images/{p}" for p in PARITY_PHOTOS]
+    images = {p: pb.ref_detect.load_rgb(str(samples / p)) for p in dict.fromkeys(photos + parity)}
+
+    ref = samples / "dlib-reference"
+    net = dlib.face_recognition_model_v1(str(ref / "dlib_face_recognition_resnet_model_v1.dat"))
+    hog, sp5 = dlib.get_frontal_face_detector(), dlib.shape_predictor(str(ref / "shape_predictor_5_face_landmarks.dat"))
+    dlib_pipeline = {}
+    for p in parity:
+        faces = hog(images[p], 1)
+        face = max(faces, key=lambda r: r.area())
+        chip = dlib.get_face_chip(images[p], sp5(images[p], face), size=150, padding=0.25)
+        dlib_pipeline[p] = np.array(net.compute_face_descriptor(np.asarray(chip)))
+
+    det32 = pb.CenterFace(str(calibrate.model_path("centerface")), 1)
+    emb32 = pb.Embedder(str(calibrate.model_path("dlib-resnet-v1")), 1)
+
+    def evaluate(det, emb):
+        out = {p: main_face(det, emb, images[p]) for p in images}
+        return {p: (None if v is None else v[1]) for p, v in out.items()}, {p: v for p, v in out.items()}
+
+    f32_emb, f32_faces = evaluate(det32, emb32)
+    chip = f32_faces[parity[2]][0]
+    emb_feed = {"input": np.ascontiguousarray(chip.transpose(2, 0, 1)[None].astype(np.float32))}
+    big = pb.resize_planar(images[parity[2]], 384, 640)[None]
+    det_feeds = {"640x384": {"input.1": big}, "192x192": {"input.1": np.ascontiguousarray(big[:, :, 96:288, 224:416])}}
+
+    def report(name, det, emb, det_int8, emb_int8):
+        embs, faces = evaluate(det, emb)
+        r = {"variant": name}
+        r["photos_without_face"] = sorted(p for p in photos if embs[p] is None)
+        shifts = {p: dist(f32_emb[p], embs[p]) for p in photos if embs[p] is not None and f32_emb[p] is not None}
+        worst = max(shifts, key=shifts.get)
+        r["shift"] = {"max": round(shifts[worst], 4), "median": round(float(np.median(list(shifts.values()))), 4),
+                      "worst_photo": worst, "over_0.03": sum(v > 0.03 for v in shifts.values()), "faces": len(shifts)}
+        cos = {p: cosine(faces[p][1], np.array(net.compute_face_descriptor(faces[p][0]))) for p in parity}
+        r["parity_cosine_min"] = round(min(cos.values()), 5)
+        r["parity_cosine"] = {Path(p).name: round(c, 5) for p, c in cos.items()}
+        r["dlib_pipeline_distance_max"] = round(max(dist(embs[p], dlib_pipeline[p]) for p in parity), 4)
+        r["pairs"] = pair_scores(pairs, embs, embs)
+        r["pairs_int8_probe_vs_f32_gallery"] = pair_scores(pairs, f32_emb, embs)
+        r["speed_ms"] = {}
+        if emb_int8:
+            f, q = median_run_ms([emb32.sess, emb.sess], emb_feed, args.runs)
+            r["speed_ms"]["embedder"] = {"f32": f, "int8": q, "ratio": round(f / q, 2)}
+        if det_int8:
+            for size, feed in det_feeds.items():
+                f, q = median_run_ms([det32.sess, det.sess], feed, max(args.runs // 5, 10))
+                r["speed_ms"][f"detector_{size}"] = {"f32": f, "int8": q, "ratio": round(f / q, 2)}
+        return r
+
+    results = [report("f32", det32, emb32, False, False)]
+    with tempfile.TemporaryDirectory(prefix="vigil-int8.") as tmp:
+        for spec in args.variants:
+            name, emb_table, det_table = spec.split(":")
+            entry, det, emb = {}, det32, emb32
+            if emb_table != "-":
+                path, digest, same, secs = quantized(emb_table, tmp, name + "-emb")
+                entry["embedder"] = {"table": emb_table, "sha256": digest, "deterministic": same, "seconds": round(secs, 1)}
+                emb = pb.Embedder(path, 1)
+            if det_table != "-":
+                path, digest, same, secs = quantized(det_table, tmp, name + "-det")
+                entry["detector"] = {"table": det_table, "sha256": digest, "deterministic": same, "seconds": round(secs, 1)}
+                det = pb.CenterFace(path, 1)
+            r = report(name, det, emb, det is not det32, emb is not emb32)
+            r.update(entry)
+            results.append(r)
+            print(json.dumps(r), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps(results[0]), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
