@@ -3,7 +3,8 @@
 
     calibrate.py --model dlib-resnet-v1|centerface --photos johns-half|johns|pairs
                  [--method minmax|percentile|entropy] [--percentile 99.999]
-                 [--activation u8|s8] [--symmetric] [--exclude first-conv,last-matmul]
+                 [--activation u8|s8] [--symmetric] [--exclude first-conv,last-matmul,last-convsN,input-norm]
+                 [--op-types Conv,MatMul]
                  [--fold-affine] --out models/calibration/NAME.json
 
 Runs the float model of $VIGIL_CACHE/models on calibration inputs made exactly as Vigil makes them
@@ -92,11 +93,14 @@ def excluded(model: onnx.ModelProto, which: list[str]) -> list[str]:
             names.append(next(n.name for n in nodes if n.op_type == "Conv"))
         elif w == "last-matmul":
             names.append(next(n.name for n in reversed(nodes) if n.op_type in ("MatMul", "Gemm")))
+        elif w.startswith("last-convs"):  # the last N convolutions (the last residual blocks), e.g. last-convs2
+            convs = [n.name for n in nodes if n.op_type == "Conv"]
+            names += convs[-int(w[len("last-convs"):] or 1):]
         elif w == "input-norm":  # the graph's own mean subtraction and scaling before the first Conv
             first = next(i for i, n in enumerate(nodes) if n.op_type == "Conv")
             names += [n.name for n in nodes[:first]]
         elif w:
-            raise SystemExit(f"--exclude: unknown {w!r} (first-conv, last-matmul, input-norm)")
+            raise SystemExit(f"--exclude: unknown {w!r} (first-conv, last-matmul, last-convsN, input-norm)")
     return names
 
 
@@ -108,9 +112,11 @@ def main() -> int:
     parser.add_argument("--percentile", type=float, default=99.999)
     parser.add_argument("--activation", default="u8", choices=["u8", "s8"])
     parser.add_argument("--symmetric", action="store_true", help="symmetric activation ranges (zero point 0)")
-    parser.add_argument("--exclude", default="", help="comma-separated: first-conv, last-matmul, input-norm")
+    parser.add_argument("--exclude", default="", help="comma-separated: first-conv, last-matmul, last-convsN, input-norm")
     parser.add_argument("--fold-affine", action="store_true",
                         help="fold each Conv's following per-channel Mul and Add into it first (dlib's affine layers)")
+    parser.add_argument("--op-types", default="", help="comma-separated operator types to quantise (default: all "
+                        "onnxruntime can), e.g. Conv,MatMul to keep residual Adds and pools in float")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args()
     logging.getLogger().setLevel(logging.ERROR)
@@ -120,15 +126,16 @@ def main() -> int:
 
     src = model_path(args.model)
     recipe = {"activation": args.activation, "weight": "s8", "per_channel": True,
-              "activation_symmetric": args.symmetric, "fold_affine": args.fold_affine, "exclude": []}
+              "activation_symmetric": args.symmetric, "fold_affine": args.fold_affine, "exclude": [],
+              "op_types": [t for t in args.op_types.split(",") if t] or None}
     model = quantize.prepared(src, recipe)
     recipe["exclude"] = excluded(model, [w for w in args.exclude.split(",") if w])
     photos = photo_set(args.photos)
     inputs = calibration_inputs(args.model, photos)
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(inputs)
+    class One(CalibrationDataReader):
+        def __init__(self, feed):
+            self.it = iter([feed])
 
         def get_next(self):
             return next(self.it, None)
@@ -143,7 +150,10 @@ def main() -> int:
         onnx.save(model, str(prepared))
         calibrator = create_calibrator(prepared, None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                        calibrate_method=method, extra_options=options)
-        calibrator.collect_data(Reader())
+        # One input a call: the detector's inputs differ in size, and the histogram calibrators stack each
+        # call's outputs (ranges and histograms accumulate across calls).
+        for feed in inputs:
+            calibrator.collect_data(One(feed))
         data = calibrator.compute_data()
     ranges = {name: [float(np.asarray(v, np.float32).reshape(-1)[0]) for v in td.range_value]
               for name, td in sorted(data.items())}

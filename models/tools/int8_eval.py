@@ -3,7 +3,9 @@
 
     int8_eval.py [--runs N] [--out results.json] NAME:EMBEDDER_TABLE:DETECTOR_TABLE...
 
-Each variant names a calibration table for the embedder and/or the detector ("-" keeps the float model).
+Each variant names a calibration table for the embedder and/or the detector ("-" keeps the float model;
+"f32@N" as the detector is a reference row: the float detector with a longest input side of N; TABLE@N
+runs the int8 detector with that longest side instead of 640).
 For each, the tables are turned into int8 models twice with quantize.py (same SHA-256 both times, or
 the variant is not deterministic), then measured with Vigil's face pipeline in numpy (peer_bench.py,
 a bit-exact port of agent/src/analyze) and ONNX Runtime on 1 thread:
@@ -17,7 +19,8 @@ a bit-exact port of agent/src/analyze) and ONNX Runtime on 1 thread:
   dlib pipeline distance of our whole pipeline to dlib's (HOG, 5 points, get_face_chip, network) on the
                 six photos, as whole_pipeline_agrees_with_dlib_and_separates_people
   speed         median ms of `session.run` over --runs calls of each model, float and int8 alternating
-                (A B A B) in one process, embedder batch 1, detector at 640x384 and 192x192
+                (A B A B) in one process, embedder batch 1, detector at 640x384, 320x192 (the frame scaled) and 192x192 (a
+                window of it)
 
 Prints a JSON report (and writes it to --out).
 """
@@ -52,11 +55,18 @@ def dist(a, b):
 
 
 def main_face(detector, embedder, img):
-    """(chip, embedding) of the largest face, or None, as vigil's main_face."""
-    chip = calibrate.main_face_chip(detector, img)
-    if chip is None:
+    """(chip, embedding, landmarks) of the largest face, or None, as vigil's main_face."""
+    x, meta = detector.preprocess(img)
+    face = pb.largest(detector.decode(detector.run(x), meta))
+    if face is None:
         return None
-    return chip, embedder.decode(embedder.run(embedder.preprocess([chip])[0]), None)[0]
+    chip = pb.extract_chip(img, face["landmarks"])
+    return chip, embedder.decode(embedder.run(embedder.preprocess([chip])[0]), None)[0], np.array(face["landmarks"])
+
+
+def landmark_shift(a, b):
+    """Largest landmark displacement between two detections of a face, in inter-ocular distances."""
+    return float(np.linalg.norm(a - b, axis=1).max() / np.linalg.norm(a[0] - a[1]))
 
 
 def pair_scores(pairs, emb_a, emb_b):
@@ -141,9 +151,10 @@ def main() -> int:
     chip = f32_faces[parity[2]][0]
     emb_feed = {"input": np.ascontiguousarray(chip.transpose(2, 0, 1)[None].astype(np.float32))}
     big = pb.resize_planar(images[parity[2]], 384, 640)[None]
-    det_feeds = {"640x384": {"input.1": big}, "192x192": {"input.1": np.ascontiguousarray(big[:, :, 96:288, 224:416])}}
+    det_feeds = {"640x384": {"input.1": big}, "320x192": {"input.1": pb.resize_planar(images[parity[2]], 192, 320)[None]},
+                 "192x192": {"input.1": np.ascontiguousarray(big[:, :, 96:288, 224:416])}}
 
-    def report(name, det, emb, det_int8, emb_int8):
+    def report(name, det, emb, det_int8, emb_int8, det_changed=False):
         embs, faces = evaluate(det, emb)
         r = {"variant": name}
         r["photos_without_face"] = sorted(p for p in photos if embs[p] is None)
@@ -154,6 +165,14 @@ def main() -> int:
         cos = {p: cosine(faces[p][1], np.array(net.compute_face_descriptor(faces[p][0]))) for p in parity}
         r["parity_cosine_min"] = round(min(cos.values()), 5)
         r["parity_cosine"] = {Path(p).name: round(c, 5) for p, c in cos.items()}
+        if det_changed:
+            moved = {p: landmark_shift(f32_faces[p][2], faces[p][2]) for p in photos
+                     if faces[p] is not None and f32_faces[p] is not None}
+            worst = max(moved, key=moved.get)
+            r["landmark_shift_interocular"] = {"max": round(moved[worst], 4), "worst_photo": worst,
+                                              "median": round(float(np.median(list(moved.values()))), 4)}
+        dlib_d = {p: dist(embs[p], dlib_pipeline[p]) for p in parity}
+        r["dlib_pipeline_distance"] = {Path(p).name: round(d, 4) for p, d in dlib_d.items()}
         r["dlib_pipeline_distance_max"] = round(max(dist(embs[p], dlib_pipeline[p]) for p in parity), 4)
         r["pairs"] = pair_scores(pairs, embs, embs)
         r["pairs_int8_probe_vs_f32_gallery"] = pair_scores(pairs, f32_emb, embs)
@@ -176,11 +195,15 @@ def main() -> int:
                 path, digest, same, secs = quantized(emb_table, tmp, name + "-emb")
                 entry["embedder"] = {"table": emb_table, "sha256": digest, "deterministic": same, "seconds": round(secs, 1)}
                 emb = pb.Embedder(path, 1)
-            if det_table != "-":
+            if det_table.startswith("f32@"):  # a reference row: the float detector at another input size
+                det = pb.CenterFace(str(calibrate.model_path("centerface")), 1, max_side=int(det_table[4:]))
+            elif det_table != "-":
+                det_table, _, side = det_table.partition("@")
                 path, digest, same, secs = quantized(det_table, tmp, name + "-det")
-                entry["detector"] = {"table": det_table, "sha256": digest, "deterministic": same, "seconds": round(secs, 1)}
-                det = pb.CenterFace(path, 1)
-            r = report(name, det, emb, det is not det32, emb is not emb32)
+                entry["detector"] = {"table": det_table, "sha256": digest, "deterministic": same, "seconds": round(secs, 1),
+                                     "max_side": int(side or 640)}
+                det = pb.CenterFace(path, 1, max_side=int(side or 640))
+            r = report(name, det, emb, "detector" in entry, "embedder" in entry, det is not det32)
             r.update(entry)
             results.append(r)
             print(json.dumps(r), flush=True)

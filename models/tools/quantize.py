@@ -122,6 +122,7 @@ def quantize(model_path: Path, table: dict, out: Path) -> None:
             activation_type=TYPES[recipe["activation"]],
             weight_type=TYPES[recipe["weight"]],
             nodes_to_exclude=list(recipe["exclude"]),
+            op_types_to_quantize=recipe.get("op_types"),
             calibrate_method=CalibrationMethod.MinMax,
             calibration_cache_path=str(cache),
             extra_options={"ActivationSymmetric": recipe["activation_symmetric"]},
