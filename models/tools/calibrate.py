@@ -14,7 +14,7 @@ each photo resized to Vigil's input size (longest side 640, sides multiples of 3
 of the face pair list (models/face-pairs.csv, in $VIGIL_CACHE/samples):
   johns-half  every other photo of dlib's five "johns" (27 chips, session 8's trial)
   johns       all of them (54)
-  pairs       every photo of the pair list (72: the johns and 18 uncropped photos)
+  pairs       every photo of the pair list (70: the 54 johns and 16 uncropped photos)
 
 The table is the recipe (activation and weight types, per-channel weights, nodes left in float) plus
 the [min, max] of every float tensor; quantize.py turns model + table into the int8 model without

@@ -18,6 +18,9 @@ a bit-exact port of agent/src/analyze) and ONNX Runtime on 1 thread:
                 distance, photos without a face; also int8 probes against float "gallery" embeddings
   dlib pipeline distance of our whole pipeline to dlib's (HOG, 5 points, get_face_chip, network) on the
                 six photos, as whole_pipeline_agrees_with_dlib_and_separates_people
+  detector      (when the detector changed) tests/models.rs's sample-photo checks (one face, score > 0.7,
+                landmarks inside the box and in order), and the largest landmark displacement against
+                the float detector, in inter-ocular distances
   speed         median ms of `session.run` (wall and thread CPU time) over --runs calls of each model,
                 float and int8 alternating (A B A B) in one process, embedder batch 1, detector at
                 640x384 (--runs / 5 calls), 320x192 (the frame scaled) and 192x192 (a window of it)
