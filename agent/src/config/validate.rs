@@ -275,6 +275,15 @@ pub const TEST_PATTERNS: &[&str] = &["smpte", "ball", "snow", "black", "white", 
 fn check_camera(errors: &mut Errors, path: &str, camera: &Camera) {
     check_id(errors, &format!("{path}.id"), &camera.id);
     check_source_url(errors, &format!("{path}.url"), &camera.url);
+    if let Some(url) = &camera.detect_url {
+        check_source_url(errors, &format!("{path}.detect_url"), url);
+    }
+    if camera.decode.is_some() && camera.keyframes_only.is_some() {
+        errors.add(
+            format!("{path}.keyframes_only"),
+            "set either decode or keyframes_only (its older spelling), not both",
+        );
+    }
 
     if let Some(fps) = camera.analysis_fps {
         if !(fps > 0.0 && fps <= 30.0) {
