@@ -160,6 +160,10 @@ pub fn faces_in(
     })
 }
 
+/// Tamper detection looks at one analysed frame in this time (every keyframe of a keyframes-only camera);
+/// a little under a second, so that frames a second apart pass despite their timestamps' jitter.
+const TAMPER_EVERY: Duration = Duration::from_millis(950);
+
 /// How often each camera's counters are logged.
 const STATS_EVERY: Duration = Duration::from_secs(300);
 
@@ -182,6 +186,8 @@ pub struct CameraAnalysis {
     last_scan: Option<Instant>,
     sightings: SightingFilter,
     tamper: TamperDetector,
+    /// When tamper detection last looked at a frame (it looks at most every [`TAMPER_EVERY`]).
+    last_tamper: Option<SystemTime>,
     reference_path: PathBuf,
     /// `<data_dir>/references/<camera>-empty.png`, written when the console takes the empty reference.
     empty_reference_path: PathBuf,
@@ -252,6 +258,7 @@ impl CameraAnalysis {
             last_scan: None,
             sightings: SightingFilter::new(config.physicians.sighting_matches, Duration::from_secs(60)),
             tamper: TamperDetector::new(config.tamper.clone(), reference.as_ref()),
+            last_tamper: None,
             reference_path,
             empty_reference_path: presence::empty_reference_path(&config.storage.data_dir, &camera.id),
             face_window: Arc::new(RwLock::new(camera.face_window.clone())),
@@ -319,11 +326,16 @@ impl CameraAnalysis {
         }
     }
 
-    /// Everything the camera's role asks of one analysed frame.
-    pub fn on_frame(&mut self, frame: &Frame) {
+    /// What the analysis thread does on every turn, frame or not: takes the watches opened since.
+    pub fn poll(&mut self) {
         if let Some(rx) = &self.watches {
             self.open.extend(rx.try_iter());
         }
+    }
+
+    /// Everything the camera's role asks of one analysed frame.
+    pub fn on_frame(&mut self, frame: &Frame) {
+        self.poll();
         let requests: Vec<ReferenceRequest> = self.references.try_iter().collect();
         for request in requests {
             let taken = self.take_reference(frame, &request);
@@ -381,6 +393,13 @@ impl CameraAnalysis {
                 self.open.remove(i);
             }
         }
+        // Tamper conditions are held for seconds before they count: one look a second is enough, and
+        // spares a face camera's 5 fps the two passes over each frame.
+        if self.last_tamper.is_some_and(|t| frame.captured.duration_since(t).is_ok_and(|d| d < TAMPER_EVERY)) {
+            self.counters.frames.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.last_tamper = Some(frame.captured);
         if !self.tamper.has_reference() && TamperDetector::usable_as_reference(&frame.image) {
             save_reference(&self.reference_path, &frame.image, &self.camera);
             self.tamper.set_reference(&frame.image);
@@ -486,7 +505,8 @@ pub fn start_camera(
                     watchdog_offline = counters.watchdog_offline.load(Ordering::Relaxed),
                     recording_failures = counters.recording_failures.load(Ordering::Relaxed), "camera counters");
             }
-            if let Some(frame) = frames.take(Duration::from_millis(250)) {
+            analysis.poll();
+            if let Some(frame) = frames.take(Duration::from_millis(100)) {
                 analysis.on_frame(&frame);
                 frames.keep(frame);
                 if hang {
