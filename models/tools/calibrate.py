@@ -4,7 +4,7 @@
     calibrate.py --model dlib-resnet-v1|centerface --photos johns-half|johns|pairs
                  [--method minmax|percentile|entropy] [--percentile 99.999]
                  [--activation u8|s8] [--symmetric] [--exclude first-conv,last-matmul,last-convsN,input-norm]
-                 [--op-types Conv,MatMul]
+                 [--op-types Conv,MatMul] [--reduce-range]
                  [--fold-affine] --out models/calibration/NAME.json
 
 Runs the float model of $VIGIL_CACHE/models on calibration inputs made exactly as Vigil makes them
@@ -117,6 +117,8 @@ def main() -> int:
                         help="fold each Conv's following per-channel Mul and Add into it first (dlib's affine layers)")
     parser.add_argument("--op-types", default="", help="comma-separated operator types to quantise (default: all "
                         "onnxruntime can), e.g. Conv,MatMul to keep residual Adds and pools in float")
+    parser.add_argument("--reduce-range", action="store_true",
+                        help="7-bit weights, ONNX Runtime's advice for x86 without VNNI (u8 x s8 sums saturate)")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args()
     logging.getLogger().setLevel(logging.ERROR)
@@ -127,7 +129,8 @@ def main() -> int:
     src = model_path(args.model)
     recipe = {"activation": args.activation, "weight": "s8", "per_channel": True,
               "activation_symmetric": args.symmetric, "fold_affine": args.fold_affine, "exclude": [],
-              "op_types": [t for t in args.op_types.split(",") if t] or None}
+              "op_types": [t for t in args.op_types.split(",") if t] or None,
+              "reduce_range": args.reduce_range}
     model = quantize.prepared(src, recipe)
     recipe["exclude"] = excluded(model, [w for w in args.exclude.split(",") if w])
     photos = photo_set(args.photos)

@@ -119,6 +119,7 @@ def quantize(model_path: Path, table: dict, out: Path) -> None:
             calibration_data_reader=None,
             quant_format=QuantFormat.QDQ,
             per_channel=recipe["per_channel"],
+            reduce_range=recipe.get("reduce_range", False),
             activation_type=TYPES[recipe["activation"]],
             weight_type=TYPES[recipe["weight"]],
             nodes_to_exclude=list(recipe["exclude"]),
