@@ -31,7 +31,9 @@ use crate::publish::events;
 use crate::source::Frame;
 use crate::source::bounded::join_within;
 use crate::source::camera::{CameraCounters, CameraWorker, Supervision};
+use crate::source::decode::{DecodeControl, DecodeMode};
 use crate::source::pipeline;
+use crate::source::settings::Decode;
 use crate::source::slot::FrameSlot;
 use crate::source::tamper::{TamperChange, TamperDetector, TamperKind};
 
@@ -160,6 +162,9 @@ pub fn faces_in(
     })
 }
 
+/// How long an on-demand camera keeps decoding every frame after its last settlement watch ended.
+const WATCH_LINGER: Duration = Duration::from_secs(2);
+
 /// Tamper detection looks at one analysed frame in this time (every keyframe of a keyframes-only camera);
 /// a little under a second, so that frames a second apart pass despite their timestamps' jitter.
 const TAMPER_EVERY: Duration = Duration::from_millis(950);
@@ -182,6 +187,12 @@ pub struct CameraAnalysis {
     /// Window cameras: watches opened by `settlement` commands.
     watches: Option<mpsc::Receiver<Watch>>,
     open: Vec<Watch>,
+    /// What the camera's pipeline decodes; this analysis sets it on every turn when the camera decodes
+    /// on demand ([`CameraAnalysis::wanted_mode`]).
+    decode: Arc<DecodeControl>,
+    on_demand: bool,
+    /// When the last watch ended: full-rate decoding lingers a little after it.
+    watch_ended: Option<Instant>,
     physicians_every: Option<Duration>,
     last_scan: Option<Instant>,
     sightings: SightingFilter,
@@ -224,6 +235,8 @@ pub struct LiveAnalysis {
     pub presence: Option<Arc<PresenceCamera>>,
     /// The camera's name, role and URL in evidence manifests.
     pub identity: Arc<RwLock<crate::evidence::manifest::CameraIdentity>>,
+    /// What the pipeline decodes now.
+    pub decode: Arc<DecodeControl>,
 }
 
 impl CameraAnalysis {
@@ -252,6 +265,9 @@ impl CameraAnalysis {
             presence,
             watches,
             open: Vec::new(),
+            decode: Arc::new(DecodeControl::new(DecodeMode::Keyframes)),
+            on_demand: camera.decode() == Decode::OnDemand,
+            watch_ended: None,
             physicians_every: camera
                 .watch_physicians()
                 .then(|| Duration::from_secs_f64(config.physicians.scan_every_secs)),
@@ -276,6 +292,7 @@ impl CameraAnalysis {
             references: self.references_tx.clone(),
             presence: self.presence.clone(),
             identity: self.out.identity(),
+            decode: self.decode.clone(),
         }
     }
 
@@ -326,11 +343,31 @@ impl CameraAnalysis {
         }
     }
 
-    /// What the analysis thread does on every turn, frame or not: takes the watches opened since.
+    /// What the analysis thread does on every turn, frame or not: takes the watches opened since, and
+    /// tells the pipeline what to decode (a watch opened while only keyframes are decoded switches the
+    /// camera to full rate within this turn, not at the next frame).
     pub fn poll(&mut self) {
         if let Some(rx) = &self.watches {
             self.open.extend(rx.try_iter());
         }
+        if self.on_demand {
+            self.decode.set(self.wanted_mode(SystemTime::now()));
+        }
+    }
+
+    /// The control of what this camera's pipeline decodes (give it to its [`CameraWorker`]).
+    pub fn decode_control(&self) -> Arc<DecodeControl> {
+        self.decode.clone()
+    }
+
+    /// What the camera's duties need decoded now: every frame while a settlement watch is open (and
+    /// [`WATCH_LINGER`] after the last one ended, for the next customer), or while a dialysis session is
+    /// in its identity window; keyframes otherwise, which is enough for tamper detection, presence and
+    /// physician scans (a scan every few seconds takes the next keyframe).
+    pub fn wanted_mode(&self, now: SystemTime) -> DecodeMode {
+        let watching = !self.open.is_empty() || self.watch_ended.is_some_and(|t| t.elapsed() < WATCH_LINGER);
+        let identifying = self.presence.as_ref().is_some_and(|p| p.wants_faces(now));
+        if watching || identifying { DecodeMode::Full } else { DecodeMode::Keyframes }
     }
 
     /// Everything the camera's role asks of one analysed frame.
@@ -391,6 +428,9 @@ impl CameraAnalysis {
             drop(index);
             for i in finished.into_iter().rev() {
                 self.open.remove(i);
+            }
+            if self.open.is_empty() {
+                self.watch_ended = Some(Instant::now());
             }
         }
         // Tamper conditions are held for seconds before they count: one look a second is enough, and
