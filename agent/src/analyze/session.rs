@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights};
 
 use super::model_set::VerifiedModel;
 use super::runtime::Runtime;
@@ -14,6 +14,9 @@ pub enum ModelError {
     Load { path: String, message: String },
     #[error("{model}: inference failed: {message}")]
     Run { model: &'static str, message: String },
+    /// The caller asked for something the model cannot be run on (a region outside the frame).
+    #[error("{model}: bad input: {message}")]
+    Input { model: &'static str, message: String },
     #[error("{model}: unexpected output: {message}")]
     Output { model: &'static str, message: String },
 }
@@ -21,7 +24,12 @@ pub enum ModelError {
 /// One session per model, created once and reused for every call. `threads` is ONNX Runtime's
 /// intra-op thread count for this session. Built from the bytes that were hashed, never by reopening the
 /// file: a model swapped on disk after the check cannot be loaded (ONNX Runtime copies the bytes).
-pub fn open(runtime: &Runtime, model: &VerifiedModel, threads: usize) -> Result<Session, ModelError> {
+pub fn open(
+    runtime: &Runtime,
+    model: &VerifiedModel,
+    threads: usize,
+    prepacked: Option<&PrepackedWeights>,
+) -> Result<Session, ModelError> {
     let load = |e: ort::Error| ModelError::Load { path: model.path.display().to_string(), message: e.to_string() };
     let bytes = model
         .bytes()
@@ -34,6 +42,18 @@ pub fn open(runtime: &Runtime, model: &VerifiedModel, threads: usize) -> Result<
         .map_err(|e| load(e.into()))?
         .with_inter_threads(1)
         .map_err(|e| load(e.into()))?;
+    let exp = std::env::var("VIGIL_ORT_MEM").unwrap_or_default();
+    if exp.contains("nopattern") {
+        builder = builder.with_memory_pattern(false).map_err(|e| load(e.into()))?;
+    }
+    if exp.contains("noarena") {
+        builder = builder
+            .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
+            .map_err(|e| load(e.into()))?;
+    }
+    if let Some(weights) = prepacked.filter(|_| exp.contains("prepack")) {
+        builder = builder.with_prepacked_weights(weights).map_err(|e| load(e.into()))?;
+    }
     builder.commit_from_memory(bytes).map_err(load)
 }
 
