@@ -43,9 +43,6 @@ pub struct Models {
     threads: usize,
     faces: FaceDetectorOptions,
     persons: PersonDetectorOptions,
-    /// Weights ONNX Runtime re-lays out for its kernels, kept once per model and shared by every
-    /// session of it (each camera opens its own sessions).
-    prepacked: [ort::session::builder::PrepackedWeights; 3],
 }
 
 /// One user's sessions of every model (the CLI's model commands, tests).
@@ -63,30 +60,20 @@ impl Models {
     ) -> Result<Models, AnalyzeError> {
         let runtime = runtime::init(models.ort_library.as_deref())?;
         let set = ModelSet::open(&models.models_dir().path)?;
-        Ok(Models {
-            set,
-            runtime,
-            threads: models.threads,
-            faces: *face_options,
-            persons: *person_options,
-            prepacked: std::array::from_fn(|_| ort::session::builder::PrepackedWeights::new()),
-        })
+        Ok(Models { set, runtime, threads: models.threads, faces: *face_options, persons: *person_options })
     }
 
     /// New sessions of the face detector and the embedder.
     pub fn face_analyzer(&self) -> Result<FaceAnalyzer, AnalyzeError> {
-        let open = |name: &str, prepacked| -> Result<ort::session::Session, AnalyzeError> {
-            Ok(session::open(self.runtime, self.set.model(name)?, self.threads, Some(prepacked))?)
-        };
-        let detector = FaceDetector::new(open("centerface", &self.prepacked[0])?, self.faces);
-        let embedder = Embedder::new(open("dlib-resnet-v1", &self.prepacked[1])?);
+        let detector =
+            FaceDetector::new(session::open(self.runtime, self.set.model("centerface")?, self.threads)?, self.faces);
+        let embedder = Embedder::new(session::open(self.runtime, self.set.model("dlib-resnet-v1")?, self.threads)?);
         Ok(FaceAnalyzer::new(detector, embedder))
     }
 
     /// A new session of the person detector.
     pub fn person_detector(&self) -> Result<PersonDetector, AnalyzeError> {
-        let session = session::open(self.runtime, self.set.model("nanodet")?, self.threads, Some(&self.prepacked[2]))?;
-        Ok(PersonDetector::new(session, self.persons))
+        Ok(PersonDetector::new(session::open(self.runtime, self.set.model("nanodet")?, self.threads)?, self.persons))
     }
 
     /// New sessions of every model.

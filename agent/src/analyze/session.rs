@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use ort::session::Session;
-use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights};
+use ort::session::builder::GraphOptimizationLevel;
 
 use super::model_set::VerifiedModel;
 use super::runtime::Runtime;
@@ -24,12 +24,7 @@ pub enum ModelError {
 /// One session per model, created once and reused for every call. `threads` is ONNX Runtime's
 /// intra-op thread count for this session. Built from the bytes that were hashed, never by reopening the
 /// file: a model swapped on disk after the check cannot be loaded (ONNX Runtime copies the bytes).
-pub fn open(
-    runtime: &Runtime,
-    model: &VerifiedModel,
-    threads: usize,
-    prepacked: Option<&PrepackedWeights>,
-) -> Result<Session, ModelError> {
+pub fn open(runtime: &Runtime, model: &VerifiedModel, threads: usize) -> Result<Session, ModelError> {
     let load = |e: ort::Error| ModelError::Load { path: model.path.display().to_string(), message: e.to_string() };
     let bytes = model
         .bytes()
@@ -42,18 +37,12 @@ pub fn open(
         .map_err(|e| load(e.into()))?
         .with_inter_threads(1)
         .map_err(|e| load(e.into()))?;
-    let exp = std::env::var("VIGIL_ORT_MEM").unwrap_or_default();
-    if exp.contains("nopattern") {
-        builder = builder.with_memory_pattern(false).map_err(|e| load(e.into()))?;
-    }
-    if exp.contains("noarena") {
-        builder = builder
-            .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
-            .map_err(|e| load(e.into()))?;
-    }
-    if let Some(weights) = prepacked.filter(|_| exp.contains("prepack")) {
-        builder = builder.with_prepacked_weights(weights).map_err(|e| load(e.into()))?;
-    }
+    // ONNX Runtime's memory pattern and CPU arena stay on. Measured for issue 18 (`vigil bench cameras
+    // --analysis faces`): the arena off cut `rss_per_face_sessions_bytes` by 10–35 MB but cost 3–4 % of
+    // the faces per CPU-second and left the RSS of 3 cameras as it was (each analysis thread's malloc
+    // arena keeps what the CPU arena gave back); the memory pattern off saved about 10 MB a set for
+    // 2–3 % CPU; one PrepackedWeights container shared by the sessions of a model saved nothing
+    // measurable.
     builder.commit_from_memory(bytes).map_err(load)
 }
 

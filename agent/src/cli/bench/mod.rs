@@ -70,9 +70,9 @@ pub enum Bench {
     Faces {
         #[arg(long)]
         pairs: PathBuf,
-        /// Worst case of a detector input sized to the face: each image's face (found first as
-        /// configured) is scaled to this many pixels at the detector's input, as a face of exactly
-        /// `min_face_px` in a camera frame is.
+        /// The worst case of a detector input sized to the face: each image is scaled so its face
+        /// measures `min_face_px`, put in a 1280×720 frame and searched with the detector's input
+        /// scaled so that face measures this many pixels there (0: the detector's max side alone).
         #[arg(long, value_name = "PX")]
         face_px: Option<f32>,
         #[arg(long, short)]

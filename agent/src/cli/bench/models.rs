@@ -142,17 +142,34 @@ pub fn faces(models: &mut Sessions, pairs: &[Pair], threshold: f32, face_px: Opt
     }
 }
 
-/// The largest face of an image, found again with the detector's input scaled so that it measures
-/// `face_px` there (its shorter side, as the quality gate measures faces).
+/// The camera frame the faces of `--face-px` are put in.
+const FRAME: (u32, u32) = (1280, 720);
+
+/// The largest face of an image as a camera would see it at the smallest size wanted: the image scaled
+/// so its face (found first, as configured) measures the gate's `min_face_px`, centred in a grey
+/// 1280×720 frame, and found there with the detector's input sized by `face_px` (0: its max side alone).
+/// Both the landmarks and the chip then come from a face of that size.
 fn main_face_at(models: &mut Sessions, path: &Path, face_px: f32) -> anyhow::Result<EmbeddedFace> {
     let first = crate::cli::detect::main_face(models, path)?;
     let [x1, y1, x2, y2] = first.face.bbox;
     let options = models.faces.detector.options();
-    let sized = FaceDetectorOptions { face_px, min_face_px: (x2 - x1).min(y2 - y1), ..options };
-    models.faces.detector.set_options(sized);
-    let again = crate::cli::detect::main_face(models, path);
+    let img = vigil::analyze::image::load_rgb(path)?;
+    let scale = (options.min_face_px / (x2 - x1).min(y2 - y1)).min(1.0);
+    let (w, h) = ((img.width() as f32 * scale).round() as u32, (img.height() as f32 * scale).round() as u32);
+    let small = image::imageops::resize(&img, w.max(1), h.max(1), image::imageops::FilterType::Triangle);
+    let mut frame = RgbImage::from_pixel(FRAME.0, FRAME.1, image::Rgb([128, 128, 128]));
+    let (left, top) = ((i64::from(FRAME.0) - i64::from(w)) / 2, (i64::from(FRAME.1) - i64::from(h)) / 2);
+    image::imageops::overlay(&mut frame, &small, left, top);
+    models.faces.detector.set_options(FaceDetectorOptions { face_px, ..options });
+    let again = models.faces.main_face(&frame);
     models.faces.detector.set_options(options);
-    again.with_context(|| format!("with its face scaled to {face_px} px at the detector"))
+    again?.with_context(|| {
+        format!(
+            "{}: no face found with the face at {} px in a frame, {face_px} px at the detector",
+            path.display(),
+            options.min_face_px
+        )
+    })
 }
 
 #[derive(Debug, Serialize)]
