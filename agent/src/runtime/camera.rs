@@ -31,7 +31,9 @@ use crate::publish::events;
 use crate::source::Frame;
 use crate::source::bounded::join_within;
 use crate::source::camera::{CameraCounters, CameraWorker, Supervision};
+use crate::source::decode::{DecodeControl, DecodeMode};
 use crate::source::pipeline;
+use crate::source::settings::Decode;
 use crate::source::slot::FrameSlot;
 use crate::source::tamper::{TamperChange, TamperDetector, TamperKind};
 
@@ -160,6 +162,13 @@ pub fn faces_in(
     })
 }
 
+/// How long an on-demand camera keeps decoding every frame after its last settlement watch ended.
+const WATCH_LINGER: Duration = Duration::from_secs(2);
+
+/// Tamper detection looks at one analysed frame in this time (every keyframe of a keyframes-only camera);
+/// a little under a second, so that frames a second apart pass despite their timestamps' jitter.
+const TAMPER_EVERY: Duration = Duration::from_millis(950);
+
 /// How often each camera's counters are logged.
 const STATS_EVERY: Duration = Duration::from_secs(300);
 
@@ -178,10 +187,18 @@ pub struct CameraAnalysis {
     /// Window cameras: watches opened by `settlement` commands.
     watches: Option<mpsc::Receiver<Watch>>,
     open: Vec<Watch>,
+    /// What the camera's pipeline decodes; this analysis sets it on every turn when the camera decodes
+    /// on demand ([`CameraAnalysis::wanted_mode`]).
+    decode: Arc<DecodeControl>,
+    on_demand: bool,
+    /// When the last watch ended: full-rate decoding lingers a little after it.
+    watch_ended: Option<Instant>,
     physicians_every: Option<Duration>,
     last_scan: Option<Instant>,
     sightings: SightingFilter,
     tamper: TamperDetector,
+    /// When tamper detection last looked at a frame (it looks at most every [`TAMPER_EVERY`]).
+    last_tamper: Option<SystemTime>,
     reference_path: PathBuf,
     /// `<data_dir>/references/<camera>-empty.png`, written when the console takes the empty reference.
     empty_reference_path: PathBuf,
@@ -218,6 +235,8 @@ pub struct LiveAnalysis {
     pub presence: Option<Arc<PresenceCamera>>,
     /// The camera's name, role and URL in evidence manifests.
     pub identity: Arc<RwLock<crate::evidence::manifest::CameraIdentity>>,
+    /// What the pipeline decodes now.
+    pub decode: Arc<DecodeControl>,
 }
 
 impl CameraAnalysis {
@@ -246,12 +265,16 @@ impl CameraAnalysis {
             presence,
             watches,
             open: Vec::new(),
+            decode: Arc::new(DecodeControl::new(DecodeMode::Keyframes)),
+            on_demand: camera.decode() == Decode::OnDemand,
+            watch_ended: None,
             physicians_every: camera
                 .watch_physicians()
                 .then(|| Duration::from_secs_f64(config.physicians.scan_every_secs)),
             last_scan: None,
             sightings: SightingFilter::new(config.physicians.sighting_matches, Duration::from_secs(60)),
             tamper: TamperDetector::new(config.tamper.clone(), reference.as_ref()),
+            last_tamper: None,
             reference_path,
             empty_reference_path: presence::empty_reference_path(&config.storage.data_dir, &camera.id),
             face_window: Arc::new(RwLock::new(camera.face_window.clone())),
@@ -269,6 +292,7 @@ impl CameraAnalysis {
             references: self.references_tx.clone(),
             presence: self.presence.clone(),
             identity: self.out.identity(),
+            decode: self.decode.clone(),
         }
     }
 
@@ -319,11 +343,36 @@ impl CameraAnalysis {
         }
     }
 
-    /// Everything the camera's role asks of one analysed frame.
-    pub fn on_frame(&mut self, frame: &Frame) {
+    /// What the analysis thread does on every turn, frame or not: takes the watches opened since, and
+    /// tells the pipeline what to decode (a watch opened while only keyframes are decoded switches the
+    /// camera to full rate within this turn, not at the next frame).
+    pub fn poll(&mut self) {
         if let Some(rx) = &self.watches {
             self.open.extend(rx.try_iter());
         }
+        if self.on_demand {
+            self.decode.set(self.wanted_mode(SystemTime::now()));
+        }
+    }
+
+    /// The control of what this camera's pipeline decodes (give it to its [`CameraWorker`]).
+    pub fn decode_control(&self) -> Arc<DecodeControl> {
+        self.decode.clone()
+    }
+
+    /// What the camera's duties need decoded now: every frame while a settlement watch is open (and
+    /// [`WATCH_LINGER`] after the last one ended, for the next customer), or while a dialysis session is
+    /// in its identity window; keyframes otherwise, which is enough for tamper detection, presence and
+    /// physician scans (a scan every few seconds takes the next keyframe).
+    pub fn wanted_mode(&self, now: SystemTime) -> DecodeMode {
+        let watching = !self.open.is_empty() || self.watch_ended.is_some_and(|t| t.elapsed() < WATCH_LINGER);
+        let identifying = self.presence.as_ref().is_some_and(|p| p.wants_faces(now));
+        if watching || identifying { DecodeMode::Full } else { DecodeMode::Keyframes }
+    }
+
+    /// Everything the camera's role asks of one analysed frame.
+    pub fn on_frame(&mut self, frame: &Frame) {
+        self.poll();
         let requests: Vec<ReferenceRequest> = self.references.try_iter().collect();
         for request in requests {
             let taken = self.take_reference(frame, &request);
@@ -380,7 +429,17 @@ impl CameraAnalysis {
             for i in finished.into_iter().rev() {
                 self.open.remove(i);
             }
+            if self.open.is_empty() {
+                self.watch_ended = Some(Instant::now());
+            }
         }
+        // Tamper conditions are held for seconds before they count: one look a second is enough, and
+        // spares a face camera's 5 fps the two passes over each frame.
+        if self.last_tamper.is_some_and(|t| frame.captured.duration_since(t).is_ok_and(|d| d < TAMPER_EVERY)) {
+            self.counters.frames.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.last_tamper = Some(frame.captured);
         if !self.tamper.has_reference() && TamperDetector::usable_as_reference(&frame.image) {
             save_reference(&self.reference_path, &frame.image, &self.camera);
             self.tamper.set_reference(&frame.image);
@@ -486,7 +545,8 @@ pub fn start_camera(
                     watchdog_offline = counters.watchdog_offline.load(Ordering::Relaxed),
                     recording_failures = counters.recording_failures.load(Ordering::Relaxed), "camera counters");
             }
-            if let Some(frame) = frames.take(Duration::from_millis(250)) {
+            analysis.poll();
+            if let Some(frame) = frames.take(Duration::from_millis(100)) {
                 analysis.on_frame(&frame);
                 frames.keep(frame);
                 if hang {
