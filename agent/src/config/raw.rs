@@ -359,6 +359,7 @@ impl Faces {
         FaceDetectorOptions {
             max_side: self.detector_max_side,
             threshold: self.detector_threshold,
+            min_face_px: self.min_face_px,
             ..FaceDetectorOptions::default()
         }
     }
