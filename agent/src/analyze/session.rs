@@ -14,6 +14,9 @@ pub enum ModelError {
     Load { path: String, message: String },
     #[error("{model}: inference failed: {message}")]
     Run { model: &'static str, message: String },
+    /// The caller asked for something the model cannot be run on (a region outside the frame).
+    #[error("{model}: bad input: {message}")]
+    Input { model: &'static str, message: String },
     #[error("{model}: unexpected output: {message}")]
     Output { model: &'static str, message: String },
 }
@@ -34,6 +37,12 @@ pub fn open(runtime: &Runtime, model: &VerifiedModel, threads: usize) -> Result<
         .map_err(|e| load(e.into()))?
         .with_inter_threads(1)
         .map_err(|e| load(e.into()))?;
+    // ONNX Runtime's memory pattern and CPU arena stay on. Measured for issue 18 (`vigil bench cameras
+    // --analysis faces`): the arena off cut `rss_per_face_sessions_bytes` by 10–35 MB but cost 3–4 % of
+    // the faces per CPU-second and left the RSS of 3 cameras as it was (each analysis thread's malloc
+    // arena keeps what the CPU arena gave back); the memory pattern off saved about 10 MB a set for
+    // 2–3 % CPU; one PrepackedWeights container shared by the sessions of a model saved nothing
+    // measurable.
     builder.commit_from_memory(bytes).map_err(load)
 }
 

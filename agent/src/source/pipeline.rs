@@ -29,9 +29,10 @@
 //! - `videoscale ! videoconvert`: scaled first, in the decoder's I420 (1.5 bytes a pixel), then only
 //!   the output pixels are converted to RGB. The other order (as before) converted every 1080p pixel
 //!   and kept a pool of full-size RGB frames (6 MB each). GStreamer 1.22's single `videoconvertscale`
-//!   saves that pool too but converts before scaling (as much CPU as the old order); measured on 150
-//!   frames of 1080p to 1280×720: convert+scale 3.05 s, videoconvertscale 3.05 s, scale+convert 2.7 s
-//!   (decoding included, 2.06 s), for 1.4 MB more a camera than videoconvertscale (the I420 pool).
+//!   saves that pool too but converts before scaling (as much CPU as the old order); CPU time for 750
+//!   1080p frames decoded (2.06 s alone) and 150 of them made 1280×720 RGB: convert+scale 3.05 s,
+//!   videoconvertscale 3.05 s, scale+convert 2.7 s. It costs 1.4 MB a camera more than
+//!   videoconvertscale (the I420 pool).
 //! - appsink keeps one buffer and drops older ones; its callback copies the frame out (respecting the
 //!   row stride) into the [`FrameSlot`].
 //!

@@ -79,17 +79,19 @@ pub enum Transport {
     Udp,
 }
 
-/// Which frames a camera decodes (see [`super::decode`]).
+/// What a camera decodes (see [`super::decode`]). Keyframes cost about a tenth of all frames;
+/// recording always keeps every frame as received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decode {
-    /// Keyframes only (one frame per GOP, about 7x less CPU than every frame); the decode control is
-    /// ignored.
+    /// Keyframes only, always (wards: presence and tamper need a frame every few seconds); the decode
+    /// control is ignored and no GOP is stored.
     Keyframes,
-    /// Every frame, thinned to `analysis_fps` after the decoder; the decode control is ignored.
+    /// Every frame, always, thinned to `analysis_fps` before conversion; the decode control is ignored.
     All,
-    /// As the camera's [`super::decode::DecodeControl`] says, switched at run time by its analysis:
-    /// keyframes while idle, every frame while a duty needs them (with the current GOP replayed).
+    /// Keyframes while the camera's duties need no more, every frame while they do (a settlement
+    /// watch, a dialysis identity window): the analysis decides through the camera's
+    /// [`super::decode::DecodeControl`], and a switch to every frame replays the current GOP.
     #[default]
     OnDemand,
 }
