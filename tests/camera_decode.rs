@@ -220,6 +220,7 @@ fn a_sub_stream_is_analysed_while_the_main_stream_is_recorded() {
     let camera: Camera = toml::from_str(&text).unwrap();
     let mut stream = camera.stream();
     stream.detect_url = Some(format!("file://{}", sub.display()));
+    stream.decode = Decode::All;
     let recordings = dir.path().join("rec");
     let stop = Arc::new(AtomicBool::new(false));
     let (health, _rx) = mpsc::channel::<vigil::source::health::HealthReport>();
