@@ -12,6 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{error, info, warn};
 
+use crate::analyze::boxes::BBox;
+use crate::analyze::face_detector::Face;
 use crate::analyze::faces::FaceAnalyzer;
 use crate::analyze::person_detector::PersonDetector;
 use crate::analyze::quality::QualityThresholds;
@@ -60,6 +62,8 @@ pub struct Shared {
 pub struct AnalysisCounters {
     pub frames: AtomicU64,
     pub faces_embedded: AtomicU64,
+    /// Faces detected and not embedded because their watch had judged them already.
+    pub embeddings_saved: AtomicU64,
     /// The tamper conditions raised and not cleared, one bit per [`TamperKind`] ([`tamper_bit`]).
     pub tampered: AtomicU8,
 }
@@ -122,44 +126,63 @@ impl FaceWindow {
         Some(FaceWindow { polygon, x, y, width: right - x, height: bottom - y })
     }
 
-    /// A face found in the window's crop, in frame coordinates; None when its centre is outside the polygon.
-    pub fn place(&self, mut face: FaceObservation) -> Option<FaceObservation> {
+    /// A face found in the window's crop, moved into frame coordinates (box and landmarks); None when
+    /// its centre is outside the polygon.
+    pub fn place(&self, mut face: Face) -> Option<Face> {
         let (dx, dy) = (self.x as f32, self.y as f32);
         face.bbox = [face.bbox[0] + dx, face.bbox[1] + dy, face.bbox[2] + dx, face.bbox[3] + dy];
+        for point in &mut face.landmarks {
+            *point = [point[0] + dx, point[1] + dy];
+        }
         let (cx, cy) = ((face.bbox[0] + face.bbox[2]) / 2.0, (face.bbox[1] + face.bbox[3]) / 2.0);
         self.polygon.contains(f64::from(cx), f64::from(cy)).then_some(face)
     }
 }
 
+/// Faces in a frame and how many were not embedded because `wants` said so.
+#[derive(Debug, Default)]
+pub struct FacesSeen {
+    /// Every detected face's box (frame coordinates), with its embedding when it passed the quality gate
+    /// and was wanted.
+    pub faces: Vec<FaceObservation>,
+    /// Faces detected and not embedded because their track needs no more ([`Watch::wants_embedding`]).
+    pub skipped: u64,
+}
+
 /// Faces in a frame: every detected face's box (frame coordinates), with its embedding when it passes
-/// the quality gate. With a face window (`[[cameras]] face_window`), the detector sees the window's
-/// bounding box only (a smaller picture: faster, and the customer's face larger in it), and a face whose
-/// centre is outside the polygon is dropped.
+/// the quality gate and `wants` its box. With a face window (`[[cameras]] face_window`), the detector
+/// sees the window's bounding box only (a smaller picture: faster, and the customer's face larger in
+/// it), and a face whose centre is outside the polygon is dropped. Faces are aligned from the whole
+/// frame.
 pub fn faces_in(
     faces: &mut FaceAnalyzer,
     img: &image::RgbImage,
     gate: &QualityThresholds,
     window: Option<&[Vec<f64>]>,
-) -> Result<Vec<FaceObservation>, AnalyzeError> {
+    wants: impl Fn(&BBox) -> bool,
+) -> Result<FacesSeen, AnalyzeError> {
     let window = window.and_then(|points| FaceWindow::new(points, img.width(), img.height()));
-    let cropped;
-    let img = match &window {
+    let detected = match &window {
         Some(w) => {
-            cropped = image::imageops::crop_imm(img, w.x, w.y, w.width, w.height).to_image();
-            &cropped
+            let cropped = image::imageops::crop_imm(img, w.x, w.y, w.width, w.height).to_image();
+            faces.detect(&cropped)?.into_iter().filter_map(|f| w.place(f)).collect()
         }
-        None => img,
+        None => faces.detect(img)?,
     };
-    let observed = faces.analyse(img, gate)?.into_iter().map(|f| {
+    let mut seen = FacesSeen::default();
+    for face in detected {
+        if !wants(&face.bbox) {
+            seen.skipped += 1;
+            seen.faces.push(FaceObservation { bbox: face.bbox, score: face.score, embedding: None });
+            continue;
+        }
+        let f = faces.examine(img, face, gate);
         if !f.quality.ok() {
             tracing::trace!(problems = %f.quality.problems.join("; "), "face below the quality gate");
         }
-        FaceObservation { bbox: f.face.bbox, score: f.face.score, embedding: f.embedding.ok() }
-    });
-    Ok(match &window {
-        Some(w) => observed.filter_map(|f| w.place(f)).collect(),
-        None => observed.collect(),
-    })
+        seen.faces.push(FaceObservation { bbox: f.face.bbox, score: f.face.score, embedding: f.embedding.ok() });
+    }
+    Ok(seen)
 }
 
 /// How long an on-demand camera keeps decoding every frame after its last settlement watch ended.
@@ -326,15 +349,20 @@ impl CameraAnalysis {
         }
     }
 
-    /// Faces in a frame: every detected face's box, with its embedding when it passes the quality gate.
-    fn observe_faces(&mut self, img: &image::RgbImage) -> Vec<FaceObservation> {
+    /// Faces in a frame: every detected face's box, with its embedding when it passes the quality gate
+    /// and some duty still needs it (`all`: a physician scan or a chair's identity window needs every face;
+    /// otherwise only faces an open watch has not judged yet).
+    fn observe_faces(&mut self, img: &image::RgbImage, all: bool) -> Vec<FaceObservation> {
         let Some(faces) = self.faces.as_mut() else { return Vec::new() };
         let window = self.face_window.read().unwrap_or_else(|e| e.into_inner()).clone();
-        match faces_in(faces, img, &self.gate, window.as_deref()) {
-            Ok(observed) => {
-                let embedded = observed.iter().filter(|f| f.embedding.is_some()).count() as u64;
+        let (open, rules) = (&self.open, &self.shared.rules);
+        let wants = |bbox: &BBox| all || open.iter().any(|w| w.wants_embedding(bbox, rules));
+        match faces_in(faces, img, &self.gate, window.as_deref(), wants) {
+            Ok(seen) => {
+                let embedded = seen.faces.iter().filter(|f| f.embedding.is_some()).count() as u64;
                 self.counters.faces_embedded.fetch_add(embedded, Ordering::Relaxed);
-                observed
+                self.counters.embeddings_saved.fetch_add(seen.skipped, Ordering::Relaxed);
+                seen.faces
             }
             Err(e) => {
                 warn!(camera = %self.camera, error = %e, "face detection failed on a frame");
@@ -395,7 +423,7 @@ impl CameraAnalysis {
             _ => false,
         };
         let observed = if !self.open.is_empty() || scan_physicians || chair_faces {
-            self.observe_faces(&frame.image)
+            self.observe_faces(&frame.image, scan_physicians || chair_faces)
         } else {
             Vec::new()
         };
@@ -781,8 +809,8 @@ fn write_reference(path: &Path, img: &image::RgbImage) -> Result<(), String> {
 mod face_window_tests {
     use super::*;
 
-    fn face(bbox: [f32; 4]) -> FaceObservation {
-        FaceObservation { bbox, score: 0.9, embedding: None }
+    fn face(bbox: [f32; 4]) -> Face {
+        Face { bbox, score: 0.9, landmarks: [[bbox[0], bbox[1]]; 5] }
     }
 
     /// The crop is the polygon's bounding box; a face found in it is moved back into the frame, and kept
@@ -794,6 +822,7 @@ mod face_window_tests {
         assert_eq!((w.x, w.y, w.width, w.height), (200, 200, 400, 200));
         let centre = w.place(face([180.0, 20.0, 220.0, 60.0])).expect("centre (400, 240) is inside");
         assert_eq!(centre.bbox, [380.0, 220.0, 420.0, 260.0]);
+        assert_eq!(centre.landmarks[0], [380.0, 220.0], "landmarks move with the box");
         assert!(
             w.place(face([0.0, 60.0, 40.0, 100.0])).is_none(),
             "the crop's lower-left corner is outside the triangle"
