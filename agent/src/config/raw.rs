@@ -320,7 +320,8 @@ pub struct Faces {
     /// The detector's input is scaled so that a face of `min_face_px` measures this many pixels in it
     /// (never scaled up; within `detector_max_side`): a 1280×720 frame with the default 80 and 32 is
     /// detected at 512×288, a face window's crop smaller still. 0 turns it off (`detector_max_side`
-    /// alone). 0 or 12..4096 (default 32: every face of the pair list still found, docs/benchmarks.md).
+    /// alone). 0 or 16..4096 (default 32: every face of the pair list still found; at 24 and below the false
+    /// accepts change, at 16 faces are lost: docs/benchmarks.md).
     #[serde(default = "default_detector_face_px")]
     pub detector_face_px: f32,
     /// Faces smaller than this (pixels, shorter side of the box) are not enrolled or decided on
