@@ -56,7 +56,7 @@ fn detection_in_a_region_reports_frame_coordinates() {
     let frame = frame_from(&load_rgb(&photo("obama.jpg")).unwrap(), 1280, 720);
     let whole = models.faces.analyse_in(&frame, None, &gate).unwrap();
     assert_eq!(whole.len(), 1, "{:?}", whole.iter().map(|f| &f.face).collect::<Vec<_>>());
-    let [x1, y1, x2, y2] = whole[0].face.bbox;
+    let [x1, y1, x2, _] = whole[0].face.bbox;
     // A window around the face, off-centre, with margin.
     let window =
         Rect { x: (x1 as u32).saturating_sub(150), y: (y1 as u32).saturating_sub(60), width: 500, height: 420 };

@@ -37,12 +37,13 @@ pub fn open(runtime: &Runtime, model: &VerifiedModel, threads: usize) -> Result<
         .map_err(|e| load(e.into()))?
         .with_inter_threads(1)
         .map_err(|e| load(e.into()))?;
-    // ONNX Runtime's memory pattern and CPU arena stay on. Measured for issue 18 (`vigil bench cameras
-    // --analysis faces`): the arena off cut `rss_per_face_sessions_bytes` by 10–35 MB but cost 3–4 % of
-    // the faces per CPU-second and left the RSS of 3 cameras as it was (each analysis thread's malloc
-    // arena keeps what the CPU arena gave back); the memory pattern off saved about 10 MB a set for
-    // 2–3 % CPU; one PrepackedWeights container shared by the sessions of a model saved nothing
-    // measurable.
+    // No memory pattern: ONNX Runtime would otherwise keep, per session, one block planned for all of a
+    // run's intermediate tensors. Measured for issue 18 (`vigil bench cameras --analysis faces`, 4 rounds
+    // alternated): `rss_per_face_sessions_bytes` 110 → 102 MB, the process 239 → 220 MB, faces per
+    // CPU-second unchanged (21.55 → 21.5). The CPU arena stays: without it each run maps and unmaps its
+    // buffers (49 MB less a set, but 15 % fewer faces per CPU-second). One PrepackedWeights container
+    // shared by a model's sessions saved nothing measurable.
+    builder = builder.with_memory_pattern(false).map_err(|e| load(e.into()))?;
     builder.commit_from_memory(bytes).map_err(load)
 }
 
