@@ -136,6 +136,8 @@ pub struct CameraBench {
     /// `--detect-file`: the clip analysed (each camera's `detect_url`).
     pub detect_file: Option<String>,
     pub face_window: Option<Rect>,
+    /// The face detector's settings, as configured by default (`[faces]`).
+    pub detector_options: String,
     pub cameras: usize,
     /// Keyframes only because `--keyframes-only` said so; otherwise window cameras decode as their
     /// role's default says and ward cameras all frames.
@@ -492,6 +494,7 @@ fn cameras(
         file: file.display().to_string(),
         detect_file: args.detect_file.as_ref().map(|f| f.display().to_string()),
         face_window: args.face_window,
+        detector_options: format!("{:?}", config.faces.detector()),
         cameras: count,
         keyframes_only: args.keyframes_only,
         analysis_fps: (!args.keyframes_only).then_some(args.analysis_fps),
