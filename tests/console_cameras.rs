@@ -376,11 +376,12 @@ fn the_face_window_keeps_only_the_faces_inside_it() {
     image::imageops::replace(&mut frame, &half(&left), 0, 0);
     image::imageops::replace(&mut frame, &half(&right), 480, 0);
     let gate = vigil::analyze::quality::QualityThresholds::default();
-    let everyone = vigil::runtime::camera::faces_in(&mut models.faces, &frame, &gate, None).unwrap();
+    let everyone = vigil::runtime::camera::faces_in(&mut models.faces, &frame, &gate, None, |_| true).unwrap().faces;
     let centres: Vec<f32> = everyone.iter().map(|f| (f.bbox[0] + f.bbox[2]) / 2.0).collect();
     assert!(centres.iter().any(|x| *x < 480.0) && centres.iter().any(|x| *x > 480.0), "both faces: {centres:?}");
     let window = vec![vec![0.52, 0.02], vec![0.98, 0.02], vec![0.98, 0.98], vec![0.52, 0.98]];
-    let inside = vigil::runtime::camera::faces_in(&mut models.faces, &frame, &gate, Some(&window)).unwrap();
+    let inside =
+        vigil::runtime::camera::faces_in(&mut models.faces, &frame, &gate, Some(&window), |_| true).unwrap().faces;
     assert_eq!(inside.len(), 1, "{:?}", inside.iter().map(|f| f.bbox).collect::<Vec<_>>());
     let [x1, y1, x2, y2] = inside[0].bbox;
     assert!(x1 > 480.0 && x2 < 960.0 && y1 >= 0.0 && y2 <= 480.0, "in frame coordinates: {:?}", inside[0].bbox);

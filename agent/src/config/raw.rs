@@ -150,9 +150,18 @@ pub struct Camera {
     /// Play a `file://` source again from the start when it ends (demos).
     #[serde(default, rename = "loop")]
     pub loop_file: bool,
-    /// Decode keyframes only (one frame per GOP, ~7x less CPU). Default: true for ward cameras, whose
-    /// presence checks need a frame every few seconds; false for the others, which match faces.
+    /// What is decoded: "keyframes" (one frame per GOP, about a tenth of the CPU of all frames),
+    /// "all", or "on_demand": keyframes while nothing needs more, every frame while a settlement watch
+    /// or a dialysis identity window is open (the switch replays the current GOP, so the first full-rate
+    /// frame comes within a fraction of a second). Recording keeps every frame whatever this says.
+    /// Default: "keyframes" for ward cameras, "on_demand" for the others.
+    pub decode: Option<Decode>,
+    /// The older spelling of `decode`: true is "keyframes", false is "all". Set one of the two.
     pub keyframes_only: Option<bool>,
+    /// A second, smaller stream of the same camera for analysis (most IP cameras offer a 640×360 or
+    /// 704×576 sub-stream): decoded instead of `url`, which is still what is recorded. Same schemes as
+    /// `url`. Faces must still be at least `[faces] min_face_px` pixels in it.
+    pub detect_url: Option<String>,
     /// Frames per second handed to analysis when all frames are decoded, above 0 and at most 30.
     /// Fractions are honoured exactly (0.2 is one frame every 5 s, see `source::rate`); one frame must
     /// come within `stall_secs`. Default by role: settlement_window 5, dialysis_room 2, ward 1.
@@ -169,8 +178,8 @@ pub struct Camera {
     pub stall_secs: u64,
 }
 
-/// RTSP transport protocol: owned by the source stage.
-pub use crate::source::settings::Transport;
+/// RTSP transport protocol and what is decoded: owned by the source stage.
+pub use crate::source::settings::{Decode, Transport};
 
 fn default_analysis_width() -> u32 {
     1280
@@ -181,8 +190,20 @@ fn default_stall_secs() -> u64 {
 }
 
 impl Camera {
+    /// What the camera decodes, with the role's default applied.
+    pub fn decode(&self) -> Decode {
+        match (self.decode, self.keyframes_only) {
+            (Some(decode), _) => decode,
+            (None, Some(true)) => Decode::Keyframes,
+            (None, Some(false)) => Decode::All,
+            (None, None) if self.role == Role::Ward => Decode::Keyframes,
+            (None, None) => Decode::OnDemand,
+        }
+    }
+
+    /// Whether the camera decodes keyframes only, always.
     pub fn keyframes_only(&self) -> bool {
-        self.keyframes_only.unwrap_or(self.role == Role::Ward)
+        self.decode() == Decode::Keyframes
     }
 
     pub fn watch_physicians(&self) -> bool {

@@ -275,6 +275,15 @@ pub const TEST_PATTERNS: &[&str] = &["smpte", "ball", "snow", "black", "white", 
 fn check_camera(errors: &mut Errors, path: &str, camera: &Camera) {
     check_id(errors, &format!("{path}.id"), &camera.id);
     check_source_url(errors, &format!("{path}.url"), &camera.url);
+    if let Some(url) = &camera.detect_url {
+        check_source_url(errors, &format!("{path}.detect_url"), url);
+    }
+    if camera.decode.is_some() && camera.keyframes_only.is_some() {
+        errors.add(
+            format!("{path}.keyframes_only"),
+            "set either decode or keyframes_only (its older spelling), not both",
+        );
+    }
 
     if let Some(fps) = camera.analysis_fps {
         if !(fps > 0.0 && fps <= 30.0) {
@@ -470,6 +479,7 @@ fn segments_cross(a: (f64, f64), b: (f64, f64), c: (f64, f64), d: (f64, f64)) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::settings::Decode;
 
     fn parse(text: &str) -> Config {
         toml::from_str(text).expect("test config parses")
@@ -558,6 +568,33 @@ mod tests {
             ]
         );
         assert_eq!(camera("analysis_fps = 0"), vec!["cameras[0].analysis_fps: must be above 0 and at most 30, got 0"]);
+    }
+
+    /// `decode` and its older spelling: each works alone, both together are refused; the role decides
+    /// when neither is set; a sub-stream is checked like the main one.
+    #[test]
+    fn decode_its_older_spelling_and_the_sub_stream() {
+        let camera = |role: &str, extra: &str| {
+            format!("[[cameras]]\nid = \"c\"\nrole = \"{role}\"\nurl = \"test://ball\"\n{extra}\n")
+        };
+        let decode =
+            |role: &str, extra: &str| parse(&format!("{MINIMAL}\n{}", camera(role, extra))).cameras[0].decode();
+        assert_eq!(decode("ward", ""), Decode::Keyframes);
+        assert_eq!(decode("settlement_window", ""), Decode::OnDemand);
+        assert_eq!(decode("dialysis_room", ""), Decode::OnDemand);
+        assert_eq!(decode("ward", "decode = \"all\""), Decode::All);
+        assert_eq!(decode("settlement_window", "keyframes_only = true"), Decode::Keyframes);
+        assert_eq!(decode("settlement_window", "keyframes_only = false"), Decode::All);
+        assert_eq!(
+            errors_of(&camera("dialysis_room", "decode = \"keyframes\"\nkeyframes_only = true")),
+            vec!["cameras[0].keyframes_only: set either decode or keyframes_only (its older spelling), not both"]
+        );
+        let bad = errors_of(&camera("dialysis_room", "detect_url = \"http://192.0.2.1/sub\""));
+        assert!(bad.len() == 1 && bad[0].starts_with("cameras[0].detect_url: "), "{bad:?}");
+        let unknown = toml::from_str::<Config>(&format!("{MINIMAL}\n{}", camera("ward", "decode = \"sometimes\"")))
+            .expect_err("not a decode mode")
+            .to_string();
+        assert!(unknown.contains("on_demand"), "the error lists the modes: {unknown}");
     }
 
     #[test]

@@ -205,6 +205,21 @@ impl Watch {
         }
     }
 
+    /// Whether a face at `bbox` still needs its embedding: not when it is the face of a track that has
+    /// its good frames already (judged: more would not change the verdict, which waits only for the
+    /// other faces at the window). The face is still fed to [`Watch::observe`], without embedding, so
+    /// its track goes on.
+    pub fn wants_embedding(&self, bbox: &BBox, rules: &SettlementRules) -> bool {
+        let track = self
+            .tracks
+            .iter()
+            .map(|t| (iou(&t.bbox, bbox), t))
+            .filter(|(o, _)| *o > 0.3)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, t)| t);
+        track.is_none_or(|t| t.good.len() < rules.min_good_frames)
+    }
+
     /// Feeds one analysed frame; returns the outcome once there is one.
     pub fn observe(
         &mut self,
@@ -525,6 +540,27 @@ mod tests {
         let recorded = outcome.settled_faces();
         assert_eq!(recorded.len(), 1, "only the verified face is recorded for card lending");
         assert_eq!(recorded[0].embedding, [PATIENT; 128]);
+    }
+
+    /// Once the companion's track has its good frames, their face is not embedded again; the patient's
+    /// still is, and so is a face nobody has seen yet. Without embeddings, the companion's track goes on.
+    #[test]
+    fn a_judged_face_is_not_embedded_again() {
+        let (g, rules) = (gallery(), SettlementRules::default());
+        let mut watch = Watch::open("tx-6", "p-patient", "window-1", t(0), Duration::from_secs(30));
+        for i in 0..3 {
+            assert!(watch.wants_embedding(&COMPANION_BOX, &rules), "frame {i}");
+            let frame = vec![face(COMPANION_BOX, COMPANION, true), face(PATIENT_BOX, PATIENT, false)];
+            assert!(watch.observe(&frame, t(i), &g, &rules).is_none(), "the patient is still awaited");
+        }
+        assert!(!watch.wants_embedding(&COMPANION_BOX, &rules), "three good frames: judged");
+        let moved = [COMPANION_BOX[0] + 10.0, COMPANION_BOX[1], COMPANION_BOX[2] + 10.0, COMPANION_BOX[3]];
+        assert!(!watch.wants_embedding(&moved, &rules), "the same track, a little further");
+        assert!(watch.wants_embedding(&PATIENT_BOX, &rules));
+        assert!(watch.wants_embedding(&[0.0, 0.0, 50.0, 50.0], &rules), "a new face");
+        let frame = vec![face(moved, COMPANION, false), face(PATIENT_BOX, PATIENT, true)];
+        assert!(watch.observe(&frame, t(3), &g, &rules).is_none());
+        assert!(!watch.wants_embedding(&moved, &rules), "the companion's track followed them");
     }
 
     /// Decision logs print outcomes (dialysis verdicts carry one): no embedding may appear in them.

@@ -42,6 +42,8 @@ pub struct CameraView {
     pub stream_started_at: Option<String>,
     /// `ok`, or the tamper conditions that hold (`covered`, `frozen`, `moved`), comma-separated.
     pub tamper: String,
+    /// Whether only keyframes are decoded now: always (`decode = "keyframes"`), or for the moment (an
+    /// on-demand camera with no watch open).
     pub keyframes_only: bool,
     /// Of the latest frame; 0 before the first.
     pub width: u32,

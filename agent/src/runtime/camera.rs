@@ -12,6 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{error, info, warn};
 
+use crate::analyze::boxes::BBox;
+use crate::analyze::face_detector::Face;
 use crate::analyze::faces::FaceAnalyzer;
 use crate::analyze::person_detector::PersonDetector;
 use crate::analyze::quality::QualityThresholds;
@@ -31,7 +33,9 @@ use crate::publish::events;
 use crate::source::Frame;
 use crate::source::bounded::join_within;
 use crate::source::camera::{CameraCounters, CameraWorker, Supervision};
+use crate::source::decode::{DecodeControl, DecodeMode};
 use crate::source::pipeline;
+use crate::source::settings::Decode;
 use crate::source::slot::FrameSlot;
 use crate::source::tamper::{TamperChange, TamperDetector, TamperKind};
 
@@ -58,6 +62,8 @@ pub struct Shared {
 pub struct AnalysisCounters {
     pub frames: AtomicU64,
     pub faces_embedded: AtomicU64,
+    /// Faces detected and not embedded because their watch had judged them already.
+    pub embeddings_saved: AtomicU64,
     /// The tamper conditions raised and not cleared, one bit per [`TamperKind`] ([`tamper_bit`]).
     pub tampered: AtomicU8,
 }
@@ -120,45 +126,71 @@ impl FaceWindow {
         Some(FaceWindow { polygon, x, y, width: right - x, height: bottom - y })
     }
 
-    /// A face found in the window's crop, in frame coordinates; None when its centre is outside the polygon.
-    pub fn place(&self, mut face: FaceObservation) -> Option<FaceObservation> {
+    /// A face found in the window's crop, moved into frame coordinates (box and landmarks); None when
+    /// its centre is outside the polygon.
+    pub fn place(&self, mut face: Face) -> Option<Face> {
         let (dx, dy) = (self.x as f32, self.y as f32);
         face.bbox = [face.bbox[0] + dx, face.bbox[1] + dy, face.bbox[2] + dx, face.bbox[3] + dy];
+        for point in &mut face.landmarks {
+            *point = [point[0] + dx, point[1] + dy];
+        }
         let (cx, cy) = ((face.bbox[0] + face.bbox[2]) / 2.0, (face.bbox[1] + face.bbox[3]) / 2.0);
         self.polygon.contains(f64::from(cx), f64::from(cy)).then_some(face)
     }
 }
 
+/// Faces in a frame and how many were not embedded because `wants` said so.
+#[derive(Debug, Default)]
+pub struct FacesSeen {
+    /// Every detected face's box (frame coordinates), with its embedding when it passed the quality gate
+    /// and was wanted.
+    pub faces: Vec<FaceObservation>,
+    /// Faces detected and not embedded because their track needs no more ([`Watch::wants_embedding`]).
+    pub skipped: u64,
+}
+
 /// Faces in a frame: every detected face's box (frame coordinates), with its embedding when it passes
-/// the quality gate. With a face window (`[[cameras]] face_window`), the detector sees the window's
-/// bounding box only (a smaller picture: faster, and the customer's face larger in it), and a face whose
-/// centre is outside the polygon is dropped.
+/// the quality gate and `wants` its box. With a face window (`[[cameras]] face_window`), the detector
+/// sees the window's bounding box only (a smaller picture: faster, and the customer's face larger in
+/// it), and a face whose centre is outside the polygon is dropped. Faces are aligned from the whole
+/// frame.
 pub fn faces_in(
     faces: &mut FaceAnalyzer,
     img: &image::RgbImage,
     gate: &QualityThresholds,
     window: Option<&[Vec<f64>]>,
-) -> Result<Vec<FaceObservation>, AnalyzeError> {
+    wants: impl Fn(&BBox) -> bool,
+) -> Result<FacesSeen, AnalyzeError> {
     let window = window.and_then(|points| FaceWindow::new(points, img.width(), img.height()));
-    let cropped;
-    let img = match &window {
+    let detected = match &window {
         Some(w) => {
-            cropped = image::imageops::crop_imm(img, w.x, w.y, w.width, w.height).to_image();
-            &cropped
+            let cropped = image::imageops::crop_imm(img, w.x, w.y, w.width, w.height).to_image();
+            faces.detect(&cropped)?.into_iter().filter_map(|f| w.place(f)).collect()
         }
-        None => img,
+        None => faces.detect(img)?,
     };
-    let observed = faces.analyse(img, gate)?.into_iter().map(|f| {
+    let mut seen = FacesSeen::default();
+    for face in detected {
+        if !wants(&face.bbox) {
+            seen.skipped += 1;
+            seen.faces.push(FaceObservation { bbox: face.bbox, score: face.score, embedding: None });
+            continue;
+        }
+        let f = faces.examine(img, face, gate);
         if !f.quality.ok() {
             tracing::trace!(problems = %f.quality.problems.join("; "), "face below the quality gate");
         }
-        FaceObservation { bbox: f.face.bbox, score: f.face.score, embedding: f.embedding.ok() }
-    });
-    Ok(match &window {
-        Some(w) => observed.filter_map(|f| w.place(f)).collect(),
-        None => observed.collect(),
-    })
+        seen.faces.push(FaceObservation { bbox: f.face.bbox, score: f.face.score, embedding: f.embedding.ok() });
+    }
+    Ok(seen)
 }
+
+/// How long an on-demand camera keeps decoding every frame after its last settlement watch ended.
+const WATCH_LINGER: Duration = Duration::from_secs(2);
+
+/// Tamper detection looks at one analysed frame in this time (every keyframe of a keyframes-only camera);
+/// a little under a second, so that frames a second apart pass despite their timestamps' jitter.
+const TAMPER_EVERY: Duration = Duration::from_millis(950);
 
 /// How often each camera's counters are logged.
 const STATS_EVERY: Duration = Duration::from_secs(300);
@@ -178,10 +210,18 @@ pub struct CameraAnalysis {
     /// Window cameras: watches opened by `settlement` commands.
     watches: Option<mpsc::Receiver<Watch>>,
     open: Vec<Watch>,
+    /// What the camera's pipeline decodes; this analysis sets it on every turn when the camera decodes
+    /// on demand ([`CameraAnalysis::wanted_mode`]).
+    decode: Arc<DecodeControl>,
+    on_demand: bool,
+    /// When the last watch ended: full-rate decoding lingers a little after it.
+    watch_ended: Option<Instant>,
     physicians_every: Option<Duration>,
     last_scan: Option<Instant>,
     sightings: SightingFilter,
     tamper: TamperDetector,
+    /// When tamper detection last looked at a frame (it looks at most every [`TAMPER_EVERY`]).
+    last_tamper: Option<SystemTime>,
     reference_path: PathBuf,
     /// `<data_dir>/references/<camera>-empty.png`, written when the console takes the empty reference.
     empty_reference_path: PathBuf,
@@ -218,6 +258,8 @@ pub struct LiveAnalysis {
     pub presence: Option<Arc<PresenceCamera>>,
     /// The camera's name, role and URL in evidence manifests.
     pub identity: Arc<RwLock<crate::evidence::manifest::CameraIdentity>>,
+    /// What the pipeline decodes now.
+    pub decode: Arc<DecodeControl>,
 }
 
 impl CameraAnalysis {
@@ -246,12 +288,16 @@ impl CameraAnalysis {
             presence,
             watches,
             open: Vec::new(),
+            decode: Arc::new(DecodeControl::new(DecodeMode::Keyframes)),
+            on_demand: camera.decode() == Decode::OnDemand,
+            watch_ended: None,
             physicians_every: camera
                 .watch_physicians()
                 .then(|| Duration::from_secs_f64(config.physicians.scan_every_secs)),
             last_scan: None,
             sightings: SightingFilter::new(config.physicians.sighting_matches, Duration::from_secs(60)),
             tamper: TamperDetector::new(config.tamper.clone(), reference.as_ref()),
+            last_tamper: None,
             reference_path,
             empty_reference_path: presence::empty_reference_path(&config.storage.data_dir, &camera.id),
             face_window: Arc::new(RwLock::new(camera.face_window.clone())),
@@ -269,6 +315,7 @@ impl CameraAnalysis {
             references: self.references_tx.clone(),
             presence: self.presence.clone(),
             identity: self.out.identity(),
+            decode: self.decode.clone(),
         }
     }
 
@@ -302,15 +349,20 @@ impl CameraAnalysis {
         }
     }
 
-    /// Faces in a frame: every detected face's box, with its embedding when it passes the quality gate.
-    fn observe_faces(&mut self, img: &image::RgbImage) -> Vec<FaceObservation> {
+    /// Faces in a frame: every detected face's box, with its embedding when it passes the quality gate
+    /// and some duty still needs it (`all`: a physician scan or a chair's identity window needs every face;
+    /// otherwise only faces an open watch has not judged yet).
+    fn observe_faces(&mut self, img: &image::RgbImage, all: bool) -> Vec<FaceObservation> {
         let Some(faces) = self.faces.as_mut() else { return Vec::new() };
         let window = self.face_window.read().unwrap_or_else(|e| e.into_inner()).clone();
-        match faces_in(faces, img, &self.gate, window.as_deref()) {
-            Ok(observed) => {
-                let embedded = observed.iter().filter(|f| f.embedding.is_some()).count() as u64;
+        let (open, rules) = (&self.open, &self.shared.rules);
+        let wants = |bbox: &BBox| all || open.iter().any(|w| w.wants_embedding(bbox, rules));
+        match faces_in(faces, img, &self.gate, window.as_deref(), wants) {
+            Ok(seen) => {
+                let embedded = seen.faces.iter().filter(|f| f.embedding.is_some()).count() as u64;
                 self.counters.faces_embedded.fetch_add(embedded, Ordering::Relaxed);
-                observed
+                self.counters.embeddings_saved.fetch_add(seen.skipped, Ordering::Relaxed);
+                seen.faces
             }
             Err(e) => {
                 warn!(camera = %self.camera, error = %e, "face detection failed on a frame");
@@ -319,11 +371,36 @@ impl CameraAnalysis {
         }
     }
 
-    /// Everything the camera's role asks of one analysed frame.
-    pub fn on_frame(&mut self, frame: &Frame) {
+    /// What the analysis thread does on every turn, frame or not: takes the watches opened since, and
+    /// tells the pipeline what to decode (a watch opened while only keyframes are decoded switches the
+    /// camera to full rate within this turn, not at the next frame).
+    pub fn poll(&mut self) {
         if let Some(rx) = &self.watches {
             self.open.extend(rx.try_iter());
         }
+        if self.on_demand {
+            self.decode.set(self.wanted_mode(SystemTime::now()));
+        }
+    }
+
+    /// The control of what this camera's pipeline decodes (give it to its [`CameraWorker`]).
+    pub fn decode_control(&self) -> Arc<DecodeControl> {
+        self.decode.clone()
+    }
+
+    /// What the camera's duties need decoded now: every frame while a settlement watch is open (and
+    /// [`WATCH_LINGER`] after the last one ended, for the next customer), or while a dialysis session is
+    /// in its identity window; keyframes otherwise, which is enough for tamper detection, presence and
+    /// physician scans (a scan every few seconds takes the next keyframe).
+    pub fn wanted_mode(&self, now: SystemTime) -> DecodeMode {
+        let watching = !self.open.is_empty() || self.watch_ended.is_some_and(|t| t.elapsed() < WATCH_LINGER);
+        let identifying = self.presence.as_ref().is_some_and(|p| p.wants_faces(now));
+        if watching || identifying { DecodeMode::Full } else { DecodeMode::Keyframes }
+    }
+
+    /// Everything the camera's role asks of one analysed frame.
+    pub fn on_frame(&mut self, frame: &Frame) {
+        self.poll();
         let requests: Vec<ReferenceRequest> = self.references.try_iter().collect();
         for request in requests {
             let taken = self.take_reference(frame, &request);
@@ -346,7 +423,7 @@ impl CameraAnalysis {
             _ => false,
         };
         let observed = if !self.open.is_empty() || scan_physicians || chair_faces {
-            self.observe_faces(&frame.image)
+            self.observe_faces(&frame.image, scan_physicians || chair_faces)
         } else {
             Vec::new()
         };
@@ -380,7 +457,17 @@ impl CameraAnalysis {
             for i in finished.into_iter().rev() {
                 self.open.remove(i);
             }
+            if self.open.is_empty() {
+                self.watch_ended = Some(Instant::now());
+            }
         }
+        // Tamper conditions are held for seconds before they count: one look a second is enough, and
+        // spares a face camera's 5 fps the two passes over each frame.
+        if self.last_tamper.is_some_and(|t| frame.captured.duration_since(t).is_ok_and(|d| d < TAMPER_EVERY)) {
+            self.counters.frames.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.last_tamper = Some(frame.captured);
         if !self.tamper.has_reference() && TamperDetector::usable_as_reference(&frame.image) {
             save_reference(&self.reference_path, &frame.image, &self.camera);
             self.tamper.set_reference(&frame.image);
@@ -486,7 +573,8 @@ pub fn start_camera(
                     watchdog_offline = counters.watchdog_offline.load(Ordering::Relaxed),
                     recording_failures = counters.recording_failures.load(Ordering::Relaxed), "camera counters");
             }
-            if let Some(frame) = frames.take(Duration::from_millis(250)) {
+            analysis.poll();
+            if let Some(frame) = frames.take(Duration::from_millis(100)) {
                 analysis.on_frame(&frame);
                 frames.keep(frame);
                 if hang {
@@ -721,8 +809,8 @@ fn write_reference(path: &Path, img: &image::RgbImage) -> Result<(), String> {
 mod face_window_tests {
     use super::*;
 
-    fn face(bbox: [f32; 4]) -> FaceObservation {
-        FaceObservation { bbox, score: 0.9, embedding: None }
+    fn face(bbox: [f32; 4]) -> Face {
+        Face { bbox, score: 0.9, landmarks: [[bbox[0], bbox[1]]; 5] }
     }
 
     /// The crop is the polygon's bounding box; a face found in it is moved back into the frame, and kept
@@ -734,6 +822,7 @@ mod face_window_tests {
         assert_eq!((w.x, w.y, w.width, w.height), (200, 200, 400, 200));
         let centre = w.place(face([180.0, 20.0, 220.0, 60.0])).expect("centre (400, 240) is inside");
         assert_eq!(centre.bbox, [380.0, 220.0, 420.0, 260.0]);
+        assert_eq!(centre.landmarks[0], [380.0, 220.0], "landmarks move with the box");
         assert!(
             w.place(face([0.0, 60.0, 40.0, 100.0])).is_none(),
             "the crop's lower-left corner is outside the triangle"

@@ -139,6 +139,9 @@ fn view(
         occupancy: BTreeMap::new(),
     };
     let Some(handle) = handle else { return v };
+    // An on-demand camera decodes keyframes only while nothing needs more: say what it does now.
+    v.keyframes_only |= camera.decode() == crate::source::settings::Decode::OnDemand
+        && handle.live.decode.mode() == crate::source::decode::DecodeMode::Keyframes;
     let source = &handle.source;
     v.online = source.online();
     v.frames_decoded = source.counters.frames.load(Ordering::Relaxed);

@@ -4,6 +4,7 @@
 pub mod bounded;
 pub mod camera;
 pub mod clip;
+pub mod decode;
 pub mod health;
 pub mod liveness;
 pub mod pipeline;

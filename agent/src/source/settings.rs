@@ -79,6 +79,21 @@ pub enum Transport {
     Udp,
 }
 
+/// What a camera decodes. Keyframes cost about a tenth of all frames (issue 4's figures); recording
+/// always keeps every frame as received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decode {
+    /// Keyframes only, always (wards: presence and tamper need a frame every few seconds).
+    Keyframes,
+    /// Every frame, always, thinned to `analysis_fps` before conversion.
+    All,
+    /// Keyframes while the camera's duties need no more, every frame while they do (a settlement
+    /// watch, a dialysis identity window): the analysis decides ([`super::decode::DecodeControl`]).
+    #[default]
+    OnDemand,
+}
+
 /// What the source stage needs to know of one camera: where its stream is and how to read it. The
 /// configuration's camera section (`config::Camera::stream`) yields it with the role's defaults applied.
 #[derive(Debug, Clone)]

@@ -41,23 +41,52 @@ const FROZEN_CHANGED_SHARE: f64 = 0.05;
 /// A gap between frames longer than this (restart, outage) resets the timers.
 const MAX_GAP: Duration = Duration::from_secs(60);
 
-/// Luma (BT.601) box-averaged down to `w`×`h`.
+/// Luma (BT.601) box-averaged down to `w`×`h`. Integer sums of the weights in thousandths, one pass
+/// over each block's contiguous rows: this runs on every frame tamper detection looks at.
 fn luma_thumbnail(img: &RgbImage, w: usize, h: usize) -> Vec<f64> {
     let (iw, ih) = (img.width() as usize, img.height() as usize);
     let raw = img.as_raw();
     let mut out = vec![0.0; w * h];
     for ty in 0..h {
-        let (y0, y1) = (ty * ih / h, ((ty + 1) * ih / h).max(ty * ih / h + 1));
+        let (y0, y1) = (ty * ih / h, ((ty + 1) * ih / h).max(ty * ih / h + 1).min(ih));
         for tx in 0..w {
-            let (x0, x1) = (tx * iw / w, ((tx + 1) * iw / w).max(tx * iw / w + 1));
-            let mut sum = 0.0;
-            for y in y0..y1.min(ih) {
-                for x in x0..x1.min(iw) {
-                    let i = (y * iw + x) * 3;
-                    sum += 0.299 * f64::from(raw[i]) + 0.587 * f64::from(raw[i + 1]) + 0.114 * f64::from(raw[i + 2]);
-                }
+            let (x0, x1) = (tx * iw / w, ((tx + 1) * iw / w).max(tx * iw / w + 1).min(iw));
+            let mut sum = 0u64;
+            for y in y0..y1 {
+                let row = &raw[(y * iw + x0) * 3..(y * iw + x1) * 3];
+                sum += row
+                    .chunks_exact(3)
+                    .map(|p| 299 * u32::from(p[0]) + 587 * u32::from(p[1]) + 114 * u32::from(p[2]))
+                    .map(u64::from)
+                    .sum::<u64>();
             }
-            out[ty * w + tx] = sum / ((y1.min(ih) - y0) * (x1.min(iw) - x0)).max(1) as f64;
+            out[ty * w + tx] = sum as f64 / 1000.0 / ((y1.saturating_sub(y0)) * (x1.saturating_sub(x0))).max(1) as f64;
+        }
+    }
+    out
+}
+
+/// The `w/2`×`h/2` thumbnail of a `w`×`h` one, each value the mean of 2×2: the same blocks
+/// [`luma_thumbnail`] would average at half the size when the frame is at least `w`×`h` (its block
+/// edges, `tx·iw/w`, fall on every other edge of the finer grid), for half the reading.
+fn halved(thumb: &[f64], w: usize, h: usize, img: &RgbImage) -> Vec<f64> {
+    let (iw, ih) = (img.width() as usize, img.height() as usize);
+    if iw < w || ih < h || w % 2 != 0 || h % 2 != 0 {
+        return luma_thumbnail(img, w / 2, h / 2);
+    }
+    // Pixel counts differ between fine blocks when sizes do not divide: weight by them.
+    let span = |i: usize, n: usize, of: usize| ((i + 1) * of / n - i * of / n) as f64;
+    let (hw, hh) = (w / 2, h / 2);
+    let mut out = vec![0.0; hw * hh];
+    for ty in 0..hh {
+        for tx in 0..hw {
+            let (mut sum, mut count) = (0.0, 0.0);
+            for (y, x) in [(2 * ty, 2 * tx), (2 * ty, 2 * tx + 1), (2 * ty + 1, 2 * tx), (2 * ty + 1, 2 * tx + 1)] {
+                let n = span(y, h, ih) * span(x, w, iw);
+                sum += thumb[y * w + x] * n;
+                count += n;
+            }
+            out[ty * hw + tx] = sum / count;
         }
     }
     out
@@ -80,7 +109,11 @@ fn std_dev(v: &[f64]) -> f64 {
 
 /// Gradient magnitude of a thumbnail (central differences), the signature compared for `moved`.
 fn edges(img: &RgbImage) -> Vec<f64> {
-    let t = luma_thumbnail(img, EDGE_W, EDGE_H);
+    edges_of(&luma_thumbnail(img, EDGE_W, EDGE_H))
+}
+
+/// [`edges`] of a frame's `EDGE_W`×`EDGE_H` luma thumbnail.
+fn edges_of(t: &[f64]) -> Vec<f64> {
     let mut out = vec![0.0; EDGE_W * EDGE_H];
     for y in 1..EDGE_H - 1 {
         for x in 1..EDGE_W - 1 {
@@ -256,7 +289,10 @@ impl TamperDetector {
     }
 
     pub fn measure(&mut self, img: &RgbImage) -> Measures {
-        let thumbnail = luma_thumbnail(img, THUMB_W, THUMB_H);
+        // One pass over the frame: the edge thumbnail, and the uniformity thumbnail from it.
+        let fine = luma_thumbnail(img, EDGE_W, EDGE_H);
+        let thumbnail = halved(&fine, EDGE_W, EDGE_H, img);
+        debug_assert_eq!(thumbnail.len(), THUMB_W * THUMB_H);
         let uniform = std_dev(&thumbnail) < UNIFORM_STD
             && self.uniform_reference.is_none_or(|mean| (mean_of(&thumbnail) - mean).abs() > COVERED_BRIGHTNESS);
         let current = samples(img);
@@ -265,7 +301,7 @@ impl TamperDetector {
         self.previous = Some(current);
         let similarity = match self.uniform_reference {
             Some(_) => None,
-            None => self.reference.as_ref().map(|r| zncc(r, &edges(img))),
+            None => self.reference.as_ref().map(|r| zncc(r, &edges_of(&fine))),
         };
         Measures { uniform, identical_to_previous, similarity }
     }
@@ -337,6 +373,22 @@ mod tests {
                 d.observe(&img, UNIX_EPOCH + Duration::from_secs_f64(t)).into_iter().map(move |c| (t, c))
             })
             .collect()
+    }
+
+    /// The uniformity thumbnail made from the edge thumbnail is the one measured directly, for frame
+    /// sizes that divide the grids and for sizes that do not (1279×719, a 1080p frame).
+    #[test]
+    fn the_halved_thumbnail_is_the_direct_one() {
+        for (w, h) in [(1280, 720), (1279, 719), (1920, 1080), (130, 75), (100, 50)] {
+            let img = RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb([(x * 7 % 251) as u8, (y * 13 % 241) as u8, ((x * y) % 239) as u8])
+            });
+            let fine = luma_thumbnail(&img, EDGE_W, EDGE_H);
+            let halved = halved(&fine, EDGE_W, EDGE_H, &img);
+            let direct = luma_thumbnail(&img, THUMB_W, THUMB_H);
+            let worst = halved.iter().zip(&direct).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(worst < 1e-9, "{w}×{h}: differs by {worst}");
+        }
     }
 
     #[test]
