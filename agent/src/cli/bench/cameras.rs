@@ -32,7 +32,9 @@ use vigil::runtime::people::People;
 use vigil::runtime::presence::{Presence, PresenceCamera};
 use vigil::runtime::sink::Outlet;
 use vigil::runtime::{Shutdown, settlement_rules, watch_channels};
+use vigil::source::decode::DecodeMode;
 use vigil::source::pipeline;
+use vigil::source::settings::Decode;
 
 use crate::cli::{CliError, CliResult};
 
@@ -162,6 +164,12 @@ pub struct CameraBench {
     /// Resident memory added by one more set of face sessions (detector + embedder), opened and run on a
     /// 1080p frame twice: what each window camera's own sessions cost (`faces`).
     pub rss_per_face_sessions_bytes: Option<u64>,
+    /// Width and height of the frames analysed (of the first camera's tamper reference, taken from its
+    /// first analysed frame): the sub-stream's with `--detect-file` when this Vigil analyses it.
+    pub analysed_frame: Option<[u32; 2]>,
+    /// Cameras decoding every frame at the end of the window: by configuration, or, decoding on demand,
+    /// as their analysis asks (an idle window: keyframes only; a window with a watch open: every frame).
+    pub cameras_decoding_all_frames: usize,
     /// Resident memory at the end of the window, and its peak.
     pub rss_bytes: u64,
     pub peak_rss_bytes: u64,
@@ -420,6 +428,7 @@ fn cameras(
         }));
     }
     let mut counters: Vec<Arc<AnalysisCounters>> = Vec::new();
+    let mut decodes = Vec::new();
     let mut slots = Vec::new();
     for camera in config.cameras.iter() {
         let analysis = CameraAnalysis::new(
@@ -432,6 +441,7 @@ fn cameras(
             outlet(&camera.id),
         )?;
         counters.push(analysis.counters.clone());
+        decodes.push(analysis.live().decode);
         let recordings = args.record.then(|| config.storage.recordings_dir().join(&camera.id));
         let started = camera::start_camera(&config, camera, analysis, recordings, decisions_tx.clone(), &shutdown)?;
         slots.push(started.slot);
@@ -469,6 +479,16 @@ fn cameras(
     let (cpu1, frames1, faces1, calls1, elapsed) =
         (cpu_time()?, frames(), faces(), rollcalls.load(Ordering::Relaxed), t0.elapsed());
     let (rss, peak) = memory();
+    let full = config
+        .cameras
+        .iter()
+        .zip(&decodes)
+        .filter(|(c, control)| match c.decode() {
+            Decode::All => true,
+            Decode::Keyframes => false,
+            Decode::OnDemand => control.mode() == DecodeMode::Full,
+        })
+        .count();
     shutdown.trigger();
     for t in threads {
         let _ = t.join();
@@ -506,9 +526,17 @@ fn cameras(
         enrolments: enrol.map(|_| took.len() as u64),
         enrolment_median_s: took.get(took.len() / 2).copied(),
         rss_per_face_sessions_bytes: rss_per_face_sessions,
+        analysed_frame: analysed_frame(&config),
+        cameras_decoding_all_frames: full,
         rss_bytes: rss,
         peak_rss_bytes: peak,
     })
+}
+
+/// The size of the first camera's analysed frames, read from the tamper reference its first frame left.
+pub(super) fn analysed_frame(config: &vigil::config::Config) -> Option<[u32; 2]> {
+    let path = vigil::runtime::reference_path(&config.storage.data_dir, &config.cameras.first()?.id);
+    image::image_dimensions(path).ok().map(|(w, h)| [w, h])
 }
 
 /// RSS added by one more set of face sessions, warmed on a 1080p frame (ONNX Runtime allocates its

@@ -7,7 +7,8 @@
 //! transaction id, a uniformly random 2–6 s after the previous verdict, so that commands land at random
 //! phases of the clip's GOP and, with decoding on demand, after the camera went back to keyframes.
 //! Latency runs from the handler call to the `settlement_verified` decision leaving the camera's outlet,
-//! and to the first face embedded under the watch.
+//! and to the first face embedded under the watch. The report also says how many commands found the
+//! camera decoding keyframes only, and how often it switched to full decoding.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ use vigil::runtime::camera::{self, CameraAnalysis};
 use vigil::runtime::handlers::{Enrolment, settlement_handler};
 use vigil::runtime::sink::Outlet;
 use vigil::runtime::{Shutdown, settlement_rules, watch_channels};
+use vigil::source::decode::DecodeMode;
 use vigil::source::pipeline;
 
 use super::cameras::{BenchCamera, Rect, cpu_time, parse_rect, shared_state, synthetic_gallery};
@@ -90,6 +92,9 @@ impl Percentiles {
 pub struct SettlementBench {
     pub file: String,
     pub detect_file: Option<String>,
+    /// Width and height of the frames analysed (the sub-stream's with `--detect-file` when this Vigil
+    /// analyses it).
+    pub analysed_frame: Option<[u32; 2]>,
     pub face_window: Option<Rect>,
     pub photo: String,
     pub commands: usize,
@@ -100,6 +105,10 @@ pub struct SettlementBench {
     pub other_verdicts: BTreeMap<String, usize>,
     /// Commands with no verdict within the watch time and 5 s more.
     pub unanswered: usize,
+    /// Commands that found the camera decoding keyframes only (decoding on demand, no watch lingering),
+    /// and the camera's switches to full decoding over the run.
+    pub commands_in_keyframes: usize,
+    pub decode_switches: u64,
     /// Command → `settlement_verified` leaving the camera, verified commands only.
     pub latency_s: Option<Percentiles>,
     /// Command → first face embedded under its watch.
@@ -194,6 +203,7 @@ fn settlement(args: &SettlementArgs, scratch: &Path) -> anyhow::Result<Settlemen
         settlement_handler(watches, shared.transactions.clone(), Duration::from_secs(config.settlement.watch_secs));
     let analysis = CameraAnalysis::new(&config, camera, &models, shared, None, receivers.remove(camera_id), outlet)?;
     let counters = analysis.counters.clone();
+    let decode = analysis.live().decode;
     let shutdown = Shutdown::new();
     let started = camera::start_camera(&config, camera, analysis, None, decisions_tx.clone(), &shutdown)?;
     models.release_bytes();
@@ -224,8 +234,8 @@ fn settlement(args: &SettlementArgs, scratch: &Path) -> anyhow::Result<Settlemen
 
     let patience = Duration::from_secs(config.settlement.watch_secs + 5);
     let (mut latencies, mut first_faces) = (Vec::new(), Vec::new());
-    let (mut other, mut unanswered) = (BTreeMap::<String, usize>::new(), 0);
-    let (cpu0, t0) = (cpu_time()?, Instant::now());
+    let (mut other, mut unanswered, mut in_keyframes) = (BTreeMap::<String, usize>::new(), 0, 0);
+    let (cpu0, t0, switches0) = (cpu_time()?, Instant::now(), decode.switches());
     for i in 0..args.commands {
         std::thread::sleep(Duration::from_secs_f64(args.min_gap + uniform() * (args.max_gap - args.min_gap)));
         let transaction = format!("bench-{i}");
@@ -235,6 +245,7 @@ fn settlement(args: &SettlementArgs, scratch: &Path) -> anyhow::Result<Settlemen
             args: serde_json::json!({"camera": camera_id, "claimed_id": "customer", "transaction_id": transaction}),
         };
         let faces = counters.faces_embedded.load(Ordering::Relaxed);
+        in_keyframes += usize::from(decode.mode() == DecodeMode::Keyframes);
         let sent = Instant::now();
         handler(&command).map_err(|e| anyhow::anyhow!("settlement command {transaction} refused: {e}"))?;
         let mut first_face = None;
@@ -264,6 +275,7 @@ fn settlement(args: &SettlementArgs, scratch: &Path) -> anyhow::Result<Settlemen
         }
     }
     let (cpu, seconds) = ((cpu_time()? - cpu0).as_secs_f64(), t0.elapsed().as_secs_f64());
+    let decode_switches = decode.switches() - switches0;
     shutdown.trigger();
     for t in started.threads {
         let _ = t.join();
@@ -274,6 +286,7 @@ fn settlement(args: &SettlementArgs, scratch: &Path) -> anyhow::Result<Settlemen
     Ok(SettlementBench {
         file: file.display().to_string(),
         detect_file: detect.map(|d| d.display().to_string()),
+        analysed_frame: super::cameras::analysed_frame(&config),
         face_window: args.face_window,
         photo: name,
         commands: args.commands,
@@ -281,6 +294,8 @@ fn settlement(args: &SettlementArgs, scratch: &Path) -> anyhow::Result<Settlemen
         verified: latencies.len(),
         other_verdicts: other,
         unanswered,
+        commands_in_keyframes: in_keyframes,
+        decode_switches,
         latency_s: Percentiles::of(latencies),
         first_face_s: Percentiles::of(first_faces),
         cpu_share: cpu / seconds,
