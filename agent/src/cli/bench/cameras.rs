@@ -584,3 +584,18 @@ impl EnrolLoad {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_face_window_is_four_normalised_numbers_in_order() {
+        let r = parse_rect("0.05, 0,0.45,0.5").unwrap();
+        assert_eq!(r.0, [0.05, 0.0, 0.45, 0.5]);
+        assert_eq!(r.polygon(), "[[0.05, 0], [0.45, 0], [0.45, 0.5], [0.05, 0.5]]");
+        for bad in ["0,0,1", "0,0,1,1,1", "a,0,1,1", "0.5,0,0.4,1", "0,0,1.2,1", "-0.1,0,1,1"] {
+            assert!(parse_rect(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

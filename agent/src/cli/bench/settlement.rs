@@ -302,3 +302,25 @@ fn settlement(args: &SettlementArgs, scratch: &Path) -> anyhow::Result<Settlemen
         seconds,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nearest rank: with 60 latencies p99 is the largest, p50 the 30th.
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let p = Percentiles::of((1..=60).rev().map(f64::from).collect()).unwrap();
+        assert_eq!((p.count, p.p50, p.p90, p.p99, p.max), (60, 30.0, 54.0, 60.0, 60.0));
+        assert_eq!(p.mean, 30.5);
+        assert!(Percentiles::of(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn the_gap_draw_is_in_the_unit_interval() {
+        let draws: Vec<f64> = (0..1000).map(|_| uniform()).collect();
+        assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
+        // Both halves drawn (a constant or stuck bit would not be).
+        assert!(draws.iter().any(|u| *u < 0.5) && draws.iter().any(|u| *u >= 0.5));
+    }
+}
