@@ -12,7 +12,7 @@ What it does, per frame of the clip (looped, paced at the clip's frame rate as a
   `retrieve()` (the BGR conversion) only every fps/analysis-fps-th frame;
 - CenterFace on the frame (or on the face window's crop, a numpy view, no copy): `cv2.resize`
   (INTER_LINEAR) to Vigil's input size rule (longest side ≤ --detector-side, each side rounded up to a
-  multiple of 32; with --face-px also scaled by face_px / min_face_px), `cv2.dnn.blobFromImage` with
+  multiple of 32; with --face-px also scaled by face_px / --min-face-px), `cv2.dnn.blobFromImage` with
   swapRB (so the full frame is never colour-converted), vectorised numpy decoding of the heat map, and
   `cv2.dnn.NMSBoxes`;
 - the cheap part of Vigil's quality gate first (box ≥ min_face_px, detector score, roll and yaw from the
@@ -76,12 +76,13 @@ def input_size(w, h, max_side, scale_cap):
 
 
 class Peer:
-    def __init__(self, models, detector_side, face_px, window):
+    def __init__(self, models, detector_side, face_px, window, min_face_px=MIN_FACE_PX):
         self.cf = ref_detect.make_session(os.path.join(models, "centerface.onnx"), 1)
         self.emb = ref_detect.make_session(os.path.join(models, "dlib_face_recognition_resnet_v1.onnx"), 1)
         self.detector_side = detector_side
         # Vigil's sized input: the smallest wanted face (min_face_px) is scaled to face_px input pixels.
-        self.scale_cap = face_px / MIN_FACE_PX if face_px > 0 else 1.0
+        self.min_face_px = min_face_px
+        self.scale_cap = face_px / min_face_px if face_px > 0 else 1.0
         self.window = window  # normalised (x0, y0, x1, y1) or None
         self.template = peer_bench.TEMPLATE.astype(np.float32)
         self.gallery = synthetic_gallery()
@@ -130,7 +131,7 @@ class Peer:
             return 0
         chips = []
         for box, score, marks in zip(*found):
-            if min(box[2] - box[0], box[3] - box[1]) < MIN_FACE_PX or score < MIN_SCORE:
+            if min(box[2] - box[0], box[3] - box[1]) < self.min_face_px or score < MIN_SCORE:
                 continue
             (lex, ley), (rex, rey), (nx, _) = marks[0], marks[1], marks[2]
             dx, dy = rex - lex, rey - ley
@@ -222,8 +223,11 @@ def main():
     ap.add_argument("--analysis-fps", type=float, default=5.0, help="frames per second analysed (of the clip's)")
     ap.add_argument("--detector-side", type=int, default=640, help="longest side of CenterFace's input")
     ap.add_argument("--face-px", type=float, default=0.0,
-                    help="size in detector-input pixels the smallest wanted face (80 px) is scaled to; 0: "
-                         "--detector-side only (Vigil's [faces] detector_face_px)")
+                    help="size in detector-input pixels the smallest wanted face (--min-face-px) is scaled to; "
+                         "0: --detector-side only (Vigil's [faces] detector_face_px)")
+    ap.add_argument("--min-face-px", type=float, default=MIN_FACE_PX,
+                    help="the quality gate's smallest face, in frame pixels (Vigil's [faces] min_face_px, 80, "
+                         "counts pixels of its analysed frame, 1280 wide: 120 in a 1920-wide frame)")
     ap.add_argument("--face-window", type=window_arg, metavar="X0,Y0,X1,Y1",
                     help="look for faces in this rectangle only (normalised), as a camera's face_window")
     ap.add_argument("--decoder-threads", type=int, default=1, help="FFmpeg decoding threads (0: FFmpeg's choice)")
@@ -239,7 +243,7 @@ def main():
 
     import onnxruntime  # noqa: PLC0415  (loaded by ref_detect.make_session)
 
-    peer = Peer(args.models, args.detector_side, args.face_px, args.face_window)
+    peer = Peer(args.models, args.detector_side, args.face_px, args.face_window, args.min_face_px)
     clip = Clip(args.file, args.decoder_threads, not args.unpaced)
     every = max(1, round(clip.fps / args.analysis_fps))
     frames = analysed = 0
@@ -273,6 +277,7 @@ def main():
         "analysis_fps": args.analysis_fps,
         "detector_side": args.detector_side,
         "face_px": args.face_px or None,
+        "min_face_px": args.min_face_px,
         "face_window": list(args.face_window) if args.face_window else None,
         "seconds": secs,
         "cpu_per_camera": cpu / secs,
