@@ -5,8 +5,9 @@ mod common;
 
 use std::path::PathBuf;
 
+use vigil::analyze::boxes::{self, Rect};
 use vigil::analyze::embedder::{Embedding, cosine, distance};
-use vigil::analyze::{boxes, image::load_rgb};
+use vigil::analyze::image::{frame_from, load_rgb};
 
 const PHOTOS: [&str; 6] =
     ["obama.jpg", "obama2.jpg", "obama3.jpg", "obama_partial_face.jpg", "obama_partial_face2.jpg", "biden.jpg"];
@@ -43,6 +44,46 @@ fn finds_the_face_and_the_person_in_every_sample_photo() {
         let holder = persons.iter().find(|p| boxes::intersection(&p.bbox, &face.bbox) > 0.9 * boxes::area(&face.bbox));
         assert!(holder.is_some_and(|p| p.score > 0.5), "{name}: no person around the face; persons {persons:?}");
     }
+}
+
+/// A face window: detection in a region of a camera frame, read straight from the frame, gives boxes and
+/// landmarks in frame coordinates and the same person as the whole frame does.
+#[test]
+fn detection_in_a_region_reports_frame_coordinates() {
+    let mut models = common::models();
+    let gate = vigil::config::Faces::default().video_quality();
+    // obama.jpg fitted into a 1280×720 frame, the face towards the middle.
+    let frame = frame_from(&load_rgb(&photo("obama.jpg")).unwrap(), 1280, 720);
+    let whole = models.faces.analyse_in(&frame, None, &gate).unwrap();
+    assert_eq!(whole.len(), 1, "{:?}", whole.iter().map(|f| &f.face).collect::<Vec<_>>());
+    let [x1, y1, x2, _] = whole[0].face.bbox;
+    // A window around the face, off-centre, with margin.
+    let window =
+        Rect { x: (x1 as u32).saturating_sub(150), y: (y1 as u32).saturating_sub(60), width: 500, height: 420 };
+    let inside = models.faces.analyse_in(&frame, Some(window), &gate).unwrap();
+    assert_eq!(inside.len(), 1);
+    for (a, b) in whole[0].face.bbox.iter().zip(inside[0].face.bbox) {
+        assert!(
+            (a - b).abs() < 0.06 * (x2 - x1),
+            "box {:?} in the window, {:?} in the frame",
+            inside[0].face.bbox,
+            whole[0].face.bbox
+        );
+    }
+    for (a, b) in whole[0].face.landmarks.iter().zip(inside[0].face.landmarks) {
+        assert!(
+            (a[0] - b[0]).hypot(a[1] - b[1]) < 0.05 * (x2 - x1),
+            "landmark {b:?} in the window, {a:?} in the frame"
+        );
+    }
+    let (a, b) = (whole[0].embedding.as_ref().unwrap(), inside[0].embedding.as_ref().unwrap());
+    assert!(distance(a, b) < 0.15, "same face, distance {}", distance(a, b));
+    // A window beside the face finds nothing; one outside the frame is an error naming it.
+    let beside = Rect { x: 0, y: 0, width: (x1 as u32).saturating_sub(40).max(64), height: 720 };
+    assert!(models.faces.analyse_in(&frame, Some(beside), &gate).unwrap().is_empty(), "no face left of {x1}");
+    let outside = Rect { x: 1300, y: 0, width: 100, height: 100 };
+    let error = models.faces.analyse_in(&frame, Some(outside), &gate).unwrap_err().to_string();
+    assert!(error.contains("100×100 at (1300, 0)") && error.contains("1280×720"), "{error}");
 }
 
 fn embed_all(models: &mut vigil::analyze::Sessions) -> Vec<(String, image::RgbImage, Embedding)> {

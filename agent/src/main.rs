@@ -83,7 +83,7 @@ fn main() -> ExitCode {
         libc::umask(0o077);
     }
     // Before any thread: a resident size that stays flat over months of pipeline rebuilds.
-    vigil::memory::tune_malloc();
+    vigil::memory::limit_malloc_arenas();
     let cli = Cli::parse();
     if cli.version {
         cli::print_version();

@@ -7,28 +7,9 @@
 //! the bytes in use stayed flat (`malloc_stats`: 68 MB in use throughout, 111 → 177 MB held from the
 //! system after 450 s). Two arenas keep it flat for the same CPU time (docs/benchmarks.md, "Memory over
 //! time"). `MALLOC_ARENA_MAX` in the environment, when set, is glibc's to apply and wins.
-//!
-//! glibc also raises its mmap threshold to the size of each large block freed, up to 32 MiB. Reading
-//! the models (a 22 MB file) raises it past every frame, so decoded frames and GStreamer buffers of a few
-//! MB are then carved from the arenas, whose freed holes are kept: 8 keyframes-only cameras held 430 MB,
-//! 382 MB with a fixed 1 MiB threshold (docs/benchmarks.md). A fixed threshold keeps blocks of 1 MiB
-//! and more in their own mappings, returned to the system when freed; a few such blocks a second per
-//! camera cost page faults of no measurable CPU. `MALLOC_MMAP_THRESHOLD_` in the environment wins.
 
 /// Arenas the agent asks glibc for when the environment does not say.
 pub const MALLOC_ARENAS: i32 = 2;
-
-/// Blocks of this size and more get their own mapping (see the module docs).
-pub const MMAP_THRESHOLD: i32 = 1 << 20;
-
-/// Applies the arena limit and the fixed mmap threshold, each unless the environment sets its own.
-/// Call it before any thread is spawned.
-pub fn tune_malloc() {
-    limit_malloc_arenas();
-    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
-        set_mmap_threshold(MMAP_THRESHOLD);
-    }
-}
 
 /// The arena limit to apply, given the `MALLOC_ARENA_MAX` environment variable: none when the variable
 /// is set (glibc reads it itself at start-up).
@@ -58,17 +39,6 @@ fn apply(_limit: i32) -> bool {
     false
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn set_mmap_threshold(bytes: i32) -> bool {
-    // SAFETY: as in `apply`; M_MMAP_THRESHOLD only changes where later allocations are placed.
-    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, bytes) == 1 }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn set_mmap_threshold(_bytes: i32) -> bool {
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +53,5 @@ mod tests {
     #[test]
     fn glibc_accepts_the_limit() {
         assert!(apply(MALLOC_ARENAS));
-        assert!(set_mmap_threshold(MMAP_THRESHOLD));
     }
 }

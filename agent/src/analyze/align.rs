@@ -138,43 +138,62 @@ pub fn extract_chip(img: &RgbImage, landmarks: &[[f32; 2]; 5]) -> RgbImage {
     let to: Vec<[f64; 2]> = landmarks.iter().map(|p| [f64::from(p[0]), f64::from(p[1])]).collect();
     let chip_to_image = fit_similarity(&chip_template(), &to);
     let k = chip_to_image.scale().ceil().clamp(1.0, 8.0) as usize;
-    let (w, h) = (img.width() as i64, img.height() as i64);
+    // The transform is affine: a sub-sample's image position is its chip pixel's plus a fixed offset.
+    let (a, b) = (chip_to_image.a, chip_to_image.b);
+    let offsets: Vec<[f64; 2]> = (0..k * k)
+        .map(|i| {
+            let u = ((i % k) as f64 + 0.5) / k as f64 - 0.5;
+            let v = ((i / k) as f64 + 0.5) / k as f64 - 0.5;
+            [a * u - b * v, b * u + a * v]
+        })
+        .collect();
+    let mut chip = RgbImage::new(CHIP_SIZE, CHIP_SIZE);
+    let inv = 1.0 / (k * k) as f64;
+    for (cx, cy, pixel) in chip.enumerate_pixels_mut() {
+        let [x, y] = chip_to_image.apply([f64::from(cx), f64::from(cy)]);
+        let mut acc = [0.0; 3];
+        for [dx, dy] in &offsets {
+            sample(img, x + dx, y + dy, &mut acc);
+        }
+        // Non-negative, so adding a half and truncating rounds (f64::round is a libm call here).
+        pixel.0 = acc.map(|v| (v * inv + 0.5).min(255.0) as u8);
+    }
+    chip
+}
+
+/// Adds the bilinear sample of `img` at (`x`, `y`) to `acc`, pixel centres at integer coordinates.
+/// Outside the image is black, as in dlib's chips (a face cut by the frame edge must not be completed
+/// with smeared edge pixels).
+#[inline(always)]
+fn sample(img: &RgbImage, x: f64, y: f64, acc: &mut [f64; 3]) {
+    let (w, h) = (i64::from(img.width()), i64::from(img.height()));
     let src = img.as_raw();
-    let sample = |x: f64, y: f64, out: &mut [f64; 3]| {
-        // Bilinear, pixel centres at integer coordinates; outside the image is black, as in dlib's
-        // chips (a face cut by the frame edge must not be completed with smeared edge pixels).
-        let (x0, y0) = (x.floor(), y.floor());
-        let (fx, fy) = (x - x0, y - y0);
-        let at = |xi: i64, yi: i64| {
+    let (x0, y0) = (x.floor(), y.floor());
+    let (fx, fy) = (x - x0, y - y0);
+    let (x0, y0) = (x0 as i64, y0 as i64);
+    let mut add = |p00: &[u8], p10: &[u8], p01: &[u8], p11: &[u8]| {
+        for c in 0..3 {
+            let top = f64::from(p00[c]) * (1.0 - fx) + f64::from(p10[c]) * fx;
+            let bottom = f64::from(p01[c]) * (1.0 - fx) + f64::from(p11[c]) * fx;
+            acc[c] += top * (1.0 - fy) + bottom * fy;
+        }
+    };
+    if x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h {
+        // All four neighbours inside: two 6-byte runs of adjacent rows.
+        let i = ((y0 * w + x0) * 3) as usize;
+        let j = i + (w * 3) as usize;
+        let (upper, lower) = (&src[i..i + 6], &src[j..j + 6]);
+        add(&upper[..3], &upper[3..], &lower[..3], &lower[3..]);
+    } else {
+        let at = |xi: i64, yi: i64| -> [u8; 3] {
             if xi < 0 || yi < 0 || xi >= w || yi >= h {
-                return [0u8; 3];
+                return [0; 3];
             }
             let i = ((yi * w + xi) * 3) as usize;
             [src[i], src[i + 1], src[i + 2]]
         };
-        let (x0, y0) = (x0 as i64, y0 as i64);
-        let (p00, p10, p01, p11) = (at(x0, y0), at(x0 + 1, y0), at(x0, y0 + 1), at(x0 + 1, y0 + 1));
-        for c in 0..3 {
-            let top = f64::from(p00[c]) * (1.0 - fx) + f64::from(p10[c]) * fx;
-            let bottom = f64::from(p01[c]) * (1.0 - fx) + f64::from(p11[c]) * fx;
-            out[c] += top * (1.0 - fy) + bottom * fy;
-        }
-    };
-    let mut chip = RgbImage::new(CHIP_SIZE, CHIP_SIZE);
-    let inv = 1.0 / (k * k) as f64;
-    for (cx, cy, pixel) in chip.enumerate_pixels_mut() {
-        let mut acc = [0.0; 3];
-        for sy in 0..k {
-            for sx in 0..k {
-                let u = f64::from(cx) + (sx as f64 + 0.5) / k as f64 - 0.5;
-                let v = f64::from(cy) + (sy as f64 + 0.5) / k as f64 - 0.5;
-                let [x, y] = chip_to_image.apply([u, v]);
-                sample(x, y, &mut acc);
-            }
-        }
-        pixel.0 = acc.map(|v| (v * inv).round().clamp(0.0, 255.0) as u8);
+        add(&at(x0, y0), &at(x0 + 1, y0), &at(x0, y0 + 1), &at(x0 + 1, y0 + 1));
     }
-    chip
 }
 
 #[cfg(test)]
@@ -199,6 +218,32 @@ mod tests {
         let fit = fit_similarity(&from, &to);
         for (got, want) in [(fit.a, truth.a), (fit.b, truth.b), (fit.tx, truth.tx), (fit.ty, truth.ty)] {
             assert!((got - want).abs() < 1e-9, "{fit:?} vs {truth:?}");
+        }
+    }
+
+    #[test]
+    fn chip_samples_a_turned_and_scaled_face_where_the_transform_says() {
+        // A linear ramp is reproduced exactly by bilinear sampling and by averaging samples around a
+        // point, so each chip pixel is the ramp at its transformed centre (±1 for the 8-bit image).
+        let ramp = |x: f64, y: f64| [0.3 * x + 0.1 * y, 0.05 * x + 0.4 * y, 200.0 - 0.2 * x - 0.1 * y];
+        let img = RgbImage::from_fn(600, 500, |x, y| {
+            image::Rgb(ramp(f64::from(x), f64::from(y)).map(|v| v.round().clamp(0.0, 255.0) as u8))
+        });
+        let truth = Similarity { a: 2.3 * 0.2f64.cos(), b: 2.3 * 0.2f64.sin(), tx: 180.0, ty: 60.0 };
+        let landmarks = chip_template().map(|p| truth.apply(p)).map(|[x, y]| [x as f32, y as f32]);
+        let chip = extract_chip(&img, &landmarks);
+        let fit = fit_similarity(&chip_template(), &landmarks.map(|[x, y]| [f64::from(x), f64::from(y)]));
+        for (cx, cy, p) in chip.enumerate_pixels() {
+            let [x, y] = fit.apply([f64::from(cx), f64::from(cy)]);
+            let want = ramp(x, y);
+            for c in 0..3 {
+                assert!(
+                    (f64::from(p.0[c]) - want[c]).abs() <= 1.0,
+                    "({cx}, {cy}) channel {c}: {} vs {}",
+                    p.0[c],
+                    want[c]
+                );
+            }
         }
     }
 

@@ -1,7 +1,38 @@
-//! Axis-aligned boxes and greedy non-maximum suppression, shared by the detectors.
+//! Axis-aligned boxes and greedy non-maximum suppression, shared by the detectors; [`Rect`], the
+//! integer region of a frame a detector is asked to look at (a face window).
+
+use serde::Serialize;
 
 /// `[x1, y1, x2, y2]` in pixels, x right, y down.
 pub type BBox = [f32; 4];
+
+/// A region of a frame in whole pixels: `width`×`height` from (`x`, `y`), x right, y down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Rect {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Rect {
+    /// The whole of a `width`×`height` frame.
+    pub fn full(width: u32, height: u32) -> Rect {
+        Rect { x: 0, y: 0, width, height }
+    }
+
+    /// The part of the rectangle inside a `width`×`height` frame; `None` when nothing of it is.
+    pub fn clip(&self, width: u32, height: u32) -> Option<Rect> {
+        let (x2, y2) = (self.x.saturating_add(self.width).min(width), self.y.saturating_add(self.height).min(height));
+        (self.x < x2 && self.y < y2).then(|| Rect { x: self.x, y: self.y, width: x2 - self.x, height: y2 - self.y })
+    }
+}
+
+impl std::fmt::Display for Rect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}×{} at ({}, {})", self.width, self.height, self.x, self.y)
+    }
+}
 
 pub fn area(b: &BBox) -> f32 {
     (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
@@ -55,5 +86,15 @@ mod tests {
         assert_eq!(nms(&boxes, &[0.5, 0.9, 0.7], 0.3, false), vec![1, 2]);
         assert_eq!(nms(&boxes, &[0.5, 0.9, 0.7], 0.9, false), vec![1, 2, 0]);
         assert!((iou(&boxes[0], &boxes[1]) - 81.0 / 119.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rects_are_clipped_to_the_frame() {
+        let r = Rect { x: 100, y: 50, width: 300, height: 200 };
+        assert_eq!(r.clip(1280, 720), Some(r));
+        assert_eq!(r.clip(200, 720), Some(Rect { x: 100, y: 50, width: 100, height: 200 }));
+        assert_eq!(r.clip(100, 720), None, "starts at the right edge");
+        assert_eq!(Rect { x: u32::MAX, y: 0, width: u32::MAX, height: 1 }.clip(10, 10), None);
+        assert_eq!(Rect { x: 0, y: 0, width: 0, height: 5 }.clip(10, 10), None, "empty");
     }
 }

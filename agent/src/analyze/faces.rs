@@ -9,8 +9,9 @@
 use image::RgbImage;
 use serde::Serialize;
 
+use super::AnalyzeError;
 use super::align;
-use super::boxes;
+use super::boxes::{self, Rect};
 use super::embedder::{Embedder, Embedding};
 use super::face_detector::{Face, FaceDetector};
 use super::quality::{self, Quality, QualityThresholds};
@@ -87,6 +88,22 @@ impl FaceAnalyzer {
     /// The whole path on one frame: every detected face, embedded when it passes the gate.
     pub fn analyse(&mut self, img: &RgbImage, gate: &QualityThresholds) -> Result<Vec<AnalysedFace>, ModelError> {
         let faces = self.detect(img)?;
+        Ok(faces.into_iter().map(|face| self.examine(img, face, gate)).collect())
+    }
+
+    /// As [`FaceAnalyzer::analyse`], detecting only in `rect` of the frame when given (a camera's face
+    /// window; the whole frame when `None`). Boxes and landmarks are in frame coordinates and each chip
+    /// is cut from the full frame, so a face at the window's edge keeps the pixels beyond it.
+    pub fn analyse_in(
+        &mut self,
+        img: &RgbImage,
+        rect: Option<Rect>,
+        gate: &QualityThresholds,
+    ) -> Result<Vec<AnalysedFace>, AnalyzeError> {
+        let faces = match rect {
+            Some(rect) => self.detector.detect_in(img, rect)?,
+            None => self.detector.detect(img)?,
+        };
         Ok(faces.into_iter().map(|face| self.examine(img, face, gate)).collect())
     }
 

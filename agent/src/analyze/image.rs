@@ -6,6 +6,7 @@ use std::path::Path;
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader, Rgb, RgbImage};
 
+use super::boxes::Rect;
 use crate::input::{self, InputError, MAX_IMAGE_BYTES};
 
 /// Largest image accepted, in pixels (a 50-megapixel phone photo fits; a 30000×30000 header does not).
@@ -111,15 +112,16 @@ struct Taps {
 }
 
 impl Taps {
-    fn new(out: usize, input: usize) -> Taps {
+    /// Taps of `out` samples over the `input` pixels starting at `start`, clamped to those pixels.
+    fn new(out: usize, input: usize, start: usize) -> Taps {
         let scale = input as f64 / out as f64;
         let mut taps = Taps { lo: Vec::with_capacity(out), hi: Vec::with_capacity(out), frac: Vec::with_capacity(out) };
         let last = input as f64 - 1.0;
         for i in 0..out {
             let src = (i as f64 + 0.5) * scale - 0.5;
             let floor = src.floor();
-            taps.lo.push(floor.clamp(0.0, last) as usize);
-            taps.hi.push((floor + 1.0).clamp(0.0, last) as usize);
+            taps.lo.push(start + floor.clamp(0.0, last) as usize);
+            taps.hi.push(start + (floor + 1.0).clamp(0.0, last) as usize);
             taps.frac.push((src - floor) as f32);
         }
         taps
@@ -141,10 +143,29 @@ pub fn resize_into_planar(
     top: usize,
     order: [usize; 3],
 ) {
-    let (in_w, in_h) = (img.width() as usize, img.height() as usize);
+    let whole = Rect::full(img.width(), img.height());
+    resize_region_into_planar(img, whole, out_w, out_h, dst, dst_w, dst_h, left, top, order);
+}
+
+/// As [`resize_into_planar`], for the `region` of `img` only (inside the image), read straight from the
+/// frame: the same pixels as cropping first and resizing the crop, without the copy.
+pub fn resize_region_into_planar(
+    img: &RgbImage,
+    region: Rect,
+    out_w: usize,
+    out_h: usize,
+    dst: &mut [f32],
+    dst_w: usize,
+    dst_h: usize,
+    left: usize,
+    top: usize,
+    order: [usize; 3],
+) {
+    let in_w = img.width() as usize;
     debug_assert!(left + out_w <= dst_w && top + out_h <= dst_h && dst.len() == 3 * dst_w * dst_h);
-    let xs = Taps::new(out_w, in_w);
-    let ys = Taps::new(out_h, in_h);
+    debug_assert!(region.clip(img.width(), img.height()) == Some(region), "{region} outside the image");
+    let xs = Taps::new(out_w, region.width as usize, region.x as usize);
+    let ys = Taps::new(out_h, region.height as usize, region.y as usize);
     let src = img.as_raw();
     let plane = dst_w * dst_h;
     // The horizontally resampled input rows y0 and y1 of the current output row. Output rows walk down
@@ -237,6 +258,19 @@ mod tests {
         assert_eq!((at(0, 2, 1), at(1, 5, 3), at(2, 3, 2)), (30.0, 20.0, 10.0));
         assert_eq!(at(0, 0, 0), -1.0, "padding untouched");
         assert_eq!(at(0, 6, 1), -1.0, "right of the written area untouched");
+    }
+
+    #[test]
+    fn resizing_a_region_is_resizing_its_crop() {
+        let img = RgbImage::from_fn(97, 61, |x, y| Rgb([(x * 7 + y) as u8, (y * 5) as u8, (x * y) as u8]));
+        let region = Rect { x: 13, y: 9, width: 50, height: 37 };
+        let crop = image::imageops::crop_imm(&img, region.x, region.y, region.width, region.height).to_image();
+        for (ow, oh) in [(20, 15), (50, 37), (64, 48)] {
+            let (mut a, mut b) = (vec![0.0; 3 * ow * oh], vec![0.0; 3 * ow * oh]);
+            resize_region_into_planar(&img, region, ow, oh, &mut a, ow, oh, 0, 0, [0, 1, 2]);
+            resize_into_planar(&crop, ow, oh, &mut b, ow, oh, 0, 0, [0, 1, 2]);
+            assert_eq!(a, b, "{ow}×{oh}");
+        }
     }
 
     #[test]

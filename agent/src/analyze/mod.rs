@@ -10,6 +10,7 @@ pub mod face_detector;
 pub mod faces;
 pub mod image;
 pub mod model_set;
+pub mod motion;
 pub mod person_detector;
 pub mod quality;
 pub mod runtime;

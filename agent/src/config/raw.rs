@@ -317,6 +317,13 @@ pub struct Faces {
     /// (smaller is faster; faces under ~10 px at that scale are missed).
     #[serde(default = "default_face_max_side")]
     pub detector_max_side: u32,
+    /// The detector's input is scaled so that a face of `min_face_px` measures this many pixels in it
+    /// (never scaled up; within `detector_max_side`): a 1280×720 frame with the default 80 and 32 is
+    /// detected at 512×288, a face window's crop smaller still. 0 turns it off (`detector_max_side`
+    /// alone). 0 or 16..4096 (default 32: every face of the pair list still found; at 24 and below the false
+    /// accepts change, at 16 faces are lost: docs/benchmarks.md).
+    #[serde(default = "default_detector_face_px")]
+    pub detector_face_px: f32,
     /// Faces smaller than this (pixels, shorter side of the box) are not enrolled or decided on
     /// (10..4096, default 80).
     #[serde(default = "default_min_face_px")]
@@ -333,6 +340,10 @@ pub struct Faces {
 
 fn default_min_face_px() -> f32 {
     QualityThresholds::default().min_face_px
+}
+
+fn default_detector_face_px() -> f32 {
+    FaceDetectorOptions::default().face_px
 }
 
 fn default_min_sharpness() -> f64 {
@@ -359,6 +370,8 @@ impl Faces {
         FaceDetectorOptions {
             max_side: self.detector_max_side,
             threshold: self.detector_threshold,
+            min_face_px: self.min_face_px,
+            face_px: self.detector_face_px,
             ..FaceDetectorOptions::default()
         }
     }
@@ -370,6 +383,7 @@ impl Default for Faces {
             match_distance: default_match_distance(),
             detector_threshold: default_face_threshold(),
             detector_max_side: default_face_max_side(),
+            detector_face_px: default_detector_face_px(),
             min_face_px: default_min_face_px(),
             min_sharpness: default_min_sharpness(),
             min_sharpness_video: default_min_sharpness_video(),

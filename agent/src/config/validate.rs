@@ -128,6 +128,12 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
             ),
         );
     }
+    if !(faces.detector_face_px == 0.0 || (16.0..=4096.0).contains(&faces.detector_face_px)) {
+        errors.add(
+            "faces.detector_face_px",
+            format!("must be 0 (off) or 16..4096 pixels, got {}", faces.detector_face_px),
+        );
+    }
     if !(64..=4096).contains(&faces.detector_max_side) {
         errors.add("faces.detector_max_side", format!("must be 64..4096 pixels, got {}", faces.detector_max_side));
     }

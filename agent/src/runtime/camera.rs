@@ -12,10 +12,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{error, info, warn};
 
-use crate::analyze::boxes::BBox;
+use crate::analyze::boxes::{BBox, Rect};
 use crate::analyze::face_detector::Face;
 use crate::analyze::faces::FaceAnalyzer;
-use crate::analyze::person_detector::PersonDetector;
+use crate::analyze::motion::Motion;
+use crate::analyze::person_detector::{Person, PersonDetector};
 use crate::analyze::quality::QualityThresholds;
 use crate::analyze::{AnalyzeError, Models};
 use crate::config::{Camera, Config, Role};
@@ -64,6 +65,8 @@ pub struct AnalysisCounters {
     pub faces_embedded: AtomicU64,
     /// Faces detected and not embedded because their watch had judged them already.
     pub embeddings_saved: AtomicU64,
+    /// Person detector runs (a still picture reuses the last one's answer).
+    pub person_detections: AtomicU64,
     /// The tamper conditions raised and not cleared, one bit per [`TamperKind`] ([`tamper_bit`]).
     pub tampered: AtomicU8,
 }
@@ -126,16 +129,15 @@ impl FaceWindow {
         Some(FaceWindow { polygon, x, y, width: right - x, height: bottom - y })
     }
 
-    /// A face found in the window's crop, moved into frame coordinates (box and landmarks); None when
-    /// its centre is outside the polygon.
-    pub fn place(&self, mut face: Face) -> Option<Face> {
-        let (dx, dy) = (self.x as f32, self.y as f32);
-        face.bbox = [face.bbox[0] + dx, face.bbox[1] + dy, face.bbox[2] + dx, face.bbox[3] + dy];
-        for point in &mut face.landmarks {
-            *point = [point[0] + dx, point[1] + dy];
-        }
+    /// The window's bounding box, where the detector looks.
+    pub fn rect(&self) -> Rect {
+        Rect { x: self.x, y: self.y, width: self.width, height: self.height }
+    }
+
+    /// Whether a face (frame coordinates) is the window's: its centre is inside the polygon.
+    pub fn keeps(&self, face: &Face) -> bool {
         let (cx, cy) = ((face.bbox[0] + face.bbox[2]) / 2.0, (face.bbox[1] + face.bbox[3]) / 2.0);
-        self.polygon.contains(f64::from(cx), f64::from(cy)).then_some(face)
+        self.polygon.contains(f64::from(cx), f64::from(cy))
     }
 }
 
@@ -163,10 +165,7 @@ pub fn faces_in(
 ) -> Result<FacesSeen, AnalyzeError> {
     let window = window.and_then(|points| FaceWindow::new(points, img.width(), img.height()));
     let detected = match &window {
-        Some(w) => {
-            let cropped = image::imageops::crop_imm(img, w.x, w.y, w.width, w.height).to_image();
-            faces.detect(&cropped)?.into_iter().filter_map(|f| w.place(f)).collect()
-        }
+        Some(w) => faces.detector.detect_in(img, w.rect())?.into_iter().filter(|f| w.keeps(f)).collect(),
         None => faces.detect(img)?,
     };
     let mut seen = FacesSeen::default();
@@ -185,6 +184,24 @@ pub fn faces_in(
     Ok(seen)
 }
 
+/// The person detector's last answer on a camera with regions.
+#[derive(Default)]
+struct SeenPersons {
+    found: Vec<Person>,
+    /// When the frame it was for was captured; None before the first.
+    at: Option<SystemTime>,
+    motion: Motion,
+}
+
+/// A person detector's answer is used at most this long while the picture stays still.
+const PERSONS_MAX_AGE: Duration = Duration::from_secs(30);
+/// A block whose mean luma moved by more than this many grey levels has changed ([`Motion`]): noise and
+/// compression flicker stay well under it, a person moving changes whole blocks by tens of levels.
+const MOTION_LEVELS: f32 = 8.0;
+/// The picture changed when this share of its blocks did: a patient turning in bed moves a few dozen of
+/// a 1280×720 frame's 3,600 blocks.
+const MOTION_SHARE: f32 = 0.003;
+
 /// How long an on-demand camera keeps decoding every frame after its last settlement watch ended.
 const WATCH_LINGER: Duration = Duration::from_secs(2);
 
@@ -202,7 +219,9 @@ pub struct CameraAnalysis {
     /// Window cameras, cameras watching for physicians, dialysis rooms with chairs.
     faces: Option<FaceAnalyzer>,
     /// Ward and dialysis-room cameras with regions.
-    persons: Option<PersonDetector>,
+    person_detector: Option<PersonDetector>,
+    /// The person detector's last answer, and the frame it was for (motion is measured against it).
+    persons: SeenPersons,
     gate: QualityThresholds,
     match_distance: f32,
     shared: Shared,
@@ -281,7 +300,8 @@ impl CameraAnalysis {
         Ok(CameraAnalysis {
             camera: camera.id.clone(),
             faces: if wants_faces { Some(models.face_analyzer()?) } else { None },
-            persons: if presence.is_some() { Some(models.person_detector()?) } else { None },
+            person_detector: if presence.is_some() { Some(models.person_detector()?) } else { None },
+            persons: SeenPersons::default(),
             gate: config.faces.video_quality(),
             match_distance: config.faces.match_distance,
             shared,
@@ -344,7 +364,7 @@ impl CameraAnalysis {
             faces.detector.timings = Some(timings.face_detector.clone());
             faces.embedder.timings = Some(timings.embedder.clone());
         }
-        if let Some(persons) = self.persons.as_mut() {
+        if let Some(persons) = self.person_detector.as_mut() {
             persons.timings = Some(timings.person_detector.clone());
         }
     }
@@ -411,13 +431,25 @@ impl CameraAnalysis {
             self.last_scan.is_none_or(|t| t.elapsed() >= every) && self.shared.people.any_shift_on(frame.captured)
         });
         // Beds and chairs: the person detector on every analysed frame.
-        let chair_faces = match (&self.presence, self.persons.as_mut()) {
+        let chair_faces = match (&self.presence, self.person_detector.as_mut()) {
             (Some(p), Some(detector)) if p.has_regions() => {
-                let persons = detector.detect(&frame.image).unwrap_or_else(|e| {
-                    warn!(camera = %self.camera, error = %e, "person detection failed on a frame");
-                    Vec::new()
-                });
-                p.observe(frame, &persons);
+                // The person detector is the costly part of a ward's frame: it runs again only when the
+                // picture changed since its last answer (someone moving, lights) or that answer is
+                // [`PERSONS_MAX_AGE`] old; a still room keeps its last answer.
+                let stale = self
+                    .persons
+                    .at
+                    .is_none_or(|at| frame.captured.duration_since(at).map_or(true, |age| age >= PERSONS_MAX_AGE));
+                if stale || self.persons.motion.changed(&frame.image, None, MOTION_LEVELS) >= MOTION_SHARE {
+                    self.persons.found = detector.detect(&frame.image).unwrap_or_else(|e| {
+                        warn!(camera = %self.camera, error = %e, "person detection failed on a frame");
+                        Vec::new()
+                    });
+                    self.persons.motion.reset(&frame.image, None);
+                    self.persons.at = Some(frame.captured);
+                    self.counters.person_detections.fetch_add(1, Ordering::Relaxed);
+                }
+                p.observe(frame, &self.persons.found);
                 p.wants_faces(frame.captured)
             }
             _ => false,
@@ -813,20 +845,15 @@ mod face_window_tests {
         Face { bbox, score: 0.9, landmarks: [[bbox[0], bbox[1]]; 5] }
     }
 
-    /// The crop is the polygon's bounding box; a face found in it is moved back into the frame, and kept
-    /// only when its centre is inside the polygon (a triangle here: its bounding box's corners are not).
+    /// The detector looks in the polygon's bounding box; a face is kept only when its centre is inside
+    /// the polygon (a triangle here: its bounding box's corners are not).
     #[test]
-    fn faces_are_placed_back_and_kept_only_inside_the_polygon() {
+    fn faces_are_kept_only_inside_the_polygon() {
         let points = vec![vec![0.25, 0.5], vec![0.75, 0.5], vec![0.5, 1.0]];
         let w = FaceWindow::new(&points, 800, 400).unwrap();
-        assert_eq!((w.x, w.y, w.width, w.height), (200, 200, 400, 200));
-        let centre = w.place(face([180.0, 20.0, 220.0, 60.0])).expect("centre (400, 240) is inside");
-        assert_eq!(centre.bbox, [380.0, 220.0, 420.0, 260.0]);
-        assert_eq!(centre.landmarks[0], [380.0, 220.0], "landmarks move with the box");
-        assert!(
-            w.place(face([0.0, 60.0, 40.0, 100.0])).is_none(),
-            "the crop's lower-left corner is outside the triangle"
-        );
+        assert_eq!(w.rect(), Rect { x: 200, y: 200, width: 400, height: 200 });
+        assert!(w.keeps(&face([380.0, 220.0, 420.0, 260.0])), "centre (400, 240) is inside");
+        assert!(!w.keeps(&face([200.0, 260.0, 240.0, 300.0])), "the box's lower-left corner is outside the triangle");
         assert!(FaceWindow::new(&[vec![0.1, 0.1], vec![0.2, 0.2]], 800, 400).is_none());
     }
 }

@@ -73,6 +73,11 @@ pub enum Bench {
     Faces {
         #[arg(long)]
         pairs: PathBuf,
+        /// The worst case of a detector input sized to the face: each image is scaled so its face
+        /// measures `min_face_px`, put in a 1280×720 frame and searched with the detector's input
+        /// scaled so that face measures this many pixels there (0: the detector's max side alone).
+        #[arg(long, value_name = "PX")]
+        face_px: Option<f32>,
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -92,6 +97,10 @@ pub enum Bench {
         /// ONNX Runtime intra-op threads per model (overrides the config).
         #[arg(long)]
         threads: Option<usize>,
+        /// Size a `min_face_px` face is scaled to at the detector's input (overrides the config; 0: the
+        /// detector's max side alone).
+        #[arg(long, value_name = "PX")]
+        face_px: Option<f32>,
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -117,11 +126,11 @@ fn with_scratch<T: serde::Serialize>(
 pub fn bench(bench: Bench) -> CliResult {
     let failed = |e: anyhow::Error| CliError::Failed(format!("vigil: {e:#}"));
     match bench {
-        Bench::Faces { pairs, config } => {
+        Bench::Faces { pairs, face_px, config } => {
             let settings = ModelSettings::load(config.as_deref(), None)?;
             let mut models = settings.sessions()?;
             let pairs = models::read_pairs(&pairs).map_err(failed)?;
-            print_json(&models::faces(&mut models, &pairs, settings.faces.match_distance))
+            print_json(&models::faces(&mut models, &pairs, settings.faces.match_distance, face_px))
         }
         Bench::Cameras(args) => cameras::run(args),
         Bench::Settlement(args) => settlement::run(args),
@@ -139,9 +148,16 @@ pub fn bench(bench: Bench) -> CliResult {
             vigil::source::pipeline::init()?;
             evidence::evidence(&recording, count.max(1), clip_seconds.max(1), scratch)
         }),
-        Bench::Models { image, frame, save_frame, runs, threads, config } => {
+        Bench::Models { image, frame, save_frame, runs, threads, face_px, config } => {
             let settings = ModelSettings::load(config.as_deref(), threads)?;
             let mut models = settings.sessions()?;
+            if let Some(face_px) = face_px {
+                let options = models.faces.detector.options();
+                models
+                    .faces
+                    .detector
+                    .set_options(vigil::analyze::face_detector::FaceDetectorOptions { face_px, ..options });
+            }
             let mut img = vigil::analyze::image::load_rgb(&image).map_err(|e| failed(e.into()))?;
             if let Some((w, h)) = frame {
                 img = vigil::analyze::image::frame_from(&img, w, h);

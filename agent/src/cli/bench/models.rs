@@ -10,6 +10,8 @@ use anyhow::{Context, bail};
 use image::RgbImage;
 use serde::Serialize;
 
+use vigil::analyze::face_detector::FaceDetectorOptions;
+use vigil::analyze::faces::EmbeddedFace;
 use vigil::analyze::session::CallTiming;
 use vigil::analyze::{Sessions, align, embedder};
 
@@ -88,14 +90,21 @@ pub struct PairReport {
     pub separated: bool,
 }
 
-/// Embeds the largest face of every image once, then scores every pair at `threshold`.
-pub fn faces(models: &mut Sessions, pairs: &[Pair], threshold: f32) -> PairReport {
+/// Embeds the largest face of every image once, then scores every pair at `threshold`. With `face_px`,
+/// each image's face is first found with the configured options, then found again with the detector's
+/// input scaled so that face measures `face_px` there (the worst case of a camera frame, where a face
+/// of exactly `min_face_px` is scaled to `face_px`); the chip is still cut from the full image.
+pub fn faces(models: &mut Sessions, pairs: &[Pair], threshold: f32, face_px: Option<f32>) -> PairReport {
     let mut cache: HashMap<PathBuf, Result<embedder::Embedding, String>> = HashMap::new();
     let mut embed = |path: &PathBuf| {
         cache
             .entry(path.clone())
             .or_insert_with(|| {
-                crate::cli::detect::main_face(models, path).map(|f| f.embedding).map_err(|e| format!("{e:#}"))
+                let face = match face_px {
+                    None => crate::cli::detect::main_face(models, path),
+                    Some(face_px) => main_face_at(models, path, face_px),
+                };
+                face.map(|f| f.embedding).map_err(|e| format!("{e:#}"))
             })
             .clone()
     };
@@ -133,6 +142,36 @@ pub fn faces(models: &mut Sessions, pairs: &[Pair], threshold: f32) -> PairRepor
     }
 }
 
+/// The camera frame the faces of `--face-px` are put in.
+const FRAME: (u32, u32) = (1280, 720);
+
+/// The largest face of an image as a camera would see it at the smallest size wanted: the image scaled
+/// so its face (found first, as configured) measures the gate's `min_face_px`, centred in a grey
+/// 1280×720 frame, and found there with the detector's input sized by `face_px` (0: its max side alone).
+/// Both the landmarks and the chip then come from a face of that size.
+fn main_face_at(models: &mut Sessions, path: &Path, face_px: f32) -> anyhow::Result<EmbeddedFace> {
+    let first = crate::cli::detect::main_face(models, path)?;
+    let [x1, y1, x2, y2] = first.face.bbox;
+    let options = models.faces.detector.options();
+    let img = vigil::analyze::image::load_rgb(path)?;
+    let scale = (options.min_face_px / (x2 - x1).min(y2 - y1)).min(1.0);
+    let (w, h) = ((img.width() as f32 * scale).round() as u32, (img.height() as f32 * scale).round() as u32);
+    let small = image::imageops::resize(&img, w.max(1), h.max(1), image::imageops::FilterType::Triangle);
+    let mut frame = RgbImage::from_pixel(FRAME.0, FRAME.1, image::Rgb([128, 128, 128]));
+    let (left, top) = ((i64::from(FRAME.0) - i64::from(w)) / 2, (i64::from(FRAME.1) - i64::from(h)) / 2);
+    image::imageops::overlay(&mut frame, &small, left, top);
+    models.faces.detector.set_options(FaceDetectorOptions { face_px, ..options });
+    let again = models.faces.main_face(&frame);
+    models.faces.detector.set_options(options);
+    again?.with_context(|| {
+        format!(
+            "{}: no face found with the face at {} px in a frame, {face_px} px at the detector",
+            path.display(),
+            options.min_face_px
+        )
+    })
+}
+
 #[derive(Debug, Serialize)]
 pub struct Phase {
     pub pre_ms: f64,
@@ -150,6 +189,8 @@ pub struct SpeedReport {
     pub height: u32,
     pub runs: usize,
     pub threads: usize,
+    /// Width and height of the face detector's input.
+    pub centerface_input: [usize; 2],
     pub centerface: Phase,
     pub align_ms: f64,
     pub embedder: Phase,
@@ -217,6 +258,7 @@ pub fn models(
         height: img.height(),
         runs,
         threads,
+        centerface_input: models.faces.detector.last_input,
         centerface: phase(&cf),
         align_ms: median(align_ms),
         embedder: phase(&emb),
