@@ -3,10 +3,14 @@
 //! frames to its analysis — the very [`CameraAnalysis`] of `vigil run`, with its own model sessions:
 //! tamper detection always, plus (`--analysis faces`) a settlement window under a watch that never
 //! concludes, so that every analysed frame goes through the face path (detect, align, quality gate,
-//! embed) as during a settlement, or (`--analysis presence`) a ward with two beds of registered
-//! inpatients — person detection, occupancy of each bed against its reference, a roll-call every
-//! minute. Process CPU time over the measured window is divided by N. `--enroll-during N` runs the MQTT
-//! `enroll` handler of `vigil run` meanwhile, N photos per command, back to back.
+//! embed) as during a settlement, or (`--analysis idle-window`) a settlement window with no watch open —
+//! what a window costs between settlements — or (`--analysis presence`) a ward with two beds of
+//! registered inpatients — person detection, occupancy of each bed against its reference, a roll-call
+//! every minute. Window cameras decode as their role's default says unless `--keyframes-only` is given
+//! (ward cameras: all frames unless `--keyframes-only`, as before). `--detect-file` gives each camera a
+//! second clip as its analysis sub-stream (`detect_url`), `--face-window` a face window. Process CPU
+//! time over the measured window is divided by N. `--enroll-during N` runs the MQTT `enroll` handler of
+//! `vigil run` meanwhile, N photos per command, back to back.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -28,7 +32,9 @@ use vigil::runtime::people::People;
 use vigil::runtime::presence::{Presence, PresenceCamera};
 use vigil::runtime::sink::Outlet;
 use vigil::runtime::{Shutdown, settlement_rules, watch_channels};
+use vigil::source::decode::DecodeMode;
 use vigil::source::pipeline;
+use vigil::source::settings::Decode;
 
 use crate::cli::{CliError, CliResult};
 
@@ -38,7 +44,36 @@ use crate::cli::{CliError, CliResult};
 pub enum Analysis {
     Tamper,
     Faces,
+    IdleWindow,
     Presence,
+}
+
+/// A face window given on the command line as a rectangle `X0,Y0,X1,Y1` (normalised 0..1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Rect(pub [f64; 4]);
+
+impl Rect {
+    /// The `face_window` polygon of a camera's configuration.
+    pub fn polygon(&self) -> String {
+        let [x0, y0, x1, y1] = self.0;
+        format!("[[{x0}, {y0}], [{x1}, {y0}], [{x1}, {y1}], [{x0}, {y1}]]")
+    }
+}
+
+/// Parses `X0,Y0,X1,Y1`, each in 0..1 with X0 < X1 and Y0 < Y1.
+pub fn parse_rect(text: &str) -> Result<Rect, String> {
+    let values: Vec<f64> = text
+        .split(',')
+        .map(|v| v.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("{text:?}: expected X0,Y0,X1,Y1 (four numbers, normalised 0..1)"))?;
+    let [x0, y0, x1, y1] = values[..] else {
+        return Err(format!("{text:?}: expected four numbers X0,Y0,X1,Y1, got {}", values.len()));
+    };
+    if !(0.0..1.0).contains(&x0) || !(0.0..1.0).contains(&y0) || x1 <= x0 || y1 <= y0 || x1 > 1.0 || y1 > 1.0 {
+        return Err(format!("{text:?}: need 0 <= X0 < X1 <= 1 and 0 <= Y0 < Y1 <= 1"));
+    }
+    Ok(Rect([x0, y0, x1, y1]))
 }
 
 #[derive(clap::Args)]
@@ -58,9 +93,18 @@ pub struct CamerasArgs {
     #[arg(long)]
     record: bool,
     /// Analysis of each frame besides tamper detection: faces (a settlement window under a watch:
-    /// detect, align, gate, embed) or presence (ward: persons, two beds, a roll-call a minute).
+    /// detect, align, gate, embed), idle-window (a settlement window with no watch open) or presence
+    /// (ward: persons, two beds, a roll-call a minute). `tamper` alone is a ward camera.
     #[arg(long, value_enum, default_value = "tamper")]
     analysis: Analysis,
+    /// A second H.264 MP4 each camera analyses instead of `--file` (its `detect_url`: an IP camera's
+    /// low-resolution sub-stream); `--file` is still what is recorded.
+    #[arg(long, value_name = "FILE")]
+    detect_file: Option<PathBuf>,
+    /// Window cameras: look for faces in this rectangle only (their `face_window`), normalised
+    /// `X0,Y0,X1,Y1`.
+    #[arg(long, value_name = "X0,Y0,X1,Y1", value_parser = parse_rect)]
+    face_window: Option<Rect>,
     /// Seconds measured, after 5 s of warm-up.
     #[arg(long, default_value_t = 30)]
     seconds: u64,
@@ -91,7 +135,14 @@ pub fn run(args: CamerasArgs) -> CliResult {
 pub struct CameraBench {
     pub analysis: Analysis,
     pub file: String,
+    /// `--detect-file`: the clip analysed (each camera's `detect_url`).
+    pub detect_file: Option<String>,
+    pub face_window: Option<Rect>,
+    /// The face detector's settings, as configured by default (`[faces]`).
+    pub detector_options: String,
     pub cameras: usize,
+    /// Keyframes only because `--keyframes-only` said so; otherwise window cameras decode as their
+    /// role's default says and ward cameras all frames.
     pub keyframes_only: bool,
     pub analysis_fps: Option<f64>,
     pub recording: bool,
@@ -113,13 +164,20 @@ pub struct CameraBench {
     /// Resident memory added by one more set of face sessions (detector + embedder), opened and run on a
     /// 1080p frame twice: what each window camera's own sessions cost (`faces`).
     pub rss_per_face_sessions_bytes: Option<u64>,
+    /// Width and height of the frames analysed (of the first camera's tamper reference, taken from its
+    /// first analysed frame): the sub-stream's with `--detect-file` when this Vigil analyses it.
+    pub analysed_frame: Option<[u32; 2]>,
+    /// Cameras decoding every frame at the end of the window: by configuration, or, decoding on demand,
+    /// as their analysis asks (an idle window: keyframes only; a window with a watch open: every frame).
+    pub cameras_decoding_all_frames: usize,
     /// Resident memory at the end of the window, and its peak.
     pub rss_bytes: u64,
     pub peak_rss_bytes: u64,
 }
 
-/// (user + system) CPU time of this process, from /proc/self/stat (clock ticks of 1/100 s on Linux).
-fn cpu_time() -> anyhow::Result<Duration> {
+/// (user + system) CPU time of this process, every thread's, from /proc/self/stat (clock ticks of 1/100 s
+/// on Linux).
+pub(super) fn cpu_time() -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string("/proc/self/stat")?;
     // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).context("unreadable /proc/self/stat")?;
@@ -129,7 +187,7 @@ fn cpu_time() -> anyhow::Result<Duration> {
     Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
 }
 
-fn memory() -> (u64, u64) {
+pub(super) fn memory() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
         status
@@ -148,31 +206,92 @@ const BEDS: [&str; 2] = [
     "bed-1 = [[0.55, 0.5], [0.95, 0.5], [0.95, 0.95], [0.55, 0.95]]",
 ];
 
-/// The configuration `vigil run` would have for these cameras (data in the scratch folder).
-fn bench_config(args: &CamerasArgs, file: &Path, scratch: &Path) -> anyhow::Result<vigil::config::Config> {
+/// One `[[cameras]]` entry of a bench configuration.
+pub(super) struct BenchCamera<'a> {
+    pub id: String,
+    pub role: &'static str,
+    pub file: &'a Path,
+    pub detect_file: Option<&'a Path>,
+    pub face_window: Option<Rect>,
+    /// `keyframes_only = …` when given; otherwise the role's default.
+    pub keyframes_only: Option<bool>,
+    pub analysis_fps: f64,
+    /// More lines of the entry (regions).
+    pub extra: String,
+}
+
+/// The configuration `vigil run` would have for these cameras (data in `scratch/data`).
+pub(super) fn bench_toml(cameras: &[BenchCamera], scratch: &Path) -> anyhow::Result<vigil::config::Config> {
     let mut text = format!(
         "[site]\nid = \"bench\"\ndevice_id = \"bench\"\n[storage]\ndata_dir = \"{}\"\n",
         scratch.join("data").display()
     );
-    for i in 0..args.cameras.max(1) {
-        let (role, regions) = match args.analysis {
-            Analysis::Faces => ("settlement_window", String::new()),
-            Analysis::Presence => ("ward", format!("regions = {{ {} }}\n", BEDS.join(", "))),
-            Analysis::Tamper => ("ward", String::new()),
-        };
+    for c in cameras {
         text += &format!(
-            "[[cameras]]\nid = \"bench-{i}\"\nrole = \"{role}\"\nurl = \"file://{}\"\nloop = true\n\
-             keyframes_only = {}\nanalysis_fps = {}\nwatch_physicians = false\n{regions}",
-            file.display(),
-            args.keyframes_only,
-            args.analysis_fps,
+            "[[cameras]]\nid = \"{}\"\nrole = \"{}\"\nurl = \"file://{}\"\nloop = true\nanalysis_fps = {}\n\
+             watch_physicians = false\n{}",
+            c.id,
+            c.role,
+            c.file.display(),
+            c.analysis_fps,
+            c.extra
         );
+        if let Some(keyframes_only) = c.keyframes_only {
+            text += &format!("keyframes_only = {keyframes_only}\n");
+        }
+        if let Some(detect) = c.detect_file {
+            text += &format!("detect_url = \"file://{}\"\n", detect.display());
+        }
+        if let Some(window) = c.face_window {
+            text += &format!("face_window = {}\n", window.polygon());
+        }
     }
-    Ok(vigil::config::parse(Path::new("bench.toml"), &text)?)
+    vigil::config::parse(Path::new("bench.toml"), &text).map_err(|e| {
+        let e = anyhow::Error::from(e);
+        if cameras.iter().any(|c| c.detect_file.is_some()) && format!("{e:#}").contains("detect_url") {
+            e.context("--detect-file needs a Vigil whose cameras take a `detect_url` (an analysis sub-stream)")
+        } else {
+            e
+        }
+    })
+}
+
+/// The configuration `vigil run` would have for these cameras (data in the scratch folder).
+fn bench_config(args: &CamerasArgs, file: &Path, scratch: &Path) -> anyhow::Result<vigil::config::Config> {
+    let detect = args.detect_file.as_deref().map(std::path::absolute).transpose()?;
+    if let Some(detect) = &detect {
+        anyhow::ensure!(detect.exists(), "--detect-file {} does not exist", detect.display());
+    }
+    let cameras: Vec<BenchCamera> = (0..args.cameras.max(1))
+        .map(|i| {
+            let (role, extra) = match args.analysis {
+                Analysis::Faces | Analysis::IdleWindow => ("settlement_window", String::new()),
+                Analysis::Presence => ("ward", format!("regions = {{ {} }}\n", BEDS.join(", "))),
+                Analysis::Tamper => ("ward", String::new()),
+            };
+            BenchCamera {
+                id: format!("bench-{i}"),
+                role,
+                file,
+                detect_file: detect.as_deref(),
+                face_window: if role == "settlement_window" { args.face_window } else { None },
+                // Ward cameras decode all frames unless told otherwise (what this bench always did); window
+                // cameras as their role's default says, which is what `vigil run` would do.
+                keyframes_only: match (args.keyframes_only, role) {
+                    (true, _) => Some(true),
+                    (false, "ward") => Some(false),
+                    (false, _) => None,
+                },
+                analysis_fps: args.analysis_fps,
+                extra,
+            }
+        })
+        .collect();
+    bench_toml(&cameras, scratch)
 }
 
 /// 1,000 enrolled people (synthetic embeddings), as the 1:N search of `vigil run` would see.
-fn synthetic_gallery() -> Vec<Entry> {
+pub(super) fn synthetic_gallery() -> Vec<Entry> {
     (0..1000u32)
         .map(|i| Entry {
             id: format!("p-{i}"),
@@ -182,6 +301,27 @@ fn synthetic_gallery() -> Vec<Entry> {
             enrolled_at: String::new(),
         })
         .collect()
+}
+
+/// What the cameras of `vigil run` share, with the data in `scratch/data`.
+pub(super) fn shared_state(
+    config: &vigil::config::Config,
+    scratch: &Path,
+    gallery: Arc<RwLock<SearchIndex>>,
+    rules: vigil::decide::settlement::SettlementRules,
+) -> anyhow::Result<Shared> {
+    Ok(Shared {
+        gallery,
+        settled: Arc::new(Mutex::new(SettlementLog::open(
+            &scratch.join("data/settlement-faces.bin"),
+            &scratch.join("data/gallery.key"),
+            Duration::from_secs(86_400),
+            SystemTime::now(),
+        )?)),
+        transactions: Arc::new(Mutex::new(Transactions::default())),
+        rules,
+        people: Arc::new(People::load(config)),
+    })
 }
 
 fn cameras(
@@ -195,7 +335,7 @@ fn cameras(
     let file = std::path::absolute(&args.file)?;
     anyhow::ensure!(file.exists(), "{} does not exist", file.display());
     if enrol.is_some() && args.analysis == Analysis::Tamper {
-        anyhow::bail!("--enroll-during needs --analysis faces or presence");
+        anyhow::bail!("--enroll-during needs --analysis faces, idle-window or presence");
     }
     std::fs::create_dir_all(scratch.join("data"))?;
     let config = bench_config(args, &file, scratch)?;
@@ -203,24 +343,16 @@ fn cameras(
     vigil::analyze::runtime::init(None)?;
     let mut models = Models::load(&config.models, &config.faces.detector(), &config.persons.detector())?;
     let rss_per_face_sessions = if args.analysis == Analysis::Faces { Some(face_sessions_rss(&models)?) } else { None };
+    anyhow::ensure!(
+        args.face_window.is_none() || matches!(args.analysis, Analysis::Faces | Analysis::IdleWindow),
+        "--face-window needs --analysis faces or idle-window (a settlement window)"
+    );
     let mut rules = settlement_rules(&config);
     // A watch that never has enough good frames to conclude: every frame of the window is analysed as
     // the first frames of a settlement are, with no verdict (and no evidence) in between.
     rules.min_good_frames = usize::MAX;
     let index = Arc::new(RwLock::new(SearchIndex::build(&synthetic_gallery())));
-    let key = scratch.join("data/gallery.key");
-    let shared = Shared {
-        gallery: index.clone(),
-        settled: Arc::new(Mutex::new(SettlementLog::open(
-            &scratch.join("data/settlement-faces.bin"),
-            &key,
-            Duration::from_secs(86_400),
-            SystemTime::now(),
-        )?)),
-        transactions: Arc::new(Mutex::new(Transactions::default())),
-        rules,
-        people: Arc::new(People::load(&config)),
-    };
+    let shared = shared_state(&config, scratch, index, rules)?;
     let (decisions_tx, decisions_rx) = mpsc::channel();
     let (evidence_tx, evidence_rx) = mpsc::channel();
     let pending = Arc::new(Pending::new(&scratch.join("data/evidence-pending")));
@@ -259,7 +391,8 @@ fn cameras(
     let presence = Arc::new(Presence::new(presence_cameras, &config, decisions_tx.clone()));
     let (watches, mut watch_receivers) = watch_channels(&config);
     let until = SystemTime::now() + warmup + window + Duration::from_secs(60);
-    for (id, watch) in &watches {
+    // An idle window has no watch: it waits for a `settlement` command.
+    for (id, watch) in watches.iter().filter(|_| args.analysis == Analysis::Faces) {
         watch.send(Watch::open(
             &format!("bench-{id}"),
             "p-0",
@@ -295,6 +428,7 @@ fn cameras(
         }));
     }
     let mut counters: Vec<Arc<AnalysisCounters>> = Vec::new();
+    let mut decodes = Vec::new();
     let mut slots = Vec::new();
     for camera in config.cameras.iter() {
         let analysis = CameraAnalysis::new(
@@ -307,6 +441,7 @@ fn cameras(
             outlet(&camera.id),
         )?;
         counters.push(analysis.counters.clone());
+        decodes.push(analysis.live().decode);
         let recordings = args.record.then(|| config.storage.recordings_dir().join(&camera.id));
         let started = camera::start_camera(&config, camera, analysis, recordings, decisions_tx.clone(), &shutdown)?;
         slots.push(started.slot);
@@ -344,6 +479,16 @@ fn cameras(
     let (cpu1, frames1, faces1, calls1, elapsed) =
         (cpu_time()?, frames(), faces(), rollcalls.load(Ordering::Relaxed), t0.elapsed());
     let (rss, peak) = memory();
+    let full = config
+        .cameras
+        .iter()
+        .zip(&decodes)
+        .filter(|(c, control)| match c.decode() {
+            Decode::All => true,
+            Decode::Keyframes => false,
+            Decode::OnDemand => control.mode() == DecodeMode::Full,
+        })
+        .count();
     shutdown.trigger();
     for t in threads {
         let _ = t.join();
@@ -367,6 +512,9 @@ fn cameras(
         faces_per_cpu_s: (analysis == Analysis::Faces).then(|| (faces1 - faces0) as f64 / cpu.max(1e-9)),
         rollcalls: (analysis == Analysis::Presence).then_some(calls1 - calls0),
         file: file.display().to_string(),
+        detect_file: args.detect_file.as_ref().map(|f| f.display().to_string()),
+        face_window: args.face_window,
+        detector_options: format!("{:?}", config.faces.detector()),
         cameras: count,
         keyframes_only: args.keyframes_only,
         analysis_fps: (!args.keyframes_only).then_some(args.analysis_fps),
@@ -378,9 +526,17 @@ fn cameras(
         enrolments: enrol.map(|_| took.len() as u64),
         enrolment_median_s: took.get(took.len() / 2).copied(),
         rss_per_face_sessions_bytes: rss_per_face_sessions,
+        analysed_frame: analysed_frame(&config),
+        cameras_decoding_all_frames: full,
         rss_bytes: rss,
         peak_rss_bytes: peak,
     })
+}
+
+/// The size of the first camera's analysed frames, read from the tamper reference its first frame left.
+pub(super) fn analysed_frame(config: &vigil::config::Config) -> Option<[u32; 2]> {
+    let path = vigil::runtime::reference_path(&config.storage.data_dir, &config.cameras.first()?.id);
+    image::image_dimensions(path).ok().map(|(w, h)| [w, h])
 }
 
 /// RSS added by one more set of face sessions, warmed on a 1080p frame (ONNX Runtime allocates its
@@ -425,6 +581,21 @@ impl EnrolLoad {
             name: "enroll".into(),
             nonce: "bench".into(),
             args: serde_json::json!({"id": "bench-enrolee", "role": "patient", "images": images}),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_face_window_is_four_normalised_numbers_in_order() {
+        let r = parse_rect("0.05, 0,0.45,0.5").unwrap();
+        assert_eq!(r.0, [0.05, 0.0, 0.45, 0.5]);
+        assert_eq!(r.polygon(), "[[0.05, 0], [0.45, 0], [0.45, 0.5], [0.05, 0.5]]");
+        for bad in ["0,0,1", "0,0,1,1,1", "a,0,1,1", "0.5,0,0.4,1", "0,0,1.2,1", "-0.1,0,1,1"] {
+            assert!(parse_rect(bad).is_err(), "{bad} accepted");
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod evidence;
 pub mod gallery;
 pub mod models;
 pub mod search;
+pub mod settlement;
 
 use std::path::PathBuf;
 
@@ -66,6 +67,8 @@ pub enum Bench {
     },
     /// CPU share of one core per camera and memory, for N cameras playing an H.264 MP4 in a loop.
     Cameras(cameras::CamerasArgs),
+    /// Latency from a `settlement` command to its verdict, the person already at the window.
+    Settlement(settlement::SettlementArgs),
     /// Accuracy on a labelled pair list (`a,b,same|different` per line; paths relative to the list).
     Faces {
         #[arg(long)]
@@ -130,6 +133,7 @@ pub fn bench(bench: Bench) -> CliResult {
             print_json(&models::faces(&mut models, &pairs, settings.faces.match_distance, face_px))
         }
         Bench::Cameras(args) => cameras::run(args),
+        Bench::Settlement(args) => settlement::run(args),
         Bench::Gallery { people, embeddings, rounds } => {
             with_scratch("gallery", |scratch| gallery::gallery(scratch, people.max(1), embeddings, rounds.max(1)))
         }
