@@ -121,9 +121,12 @@ impl DecodeControl {
     }
 }
 
+/// Full: a pipeline no analysis steers (`vigil reference`, tests of the source alone) decodes what its
+/// camera's `decode` asks for, as it did before decoding on demand. A camera's analysis makes its own,
+/// starting in keyframes mode (`runtime::camera::CameraAnalysis`).
 impl Default for DecodeControl {
     fn default() -> Self {
-        DecodeControl::new(DecodeMode::Keyframes)
+        DecodeControl::new(DecodeMode::Full)
     }
 }
 
