@@ -51,6 +51,7 @@ fn config(root: &Path, port: u16, platform: &Platform) -> String {
          [rollcalls]\nrandom_per_day = 0\n\
          [metrics]\nenabled = false\n\
          [[cameras]]\nid = \"window-1\"\nrole = \"settlement_window\"\nurl = \"file://{}\"\nloop = true\n\
+         decode = \"all\"\n\
          [[cameras]]\nid = \"window-2\"\nrole = \"settlement_window\"\nurl = \"file://{}\"\n",
         common::agent::config_head(port, platform),
         root.join("looping.mp4").display(),
@@ -97,7 +98,8 @@ fn the_retained_health_message_follows_a_camera_going_offline() {
     assert!(camera(last, "window-2")["restarts"].as_u64().unwrap() >= 1, "{last}");
     assert!(last["process"]["resident_memory_bytes"].as_u64().unwrap() > 10_000_000, "{last}");
     assert!(last["storage"]["free_bytes"].as_u64().unwrap() > 0, "{last}");
-    // The frame rate of the looping camera, over the time between two messages: it plays at 10 fps.
+    // The frame rate of the looping camera, over the time between two messages: it plays at 10 fps and
+    // decodes every frame (`decode = "all"`; an idle on-demand window would decode its keyframes only).
     let online_fps =
         payloads.iter().skip(1).map(|h| camera(h, "window-1")["fps"].as_f64().unwrap()).fold(0.0, f64::max);
     assert!(online_fps > 1.0, "window-1's fps in {payloads:?}");
