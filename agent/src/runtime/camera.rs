@@ -493,10 +493,15 @@ impl CameraAnalysis {
                 self.watch_ended = Some(Instant::now());
             }
         }
-        // Tamper conditions are held for seconds before they count: one look a second is enough, and
-        // spares a face camera's 5 fps the two passes over each frame.
+        self.look_for_tamper(frame);
+        self.counters.frames.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Tamper detection on this frame, if its second has come: conditions are held for seconds before
+    /// they count, so one look a second is enough, and spares a face camera's 5 fps the two passes over
+    /// each frame.
+    fn look_for_tamper(&mut self, frame: &Frame) {
         if self.last_tamper.is_some_and(|t| frame.captured.duration_since(t).is_ok_and(|d| d < TAMPER_EVERY)) {
-            self.counters.frames.fetch_add(1, Ordering::Relaxed);
             return;
         }
         self.last_tamper = Some(frame.captured);
@@ -514,7 +519,6 @@ impl CameraAnalysis {
             let kind = crate::decide::tamper::decision_kind(change, onset);
             self.out.decide(Some(frame), frame.captured, kind, details, Vec::new());
         }
-        self.counters.frames.fetch_add(1, Ordering::Relaxed);
     }
 }
 
