@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use serde_json::{Value, json};
 use vigil::decide::dialysis::{PatientMatch, SessionOutcome, SessionVerdict};
 use vigil::decide::physicians::ShiftSummary;
+use vigil::decide::presence::{Lighting, StaleReference};
 use vigil::decide::rollcall::{Absence, BedRef, RollcallSummary};
 use vigil::decide::settlement::FaceJudgement;
 use vigil::decide::{Decision, DecisionKind, PhoneCheck, RollcallReport, TamperKind};
@@ -466,6 +467,20 @@ fn documented_decisions() -> Vec<Decision> {
                 checks,
             ))
         }),
+        decision(
+            "0195a2c4-0b7e-7d31-9a55-3c8e1f0b7d22",
+            "ward3-room12",
+            "2025-03-14T15:06:41.000Z",
+            DecisionKind::RegionReferenceStale(StaleReference {
+                region: "bed-2".into(),
+                lighting: Lighting::NightIr,
+                what: "structure",
+                fit: 0.21249,
+                shifted_fit: 0.7341,
+                shift_px: [132.3, -3.6],
+                since: t("2025-03-14T15:06:09.000Z"),
+            }),
+        ),
         decision("0195a07d-52c1-7f3e-a6b4-9d0e1f2a3b4c", "phone:ph-Vd3sQ8nT2a", "2025-03-14T08:03:12.771Z", {
             let mut checks = with_bed_camera("skipped", "not_applicable");
             checks[3] = ("passed", "within_accuracy");

@@ -41,6 +41,15 @@ pub enum Action {
     WalkPastBed { rightwards: bool },
     /// The whole picture scaled by this factor (0.7 = 30 % darker): occupies nothing.
     Dim(f32),
+    /// The camera in its night infrared mode: a grey picture lit from the camera (brighter in the
+    /// middle), materials reflecting infrared rather than colour, more sensor noise. Occupies nothing.
+    NightIr,
+    /// The bed pushed sideways by `dx` (normalised width) with everything on it; the region stays where
+    /// it was drawn. Occupies nothing: whoever lies in the moved bed is in `LieInBed`.
+    MoveBed { dx: f64 },
+    /// A visitor sitting on the front edge of the bed, legs down to the floor: beside the bed's
+    /// occupant, not in the bed. Occupies nothing.
+    SitOnBedEdge,
 }
 
 /// `action` holds during `[from, to)` seconds.
@@ -83,7 +92,11 @@ pub struct Scene {
     pub events: Vec<Event>,
     /// Colour of the blanket over the lying patient's legs; None: no blanket. Default a mid blue.
     pub blanket: Option<[u8; 3]>,
+    /// The blanket covers the lying patient up to the chin, not only the legs (default false).
+    pub covered: bool,
     room: RgbImage,
+    /// The room with the bed pushed by each `MoveBed` of the events (keyed by `dx` in thousandths).
+    moved_rooms: Vec<(i64, RgbImage)>,
     sitter: RgbaImage,
     lying: RgbaImage,
     nurse: RgbaImage,
@@ -150,6 +163,13 @@ impl Scene {
             // Seat, back and the space a seated person's upper body fills.
             Region { name: CHAIR, points: vec![[0.74, 0.22], [0.94, 0.22], [0.94, 0.70], [0.74, 0.70]] },
         ];
+        let moved_rooms = events
+            .iter()
+            .filter_map(|e| match e.action {
+                Action::MoveBed { dx } => Some((milli(dx), draw_room_with_bed_at(width, height, dx))),
+                _ => None,
+            })
+            .collect();
         Scene {
             width,
             height,
@@ -157,11 +177,84 @@ impl Scene {
             regions,
             events,
             blanket: Some([100, 135, 180]),
+            covered: false,
             room: draw_room(width, height),
+            moved_rooms,
             sitter,
             lying,
             nurse,
         }
+    }
+
+    /// A night on the ward, 300 s: the camera in infrared throughout but for the first 40 s (day
+    /// colour, the lights then go off and the camera switches), a nurse passing the empty bed at 60,
+    /// a patient lying in bed 110–220 (the nurse passing again 160–168), empty again to the end.
+    pub fn night(width: u32, height: u32) -> Scene {
+        let ev = |action, from, to| Event { action, from, to };
+        Scene::new(
+            width,
+            height,
+            300.0,
+            vec![
+                ev(Action::NightIr, 40.0, 300.0),
+                ev(Action::WalkPastBed { rightwards: true }, 60.0, 68.0),
+                ev(Action::LieInBed, 110.0, 220.0),
+                ev(Action::WalkPastBed { rightwards: false }, 160.0, 168.0),
+            ],
+        )
+    }
+
+    /// The bed moved, 400 s: a patient lies in the bed 20–70; at 140 the bed is pushed a tenth of the
+    /// picture to the right (its region stays where it was drawn), a patient lies in the moved bed
+    /// 180–240, and at 280 the bed is pushed back.
+    pub fn moved_bed(width: u32, height: u32) -> Scene {
+        let ev = |action, from, to| Event { action, from, to };
+        Scene::new(
+            width,
+            height,
+            400.0,
+            vec![
+                ev(Action::LieInBed, 20.0, 70.0),
+                ev(Action::MoveBed { dx: 0.1 }, 140.0, 280.0),
+                ev(Action::LieInBed, 180.0, 240.0),
+            ],
+        )
+    }
+
+    /// A visitor on the bed, 300 s: the visitor sits on the edge of the empty bed 70–130; the patient
+    /// lies in bed 160–270 and the visitor sits beside them 190–240.
+    pub fn visitor(width: u32, height: u32) -> Scene {
+        let ev = |action, from, to| Event { action, from, to };
+        Scene::new(
+            width,
+            height,
+            300.0,
+            vec![
+                ev(Action::SitOnBedEdge, 70.0, 130.0),
+                ev(Action::LieInBed, 160.0, 270.0),
+                ev(Action::SitOnBedEdge, 190.0, 240.0),
+            ],
+        )
+    }
+
+    /// A patient covered to the chin with a white blanket (the sheet's colour), 300 s: in bed 80–220,
+    /// a nurse passing at 150.
+    pub fn covered(width: u32, height: u32) -> Scene {
+        let ev = |action, from, to| Event { action, from, to };
+        let mut scene = Scene::new(
+            width,
+            height,
+            300.0,
+            vec![ev(Action::LieInBed, 80.0, 220.0), ev(Action::WalkPastBed { rightwards: true }, 150.0, 158.0)],
+        );
+        scene.blanket = Some([226, 229, 234]);
+        scene.covered = true;
+        scene
+    }
+
+    /// Whether the camera is in infrared at second `t`.
+    pub fn night_at(&self, t: f64) -> bool {
+        self.events.iter().any(|e| e.action == Action::NightIr && e.active(t))
     }
 
     /// The region's polygon in pixels of this scene's frames.
@@ -192,7 +285,12 @@ impl Scene {
     /// The picture at second `t`, with sensor noise seeded by `t` (same `t`, same picture).
     pub fn render(&self, t: f64) -> RgbImage {
         let mut img = self.compose(t);
-        add_noise(&mut img, NOISE, (t * 1000.0).round() as u64);
+        if self.night_at(t) {
+            infrared(&mut img);
+            add_noise(&mut img, NOISE * 3 / 2, (t * 1000.0).round() as u64);
+        } else {
+            add_noise(&mut img, NOISE, (t * 1000.0).round() as u64);
+        }
         img
     }
 
@@ -209,6 +307,14 @@ impl Scene {
         img
     }
 
+    /// The empty room in the camera's night infrared mode: the night reference.
+    pub fn empty_reference_night(&self) -> RgbImage {
+        let mut img = self.room.clone();
+        infrared(&mut img);
+        add_noise(&mut img, NOISE * 3 / 2, u64::MAX / 5);
+        img
+    }
+
     /// Encodes the whole timeline as an H.264 MP4 at `fps`, a keyframe every 2 s (ward cameras
     /// decode keyframes only).
     pub fn encode(&self, path: &Path, fps: u32) {
@@ -219,19 +325,31 @@ impl Scene {
     /// The noiseless picture at second `t`.
     fn compose(&self, t: f64) -> RgbImage {
         let (w, h) = (f64::from(self.width), f64::from(self.height));
-        let mut img = self.room.clone();
         let active: Vec<&Event> = self.events.iter().filter(|e| e.active(t)).collect();
+        let bed_dx = active
+            .iter()
+            .find_map(|e| match e.action {
+                Action::MoveBed { dx } => Some(dx),
+                _ => None,
+            })
+            .unwrap_or(0.0);
+        let mut img = match self.moved_rooms.iter().find(|(k, _)| *k == milli(bed_dx)) {
+            Some((_, room)) if bed_dx != 0.0 => room.clone(),
+            _ => self.room.clone(),
+        };
         // Back to front: the bed's occupant, the chair's, then the nurse in front of the bed.
         if active.iter().any(|e| e.action == Action::LieInBed) {
-            let x = ((BED_X[0] + 0.02) * w) as i64;
+            let x = ((BED_X[0] + 0.02 + bed_dx) * w) as i64;
             let y = (BODY_BOTTOM * h) as i64 - i64::from(self.lying.height());
             paste(&mut img, &self.lying, x, y);
             // The blanket: over the legs (right half of the body), from just below the hips' top
             // down over the mattress edge, with folds.
             if let Some(colour) = self.blanket {
-                let bx = x + i64::from(self.lying.width()) * 45 / 100;
+                // Covered: from the shoulders (a fifth of the body's length from the head) down.
+                let share = if self.covered { 18 } else { 45 };
+                let bx = x + i64::from(self.lying.width()) * share / 100;
                 let by = y + i64::from(self.lying.height()) / 5;
-                let (bx2, by2) = (((BED_X[1] - 0.005) * w) as i64, ((MATTRESS_Y[1] + 0.015) * h) as i64);
+                let (bx2, by2) = (((BED_X[1] - 0.005 + bed_dx) * w) as i64, ((MATTRESS_Y[1] + 0.015) * h) as i64);
                 fill(&mut img, [bx, by, bx2, by2], |px, py| {
                     let fold = if (px - bx + (py - by) / 3) % 48 < 6 { 18 } else { 0 };
                     let shade = ((py - by) * 20 / (by2 - by).max(1)) as i32;
@@ -246,6 +364,27 @@ impl Scene {
             paste(&mut img, &self.sitter, x, y);
             // The armrest in front of the seated hips.
             fill(&mut img, px_box([0.77, 0.55, 0.89, 0.575], w, h), |_, _| Rgb([50, 95, 105]));
+        }
+        if active.iter().any(|e| e.action == Action::SitOnBedEdge) {
+            // Seated on the mattress's front edge left of the middle, facing the camera: the upper body
+            // above the mattress, trousers and shoes down to the floor in front of the bed frame.
+            let cx = ((BED_X[0] + 0.30 + bed_dx) * w) as i64;
+            let hips = (0.585 * h) as i64;
+            let half = i64::from(self.sitter.width()) / 2;
+            fill(
+                &mut img,
+                [cx - half * 7 / 10, hips - (0.02 * h) as i64, cx + half * 7 / 10, hips + (0.05 * h) as i64],
+                |_, _| Rgb([38, 40, 48]),
+            );
+            for leg in [cx - half / 2, cx + half / 10] {
+                fill(&mut img, [leg, hips + (0.04 * h) as i64, leg + half * 4 / 10, (0.80 * h) as i64], |_, y| {
+                    Rgb([40 + (y % 9) as u8, 42, 52])
+                });
+                fill(&mut img, [leg - half / 10, (0.80 * h) as i64, leg + half / 2, (0.825 * h) as i64], |_, _| {
+                    Rgb([25, 22, 20])
+                });
+            }
+            paste(&mut img, &self.sitter, cx - half, hips - i64::from(self.sitter.height()));
         }
         for e in active.iter().filter(|e| matches!(e.action, Action::WalkPastBed { .. })) {
             let Action::WalkPastBed { rightwards } = e.action else { unreachable!() };
@@ -317,10 +456,37 @@ fn px_box(n: [f64; 4], w: f64, h: f64) -> [i64; 4] {
     [(n[0] * w) as i64, (n[1] * h) as i64, (n[2] * w) as i64, (n[3] * h) as i64]
 }
 
+/// Thousandths, to key a normalised offset.
+fn milli(v: f64) -> i64 {
+    (v * 1000.0).round() as i64
+}
+
+/// What the camera's night infrared mode makes of a colour picture: grey, each material as it reflects
+/// near infrared (fabric dyes mostly reflect it: a blue blanket turns light; red skin and the green of
+/// plants brighter than by day), lit by the camera's illuminator — bright in the middle, falling off to
+/// the corners — with a flatter contrast.
+fn infrared(img: &mut RgbImage) {
+    let (w, h) = (f64::from(img.width()), f64::from(img.height()));
+    for (x, y, p) in img.enumerate_pixels_mut() {
+        let [r, g, b] = p.0.map(f64::from);
+        let reflect = 0.5 * r + 0.3 * g + 0.2 * b;
+        let (dx, dy) = ((f64::from(x) / w - 0.5) * 2.0, (f64::from(y) / h - 0.5) * 2.0);
+        let falloff = 1.0 - 0.35 * (dx * dx + dy * dy) / 2.0;
+        let v = (30.0 + 0.75 * reflect * falloff).clamp(0.0, 255.0) as u8;
+        p.0 = [v, v, v];
+    }
+}
+
 /// The empty room: a papered wall with a window, a tiled floor, a bed (frame, checked sheet, pillow,
 /// head- and footboard) on the left, a dialysis chair on the right. Deterministic.
 fn draw_room(width: u32, height: u32) -> RgbImage {
+    draw_room_with_bed_at(width, height, 0.0)
+}
+
+/// The same room with the bed pushed sideways by `dx` (normalised width).
+fn draw_room_with_bed_at(width: u32, height: u32, dx: f64) -> RgbImage {
     let (w, h) = (f64::from(width), f64::from(height));
+    let bed_x = [BED_X[0] + dx, BED_X[1] + dx];
     let wall_bottom = (WALL_BOTTOM * h) as i64;
     let mut img = RgbImage::from_fn(width, height, |x, y| {
         let (x, y) = (i64::from(x), i64::from(y));
@@ -343,18 +509,18 @@ fn draw_room(width: u32, height: u32) -> RgbImage {
     fill(&mut img, px_box([0.67, 0.10, 0.85, 0.28], w, h), |_, y| Rgb([170, 195, 225 - (y % 30) as u8]));
     fill(&mut img, px_box([0.755, 0.10, 0.765, 0.28], w, h), |_, _| Rgb([120, 115, 105]));
     // Bed: legs with wheels, metal frame, checked sheet, pillow, head- and footboard.
-    for lx in [BED_X[0] + 0.02, BED_X[1] - 0.03] {
+    for lx in [bed_x[0] + 0.02, bed_x[1] - 0.03] {
         fill(&mut img, px_box([lx, MATTRESS_Y[1], lx + 0.012, 0.78], w, h), |_, _| Rgb([105, 110, 115]));
         fill(&mut img, px_box([lx - 0.008, 0.775, lx + 0.02, 0.80], w, h), |_, _| Rgb([40, 40, 45]));
     }
-    fill(&mut img, px_box([BED_X[0], MATTRESS_Y[1], BED_X[1], MATTRESS_Y[1] + 0.04], w, h), |_, _| {
+    fill(&mut img, px_box([bed_x[0], MATTRESS_Y[1], bed_x[1], MATTRESS_Y[1] + 0.04], w, h), |_, _| {
         Rgb([120, 125, 132])
     });
-    fill(&mut img, px_box([BED_X[0], MATTRESS_Y[0], BED_X[1], MATTRESS_Y[1]], w, h), |x, y| {
+    fill(&mut img, px_box([bed_x[0], MATTRESS_Y[0], bed_x[1], MATTRESS_Y[1]], w, h), |x, y| {
         let check = (x % 24) < 2 || (y % 24) < 2;
         if check { Rgb([200, 212, 228]) } else { Rgb([234, 236, 240]) }
     });
-    let pillow = px_box([BED_X[0] + 0.015, 0.445, BED_X[0] + 0.11, 0.51], w, h);
+    let pillow = px_box([bed_x[0] + 0.015, 0.445, bed_x[0] + 0.11, 0.51], w, h);
     let (pcx, pcy) = (((pillow[0] + pillow[2]) / 2) as f64, ((pillow[1] + pillow[3]) / 2) as f64);
     let (prx, pry) = (((pillow[2] - pillow[0]) / 2) as f64, ((pillow[3] - pillow[1]) / 2) as f64);
     for y in pillow[1]..pillow[3] {
@@ -366,8 +532,8 @@ fn draw_room(width: u32, height: u32) -> RgbImage {
             }
         }
     }
-    fill(&mut img, px_box([BED_X[0] - 0.02, 0.36, BED_X[0] + 0.005, 0.70], w, h), |_, _| Rgb([150, 128, 100]));
-    fill(&mut img, px_box([BED_X[1] - 0.005, 0.46, BED_X[1] + 0.015, 0.68], w, h), |_, _| Rgb([150, 128, 100]));
+    fill(&mut img, px_box([bed_x[0] - 0.02, 0.36, bed_x[0] + 0.005, 0.70], w, h), |_, _| Rgb([150, 128, 100]));
+    fill(&mut img, px_box([bed_x[1] - 0.005, 0.46, bed_x[1] + 0.015, 0.68], w, h), |_, _| Rgb([150, 128, 100]));
     // Dialysis chair, facing left: base, seat, back, armrest; a drip stand beside it.
     fill(&mut img, px_box([0.81, SEAT[3], 0.85, 0.78], w, h), |_, _| Rgb([90, 90, 95]));
     fill(&mut img, px_box([0.77, 0.78, 0.89, 0.80], w, h), |_, _| Rgb([60, 60, 65]));

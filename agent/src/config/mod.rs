@@ -322,6 +322,9 @@ impl Presence {
             enter_secs: self.enter_secs,
             leave_secs: self.leave_secs,
             max_gap_secs: self.max_gap_secs,
+            night_max_colour: self.night_max_colour,
+            day_min_colour: self.day_min_colour,
+            stale_secs: self.stale_secs,
             ..Default::default()
         }
     }

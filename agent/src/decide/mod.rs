@@ -111,6 +111,9 @@ pub enum DecisionKind {
     /// A physician checked in with their phone (their face, their position), verified or not; a verified
     /// one is a sighting for the physician ledger.
     PhysicianCheckin(PhoneCheck),
+    /// A region's empty reference no longer fits the picture (the bed or chair was moved): the region
+    /// is Unknown, not judged from it, until it fits again or a new reference is taken.
+    RegionReferenceStale(presence::StaleReference),
 }
 
 /// A judged phone upload: what was claimed and every check (docs/ward-phones.md, "Checks"). The event
@@ -164,6 +167,7 @@ impl Decision {
                 | DecisionKind::BedsideCheckVerified(_)
                 | DecisionKind::BedsideCheckRejected(_)
                 | DecisionKind::PhysicianCheckin(_)
+                | DecisionKind::RegionReferenceStale(_)
         ) || matches!(&self.kind, DecisionKind::Dialysis(o) if o.verdict != dialysis::SessionVerdict::Verified)
     }
 
@@ -197,6 +201,7 @@ impl Decision {
             DecisionKind::BedsideCheckVerified(_) => "bedside_check_verified",
             DecisionKind::BedsideCheckRejected(_) => "bedside_check_rejected",
             DecisionKind::PhysicianCheckin(_) => "physician_checkin",
+            DecisionKind::RegionReferenceStale(_) => "region_reference_stale",
         }
     }
 }

@@ -64,6 +64,23 @@ pub struct PresenceSettings {
     /// How much timeline is kept. Default 24 h: longer than any dialysis session and the span between
     /// roll-calls; older intervals are dropped.
     pub horizon_secs: u64,
+    /// A picture whose colourfulness (mean chroma over mean luma, see [`LightingLook`]) is below this is
+    /// the camera's night infrared mode. Default 0.02: an IR picture is grey (the camera zeroes chroma;
+    /// H.264 leaves ±1 level), a day picture of a white-walled ward 0.05–0.15.
+    pub night_max_colour: f64,
+    /// A picture this colourful or more is day colour. Default 0.035. Between the two the condition
+    /// does not change (a colour picture dimming into dusk does not flicker between references).
+    pub day_min_colour: f64,
+    /// A region's empty reference no longer fitting (the bed or chair moved) must be seen this long
+    /// before `region_reference_stale` is raised, and fitting again this long before it is cleared.
+    /// Default 30 s: longer than a nurse standing in front of the bed, well under `leave_secs` +
+    /// a roll-call's tolerance.
+    pub stale_secs: u64,
+    /// The regions are beds (a ward camera): a person sitting upright on the bed's edge with the legs
+    /// down to the floor — a box reaching well below the bed — is beside it, not in it (a visitor, a
+    /// nurse perched on it). For chairs (a dialysis room) sitting is the occupancy. Not config: the
+    /// runtime sets it from the camera's role. Default false.
+    pub beds: bool,
 }
 
 impl Default for PresenceSettings {
@@ -78,6 +95,10 @@ impl Default for PresenceSettings {
             leave_secs: 60,
             max_gap_secs: 30,
             horizon_secs: 86_400,
+            night_max_colour: 0.02,
+            day_min_colour: 0.035,
+            stale_secs: 30,
+            beds: false,
         }
     }
 }
@@ -230,22 +251,36 @@ pub struct Overlap {
     /// Share of the region covered by the person box, 0..1.
     pub cover: f64,
     pub score: f32,
+    /// An upright box (taller than wide) reaching below the region by a fifth of its height or more:
+    /// someone sitting on the edge with the feet on the floor, or standing in front.
+    pub beside: bool,
 }
+
+/// A box taller than this times its width is upright (sitting or standing, not lying).
+const UPRIGHT: f32 = 1.2;
+/// ... and one reaching this share of its height below the region's lowest point has its feet on the
+/// floor in front of it.
+const FEET_BELOW: f32 = 0.2;
 
 impl Overlap {
     pub fn of(region: &Polygon, person: &Person) -> Overlap {
         let common = region.intersection_area(&person.bbox);
         let ratio = |whole: f64| if whole > 0.0 { (common / whole).min(1.0) } else { 0.0 };
+        let [x1, y1, x2, y2] = person.bbox;
+        let (w, h) = (x2 - x1, y2 - y1);
+        let below = y2 - region.bounds()[3];
         Overlap {
             inside: ratio(f64::from(boxes::area(&person.bbox))),
             cover: ratio(region.area()),
             score: person.score,
+            beside: h > UPRIGHT * w && below >= FEET_BELOW * h,
         }
     }
 
     /// Whether this box alone puts a person in the region (thresholds: `PresenceSettings`).
     pub fn occupies(&self, settings: &PresenceSettings) -> bool {
         self.score >= settings.min_score
+            && !(settings.beds && self.beside)
             && ((self.inside >= settings.min_inside && self.cover >= settings.min_cover)
                 || self.cover >= settings.full_cover)
     }
@@ -284,6 +319,10 @@ const TOO_DARK: f64 = 8.0;
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegionSignature {
     frame: (u32, u32),
+    /// The grid: top left corner, cell size (pixels), cells per row.
+    origin: [f64; 2],
+    cell: [f64; 2],
+    columns: usize,
     /// Relative brightness per grid cell, None outside the polygon.
     cells: Vec<Option<f64>>,
 }
@@ -318,6 +357,9 @@ impl RegionSignature {
         }
         Some(RegionSignature {
             frame: (img.width(), img.height()),
+            origin: [x0, y0],
+            cell: [cw, ch],
+            columns: gw,
             cells: cells.into_iter().map(|c| c.map(|v| v / mean)).collect(),
         })
     }
@@ -326,14 +368,30 @@ impl RegionSignature {
     /// brightness per cell, each cell's capped at 1 (a cell that doubled or went dark counts fully).
     /// None when they are of different frame sizes (a reference from another stream resolution).
     pub fn changed(&self, other: &RegionSignature) -> Option<f64> {
+        self.changed_outside(other, &[])
+    }
+
+    /// The same, leaving out the cells whose centre lies in one of `explained` (the boxes of people
+    /// beside the region, whose bodies account for the change there). None also when every cell is
+    /// left out.
+    pub fn changed_outside(&self, other: &RegionSignature, explained: &[BBox]) -> Option<f64> {
         if self.frame != other.frame || self.cells.len() != other.cells.len() {
             return None;
         }
+        let centre = |i: usize| {
+            let (gx, gy) = ((i % self.columns) as f64 + 0.5, (i / self.columns) as f64 + 0.5);
+            ((self.origin[0] + gx * self.cell[0]) as f32, (self.origin[1] + gy * self.cell[1]) as f32)
+        };
         let diffs: Vec<f64> = self
             .cells
             .iter()
             .zip(&other.cells)
-            .filter_map(|(a, b)| Some((a.as_ref()? - b.as_ref()?).abs().min(1.0)))
+            .enumerate()
+            .filter(|(i, _)| {
+                let (x, y) = centre(*i);
+                !explained.iter().any(|b| b[0] <= x && x < b[2] && b[1] <= y && y < b[3])
+            })
+            .filter_map(|(_, (a, b))| Some((a.as_ref()? - b.as_ref()?).abs().min(1.0)))
             .collect();
         (!diffs.is_empty()).then(|| diffs.iter().sum::<f64>() / diffs.len() as f64)
     }
@@ -361,6 +419,328 @@ fn mean_luma(img: &RgbImage, cell: [f64; 4]) -> f64 {
 /// 0..1; None when either cannot be compared (see `RegionSignature`).
 pub fn region_change(current: &RgbImage, reference: &RgbImage, region: &Polygon) -> Option<f64> {
     RegionSignature::of(current, region)?.changed(&RegionSignature::of(reference, region)?)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Lighting: day colour or night infrared, from the picture
+
+/// The lighting a camera's picture was taken in. An empty reference only fits pictures of its own
+/// condition: in infrared, sheets, blankets and skin reflect differently and the scene is lit from the
+/// camera, so a day reference compared with a night picture differs everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lighting {
+    /// Colour, lit by daylight or the room's lights.
+    Day,
+    /// The camera's night mode: infrared illumination, a grey picture.
+    NightIr,
+}
+
+impl Lighting {
+    pub const ALL: [Lighting; 2] = [Lighting::Day, Lighting::NightIr];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lighting::Day => "day",
+            Lighting::NightIr => "night_ir",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Lighting::Day => 0,
+            Lighting::NightIr => 1,
+        }
+    }
+}
+
+/// Cells along the longer side of the grid the lighting is judged on: chroma is taken from each cell's
+/// mean colour, so per-pixel sensor noise (which is as strong in a grey picture) averages away.
+const LIGHTING_CELLS: usize = 32;
+
+/// How colourful and how bright a picture is: what tells the night infrared mode from day colour. An
+/// IR camera's night picture has no chroma at all, whatever its brightness; a dim colour picture keeps
+/// its chroma in proportion to its brightness — so chroma is judged relative to brightness, never by
+/// the clock (night mode follows the light, not the hour).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LightingLook {
+    /// Mean over cells of the cell's chroma (max − min of its mean R, G, B), grey levels.
+    pub chroma: f64,
+    /// Mean luma, grey levels.
+    pub luma: f64,
+}
+
+impl LightingLook {
+    pub fn of(img: &RgbImage) -> LightingLook {
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        if w == 0 || h == 0 {
+            return LightingLook { chroma: 0.0, luma: 0.0 };
+        }
+        let longer = w.max(h);
+        let (gw, gh) = ((LIGHTING_CELLS * w / longer).max(1), (LIGHTING_CELLS * h / longer).max(1));
+        let raw = img.as_raw();
+        let (mut chroma, mut luma) = (0.0, 0.0);
+        for gy in 0..gh {
+            for gx in 0..gw {
+                let (x0, x1) = (gx * w / gw, ((gx + 1) * w / gw).max(gx * w / gw + 1));
+                let (y0, y1) = (gy * h / gh, ((gy + 1) * h / gh).max(gy * h / gh + 1));
+                let (sx, sy) = (((x1 - x0) / CELL_SAMPLES).max(1), ((y1 - y0) / CELL_SAMPLES).max(1));
+                let (mut sum, mut n) = ([0.0f64; 3], 0usize);
+                for y in (y0..y1).step_by(sy) {
+                    for x in (x0..x1).step_by(sx) {
+                        let i = (y * w + x) * 3;
+                        for c in 0..3 {
+                            sum[c] += f64::from(raw[i + c]);
+                        }
+                        n += 1;
+                    }
+                }
+                let mean = sum.map(|v| v / n as f64);
+                chroma += mean.iter().copied().fold(f64::MIN, f64::max) - mean.iter().copied().fold(f64::MAX, f64::min);
+                luma += 0.299 * mean[0] + 0.587 * mean[1] + 0.114 * mean[2];
+            }
+        }
+        let cells = (gw * gh) as f64;
+        LightingLook { chroma: chroma / cells, luma: luma / cells }
+    }
+
+    /// Chroma relative to brightness; None when the picture is too dark to tell.
+    pub fn colourfulness(&self) -> Option<f64> {
+        (self.luma >= TOO_DARK).then(|| self.chroma / self.luma)
+    }
+}
+
+/// Follows a camera's lighting condition from frame to frame, with hysteresis: a picture between
+/// `night_max_colour` and `day_min_colour`, or too dark to tell, keeps the condition it had.
+#[derive(Debug, Clone)]
+pub struct LightingJudge {
+    night_max: f64,
+    day_min: f64,
+    current: Option<Lighting>,
+}
+
+impl LightingJudge {
+    pub fn new(settings: &PresenceSettings) -> LightingJudge {
+        LightingJudge { night_max: settings.night_max_colour, day_min: settings.day_min_colour, current: None }
+    }
+
+    /// The condition of a picture taken in isolation (a reference being stored): nearer which bound.
+    pub fn classify(&self, img: &RgbImage) -> Lighting {
+        match LightingLook::of(img).colourfulness() {
+            Some(c) if c < (self.night_max + self.day_min) / 2.0 => Lighting::NightIr,
+            _ => Lighting::Day,
+        }
+    }
+
+    /// The condition of the next frame of the stream.
+    pub fn observe(&mut self, img: &RgbImage) -> Lighting {
+        let look = LightingLook::of(img);
+        let next = match (look.colourfulness(), self.current) {
+            (Some(c), _) if c < self.night_max => Lighting::NightIr,
+            (Some(c), _) if c >= self.day_min => Lighting::Day,
+            (_, Some(current)) => current,
+            (Some(_), None) => self.classify(img),
+            (None, None) => Lighting::Day,
+        };
+        self.current = Some(next);
+        next
+    }
+
+    pub fn current(&self) -> Option<Lighting> {
+        self.current
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Staleness: does the empty reference still fit the furniture?
+
+/// Cells along the longer side of the structure grid around a region: a bed is ~50 cells long, its
+/// frame, mattress edge and legs a cell or two wide.
+const STRUCTURE_CELLS: usize = 64;
+/// The grid reaches this share of the region's longer side beyond it on every side: how far a moved
+/// bed or chair is looked for.
+const STRUCTURE_MARGIN: f64 = 0.2;
+/// A shifted reference must fit the picture by this much more (normalised correlation, 0..1) than the
+/// reference where it was taken. Measured on the tests' ward (tests/presence_scenes.rs): with the bed in
+/// place the best shift beats the home fit by at most 0.05 (a patient, a blanket, a visitor, night
+/// noise); a bed pushed by a tenth of the picture's width by 0.3 or more.
+const STALE_GAIN: f64 = 0.15;
+/// ... and fit by at least this much on its own: the furniture is recognisably there, elsewhere.
+const STALE_MIN_FIT: f64 = 0.45;
+
+/// A region's structure: the luma gradients of a grid over the region's box and a margin around it.
+/// A person lying or sitting in a bed adds and hides edges but leaves the bed's frame, legs and
+/// outline where they were; a bed that was pushed takes them all along, and the reference then fits
+/// the picture better shifted than in place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionStructure {
+    frame: (u32, u32),
+    grid: (usize, usize),
+    cell: (f64, f64),
+    /// The region's own box, in cells of the grid: `[x0, y0, x1, y1)`.
+    inner: [usize; 4],
+    /// Horizontal and vertical luma differences per cell.
+    gradients: Vec<[f32; 2]>,
+}
+
+/// How well a region's reference structure fits a picture.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StructureFit {
+    /// Normalised correlation of the gradients where the reference was taken, -1..1.
+    pub home: f64,
+    /// The best correlation over the shifts looked at.
+    pub best: f64,
+    /// The shift that gave it, pixels `[dx, dy]` (where the furniture seems to be now).
+    pub shift: [f64; 2],
+}
+
+impl StructureFit {
+    /// Whether the reference fits clearly better elsewhere than in place: the furniture moved.
+    pub fn moved(&self) -> bool {
+        self.shift != [0.0, 0.0] && self.best - self.home >= STALE_GAIN && self.best >= STALE_MIN_FIT
+    }
+}
+
+impl RegionStructure {
+    /// None when the region (with its margin) is outside the frame or too small for a grid.
+    pub fn of(img: &RgbImage, region: &Polygon) -> Option<RegionStructure> {
+        let (w, h) = (f64::from(img.width()), f64::from(img.height()));
+        let b = region.bounds().map(f64::from);
+        let margin = STRUCTURE_MARGIN * (b[2] - b[0]).max(b[3] - b[1]);
+        let (x0, y0) = ((b[0] - margin).clamp(0.0, w), (b[1] - margin).clamp(0.0, h));
+        let (x1, y1) = ((b[2] + margin).clamp(0.0, w), (b[3] + margin).clamp(0.0, h));
+        let (bw, bh) = (x1 - x0, y1 - y0);
+        if bw < 8.0 || bh < 8.0 {
+            return None;
+        }
+        let longer = bw.max(bh);
+        let gw = ((STRUCTURE_CELLS as f64 * bw / longer).round() as usize).max(3);
+        let gh = ((STRUCTURE_CELLS as f64 * bh / longer).round() as usize).max(3);
+        let (cw, ch) = (bw / gw as f64, bh / gh as f64);
+        let luma: Vec<f64> = (0..gh)
+            .flat_map(|gy| (0..gw).map(move |gx| (gx, gy)))
+            .map(|(gx, gy)| {
+                let cell =
+                    [x0 + gx as f64 * cw, y0 + gy as f64 * ch, x0 + (gx + 1) as f64 * cw, y0 + (gy + 1) as f64 * ch];
+                mean_luma(img, cell)
+            })
+            .collect();
+        let at = |x: usize, y: usize| luma[y * gw + x];
+        let gradients = (0..gh)
+            .flat_map(|gy| (0..gw).map(move |gx| (gx, gy)))
+            .map(|(gx, gy)| {
+                let dx = at((gx + 1).min(gw - 1), gy) - at(gx.saturating_sub(1), gy);
+                let dy = at(gx, (gy + 1).min(gh - 1)) - at(gx, gy.saturating_sub(1));
+                [dx as f32, dy as f32]
+            })
+            .collect();
+        let cell_of =
+            |v: f64, origin: f64, size: f64, n: usize| (((v - origin) / size).round().max(0.0) as usize).min(n);
+        let inner = [
+            cell_of(b[0].clamp(0.0, w), x0, cw, gw),
+            cell_of(b[1].clamp(0.0, h), y0, ch, gh),
+            cell_of(b[2].clamp(0.0, w), x0, cw, gw),
+            cell_of(b[3].clamp(0.0, h), y0, ch, gh),
+        ];
+        if inner[2] <= inner[0] || inner[3] <= inner[1] {
+            return None;
+        }
+        Some(RegionStructure { frame: (img.width(), img.height()), grid: (gw, gh), cell: (cw, ch), inner, gradients })
+    }
+
+    /// How this (reference) structure fits `current`, in place and shifted by up to the margin. None
+    /// for structures of different frames or grids, or a reference without any edge (a blank wall).
+    pub fn fit(&self, current: &RegionStructure) -> Option<StructureFit> {
+        if self.frame != current.frame || self.grid != current.grid || self.inner != current.inner {
+            return None;
+        }
+        let (gw, gh) = self.grid;
+        let [ix0, iy0, ix1, iy1] = self.inner;
+        let norm_ref: f64 = (iy0..iy1)
+            .flat_map(|y| (ix0..ix1).map(move |x| (x, y)))
+            .map(|(x, y)| {
+                let g = self.gradients[y * gw + x];
+                f64::from(g[0] * g[0] + g[1] * g[1])
+            })
+            .sum();
+        if norm_ref <= f64::EPSILON {
+            return None;
+        }
+        let score = |sx: isize, sy: isize| -> f64 {
+            let (mut dot, mut norm) = (0.0f64, 0.0f64);
+            for y in iy0..iy1 {
+                for x in ix0..ix1 {
+                    let r = self.gradients[y * gw + x];
+                    let c = current.gradients[(y as isize + sy) as usize * gw + (x as isize + sx) as usize];
+                    dot += f64::from(r[0] * c[0] + r[1] * c[1]);
+                    norm += f64::from(c[0] * c[0] + c[1] * c[1]);
+                }
+            }
+            if norm <= f64::EPSILON { 0.0 } else { dot / (norm_ref * norm).sqrt() }
+        };
+        let home = score(0, 0);
+        let mut fit = StructureFit { home, best: home, shift: [0.0, 0.0] };
+        for sy in -(iy0 as isize)..=(gh - iy1) as isize {
+            for sx in -(ix0 as isize)..=(gw - ix1) as isize {
+                if (sx, sy) == (0, 0) {
+                    continue;
+                }
+                let s = score(sx, sy);
+                if s > fit.best {
+                    fit = StructureFit { home, best: s, shift: [sx as f64 * self.cell.0, sy as f64 * self.cell.1] };
+                }
+            }
+        }
+        Some(fit)
+    }
+}
+
+/// What a stale reference report says: the region's empty reference (of this lighting) no longer fits
+/// the furniture, and the region is not judged from it until it does again or a new one is taken.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StaleReference {
+    pub region: String,
+    pub lighting: Lighting,
+    /// What no longer fits: "structure" (the region's edges are found shifted).
+    pub what: &'static str,
+    /// The reference's fit in place (normalised gradient correlation) when raised.
+    pub fit: f64,
+    /// Its best fit shifted, and the shift in pixels: where the furniture seems to be now.
+    pub shifted_fit: f64,
+    pub shift_px: [f64; 2],
+    /// Since when the reference has not fitted (the first frame of the run).
+    #[serde(with = "super::humantime_serde_compat")]
+    pub since: SystemTime,
+}
+
+/// A change of a region's staleness.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Staleness {
+    Raised(StaleReference),
+    Cleared { region: String, lighting: Lighting },
+}
+
+/// Decides, over time, whether a region's reference is stale: the per-frame "moved" verdict must
+/// hold `stale_secs` (frames in which someone is near the region, whose body may hide or fake edges,
+/// neither count nor break the run), and "fits in place" the same to clear it.
+#[derive(Debug, Clone, Default)]
+struct StaleJudge {
+    /// The current run of per-frame verdicts: (moved, first frame, fit of the latest frame).
+    run: Option<(bool, SystemTime, StructureFit)>,
+    stale: Option<StaleReference>,
+}
+
+impl StaleJudge {
+    fn observe(&mut self, fit: StructureFit, t: SystemTime, hold: Duration) -> Option<bool> {
+        let moved = fit.moved();
+        let started = match self.run {
+            Some((m, started, _)) if m == moved => started,
+            _ => t,
+        };
+        self.run = Some((moved, started, fit));
+        let held = t.duration_since(started).unwrap_or_default() >= hold;
+        (held && moved != self.stale.is_some()).then_some(moved)
+    }
 }
 
 /// A frame's raw verdict on one region and what it rested on.
@@ -485,6 +865,28 @@ impl OccupancyTracker {
         change
     }
 
+    /// A frame on which the region cannot be judged (its reference is stale): the state is Unknown from
+    /// `since` (the start of what made it so, not before the current state began) and must be decided
+    /// afresh afterwards.
+    pub fn observe_unknown(&mut self, t: SystemTime, since: SystemTime) -> Option<StateChange> {
+        match self.last_frame {
+            None => self.since = t,
+            Some(last) if t < last => return None,
+            Some(_) => {}
+        }
+        self.last_frame = Some(t);
+        self.run = None;
+        let change = self.switch(Occupancy::Unknown, since.max(self.since).min(t));
+        self.prune(t);
+        change
+    }
+
+    /// The raw per-frame value of the latest frames and since when it has held, before the hysteresis:
+    /// a patient who lay down a few seconds ago is raw-occupied while the state still says Empty.
+    pub fn raw(&self) -> Option<(bool, SystemTime)> {
+        self.run
+    }
+
     /// The current state (as of the latest frame).
     pub fn state(&self) -> Occupancy {
         self.state
@@ -569,20 +971,36 @@ fn secs(s: u64) -> Duration {
 // One region, both signals, over time
 
 /// What one frame did to a region.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RegionUpdate {
     pub evidence: FrameEvidence,
     pub change: Option<StateChange>,
+    /// The lighting the frame was judged in (which reference it was compared with).
+    pub lighting: Lighting,
+    /// The region's reference became stale, or fits again, with this frame.
+    pub staleness: Option<Staleness>,
 }
 
-/// A bed or chair on a camera: its polygon, its empty look (when known) and its occupancy timeline.
+/// A region's empty look in one lighting condition.
+#[derive(Debug, Clone)]
+struct Reference {
+    signature: RegionSignature,
+    /// None when the region has no edges to follow (a blank area): its staleness is not judged.
+    structure: Option<RegionStructure>,
+}
+
+/// A bed or chair on a camera: its polygon, its empty look per lighting condition (when known), whether
+/// that still fits, and its occupancy timeline.
 #[derive(Debug, Clone)]
 pub struct RegionMonitor {
     pub name: String,
     pub polygon: Polygon,
     pub tracker: OccupancyTracker,
     settings: PresenceSettings,
-    reference: Option<RegionSignature>,
+    /// Per [`Lighting`] (its `index`).
+    references: [Option<Reference>; 2],
+    judges: [StaleJudge; 2],
+    last_lighting: Option<Lighting>,
 }
 
 impl RegionMonitor {
@@ -592,33 +1010,114 @@ impl RegionMonitor {
             polygon,
             tracker: OccupancyTracker::new(settings),
             settings,
-            reference: None,
+            references: [None, None],
+            judges: [StaleJudge::default(), StaleJudge::default()],
+            last_lighting: None,
         }
     }
 
-    /// Takes the region's empty look from a frame in which it is known to be empty (staff confirmed,
-    /// or the detector saw nobody for long). Returns false when the region cannot be compared in this
-    /// frame (too dark, outside the frame). The reference must match the camera's mode: a day-colour
-    /// reference compared with a night infrared picture differs everywhere (and so counts occupied).
-    pub fn set_reference(&mut self, empty_frame: &RgbImage) -> bool {
-        self.reference = RegionSignature::of(empty_frame, &self.polygon);
-        self.reference.is_some()
+    /// Takes the region's empty look in `lighting` from a frame in which it is known to be empty (staff
+    /// confirmed). Returns false when the region cannot be compared in this frame (too dark, outside the
+    /// frame). A new reference is fresh: whatever staleness the old one had is forgotten.
+    pub fn set_reference(&mut self, lighting: Lighting, empty_frame: &RgbImage) -> bool {
+        let i = lighting.index();
+        self.references[i] = RegionSignature::of(empty_frame, &self.polygon)
+            .map(|signature| Reference { signature, structure: RegionStructure::of(empty_frame, &self.polygon) });
+        self.judges[i] = StaleJudge::default();
+        self.references[i].is_some()
     }
 
-    pub fn has_reference(&self) -> bool {
-        self.reference.is_some()
+    pub fn has_reference(&self, lighting: Lighting) -> bool {
+        self.references[lighting.index()].is_some()
     }
 
-    /// Judges one analysed frame and feeds the verdict to the timeline. The reference comparison is
-    /// skipped when the detector already sees someone.
-    pub fn observe(&mut self, frame: &RgbImage, persons: &[Person], t: SystemTime) -> RegionUpdate {
+    /// The stale report of the reference of `lighting`, while it is stale.
+    pub fn stale(&self, lighting: Lighting) -> Option<&StaleReference> {
+        self.judges[lighting.index()].stale.as_ref()
+    }
+
+    /// Judges one analysed frame, taken in `lighting`, and feeds the verdict to the timeline. The
+    /// reference of that lighting is compared only when the detector sees nobody in the region and the
+    /// reference still fits; when it does not (the furniture moved), the region is Unknown — an
+    /// empty verdict from a reference that no longer fits could become an accusation — unless the
+    /// detector sees someone in it.
+    pub fn observe(&mut self, frame: &RgbImage, persons: &[Person], lighting: Lighting, t: SystemTime) -> RegionUpdate {
+        let i = lighting.index();
+        if self.last_lighting != Some(lighting) {
+            // A run of verdicts does not span frames of the other condition.
+            self.judges[i].run = None;
+            self.last_lighting = Some(lighting);
+        }
         let mut evidence = frame_evidence(&self.polygon, persons, None, &self.settings);
-        if let (false, Some(reference)) = (evidence.detector, &self.reference) {
-            let changed = RegionSignature::of(frame, &self.polygon).and_then(|s| s.changed(reference));
-            evidence = frame_evidence(&self.polygon, persons, changed, &self.settings);
+        let mut staleness = None;
+        if let Some(reference) = &self.references[i] {
+            if let Some(structure) = &reference.structure {
+                if !self.someone_near(persons) {
+                    let fit = RegionStructure::of(frame, &self.polygon).and_then(|c| structure.fit(&c));
+                    let hold = secs(self.settings.stale_secs);
+                    let judge = &mut self.judges[i];
+                    match fit.and_then(|fit| judge.observe(fit, t, hold).map(|moved| (moved, fit))) {
+                        Some((true, fit)) => {
+                            let since = judge.run.map_or(t, |(_, started, _)| started);
+                            let report = StaleReference {
+                                region: self.name.clone(),
+                                lighting,
+                                what: "structure",
+                                fit: fit.home,
+                                shifted_fit: fit.best,
+                                shift_px: fit.shift,
+                                since,
+                            };
+                            judge.stale = Some(report.clone());
+                            staleness = Some(Staleness::Raised(report));
+                        }
+                        Some((false, _)) => {
+                            judge.stale = None;
+                            staleness = Some(Staleness::Cleared { region: self.name.clone(), lighting });
+                        }
+                        None => {}
+                    }
+                }
+            }
+            if !evidence.detector && self.judges[i].stale.is_none() {
+                // People seen beside the region (a nurse in front, a visitor on the edge) explain the
+                // change where they are: the rest of the region decides.
+                let explained: Vec<BBox> = persons
+                    .iter()
+                    .filter(|p| p.score >= self.settings.min_score)
+                    .filter(|p| self.polygon.intersection_area(&p.bbox) > 0.0)
+                    .map(|p| p.bbox)
+                    .collect();
+                let changed = RegionSignature::of(frame, &self.polygon)
+                    .and_then(|s| s.changed_outside(&reference.signature, &explained));
+                evidence = frame_evidence(&self.polygon, persons, changed, &self.settings);
+            }
         }
-        let change = self.tracker.observe(t, evidence.occupied);
-        RegionUpdate { evidence, change }
+        let change = match &self.judges[i].stale {
+            Some(stale) if !evidence.detector => self.tracker.observe_unknown(t, stale.since),
+            _ => self.tracker.observe(t, evidence.occupied),
+        };
+        RegionUpdate { evidence, change, lighting, staleness }
+    }
+
+    /// The region's state for a roll-call: the tracker's, except that a region raw-occupied on the
+    /// latest frames counts as occupied even before `enter_secs` have passed (a patient who lay down
+    /// just before the roll-call is not absent; one who got up just before is still Occupied by the
+    /// hysteresis). Unknown while the reference is stale and nobody is seen.
+    pub fn rollcall_state(&self) -> Occupancy {
+        match (self.tracker.state(), self.tracker.raw()) {
+            (Occupancy::Occupied, _) | (_, Some((true, _))) => Occupancy::Occupied,
+            (state, _) => state,
+        }
+    }
+
+    /// Whether a person box (of a usable score) overlaps the region or the margin its staleness is
+    /// judged in: a body there hides or adds edges, so the frame says nothing about the furniture.
+    fn someone_near(&self, persons: &[Person]) -> bool {
+        let b = self.polygon.bounds();
+        let margin = STRUCTURE_MARGIN as f32 * (b[2] - b[0]).max(b[3] - b[1]);
+        let around = [b[0] - margin, b[1] - margin, b[2] + margin, b[3] + margin];
+        persons.iter().any(|p| p.score >= self.settings.min_score && boxes::intersection(&p.bbox, &around) > 0.0)
     }
 }
 
@@ -871,17 +1370,17 @@ mod tests {
     #[test]
     fn a_monitor_fills_a_bed_from_the_blanket_and_empties_it_when_the_sheet_is_back() {
         let mut m = RegionMonitor::new("bed-1", bed(), PresenceSettings::default());
-        assert!(m.set_reference(&room(1.0)));
+        assert!(m.set_reference(Lighting::Day, &room(1.0)));
         let covered = room_with_covered_patient();
         let empty_dim = room(0.75);
         let mut changes = Vec::new();
         for s in (0..120).step_by(3) {
-            changes.extend(m.observe(&covered, &[], t(s)).change);
+            changes.extend(m.observe(&covered, &[], Lighting::Day, t(s)).change);
         }
-        let update = m.observe(&empty_dim, &[person([215.0, 60.0, 265.0, 220.0])], t(120));
+        let update = m.observe(&empty_dim, &[person([215.0, 60.0, 265.0, 220.0])], Lighting::Day, t(120));
         assert!(!update.evidence.occupied && !update.evidence.detector && update.evidence.changed.is_some());
         for s in (123..300).step_by(3) {
-            changes.extend(m.observe(&empty_dim, &[], t(s)).change);
+            changes.extend(m.observe(&empty_dim, &[], Lighting::Day, t(s)).change);
         }
         assert_eq!(
             changes,
@@ -891,7 +1390,7 @@ mod tests {
             ]
         );
         // With a person box in the bed the reference is not consulted.
-        let u = m.observe(&empty_dim, &[person([110.0, 70.0, 205.0, 200.0])], t(301));
+        let u = m.observe(&empty_dim, &[person([110.0, 70.0, 205.0, 200.0])], Lighting::Day, t(301));
         assert!(u.evidence.detector && u.evidence.changed.is_none());
     }
 }

@@ -114,6 +114,18 @@ pub struct Presence {
     /// A gap between frames longer than this is unknown time (default 30).
     #[serde(default = "default_max_gap_secs")]
     pub max_gap_secs: u64,
+    /// A picture less colourful than this (mean chroma / mean luma) is the camera's night infrared mode,
+    /// compared with the night empty reference (default 0.02). Judged from the picture, never the clock.
+    #[serde(default = "default_night_max_colour")]
+    pub night_max_colour: f64,
+    /// A picture at least this colourful is day colour (default 0.035); in between, the condition
+    /// does not change.
+    #[serde(default = "default_day_min_colour")]
+    pub day_min_colour: f64,
+    /// Seconds a region's empty reference must not fit (the bed or chair moved) before
+    /// `region_reference_stale`, and fit again before it is judged again (default 30).
+    #[serde(default = "default_stale_secs")]
+    pub stale_secs: u64,
 }
 
 impl Default for Presence {
@@ -126,6 +138,9 @@ impl Default for Presence {
             enter_secs: default_enter_secs(),
             leave_secs: default_leave_secs(),
             max_gap_secs: default_max_gap_secs(),
+            night_max_colour: default_night_max_colour(),
+            day_min_colour: default_day_min_colour(),
+            stale_secs: default_stale_secs(),
         }
     }
 }
@@ -151,6 +166,15 @@ fn default_leave_secs() -> u64 {
 }
 fn default_max_gap_secs() -> u64 {
     PresenceSettings::default().max_gap_secs
+}
+fn default_night_max_colour() -> f64 {
+    PresenceSettings::default().night_max_colour
+}
+fn default_day_min_colour() -> f64 {
+    PresenceSettings::default().day_min_colour
+}
+fn default_stale_secs() -> u64 {
+    PresenceSettings::default().stale_secs
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -417,12 +441,29 @@ impl Presence {
                 problems.push((field, format!("must be above 0 and at most 1, got {value}")));
             }
         }
-        for (field, value) in
-            [("enter_secs", self.enter_secs), ("leave_secs", self.leave_secs), ("max_gap_secs", self.max_gap_secs)]
-        {
+        for (field, value) in [
+            ("enter_secs", self.enter_secs),
+            ("leave_secs", self.leave_secs),
+            ("max_gap_secs", self.max_gap_secs),
+            ("stale_secs", self.stale_secs),
+        ] {
             if value > 3600 {
                 problems.push((field, format!("must be at most 3600 seconds, got {value}")));
             }
+        }
+        for (field, value) in [("night_max_colour", self.night_max_colour), ("day_min_colour", self.day_min_colour)] {
+            if !(value > 0.0 && value < 1.0) {
+                problems.push((field, format!("must be above 0 and below 1, got {value}")));
+            }
+        }
+        if self.day_min_colour < self.night_max_colour {
+            problems.push((
+                "day_min_colour",
+                format!(
+                    "must be at least night_max_colour ({}), got {}: a picture would be day and night at once",
+                    self.night_max_colour, self.day_min_colour
+                ),
+            ));
         }
         problems
     }

@@ -70,13 +70,14 @@ pub enum EventKind {
     BedsideCheckVerified,
     BedsideCheckRejected,
     PhysicianCheckin,
+    RegionReferenceStale,
     ConfigApplied,
     ConfigRolledBack,
     ConsoleAudit,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 28] = [
+    pub const ALL: [EventKind; 29] = [
         EventKind::CameraOffline,
         EventKind::CameraOnline,
         EventKind::CameraTamper,
@@ -102,6 +103,7 @@ impl EventKind {
         EventKind::BedsideCheckVerified,
         EventKind::BedsideCheckRejected,
         EventKind::PhysicianCheckin,
+        EventKind::RegionReferenceStale,
         EventKind::ConfigApplied,
         EventKind::ConfigRolledBack,
         EventKind::ConsoleAudit,
@@ -134,6 +136,7 @@ impl EventKind {
             EventKind::BedsideCheckVerified => "bedside_check_verified",
             EventKind::BedsideCheckRejected => "bedside_check_rejected",
             EventKind::PhysicianCheckin => "physician_checkin",
+            EventKind::RegionReferenceStale => "region_reference_stale",
             EventKind::ConfigApplied => "config_applied",
             EventKind::ConfigRolledBack => "config_rolled_back",
             EventKind::ConsoleAudit => "console_audit",
@@ -168,6 +171,7 @@ impl EventKind {
             DecisionKind::BedsideCheckVerified(_) => EventKind::BedsideCheckVerified,
             DecisionKind::BedsideCheckRejected(_) => EventKind::BedsideCheckRejected,
             DecisionKind::PhysicianCheckin(_) => EventKind::PhysicianCheckin,
+            DecisionKind::RegionReferenceStale(_) => EventKind::RegionReferenceStale,
         }
     }
 }
@@ -226,6 +230,7 @@ pub enum Details {
     /// `bedside_check_verified` and `bedside_check_rejected` share one shape; `failed` says which.
     BedsideCheck(BedsideCheckDetails),
     PhysicianCheckin(PhysicianCheckinDetails),
+    RegionReferenceStale(RegionReferenceStaleDetails),
     ConfigApplied(ConfigAppliedDetails),
     ConfigRolledBack(ConfigRolledBackDetails),
     ConsoleAudit(ConsoleAuditDetails),
@@ -469,6 +474,38 @@ impl From<&Absence> for BedAbsenceDetails {
             patient: a.patient.clone(),
             consecutive: a.consecutive,
             absent_since: time(a.absent_since),
+        }
+    }
+}
+
+/// `region_reference_stale`: a bed's or chair's empty reference no longer fits (it was moved); the
+/// region is unknown until it fits again or a new reference is taken.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionReferenceStaleDetails {
+    pub region: String,
+    /// The lighting condition whose reference it is: `day` or `night_ir`.
+    pub lighting: &'static str,
+    /// What no longer fits: `structure` (the region's edges are found shifted).
+    pub what: &'static str,
+    /// The reference's fit in place, normalised gradient correlation -1..1.
+    pub fit: f64,
+    /// Its best fit shifted, and that shift in pixels `[dx, dy]`: where the furniture seems to be now.
+    pub shifted_fit: f64,
+    pub shift_px: [i64; 2],
+    /// Since when it has not fitted.
+    pub since: String,
+}
+
+impl From<&crate::decide::presence::StaleReference> for RegionReferenceStaleDetails {
+    fn from(r: &crate::decide::presence::StaleReference) -> RegionReferenceStaleDetails {
+        RegionReferenceStaleDetails {
+            region: r.region.clone(),
+            lighting: r.lighting.as_str(),
+            what: r.what,
+            fit: real(r.fit),
+            shifted_fit: real(r.shifted_fit),
+            shift_px: r.shift_px.map(|v| v.round() as i64),
+            since: time(r.since),
         }
     }
 }
@@ -781,6 +818,7 @@ impl Details {
                 Details::BedsideCheck(c.report.as_ref().into())
             }
             DecisionKind::PhysicianCheckin(c) => Details::PhysicianCheckin(c.report.as_ref().into()),
+            DecisionKind::RegionReferenceStale(r) => Details::RegionReferenceStale(r.into()),
         }
     }
 }

@@ -242,8 +242,9 @@ pub struct CameraAnalysis {
     /// When tamper detection last looked at a frame (it looks at most every [`TAMPER_EVERY`]).
     last_tamper: Option<SystemTime>,
     reference_path: PathBuf,
-    /// `<data_dir>/references/<camera>-empty.png`, written when the console takes the empty reference.
-    empty_reference_path: PathBuf,
+    /// Where a console-taken empty reference of the regions is stored: it needs the data directory and
+    /// the lighting thresholds (each lighting condition keeps its own).
+    empty_references: (PathBuf, crate::decide::presence::PresenceSettings),
     /// Window cameras: where faces are looked for (the console changes it live).
     face_window: Arc<RwLock<Option<Vec<Vec<f64>>>>>,
     /// References asked for by the console, taken from the next analysed frame.
@@ -319,7 +320,7 @@ impl CameraAnalysis {
             tamper: TamperDetector::new(config.tamper.clone(), reference.as_ref()),
             last_tamper: None,
             reference_path,
-            empty_reference_path: presence::empty_reference_path(&config.storage.data_dir, &camera.id),
+            empty_references: (config.storage.data_dir.clone(), config.presence.settings(&config.persons)),
             face_window: Arc::new(RwLock::new(camera.face_window.clone())),
             references,
             references_tx,
@@ -346,14 +347,21 @@ impl CameraAnalysis {
             return Err(ReferenceRefused::Uniform);
         }
         write_reference(&self.reference_path, &frame.image).map_err(ReferenceRefused::Save)?;
-        if request.empty {
-            write_reference(&self.empty_reference_path, &frame.image).map_err(ReferenceRefused::Save)?;
+        // The empty reference belongs to the lighting condition the picture shows (day colour or night
+        // infrared): each condition keeps its own.
+        let empty = request.empty.then(|| {
+            let (data_dir, settings) = &self.empty_references;
+            presence::empty_reference_for(data_dir, settings, &self.camera, &frame.image)
+        });
+        if let Some((_, path)) = &empty {
+            write_reference(path, &frame.image).map_err(ReferenceRefused::Save)?;
         }
         self.tamper.set_reference(&frame.image);
-        if let (true, Some(presence)) = (request.empty, &self.presence) {
-            presence.set_reference(frame.image.clone());
+        if let (Some((lighting, _)), Some(presence)) = (&empty, &self.presence) {
+            presence.set_reference(*lighting, frame.image.clone());
         }
-        info!(camera = %self.camera, empty = request.empty, uniform_ok = request.uniform_ok,
+        info!(camera = %self.camera, empty = request.empty, lighting = empty.as_ref().map(|(l, _)| l.as_str()),
+            uniform_ok = request.uniform_ok,
             "reference taken from the running camera (console); tamper detection compares with it from now on");
         Ok(())
     }
@@ -804,7 +812,13 @@ pub fn capture_reference(
                 let path = reference_path(&config.storage.data_dir, &camera.id);
                 save_reference(&path, &frame.image, &camera.id);
                 if empty {
-                    let path = presence::empty_reference_path(&config.storage.data_dir, &camera.id);
+                    // Stored as the reference of the lighting the picture shows: run it once by day and
+                    // once with the camera in its night infrared mode.
+                    let settings = config.presence.settings(&config.persons);
+                    let (lighting, path) =
+                        presence::empty_reference_for(&config.storage.data_dir, &settings, &camera.id, &frame.image);
+                    info!(camera = %camera.id, lighting = lighting.as_str(), path = %path.display(),
+                        "empty reference of the regions for this lighting condition");
                     save_reference(&path, &frame.image, &camera.id);
                 }
                 result = Ok(path);

@@ -4,9 +4,16 @@
 //! every analysed frame with the person detector's boxes (and, during a dialysis session's identity
 //! window, the faces); the scheduler thread asks it for bed states at roll-calls and advances the
 //! dialysis sessions on its chairs; it keeps the regions' state changes of the last hours in an
-//! [`OccupancyHistory`] (was the bed occupied when a ward phone's photo was taken?). The empty reference of the regions is the frame an operator took
-//! with `vigil reference --empty` (the beds and chairs empty); without it, occupancy rests on the
-//! person detector alone, which misses many lying people.
+//! [`OccupancyHistory`] (was the bed occupied when a ward phone's photo was taken?).
+//!
+//! The empty reference of the regions is a frame an operator took with `vigil reference --empty` (or
+//! the console) with the beds and chairs empty — one per lighting condition: the frame is recognised as
+//! day colour or night infrared from the picture itself and stored as that condition's reference, so
+//! the operator takes it once by day and once by night with the same command. Each analysed frame is
+//! compared with the reference of its own condition; without one, occupancy rests on the person
+//! detector alone, which misses many lying people. A region whose reference no longer fits (the bed
+//! was moved) is reported `region_reference_stale` and is Unknown until it fits again or a new
+//! reference is taken.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -20,7 +27,9 @@ use super::sink::Outlet;
 use crate::analyze::person_detector::Person;
 use crate::config::{Camera, Config, Role};
 use crate::decide::dialysis::{DialysisRules, Session, SessionCheck};
-use crate::decide::presence::{Occupancy, Polygon, PresenceSettings, RegionMonitor, StateChange};
+use crate::decide::presence::{
+    Lighting, LightingJudge, Occupancy, Polygon, PresenceSettings, RegionMonitor, Staleness, StateChange,
+};
 use crate::decide::rollcall::{BedCheck, RollcallTracker};
 use crate::decide::roster::Roster;
 use crate::decide::settlement::{FaceObservation, SettlementRules};
@@ -29,16 +38,42 @@ use crate::evidence::store::Detection;
 use crate::gallery::search::SearchIndex;
 use crate::source::Frame;
 
-/// `<data_dir>/references/<camera>-empty.png`: the camera's view with its beds or chairs empty.
+/// `<data_dir>/references/<camera>-empty.png`: the camera's view with its beds or chairs empty, in
+/// day colour.
 pub fn empty_reference_path(data_dir: &Path, camera: &str) -> PathBuf {
-    data_dir.join("references").join(format!("{camera}-empty.png"))
+    empty_reference_path_for(data_dir, camera, Lighting::Day)
+}
+
+/// The empty reference of one lighting condition: `<camera>-empty.png` (day, the name it always had)
+/// or `<camera>-empty-night.png` (night infrared).
+pub fn empty_reference_path_for(data_dir: &Path, camera: &str, lighting: Lighting) -> PathBuf {
+    let name = match lighting {
+        Lighting::Day => format!("{camera}-empty.png"),
+        Lighting::NightIr => format!("{camera}-empty-night.png"),
+    };
+    data_dir.join("references").join(name)
+}
+
+/// Where an empty reference taken from `img` belongs: the lighting condition the picture shows, and
+/// that condition's file.
+pub fn empty_reference_for(
+    data_dir: &Path,
+    settings: &PresenceSettings,
+    camera: &str,
+    img: &image::RgbImage,
+) -> (Lighting, PathBuf) {
+    let lighting = LightingJudge::new(settings).classify(img);
+    (lighting, empty_reference_path_for(data_dir, camera, lighting))
 }
 
 struct State {
     /// The regions as configured (the console changes them live, [`PresenceCamera::set_regions`]).
     regions: Vec<(String, Vec<Vec<f64>>)>,
-    /// The regions' empty look (`vigil reference --empty`, or taken live from the console).
-    reference: Option<image::RgbImage>,
+    /// The regions' empty look per lighting condition (`vigil reference --empty`, or taken live from
+    /// the console).
+    references: HashMap<Lighting, image::RgbImage>,
+    /// The lighting condition of the frames, followed frame by frame.
+    lighting: LightingJudge,
     /// Built at the first frame, when the frame size is known.
     monitors: Vec<RegionMonitor>,
     size: (u32, u32),
@@ -160,28 +195,39 @@ pub struct PresenceCamera {
 
 impl PresenceCamera {
     pub fn new(config: &Config, camera: &Camera, outlet: Outlet) -> PresenceCamera {
-        let path = empty_reference_path(&config.storage.data_dir, &camera.id);
-        let reference = match crate::analyze::image::load_rgb(&path) {
-            Ok(img) => Some(img),
-            Err(_) if !path.exists() => {
-                warn!(camera = %camera.id, path = %path.display(), "no empty reference of the regions: occupancy \
-                    rests on the person detector alone (it misses many lying people); take one with \
-                    `vigil reference --empty` while the beds/chairs are empty");
-                None
+        let mut references = HashMap::new();
+        for lighting in Lighting::ALL {
+            let path = empty_reference_path_for(&config.storage.data_dir, &camera.id, lighting);
+            match crate::analyze::image::load_rgb(&path) {
+                Ok(img) => {
+                    references.insert(lighting, img);
+                }
+                Err(_) if !path.exists() => {
+                    // Said once the camera is in this lighting (a camera without night mode never is).
+                    debug!(camera = %camera.id, lighting = lighting.as_str(), path = %path.display(),
+                        "no empty reference of the regions in this lighting");
+                }
+                Err(e) => {
+                    warn!(camera = %camera.id, lighting = lighting.as_str(), error = %e,
+                        "empty reference unreadable; occupancy in this lighting uses the detector alone");
+                }
             }
-            Err(e) => {
-                warn!(camera = %camera.id, error = %e, "empty reference unreadable; occupancy uses the detector alone");
-                None
-            }
-        };
+        }
+        if references.is_empty() {
+            warn!(camera = %camera.id, "no empty reference of the regions: occupancy rests on the person detector \
+                alone (it misses many lying people); take one with `vigil reference --empty` while the beds/chairs \
+                are empty, by day and again by night if the camera has an infrared mode");
+        }
+        let settings = config.presence.settings(&config.persons);
         PresenceCamera {
             id: camera.id.clone(),
             role: camera.role,
-            settings: config.presence.settings(&config.persons),
+            settings,
             max_gap: Duration::from_secs(config.presence.max_gap_secs),
             state: Mutex::new(State {
                 regions: camera.regions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                reference,
+                references,
+                lighting: LightingJudge::new(&settings),
                 monitors: Vec::new(),
                 size: (0, 0),
                 last_frame: None,
@@ -205,29 +251,65 @@ impl PresenceCamera {
 
     /// One analysed frame and the persons found in it.
     pub fn observe(&self, frame: &Frame, persons: &[Person]) {
-        let mut state = self.state();
-        let size = frame.image.dimensions();
-        if state.size != size {
-            let reference = scaled(state.reference.as_ref(), size);
-            state.monitors = state
-                .regions
-                .iter()
-                .filter_map(|(name, points)| self.monitor(name, points, size, reference.as_ref()))
-                .collect();
-            state.size = size;
-        }
-        for monitor in &mut state.monitors {
-            let update = monitor.observe(&frame.image, persons, frame.captured);
-            if let Some(history) = &self.history {
-                history.record(&self.id, &monitor.name, frame.captured, update.change);
+        let mut stale = Vec::new();
+        {
+            let mut state = self.state();
+            let size = frame.image.dimensions();
+            if state.size != size {
+                let references = scaled_all(&state.references, size);
+                state.monitors = state
+                    .regions
+                    .iter()
+                    .filter_map(|(name, points)| self.monitor(name, points, size, &references))
+                    .collect();
+                state.size = size;
             }
-            if let Some(change) = update.change {
-                info!(camera = %self.id, region = %monitor.name, from = ?change.from, to = ?change.to,
-                    at = %humantime::format_rfc3339_seconds(change.at), "region occupancy changed");
+            let before = state.lighting.current();
+            let lighting = state.lighting.observe(&frame.image);
+            if before != Some(lighting) {
+                let reference = state.references.contains_key(&lighting);
+                info!(camera = %self.id, lighting = lighting.as_str(), reference,
+                    "lighting condition of the picture; the regions compare with its empty reference");
+                if !reference {
+                    warn!(camera = %self.id, lighting = lighting.as_str(), "no empty reference of the regions in \
+                        this lighting: occupancy rests on the person detector alone; take one with `vigil \
+                        reference --empty` (or the console) while the beds/chairs are empty");
+                }
             }
-            debug!(camera = %self.id, region = %monitor.name, evidence = ?update.evidence, "region frame");
+            for monitor in &mut state.monitors {
+                let update = monitor.observe(&frame.image, persons, lighting, frame.captured);
+                if let Some(history) = &self.history {
+                    history.record(&self.id, &monitor.name, frame.captured, update.change);
+                }
+                if let Some(change) = update.change {
+                    info!(camera = %self.id, region = %monitor.name, from = ?change.from, to = ?change.to,
+                        at = %humantime::format_rfc3339_seconds(change.at), "region occupancy changed");
+                }
+                match update.staleness {
+                    Some(Staleness::Raised(report)) => stale.push(report),
+                    Some(Staleness::Cleared { region, lighting }) => {
+                        info!(camera = %self.id, region = %region, lighting = lighting.as_str(),
+                            "the region's empty reference fits again; occupancy is judged from it again");
+                    }
+                    None => {}
+                }
+                debug!(camera = %self.id, region = %monitor.name, lighting = lighting.as_str(),
+                    evidence = ?update.evidence, "region frame");
+            }
+            state.last_frame = Some(frame.clone());
         }
-        state.last_frame = Some(frame.clone());
+        for report in stale {
+            warn!(camera = %self.id, region = %report.region, lighting = report.lighting.as_str(), fit = report.fit,
+                shifted_fit = report.shifted_fit, shift_px = ?report.shift_px,
+                "the region's empty reference no longer fits (bed or chair moved?): the region is unknown until it \
+                fits again or a new empty reference is taken");
+            let region = report.region.clone();
+            let details = Details::from([
+                ("region".to_owned(), region.clone()),
+                ("lighting".to_owned(), report.lighting.as_str().to_owned()),
+            ]);
+            self.decide_on_region(frame.captured, &region, DecisionKind::RegionReferenceStale(report), details);
+        }
     }
 
     /// The monitor of one region at a frame size, compared with the (scaled) empty reference if any.
@@ -236,14 +318,17 @@ impl PresenceCamera {
         name: &str,
         points: &[Vec<f64>],
         (w, h): (u32, u32),
-        reference: Option<&image::RgbImage>,
+        references: &HashMap<Lighting, image::RgbImage>,
     ) -> Option<RegionMonitor> {
         match Polygon::from_config(points, w, h) {
             Ok(polygon) => {
-                let mut monitor = RegionMonitor::new(name, polygon, self.settings);
-                if let Some(r) = reference {
-                    if !monitor.set_reference(r) {
-                        warn!(camera = %self.id, region = %name, "region not comparable in the empty reference");
+                // A ward camera's regions are beds: someone sitting on the edge is beside the bed.
+                let settings = PresenceSettings { beds: self.role == Role::Ward, ..self.settings };
+                let mut monitor = RegionMonitor::new(name, polygon, settings);
+                for (lighting, r) in references {
+                    if !monitor.set_reference(*lighting, r) {
+                        warn!(camera = %self.id, region = %name, lighting = lighting.as_str(),
+                            "region not comparable in the empty reference");
                     }
                 }
                 Some(monitor)
@@ -271,7 +356,7 @@ impl PresenceCamera {
     pub fn set_regions(&self, regions: &std::collections::BTreeMap<String, Vec<Vec<f64>>>) -> Vec<String> {
         let mut state = self.state();
         let size = state.size;
-        let reference = scaled(state.reference.as_ref(), size);
+        let references = scaled_all(&state.references, size);
         let old = std::mem::take(&mut state.monitors);
         let unchanged =
             |name: &str, points: &Vec<Vec<f64>>| state.regions.iter().any(|(n, p)| n == name && p == points);
@@ -291,7 +376,7 @@ impl PresenceCamera {
                 fresh.push(name.clone());
             }
             if size != (0, 0) {
-                monitors.extend(self.monitor(name, points, size, reference.as_ref()));
+                monitors.extend(self.monitor(name, points, size, &references));
             }
         }
         state.monitors = monitors;
@@ -300,25 +385,33 @@ impl PresenceCamera {
         fresh
     }
 
-    /// A new empty reference of the regions, live: every region compares with it from the next frame
-    /// (their states and timelines go on).
-    pub fn set_reference(&self, empty: image::RgbImage) {
+    /// A new empty reference of the regions in `lighting` (the condition the picture shows,
+    /// [`empty_reference_for`]), live: every region compares its frames of that condition with it from
+    /// the next one (their states and timelines go on; a stale reference is replaced).
+    pub fn set_reference(&self, lighting: Lighting, empty: image::RgbImage) {
         let mut state = self.state();
         let reference = scaled(Some(&empty), state.size);
         if let Some(r) = &reference {
             for monitor in &mut state.monitors {
-                if !monitor.set_reference(r) {
-                    warn!(camera = %self.id, region = %monitor.name, "region not comparable in the empty reference");
+                if !monitor.set_reference(lighting, r) {
+                    warn!(camera = %self.id, region = %monitor.name, lighting = lighting.as_str(),
+                        "region not comparable in the empty reference");
                 }
             }
         }
-        state.reference = Some(empty);
-        info!(camera = %self.id, "empty reference of the regions reloaded");
+        state.references.insert(lighting, empty);
+        info!(camera = %self.id, lighting = lighting.as_str(), "empty reference of the regions reloaded");
     }
 
-    /// Whether an empty reference of the regions is loaded.
+    /// Whether an empty reference of the regions is loaded (in any lighting).
     pub fn has_reference(&self) -> bool {
-        self.state().reference.is_some()
+        !self.state().references.is_empty()
+    }
+
+    /// The lighting conditions an empty reference is loaded for.
+    pub fn reference_lightings(&self) -> Vec<Lighting> {
+        let state = self.state();
+        Lighting::ALL.into_iter().filter(|l| state.references.contains_key(l)).collect()
     }
 
     /// Each region's state now (unknown before its first frame, or after a gap longer than
@@ -410,7 +503,7 @@ impl PresenceCamera {
                     camera: self.id.clone(),
                     bed: m.name.clone(),
                     patient: roster.patient_in(&self.id, &m.name).map(str::to_owned),
-                    state: if fresh { m.tracker.state() } else { Occupancy::Unknown },
+                    state: if fresh { m.rollcall_state() } else { Occupancy::Unknown },
                 }
             })
             .collect()
@@ -498,6 +591,11 @@ fn scaled(reference: Option<&image::RgbImage>, (w, h): (u32, u32)) -> Option<ima
     } else {
         Some(image::imageops::resize(r, w, h, image::imageops::FilterType::Triangle))
     }
+}
+
+/// Every reference at the frame size.
+fn scaled_all(references: &HashMap<Lighting, image::RgbImage>, size: (u32, u32)) -> HashMap<Lighting, image::RgbImage> {
+    references.iter().filter_map(|(l, r)| scaled(Some(r), size).map(|r| (*l, r))).collect()
 }
 
 type Details = std::collections::BTreeMap<String, String>;
@@ -745,7 +843,7 @@ mod tests {
         assert!(camera.set_regions(&regions).is_empty());
         assert_eq!(camera.occupancy(t(9)).len(), 2, "bed-1 removed");
         assert!(!camera.has_reference());
-        camera.set_reference(image::RgbImage::new(64, 48));
+        camera.set_reference(Lighting::Day, image::RgbImage::new(64, 48));
         assert!(camera.has_reference());
         assert!(states(9).values().all(|s| *s == Occupancy::Empty), "a new reference resets nothing");
     }
