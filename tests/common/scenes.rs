@@ -204,31 +204,32 @@ impl Scene {
         )
     }
 
-    /// The bed moved, 400 s: a patient lies in the bed 20–70; at 140 the bed is pushed a tenth of the
+    /// The bed moved, 440 s: a patient lies in the bed 70–110; at 180 the bed is pushed a tenth of the
     /// picture to the right (its region stays where it was drawn), a patient lies in the moved bed
-    /// 180–240, and at 280 the bed is pushed back.
+    /// 220–280, and at 320 the bed is pushed back.
     pub fn moved_bed(width: u32, height: u32) -> Scene {
         let ev = |action, from, to| Event { action, from, to };
         Scene::new(
             width,
             height,
-            400.0,
+            440.0,
             vec![
-                ev(Action::LieInBed, 20.0, 70.0),
-                ev(Action::MoveBed { dx: 0.1 }, 140.0, 280.0),
-                ev(Action::LieInBed, 180.0, 240.0),
+                ev(Action::LieInBed, 70.0, 110.0),
+                ev(Action::MoveBed { dx: 0.1 }, 180.0, 320.0),
+                ev(Action::LieInBed, 220.0, 280.0),
             ],
         )
     }
 
-    /// A visitor on the bed, 300 s: the visitor sits on the edge of the empty bed 70–130; the patient
-    /// lies in bed 160–270 and the visitor sits beside them 190–240.
+    /// A visitor on the bed, 360 s: the visitor sits on the edge of the empty bed 70–130; the patient
+    /// lies in bed 160–270 and the visitor sits beside them 190–240; empty again to the end (longer
+    /// than `leave_secs`).
     pub fn visitor(width: u32, height: u32) -> Scene {
         let ev = |action, from, to| Event { action, from, to };
         Scene::new(
             width,
             height,
-            300.0,
+            360.0,
             vec![
                 ev(Action::SitOnBedEdge, 70.0, 130.0),
                 ev(Action::LieInBed, 160.0, 270.0),

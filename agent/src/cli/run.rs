@@ -47,7 +47,9 @@ pub struct ReferenceArgs {
     config: PathBuf,
     #[arg(long)]
     camera: String,
-    /// The camera's regions (beds, chairs) are empty in this frame.
+    /// The camera's regions (beds, chairs) are empty in this frame. Stored as the empty reference of
+    /// the lighting the picture shows (day colour or night infrared, told from the picture): take one
+    /// by day and one while the camera is in its night mode.
     #[arg(long)]
     empty: bool,
     /// The view is uniform by nature (a bare counter or wall), not covered: accept it, and count the
