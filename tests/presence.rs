@@ -4,7 +4,9 @@
 //! MQTT commands to a running agent, and every expected event checked — and no other of these kinds:
 //! bed_absent for the empty bed at each roll-call, bed_absence_escalated at the 2nd, one
 //! rollcall_summary each; dialysis_patient_mismatch for chair 2, dialysis_session_verified for chair 1,
-//! dialysis_chair_empty for chair 3. The evidence verifies.
+//! dialysis_chair_empty for chair 3; region_reference_stale for bed 3, a bed pushed sideways since its
+//! empty reference was taken (it has no registered patient, so it changes no roll-call). The evidence
+//! verifies.
 
 mod common;
 
@@ -52,11 +54,13 @@ fn portrait(name: &str) -> RgbImage {
     image::imageops::crop_imm(&img, margin, 0, w - 2 * margin, h * 55 / 100).to_image()
 }
 
-/// Ward: bed 1 (left) and bed 2 (right); `occupied` puts a person lying in bed 1.
-fn ward(occupied: bool) -> RgbImage {
+/// Ward: bed 1 (left) and bed 2 (right); `occupied` puts a person lying in bed 1. Bed 3, against the
+/// back wall, stands at `bed3_x`.
+fn ward(occupied: bool, bed3_x: u32) -> RgbImage {
     let mut img = room();
     fill(&mut img, 100, 380, 480, 220, [200, 215, 235]);
     fill(&mut img, 700, 380, 480, 220, [200, 215, 235]);
+    fill(&mut img, bed3_x, 90, 360, 200, [200, 215, 235]);
     if occupied {
         let lying = image::imageops::rotate270(&common::face_photo("obama3.jpg"));
         paste(&mut img, &lying, 120, 400, 180);
@@ -82,8 +86,9 @@ fn roll_calls_and_dialysis_sessions_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     for (name, scene) in [
-        ("ward-empty.mp4", ward(false)),
-        ("ward.mp4", ward(true)),
+        ("ward-empty.mp4", ward(false, 100)),
+        // Bed 3 pushed 60 px to the right since the empty reference.
+        ("ward.mp4", ward(true, 160)),
         ("room-empty.mp4", dialysis(false)),
         ("room.mp4", dialysis(true)),
     ] {
@@ -96,12 +101,13 @@ fn roll_calls_and_dialysis_sessions_end_to_end() {
         format!(
             "{}\
              [evidence]\npre_roll_secs = 2\npost_roll_secs = 2\n\
-             [presence]\nenter_secs = 2\nleave_secs = 10\n\
+             [presence]\nenter_secs = 2\nleave_secs = 10\nstale_secs = 4\n\
              [rollcalls]\nrandom_per_day = 0\nescalate_after = 2\n\
              [dialysis]\nidentity_window_mins = 0.5\ngrace_mins = 0.1\nmin_share = 0.8\n\
              [[cameras]]\nid = \"ward-3\"\nrole = \"ward\"\nurl = \"file://{}\"\nloop = true\n\
              [cameras.regions]\nbed-1 = [[0.078, 0.528], [0.453, 0.528], [0.453, 0.833], [0.078, 0.833]]\n\
              bed-2 = [[0.547, 0.528], [0.922, 0.528], [0.922, 0.833], [0.547, 0.833]]\n\
+             bed-3 = [[0.078, 0.125], [0.359, 0.125], [0.359, 0.403], [0.078, 0.403]]\n\
              [[cameras]]\nid = \"dialysis-a\"\nrole = \"dialysis_room\"\nurl = \"file://{}\"\nloop = true\n\
              [cameras.regions]\nchair-1 = [[0.03, 0.15], [0.33, 0.15], [0.33, 0.98], [0.03, 0.98]]\n\
              chair-2 = [[0.36, 0.15], [0.66, 0.15], [0.66, 0.98], [0.36, 0.98]]\n\
@@ -177,13 +183,14 @@ fn roll_calls_and_dialysis_sessions_end_to_end() {
         "dialysis_session_short",
         "dialysis_chair_empty",
         "dialysis_session_unverifiable",
+        "region_reference_stale",
     ];
     let mut got: Vec<(String, String)> = events
         .iter()
         .filter(|e| presence_kinds.contains(&e["kind"].as_str().unwrap()))
         .map(|e| {
             let d = &e["details"];
-            let what = d["bed"].as_str().or(d["session_id"].as_str()).unwrap_or("").to_owned();
+            let what = d["bed"].as_str().or(d["session_id"].as_str()).or(d["region"].as_str()).unwrap_or("").to_owned();
             (e["kind"].as_str().unwrap().to_owned(), what)
         })
         .collect();
@@ -195,6 +202,7 @@ fn roll_calls_and_dialysis_sessions_end_to_end() {
         ("dialysis_chair_empty", "s-3"),
         ("dialysis_patient_mismatch", "s-2"),
         ("dialysis_session_verified", "s-1"),
+        ("region_reference_stale", "bed-3"),
         ("rollcall_summary", ""),
         ("rollcall_summary", ""),
     ]
@@ -217,7 +225,17 @@ fn roll_calls_and_dialysis_sessions_end_to_end() {
     assert!(verified["share"].as_f64().unwrap() >= 0.8, "{verified}");
     let empty = &of("dialysis_chair_empty")[0]["details"];
     assert_eq!(empty["patient_match"], "not_seen", "{empty}");
-    // Evidence: bed_absent ×2, mismatch, chair empty — all delivered and verifiable.
-    assert!(all.iter().filter(|k| *k == "evidence_ready").count() >= 4, "{all:?}");
+    let stale = &of("region_reference_stale")[0];
+    let d = &stale["details"];
+    assert_eq!(
+        (stale["camera"].as_str(), d["lighting"].as_str(), d["what"].as_str()),
+        (Some("ward-3"), Some("day"), Some("structure")),
+        "{stale}"
+    );
+    let dx = d["shift_px"][0].as_i64().unwrap();
+    assert!((44..=76).contains(&dx) && d["shift_px"][1].as_i64().unwrap().abs() <= 16, "pushed 60 px: {stale}");
+    assert!(d["shifted_fit"].as_f64().unwrap() >= d["fit"].as_f64().unwrap() + 0.15, "{stale}");
+    // Evidence: bed_absent ×2, mismatch, chair empty, stale reference — all delivered and verifiable.
+    assert!(all.iter().filter(|k| *k == "evidence_ready").count() >= 5, "{all:?}");
     common::agent::assert_evidence_verifies(&config, &root.join("state/evidence"));
 }
