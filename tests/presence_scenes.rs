@@ -430,8 +430,9 @@ fn run_scene(models: &mut vigil::analyze::Sessions, scene: &Scene, step: usize, 
                 let fit = update
                     .fit
                     .map_or("-".into(), |f| format!("home {:.2} best {:.2} shift {:?}", f.home, f.best, f.shift));
+                let colour = vigil::decide::presence::LightingLook::of(&img).colourfulness().unwrap_or(f64::NAN);
                 println!(
-                    "{s:>4} bed truth {} {:?} fit [{fit}]",
+                    "{s:>4} bed truth {} colour {colour:.4} {lighting:?} {:?} fit [{fit}]",
                     u8::from(scene.occupied(BED, s as f64)),
                     update.evidence
                 );

@@ -647,6 +647,32 @@ mod tests {
         assert_eq!(errors, vec!["rollcalls.utc_offset: \"8\" is not an offset like \"+08:00\"".to_owned()]);
     }
 
+    #[test]
+    fn presence_lighting_bounds_and_stale_time_are_checked() {
+        let errors = errors_of("[presence]\nnight_max_colour = 0.05\nday_min_colour = 0.03\nstale_secs = 7200\n");
+        assert_eq!(
+            errors,
+            vec![
+                "presence.stale_secs: must be at most 3600 seconds, got 7200".to_owned(),
+                "presence.day_min_colour: must be at least night_max_colour (0.05), got 0.03: a picture would be \
+                 day and night at once"
+                    .to_owned(),
+            ]
+        );
+        let errors = errors_of("[presence]\nnight_max_colour = 0.0\nday_min_colour = 1.5\n");
+        assert_eq!(
+            errors,
+            vec![
+                "presence.night_max_colour: must be above 0 and below 1, got 0".to_owned(),
+                "presence.day_min_colour: must be above 0 and below 1, got 1.5".to_owned(),
+            ]
+        );
+        assert_eq!(
+            errors_of("[presence]\nnight_max_colour = 0.03\nday_min_colour = 0.03\nstale_secs = 0\n"),
+            Vec::<String>::new()
+        );
+    }
+
     fn url_errors(url: &str) -> Vec<String> {
         errors_of(&format!("[[cameras]]\nid = \"c\"\nrole = \"settlement_window\"\nurl = \"{url}\"\n"))
     }

@@ -16,6 +16,9 @@
 //! moves random times and fixed rounds by that hour.
 //!
 //! **Absence.** A bed is absent at a roll-call when its patient is registered and the bed is Empty.
+//! The state each bed is checked with (`RegionMonitor::rollcall_state`) reads the raw signal of the
+//! latest frames too: a patient who lay down seconds before the roll-call, before `enter_secs` turned
+//! the bed Occupied, is present; a bed whose empty reference is stale is Unknown.
 //! Unknown (camera offline, no decision yet) is never absence and neither counts nor breaks a streak:
 //! switching a camera off at roll-call time must not wipe a patient's record of absences.
 //! `bed_absence_escalated` is raised when a streak reaches K consecutive absences and again at 2K, 3K…:
