@@ -3,6 +3,11 @@
 //! is really where; a nurse walking past and the lights dimming do not fill the bed; a patient lying
 //! down (whom the detector mostly misses) does.
 //!
+//! Then the real ward of issue 19, through the region monitors the agent runs: the night infrared
+//! picture judged with its own empty reference, a bed pushed aside reported stale (Unknown, never
+//! Empty) until it is back, a visitor sitting on the bed's edge not filling it, a patient covered to
+//! the chin filling it.
+//!
 //! Frames come straight from the generator at one every 2 s, like a camera decoded keyframes only.
 
 mod common;
