@@ -671,8 +671,10 @@ impl RegionStructure {
         Some(RegionStructure { frame: (img.width(), img.height()), grid: (gw, gh), cell: (cw, ch), inner, gradients })
     }
 
-    /// How this (reference) structure fits `current`, in place and shifted by up to the margin. None
-    /// for structures of different frames or grids, or a reference without any edge (a blank wall).
+    /// How this (reference) structure fits `current`, in place and shifted by up to the margin (not
+    /// searched when the fit in place leaves no room for a shift to fit better by `STALE_GAIN`: `best`
+    /// is then the fit in place). None for structures of different frames or grids, or a reference
+    /// without any edge (a blank wall).
     pub fn fit(&self, current: &RegionStructure) -> Option<StructureFit> {
         if self.frame != current.frame || self.grid != current.grid || self.inner != current.inner {
             return None;
@@ -703,6 +705,12 @@ impl RegionStructure {
         };
         let home = score(0, 0);
         let mut fit = StructureFit { home, best: home, shift: [0.0, 0.0] };
+        if home > 1.0 - STALE_GAIN {
+            // No shift can beat this by `STALE_GAIN` (a correlation is at most 1): the furniture is in
+            // place, and the search — the bulk of the cost, run on every keyframe of an empty bed — is
+            // skipped.
+            return Some(fit);
+        }
         for sy in -(iy0 as isize)..=(gh - iy1) as isize {
             for sx in -(ix0 as isize)..=(gw - ix1) as isize {
                 if (sx, sy) == (0, 0) {
