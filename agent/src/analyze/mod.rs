@@ -71,9 +71,11 @@ impl Models {
         Ok(FaceAnalyzer::new(detector, embedder))
     }
 
-    /// A new session of the person detector.
+    /// New sessions of the person detector's two stages (NanoDet, and BlazePose's for people lying).
     pub fn person_detector(&self) -> Result<PersonDetector, AnalyzeError> {
-        Ok(PersonDetector::new(session::open(self.runtime, self.set.model("nanodet")?, self.threads)?, self.persons))
+        let nanodet = session::open(self.runtime, self.set.model("nanodet")?, self.threads)?;
+        let body = session::open(self.runtime, self.set.model("blazepose-detector")?, self.threads)?;
+        Ok(PersonDetector::new(nanodet, self.persons).with_body_detector(body))
     }
 
     /// New sessions of every model.
