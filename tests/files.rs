@@ -274,7 +274,7 @@ fn model_swapped_after_check_is_not_loaded() {
         );
     }
     // Swap the face detector for another (valid) model after the check.
-    std::fs::copy(dir.path().join("nanodet.onnx"), dir.path().join("centerface.onnx")).unwrap();
+    std::fs::copy(dir.path().join("movenet_multipose.onnx"), dir.path().join("centerface.onnx")).unwrap();
     let runtime = vigil::analyze::runtime::init(None).unwrap();
     let session = vigil::analyze::session::open(runtime, verified.model("centerface").unwrap(), 1).unwrap();
     let mut faces = vigil::analyze::face_detector::FaceDetector::new(session, Default::default());

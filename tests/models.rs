@@ -46,9 +46,9 @@ fn finds_the_face_and_the_person_in_every_sample_photo() {
     }
 }
 
-/// People lying down (issue 19): real photos turned on their side, where NanoDet finds nobody (Biden) or
-/// nobody whole (Zidane), give a person through the detector's BlazePose stage, and the box lies
-/// as the body does, wider than tall.
+/// People lying down (issue 19): real photos turned on their side, where the former detector (NanoDet)
+/// found nobody (Biden) or nobody whole (Zidane), give a person, and the box lies as the body does,
+/// wider than tall.
 #[test]
 fn finds_people_lying_on_their_side_in_real_photos() {
     let mut models = common::models();

@@ -453,6 +453,13 @@ class Emitter:
     def op_Identity(self, node, ins):
         return ins[0]
 
+    def op_Cast(self, node, ins):
+        # the one Cast on a run-time tensor in these models turns MoveNet's int32 image into floats;
+        # the ONNX input is float already
+        if attr(node, "DstT") not in ("DT_FLOAT", 1):
+            raise SystemExit(f"{node['name']}: Cast to {attr(node, 'DstT')} not supported")
+        return ins[0]
+
     def op_MaxPool(self, node, ins):
         v = ins[0]
         k = attr(node, "ksize")[1:3]

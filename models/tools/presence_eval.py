@@ -158,6 +158,41 @@ class BlazePose:
         return out
 
 
+class MoveNet:
+    """MoveNet multi-pose lightning, cut before its in-graph decoder: centre heatmap and box heads on a
+    64x64 grid of a 256x256 letterbox; up to 6 people, as the graph's own top-k."""
+    name = "movenet"
+    SIZE = 256
+
+    def __init__(self, path, threshold=0.35):
+        self.sess, self.threshold = make_session(path, 1), threshold
+
+    def detect(self, rgb):
+        h, w = rgb.shape[:2]
+        r = min(self.SIZE / w, self.SIZE / h)
+        nw, nh = round(w * r), round(h * r)
+        left, top = (self.SIZE - nw) // 2, (self.SIZE - nh) // 2
+        canvas = np.zeros((self.SIZE, self.SIZE, 3), np.float32)
+        canvas[top:top + nh, left:left + nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        centre, scale, offset = (o[0] for o in self.sess.run(
+            ["center", "box_scale", "box_offset"], {"input": canvas.transpose(2, 0, 1)[None]}))
+        heat = 1 / (1 + np.exp(-centre[:, :, 0]))
+        g = heat.shape[0]
+        peak = np.abs(heat - cv2.dilate(heat, np.ones((3, 3), np.uint8))) < 1.013279e-06
+        ys, xs = np.nonzero(peak & (heat > self.threshold))
+        order = np.argsort(-heat[ys, xs], kind="stable")[:6]
+        out = []
+        for k in order:
+            y, x = ys[k], xs[k]
+            sy, sx = np.maximum(scale[y, x], 0)
+            cy, cx = y + offset[y, x, 0], x + offset[y, x, 1]
+            box = [(cx - sx / 2) / g, (cy - sy / 2) / g, (cx + sx / 2) / g, (cy + sy / 2) / g]
+            box = [(box[0] * self.SIZE - left) / r, (box[1] * self.SIZE - top) / r,
+                   (box[2] * self.SIZE - left) / r, (box[3] * self.SIZE - top) / r]
+            out.append(([float(np.clip(v, 0, lim)) for v, lim in zip(box, (w, h, w, h))], float(heat[y, x])))
+        return out
+
+
 class Selfie:
     name = "selfie"
     SIZE = 256
@@ -198,7 +233,10 @@ CANDIDATES = {
     "blazepose": ("blazepose_detector.onnx", BlazePose),
     "blazepose-tiles": ("blazepose_detector.onnx", lambda p: BlazePose(p, tiles=True)),
     "selfie": ("selfie.onnx", Selfie),
+    "movenet": ("movenet_multipose.onnx", MoveNet),
     "nanodet+blazepose": (None, None),
+    "movenet+blazepose": (None, None),
+    "nanodet+movenet": (None, None),
     "nanodet+blazepose-tiles": (None, None),
 }
 

