@@ -3,9 +3,11 @@
 and speed of each candidate, on generated ward scenes and on real photos from registry packages.
 
 Candidates (ONNX files made by convert_nanodet.py / convert_tfjs.py; see docs/models.md):
-  nanodet    NanoDet-g-416, the agent's detector (person class), letterboxed 416
+  nanodet    NanoDet-g-416, the agent's former detector (person class), letterboxed 416
+  movenet    MoveNet multi-pose lightning, cut before its decoder, letterboxed 256 (the agent's first stage)
   centernet  MobileNetV3 CenterNet (COCO), whole frame stretched to 512 as @vladmandic/human does
-  blazepose  MediaPipe BlazePose person detector (face-anchored, rotation-aware), letterboxed 224;
+  blazepose  MediaPipe BlazePose person detector (face-anchored, rotation-aware), letterboxed 224 (the
+             agent's second stage);
              a person box is built from its hip centre, body-circle radius and hip->shoulder axis
   selfie     MediaPipe selfie segmentation, stretched to 256; a person box per connected blob of
              the mask (> 0.5)
@@ -128,35 +130,42 @@ class BlazePose:
         left, top = (self.SIZE - nw) // 2, (self.SIZE - nh) // 2
         canvas = np.zeros((self.SIZE, self.SIZE, 3), np.float32)
         canvas[top:top + nh, left:left + nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        raw = self.sess.run(["person"], {"input": canvas.transpose(2, 0, 1)[None]})[0][0].astype(np.float64)
-        score = 1 / (1 + np.exp(-np.clip(raw[:, 0], -100, 100)))
-        idx = np.nonzero(score > self.threshold)[0]
-        if len(idx) == 0:
-            return []
-        a = self.anchors[idx]
-        c = raw[idx, 1:] / self.SIZE
-        face = np.stack([a[:, 0] + c[:, 0] - c[:, 2] / 2, a[:, 1] + c[:, 1] - c[:, 3] / 2,
-                         a[:, 0] + c[:, 0] + c[:, 2] / 2, a[:, 1] + c[:, 1] + c[:, 3] / 2], 1)
-        kp = a[:, None, :] + c[:, 4:12].reshape(-1, 4, 2)  # hip centre, body circle, shoulders, upper circle
-        keep = nms(face, score[idx], 0.3, suppress_equal=False)
-        out = []
-        for k in keep:
-            hip, circle, shoulder = kp[k, 0], kp[k, 1], kp[k, 2]
-            radius = np.linalg.norm(circle - hip)
-            axis = shoulder - hip
-            axis = axis / (np.linalg.norm(axis) + 1e-9)
-            across = np.array([-axis[1], axis[0]])
-            # the body: from a radius below the hips to a radius above them along the hip->shoulder
-            # axis, a quarter radius to either side; its axis-aligned bounds, with the face box
-            corners = [hip + s * radius * axis + t * 0.25 * radius * across for s in (-1, 1) for t in (-1, 1)]
-            pts = np.array(corners + [face[k, :2], face[k, 2:]])
-            x1, y1 = pts.min(0)
-            x2, y2 = pts.max(0)
-            box = [(x1 * self.SIZE - left) / r, (y1 * self.SIZE - top) / r,
-                   (x2 * self.SIZE - left) / r, (y2 * self.SIZE - top) / r]
-            out.append(([float(np.clip(v, 0, lim)) for v, lim in zip(box, (w, h, w, h))], float(score[idx][k])))
-        return out
+        raw = self.sess.run(["person"], {"input": canvas.transpose(2, 0, 1)[None]})[0][0]
+        return blazepose_decode(raw, self.anchors, self.threshold, (left, top, r, w, h))
 
+
+def blazepose_decode(raw, anchors, threshold, meta):
+    """BlazePose detector output [2254, 13] -> [(box, score)] in the picture's pixels; meta: the
+    letterbox (left, top, ratio) and the picture's width and height."""
+    left, top, r, w, h = meta
+    size = BlazePose.SIZE
+    raw = raw.astype(np.float64)
+    score = 1 / (1 + np.exp(-np.clip(raw[:, 0], -100, 100)))
+    idx = np.nonzero(score > threshold)[0]
+    if len(idx) == 0:
+        return []
+    a = anchors[idx]
+    c = raw[idx, 1:] / size
+    face = np.stack([a[:, 0] + c[:, 0] - c[:, 2] / 2, a[:, 1] + c[:, 1] - c[:, 3] / 2,
+                     a[:, 0] + c[:, 0] + c[:, 2] / 2, a[:, 1] + c[:, 1] + c[:, 3] / 2], 1)
+    kp = a[:, None, :] + c[:, 4:12].reshape(-1, 4, 2)  # hip centre, body circle, shoulders, upper circle
+    keep = nms(face, score[idx], 0.3, suppress_equal=False)
+    out = []
+    for k in keep:
+        hip, circle, shoulder = kp[k, 0], kp[k, 1], kp[k, 2]
+        radius = np.linalg.norm(circle - hip)
+        axis = shoulder - hip
+        axis = axis / (np.linalg.norm(axis) + 1e-9)
+        across = np.array([-axis[1], axis[0]])
+        # the body: from a radius below the hips to a radius above them along the hip->shoulder
+        # axis, a quarter radius to either side; its axis-aligned bounds, with the face box
+        corners = [hip + s * radius * axis + t * 0.25 * radius * across for s in (-1, 1) for t in (-1, 1)]
+        pts = np.array(corners + [face[k, :2], face[k, 2:]])
+        x1, y1 = pts.min(0)
+        x2, y2 = pts.max(0)
+        box = [(x1 * size - left) / r, (y1 * size - top) / r, (x2 * size - left) / r, (y2 * size - top) / r]
+        out.append(([float(np.clip(v, 0, lim)) for v, lim in zip(box, (w, h, w, h))], float(score[idx][k])))
+    return out
 
 class MoveNet:
     """MoveNet multi-pose lightning, cut before its in-graph decoder: centre heatmap and box heads on a
@@ -176,22 +185,28 @@ class MoveNet:
         canvas[top:top + nh, left:left + nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
         centre, scale, offset = (o[0] for o in self.sess.run(
             ["center", "box_scale", "box_offset"], {"input": canvas.transpose(2, 0, 1)[None]}))
-        heat = 1 / (1 + np.exp(-centre[:, :, 0]))
-        g = heat.shape[0]
-        peak = np.abs(heat - cv2.dilate(heat, np.ones((3, 3), np.uint8))) < 1.013279e-06
-        ys, xs = np.nonzero(peak & (heat > self.threshold))
-        order = np.argsort(-heat[ys, xs], kind="stable")[:6]
-        out = []
-        for k in order:
-            y, x = ys[k], xs[k]
-            sy, sx = np.maximum(scale[y, x], 0)
-            cy, cx = y + offset[y, x, 0], x + offset[y, x, 1]
-            box = [(cx - sx / 2) / g, (cy - sy / 2) / g, (cx + sx / 2) / g, (cy + sy / 2) / g]
-            box = [(box[0] * self.SIZE - left) / r, (box[1] * self.SIZE - top) / r,
-                   (box[2] * self.SIZE - left) / r, (box[3] * self.SIZE - top) / r]
-            out.append(([float(np.clip(v, 0, lim)) for v, lim in zip(box, (w, h, w, h))], float(heat[y, x])))
-        return out
+        return movenet_decode(centre, scale, offset, self.threshold, (left, top, r, w, h))
 
+
+def movenet_decode(centre, scale, offset, threshold, meta):
+    """MoveNet heads [64, 64, C] -> [(box, score)] in the picture's pixels (as its graph decodes)."""
+    left, top, r, w, h = meta
+    size = MoveNet.SIZE
+    heat = 1 / (1 + np.exp(-centre[:, :, 0]))
+    g = heat.shape[0]
+    peak = np.abs(heat - cv2.dilate(heat, np.ones((3, 3), np.uint8))) < 1.013279e-06
+    ys, xs = np.nonzero(peak & (heat > threshold))
+    order = np.argsort(-heat[ys, xs], kind="stable")[:6]
+    out = []
+    for k in order:
+        y, x = ys[k], xs[k]
+        sy, sx = np.maximum(scale[y, x], 0)
+        cy, cx = y + offset[y, x, 0], x + offset[y, x, 1]
+        box = [(cx - sx / 2) / g, (cy - sy / 2) / g, (cx + sx / 2) / g, (cy + sy / 2) / g]
+        box = [(box[0] * size - left) / r, (box[1] * size - top) / r,
+               (box[2] * size - left) / r, (box[3] * size - top) / r]
+        out.append(([float(np.clip(v, 0, lim)) for v, lim in zip(box, (w, h, w, h))], float(heat[y, x])))
+    return out
 
 class Selfie:
     name = "selfie"
@@ -216,7 +231,7 @@ class Selfie:
 
 
 class Union:
-    """Two detectors on the same frame, as the agent's PersonDetector joins NanoDet and BlazePose: the
+    """Two detectors on the same frame, as the agent's PersonDetector joins MoveNet and BlazePose: the
     second's boxes are added unless the first has the same person (IoU >= 0.5)."""
 
     def __init__(self, a, b):
