@@ -5,6 +5,7 @@
 
 pub mod camera;
 pub mod dialysis;
+pub mod liveness;
 pub mod physicians;
 pub mod presence;
 pub mod role;
