@@ -148,6 +148,7 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
 
     for (section, problems) in [
         ("settlement", config.settlement.problems()),
+        ("liveness", config.liveness.problems()),
         ("physicians", config.physicians.problems()),
         ("presence", config.presence.problems()),
         ("dialysis", config.dialysis.problems()),
