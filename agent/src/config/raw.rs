@@ -169,9 +169,11 @@ pub struct Camera {
     /// Fractions are honoured exactly (0.2 is one frame every 5 s, see `source::rate`); one frame must
     /// come within `stall_secs`. Default by role: settlement_window 5, dialysis_room 2, ward 1.
     pub analysis_fps: Option<f64>,
-    /// Frames wider than this are scaled down before analysis (default 1280).
-    #[serde(default = "default_analysis_width")]
-    pub analysis_max_width: u32,
+    /// Frames wider than this are scaled down before analysis. Default 1280, and 640 on a camera that
+    /// decodes keyframes only and does not watch physicians (a ward): tamper and presence see as much
+    /// in 640×360 (the person detector's input is 416 px), and each such camera holds 8.5 MB less (see
+    /// [`Camera::analysis_max_width`]).
+    pub analysis_max_width: Option<u32>,
     /// Look for enrolled physicians on this camera (sightings for `physician_absent`). Default: true for
     /// dialysis_room cameras, false for the others.
     pub watch_physicians: Option<bool>,
@@ -184,9 +186,12 @@ pub struct Camera {
 /// RTSP transport protocol and what is decoded: owned by the source stage.
 pub use crate::source::settings::{Decode, Transport};
 
-fn default_analysis_width() -> u32 {
-    1280
-}
+/// `analysis_max_width` when it is not set: faces need the pixels.
+pub const ANALYSIS_WIDTH: u32 = 1280;
+/// `analysis_max_width` when it is not set, of a camera that decodes keyframes only and looks for no
+/// faces: enough for tamper detection and presence. Eight such cameras fit in 300 MB
+/// (docs/benchmarks.md, issue 18: 8 ward cameras 342 MB at 1280, 279 MB at 640).
+pub const KEYFRAMES_ANALYSIS_WIDTH: u32 = 640;
 
 fn default_stall_secs() -> u64 {
     10
@@ -209,6 +214,17 @@ impl Camera {
         self.decode() == Decode::Keyframes
     }
 
+    /// Frames wider than this are scaled down before analysis: as configured, else by duty (see
+    /// [`KEYFRAMES_ANALYSIS_WIDTH`]). The cost of the smaller default: a ward's decision snapshots
+    /// (`bed_absent`) are 640×360; `analysis_max_width = 1280` gives 1280×720 for 8.5 MB more.
+    pub fn analysis_max_width(&self) -> u32 {
+        self.analysis_max_width.unwrap_or(if self.keyframes_only() && !self.watch_physicians() {
+            KEYFRAMES_ANALYSIS_WIDTH
+        } else {
+            ANALYSIS_WIDTH
+        })
+    }
+
     pub fn watch_physicians(&self) -> bool {
         self.watch_physicians.unwrap_or(self.role == Role::DialysisRoom)
     }
@@ -228,7 +244,7 @@ impl Camera {
             url: self.url.clone(),
             transport: self.transport,
             analysis_fps: self.analysis_fps(),
-            analysis_max_width: self.analysis_max_width,
+            analysis_max_width: self.analysis_max_width(),
             decode: self.decode(),
             detect_url: self.detect_url.clone(),
             loop_file: self.loop_file,

@@ -307,11 +307,8 @@ fn check_camera(errors: &mut Errors, path: &str, camera: &Camera) {
             );
         }
     }
-    if !(160..=3840).contains(&camera.analysis_max_width) {
-        errors.add(
-            format!("{path}.analysis_max_width"),
-            format!("must be 160..3840 pixels, got {}", camera.analysis_max_width),
-        );
+    if let Some(width) = camera.analysis_max_width.filter(|w| !(160..=3840).contains(w)) {
+        errors.add(format!("{path}.analysis_max_width"), format!("must be 160..3840 pixels, got {width}"));
     }
     if !(2..=600).contains(&camera.stall_secs) {
         errors.add(format!("{path}.stall_secs"), format!("must be 2..600 seconds, got {}", camera.stall_secs));
@@ -602,6 +599,31 @@ mod tests {
             .expect_err("not a decode mode")
             .to_string();
         assert!(unknown.contains("on_demand"), "the error lists the modes: {unknown}");
+    }
+
+    /// A camera that decodes keyframes only and looks for no faces analyses 640-wide frames unless told
+    /// otherwise; every other camera 1280; a set width always wins and is range-checked.
+    #[test]
+    fn analysis_width_follows_the_cameras_duties() {
+        let camera = |role: &str, extra: &str| {
+            format!("[[cameras]]\nid = \"c\"\nrole = \"{role}\"\nurl = \"test://ball\"\n{extra}\n")
+        };
+        let width = |role: &str, extra: &str| {
+            let config = parse(&format!("{MINIMAL}\n{}", camera(role, extra)));
+            assert_eq!(config.cameras[0].stream().analysis_max_width, config.cameras[0].analysis_max_width());
+            config.cameras[0].analysis_max_width()
+        };
+        assert_eq!(width("ward", ""), 640);
+        assert_eq!(width("ward", "watch_physicians = true"), 1280);
+        assert_eq!(width("ward", "decode = \"all\""), 1280);
+        assert_eq!(width("ward", "analysis_max_width = 1280"), 1280);
+        assert_eq!(width("settlement_window", ""), 1280);
+        assert_eq!(width("settlement_window", "decode = \"keyframes\""), 640);
+        assert_eq!(width("dialysis_room", "decode = \"keyframes\""), 1280);
+        assert_eq!(
+            errors_of(&camera("settlement_window", "analysis_max_width = 100")),
+            vec!["cameras[0].analysis_max_width: must be 160..3840 pixels, got 100"]
+        );
     }
 
     #[test]
