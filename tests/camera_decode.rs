@@ -38,15 +38,22 @@ fn index(pts: gst::ClockTime, first: gst::ClockTime) -> u64 {
     ((pts - first).nseconds() * FPS + 500_000_000) / 1_000_000_000
 }
 
-fn make_clip(path: &Path) {
-    make_clip_sized(path, 640, 360, FRAMES);
+fn make_clip(path: &Path, bframes: u32) {
+    make_clip_coded(path, 640, 360, FRAMES, bframes);
 }
 
 fn make_clip_sized(path: &Path, width: u32, height: u32, frames: u64) {
+    make_clip_coded(path, width, height, frames, 0);
+}
+
+/// A clip of `frames` frames; with `bframes`, that many B-frames between references (no pyramid), so
+/// units come in decode order, not presentation order.
+fn make_clip_coded(path: &Path, width: u32, height: u32, frames: u64, bframes: u32) {
     let status = Command::new("gst-launch-1.0")
         .args(["-q", "videotestsrc", &format!("num-buffers={frames}"), "pattern=smpte", "horizontal-speed=4", "!"])
         .args([&format!("video/x-raw,format=I420,width={width},height={height},framerate={FPS}/1"), "!"])
-        .args(["x264enc", &format!("key-int-max={GOP}"), "bframes=0", "speed-preset=ultrafast", "bitrate=1500", "!"])
+        .args(["x264enc", &format!("key-int-max={GOP}"), &format!("bframes={bframes}"), "b-pyramid=false"])
+        .args(["speed-preset=ultrafast", "bitrate=1500", "!"])
         .args(["video/x-h264,profile=main", "!", "h264parse", "!", "mp4mux", "!", "filesink"])
         .arg(format!("location={}", path.display()))
         .status()
@@ -90,10 +97,21 @@ struct Out {
 
 #[test]
 fn keyframes_then_a_replayed_gop_at_full_rate_then_keyframes_again() {
+    switch_mid_gop(0);
+}
+
+/// The same with B-frames: the gate sees units in decode order (a B-frame after the reference it
+/// follows in the picture), and the replay must hand the decoder the GOP in that order.
+#[test]
+fn with_b_frames_the_replay_keeps_decode_order() {
+    switch_mid_gop(2);
+}
+
+fn switch_mid_gop(bframes: u32) {
     vigil::source::pipeline::init().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.mp4");
-    make_clip(&clip);
+    make_clip(&clip, bframes);
     let reference = full_decode(&clip);
     assert_eq!(reference.len() as u64, FRAMES, "the reference decode has every frame");
     // The comparison can tell frames apart: neighbours differ clearly.
@@ -108,19 +126,30 @@ fn keyframes_then_a_replayed_gop_at_full_rate_then_keyframes_again() {
     let out: Arc<Mutex<Vec<Out>>> = Arc::default();
     let switched: Arc<Mutex<Option<Instant>>> = Arc::default();
     let first: Arc<Mutex<Option<gst::ClockTime>>> = Arc::default();
+    // Units after keyframe 100 in decode order, counted until the switch: what the replay must hand on.
+    let before_switch: Arc<Mutex<Option<u64>>> = Arc::default();
     let hook = {
         let (control, out, switched, first) = (control.clone(), out.clone(), switched.clone(), first.clone());
+        let before_switch = before_switch.clone();
         move |pipeline: &gst::Pipeline| {
             let first_in = first.clone();
             // The analysis thread's part, at exact stream positions: on the unit before the gate.
             let control = control.clone();
             let switched = switched.clone();
+            let before_switch = before_switch.clone();
             let queue = pipeline.by_name("decq").expect("the decoder's queue");
             queue.static_pad("src").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {
                 if let Some(gst::PadProbeData::Buffer(buffer)) = &info.data {
                     let pts = buffer.pts().unwrap();
                     let first = *first_in.lock().unwrap().get_or_insert(pts);
-                    match index(pts, first) {
+                    let i = index(pts, first);
+                    let mut counted = before_switch.lock().unwrap();
+                    match (i, *counted, switched.lock().unwrap().is_some()) {
+                        (100, None, false) => *counted = Some(0),
+                        (_, Some(n), false) if i != TO_FULL => *counted = Some(n + 1),
+                        _ => {}
+                    }
+                    match i {
                         TO_FULL => {
                             control.set(DecodeMode::Full);
                             *switched.lock().unwrap() = Some(Instant::now());
@@ -185,11 +214,23 @@ fn keyframes_then_a_replayed_gop_at_full_rate_then_keyframes_again() {
     let full: Vec<u64> = indexes.iter().copied().filter(|&i| i > 100 && i < TO_KEYFRAMES).collect();
     let expected: Vec<u64> = (105..TO_KEYFRAMES).step_by(5).collect();
     assert_eq!(full, expected, "every 5th frame from the replayed GOP on, until the switch back");
-    assert_eq!((control.switches(), control.replays(), control.replayed_units()), (1, 1, 19));
+    let replayed = before_switch.lock().unwrap().expect("keyframe 100 came");
+    if bframes == 0 {
+        assert_eq!(replayed, 19, "without B-frames, units 101..119");
+    }
+    assert_eq!((control.switches(), control.replays(), control.replayed_units()), (1, 1, replayed));
     assert_eq!(control.gaps(), 0, "the decoder kept up: nothing dropped before the gate");
     // Back to keyframes: nothing but keyframes after the switch back.
     let after: Vec<u64> = indexes.iter().copied().filter(|&i| i >= TO_KEYFRAMES).collect();
-    assert_eq!(after, vec![250], "keyframes only after the switch back");
+    if bframes == 0 {
+        assert_eq!(after, vec![250], "keyframes only after the switch back");
+    } else {
+        // A reference decoded before the switch back waits in the decoder's reorder buffer for the
+        // B-frames shown before it, and comes out when the next keyframe pushes it: a whole picture.
+        let (late, keyframes): (Vec<u64>, Vec<u64>) = after.iter().partition(|&&i| i % GOP != 0);
+        assert_eq!(keyframes, vec![250], "keyframes only after the switch back");
+        assert!(late.iter().all(|&i| i <= TO_KEYFRAMES + u64::from(bframes)), "only a reordered frame: {late:?}");
+    }
 
     // No corrupt frame: each is the picture the full decode gives for the same frame.
     for frame in out.iter() {

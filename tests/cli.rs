@@ -456,8 +456,8 @@ fn run_refuses_a_missing_or_tampered_model_by_name() {
 
     // A real model file with one byte changed.
     let installed = vigil::cache::dir().join("models");
-    for name in ["centerface.onnx", "dlib_face_recognition_resnet_v1.onnx", "nanodet.onnx"] {
-        std::fs::copy(installed.join(name), models.join(name)).unwrap();
+    for name in vigil::analyze::model_set::manifest().models.iter().map(|m| m.output.clone()) {
+        std::fs::copy(installed.join(&name), models.join(&name)).unwrap();
     }
     let victim = models.join("dlib_face_recognition_resnet_v1.onnx");
     let mut bytes = std::fs::read(&victim).unwrap();

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 
 use serde_json::{Value, json};
 use vigil::decide::dialysis::{PatientMatch, SessionOutcome, SessionVerdict};
+use vigil::decide::liveness::{Cue, Liveness};
 use vigil::decide::physicians::ShiftSummary;
 use vigil::decide::presence::{Lighting, StaleReference};
 use vigil::decide::rollcall::{Absence, BedRef, RollcallSummary};
@@ -90,6 +91,7 @@ fn face(bbox: [f32; 4], score: f32, good: usize, distance: f32, best: Option<(&s
         distance: Some(distance),
         best_match: best.map(|b| b.0.to_owned()),
         best_distance: best.map(|b| b.1),
+        liveness: None,
     }
 }
 
@@ -274,6 +276,30 @@ fn documented_decisions() -> Vec<Decision> {
                 other_at: t("2025-03-02T15:40:19.002Z"),
                 distance: 0.287,
                 face: face([640.0, 212.0, 841.0, 470.0], 0.877, 3, 0.918, None),
+            },
+        ),
+        decision(
+            "01959425-2c10-7b3e-8d2a-41f7c9e6b0d2",
+            "cashier-2",
+            "2025-03-14T10:13:40.502Z",
+            DecisionKind::SettlementSpoofSuspected {
+                transaction_id: "txn-20250314-000885".into(),
+                claimed_id: "ins-3301958842".into(),
+                verdict: "settlement_verified".into(),
+                verdict_event_id: "01959425-1b7e-7f0a-9c41-6f2d8b1e3a57".into(),
+                face: FaceJudgement {
+                    liveness: Some(Liveness {
+                        score: Some(0.725),
+                        suspected: true,
+                        threshold: 0.5,
+                        cue: Cue::RigidPlanarMotion,
+                        frames: 14,
+                        span_secs: 2.6,
+                        deformation: 0.011,
+                        motion: 0.093,
+                    }),
+                    ..face([812.2, 203.6, 1003.0, 441.4], 0.8419, 3, 0.4121, Some(("ins-3301958842", 0.398)))
+                },
             },
         ),
         decision(

@@ -259,8 +259,8 @@ fn model_swapped_after_check_is_not_loaded() {
     use vigil::analyze::model_set::{self, ModelSet};
     let dir = tempfile::tempdir().unwrap();
     let installed = ModelSet::default_dir();
-    for name in ["centerface.onnx", "dlib_face_recognition_resnet_v1.onnx", "nanodet.onnx"] {
-        std::fs::copy(installed.join(name), dir.path().join(name)).unwrap();
+    for name in vigil::analyze::model_set::manifest().models.iter().map(|m| m.output.clone()) {
+        std::fs::copy(installed.join(&name), dir.path().join(&name)).unwrap();
     }
     let verified = ModelSet::open(dir.path()).unwrap();
     let manifest = model_set::manifest();
@@ -274,7 +274,7 @@ fn model_swapped_after_check_is_not_loaded() {
         );
     }
     // Swap the face detector for another (valid) model after the check.
-    std::fs::copy(dir.path().join("nanodet.onnx"), dir.path().join("centerface.onnx")).unwrap();
+    std::fs::copy(dir.path().join("movenet_multipose.onnx"), dir.path().join("centerface.onnx")).unwrap();
     let runtime = vigil::analyze::runtime::init(None).unwrap();
     let session = vigil::analyze::session::open(runtime, verified.model("centerface").unwrap(), 1).unwrap();
     let mut faces = vigil::analyze::face_detector::FaceDetector::new(session, Default::default());

@@ -55,6 +55,7 @@ fn frames(f: &Fixture, n: usize, bad: usize) -> Vec<Vec<FaceObservation>> {
                 bbox: [x, 80.0, x + 120.0, 230.0],
                 score: 0.9,
                 embedding: good.then(|| f.obama_frames[i % f.obama_frames.len()]),
+                landmarks: None,
             }]
         })
         .collect()
@@ -108,7 +109,7 @@ fn an_empty_window_until_the_deadline_is_no_face() {
     let mut watch = Watch::open("tx-3", "p-obama", "window-1", t(0), Duration::from_secs(20));
     assert!(watch.observe(&[], t(10), &f.gallery, &rules).is_none());
     // One poor-quality face is not enough either.
-    let blurry = [FaceObservation { bbox: [0.0, 0.0, 50.0, 50.0], score: 0.5, embedding: None }];
+    let blurry = [FaceObservation { bbox: [0.0, 0.0, 50.0, 50.0], score: 0.5, embedding: None, landmarks: None }];
     assert!(watch.observe(&blurry, t(15), &f.gallery, &rules).is_none());
     let outcome = watch.observe(&[], t(20), &f.gallery, &rules).unwrap();
     assert_eq!(outcome.verdict, Verdict::NoFace { faces_seen: 1 });
@@ -299,11 +300,12 @@ fn companion_at_the_window_does_not_accuse_the_patient() {
     let (left, right) = ([120.0, 200.0, 420.0, 560.0], [760.0, 180.0, 1060.0, 560.0]);
     let frame = |i: usize| {
         vec![
-            FaceObservation { bbox: left, score: 0.93, embedding: Some(companion) },
+            FaceObservation { bbox: left, score: 0.93, embedding: Some(companion), landmarks: None },
             FaceObservation {
                 bbox: right,
                 score: 0.84,
                 embedding: (i % 2 == 1).then(|| f.obama_frames[i / 2 % f.obama_frames.len()]),
+                landmarks: None,
             },
         ]
     };

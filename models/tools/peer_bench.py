@@ -7,10 +7,12 @@ Mirrors agent/src/analyze (face_detector.rs, align.rs, embedder.rs, person_detec
 the loop of agent/src/commands/bench.rs step by step, so that one run of each gives a fair Rust/Python
 speed ratio: same models, same ONNX Runtime version and session options, same input sizes, same
 pre/post-processing (the face path to the bit: float32 resize and decoding, f64 alignment), same
-phase boundaries, same medians. NanoDet's decoding is ref_detect's (f64; its boxes feed nothing).
+phase boundaries, same medians. The person detector's decoding is presence_eval.py's (f64; its boxes
+feed nothing).
 
 Per iteration (2 warm-ups, then N timed): CenterFace detect → largest face → align (150x150 chip) →
-embed, which is "face_pipeline_ms"; then NanoDet on the same frame. Each model call is split into
+embed, which is "face_pipeline_ms"; then the person detector (MoveNet + BlazePose, reported under
+Rust's field name "nanodet") on the same frame. Each model call is split into
 pre (input tensor), run (session.run) and post (decode); "outside_run" is the share of pre + post.
 --json prints the report with the field names of Rust's SpeedReport (plus "peer": versions).
 
@@ -31,13 +33,14 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ref_detect  # noqa: E402  (sessions, image loading, NMS, NanoDet's letterbox and decoding)
+import ref_detect  # noqa: E402  (sessions, image loading, NMS)
 
 # File names of the bundle (models/manifest: `output` of each model).
 MODEL_FILES = {
     "centerface": "centerface.onnx",
     "embedder": "dlib_face_recognition_resnet_v1.onnx",
-    "nanodet": "nanodet.onnx",
+    "movenet": "movenet_multipose.onnx",
+    "blazepose": "blazepose_detector.onnx",
 }
 
 # ----------------------------------------------------------------------------- resize (image.rs)
@@ -220,19 +223,44 @@ def largest(faces):
     return best
 
 
-# ----------------------------------------------------------------------------- NanoDet (person_detector.rs)
+# ----------------------------------------------------------------------------- persons (person_detector.rs)
 
 
-class NanoDet(ref_detect.NanoDet):
-    """ref_detect's NanoDet-g (letterbox, GFL decoding, per-class NMS; the converted graph takes RGB
-    0..255 and normalises itself), with Rust's resize."""
+class Persons:
+    """The person detector (person_detector.rs): MoveNet multi-pose letterboxed to 256, then BlazePose's
+    detector letterboxed to 224, BlazePose's boxes added unless MoveNet has the same person; decoding
+    from presence_eval.py, resizing with Rust's resize."""
+
+    def __init__(self, movenet, blazepose, threads):
+        import presence_eval  # noqa: PLC0415  (the decoders)
+
+        self.pe = presence_eval
+        self.mv = ref_detect.make_session(movenet, threads)
+        self.bp = ref_detect.make_session(blazepose, threads)
+        self.anchors = presence_eval.blazepose_anchors()
+
+    @staticmethod
+    def letterbox(img, size):
+        h, w = img.shape[:2]
+        r = min(size / w, size / h)
+        nw, nh = max(1, min(size, int(round(w * r)))), max(1, min(size, int(round(h * r))))
+        left, top = (size - nw) // 2, (size - nh) // 2
+        x = np.zeros((1, 3, size, size), dtype=np.float32)  # black border
+        x[0, :, top:top + nh, left:left + nw] = resize_planar(img, nh, nw)
+        return x, (left, top, nw / w, w, h)
 
     def preprocess(self, img):
-        h, w = img.shape[:2]
-        _, nh, nw, top, left = self.letterbox(h, w)
-        x = np.zeros((1, 3, ref_detect.ND_SIZE, ref_detect.ND_SIZE), dtype=np.float32)  # black border
-        x[0, :, top:top + nh, left:left + nw] = resize_planar(img, nh, nw)
-        return x, (left, top, nw, nh, w, h)
+        (mx, mm), (bx, bm) = self.letterbox(img, self.pe.MoveNet.SIZE), self.letterbox(img, self.pe.BlazePose.SIZE)
+        return (mx, bx), (mm, bm)
+
+    def run(self, x):
+        return (self.mv.run(["center", "box_scale", "box_offset"], {"input": x[0]}),
+                self.bp.run(["person"], {"input": x[1]}))
+
+    def decode(self, outs, meta):
+        first = self.pe.movenet_decode(*(o[0] for o in outs[0]), 0.35, meta[0])
+        bodies = self.pe.blazepose_decode(outs[1][0][0], self.anchors, 0.5, meta[1])
+        return first + [(b, s) for b, s in bodies if not any(self.pe.iou(b, f) >= 0.5 for f, _ in first)]
 
 
 # ----------------------------------------------------------------------------- embedder (embedder.rs)
@@ -325,7 +353,7 @@ def main():
     path = lambda name: os.path.join(args.models, MODEL_FILES[name])  # noqa: E731
     cf = CenterFace(path("centerface"), threads, max_side=args.max_side)
     emb = Embedder(path("embedder"), threads)
-    nd = NanoDet(path("nanodet"), threads, threshold=0.35, nms_iou=0.6, classes=(0,))
+    nd = Persons(path("movenet"), path("blazepose"), threads)
     img = ref_detect.load_rgb(args.image)
     h, w = img.shape[:2]
 

@@ -13,6 +13,7 @@ export const KINDS = [
   "settlement_identity_mismatch",
   "settlement_no_face",
   "identity_shared_across_ids",
+  "settlement_spoof_suspected",
   "physician_absent",
   "bed_absent",
   "bed_absence_escalated",

@@ -71,9 +71,12 @@ impl Models {
         Ok(FaceAnalyzer::new(detector, embedder))
     }
 
-    /// A new session of the person detector.
+    /// New sessions of the person detector's two stages (MoveNet multi-pose, and BlazePose's
+    /// face-anchored detector for patients covered to the chin).
     pub fn person_detector(&self) -> Result<PersonDetector, AnalyzeError> {
-        Ok(PersonDetector::new(session::open(self.runtime, self.set.model("nanodet")?, self.threads)?, self.persons))
+        let movenet = session::open(self.runtime, self.set.model("movenet-multipose")?, self.threads)?;
+        let body = session::open(self.runtime, self.set.model("blazepose-detector")?, self.threads)?;
+        Ok(PersonDetector::new(movenet, self.persons).with_body_detector(body))
     }
 
     /// New sessions of every model.

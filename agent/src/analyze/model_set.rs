@@ -168,7 +168,7 @@ mod tests {
     fn compiled_in_manifest_parses_and_pins_every_model() {
         let m = manifest();
         let names: Vec<_> = m.models.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["centerface", "dlib-resnet-v1", "nanodet"]);
+        assert_eq!(names, ["centerface", "dlib-resnet-v1", "movenet-multipose", "blazepose-detector"]);
         for e in &m.models {
             assert_eq!(e.output_sha256.len(), 64, "{}: output_sha256 is not a SHA-256", e.name);
             assert!(e.output_sha256.chars().all(|c| c.is_ascii_hexdigit()), "{}", e.name);

@@ -54,6 +54,9 @@ pub struct Config {
     /// Settlement verification at window cameras.
     #[serde(default)]
     pub settlement: Settlement,
+    /// Liveness of settlement faces (off by default).
+    #[serde(default)]
+    pub liveness: crate::decide::liveness::LivenessSettings,
     /// Physician presence on the cameras that watch for physicians.
     #[serde(default)]
     pub physicians: Physicians,

@@ -148,6 +148,7 @@ pub fn validate(config: &Config) -> Vec<FieldError> {
 
     for (section, problems) in [
         ("settlement", config.settlement.problems()),
+        ("liveness", config.liveness.problems()),
         ("physicians", config.physicians.problems()),
         ("presence", config.presence.problems()),
         ("dialysis", config.dialysis.problems()),
@@ -641,6 +642,18 @@ mod tests {
 
     fn errors_of(extra: &str) -> Vec<String> {
         validate(&parse(&format!("{MINIMAL}\n{extra}"))).iter().map(ToString::to_string).collect()
+    }
+
+    /// `[liveness]` is checked whether enabled or not, every bad field named; unknown fields are refused.
+    #[test]
+    fn liveness_settings_are_validated() {
+        assert_eq!(errors_of("[liveness]\nenabled = true\n"), Vec::<String>::new());
+        let errors = errors_of("[liveness]\nspoof_threshold = 2.0\nmin_frames = 100\nmin_secs = 0.1\n");
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(errors[0].starts_with("liveness.spoof_threshold: must be 0.05..1, got 2"), "{errors:#?}");
+        assert!(errors[1].starts_with("liveness.min_frames: must be 3..48, got 100"), "{errors:#?}");
+        assert!(errors[2].starts_with("liveness.min_secs: must be 0.5..20 seconds, got 0.1"), "{errors:#?}");
+        assert!(toml::from_str::<Config>(&format!("{MINIMAL}\n[liveness]\nenable = true\n")).is_err());
     }
 
     #[test]

@@ -349,7 +349,12 @@ mod tests {
     }
 
     fn face(v: f32) -> FaceObservation {
-        FaceObservation { bbox: [100.0, 100.0, 160.0, 170.0], score: 0.9, embedding: Some(embedding(v)) }
+        FaceObservation {
+            bbox: [100.0, 100.0, 160.0, 170.0],
+            score: 0.9,
+            embedding: Some(embedding(v)),
+            landmarks: None,
+        }
     }
 
     /// Runs a session with frames every 4 s driven by a manual clock. `chair(minute)` is the raw

@@ -5,6 +5,7 @@
 
 pub mod camera;
 pub mod dialysis;
+pub mod liveness;
 pub mod physicians;
 pub mod presence;
 pub mod role;
@@ -78,6 +79,18 @@ pub enum DecisionKind {
         /// Distance between this settlement's face and the earlier settlement's.
         distance: f32,
         /// This settlement's face that settled before.
+        face: settlement::FaceJudgement,
+    },
+    /// With `[liveness]` on: a face judged at the window looks like a photo or a screen held up to the
+    /// camera (its spoof score at or above the threshold). Beside the verdict (`verdict`,
+    /// `verdict_event_id`), never instead of it.
+    SettlementSpoofSuspected {
+        transaction_id: String,
+        claimed_id: String,
+        /// The verdict's event kind, e.g. `settlement_verified`.
+        verdict: String,
+        verdict_event_id: String,
+        /// The face, with its liveness evidence.
         face: settlement::FaceJudgement,
     },
     /// A physician on shift has not been seen for the configured time.
@@ -163,6 +176,7 @@ impl Decision {
                 | DecisionKind::SettlementIdentityMismatch { .. }
                 | DecisionKind::SettlementNoFace { .. }
                 | DecisionKind::IdentitySharedAcrossIds { .. }
+                | DecisionKind::SettlementSpoofSuspected { .. }
                 | DecisionKind::BedAbsent(_)
                 | DecisionKind::BedsideCheckVerified(_)
                 | DecisionKind::BedsideCheckRejected(_)
@@ -190,6 +204,7 @@ impl Decision {
             DecisionKind::SettlementIdentityMismatch { .. } => "settlement_identity_mismatch",
             DecisionKind::SettlementNoFace { .. } => "settlement_no_face",
             DecisionKind::IdentitySharedAcrossIds { .. } => "identity_shared_across_ids",
+            DecisionKind::SettlementSpoofSuspected { .. } => "settlement_spoof_suspected",
             DecisionKind::PhysicianAbsent { .. } => "physician_absent",
             DecisionKind::PhysicianShiftSummary(_) => "physician_shift_summary",
             DecisionKind::BedAbsent(_) => "bed_absent",

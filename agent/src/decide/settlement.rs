@@ -14,6 +14,11 @@
 //!   bounded time). It names each judged face's best enrolled match and distances;
 //! - `settlement_no_face` when no face was well seen by the deadline.
 //!
+//! With `[liveness]` on, each judged face also carries its liveness evidence ([`crate::decide::liveness`]),
+//! and is judged only once its track has the landmark frames that needs (or has left, or the deadline
+//! came). Liveness never changes the verdict: a face suspected of being a photo or a screen gets a
+//! `settlement_spoof_suspected` beside it (the runtime makes it from [`FaceJudgement::liveness`]).
+//!
 //! A face settling under two or more different claimed ids within a window → `identity_shared_across_ids`
 //! ([`shared_identity`]). Which faces count is [`Outcome::settled_faces`]. Transaction ids are admitted
 //! once ([`Transactions`]): a repeat while watched is refused, a repeat after the verdict answered with it.
@@ -25,6 +30,7 @@ use serde::Serialize;
 
 use crate::analyze::boxes::{BBox, iou};
 use crate::analyze::embedder::Embedding;
+use crate::decide::liveness::{Landmarks, Liveness, LivenessRules, MAX_SAMPLES, Sample};
 use crate::gallery::search::SearchIndex;
 
 /// Settings from config `[faces]` / `[settlement]`.
@@ -36,11 +42,18 @@ pub struct SettlementRules {
     pub min_good_frames: usize,
     /// Window in which one face under two claimed ids counts as card lending.
     pub sharing_window: Duration,
+    /// `[liveness]` when enabled.
+    pub liveness: Option<LivenessRules>,
 }
 
 impl Default for SettlementRules {
     fn default() -> Self {
-        SettlementRules { match_distance: 0.6, min_good_frames: 3, sharing_window: Duration::from_secs(30 * 86_400) }
+        SettlementRules {
+            match_distance: 0.6,
+            min_good_frames: 3,
+            sharing_window: Duration::from_secs(30 * 86_400),
+            liveness: None,
+        }
     }
 }
 
@@ -53,6 +66,8 @@ pub struct FaceObservation {
     pub score: f32,
     /// None when the face failed the quality gate in this frame.
     pub embedding: Option<Embedding>,
+    /// The detector's five landmarks (for liveness); None where no detector gave them.
+    pub landmarks: Option<Landmarks>,
 }
 
 /// The verdict, with the facts of its decisive face: for a mismatch the judged face nearest to the
@@ -89,6 +104,9 @@ pub struct FaceJudgement {
     /// The enrolled person nearest to the face's mean embedding, if nearer than `match_distance`.
     pub best_match: Option<String>,
     pub best_distance: Option<f32>,
+    /// With `[liveness]` on: the evidence from its landmarks over the watch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<Liveness>,
 }
 
 /// A judged face with the mean embedding of its good frames (for card-lending checks).
@@ -164,6 +182,8 @@ struct Track {
     bbox: BBox,
     score: f32,
     good: Vec<Embedding>,
+    /// Its landmarks in the latest [`MAX_SAMPLES`] frames it was seen (with `[liveness]` on).
+    samples: Vec<Sample>,
     /// The frame (count within the watch) and time it was last seen.
     last_frame: u64,
     last_seen: SystemTime,
@@ -247,6 +267,7 @@ impl Watch {
                         bbox: face.bbox,
                         score: face.score,
                         good: Vec::new(),
+                        samples: Vec::new(),
                         last_frame: frame,
                         last_seen: now,
                     });
@@ -260,13 +281,25 @@ impl Watch {
             if let Some(e) = face.embedding {
                 track.good.push(e);
             }
+            if let (Some(landmarks), Some(_)) = (face.landmarks, rules.liveness) {
+                if track.samples.len() == MAX_SAMPLES {
+                    track.samples.remove(0);
+                }
+                track.samples.push(Sample { at: now, landmarks });
+            }
         }
-        let mut judged: Vec<JudgedFace> = self
-            .tracks
-            .iter()
-            .filter(|t| t.good.len() >= rules.min_good_frames)
-            .map(|t| self.judge(t, gallery, rules))
-            .collect();
+        // A face is judged on its good frames and, with liveness on, once its landmark frames are
+        // enough to assess (or it has left the window, or the deadline came: then with what there is).
+        let ready = |t: &Track| {
+            t.good.len() >= rules.min_good_frames
+                && rules.liveness.is_none_or(|l| {
+                    l.enough(&t.samples)
+                        || now >= self.deadline
+                        || now.duration_since(t.last_seen).unwrap_or_default() > STILL_AT_WINDOW
+                })
+        };
+        let mut judged: Vec<JudgedFace> =
+            self.tracks.iter().filter(|t| ready(t)).map(|t| self.judge(t, gallery, rules)).collect();
         // Nearest to the claimed person first (unknown distances last, then the most good frames).
         judged.sort_by(|a, b| {
             let key = |f: &JudgedFace| f.judgement.distance.unwrap_or(f32::INFINITY);
@@ -282,14 +315,16 @@ impl Watch {
             return Some(self.outcome(now, verdict, vec![face]));
         }
         if judged.is_empty() {
+            // (With liveness on, a well-seen face may still be gathering landmark frames: at the
+            // deadline every face with its good frames is ready, so none is lost to `no_face`.)
             return (now >= self.deadline)
                 .then(|| self.outcome(now, Verdict::NoFace { faces_seen: self.tracks.len() }, Vec::new()));
         }
         let first_judged = *self.first_judged.get_or_insert(now);
-        let awaited = self.tracks.iter().any(|t| {
-            t.good.len() < rules.min_good_frames
-                && now.duration_since(t.last_seen).unwrap_or_default() <= STILL_AT_WINDOW
-        });
+        let awaited = self
+            .tracks
+            .iter()
+            .any(|t| !ready(t) && now.duration_since(t.last_seen).unwrap_or_default() <= STILL_AT_WINDOW);
         let held_too_long = now.duration_since(first_judged).unwrap_or_default() >= HOLD_BACK;
         if !awaited || held_too_long || now >= self.deadline {
             let first = &judged[0].judgement;
@@ -319,6 +354,7 @@ impl Watch {
                 distance: median,
                 best_distance: best.as_ref().map(|m| m.distance),
                 best_match: best.map(|m| m.id),
+                liveness: rules.liveness.map(|l| l.assess(&track.samples)),
             },
             embedding: mean,
         }
@@ -513,7 +549,7 @@ mod tests {
     const COMPANION_BOX: BBox = [300.0, 180.0, 480.0, 400.0];
 
     fn face(bbox: BBox, v: f32, good: bool) -> FaceObservation {
-        FaceObservation { bbox, score: 0.84, embedding: good.then_some([v; 128]) }
+        FaceObservation { bbox, score: 0.84, embedding: good.then_some([v; 128]), landmarks: None }
     }
 
     /// Feeds `frames` one a second from t(0) until an outcome.
@@ -643,6 +679,30 @@ mod tests {
             .collect();
         shared.sort();
         assert_eq!(shared, [(String::new(), "tx-11".to_owned()), ("p-patient".to_owned(), "tx-10".to_owned())]);
+    }
+
+    /// With liveness on, a face with its good frames is judged once its landmarks span enough frames and
+    /// time; the verdict is the same, with the liveness evidence (here a face that never moves: still,
+    /// suspected). Off, the same frames give the verdict on the third good frame, without evidence.
+    #[test]
+    fn with_liveness_on_the_verdict_waits_for_landmark_frames_and_carries_them() {
+        let g = gallery();
+        let landmarks = [[720.0, 260.0], [780.0, 260.0], [750.0, 300.0], [725.0, 330.0], [775.0, 330.0]];
+        let still = |_| vec![FaceObservation { landmarks: Some(landmarks), ..face(PATIENT_BOX, PATIENT, true) }];
+        let on = SettlementRules { liveness: Some(LivenessRules::default()), ..Default::default() };
+        let mut watch = Watch::open("tx-7", "p-patient", "window-1", t(0), Duration::from_secs(30));
+        // One frame every 250 ms: ten frames over 2 s are there at frame 9 (2.25 s).
+        let at = |i: u64| t(0) + Duration::from_millis(250 * i);
+        let (i, outcome) = (0..40).find_map(|i| watch.observe(&still(i), at(i), &g, &on).map(|o| (i, o))).unwrap();
+        assert_eq!(i, 9, "ten landmark frames spanning 2 s");
+        assert!(matches!(outcome.verdict, Verdict::Verified { .. }), "liveness never changes the verdict");
+        let liveness = outcome.faces[0].judgement.liveness.clone().expect("the evidence");
+        assert_eq!((liveness.frames, liveness.suspected), (10, true), "{liveness:?}");
+        assert_eq!(liveness.cue, crate::decide::liveness::Cue::Still);
+        let mut watch = Watch::open("tx-8", "p-patient", "window-1", t(0), Duration::from_secs(30));
+        let rules = SettlementRules::default();
+        let (i, outcome) = (0..40).find_map(|i| watch.observe(&still(i), at(i), &g, &rules).map(|o| (i, o))).unwrap();
+        assert_eq!((i, outcome.faces[0].judgement.liveness.clone()), (2, None));
     }
 
     /// The defect: a second `settlement` for a transaction being watched opened a second watch (two

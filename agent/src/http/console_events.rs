@@ -170,12 +170,13 @@ pub trait Evidence: Send + Sync + 'static {
 
 /// The kinds of events that have evidence bundles (`settlement_verified` and
 /// `dialysis_session_verified` have none today; listed so a filter on them is not an error).
-pub const KINDS: [&str; 14] = [
+pub const KINDS: [&str; 15] = [
     "camera_tamper",
     "settlement_verified",
     "settlement_identity_mismatch",
     "settlement_no_face",
     "identity_shared_across_ids",
+    "settlement_spoof_suspected",
     "bed_absent",
     "bedside_check_verified",
     "bedside_check_rejected",

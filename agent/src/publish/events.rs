@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::decide::dialysis::{SessionOutcome, SessionVerdict};
+use crate::decide::liveness::{Cue, Liveness};
 use crate::decide::physicians::ShiftSummary;
 use crate::decide::rollcall::{Absence, BedRef};
 use crate::decide::settlement::FaceJudgement;
@@ -54,6 +55,7 @@ pub enum EventKind {
     SettlementIdentityMismatch,
     SettlementNoFace,
     IdentitySharedAcrossIds,
+    SettlementSpoofSuspected,
     PhysicianAbsent,
     PhysicianShiftSummary,
     BedAbsent,
@@ -87,6 +89,7 @@ impl EventKind {
         EventKind::SettlementIdentityMismatch,
         EventKind::SettlementNoFace,
         EventKind::IdentitySharedAcrossIds,
+        EventKind::SettlementSpoofSuspected,
         EventKind::PhysicianAbsent,
         EventKind::PhysicianShiftSummary,
         EventKind::BedAbsent,
@@ -120,6 +123,7 @@ impl EventKind {
             EventKind::SettlementIdentityMismatch => "settlement_identity_mismatch",
             EventKind::SettlementNoFace => "settlement_no_face",
             EventKind::IdentitySharedAcrossIds => "identity_shared_across_ids",
+            EventKind::SettlementSpoofSuspected => "settlement_spoof_suspected",
             EventKind::PhysicianAbsent => "physician_absent",
             EventKind::PhysicianShiftSummary => "physician_shift_summary",
             EventKind::BedAbsent => "bed_absent",
@@ -154,6 +158,7 @@ impl EventKind {
             DecisionKind::SettlementIdentityMismatch { .. } => EventKind::SettlementIdentityMismatch,
             DecisionKind::SettlementNoFace { .. } => EventKind::SettlementNoFace,
             DecisionKind::IdentitySharedAcrossIds { .. } => EventKind::IdentitySharedAcrossIds,
+            DecisionKind::SettlementSpoofSuspected { .. } => EventKind::SettlementSpoofSuspected,
             DecisionKind::PhysicianAbsent { .. } => EventKind::PhysicianAbsent,
             DecisionKind::PhysicianShiftSummary(_) => EventKind::PhysicianShiftSummary,
             DecisionKind::BedAbsent(_) => EventKind::BedAbsent,
@@ -217,6 +222,7 @@ pub enum Details {
     SettlementIdentityMismatch(SettlementMismatchDetails),
     SettlementNoFace(SettlementNoFaceDetails),
     IdentitySharedAcrossIds(IdentitySharedDetails),
+    SettlementSpoofSuspected(SpoofSuspectedDetails),
     PhysicianAbsent(PhysicianAbsentDetails),
     PhysicianShiftSummary(ShiftSummaryDetails),
     BedAbsent(BedAbsenceDetails),
@@ -363,6 +369,9 @@ pub struct JudgedFace {
     pub distance: Option<f64>,
     pub best_match: Option<String>,
     pub best_distance: Option<f64>,
+    /// Only with `[liveness]` on (docs/mqtt-api.md, "Liveness evidence").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<LivenessDetails>,
 }
 
 impl From<&FaceJudgement> for JudgedFace {
@@ -374,8 +383,49 @@ impl From<&FaceJudgement> for JudgedFace {
             distance: f.distance.map(|d| real(d.into())),
             best_match: f.best_match.clone(),
             best_distance: f.best_distance.map(|d| real(d.into())),
+            liveness: f.liveness.as_ref().map(LivenessDetails::from),
         }
     }
+}
+
+/// A judged face's liveness evidence (docs/mqtt-api.md, "Liveness evidence").
+#[derive(Debug, Clone, Serialize)]
+pub struct LivenessDetails {
+    pub score: Option<f64>,
+    pub suspected: bool,
+    pub threshold: f64,
+    pub cue: Cue,
+    pub frames: usize,
+    pub span_secs: f64,
+    pub deformation: f64,
+    pub motion: f64,
+}
+
+impl From<&Liveness> for LivenessDetails {
+    fn from(l: &Liveness) -> LivenessDetails {
+        LivenessDetails {
+            score: l.score.map(|s| real(s.into())),
+            suspected: l.suspected,
+            threshold: real(l.threshold.into()),
+            cue: l.cue,
+            frames: l.frames,
+            span_secs: real(l.span_secs.into()),
+            deformation: real(l.deformation.into()),
+            motion: real(l.motion.into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SpoofSuspectedDetails {
+    pub transaction_id: String,
+    pub claimed_id: String,
+    pub verdict: String,
+    pub verdict_event_id: String,
+    pub score: Option<f64>,
+    pub threshold: f64,
+    pub cue: Option<Cue>,
+    pub face: JudgedFace,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -795,6 +845,20 @@ impl Details {
                     face: face.into(),
                 })
             }
+            DecisionKind::SettlementSpoofSuspected { transaction_id, claimed_id, verdict, verdict_event_id, face } => {
+                let (transaction_id, claimed_id) = settlement_ids(transaction_id, claimed_id);
+                let face = JudgedFace::from(face);
+                Details::SettlementSpoofSuspected(SpoofSuspectedDetails {
+                    transaction_id,
+                    claimed_id,
+                    verdict: verdict.clone(),
+                    verdict_event_id: verdict_event_id.clone(),
+                    score: face.liveness.as_ref().and_then(|l| l.score),
+                    threshold: face.liveness.as_ref().map_or(0.0, |l| l.threshold),
+                    cue: face.liveness.as_ref().map(|l| l.cue),
+                    face,
+                })
+            }
             DecisionKind::PhysicianAbsent { physician, shift_start, shift_end, since } => {
                 Details::PhysicianAbsent(PhysicianAbsentDetails {
                     physician: physician.clone(),
@@ -1103,6 +1167,7 @@ mod tests {
             distance: Some(distance),
             best_match: best.map(|b| b.0.to_owned()),
             best_distance: best.map(|b| b.1),
+            liveness: None,
         }
     }
 

@@ -172,14 +172,24 @@ pub fn faces_in(
     for face in detected {
         if !wants(&face.bbox) {
             seen.skipped += 1;
-            seen.faces.push(FaceObservation { bbox: face.bbox, score: face.score, embedding: None });
+            seen.faces.push(FaceObservation {
+                bbox: face.bbox,
+                score: face.score,
+                embedding: None,
+                landmarks: Some(face.landmarks),
+            });
             continue;
         }
         let f = faces.examine(img, face, gate);
         if !f.quality.ok() {
             tracing::trace!(problems = %f.quality.problems.join("; "), "face below the quality gate");
         }
-        seen.faces.push(FaceObservation { bbox: f.face.bbox, score: f.face.score, embedding: f.embedding.ok() });
+        seen.faces.push(FaceObservation {
+            bbox: f.face.bbox,
+            score: f.face.score,
+            embedding: f.embedding.ok(),
+            landmarks: Some(f.face.landmarks),
+        });
     }
     Ok(seen)
 }
@@ -719,6 +729,21 @@ fn settle(out: &Outlet, frame: &Frame, outcome: crate::decide::settlement::Outco
     };
     let details = events::flat_details(&events::details(&kind));
     let event_id = out.decide(Some(frame), outcome.at, kind, details, boxed(&judged));
+    // With `[liveness]` on: each judged face that looks like a photo or a screen, beside the verdict.
+    for face in judged.iter().filter(|f| f.liveness.as_ref().is_some_and(|l| l.suspected)) {
+        let liveness = face.liveness.as_ref().expect("filtered on it");
+        warn!(camera = %outcome.camera, transaction = %tx, score = ?liveness.score, cue = ?liveness.cue,
+            deformation = liveness.deformation, "settlement face looks like a photo or a screen (liveness)");
+        let kind = DecisionKind::SettlementSpoofSuspected {
+            transaction_id: tx.clone(),
+            claimed_id: claimed.clone(),
+            verdict: verdict_name.to_owned(),
+            verdict_event_id: event_id.to_string(),
+            face: (*face).clone(),
+        };
+        let details = events::flat_details(&events::details(&kind));
+        out.decide(Some(frame), outcome.at, kind, details, boxed(&[face]));
+    }
     transactions.lock().unwrap_or_else(|e| e.into_inner()).settle(SettledTransaction {
         transaction_id: tx.clone(),
         camera: outcome.camera.clone(),

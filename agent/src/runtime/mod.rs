@@ -526,6 +526,7 @@ pub fn settlement_rules(config: &Config) -> SettlementRules {
         match_distance: config.faces.match_distance,
         min_good_frames: config.settlement.min_good_frames,
         sharing_window: Duration::from_secs(u64::from(config.settlement.sharing_window_days) * 86_400),
+        liveness: config.liveness.rules(),
     }
 }
 
