@@ -1157,13 +1157,14 @@ impl RegionMonitor {
         }
     }
 
-    /// Whether a person box (of a usable score) overlaps the region or the margin its staleness is
-    /// judged in: a body there hides or adds edges, so the frame says nothing about the furniture.
+    /// Whether a person box (of a usable score) overlaps the region's box: a body there hides or adds
+    /// the edges the reference is compared on, so the frame says nothing about the furniture. Boxes
+    /// only in the margin around it do not count: the reference's edges are those inside the box, and
+    /// a loose box of someone in the next bed would otherwise keep the region from ever being judged
+    /// (tests/presence.rs: bed 3 never judged with the margin counted, once the person model changed).
     fn someone_near(&self, persons: &[Person]) -> bool {
         let b = self.polygon.bounds();
-        let margin = STRUCTURE_MARGIN as f32 * (b[2] - b[0]).max(b[3] - b[1]);
-        let around = [b[0] - margin, b[1] - margin, b[2] + margin, b[3] + margin];
-        persons.iter().any(|p| p.score >= self.settings.min_score && boxes::intersection(&p.bbox, &around) > 0.0)
+        persons.iter().any(|p| p.score >= self.settings.min_score && boxes::intersection(&p.bbox, &b) > 0.0)
     }
 }
 
