@@ -194,7 +194,8 @@ pub struct SpeedReport {
     pub centerface: Phase,
     pub align_ms: f64,
     pub embedder: Phase,
-    pub nanodet: Phase,
+    /// The person detector (MoveNet multi-pose, then BlazePose where it found nobody).
+    pub person_detector: Phase,
     /// detect + align + embed of the largest face, whole path.
     pub face_pipeline_ms: f64,
     pub face_pipeline_outside_run: f64,
@@ -262,7 +263,7 @@ pub fn models(
         centerface: phase(&cf),
         align_ms: median(align_ms),
         embedder: phase(&emb),
-        nanodet: phase(&nd),
+        person_detector: phase(&nd),
         face_pipeline_ms: median(pipeline_ms),
         face_pipeline_outside_run: median(outside),
     })
