@@ -525,7 +525,10 @@ function renderList(full) {
 function referenceTimes() {
   const refs = ed.camera.references || {};
   const line = (kind) => (refs[kind] && refs[kind].taken_at ? t(`ref_taken.${kind}`, { time: formatTime(refs[kind].taken_at) }) : t(`ref_never.${kind}`));
-  return el("ul", { id: "editor-refs", class: "muted plain" }, el("li", { dataset: { ref: "view" } }, line("view")), el("li", { dataset: { ref: "empty" } }, line("empty")));
+  const items = [el("li", { dataset: { ref: "view" } }, line("view")), el("li", { dataset: { ref: "empty" } }, line("empty"))];
+  // The night (infrared) one exists only on cameras with an IR mode, once taken at night.
+  if (refs.empty_night && refs.empty_night.taken_at) items.push(el("li", { dataset: { ref: "empty_night" } }, line("empty_night")));
+  return el("ul", { id: "editor-refs", class: "muted plain" }, ...items);
 }
 
 export function render() {

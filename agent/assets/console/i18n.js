@@ -139,6 +139,7 @@ const EN = {
   ref_uniform_refused: "The picture is uniform (is the camera covered?). If the view is a bare wall or counter by nature, press “This view is uniform”.",
   "ref_taken.view": "View reference taken {time}.",
   "ref_taken.empty": "Empty reference taken {time}.",
+  "ref_taken.empty_night": "Night (infrared) empty reference taken {time}.",
   "ref_never.view": "No view reference yet.",
   "ref_never.empty": "No empty reference yet.",
 
@@ -423,6 +424,7 @@ const ZH = {
   ref_uniform_refused: "画面是单一的（摄像头被遮挡了吗？）。如果画面本来就是空墙或柜台，请按“此画面本来就单一”。",
   "ref_taken.view": "画面参考拍摄于 {time}。",
   "ref_taken.empty": "空参考拍摄于 {time}。",
+  "ref_taken.empty_night": "夜间（红外）空参考拍摄于 {time}。",
   "ref_never.view": "还没有画面参考。",
   "ref_never.empty": "还没有空参考。",
 

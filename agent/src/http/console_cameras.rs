@@ -58,7 +58,9 @@ pub struct CameraView {
 #[derive(Debug, Clone, Serialize)]
 pub struct References {
     pub view: Option<Taken>,
+    /// The empty reference by day (colour), and by night (infrared; none on a camera without IR).
     pub empty: Option<Taken>,
+    pub empty_night: Option<Taken>,
 }
 
 #[derive(Debug, Clone, Serialize)]

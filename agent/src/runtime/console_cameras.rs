@@ -135,6 +135,11 @@ fn view(
         references: References {
             view: taken(reference_path(data_dir, &camera.id)),
             empty: taken(empty_reference_path(data_dir, &camera.id)),
+            empty_night: taken(super::presence::empty_reference_path_for(
+                data_dir,
+                &camera.id,
+                crate::decide::presence::Lighting::NightIr,
+            )),
         },
         occupancy: BTreeMap::new(),
     };
