@@ -151,6 +151,29 @@ def ref(name):
     return name if ":" in name else name + ":0"
 
 
+def toposort(nodes, outputs):
+    """The nodes `outputs` depend on, each after its inputs (iterative depth-first, no recursion limit)."""
+    order, state = [], {}
+    for out in outputs:
+        stack = [(out.split(":")[0], False)]
+        while stack:
+            name, done = stack.pop()
+            if done:
+                if state.get(name) != 2:
+                    state[name] = 2
+                    order.append(name)
+                continue
+            if state.get(name):
+                continue
+            state[name] = 1
+            stack.append((name, True))
+            for i in reversed(nodes[name]["inputs"]):
+                dep = i.split(":")[0]
+                if not state.get(dep):
+                    stack.append((dep, False))
+    return order
+
+
 class Graph:
     def __init__(self, model, weights):
         self.nodes = {n["name"]: n for n in model["modelTopology"]["node"]}
@@ -168,25 +191,7 @@ class Graph:
                 self.consumers[i] = self.consumers.get(i, 0) + 1
 
     def _toposort(self):
-        order, state = [], {}
-        for out in self.outputs:
-            stack = [(out.split(":")[0], False)]
-            while stack:
-                name, done = stack.pop()
-                if done:
-                    if state.get(name) != 2:
-                        state[name] = 2
-                        order.append(name)
-                    continue
-                if state.get(name):
-                    continue
-                state[name] = 1
-                stack.append((name, True))
-                for i in reversed(self.nodes[name]["inputs"]):
-                    dep = i.split(":")[0]
-                    if not state.get(dep):
-                        stack.append((dep, False))
-        return order
+        return toposort(self.nodes, self.outputs)
 
 
 # ----------------------------------------------------------------------------- numpy TF interpreter

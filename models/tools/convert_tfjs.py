@@ -45,6 +45,7 @@ from convert_nanodet import (  # noqa: E402  (the NanoDet converter's TFJS reade
     np_resize_bilinear,
     ref,
     spatial_pads,
+    toposort,
 )
 
 OPSET = 13
@@ -65,25 +66,8 @@ class Graph:
         for o in self.outputs:
             if o.split(":")[0] not in self.nodes:
                 raise SystemExit(f"output {o}: no such node in the graph")
-        order, state = [], {}
-        for out in self.outputs:
-            stack = [(out.split(":")[0], False)]
-            while stack:
-                name, done = stack.pop()
-                if done:
-                    if state.get(name) != 2:
-                        state[name] = 2
-                        order.append(name)
-                    continue
-                if state.get(name):
-                    continue
-                state[name] = 1
-                stack.append((name, True))
-                for i in reversed(self.nodes[name]["inputs"]):
-                    if not state.get(i.split(":")[0]):
-                        stack.append((i.split(":")[0], False))
-        self.order = order
-        self.placeholders = [n for n in order if self.nodes[n]["op"] == "Placeholder"]
+        self.order = toposort(self.nodes, self.outputs)
+        self.placeholders = [n for n in self.order if self.nodes[n]["op"] == "Placeholder"]
         if len(self.placeholders) != 1:
             raise SystemExit(f"expected one input, found {self.placeholders}")
 
