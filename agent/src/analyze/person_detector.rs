@@ -108,14 +108,8 @@ impl PersonDetector {
     fn detect_movenet(&mut self, img: &RgbImage) -> Result<Vec<Person>, ModelError> {
         let mut watch = Stopwatch::start();
         let (w, h) = (img.width() as usize, img.height() as usize);
-        // Letterbox: keep the aspect ratio, centre the image, black border (-1 after the graph's scaling).
-        let ratio = (SIZE as f64 / w as f64).min(SIZE as f64 / h as f64);
-        let nw = ((w as f64 * ratio).round() as usize).clamp(1, SIZE);
-        let nh = ((h as f64 * ratio).round() as usize).clamp(1, SIZE);
-        let (left, top) = ((SIZE - nw) / 2, (SIZE - nh) / 2);
-        self.input.clear();
-        self.input.resize(3 * SIZE * SIZE, 0.0);
-        resize_into_planar(img, nw, nh, &mut self.input, SIZE, SIZE, left, top, [0, 1, 2]);
+        // Black border: -1 after the graph's scaling.
+        let Letterbox { ratio, left, top } = letterbox(img, SIZE, &mut self.input);
         self.last.pre = watch.lap();
 
         let run_err = |e: ort::Error| ModelError::Run { model: "movenet-multipose", message: e.to_string() };
@@ -212,17 +206,33 @@ fn body_anchors() -> Vec<[f32; 2]> {
     anchors
 }
 
+/// Where an image went in a square model input: scaled by `ratio`, its top-left corner at
+/// (`left`, `top`).
+struct Letterbox {
+    ratio: f64,
+    left: usize,
+    top: usize,
+}
+
+/// Fills `input` (planar RGB, `size`×`size`) with `img` scaled to fit, aspect kept, centred, the border
+/// zero: how MoveNet and MediaPipe's detectors are fed.
+fn letterbox(img: &RgbImage, size: usize, input: &mut Vec<f32>) -> Letterbox {
+    let (w, h) = (img.width() as f64, img.height() as f64);
+    let ratio = (size as f64 / w).min(size as f64 / h);
+    let nw = ((w * ratio).round() as usize).clamp(1, size);
+    let nh = ((h * ratio).round() as usize).clamp(1, size);
+    let (left, top) = ((size - nw) / 2, (size - nh) / 2);
+    input.clear();
+    input.resize(3 * size * size, 0.0);
+    resize_into_planar(img, nw, nh, input, size, size, left, top, [0, 1, 2]);
+    Letterbox { ratio, left, top }
+}
+
 impl BodyDetector {
     fn detect(&mut self, img: &RgbImage, threshold: f32) -> Result<Vec<Person>, ModelError> {
         let (w, h) = (img.width() as usize, img.height() as usize);
         // Letterbox like MediaPipe: aspect kept, centred, zero border (-1 after the graph's scaling).
-        let ratio = (BODY_SIZE as f64 / w as f64).min(BODY_SIZE as f64 / h as f64);
-        let nw = ((w as f64 * ratio).round() as usize).clamp(1, BODY_SIZE);
-        let nh = ((h as f64 * ratio).round() as usize).clamp(1, BODY_SIZE);
-        let (left, top) = ((BODY_SIZE - nw) / 2, (BODY_SIZE - nh) / 2);
-        self.input.clear();
-        self.input.resize(3 * BODY_SIZE * BODY_SIZE, 0.0);
-        resize_into_planar(img, nw, nh, &mut self.input, BODY_SIZE, BODY_SIZE, left, top, [0, 1, 2]);
+        let Letterbox { ratio, left, top } = letterbox(img, BODY_SIZE, &mut self.input);
 
         let run_err = |e: ort::Error| ModelError::Run { model: "blazepose-detector", message: e.to_string() };
         let tensor =
